@@ -1,0 +1,44 @@
+# Keel: `make demo` and `make test` are all a newcomer needs; both install what is missing first.
+PYTHON ?= python3
+BUILD_DIR ?= build
+JOBS ?= 2
+
+# The pure-Python package and the freshly built extension, without a pip install.
+export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: all deps build test test-cpp test-python test-notebooks demo bench clean
+
+all: build
+
+deps:
+	@PYTHON=$(PYTHON) bash scripts/install_deps.sh
+
+# Configure once; afterwards the build is incremental (a touched .cpp rebuilds that file only).
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DPython_EXECUTABLE="$$($(PYTHON) -c 'import sys; print(sys.executable)')" \
+	  -Dpybind11_DIR="$$($(PYTHON) -m pybind11 --cmakedir)"
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	$(MAKE) --no-print-directory test-cpp test-python test-notebooks
+
+test-cpp:
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+test-python:
+	$(PYTHON) -m pytest tests/python -q
+
+test-notebooks:
+	$(PYTHON) scripts/run_notebooks.py notebooks
+
+demo: build
+	$(PYTHON) scripts/demo.py
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR) python/keel/_core*.so

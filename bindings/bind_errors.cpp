@@ -1,0 +1,34 @@
+// bindings/bind_errors.cpp
+#include "bindings.hpp"
+
+#include "keel/common/error.hpp"
+
+#include <filesystem>
+
+namespace py = pybind11;
+
+namespace keel::bindings {
+
+// keel::Error becomes the Python class of the same kind name from keel.errors (NotFound, Conflict,
+// ...), all subclasses of keel.KeelError. The classes live in Python so they pickle and document well.
+void bind_errors(py::module_& m) {
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const keel::Error& e) {
+            py::object errors = py::module_::import("keel.errors");
+            py::object cls = errors.attr(std::string(keel::error_kind_name(e.kind())).c_str());
+            PyErr_SetString(cls.ptr(), e.what());
+        } catch (const std::filesystem::filesystem_error& e) {
+            PyErr_SetString(PyExc_OSError, e.what());
+        }
+    });
+    m.def("error_exit_code", [](const std::string& kind) {
+        for (auto k : {ErrorKind::NotFound, ErrorKind::AlreadyExists, ErrorKind::InvalidArgument, ErrorKind::Conflict,
+                       ErrorKind::Corrupt, ErrorKind::PermissionDenied, ErrorKind::PluginError, ErrorKind::Internal})
+            if (error_kind_name(k) == kind) return error_kind_exit_code(k);
+        return 1;
+    }, "The CLI exit code for an error kind name (1 for anything else).");
+}
+
+} // namespace keel::bindings

@@ -1,0 +1,19 @@
+// bindings/bindings.hpp
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace keel::bindings {
+
+// One function per core module, each in its own bind_<module>.cpp, all called from module.cpp.
+void bind_errors(pybind11::module_& m);
+void bind_workspace(pybind11::module_& m);
+void bind_tracking(pybind11::module_& m);
+void bind_registry(pybind11::module_& m);
+void bind_lineage(pybind11::module_& m);
+void bind_features(pybind11::module_& m);
+void bind_inference(pybind11::module_& m);
+void bind_plugins(pybind11::module_& m);
+void bind_serving(pybind11::module_& m);
+
+} // namespace keel::bindings

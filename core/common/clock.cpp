@@ -1,0 +1,35 @@
+// core/common/clock.cpp
+#include "keel/common/clock.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <unistd.h>
+
+namespace keel {
+
+int64_t now_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_hex_id() {
+    // One generator per thread, seeded from the OS; ids need uniqueness, not secrecy.
+    thread_local std::mt19937_64 gen{std::random_device{}() ^ (uint64_t(getpid()) << 32)};
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id(32, '0');
+    for (int half = 0; half < 2; ++half) {
+        uint64_t bits = gen();
+        for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 0xF];
+    }
+    return id;
+}
+
+std::string current_user() {
+    for (const char* var : {"KEEL_USER", "USER", "LOGNAME"}) {
+        if (const char* v = std::getenv(var); v && *v) return v;
+    }
+    return "uid-" + std::to_string(getuid());
+}
+
+} // namespace keel

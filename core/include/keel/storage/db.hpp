@@ -1,0 +1,129 @@
+// core/include/keel/storage/db.hpp
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace keel::storage {
+
+class Db;
+
+//! A prepared statement borrowed from the Db's cache. Binds are 1-based like SQLite's; the
+//! statement is reset and its bindings cleared when the handle goes out of scope.
+class Stmt {
+public:
+    Stmt(Db& db, sqlite3_stmt* stmt) : db_(&db), stmt_(stmt) {}
+    Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    ~Stmt();
+
+    Stmt& bind(int index, int64_t value);
+    Stmt& bind(int index, int value) { return bind(index, int64_t(value)); }
+    Stmt& bind(int index, double value);
+    Stmt& bind(int index, std::string_view value);
+    Stmt& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
+    Stmt& bind(int index, const std::string& value) { return bind(index, std::string_view(value)); }
+    Stmt& bind(int index, std::nullptr_t);
+    Stmt& bind_blob(int index, const void* data, size_t size);
+    template <typename T>
+    Stmt& bind(int index, const std::optional<T>& value) {
+        return value ? bind(index, *value) : bind(index, nullptr);
+    }
+    //! bind_all(a, b, c) binds parameters 1, 2, 3.
+    template <typename... Args>
+    Stmt& bind_all(const Args&... args) {
+        int index = 0;
+        (bind(++index, args), ...);
+        return *this;
+    }
+
+    //! Advances to the next row; false when done.
+    bool step();
+    //! Runs a statement that returns no rows.
+    void run();
+
+    bool is_null(int col) const;
+    int64_t int64(int col) const;
+    double real(int col) const;
+    std::string text(int col) const;
+    std::optional<std::string> opt_text(int col) const;
+    std::optional<int64_t> opt_int64(int col) const;
+    std::optional<double> opt_real(int col) const;
+    std::string blob(int col) const;
+
+private:
+    Db* db_;
+    sqlite3_stmt* stmt_;
+};
+
+//! One module's tables: an ordered list of forward migrations. The module's version is the number
+//! of steps applied; a workspace written by a newer Keel is refused rather than misread.
+struct ModuleSchema {
+    std::string module;
+    std::vector<std::string> steps;
+};
+
+//! A SQLite connection set up for Keel: WAL, foreign keys, busy timeout, a statement cache and one
+//! mutex that every caller holds while it uses the connection (a Workspace may be shared by threads).
+class Db {
+public:
+    explicit Db(const std::string& path);
+    ~Db();
+    Db(const Db&) = delete;
+    Db& operator=(const Db&) = delete;
+
+    //! Holds the connection for the calling thread; re-entrant.
+    std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
+
+    //! A cached prepared statement. Caller must hold lock().
+    Stmt prepare(std::string_view sql);
+    //! Runs one or more statements without results. Caller must hold lock().
+    void exec(std::string_view sql);
+    int64_t last_insert_rowid() const;
+    int changes() const;
+    const std::string& path() const { return path_; }
+
+    //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
+    void ensure_schema(const ModuleSchema& schema);
+
+    //! Throws keel::Error for a failed SQLite call, naming the extended code and what was running.
+    [[noreturn]] void fail(int rc, std::string_view what) const;
+    sqlite3* handle() const { return db_; }
+
+private:
+    friend class Stmt;
+    std::string path_;
+    sqlite3* db_ = nullptr;
+    std::recursive_mutex mutex_;
+    std::unordered_map<std::string, sqlite3_stmt*> cache_;
+    std::unordered_map<std::string, size_t> schema_versions_;
+};
+
+//! BEGIN IMMEDIATE ... COMMIT, rolled back by the destructor unless commit() ran. Holds the Db's
+//! lock for its whole life. Nested transactions become no-ops inside the outer one.
+class Transaction {
+public:
+    explicit Transaction(Db& db);
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit();
+
+private:
+    Db& db_;
+    std::unique_lock<std::recursive_mutex> lock_;
+    bool owner_ = false;
+    bool done_ = false;
+};
+
+} // namespace keel::storage

@@ -1,0 +1,215 @@
+// core/storage/artifact_store.cpp
+#include "keel/storage/artifact_store.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/storage/db.hpp"
+
+#include <openssl/evp.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <fstream>
+#include <memory>
+
+namespace fs = std::filesystem;
+
+namespace keel::storage {
+
+namespace {
+
+const ModuleSchema kSchema{"artifacts",
+                           {R"(CREATE TABLE artifacts (
+                                 digest TEXT PRIMARY KEY,
+                                 size INTEGER NOT NULL,
+                                 created_at INTEGER NOT NULL))"}};
+
+class Sha256 {
+public:
+    Sha256() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+    void update(const void* data, size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
+    std::string hex() {
+        std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(ctx_.get(), md.data(), &len);
+        static constexpr char kHex[] = "0123456789abcdef";
+        std::string out(len * 2, '0');
+        for (unsigned i = 0; i < len; ++i) {
+            out[2 * i] = kHex[md[i] >> 4];
+            out[2 * i + 1] = kHex[md[i] & 0xF];
+        }
+        return out;
+    }
+
+private:
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+};
+
+void check_digest(std::string_view digest) {
+    bool ok = digest.size() == 64;
+    for (char c : digest) ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!ok)
+        throw_error(ErrorKind::InvalidArgument,
+                    "'{}' is not an artifact digest: expected 64 lowercase hex characters (sha256)", digest);
+}
+
+void fsync_path(const fs::path& path, bool directory) {
+    int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+    }
+}
+
+// Streams a file through sha256 and, optionally, a copy sink; returns {digest, size}.
+std::pair<std::string, int64_t> hash_stream(std::istream& in, std::ostream* copy) {
+    Sha256 sha;
+    std::vector<char> buf(1 << 20);
+    int64_t total = 0;
+    while (in) {
+        in.read(buf.data(), std::streamsize(buf.size()));
+        auto got = in.gcount();
+        if (got <= 0) break;
+        sha.update(buf.data(), size_t(got));
+        if (copy) copy->write(buf.data(), got);
+        total += got;
+    }
+    return {sha.hex(), total};
+}
+
+} // namespace
+
+std::string sha256_hex(std::string_view data) {
+    Sha256 sha;
+    sha.update(data.data(), data.size());
+    return sha.hex();
+}
+
+std::string sha256_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::NotFound, "cannot read file '{}'", path.string());
+    return hash_stream(in, nullptr).first;
+}
+
+ArtifactStore::ArtifactStore(fs::path root, Db& db) : root_(std::move(root)), db_(db) {
+    fs::create_directories(root_ / "tmp");
+    db_.ensure_schema(kSchema);
+}
+
+fs::path ArtifactStore::path_of(std::string_view digest) const {
+    check_digest(digest);
+    return root_ / "sha256" / std::string(digest.substr(0, 2)) / std::string(digest.substr(2));
+}
+
+std::string ArtifactStore::commit_temp(const fs::path& temp, const std::string& digest, int64_t size) {
+    fs::path final_path = path_of(digest);
+    fs::create_directories(final_path.parent_path());
+    fsync_path(temp, false);
+    std::error_code ec;
+    if (fs::exists(final_path)) {
+        // Same content already stored: keep the old blob unless it was damaged.
+        try {
+            verify(digest);
+            fs::remove(temp, ec);
+        } catch (const Error&) {
+            fs::rename(temp, final_path);
+        }
+    } else {
+        fs::rename(temp, final_path);
+    }
+    fsync_path(final_path.parent_path(), true);
+    auto guard = db_.lock();
+    auto st = db_.prepare("INSERT OR IGNORE INTO artifacts(digest, size, created_at) VALUES(?, ?, ?)");
+    st.bind_all(digest, size, now_ms()).run();
+    return digest;
+}
+
+std::string ArtifactStore::put_bytes(std::string_view data) {
+    std::string digest = sha256_hex(data);
+    fs::path temp = root_ / "tmp" / random_hex_id();
+    {
+        std::ofstream out(temp, std::ios::binary);
+        out.write(data.data(), std::streamsize(data.size()));
+        if (!out.flush()) throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
+    }
+    return commit_temp(temp, digest, int64_t(data.size()));
+}
+
+std::string ArtifactStore::put_file(const fs::path& source) {
+    std::ifstream in(source, std::ios::binary);
+    if (!in || fs::is_directory(source))
+        throw_error(ErrorKind::NotFound, "cannot read artifact file '{}': check the path exists and is a file",
+                    source.string());
+    fs::path temp = root_ / "tmp" / random_hex_id();
+    std::pair<std::string, int64_t> result;
+    {
+        std::ofstream out(temp, std::ios::binary);
+        result = hash_stream(in, &out);
+        if (!out.flush()) throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
+    }
+    return commit_temp(temp, result.first, result.second);
+}
+
+bool ArtifactStore::contains(std::string_view digest) const { return fs::exists(path_of(digest)); }
+
+int64_t ArtifactStore::size(std::string_view digest) const {
+    check_digest(digest);
+    auto guard = db_.lock();
+    auto st = db_.prepare("SELECT size FROM artifacts WHERE digest = ?");
+    st.bind(1, digest);
+    if (!st.step()) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace", digest);
+    return st.int64(0);
+}
+
+std::string ArtifactStore::get_bytes(std::string_view digest) const {
+    fs::path path = path_of(digest);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest, path.string());
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (sha256_hex(data) != digest)
+        throw_error(ErrorKind::Corrupt,
+                    "artifact {} is corrupt: its content ({} bytes) no longer matches its sha256; it was "
+                    "truncated or modified on disk. Restore it from a backup or log it again",
+                    digest, data.size());
+    return data;
+}
+
+void ArtifactStore::verify(std::string_view digest) const {
+    fs::path path = path_of(digest);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest, path.string());
+    auto [actual, size] = hash_stream(in, nullptr);
+    if (actual != digest)
+        throw_error(ErrorKind::Corrupt,
+                    "artifact {} is corrupt: its content ({} bytes) hashes to {}; it was truncated or "
+                    "modified on disk. Restore it from a backup or log it again",
+                    digest, size, actual);
+}
+
+void ArtifactStore::copy_to(std::string_view digest, const fs::path& dest) const {
+    fs::path path = path_of(digest);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace", digest);
+    if (dest.has_parent_path()) fs::create_directories(dest.parent_path());
+    fs::path temp = dest;
+    temp += ".keel-partial";
+    std::string actual;
+    {
+        std::ofstream out(temp, std::ios::binary);
+        if (!out) throw_error(ErrorKind::InvalidArgument, "cannot write to '{}'", dest.string());
+        actual = hash_stream(in, &out).first;
+    }
+    if (actual != digest) {
+        std::error_code ec;
+        fs::remove(temp, ec);
+        throw_error(ErrorKind::Corrupt,
+                    "artifact {} is corrupt: its content hashes to {}; it was truncated or modified on "
+                    "disk. Restore it from a backup or log it again",
+                    digest, actual);
+    }
+    fs::rename(temp, dest);
+}
+
+} // namespace keel::storage

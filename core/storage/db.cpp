@@ -1,0 +1,215 @@
+// core/storage/db.cpp
+#include "keel/storage/db.hpp"
+
+#include "keel/common/error.hpp"
+
+#include <sqlite3.h>
+
+namespace keel::storage {
+
+namespace {
+// 'KEEL' in ASCII: marks keel.db so another program's SQLite file is refused, not misread.
+constexpr int kApplicationId = 0x4b45454c;
+} // namespace
+
+// ---------------------------------------------------------------------------------------- Stmt
+
+Stmt::~Stmt() {
+    if (stmt_) {
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
+    }
+}
+
+Stmt& Stmt::bind(int index, int64_t value) {
+    if (int rc = sqlite3_bind_int64(stmt_, index, value); rc != SQLITE_OK) db_->fail(rc, "bind");
+    return *this;
+}
+Stmt& Stmt::bind(int index, double value) {
+    if (int rc = sqlite3_bind_double(stmt_, index, value); rc != SQLITE_OK) db_->fail(rc, "bind");
+    return *this;
+}
+Stmt& Stmt::bind(int index, std::string_view value) {
+    int rc = sqlite3_bind_text(stmt_, index, value.data(), int(value.size()), SQLITE_TRANSIENT);
+    if (rc != SQLITE_OK) db_->fail(rc, "bind");
+    return *this;
+}
+Stmt& Stmt::bind(int index, std::nullptr_t) {
+    if (int rc = sqlite3_bind_null(stmt_, index); rc != SQLITE_OK) db_->fail(rc, "bind");
+    return *this;
+}
+Stmt& Stmt::bind_blob(int index, const void* data, size_t size) {
+    int rc = sqlite3_bind_blob64(stmt_, index, data, size, SQLITE_TRANSIENT);
+    if (rc != SQLITE_OK) db_->fail(rc, "bind");
+    return *this;
+}
+
+bool Stmt::step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    db_->fail(rc, sqlite3_sql(stmt_));
+}
+
+void Stmt::run() {
+    while (step()) {
+    }
+}
+
+bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+int64_t Stmt::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+double Stmt::real(int col) const { return sqlite3_column_double(stmt_, col); }
+std::string Stmt::text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(stmt_, col))) : std::string();
+}
+std::optional<std::string> Stmt::opt_text(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return text(col);
+}
+std::optional<int64_t> Stmt::opt_int64(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return int64(col);
+}
+std::optional<double> Stmt::opt_real(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return real(col);
+}
+std::string Stmt::blob(int col) const {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(stmt_, col))) : std::string();
+}
+
+// ------------------------------------------------------------------------------------------ Db
+
+Db::Db(const std::string& path) : path_(path) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
+        std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw_error(ErrorKind::InvalidArgument, "cannot open workspace database '{}': {}", path, msg);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    // Writers from several processes queue up instead of failing with SQLITE_BUSY.
+    sqlite3_busy_timeout(db_, 60'000);
+    try {
+        auto guard = lock();
+        {
+            auto st = prepare("PRAGMA application_id");
+            st.step();
+            int64_t app = st.int64(0);
+            if (app != 0 && app != kApplicationId)
+                throw_error(ErrorKind::Corrupt,
+                            "'{}' is a SQLite database of another application (application_id {}), "
+                            "not a Keel workspace: open a different path",
+                            path, app);
+        }
+        // WAL: readers never block the writer. synchronous=NORMAL keeps every committed transaction
+        // across a process crash (kill -9); only an OS crash may lose the last few commits.
+        exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+        exec("PRAGMA application_id=" + std::to_string(kApplicationId));
+    } catch (...) {
+        for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+        cache_.clear();
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw;
+    }
+}
+
+Db::~Db() {
+    for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+    if (db_) sqlite3_close(db_);
+}
+
+Stmt Db::prepare(std::string_view sql) {
+    auto key = std::string(sql);
+    if (auto it = cache_.find(key); it != cache_.end()) return Stmt(*this, it->second);
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v3(db_, key.data(), int(key.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr);
+    if (rc != SQLITE_OK) fail(rc, sql);
+    cache_.emplace(std::move(key), st);
+    return Stmt(*this, st);
+}
+
+void Db::exec(std::string_view sql) {
+    std::string text(sql);
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+        std::string msg = err ? err : sqlite3_errstr(rc);
+        sqlite3_free(err);
+        throw_error(rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? ErrorKind::Corrupt : ErrorKind::Internal,
+                    "SQLite error {} ({}) running '{}'", rc, msg, text.substr(0, 200));
+    }
+}
+
+int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int Db::changes() const { return sqlite3_changes(db_); }
+
+void Db::fail(int rc, std::string_view what) const {
+    int primary = rc & 0xFF;
+    ErrorKind kind = ErrorKind::Internal;
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) kind = ErrorKind::Corrupt;
+    else if (primary == SQLITE_CONSTRAINT) kind = ErrorKind::Conflict;
+    else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) kind = ErrorKind::Conflict;
+    else if (primary == SQLITE_READONLY || primary == SQLITE_PERM || primary == SQLITE_AUTH)
+        kind = ErrorKind::PermissionDenied;
+    throw_error(kind, "SQLite error {} ({}: {}) running '{}'", rc, sqlite3_errstr(rc),
+                db_ ? sqlite3_errmsg(db_) : "", std::string(what).substr(0, 200));
+}
+
+void Db::ensure_schema(const ModuleSchema& schema) {
+    auto guard = lock();
+    if (auto it = schema_versions_.find(schema.module);
+        it != schema_versions_.end() && it->second == schema.steps.size())
+        return;
+    Transaction tx(*this);
+    exec("CREATE TABLE IF NOT EXISTS keel_schema (module TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+    size_t version = 0;
+    {
+        auto st = prepare("SELECT version FROM keel_schema WHERE module = ?");
+        st.bind(1, schema.module);
+        if (st.step()) version = size_t(st.int64(0));
+    }
+    if (version > schema.steps.size())
+        throw_error(ErrorKind::Corrupt,
+                    "workspace '{}' has '{}' tables at schema version {}, but this Keel knows only up "
+                    "to version {}: upgrade Keel to open it",
+                    path_, schema.module, version, schema.steps.size());
+    for (size_t i = version; i < schema.steps.size(); ++i) exec(schema.steps[i]);
+    if (version < schema.steps.size()) {
+        auto st = prepare("INSERT INTO keel_schema(module, version) VALUES(?, ?) "
+                          "ON CONFLICT(module) DO UPDATE SET version = excluded.version");
+        st.bind_all(schema.module, int64_t(schema.steps.size())).run();
+    }
+    tx.commit();
+    schema_versions_[schema.module] = schema.steps.size();
+}
+
+// --------------------------------------------------------------------------------- Transaction
+
+Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {
+    if (sqlite3_get_autocommit(db_.handle())) {
+        db_.exec("BEGIN IMMEDIATE");
+        owner_ = true;
+    }
+}
+
+Transaction::~Transaction() {
+    if (owner_ && !done_) {
+        try {
+            db_.exec("ROLLBACK");
+        } catch (...) {
+            // The connection rolls back by itself when a statement fails hard; nothing else to do.
+        }
+    }
+}
+
+void Transaction::commit() {
+    if (owner_ && !done_) db_.exec("COMMIT");
+    done_ = true;
+}
+
+} // namespace keel::storage

@@ -1,0 +1,14 @@
+"""Keel: the native core of an ML platform.
+
+``keel.open(path)`` gives a workspace holding experiment tracking, a model registry, a feature store,
+a lineage graph, native inference and Lua-routed endpoints, in one process.
+"""
+
+from keel.errors import (AlreadyExists, Conflict, Corrupt, Internal, InvalidArgument, KeelError,
+                         NotFound, PermissionDenied, PluginError)
+from keel.workspace import Workspace, open  # noqa: A004
+
+__version__ = "0.1.0"
+
+__all__ = ["open", "Workspace", "KeelError", "NotFound", "AlreadyExists", "InvalidArgument", "Conflict",
+           "Corrupt", "PermissionDenied", "PluginError", "Internal"]

@@ -1,0 +1,100 @@
+"""The workspace: the one handle a notebook, a CI script or a server holds."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from keel import _core
+
+
+class Workspace:
+    """A Keel workspace directory: ``keel.db`` (metadata), ``artifacts/`` and ``features/``.
+
+    Open it with :func:`keel.open`. Several processes may hold the same workspace at once.
+    Each capability hangs off it: ``ws.runs``, ``ws.models``, ``ws.lineage``, ``ws.features`` ...
+    """
+
+    def __init__(self, path: str | os.PathLike, *, user: str | None = None, role: str | None = None):
+        self._native = _core.Workspace(os.fspath(path))
+        if user:
+            self._native.user = user
+        if role:
+            self._native.role = role
+
+    @property
+    def path(self) -> str:
+        return self._native.path
+
+    @property
+    def user(self) -> str:
+        """Who is writing (recorded on runs, versions and audit events)."""
+        return self._native.user
+
+    @property
+    def role(self) -> str:
+        """The caller's role for access grants (PII columns); '' when none."""
+        return self._native.role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        self._native.role = value
+
+    # Each capability lives in its own module and is created on first use.
+    @functools.cached_property
+    def runs(self):
+        from keel.tracking import Runs
+        return Runs(self)
+
+    @functools.cached_property
+    def models(self):
+        from keel.registry import Models
+        return Models(self)
+
+    @functools.cached_property
+    def lineage(self):
+        from keel.lineage import Lineage
+        return Lineage(self)
+
+    @functools.cached_property
+    def features(self):
+        from keel.features import FeatureStore
+        return FeatureStore(self)
+
+    @functools.cached_property
+    def access(self):
+        from keel.features import Access
+        return Access(self)
+
+    def start_run(self, experiment: str = "Default", name: str | None = None, **kwargs):
+        """Start a run; use as ``with ws.start_run(experiment="churn") as run: ...``."""
+        return self.runs.start(experiment=experiment, name=name, **kwargs)
+
+    def endpoint(self, name: str, **definition):
+        """Open a saved endpoint by name, or define (a new revision of) one."""
+        from keel.serving import open_endpoint
+        return open_endpoint(self, name, **definition)
+
+    # Artifacts: content-addressed, verified on every read.
+    def put_artifact(self, data: bytes) -> str:
+        return self._native.put_artifact_bytes(data)
+
+    def get_artifact(self, digest: str) -> bytes:
+        return self._native.get_artifact_bytes(digest)
+
+    def __repr__(self) -> str:
+        return f"<keel.Workspace {self.path!r}>"
+
+    def _repr_html_(self) -> str:
+        from keel.display import html_table
+        return html_table([{"path": self.path, "user": self.user, "role": self.role or "-"}],
+                          title="Keel workspace")
+
+
+def open(path: str | os.PathLike, *, user: str | None = None, role: str | None = None) -> Workspace:  # noqa: A001
+    """Open (or create) the workspace at ``path``.
+
+    ``user`` overrides who is recorded as the writer (default: $KEEL_USER, then $USER);
+    ``role`` is the caller's role for access grants on PII columns.
+    """
+    return Workspace(path, user=user, role=role)

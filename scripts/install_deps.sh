@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Keel needs to build and test, only what is missing: quick when everything is there.
+# Debian packages for the C++ core, PyPI packages for the Python edge. Idempotent; safe to re-run.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+
+apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "keel: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# module name -> PyPI name, for everything the build, the tests, the notebooks and the demo import.
+python_packages=(
+  "pybind11:pybind11>=2.12" "scikit_build_core:scikit-build-core>=0.9" "cmake:cmake>=3.20" "ninja:ninja"
+  "numpy:numpy" "pandas:pandas>=2" "pyarrow:pyarrow" "matplotlib:matplotlib"
+  "pytest:pytest" "hypothesis:hypothesis" "nbclient:nbclient" "nbformat:nbformat" "ipykernel:ipykernel"
+  "sklearn:scikit-learn" "lightgbm:lightgbm" "xgboost:xgboost"
+)
+to_install=()
+for entry in "${python_packages[@]}"; do
+  module=${entry%%:*}
+  "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" 2>/dev/null ||
+    to_install+=("${entry#*:}")
+done
+if [ ${#to_install[@]} -gt 0 ]; then
+  echo "keel: installing Python packages: ${to_install[*]}"
+  "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${to_install[@]}"
+fi

@@ -1,0 +1,115 @@
+// tests/cpp/storage_test.cpp
+#include "keel/common/error.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+using keel::Error;
+using keel::ErrorKind;
+using keel::storage::Workspace;
+
+namespace {
+
+struct TempDir {
+    fs::path path = fs::temp_directory_path() / ("keel-test-" + std::to_string(::getpid()) + "-" +
+                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+ErrorKind kind_of(auto&& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e.kind();
+    }
+    ADD_FAILURE() << "expected keel::Error";
+    return ErrorKind::Internal;
+}
+
+} // namespace
+
+TEST(Workspace, CreatesLayoutAndReopens) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path / "ws");
+    EXPECT_TRUE(fs::exists(dir.path / "ws" / "keel.db"));
+    EXPECT_TRUE(fs::is_directory(dir.path / "ws" / "artifacts"));
+    std::string digest = ws->artifacts().put_bytes("hello");
+    ws.reset();
+    auto again = Workspace::open(dir.path / "ws");
+    EXPECT_EQ(again->artifacts().get_bytes(digest), "hello");
+}
+
+TEST(Workspace, RefusesAFileAndAForeignDatabase) {
+    TempDir dir;
+    std::ofstream(dir.path / "file") << "x";
+    EXPECT_EQ(kind_of([&] { Workspace::open(dir.path / "file"); }), ErrorKind::InvalidArgument);
+
+    fs::create_directories(dir.path / "foreign");
+    std::ofstream(dir.path / "foreign" / "keel.db") << "this is not sqlite at all, just text padding......";
+    EXPECT_EQ(kind_of([&] { Workspace::open(dir.path / "foreign"); }), ErrorKind::Corrupt);
+}
+
+TEST(Schema, RefusesAWorkspaceFromANewerKeel) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path);
+    keel::storage::ModuleSchema v2{"demo", {"CREATE TABLE t(a)", "ALTER TABLE t ADD COLUMN b"}};
+    ws->db().ensure_schema(v2);
+    ws.reset();
+    auto old = Workspace::open(dir.path);
+    keel::storage::ModuleSchema v1{"demo", {"CREATE TABLE t(a)"}};
+    try {
+        old->db().ensure_schema(v1);
+        FAIL() << "expected Corrupt";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::Corrupt);
+        EXPECT_NE(std::string(e.what()).find("upgrade Keel"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Artifacts, SameContentStoredOnce) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path);
+    auto a = ws->artifacts().put_bytes("model bytes");
+    auto b = ws->artifacts().put_bytes("model bytes");
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a, keel::storage::sha256_hex("model bytes"));
+    EXPECT_EQ(keel::storage::sha256_hex("abc"),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(ws->artifacts().size(a), 11);
+}
+
+TEST(Artifacts, TamperedOrTruncatedBlobIsCorruptNeverReturned) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path);
+    auto& store = ws->artifacts();
+    auto digest = store.put_bytes(std::string(4096, 'k'));
+    {
+        std::ofstream out(store.path_of(digest), std::ios::binary | std::ios::in | std::ios::out);
+        out.seekp(100);
+        out.put('X');
+    }
+    EXPECT_EQ(kind_of([&] { store.get_bytes(digest); }), ErrorKind::Corrupt);
+    EXPECT_EQ(kind_of([&] { store.verify(digest); }), ErrorKind::Corrupt);
+    EXPECT_EQ(kind_of([&] { store.copy_to(digest, dir.path / "out.bin"); }), ErrorKind::Corrupt);
+    EXPECT_FALSE(fs::exists(dir.path / "out.bin"));
+
+    auto other = store.put_bytes(std::string(4096, 'z'));
+    fs::resize_file(store.path_of(other), 10);
+    EXPECT_EQ(kind_of([&] { store.get_bytes(other); }), ErrorKind::Corrupt);
+    // Storing the same content again repairs the damaged blob.
+    store.put_bytes(std::string(4096, 'z'));
+    EXPECT_EQ(store.get_bytes(other), std::string(4096, 'z'));
+}
+
+TEST(Artifacts, BadDigestAndMissingBlob) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path);
+    EXPECT_EQ(kind_of([&] { ws->artifacts().get_bytes("../etc/passwd"); }), ErrorKind::InvalidArgument);
+    EXPECT_EQ(kind_of([&] { ws->artifacts().get_bytes(std::string(64, 'a')); }), ErrorKind::NotFound);
+    EXPECT_EQ(kind_of([&] { ws->artifacts().put_file(dir.path / "nope.txt"); }), ErrorKind::NotFound);
+}
