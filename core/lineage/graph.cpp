@@ -1,0 +1,245 @@
+// core/lineage/graph.cpp
+#include "keel/lineage/graph.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace keel::lineage {
+
+namespace {
+
+const storage::ModuleSchema kSchema{"lineage", {R"(
+CREATE TABLE lineage_nodes (
+    id INTEGER PRIMARY KEY,
+    ref TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL);
+CREATE INDEX lineage_nodes_kind ON lineage_nodes(kind, id);
+CREATE TABLE lineage_node_tags (
+    node_id INTEGER NOT NULL REFERENCES lineage_nodes(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (node_id, key));
+CREATE TABLE lineage_edges (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    src INTEGER NOT NULL REFERENCES lineage_nodes(id),
+    dst INTEGER NOT NULL REFERENCES lineage_nodes(id),
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER);
+CREATE INDEX lineage_edges_src ON lineage_edges(src, created_at);
+CREATE INDEX lineage_edges_dst ON lineage_edges(dst, created_at);
+)"}};
+
+constexpr const char* kSelectNode =
+    "SELECT ref, kind, name, version, owner, description, created_at, id FROM lineage_nodes ";
+
+bool valid_kind(std::string_view kind) {
+    if (kind.empty()) return false;
+    for (char c : kind)
+        if (!((c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9'))) return false;
+    return true;
+}
+
+Node read_node(storage::Db& db, storage::Stmt& st) {
+    Node n;
+    n.ref = st.text(0);
+    n.kind = st.text(1);
+    n.name = st.text(2);
+    n.version = st.text(3);
+    n.owner = st.text(4);
+    n.description = st.text(5);
+    n.created_at = st.int64(6);
+    auto tags = db.prepare("SELECT key, value FROM lineage_node_tags WHERE node_id = ? ORDER BY key");
+    tags.bind(1, st.int64(7));
+    while (tags.step()) n.tags[tags.text(0)] = tags.text(1);
+    return n;
+}
+
+} // namespace
+
+Ref Ref::parse(std::string_view text) {
+    auto colon = text.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size() ||
+        !valid_kind(text.substr(0, colon)))
+        throw_error(ErrorKind::InvalidArgument,
+                    "lineage ref '{}' is malformed: expected kind:name[/version] with a lowercase kind, "
+                    "e.g. 'model:churn/3', 'run:<id>', 'feature_view:player_activity'",
+                    text);
+    Ref ref;
+    ref.kind = std::string(text.substr(0, colon));
+    std::string_view rest = text.substr(colon + 1);
+    auto slash = rest.rfind('/');
+    if (ref.kind == "model" && slash != std::string_view::npos && slash > 0 && slash + 1 < rest.size()) {
+        ref.name = std::string(rest.substr(0, slash));
+        ref.version = std::string(rest.substr(slash + 1));
+    } else {
+        ref.name = std::string(rest);
+    }
+    return ref;
+}
+
+std::string Ref::str() const { return version.empty() ? kind + ":" + name : kind + ":" + name + "/" + version; }
+
+Graph::Graph(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
+
+int64_t Graph::node_id(const std::string& ref, bool create) {
+    auto& db = ws_.db();
+    {
+        auto st = db.prepare("SELECT id FROM lineage_nodes WHERE ref = ?");
+        st.bind(1, ref);
+        if (st.step()) return st.int64(0);
+    }
+    if (!create)
+        throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
+    Ref parsed = Ref::parse(ref);
+    db.prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?)")
+        .bind_all(ref, parsed.kind, parsed.name, parsed.version, now_ms())
+        .run();
+    return db.last_insert_rowid();
+}
+
+std::string Graph::upsert_node(std::string_view ref_text, const NodeInfo& info) {
+    std::string ref = Ref::parse(ref_text).str();
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t id = node_id(ref, true);
+    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE id = ?").bind_all(*info.owner, id).run();
+    if (info.description)
+        db.prepare("UPDATE lineage_nodes SET description = ? WHERE id = ?").bind_all(*info.description, id).run();
+    for (const auto& [key, value] : info.tags)
+        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) VALUES(?, ?, ?) "
+                   "ON CONFLICT(node_id, key) DO UPDATE SET value = excluded.value")
+            .bind_all(id, key, value)
+            .run();
+    tx.commit();
+    return ref;
+}
+
+void Graph::add_edge(std::string_view from, std::string_view kind, std::string_view to) {
+    if (!valid_kind(kind))
+        throw_error(ErrorKind::InvalidArgument,
+                    "lineage edge kind '{}' is malformed: use lowercase words joined by '_', e.g. 'produced'", kind);
+    std::string src_ref = Ref::parse(from).str(), dst_ref = Ref::parse(to).str();
+    if (src_ref == dst_ref)
+        throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t src = node_id(src_ref, true), dst = node_id(dst_ref, true);
+    bool live = false;
+    {
+        auto st = db.prepare(
+            "SELECT 1 FROM lineage_edges WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL");
+        st.bind_all(src, dst, kind);
+        live = st.step();
+    }
+    if (!live)
+        db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) VALUES(?, ?, ?, ?)")
+            .bind_all(kind, src, dst, now_ms())
+            .run();
+    tx.commit();
+}
+
+void Graph::remove_edge(std::string_view from, std::string_view kind, std::string_view to) {
+    std::string src_ref = Ref::parse(from).str(), dst_ref = Ref::parse(to).str();
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t src = node_id(src_ref, false), dst = node_id(dst_ref, false);
+    db.prepare("UPDATE lineage_edges SET removed_at = ? WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL")
+        .bind_all(now_ms(), src, dst, kind)
+        .run();
+    if (db.changes() == 0)
+        throw_error(ErrorKind::NotFound, "no live lineage edge '{}' -{}-> '{}'", src_ref, kind, dst_ref);
+    tx.commit();
+}
+
+std::optional<Node> Graph::find_node(std::string_view ref_text) {
+    std::string ref = Ref::parse(ref_text).str();
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare(std::string(kSelectNode) + "WHERE ref = ?");
+    st.bind(1, ref);
+    if (!st.step()) return std::nullopt;
+    return read_node(db, st);
+}
+
+Node Graph::node(std::string_view ref) {
+    auto n = find_node(ref);
+    if (!n) throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
+    return *n;
+}
+
+std::vector<Node> Graph::nodes(std::string_view kind) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    std::vector<Node> out;
+    auto st = kind.empty() ? db.prepare(std::string(kSelectNode) + "ORDER BY id")
+                           : db.prepare(std::string(kSelectNode) + "WHERE kind = ? ORDER BY id");
+    if (!kind.empty()) st.bind(1, kind);
+    while (st.step()) out.push_back(read_node(db, st));
+    return out;
+}
+
+Subgraph Graph::upstream(std::string_view ref, int depth, std::optional<int64_t> as_of_ms) {
+    return traverse(ref, true, depth, as_of_ms);
+}
+
+Subgraph Graph::downstream(std::string_view ref, int depth, std::optional<int64_t> as_of_ms) {
+    return traverse(ref, false, depth, as_of_ms);
+}
+
+Subgraph Graph::traverse(std::string_view ref_text, bool upstream, int depth, std::optional<int64_t> as_of_ms) {
+    std::string ref = Ref::parse(ref_text).str();
+    int64_t at = as_of_ms.value_or(now_ms());
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    Subgraph out;
+    out.root = ref;
+    out.nodes.push_back(node(ref));
+    if (out.nodes.front().created_at > at)
+        throw_error(ErrorKind::NotFound, "lineage node '{}' did not exist yet at {} ms (created at {} ms)", ref, at,
+                    out.nodes.front().created_at);
+
+    // Breadth-first over the indexed edge table: the cost follows the answer, not the graph's size.
+    const char* sql =
+        upstream ? "SELECT e.kind, e.created_at, n.id, n.ref FROM lineage_edges e JOIN lineage_nodes n ON n.id = e.src "
+                   "WHERE e.dst = ? AND e.created_at <= ? AND (e.removed_at IS NULL OR e.removed_at > ?)"
+                 : "SELECT e.kind, e.created_at, n.id, n.ref FROM lineage_edges e JOIN lineage_nodes n ON n.id = e.dst "
+                   "WHERE e.src = ? AND e.created_at <= ? AND (e.removed_at IS NULL OR e.removed_at > ?)";
+    int64_t root_id = node_id(ref, false);
+    std::unordered_map<int64_t, std::string> seen{{root_id, ref}};
+    std::vector<int64_t> discovered; // in breadth-first order, for the node list
+    std::deque<std::pair<int64_t, int>> queue{{root_id, 0}};
+    while (!queue.empty()) {
+        auto [id, d] = queue.front();
+        queue.pop_front();
+        if (depth >= 0 && d >= depth) continue;
+        std::string here = seen[id];
+        auto st = db.prepare(sql);
+        st.bind_all(id, at, at);
+        while (st.step()) {
+            int64_t other = st.int64(2);
+            std::string other_ref = st.text(3);
+            out.edges.push_back(
+                Hop{upstream ? other_ref : here, st.text(0), upstream ? here : other_ref, d + 1, st.int64(1)});
+            if (seen.emplace(other, other_ref).second) {
+                discovered.push_back(other);
+                queue.emplace_back(other, d + 1);
+            }
+        }
+    }
+    for (int64_t id : discovered) out.nodes.push_back(node(seen[id]));
+    return out;
+}
+
+} // namespace keel::lineage

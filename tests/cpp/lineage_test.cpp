@@ -1,0 +1,127 @@
+// tests/cpp/lineage_test.cpp
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+namespace fs = std::filesystem;
+using keel::Error;
+using keel::ErrorKind;
+using keel::lineage::Graph;
+using keel::lineage::Ref;
+
+namespace {
+
+struct LineageTest : ::testing::Test {
+    fs::path dir = fs::temp_directory_path() / ("keel-lineage-" + std::to_string(::getpid()) + "-" +
+                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+    Graph graph{*ws};
+    ~LineageTest() override { fs::remove_all(dir); }
+};
+
+std::set<std::string> refs(const keel::lineage::Subgraph& g) {
+    std::set<std::string> out;
+    for (const auto& n : g.nodes) out.insert(n.ref);
+    return out;
+}
+
+} // namespace
+
+TEST(Ref, ParsesKindNameVersion) {
+    auto r = Ref::parse("model:churn/3");
+    EXPECT_EQ(r.kind, "model");
+    EXPECT_EQ(r.name, "churn");
+    EXPECT_EQ(r.version, "3");
+    EXPECT_EQ(Ref::parse("feature_view:player_activity").name, "player_activity");
+    EXPECT_EQ(Ref::parse("artifact:runs/abc/model.pkl").name, "runs/abc/model.pkl");
+    for (const char* bad : {"", "model", ":x", "model:", "Model:x", "mo del:x"}) {
+        try {
+            Ref::parse(bad);
+            ADD_FAILURE() << "accepted '" << bad << "'";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+            EXPECT_NE(std::string(e.what()).find("kind:name"), std::string::npos);
+        }
+    }
+}
+
+TEST_F(LineageTest, UpstreamAndDownstreamFollowDataFlow) {
+    graph.upsert_node("feature_view:activity", {.owner = "data-eng", .description = "sessions and spend"});
+    graph.add_edge("feature_view:activity", "feeds", "training_set:ts1");
+    graph.add_edge("training_set:ts1", "consumed", "run:r1");
+    graph.add_edge("run:r1", "produced", "model:churn/1");
+    graph.add_edge("model:churn/1", "serves", "endpoint:churn");
+    graph.add_edge("feature_view:other", "feeds", "training_set:ts2"); // unrelated
+
+    auto up = graph.upstream("model:churn/1");
+    EXPECT_EQ(refs(up), (std::set<std::string>{"model:churn/1", "run:r1", "training_set:ts1", "feature_view:activity"}));
+    EXPECT_EQ(up.nodes.front().ref, "model:churn/1");
+    ASSERT_EQ(up.edges.size(), 3u);
+    EXPECT_EQ(up.edges[0].from, "run:r1");
+    EXPECT_EQ(up.edges[0].to, "model:churn/1");
+    EXPECT_EQ(up.edges[0].kind, "produced");
+    EXPECT_EQ(up.edges[2].depth, 3);
+
+    auto down = graph.downstream("feature_view:activity");
+    EXPECT_EQ(refs(down), (std::set<std::string>{"feature_view:activity", "training_set:ts1", "run:r1",
+                                                 "model:churn/1", "endpoint:churn"}));
+    EXPECT_EQ(down.nodes.front().owner, "data-eng");
+    EXPECT_EQ(refs(graph.downstream("feature_view:activity", 1)),
+              (std::set<std::string>{"feature_view:activity", "training_set:ts1"}));
+}
+
+TEST_F(LineageTest, EdgesAreVersionedForAsOfQueries) {
+    auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); };
+    graph.add_edge("model:churn/1", "serves", "endpoint:churn");
+    pause();
+    int64_t t1 = keel::now_ms();
+    pause();
+    graph.remove_edge("model:churn/1", "serves", "endpoint:churn");
+    graph.add_edge("model:churn/2", "serves", "endpoint:churn");
+    pause();
+
+    EXPECT_EQ(refs(graph.upstream("endpoint:churn")), (std::set<std::string>{"endpoint:churn", "model:churn/2"}));
+    EXPECT_EQ(refs(graph.upstream("endpoint:churn", -1, t1)), (std::set<std::string>{"endpoint:churn", "model:churn/1"}));
+    // Re-adding a live edge does not duplicate it; removing a missing one is NotFound.
+    graph.add_edge("model:churn/2", "serves", "endpoint:churn");
+    EXPECT_EQ(graph.upstream("endpoint:churn").edges.size(), 1u);
+    try {
+        graph.remove_edge("model:churn/1", "serves", "endpoint:churn");
+        FAIL() << "removed a dead edge";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+    }
+}
+
+TEST_F(LineageTest, CyclesTerminateAndUnknownNodesAreNotFound) {
+    graph.add_edge("dataset:a", "feeds", "dataset:b");
+    graph.add_edge("dataset:b", "feeds", "dataset:a");
+    EXPECT_EQ(graph.downstream("dataset:a").nodes.size(), 2u);
+    try {
+        graph.upstream("model:nope/1");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+        EXPECT_NE(std::string(e.what()).find("model:nope/1"), std::string::npos);
+    }
+    EXPECT_THROW(graph.add_edge("dataset:a", "Bad Kind", "dataset:b"), Error);
+    EXPECT_THROW(graph.add_edge("dataset:a", "feeds", "dataset:a"), Error);
+}
+
+TEST_F(LineageTest, NodeInfoMergesTags) {
+    graph.upsert_node("feature_view:fv", {.owner = "a", .tags = {{"team", "growth"}}});
+    graph.upsert_node("feature_view:fv", {.description = "d", .tags = {{"tier", "1"}}});
+    auto n = graph.node("feature_view:fv");
+    EXPECT_EQ(n.owner, "a");
+    EXPECT_EQ(n.description, "d");
+    EXPECT_EQ(n.tags.size(), 2u);
+    EXPECT_EQ(graph.nodes("feature_view").size(), 1u);
+}
