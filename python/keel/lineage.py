@@ -1,0 +1,143 @@
+"""The lineage graph: what every model, training set and endpoint was made from, and what depends on it.
+
+Other modules write it as a side effect of their work (a run producing a model version, a training
+set read from a feature view ...); this module reads it. Refs are ``kind:name[/version]`` strings:
+``model:churn/3``, ``run:<id>``, ``experiment:churn``, ``feature_view:player_activity``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping
+
+from keel import _core
+from keel.display import format_ms, html_table
+
+
+def _as_of_ms(as_of) -> int | None:
+    """Accept ms since the epoch, a datetime, or a pandas Timestamp / ISO string."""
+    if as_of is None:
+        return None
+    if isinstance(as_of, (int, float)):
+        return int(as_of)
+    if isinstance(as_of, str):
+        import pandas as pd
+        as_of = pd.Timestamp(as_of)
+    if isinstance(as_of, datetime):
+        if as_of.tzinfo is None:
+            as_of = as_of.astimezone()  # a naive time is the caller's local time
+        return int(as_of.timestamp() * 1000)
+    raise TypeError(f"as_of must be ms since the epoch, a datetime or an ISO string, not {type(as_of).__name__}")
+
+
+class LineageView:
+    """The part of the graph reached from one node: ``.nodes``, ``.edges``, ``.to_pandas()``, ``.plot()``."""
+
+    def __init__(self, data: Mapping, direction: str):
+        self.root: str = data["root"]
+        self.direction = direction
+        self.nodes: list[dict] = list(data["nodes"])
+        self.edges: list[dict] = list(data["edges"])
+
+    @property
+    def refs(self) -> list[str]:
+        """Every node reached, the start node first."""
+        return [n["ref"] for n in self.nodes]
+
+    def __contains__(self, ref: str) -> bool:
+        return ref in self.refs
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def to_pandas(self):
+        """One row per edge: from, kind, to, depth, created_at (UTC)."""
+        import pandas as pd
+        frame = pd.DataFrame(self.edges, columns=["from", "kind", "to", "depth", "created_at"])
+        frame["created_at"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
+        return frame
+
+    def nodes_frame(self):
+        """One row per node: ref, kind, name, version, owner, description."""
+        import pandas as pd
+        return pd.DataFrame(self.nodes, columns=["ref", "kind", "name", "version", "owner", "description"])
+
+    def plot(self, ax=None):
+        """Draw the graph left to right in data-flow order (matplotlib); returns the axes."""
+        import matplotlib.pyplot as plt
+
+        depth = {self.root: 0}
+        for edge in self.edges:  # edges come breadth-first, so each node's first depth is its distance
+            other = edge["from"] if self.direction == "upstream" else edge["to"]
+            depth.setdefault(other, edge["depth"])
+        sign = -1 if self.direction == "upstream" else 1
+        columns: dict[int, list[str]] = {}
+        for ref, d in depth.items():
+            columns.setdefault(sign * d, []).append(ref)
+        pos = {}
+        for x, refs in columns.items():
+            for i, ref in enumerate(refs):
+                pos[ref] = (x, (len(refs) - 1) / 2 - i)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(2.8 * max(1, len(columns)), 1 + 0.9 * max(len(r) for r in columns.values())))
+        for edge in self.edges:
+            (x0, y0), (x1, y1) = pos[edge["from"]], pos[edge["to"]]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=28, shrinkB=28))
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.08, edge["kind"], fontsize=7, color="0.4", ha="center")
+        for ref, (x, y) in pos.items():
+            ax.text(x, y, ref.replace(":", ":\n", 1), ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round", fc="#dbe9f6" if ref != self.root else "#f6d7a7", ec="0.4"))
+        ax.set_xlim(min(columns) - 0.7, max(columns) + 0.7)
+        ax.set_ylim(min(y for _, y in pos.values()) - 0.7, max(y for _, y in pos.values()) + 0.7)
+        ax.set_axis_off()
+        ax.set_title(f"{self.direction} of {self.root}")
+        return ax
+
+    def __repr__(self) -> str:
+        lines = [f"{self.direction} of {self.root}: {len(self.nodes)} nodes, {len(self.edges)} edges"]
+        lines += [f"  {e['from']} -{e['kind']}-> {e['to']}" for e in self.edges]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [{"from": e["from"], "kind": e["kind"], "to": e["to"], "depth": e["depth"],
+                 "created": format_ms(e["created_at"])} for e in self.edges]
+        return html_table(rows, title=f"{self.direction} of {self.root}")
+
+
+class Lineage:
+    """``ws.lineage``: read the graph, and add the edges Keel cannot see (an external data source)."""
+
+    def __init__(self, workspace):
+        self._graph = _core.LineageGraph(workspace._native)
+
+    def upstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:
+        """Everything ``ref`` was made from. ``as_of`` reads the graph as it stood at a past time."""
+        return LineageView(self._graph.upstream(ref, -1 if depth is None else depth, _as_of_ms(as_of)), "upstream")
+
+    def downstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:
+        """Everything made from ``ref``: impact analysis before changing or deleting it."""
+        return LineageView(self._graph.downstream(ref, -1 if depth is None else depth, _as_of_ms(as_of)),
+                           "downstream")
+
+    def node(self, ref: str) -> dict:
+        return self._graph.node(ref)
+
+    def nodes(self, kind: str = ""):
+        """All nodes (optionally of one kind) as a DataFrame."""
+        import pandas as pd
+        return pd.DataFrame(self._graph.nodes(kind),
+                            columns=["ref", "kind", "name", "version", "owner", "description", "tags", "created_at"])
+
+    def add_node(self, ref: str, *, owner: str | None = None, description: str | None = None,
+                 tags: Mapping[str, str] | None = None) -> str:
+        """Declare a node Keel does not create itself (an upstream table, a dashboard)."""
+        return self._graph.upsert_node(ref, owner, description, {k: str(v) for k, v in (tags or {}).items()})
+
+    def add_edge(self, from_ref: str, kind: str, to_ref: str) -> None:
+        """Record that ``from_ref`` feeds ``to_ref``; missing nodes are created."""
+        self._graph.add_edge(from_ref, kind, to_ref)
+
+    def remove_edge(self, from_ref: str, kind: str, to_ref: str) -> None:
+        """End an edge; ``as_of`` queries before now still see it."""
+        self._graph.remove_edge(from_ref, kind, to_ref)

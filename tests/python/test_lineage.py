@@ -1,0 +1,53 @@
+import time
+
+import pytest
+
+import keel
+
+
+def build_chain(ws):
+    ws.lineage.add_node("feature_view:activity", owner="data-eng")
+    ws.lineage.add_edge("feature_view:activity", "feeds", "training_set:ts1")
+    ws.lineage.add_edge("training_set:ts1", "consumed", "run:r1")
+    ws.lineage.add_edge("run:r1", "produced", "model:churn/1")
+
+
+def test_upstream_and_downstream(ws):
+    build_chain(ws)
+    up = ws.lineage.upstream("model:churn/1")
+    assert up.refs == ["model:churn/1", "run:r1", "training_set:ts1", "feature_view:activity"]
+    frame = up.to_pandas()
+    assert list(frame["kind"]) == ["produced", "consumed", "feeds"]
+    assert "feature_view:activity" not in ws.lineage.downstream("training_set:ts1")
+    down = ws.lineage.downstream("feature_view:activity", depth=1)
+    assert down.refs == ["feature_view:activity", "training_set:ts1"]
+    assert "<table>" in up._repr_html_()
+    assert ws.lineage.node("feature_view:activity")["owner"] == "data-eng"
+
+
+def test_as_of_sees_the_past(ws):
+    ws.lineage.add_edge("model:churn/1", "serves", "endpoint:churn")
+    time.sleep(0.01)
+    before = int(time.time() * 1000)
+    time.sleep(0.01)
+    ws.lineage.remove_edge("model:churn/1", "serves", "endpoint:churn")
+    ws.lineage.add_edge("model:churn/2", "serves", "endpoint:churn")
+    assert ws.lineage.upstream("endpoint:churn").refs == ["endpoint:churn", "model:churn/2"]
+    assert ws.lineage.upstream("endpoint:churn", as_of=before).refs == ["endpoint:churn", "model:churn/1"]
+
+
+def test_bad_and_unknown_refs(ws):
+    with pytest.raises(keel.InvalidArgument, match="kind:name"):
+        ws.lineage.upstream("churn")
+    with pytest.raises(keel.NotFound, match="model:nope/1"):
+        ws.lineage.downstream("model:nope/1")
+
+
+def test_plot_draws_every_node(ws):
+    import matplotlib
+    matplotlib.use("Agg")
+    build_chain(ws)
+    ax = ws.lineage.upstream("model:churn/1").plot()
+    labels = [t.get_text() for t in ax.texts]
+    assert any("feature_view" in label for label in labels)
+    assert sum("\n" in label for label in labels) == 4
