@@ -1,11 +1,180 @@
 // bindings/bind_registry.cpp
 #include "bindings.hpp"
 
+#include "keel/registry/registry.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <pybind11/stl.h>
+
 namespace py = pybind11;
+using namespace keel::registry;
 
 namespace keel::bindings {
 
-// The registry module's bindings land here with the module itself.
-void bind_registry(py::module_& m) {}
+namespace {
+
+// The registry and the workspace it writes to, kept alive together.
+struct PyRegistry {
+    std::shared_ptr<storage::Workspace> ws;
+    Registry registry;
+    explicit PyRegistry(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), registry(*ws) {}
+};
+
+py::object opt(const std::optional<int64_t>& v) { return v ? py::object(py::int_(*v)) : py::object(py::none()); }
+
+py::dict model_dict(const RegisteredModel& m) {
+    py::dict d;
+    d["name"] = m.name;
+    d["description"] = m.description;
+    d["owner"] = m.owner;
+    d["tags"] = m.tags;
+    d["created_at"] = m.created_at;
+    d["created_by"] = m.created_by;
+    d["latest_version"] = opt(m.latest_version);
+    d["aliases"] = m.aliases;
+    return d;
+}
+
+py::dict version_dict(const ModelVersion& v) {
+    py::dict d;
+    d["name"] = v.name;
+    d["version"] = v.version;
+    d["ref"] = v.ref();
+    d["run_id"] = v.run_id;
+    d["digest"] = v.digest;
+    d["flavour"] = v.flavour;
+    d["signature"] = v.signature;
+    d["description"] = v.description;
+    d["tags"] = v.tags;
+    d["created_at"] = v.created_at;
+    d["created_by"] = v.created_by;
+    d["stage"] = std::string(stage_name(v.stage));
+    d["aliases"] = v.aliases;
+    return d;
+}
+
+py::dict event_dict(const Event& e) {
+    py::dict d;
+    d["id"] = e.id;
+    d["model"] = e.model;
+    d["action"] = e.action;
+    d["subject"] = e.subject;
+    d["from"] = e.from;
+    d["to"] = e.to;
+    d["user"] = e.user;
+    d["at"] = e.at;
+    return d;
+}
+
+ModelInfo make_info(std::optional<std::string> description, std::optional<std::string> owner,
+                    std::map<std::string, std::string> tags) {
+    return ModelInfo{std::move(description), std::move(owner), std::move(tags)};
+}
+
+// Runs `fn` without the GIL and converts its result with the GIL held again.
+template <typename Fn, typename Conv>
+auto nogil(Fn&& fn, Conv&& conv) {
+    std::optional<decltype(fn())> result;
+    {
+        py::gil_scoped_release release;
+        result.emplace(fn());
+    }
+    return conv(*result);
+}
+
+} // namespace
+
+void bind_registry(py::module_& m) {
+    using Tags = std::map<std::string, std::string>;
+    py::class_<PyRegistry>(m, "Registry")
+        .def(py::init<std::shared_ptr<storage::Workspace>>(), py::arg("workspace"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("create_model",
+             [](PyRegistry& r, const std::string& name, std::optional<std::string> description,
+                std::optional<std::string> owner, Tags tags) {
+                 auto info = make_info(std::move(description), std::move(owner), std::move(tags));
+                 return nogil([&] { return r.registry.create_model(name, info); }, model_dict);
+             },
+             py::arg("name"), py::arg("description") = py::none(), py::arg("owner") = py::none(),
+             py::arg("tags") = Tags{})
+        .def("update_model",
+             [](PyRegistry& r, const std::string& name, std::optional<std::string> description,
+                std::optional<std::string> owner, Tags tags) {
+                 auto info = make_info(std::move(description), std::move(owner), std::move(tags));
+                 return nogil([&] { return r.registry.update_model(name, info); }, model_dict);
+             },
+             py::arg("name"), py::arg("description") = py::none(), py::arg("owner") = py::none(),
+             py::arg("tags") = Tags{})
+        .def("model",
+             [](PyRegistry& r, const std::string& name) {
+                 return nogil([&] { return r.registry.model(name); }, model_dict);
+             })
+        .def("models",
+             [](PyRegistry& r) {
+                 return nogil([&] { return r.registry.models(); }, [](const std::vector<RegisteredModel>& all) {
+                     py::list out;
+                     for (const auto& m : all) out.append(model_dict(m));
+                     return out;
+                 });
+             })
+        .def("register_version",
+             [](PyRegistry& r, const std::string& name, const std::string& digest, const std::string& run_id,
+                const std::string& flavour, const std::string& signature, const std::string& description,
+                Tags tags, std::optional<std::string> model_description, std::optional<std::string> owner) {
+                 NewVersion nv{digest, run_id, flavour, signature, description, std::move(tags)};
+                 ModelInfo info{std::move(model_description), std::move(owner), {}};
+                 return nogil([&] { return r.registry.register_version(name, nv, info); }, version_dict);
+             },
+             py::arg("name"), py::arg("digest"), py::arg("run_id") = "", py::arg("flavour") = "python",
+             py::arg("signature") = "", py::arg("description") = "", py::arg("tags") = Tags{},
+             py::arg("model_description") = py::none(), py::arg("owner") = py::none())
+        .def("version",
+             [](PyRegistry& r, const std::string& name, int64_t version) {
+                 return nogil([&] { return r.registry.version(name, version); }, version_dict);
+             })
+        .def("versions",
+             [](PyRegistry& r, const std::string& name) {
+                 return nogil([&] { return r.registry.versions(name); }, [](const std::vector<ModelVersion>& all) {
+                     py::list out;
+                     for (const auto& v : all) out.append(version_dict(v));
+                     return out;
+                 });
+             })
+        .def("resolve",
+             [](PyRegistry& r, const std::string& ref) {
+                 return nogil([&] { return r.registry.resolve(ref); }, version_dict);
+             })
+        .def("load_artifact",
+             [](PyRegistry& r, const std::string& ref) {
+                 return nogil([&] { return r.registry.load_artifact(ref); },
+                              [](const std::string& data) { return py::bytes(data); });
+             })
+        .def("set_alias",
+             [](PyRegistry& r, const std::string& name, const std::string& alias, int64_t version) {
+                 return nogil([&] { return r.registry.set_alias(name, alias, version); }, version_dict);
+             })
+        .def("delete_alias",
+             [](PyRegistry& r, const std::string& name, const std::string& alias) {
+                 r.registry.delete_alias(name, alias);
+             },
+             py::call_guard<py::gil_scoped_release>())
+        .def("transition_stage",
+             [](PyRegistry& r, const std::string& name, int64_t version, const std::string& stage,
+                bool archive_existing) {
+                 return nogil(
+                     [&] { return r.registry.transition_stage(name, version, parse_stage(stage), archive_existing); },
+                     version_dict);
+             },
+             py::arg("name"), py::arg("version"), py::arg("stage"), py::arg("archive_existing") = false)
+        .def("events",
+             [](PyRegistry& r, const std::string& name) {
+                 return nogil([&] { return r.registry.events(name); }, [](const std::vector<Event>& all) {
+                     py::list out;
+                     for (const auto& e : all) out.append(event_dict(e));
+                     return out;
+                 });
+             },
+             py::arg("name") = "");
+}
 
 } // namespace keel::bindings

@@ -1,0 +1,537 @@
+// core/registry/registry.cpp
+#include "keel/registry/registry.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace keel::registry {
+
+namespace {
+
+const storage::ModuleSchema kSchema{"registry", {R"(
+CREATE TABLE registry_models (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '');
+CREATE TABLE registry_model_tags (
+    model_id INTEGER NOT NULL REFERENCES registry_models(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key));
+CREATE TABLE registry_versions (
+    id INTEGER PRIMARY KEY,
+    model_id INTEGER NOT NULL REFERENCES registry_models(id),
+    version INTEGER NOT NULL,
+    run_id TEXT NOT NULL DEFAULT '',
+    digest TEXT NOT NULL,
+    flavour TEXT NOT NULL,
+    signature TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    stage TEXT NOT NULL DEFAULT 'None',
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    UNIQUE (model_id, version));
+CREATE INDEX registry_versions_run ON registry_versions(run_id);
+CREATE TABLE registry_version_tags (
+    version_id INTEGER NOT NULL REFERENCES registry_versions(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (version_id, key));
+CREATE TABLE registry_aliases (
+    model_id INTEGER NOT NULL REFERENCES registry_models(id),
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (model_id, alias));
+CREATE TABLE registry_events (
+    id INTEGER PRIMARY KEY,
+    model_id INTEGER NOT NULL REFERENCES registry_models(id),
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    from_value TEXT NOT NULL,
+    to_value TEXT NOT NULL,
+    user TEXT NOT NULL,
+    at INTEGER NOT NULL);
+CREATE INDEX registry_events_model ON registry_events(model_id, id);
+)"}};
+
+constexpr const char* kSelectVersion =
+    "SELECT m.name, v.version, v.run_id, v.digest, v.flavour, v.signature, v.description, v.created_at, "
+    "v.created_by, v.stage, v.id, v.model_id FROM registry_versions v JOIN registry_models m ON m.id = v.model_id ";
+
+constexpr std::string_view kRefShapes = "expected 'name', 'name/<version>' or 'name@<alias>', e.g. 'churn/3' or 'churn@champion'";
+
+bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; }
+
+void check_model_name(std::string_view name) {
+    if (name.empty() || name.size() > 200 || !std::all_of(name.begin(), name.end(), name_char) || name[0] == '.')
+        throw_error(ErrorKind::InvalidArgument,
+                    "model name '{}' is malformed: use letters, digits, '_', '-' and '.' (no '/', '@' or ':'), "
+                    "e.g. 'churn' or 'churn-lgbm'",
+                    name);
+}
+
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void check_alias(std::string_view alias) {
+    if (alias.empty() || alias.size() > 100 || !std::all_of(alias.begin(), alias.end(), name_char))
+        throw_error(ErrorKind::InvalidArgument,
+                    "alias '{}' is malformed: use letters, digits, '_', '-' and '.', e.g. 'champion'", alias);
+    if (all_digits(alias))
+        throw_error(ErrorKind::InvalidArgument,
+                    "alias '{}' is a number and would read like a version: name versions as 'model/{}', "
+                    "and give aliases a word such as 'champion'",
+                    alias, alias);
+    if (alias == "latest")
+        throw_error(ErrorKind::InvalidArgument,
+                    "alias 'latest' is reserved: 'model@latest' always means the highest version");
+}
+
+int64_t parse_version(std::string_view text, std::string_view ref) {
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (!all_digits(text) || ec != std::errc() || ptr != text.data() + text.size() || v <= 0)
+        throw_error(ErrorKind::InvalidArgument,
+                    "model ref '{}' has version '{}', which is not a positive whole number: {}", ref, text,
+                    kRefShapes);
+    return v;
+}
+
+void check_version_number(std::string_view name, int64_t version) {
+    if (version <= 0)
+        throw_error(ErrorKind::InvalidArgument, "version {} of model '{}' is invalid: versions start at 1", version,
+                    name);
+}
+
+std::map<std::string, std::string> read_tags(storage::Db& db, const char* sql, int64_t id) {
+    std::map<std::string, std::string> tags;
+    auto st = db.prepare(sql);
+    st.bind(1, id);
+    while (st.step()) tags[st.text(0)] = st.text(1);
+    return tags;
+}
+
+ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
+    ModelVersion v;
+    v.name = st.text(0);
+    v.version = st.int64(1);
+    v.run_id = st.text(2);
+    v.digest = st.text(3);
+    v.flavour = st.text(4);
+    v.signature = st.text(5);
+    v.description = st.text(6);
+    v.created_at = st.int64(7);
+    v.created_by = st.text(8);
+    v.stage = parse_stage(st.text(9));
+    v.tags = read_tags(db, "SELECT key, value FROM registry_version_tags WHERE version_id = ? ORDER BY key",
+                       st.int64(10));
+    auto aliases = db.prepare("SELECT alias FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY alias");
+    aliases.bind_all(st.int64(11), v.version);
+    while (aliases.step()) v.aliases.push_back(aliases.text(0));
+    return v;
+}
+
+RegisteredModel read_model(storage::Db& db, int64_t id) {
+    auto st = db.prepare("SELECT name, description, owner, created_at, created_by FROM registry_models WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) throw_error(ErrorKind::Internal, "registered model id {} vanished", id);
+    RegisteredModel m;
+    m.name = st.text(0);
+    m.description = st.text(1);
+    m.owner = st.text(2);
+    m.created_at = st.int64(3);
+    m.created_by = st.text(4);
+    m.tags = read_tags(db, "SELECT key, value FROM registry_model_tags WHERE model_id = ? ORDER BY key", id);
+    auto latest = db.prepare("SELECT MAX(version) FROM registry_versions WHERE model_id = ?");
+    latest.bind(1, id);
+    if (latest.step()) m.latest_version = latest.opt_int64(0);
+    auto aliases = db.prepare("SELECT alias, version FROM registry_aliases WHERE model_id = ?");
+    aliases.bind(1, id);
+    while (aliases.step()) m.aliases[aliases.text(0)] = aliases.int64(1);
+    return m;
+}
+
+void write_model_info(storage::Db& db, int64_t id, const ModelInfo& info) {
+    if (info.description)
+        db.prepare("UPDATE registry_models SET description = ? WHERE id = ?").bind_all(*info.description, id).run();
+    if (info.owner) db.prepare("UPDATE registry_models SET owner = ? WHERE id = ?").bind_all(*info.owner, id).run();
+    for (const auto& [key, value] : info.tags)
+        db.prepare("INSERT INTO registry_model_tags(model_id, key, value) VALUES(?, ?, ?) "
+                   "ON CONFLICT(model_id, key) DO UPDATE SET value = excluded.value")
+            .bind_all(id, key, value)
+            .run();
+}
+
+std::string model_node(std::string_view name) { return "model:" + std::string(name); }
+
+} // namespace
+
+// ------------------------------------------------------------------------------------- Stage
+
+std::string_view stage_name(Stage stage) {
+    switch (stage) {
+    case Stage::None: return "None";
+    case Stage::Staging: return "Staging";
+    case Stage::Production: return "Production";
+    case Stage::Archived: return "Archived";
+    }
+    return "None";
+}
+
+Stage parse_stage(std::string_view text) {
+    std::string lower(text);
+    for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "none") return Stage::None;
+    if (lower == "staging") return Stage::Staging;
+    if (lower == "production") return Stage::Production;
+    if (lower == "archived") return Stage::Archived;
+    throw_error(ErrorKind::InvalidArgument, "stage '{}' is unknown: use None, Staging, Production or Archived", text);
+}
+
+// ------------------------------------------------------------------------------------ ModelRef
+
+ModelRef ModelRef::parse(std::string_view text) {
+    std::string_view body = text;
+    if (body.starts_with("model:")) body.remove_prefix(6);
+    ModelRef ref;
+    auto at = body.find('@');
+    auto slash = body.find('/');
+    if (at != std::string_view::npos && slash != std::string_view::npos)
+        throw_error(ErrorKind::InvalidArgument, "model ref '{}' has both a version and an alias: {}", text, kRefShapes);
+    std::string_view name = body;
+    if (at != std::string_view::npos) {
+        name = body.substr(0, at);
+        ref.alias = std::string(body.substr(at + 1));
+        if (ref.alias.empty())
+            throw_error(ErrorKind::InvalidArgument, "model ref '{}' has an empty alias after '@': {}", text, kRefShapes);
+        if (!std::all_of(ref.alias.begin(), ref.alias.end(), name_char))
+            throw_error(ErrorKind::InvalidArgument, "model ref '{}' has a malformed alias '{}': {}", text, ref.alias,
+                        kRefShapes);
+    } else if (slash != std::string_view::npos) {
+        name = body.substr(0, slash);
+        ref.version = parse_version(body.substr(slash + 1), text);
+    }
+    if (name.empty() || !std::all_of(name.begin(), name.end(), name_char))
+        throw_error(ErrorKind::InvalidArgument, "model ref '{}' is malformed: {}", text, kRefShapes);
+    ref.name = std::string(name);
+    return ref;
+}
+
+std::string ModelRef::str() const {
+    if (version) return name + "/" + std::to_string(*version);
+    if (!alias.empty()) return name + "@" + alias;
+    return name;
+}
+
+std::string ModelVersion::ref() const { return name + "/" + std::to_string(version); }
+std::string ModelVersion::lineage_ref() const { return "model:" + ref(); }
+
+// ------------------------------------------------------------------------------------ Registry
+
+Registry::Registry(storage::Workspace& ws) : ws_(ws), graph_(std::make_unique<lineage::Graph>(ws)) {
+    ws_.db().ensure_schema(kSchema);
+}
+
+Registry::~Registry() = default;
+
+int64_t Registry::model_id(std::string_view name) {
+    auto& db = ws_.db();
+    auto st = db.prepare("SELECT id FROM registry_models WHERE name = ?");
+    st.bind(1, name);
+    if (st.step()) return st.int64(0);
+    check_model_name(name);
+    throw_error(ErrorKind::NotFound, "registered model '{}' not found: register a version with "
+                "ws.models.register / run.log_model, or create it with ws.models.create", name);
+}
+
+void Registry::add_event(int64_t model_id, std::string_view action, std::string_view subject, std::string_view from,
+                         std::string_view to) {
+    ws_.db()
+        .prepare("INSERT INTO registry_events(model_id, action, subject, from_value, to_value, user, at) "
+                 "VALUES(?, ?, ?, ?, ?, ?, ?)")
+        .bind_all(model_id, action, subject, from, to, ws_.user(), now_ms())
+        .run();
+}
+
+RegisteredModel Registry::create_model(std::string_view name, const ModelInfo& info) {
+    check_model_name(name);
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    {
+        auto st = db.prepare("SELECT 1 FROM registry_models WHERE name = ?");
+        st.bind(1, name);
+        if (st.step())
+            throw_error(ErrorKind::AlreadyExists,
+                        "registered model '{}' already exists: pick another name or add versions to it", name);
+    }
+    db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?)")
+        .bind_all(name, ws_.user(), now_ms(), ws_.user())
+        .run();
+    int64_t id = db.last_insert_rowid();
+    write_model_info(db, id, info);
+    auto model = read_model(db, id);
+    graph_->upsert_node(model_node(name), {.owner = model.owner, .description = model.description, .tags = model.tags});
+    tx.commit();
+    return model;
+}
+
+RegisteredModel Registry::update_model(std::string_view name, const ModelInfo& info) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t id = model_id(name);
+    write_model_info(db, id, info);
+    auto model = read_model(db, id);
+    graph_->upsert_node(model_node(name), {.owner = info.owner, .description = info.description, .tags = info.tags});
+    tx.commit();
+    return model;
+}
+
+std::optional<RegisteredModel> Registry::find_model(std::string_view name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT id FROM registry_models WHERE name = ?");
+    st.bind(1, name);
+    if (!st.step()) return std::nullopt;
+    int64_t id = st.int64(0);
+    return read_model(db, id);
+}
+
+RegisteredModel Registry::model(std::string_view name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    return read_model(db, model_id(name));
+}
+
+std::vector<RegisteredModel> Registry::models() {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    std::vector<int64_t> ids;
+    {
+        auto st = db.prepare("SELECT id FROM registry_models ORDER BY name");
+        while (st.step()) ids.push_back(st.int64(0));
+    }
+    std::vector<RegisteredModel> out;
+    for (int64_t id : ids) out.push_back(read_model(db, id));
+    return out;
+}
+
+ModelVersion Registry::register_version(std::string_view name, const NewVersion& nv, const ModelInfo& info) {
+    check_model_name(name);
+    if (nv.digest.empty() || !ws_.artifacts().contains(nv.digest))
+        throw_error(ErrorKind::NotFound,
+                    "artifact '{}' for model '{}' is not in the workspace's artifact store: store the model "
+                    "bytes first (ws.put_artifact) and register the digest it returns",
+                    nv.digest, name);
+    if (nv.flavour.empty())
+        throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
+    auto& db = ws_.db();
+    storage::Transaction tx(db); // BEGIN IMMEDIATE: the version number below is ours until commit
+    int64_t id = 0;
+    {
+        auto st = db.prepare("SELECT id FROM registry_models WHERE name = ?");
+        st.bind(1, name);
+        if (st.step()) id = st.int64(0);
+    }
+    if (id == 0) {
+        db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?)")
+            .bind_all(name, ws_.user(), now_ms(), ws_.user())
+            .run();
+        id = db.last_insert_rowid();
+    }
+    write_model_info(db, id, info);
+    int64_t number = 1;
+    {
+        auto st = db.prepare("SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions WHERE model_id = ?");
+        st.bind(1, id);
+        if (st.step()) number = st.int64(0);
+    }
+    db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
+               "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, now_ms(), ws_.user())
+        .run();
+    int64_t version_id = db.last_insert_rowid();
+    for (const auto& [key, value] : nv.tags)
+        db.prepare("INSERT INTO registry_version_tags(version_id, key, value) VALUES(?, ?, ?)")
+            .bind_all(version_id, key, value)
+            .run();
+
+    // Lineage, in the same transaction: the model node carries owner and description; the version
+    // node its flavour and digest; the run that produced it points at it.
+    auto model = read_model(db, id);
+    graph_->upsert_node(model_node(name), {.owner = model.owner, .description = model.description, .tags = model.tags});
+    ModelVersion created = version(name, number);
+    graph_->upsert_node(created.lineage_ref(), {.owner = ws_.user(),
+                                                .description = nv.description,
+                                                .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}});
+    graph_->add_edge(created.lineage_ref(), "version_of", model_node(name));
+    if (!nv.run_id.empty()) graph_->add_edge("run:" + nv.run_id, "produced", created.lineage_ref());
+    tx.commit();
+    return created;
+}
+
+ModelVersion Registry::version(std::string_view name, int64_t number) {
+    check_version_number(name, number);
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    int64_t id = model_id(name);
+    auto st = db.prepare(std::string(kSelectVersion) + "WHERE v.model_id = ? AND v.version = ?");
+    st.bind_all(id, number);
+    if (!st.step()) {
+        auto latest = read_model(db, id).latest_version;
+        throw_error(ErrorKind::NotFound, "model version '{}/{}' not found: model '{}' has {}", name, number, name,
+                    latest ? fmt::format("versions 1 to {}", *latest) : std::string("no versions yet"));
+    }
+    return read_version(db, st);
+}
+
+std::vector<ModelVersion> Registry::versions(std::string_view name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    int64_t id = model_id(name);
+    auto st = db.prepare(std::string(kSelectVersion) + "WHERE v.model_id = ? ORDER BY v.version");
+    st.bind(1, id);
+    std::vector<ModelVersion> out;
+    while (st.step()) out.push_back(read_version(db, st));
+    return out;
+}
+
+ModelVersion Registry::resolve(std::string_view text) {
+    ModelRef ref = ModelRef::parse(text);
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    int64_t id = 0;
+    {
+        auto st = db.prepare("SELECT id FROM registry_models WHERE name = ?");
+        st.bind(1, ref.name);
+        if (st.step()) id = st.int64(0);
+    }
+    if (id == 0)
+        throw_error(ErrorKind::NotFound, "model ref '{}': registered model '{}' not found", text, ref.name);
+    if (ref.version) return version(ref.name, *ref.version);
+    if (ref.alias.empty() || ref.alias == "latest") {
+        auto latest = read_model(db, id).latest_version;
+        if (!latest)
+            throw_error(ErrorKind::NotFound, "model ref '{}': model '{}' has no versions yet", text, ref.name);
+        return version(ref.name, *latest);
+    }
+    auto st = db.prepare("SELECT version FROM registry_aliases WHERE model_id = ? AND alias = ?");
+    st.bind_all(id, ref.alias);
+    if (!st.step()) {
+        auto aliases = read_model(db, id).aliases;
+        std::string known;
+        for (const auto& [alias, v] : aliases) known += (known.empty() ? "" : ", ") + alias;
+        throw_error(ErrorKind::NotFound, "model ref '{}': model '{}' has no alias '{}' ({}): set it with "
+                    "ws.models.set_alias or 'keel models promote'",
+                    text, ref.name, ref.alias, known.empty() ? "it has no aliases" : "its aliases: " + known);
+    }
+    int64_t number = st.int64(0);
+    return version(ref.name, number);
+}
+
+std::string Registry::load_artifact(std::string_view ref) {
+    auto v = resolve(ref);
+    return ws_.artifacts().get_bytes(v.digest);
+}
+
+ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, int64_t number) {
+    check_alias(alias);
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t id = model_id(name);
+    version(name, number); // NotFound when the version does not exist
+    std::string from;
+    {
+        auto st = db.prepare("SELECT version FROM registry_aliases WHERE model_id = ? AND alias = ?");
+        st.bind_all(id, alias);
+        if (st.step()) from = std::to_string(st.int64(0));
+    }
+    std::string to = std::to_string(number);
+    if (from != to) {
+        db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
+                   "ON CONFLICT(model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at")
+            .bind_all(id, alias, number, now_ms())
+            .run();
+        add_event(id, "alias", alias, from, to);
+    }
+    auto v = version(name, number);
+    tx.commit();
+    return v;
+}
+
+void Registry::delete_alias(std::string_view name, std::string_view alias) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t id = model_id(name);
+    std::string from;
+    {
+        auto st = db.prepare("SELECT version FROM registry_aliases WHERE model_id = ? AND alias = ?");
+        st.bind_all(id, alias);
+        if (!st.step())
+            throw_error(ErrorKind::NotFound, "model '{}' has no alias '{}' to delete", name, alias);
+        from = std::to_string(st.int64(0));
+    }
+    db.prepare("DELETE FROM registry_aliases WHERE model_id = ? AND alias = ?").bind_all(id, alias).run();
+    add_event(id, "alias", alias, from, "");
+    tx.commit();
+}
+
+ModelVersion Registry::transition_stage(std::string_view name, int64_t number, Stage stage, bool archive_existing) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t id = model_id(name);
+    auto current = version(name, number);
+    std::string to(stage_name(stage));
+    if (current.stage != stage) {
+        db.prepare("UPDATE registry_versions SET stage = ? WHERE model_id = ? AND version = ?")
+            .bind_all(to, id, number)
+            .run();
+        add_event(id, "stage", std::to_string(number), stage_name(current.stage), to);
+    }
+    if (archive_existing && (stage == Stage::Staging || stage == Stage::Production)) {
+        std::vector<int64_t> others;
+        {
+            auto st = db.prepare("SELECT version FROM registry_versions WHERE model_id = ? AND stage = ? AND version != ? "
+                                 "ORDER BY version");
+            st.bind_all(id, to, number);
+            while (st.step()) others.push_back(st.int64(0));
+        }
+        for (int64_t other : others) {
+            db.prepare("UPDATE registry_versions SET stage = 'Archived' WHERE model_id = ? AND version = ?")
+                .bind_all(id, other)
+                .run();
+            add_event(id, "stage", std::to_string(other), to, "Archived");
+        }
+    }
+    auto v = version(name, number);
+    tx.commit();
+    return v;
+}
+
+std::vector<Event> Registry::events(std::string_view name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    constexpr const char* kSelect = "SELECT e.id, m.name, e.action, e.subject, e.from_value, e.to_value, e.user, e.at "
+                                    "FROM registry_events e JOIN registry_models m ON m.id = e.model_id ";
+    auto st = name.empty() ? db.prepare(std::string(kSelect) + "ORDER BY e.id")
+                           : db.prepare(std::string(kSelect) + "WHERE e.model_id = ? ORDER BY e.id");
+    if (!name.empty()) st.bind(1, model_id(name));
+    std::vector<Event> out;
+    while (st.step())
+        out.push_back(Event{st.int64(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6),
+                            st.int64(7)});
+    return out;
+}
+
+} // namespace keel::registry

@@ -1,0 +1,252 @@
+// tests/cpp/registry_test.cpp
+#include "keel/common/error.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/registry/registry.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using keel::Error;
+using keel::ErrorKind;
+using namespace keel::registry;
+
+namespace {
+
+struct RegistryTest : ::testing::Test {
+    fs::path dir = fs::temp_directory_path() / ("keel-registry-" + std::to_string(::getpid()) + "-" +
+                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+    Registry reg{*ws};
+    std::string digest = ws->artifacts().put_bytes("model bytes");
+
+    ModelVersion add(const std::string& name, const std::string& run = "r1") {
+        return reg.register_version(name, NewVersion{.digest = digest, .run_id = run});
+    }
+    ~RegistryTest() override { fs::remove_all(dir); }
+};
+
+// Runs fn and returns the error it throws; fails the test when it throws nothing.
+template <typename Fn>
+Error error_of(Fn&& fn) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        return e;
+    }
+    ADD_FAILURE() << "no keel::Error thrown";
+    return Error(ErrorKind::Internal, "");
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+} // namespace
+
+TEST(ModelRef, ParsesTheThreeShapes) {
+    auto plain = ModelRef::parse("churn");
+    EXPECT_EQ(plain.name, "churn");
+    EXPECT_FALSE(plain.version);
+    EXPECT_TRUE(plain.alias.empty());
+    EXPECT_EQ(*ModelRef::parse("churn/3").version, 3);
+    EXPECT_EQ(ModelRef::parse("churn@champion").alias, "champion");
+    EXPECT_EQ(*ModelRef::parse("model:churn-v2/12").version, 12);
+    EXPECT_EQ(ModelRef::parse("churn@champion").str(), "churn@champion");
+    for (const char* bad : {"", "/3", "churn/", "churn/x", "churn/0", "churn/-1", "churn@", "churn/3@champion",
+                            "ch urn", "churn@cham pion", "@x"}) {
+        auto e = error_of([&] { ModelRef::parse(bad); });
+        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << bad;
+        EXPECT_TRUE(contains(e.what(), "'" + std::string(bad) + "'")) << e.what();
+    }
+}
+
+TEST(Stage, ParsesCaseInsensitively) {
+    EXPECT_EQ(parse_stage("production"), Stage::Production);
+    EXPECT_EQ(parse_stage("Staging"), Stage::Staging);
+    EXPECT_EQ(stage_name(Stage::Archived), "Archived");
+    auto e = error_of([] { parse_stage("prod"); });
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_TRUE(contains(e.what(), "'prod'"));
+}
+
+TEST_F(RegistryTest, CreateModelAndDuplicates) {
+    auto m = reg.create_model("churn", {.description = "who leaves", .owner = "growth", .tags = {{"team", "g"}}});
+    EXPECT_EQ(m.name, "churn");
+    EXPECT_EQ(m.owner, "growth");
+    EXPECT_EQ(m.tags.at("team"), "g");
+    EXPECT_FALSE(m.latest_version);
+    auto dup = error_of([&] { reg.create_model("churn"); });
+    EXPECT_EQ(dup.kind(), ErrorKind::AlreadyExists);
+    EXPECT_TRUE(contains(dup.what(), "'churn'"));
+    EXPECT_EQ(error_of([&] { reg.create_model("a/b"); }).kind(), ErrorKind::InvalidArgument);
+    auto missing = error_of([&] { reg.model("nope"); });
+    EXPECT_EQ(missing.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(missing.what(), "'nope'"));
+}
+
+TEST_F(RegistryTest, VersionsCountUpPerModel) {
+    EXPECT_EQ(add("churn").version, 1);
+    EXPECT_EQ(add("churn").version, 2);
+    EXPECT_EQ(add("ltv").version, 1);
+    auto v3 = reg.register_version("churn", NewVersion{.digest = digest,
+                                                       .run_id = "r9",
+                                                       .flavour = "python",
+                                                       .signature = R"({"inputs":[]})",
+                                                       .description = "third",
+                                                       .tags = {{"k", "v"}}});
+    EXPECT_EQ(v3.version, 3);
+    EXPECT_EQ(v3.ref(), "churn/3");
+    EXPECT_EQ(v3.digest, digest);
+    EXPECT_EQ(v3.run_id, "r9");
+    EXPECT_EQ(v3.signature, R"({"inputs":[]})");
+    EXPECT_EQ(v3.tags.at("k"), "v");
+    EXPECT_EQ(v3.stage, Stage::None);
+    EXPECT_EQ(v3.created_by, ws->user());
+    EXPECT_GT(v3.created_at, 0);
+    EXPECT_EQ(reg.versions("churn").size(), 3u);
+    EXPECT_EQ(*reg.model("churn").latest_version, 3);
+    EXPECT_EQ(reg.models().size(), 2u);
+}
+
+TEST_F(RegistryTest, RegisterNeedsAStoredArtifact) {
+    auto e = error_of([&] { reg.register_version("churn", NewVersion{.digest = std::string(64, 'a')}); });
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(e.what(), std::string(64, 'a')));
+    EXPECT_FALSE(reg.find_model("churn")); // nothing half-written
+}
+
+TEST_F(RegistryTest, ResolveRefs) {
+    add("churn");
+    add("churn");
+    EXPECT_EQ(reg.resolve("churn").version, 2);
+    EXPECT_EQ(reg.resolve("churn@latest").version, 2);
+    EXPECT_EQ(reg.resolve("churn/1").version, 1);
+    EXPECT_EQ(reg.resolve("model:churn/1").version, 1);
+    reg.set_alias("churn", "champion", 1);
+    auto champion = reg.resolve("churn@champion");
+    EXPECT_EQ(champion.version, 1);
+    EXPECT_EQ(champion.digest, digest);
+    EXPECT_EQ(champion.flavour, "python");
+    EXPECT_EQ(champion.aliases, std::vector<std::string>{"champion"});
+    EXPECT_EQ(reg.load_artifact("churn@champion"), "model bytes");
+
+    auto no_version = error_of([&] { reg.resolve("churn/7"); });
+    EXPECT_EQ(no_version.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(no_version.what(), "'churn/7'")) << no_version.what();
+    EXPECT_TRUE(contains(no_version.what(), "versions 1 to 2")) << no_version.what();
+    auto no_alias = error_of([&] { reg.resolve("churn@challenger"); });
+    EXPECT_EQ(no_alias.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(no_alias.what(), "'churn@challenger'")) << no_alias.what();
+    EXPECT_TRUE(contains(no_alias.what(), "champion")) << no_alias.what();
+    auto no_model = error_of([&] { reg.resolve("ltv@champion"); });
+    EXPECT_EQ(no_model.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(no_model.what(), "'ltv'"));
+    reg.create_model("empty");
+    EXPECT_EQ(error_of([&] { reg.resolve("empty"); }).kind(), ErrorKind::NotFound);
+}
+
+TEST_F(RegistryTest, AliasesMoveAndDeleteWithEvents) {
+    add("churn");
+    add("churn");
+    reg.set_alias("churn", "champion", 1);
+    reg.set_alias("churn", "champion", 2); // move
+    reg.set_alias("churn", "champion", 2); // no change, no event
+    EXPECT_EQ(reg.resolve("churn@champion").version, 2);
+    EXPECT_TRUE(reg.version("churn", 1).aliases.empty());
+    EXPECT_EQ(reg.model("churn").aliases.at("champion"), 2);
+    reg.delete_alias("churn", "champion");
+    EXPECT_EQ(error_of([&] { reg.resolve("churn@champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(error_of([&] { reg.delete_alias("churn", "champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "champion", 9); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "latest", 1); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "3", 1); }).kind(), ErrorKind::InvalidArgument);
+
+    auto events = reg.events("churn");
+    ASSERT_EQ(events.size(), 3u);
+    EXPECT_EQ(events[0].action, "alias");
+    EXPECT_EQ(events[0].subject, "champion");
+    EXPECT_EQ(events[0].from, "");
+    EXPECT_EQ(events[0].to, "1");
+    EXPECT_EQ(events[1].from, "1");
+    EXPECT_EQ(events[1].to, "2");
+    EXPECT_EQ(events[2].from, "2");
+    EXPECT_EQ(events[2].to, "");
+    EXPECT_EQ(events[2].user, ws->user());
+    EXPECT_GT(events[2].at, 0);
+}
+
+TEST_F(RegistryTest, StagesArchiveThePreviousProduction) {
+    add("churn");
+    add("churn");
+    add("churn");
+    reg.transition_stage("churn", 1, Stage::Production);
+    reg.transition_stage("churn", 2, Stage::Production); // without archiving, both are in Production
+    EXPECT_EQ(reg.version("churn", 1).stage, Stage::Production);
+    auto v3 = reg.transition_stage("churn", 3, Stage::Production, true);
+    EXPECT_EQ(v3.stage, Stage::Production);
+    EXPECT_EQ(reg.version("churn", 1).stage, Stage::Archived);
+    EXPECT_EQ(reg.version("churn", 2).stage, Stage::Archived);
+
+    auto events = reg.events("churn");
+    ASSERT_EQ(events.size(), 5u);
+    EXPECT_EQ(events[0].action, "stage");
+    EXPECT_EQ(events[0].subject, "1");
+    EXPECT_EQ(events[0].from, "None");
+    EXPECT_EQ(events[0].to, "Production");
+    EXPECT_EQ(events[3].subject, "1");
+    EXPECT_EQ(events[3].from, "Production");
+    EXPECT_EQ(events[3].to, "Archived");
+    EXPECT_EQ(events[4].subject, "2");
+    EXPECT_EQ(reg.events().size(), 5u);
+    EXPECT_EQ(error_of([&] { reg.transition_stage("churn", 4, Stage::Staging); }).kind(), ErrorKind::NotFound);
+}
+
+TEST_F(RegistryTest, RegisteringWritesLineage) {
+    reg.create_model("churn", {.description = "who leaves", .owner = "growth"});
+    add("churn", "abc123");
+    keel::lineage::Graph graph(*ws);
+    auto up = graph.upstream("model:churn/1");
+    ASSERT_FALSE(up.edges.empty());
+    EXPECT_EQ(up.edges[0].from, "run:abc123");
+    EXPECT_EQ(up.edges[0].kind, "produced");
+    auto model_node = graph.node("model:churn");
+    EXPECT_EQ(model_node.owner, "growth");
+    EXPECT_EQ(model_node.description, "who leaves");
+    EXPECT_EQ(graph.node("model:churn/1").tags.at("digest"), digest);
+}
+
+TEST_F(RegistryTest, ConcurrentProcessesGetDistinctConsecutiveNumbers) {
+    constexpr int kProcs = 4, kEach = 15;
+    std::vector<pid_t> children;
+    for (int p = 0; p < kProcs; ++p) {
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            int code = 0;
+            try {
+                auto child_ws = keel::storage::Workspace::open(dir);
+                Registry child(*child_ws);
+                for (int i = 0; i < kEach; ++i)
+                    child.register_version("churn", NewVersion{.digest = digest, .run_id = "p" + std::to_string(p)});
+            } catch (...) {
+                code = 1;
+            }
+            _exit(code);
+        }
+        children.push_back(pid);
+    }
+    for (pid_t pid : children) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ASSERT_TRUE(WIFEXITED(status));
+        EXPECT_EQ(WEXITSTATUS(status), 0);
+    }
+    auto all = reg.versions("churn");
+    ASSERT_EQ(all.size(), size_t(kProcs * kEach));
+    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, int64_t(i + 1));
+}
