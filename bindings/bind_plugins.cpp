@@ -1,11 +1,264 @@
 // bindings/bind_plugins.cpp
 #include "bindings.hpp"
 
+#include "keel/common/error.hpp"
+#include "keel/plugins/host.hpp"
+#include "keel/plugins/router.hpp"
+
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <chrono>
+
 namespace py = pybind11;
+using namespace keel::plugins;
 
 namespace keel::bindings {
 
-// The plugins module's bindings land here with the module itself.
-void bind_plugins(py::module_& m) {}
+// Python data <-> plugins::Value (dicts keep their order; numpy scalars become numbers).
+Value value_from_py(py::handle h, int depth = 0) {
+    if (depth > 32) throw_error(ErrorKind::InvalidArgument, "plugin argument nested deeper than 32 levels");
+    if (h.is_none()) return Value{};
+    if (py::isinstance<py::bool_>(h)) return Value(h.cast<bool>());
+    if (py::isinstance<py::int_>(h)) return Value(h.cast<int64_t>());
+    if (py::isinstance<py::float_>(h)) return Value(h.cast<double>());
+    if (py::isinstance<py::str>(h)) return Value(h.cast<std::string>());
+    if (py::isinstance<py::dict>(h)) {
+        Value::Map map;
+        for (auto item : h.cast<py::dict>()) map.emplace_back(py::str(item.first).cast<std::string>(), value_from_py(item.second, depth + 1));
+        return Value(std::move(map));
+    }
+    if (py::isinstance<py::list>(h) || py::isinstance<py::tuple>(h) || py::isinstance<py::set>(h) ||
+        py::isinstance<py::frozenset>(h)) {
+        Value::Array arr;
+        for (auto item : h) arr.push_back(value_from_py(item, depth + 1));
+        return Value(std::move(arr));
+    }
+    if (py::hasattr(h, "dtype") && py::hasattr(h, "item")) return value_from_py(h.attr("item")(), depth + 1);
+    if (py::hasattr(h, "__index__")) return Value(py::int_(py::reinterpret_borrow<py::object>(h)).cast<int64_t>());
+    if (py::hasattr(h, "__float__")) return Value(py::float_(py::reinterpret_borrow<py::object>(h)).cast<double>());
+    if (py::hasattr(h, "tolist")) return value_from_py(h.attr("tolist")(), depth + 1);
+    return Value(py::str(h).cast<std::string>());
+}
+
+py::object value_to_py(const Value& v) {
+    return std::visit(
+        [](const auto& x) -> py::object {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::monostate>) return py::none();
+            else if constexpr (std::is_same_v<T, bool>) return py::bool_(x);
+            else if constexpr (std::is_same_v<T, int64_t>) return py::int_(x);
+            else if constexpr (std::is_same_v<T, double>) return py::float_(x);
+            else if constexpr (std::is_same_v<T, std::string>) return py::str(x);
+            else if constexpr (std::is_same_v<T, Value::Array>) {
+                py::list out;
+                for (const auto& e : x) out.append(value_to_py(e));
+                return out;
+            } else {
+                py::dict out;
+                for (const auto& [k, e] : x) out[py::str(k)] = value_to_py(e);
+                return out;
+            }
+        },
+        v.data);
+}
+
+namespace {
+
+// A request dict as borrowed fields; strings are copied into `storage` first.
+struct PyRequest {
+    std::vector<std::string> storage;
+    std::vector<Field> fields;
+    explicit PyRequest(const py::dict& d) {
+        storage.reserve(d.size() * 2);
+        fields.reserve(d.size());
+        for (auto item : d) {
+            storage.push_back(py::str(item.first).cast<std::string>());
+            Field f{storage.back(), std::monostate{}};
+            py::handle v = item.second;
+            if (v.is_none()) {
+            } else if (py::isinstance<py::bool_>(v)) f.value = v.cast<bool>();
+            else if (py::isinstance<py::int_>(v) || (py::hasattr(v, "__index__") && !py::isinstance<py::float_>(v)))
+                f.value = py::int_(py::reinterpret_borrow<py::object>(v)).cast<int64_t>();
+            else if (py::isinstance<py::float_>(v) || py::hasattr(v, "__float__")) f.value = py::float_(py::reinterpret_borrow<py::object>(v)).cast<double>();
+            else {
+                storage.push_back(py::str(v).cast<std::string>());
+                f.value = std::string_view(storage.back());
+            }
+            fields.push_back(f);
+        }
+    }
+};
+
+py::tuple decision_to_py(const Router& r, const Decision& d) {
+    py::list shadows;
+    for (int i = 0; i < 64; ++i)
+        if (d.shadows & (uint64_t(1) << i)) shadows.append(r.variant_name(i));
+    return py::make_tuple(r.variant_name(d.variant), shadows, std::string(fallback_name(d.fallback)));
+}
+
+} // namespace
+
+void bind_plugins(py::module_& m) {
+    m.def("plugins_bucket", [](py::handle key, const std::string& salt) {
+        if (py::isinstance<py::int_>(key) || (py::hasattr(key, "__index__") && !py::isinstance<py::float_>(key)))
+            return bucket(py::int_(py::reinterpret_borrow<py::object>(key)).cast<int64_t>(), salt);
+        if (py::isinstance<py::float_>(key)) {
+            double d = key.cast<double>();
+            if (std::floor(d) == d && std::fabs(d) < 9.0e15) return bucket(int64_t(d), salt);
+            char buf[40];
+            int n = std::snprintf(buf, sizeof buf, "%.17g", d);
+            return bucket(std::string_view(buf, size_t(n)), salt);
+        }
+        return bucket(py::str(key).cast<std::string>(), salt);
+    }, py::arg("key"), py::arg("salt") = "");
+    m.def("plugins_set_search_path", &set_search_path);
+    m.def("plugins_search_path", &search_path);
+    m.def("plugins_resolve", &resolve_plugin);
+    m.def("plugins_call", [](const std::string& ref, const std::string& entry, py::list args) {
+        std::vector<Value> values;
+        for (auto a : args) values.push_back(value_from_py(a));
+        Value out;
+        {
+            py::gil_scoped_release release;
+            out = Host::for_thread().call(ref, entry, values);
+        }
+        return value_to_py(out);
+    });
+    m.def("plugins_eval_file", [](const std::string& ref) {
+        Value out;
+        {
+            py::gil_scoped_release release;
+            out = Host::for_thread().eval_file(ref);
+        }
+        return value_to_py(out);
+    });
+    m.def("plugins_status", [](const std::string& ref) {
+        auto s = Host::for_thread().status(ref);
+        py::dict d;
+        d["path"] = s.path;
+        d["version"] = s.version;
+        d["reloads_refused"] = s.reloads_refused;
+        d["last_error"] = s.last_error;
+        return d;
+    });
+    m.def("plugins_limits", []() {
+        const auto& l = Host::for_thread().limits();
+        py::dict d;
+        d["call_instructions"] = l.call_instructions;
+        d["load_instructions"] = l.load_instructions;
+        d["memory_bytes"] = l.memory_bytes;
+        d["reload_check_ms"] = l.reload_check_ms;
+        return d;
+    });
+    m.def("plugins_set_limits", [](py::dict d) {
+        Limits l = Host::for_thread().limits();
+        if (d.contains("call_instructions")) l.call_instructions = d["call_instructions"].cast<int64_t>();
+        if (d.contains("load_instructions")) l.load_instructions = d["load_instructions"].cast<int64_t>();
+        if (d.contains("memory_bytes")) l.memory_bytes = d["memory_bytes"].cast<size_t>();
+        if (d.contains("reload_check_ms")) l.reload_check_ms = d["reload_check_ms"].cast<int>();
+        Host::for_thread().set_limits(l);
+    }, "Limits of this thread's plugin host.");
+    m.def("plugins_memory_used", []() { return Host::for_thread().memory_used(); });
+
+    py::class_<Router, std::shared_ptr<Router>>(m, "Router")
+        .def(py::init([](const std::string& plugin, const std::vector<std::pair<std::string, double>>& variants,
+                         const std::string& default_variant, py::object config, const std::string& name,
+                         const std::vector<std::string>& issues) {
+                 RouterConfig c;
+                 c.plugin = plugin;
+                 for (const auto& [n, w] : variants) c.variants.push_back({n, w});
+                 c.default_variant = default_variant;
+                 c.config = config.is_none() ? Value(Value::Map{}) : value_from_py(config);
+                 c.name = name;
+                 c.issues = issues;
+                 return std::make_shared<Router>(std::move(c));
+             }),
+             py::arg("plugin"), py::arg("variants"), py::arg("default") = "", py::arg("config") = py::none(),
+             py::arg("name") = "", py::arg("issues") = std::vector<std::string>{})
+        .def("route", [](Router& r, py::dict request) {
+            PyRequest req(request);
+            Decision d;
+            {
+                py::gil_scoped_release release;
+                d = r.route(req.fields);
+            }
+            return decision_to_py(r, d);
+        }, "(variant, shadows, fallback) for one request dict.")
+        .def("route_many", [](Router& r, py::list requests) {
+            std::vector<PyRequest> reqs;
+            reqs.reserve(requests.size());
+            for (auto item : requests) reqs.emplace_back(item.cast<py::dict>());
+            std::vector<Decision> out(reqs.size());
+            {
+                py::gil_scoped_release release;
+                for (size_t i = 0; i < reqs.size(); ++i) out[i] = r.route(reqs[i].fields);
+            }
+            py::list result;
+            for (const auto& d : out) result.append(decision_to_py(r, d));
+            return result;
+        })
+        .def("set_weights", &Router::set_weights)
+        .def("set_issues", &Router::set_issues)
+        .def_property_readonly("variants", [](const Router& r) {
+            std::vector<std::pair<std::string, double>> out;
+            for (const auto& v : r.config().variants) out.emplace_back(v.name, v.weight);
+            return out;
+        })
+        .def_property_readonly("default", [](const Router& r) {
+            auto c = r.config();
+            return c.default_variant.empty() ? c.variants.front().name : c.default_variant;
+        })
+        .def_property_readonly("plugin", [](const Router& r) { return r.config().plugin; })
+        .def("stats", [](const Router& r) {
+            auto s = r.stats();
+            py::dict d;
+            d["decisions"] = s.decisions;
+            d["fallbacks"] = s.fallbacks;
+            d["errors"] = s.errors;
+            d["unknown_variant"] = s.unknown_variant;
+            d["budget"] = s.budget;
+            d["memory"] = s.memory;
+            py::dict served;
+            for (const auto& [n, c] : s.served) served[py::str(n)] = c;
+            d["served"] = served;
+            d["last_error"] = s.last_error;
+            return d;
+        })
+        .def("bench", [](Router& r, int64_t n, int64_t distinct_keys, const std::string& key_field) {
+            // Times n decisions in C++ (integer keys cycling over distinct_keys), in batches of 64:
+            // per-decision cost is each batch's time / 64; the median and p99 are over batches.
+            std::vector<double> per_batch;
+            int64_t total_ns = 0;
+            {
+                py::gil_scoped_release release;
+                constexpr int kBatch = 64;
+                per_batch.reserve(size_t(n / kBatch + 1));
+                Field f{key_field, int64_t(0)};
+                int64_t key = 0;
+                for (int i = 0; i < 1000; ++i) r.route(std::span<const Field>(&f, 1));  // warm up
+                auto start = std::chrono::steady_clock::now();
+                for (int64_t done = 0; done < n; done += kBatch) {
+                    auto t0 = std::chrono::steady_clock::now();
+                    for (int j = 0; j < kBatch; ++j) {
+                        f.value = key;
+                        if (++key == distinct_keys) key = 0;
+                        r.route(std::span<const Field>(&f, 1));
+                    }
+                    auto t1 = std::chrono::steady_clock::now();
+                    per_batch.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) / kBatch);
+                }
+                total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+                std::sort(per_batch.begin(), per_batch.end());
+            }
+            py::dict d;
+            d["decisions"] = int64_t(per_batch.size()) * 64;
+            d["median_ns"] = per_batch[per_batch.size() / 2];
+            d["p99_ns"] = per_batch[std::min(per_batch.size() - 1, per_batch.size() * 99 / 100)];
+            d["per_second"] = double(per_batch.size() * 64) / (double(total_ns) / 1e9);
+            return d;
+        }, py::arg("n") = 1'000'000, py::arg("distinct_keys") = 100'000, py::arg("key_field") = "user_id");
+}
 
 } // namespace keel::bindings

@@ -1,0 +1,14 @@
+-- plugins/routing/tenant.lua: a model per tenant (several game studios on one service).
+--
+-- config: tenants  map tenant -> variant, e.g. {["studio-a"] = "champion", ["studio-b"] = "b"}
+--         field    request field naming the tenant (default "tenant")
+--         default  variant for tenants not in the map (default: the endpoint's default variant)
+--         avoid_data_issues  true: a tenant whose variant has an open data issue gets the default
+function route(req, ctx)
+  local cfg = ctx.config
+  local tenant = req[cfg.field or "tenant"]
+  local variant = tenant and cfg.tenants and cfg.tenants[tenant]
+  if variant == nil then return cfg.default or ctx.default end
+  if cfg.avoid_data_issues and ctx.issues[variant] then return cfg.default or ctx.default end
+  return variant
+end

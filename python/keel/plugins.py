@@ -1,0 +1,169 @@
+"""Lua plugins: A/B routing (weights, sticky users, tenants, shadows) and data-quality rules.
+
+Plugins are Lua 5.4 files run by Keel's C++ core in a sandbox (no ``io``, no ``os`` but time, no
+loading of bytecode, ``require`` only under ``plugins/``) with an instruction budget per call and a
+memory cap per state. Built-ins live in ``plugins/routing/`` and ``plugins/quality/``.
+
+>>> r = keel.plugins.Router("plugins/routing/sticky.lua", {"champion": 0.9, "challenger": 0.1},
+...                         config={"key": "player_id"}, name="churn")
+>>> r.route({"player_id": 42}).variant
+'champion'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from keel import _core
+
+#: The folder holding Keel's built-in plugins/ (the source checkout), searched after the cwd.
+BUILTIN_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _init_search_path() -> None:
+    roots = [str(BUILTIN_ROOT)] if (BUILTIN_ROOT / "plugins").is_dir() else []
+    _core.plugins_set_search_path(roots)
+
+
+_init_search_path()
+
+
+def set_search_path(roots: Iterable[str | os.PathLike]) -> None:
+    """Folders where plugin refs like ``plugins/routing/sticky.lua`` are looked up (after the cwd).
+
+    Keel's own checkout stays last so the built-ins are always found.
+    """
+    paths = [os.fspath(r) for r in roots]
+    if (BUILTIN_ROOT / "plugins").is_dir():
+        paths.append(str(BUILTIN_ROOT))
+    _core.plugins_set_search_path(paths)
+
+
+def search_path() -> list[str]:
+    return [str(p) for p in _core.plugins_search_path()]
+
+
+def resolve(plugin: str | os.PathLike) -> str:
+    """The file a plugin ref names (NotFound says where it looked)."""
+    return str(_core.plugins_resolve(os.fspath(plugin)))
+
+
+def bucket(key: Any, salt: str = "") -> float:
+    """Stable hash of ``key`` (int or str; 42 and "42" agree) with ``salt`` into [0, 1).
+
+    The same function ``ctx.bucket`` gives Lua plugins: equal in every process and on every platform.
+    """
+    return _core.plugins_bucket(key, salt)
+
+
+def limits() -> dict:
+    """This thread's plugin host limits: instruction budgets, memory cap, reload check interval."""
+    return _core.plugins_limits()
+
+
+def set_limits(**limits: int) -> None:
+    """Change this thread's host limits: call_instructions, load_instructions, memory_bytes,
+    reload_check_ms."""
+    unknown = set(limits) - {"call_instructions", "load_instructions", "memory_bytes", "reload_check_ms"}
+    if unknown:
+        from keel.errors import InvalidArgument
+        raise InvalidArgument(f"unknown plugin limit(s) {sorted(unknown)}")
+    _core.plugins_set_limits(limits)
+
+
+def call(plugin: str | os.PathLike, entry: str, *args: Any) -> Any:
+    """Call ``entry(*args)`` of a plugin in the sandbox; results come back as Python data."""
+    return _core.plugins_call(os.fspath(plugin), entry, list(args))
+
+
+def eval_file(path: str | os.PathLike) -> Any:
+    """Run a Lua file in the sandbox and return what it returns, as data (test tables, configs)."""
+    return _core.plugins_eval_file(os.fspath(path))
+
+
+def status(plugin: str | os.PathLike) -> dict:
+    """Version of a loaded plugin in this thread's host, and why its last reload was refused."""
+    return _core.plugins_status(os.fspath(plugin))
+
+
+class Decision(NamedTuple):
+    """A routing decision: the variant served, the shadow variants, and the fallback reason
+    ('' when the plugin decided; 'error', 'unknown_variant', 'budget' or 'memory' otherwise)."""
+    variant: str
+    shadows: list
+    fallback: str
+
+
+def _variants(variants: Mapping[str, float] | Sequence) -> list[tuple[str, float]]:
+    if isinstance(variants, Mapping):
+        items = list(variants.items())
+    else:
+        items = [v if isinstance(v, (tuple, list)) else (v, 1.0) for v in variants]
+    out = []
+    for name, weight in items:
+        if isinstance(weight, (tuple, list)):  # endpoint style: name -> (model_ref, weight)
+            weight = weight[1]
+        out.append((str(name), float(weight)))
+    return out
+
+
+class Router:
+    """Runs a routing plugin's ``route(req, ctx)`` in C++.
+
+    ``variants`` maps names to weights (``{"champion": 0.9, "challenger": 0.1}``); ``default`` is the
+    variant served when the plugin fails (the first listed unless named); ``config`` is ``ctx.config``
+    (e.g. ``key``, ``salt``, ``tenants``, ``shadow``, ``avoid_data_issues``); ``name`` is
+    ``ctx.endpoint`` and the default hashing salt.
+    """
+
+    def __init__(self, plugin: str | os.PathLike, variants, *, default: str | None = None,
+                 config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
+        self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", dict(config or {}),
+                                    name, list(issues))
+
+    def route(self, request: Mapping) -> Decision:
+        """Route one request dict (``{"player_id": 42, "tenant": "studio-a"}``)."""
+        return Decision(*self._native.route(dict(request)))
+
+    def route_many(self, requests) -> list[Decision]:
+        """Route many requests (a list of dicts or a DataFrame) in one call."""
+        if hasattr(requests, "to_dict") and hasattr(requests, "columns"):
+            requests = requests.to_dict("records")
+        return [Decision(*d) for d in self._native.route_many([dict(r) for r in requests])]
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Change the split live; unknown variants and negative weights are refused."""
+        self._native.set_weights([(str(k), float(v)) for k, v in weights.items()])
+
+    def set_issues(self, variants: Iterable[str]) -> None:
+        """Variants fed by a feature view with an open data issue (``ctx.issues``)."""
+        self._native.set_issues(list(variants))
+
+    @property
+    def variants(self) -> dict[str, float]:
+        return dict(self._native.variants)
+
+    @property
+    def default(self) -> str:
+        return self._native.default
+
+    def stats(self) -> dict:
+        """Decisions, fallbacks by reason, decisions served per variant and the last error."""
+        return self._native.stats()
+
+    def bench(self, n: int = 1_000_000, distinct_keys: int = 100_000, key_field: str = "user_id") -> dict:
+        """Time ``n`` decisions inside C++ (no Python per call): median/p99 ns and decisions/s."""
+        return self._native.bench(n, distinct_keys, key_field)
+
+    def __repr__(self) -> str:
+        return f"<keel.plugins.Router {self._native.plugin!r} {self.variants}>"
+
+    def _repr_html_(self) -> str:
+        from keel.display import html_table
+        s = self.stats()
+        rows = [{"variant": name, "weight": w, "served": s["served"].get(name, 0),
+                 "default": "yes" if name == self.default else ""} for name, w in self.variants.items()]
+        return html_table(rows, title=f"Router {self._native.plugin} — {s['decisions']} decisions, "
+                                      f"{s['fallbacks']} fallbacks")

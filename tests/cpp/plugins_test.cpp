@@ -1,0 +1,262 @@
+// tests/cpp/plugins_test.cpp
+#include "keel/common/error.hpp"
+#include "keel/plugins/host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using keel::Error;
+using keel::ErrorKind;
+using keel::plugins::Host;
+using keel::plugins::Limits;
+using keel::plugins::Value;
+
+namespace {
+
+// A temporary plugins/ folder with files written by the tests.
+struct PluginDir {
+    fs::path root = fs::temp_directory_path() / ("keel-plugins-" + std::to_string(::getpid()) + "-" +
+                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
+    fs::path dir = root / "plugins";
+    PluginDir() { fs::create_directories(dir / "lib"); }
+    ~PluginDir() { fs::remove_all(root); }
+    std::string write(const std::string& name, const std::string& source) {
+        fs::path p = dir / name;
+        fs::create_directories(p.parent_path());
+        std::ofstream(p, std::ios::binary) << source;
+        return p.string();
+    }
+};
+
+Limits test_limits() {
+    Limits l;
+    l.call_instructions = 100'000;
+    l.load_instructions = 50'000;
+    l.memory_bytes = 8 << 20;
+    l.reload_check_ms = 0;
+    return l;
+}
+
+// Runs route() of a plugin whose body is `body`, expecting a PluginError containing `needle`.
+std::string plugin_error(Host& host, const std::string& path) {
+    try {
+        host.call(path, "route", {});
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::PluginError) << e.what();
+        return e.what();
+    }
+    ADD_FAILURE() << "expected a PluginError from " << path;
+    return "";
+}
+
+std::string escape(PluginDir& d, Host& host, const std::string& name, const std::string& body) {
+    return plugin_error(host, d.write(name, "function route(req, ctx)\n" + body + "\nend\n"));
+}
+
+} // namespace
+
+TEST(PluginHost, CallsAFunctionAndConvertsValues) {
+    PluginDir d;
+    Host host(test_limits());
+    auto p = d.write("echo.lua", "function route(a, b) return {x = a, n = #b, s = 'ok'} end\n");
+    Value out = host.call(p, "route", {Value(int64_t(7)), Value(Value::Array{1, 2, 3})});
+    ASSERT_TRUE(out.is_map());
+    EXPECT_EQ(out.find("x")->number(), 7);
+    EXPECT_EQ(out.find("n")->number(), 3);
+    EXPECT_EQ(out.find("s")->str(), "ok");
+}
+
+TEST(PluginSandbox, IoIsRefused) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "io.lua", "return io.open('/etc/passwd')");
+    EXPECT_NE(msg.find("unknown global 'io'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("io.lua:2"), std::string::npos) << msg;
+}
+
+TEST(PluginSandbox, OsExecuteIsRefusedButTimeWorks) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "os.lua", "return os.execute('true')");
+    EXPECT_NE(msg.find("os.lua:2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("call a nil value (field 'execute')"), std::string::npos) << msg;
+    auto p = d.write("time.lua", "function route() return os.time() > 0 and os.clock() >= 0 end\n");
+    EXPECT_TRUE(std::get<bool>(host.call(p, "route", {}).data));
+}
+
+TEST(PluginSandbox, LoadDofileLoadfileAreRefused) {
+    PluginDir d;
+    Host host(test_limits());
+    for (std::string fn : {"load", "dofile", "loadfile", "loadstring", "debug", "collectgarbage", "coroutine"}) {
+        auto msg = escape(d, host, fn + ".lua", "return " + fn);
+        EXPECT_NE(msg.find("unknown global '" + fn + "'"), std::string::npos) << msg;
+    }
+}
+
+TEST(PluginSandbox, BytecodeFilesAreRefused) {
+    PluginDir d;
+    Host host(test_limits());
+    auto p = d.write("binary.lua", std::string("\x1bLua\x54\x00garbage", 12));
+    try {
+        host.load(p, "route");
+        FAIL() << "bytecode was loaded";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::PluginError);
+        EXPECT_NE(std::string(e.what()).find("binary chunk"), std::string::npos) << e.what();
+    }
+}
+
+TEST(PluginSandbox, StringDumpIsGone) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "dump.lua", "return string.dump(route)");
+    EXPECT_NE(msg.find("dump"), std::string::npos) << msg;
+    auto msg2 = escape(d, host, "dump2.lua", "return ('x').dump(route)");
+    EXPECT_NE(msg2.find("dump"), std::string::npos) << msg2;
+}
+
+TEST(PluginSandbox, StringMetatableIsHidden) {
+    PluginDir d;
+    Host host(test_limits());
+    auto p = d.write("strmeta.lua", "function route() return getmetatable('') end\n");
+    EXPECT_FALSE(std::get<bool>(host.call(p, "route", {}).data));
+    auto msg = escape(d, host, "strmeta2.lua", "setmetatable('', {__index = function() return 1 end})");
+    EXPECT_NE(msg.find("table expected"), std::string::npos) << msg;
+}
+
+TEST(PluginSandbox, RequireOnlyUnderPlugins) {
+    PluginDir d;
+    Host host(test_limits());
+    d.write("lib/helper.lua", "return {twice = function(x) return 2 * x end}\n");
+    auto ok = d.write("req.lua", "local h = require('lib.helper')\nfunction route() return h.twice(21) end\n");
+    EXPECT_EQ(host.call(ok, "route", {}).number(), 42);
+    for (std::string name : {"../../etc/passwd", "os", "lib..helper", "/etc/passwd"}) {
+        auto msg = escape(d, host, "req_bad.lua", "return require('" + name + "')");
+        EXPECT_NE(msg.find("require('" + name + "')"), std::string::npos) << msg;
+    }
+    // A symlink inside plugins/ that points outside is refused too.
+    std::ofstream(d.root / "outside.lua") << "return 1\n";
+    fs::create_symlink(d.root / "outside.lua", d.dir / "lib" / "escape.lua");
+    auto msg = escape(d, host, "req_link.lua", "return require('lib.escape')");
+    EXPECT_NE(msg.find("no module"), std::string::npos) << msg;
+}
+
+TEST(PluginSandbox, EnvTricksStayInsideThePlugin) {
+    PluginDir d;
+    Host host(test_limits());
+    // rawset on _ENV only writes the plugin's own globals; the real ones stay unreachable.
+    auto p = d.write("env.lua",
+                     "function route()\n"
+                     "  rawset(_ENV, 'x', 1)\n"
+                     "  assert(rawget(_ENV, 'io') == nil and rawget(_G, 'io') == nil)\n"
+                     "  assert(getmetatable(_ENV) == false)\n"
+                     "  assert(not pcall(setmetatable, _ENV, nil))\n"
+                     "  string.upper = nil\n"
+                     "  return x\n"
+                     "end\n");
+    EXPECT_EQ(host.call(p, "route", {}).number(), 1);
+    // ... and one plugin's changes to a library never reach another.
+    auto q = d.write("env2.lua", "function route() return string.upper('a') end\n");
+    EXPECT_EQ(host.call(q, "route", {}).str(), "A");
+    auto gc = escape(d, host, "gc.lua", "setmetatable({}, {__gc = function() while true do end end})");
+    EXPECT_NE(gc.find("__gc"), std::string::npos) << gc;
+}
+
+TEST(PluginSandbox, InfiniteLoopIsStoppedWithFileAndLine) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "loop.lua", "while true do end");
+    EXPECT_NE(msg.find("loop.lua:2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("instruction budget"), std::string::npos) << msg;
+    // pcall inside the plugin cannot swallow the abort.
+    auto msg2 = escape(d, host, "loop2.lua", "while true do pcall(function() while true do end end) end");
+    EXPECT_NE(msg2.find("instruction budget"), std::string::npos) << msg2;
+    // The host stays healthy.
+    auto ok = d.write("fine.lua", "function route() return 'ok' end\n");
+    EXPECT_EQ(host.call(ok, "route", {}).str(), "ok");
+}
+
+TEST(PluginSandbox, LoadingHasATighterBudget) {
+    PluginDir d;
+    Host host(test_limits());
+    auto p = d.write("slowload.lua", "for i = 1, 80000 do end\nfunction route() return 1 end\n");
+    try {
+        host.load(p, "route");
+        FAIL() << "a slow top level was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("instruction budget of 50000"), std::string::npos) << e.what();
+    }
+}
+
+TEST(PluginSandbox, MemoryBombIsStoppedAndTheHostRecovers) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "bomb.lua", "local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end");
+    EXPECT_NE(msg.find("memory cap of 8 MiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("bomb.lua:3"), std::string::npos) << msg;
+    auto msg2 = escape(d, host, "strbomb.lua", "return string.rep('x', 1 << 30)");
+    EXPECT_NE(msg2.find("memory cap"), std::string::npos) << msg2;
+    // A bomb that keeps its garbage alive in a global: the state is rebuilt before the next use.
+    auto msg3 = escape(d, host, "keep.lua", "big = {}\nfor i = 1, 1e9 do big[i] = string.rep('y', 4096) .. i end");
+    EXPECT_NE(msg3.find("memory cap"), std::string::npos) << msg3;
+    auto ok = d.write("fine.lua", "function route() return 'ok' end\n");
+    EXPECT_EQ(host.call(ok, "route", {}).str(), "ok");
+    EXPECT_LT(host.memory_used(), size_t(2) << 20);
+}
+
+TEST(PluginSandbox, UnknownGlobalReadNamesIt) {
+    PluginDir d;
+    Host host(test_limits());
+    auto msg = escape(d, host, "typo.lua", "return varaints");
+    EXPECT_NE(msg.find("unknown global 'varaints'"), std::string::npos) << msg;
+}
+
+TEST(PluginReload, ChangedFileReloadsAndBrokenEditIsRefused) {
+    PluginDir d;
+    Host host(test_limits());
+    auto p = d.write("v.lua", "function route() return 'one' end\n");
+    EXPECT_EQ(host.call(p, "route", {}).str(), "one");
+    d.write("v.lua", "function route() return 'two!' end\n");
+    EXPECT_EQ(host.call(p, "route", {}).str(), "two!");
+    EXPECT_EQ(host.status(p).version, 2);
+    d.write("v.lua", "function route() return 'three' \n");  // syntax error
+    EXPECT_EQ(host.call(p, "route", {}).str(), "two!");
+    auto st = host.status(p);
+    EXPECT_EQ(st.version, 2);
+    EXPECT_EQ(st.reloads_refused, 1);
+    EXPECT_NE(st.last_error.find("v.lua"), std::string::npos) << st.last_error;
+    d.write("v.lua", "function rout() return 'x' end\n");  // no route()
+    EXPECT_EQ(host.call(p, "route", {}).str(), "two!");
+    EXPECT_NE(host.status(p).last_error.find("defines no function route"), std::string::npos);
+    d.write("v.lua", "function route() return 'four' end\n");
+    EXPECT_EQ(host.call(p, "route", {}).str(), "four");
+    EXPECT_EQ(host.status(p).last_error, "");
+}
+
+TEST(PluginHash, BucketIsStableAndUniform) {
+    using keel::plugins::bucket;
+    // Pinned values: a change here breaks every sticky assignment in the field.
+    EXPECT_EQ(keel::plugins::stable_hash("42", "exp"), keel::plugins::stable_hash("42", "exp"));
+    EXPECT_DOUBLE_EQ(bucket(int64_t(42), "exp"), bucket("42", "exp"));
+    EXPECT_NE(bucket("42", "exp"), bucket("42", "exp2"));
+    int below = 0;
+    for (int64_t i = 0; i < 100000; ++i) below += bucket(i, "salt") < 0.1;
+    EXPECT_NEAR(below / 100000.0, 0.1, 0.005);
+}
+
+TEST(PluginHost, MissingPluginIsNotFound) {
+    Host host(test_limits());
+    try {
+        host.load("plugins/nope/missing.lua", "route");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+        EXPECT_NE(std::string(e.what()).find("plugins/nope/missing.lua"), std::string::npos);
+    }
+}

@@ -1,0 +1,13 @@
+-- Declarative cases for plugins/routing/sticky.lua: the split follows the weights, and requests
+-- without the sticky key fall back to the default (counted).
+return {
+  plugin = "plugins/routing/sticky.lua",
+  variants = {{"champion", 0.9}, {"challenger", 0.1}},
+  config = {key = "player_id", salt = "churn-test"},
+  cases = {
+    {req = {tenant = "studio-a"}, variant = "champion", fallback = "error"},
+  },
+  splits = {
+    {key = "player_id", n = 20000, shares = {champion = 0.9, challenger = 0.1}, tolerance = 0.01},
+  },
+}
