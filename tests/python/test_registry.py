@@ -142,8 +142,10 @@ def test_log_model_round_trips_and_infers_signature(ws):
     if mv.flavour == "python":
         np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
     # the run produced the version: lineage says so, and the model node carries its owner
-    up = keel._core.LineageGraph(ws._native).upstream("model:churn/1")
-    assert {"from": f"run:{run.id}", "kind": "produced", "to": "model:churn/1"}.items() <= up["edges"][0].items()
+    up = ws.lineage.upstream("model:churn/1")
+    assert f"run:{run.id}" in up
+    assert (up.edges[0]["from"], up.edges[0]["kind"]) == (f"run:{run.id}", "produced")
+    assert ws.lineage.node("model:churn")["owner"] == ws.user
 
 
 def test_signature_from_feature_names_and_arrays():

@@ -1,0 +1,348 @@
+"""The ``keel`` command, for CI scripts and terminals (``python -m keel`` is the same).
+
+    keel --workspace demo.keel runs list --experiment churn --filter "metrics.auc > 0.8"
+    keel models list
+    keel models show churn@champion --json
+    keel models promote churn 3 --alias champion --stage Production --archive-existing
+    keel lineage upstream model:churn/3 --depth 2
+
+The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. ``--json`` prints machine-readable
+output. Exit code 0 on success; on failure ``error: <Kind>: <message>`` on stderr and the kind's exit
+code (NotFound 2, AlreadyExists 3, InvalidArgument 4, Conflict 5, Corrupt 6, PermissionDenied 7,
+PluginError 8, Internal 9) so scripts can branch on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from datetime import date, datetime
+from typing import Any, Iterable, Sequence
+
+from keel import errors
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is an InvalidArgument (exit 4) like any other bad input."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        raise errors.InvalidArgument(f"{message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------------------------------ output
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly: non-finite floats become null, times ISO strings, numpy scalars Python ones."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return None if str(value) == "NaT" else value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        return _plain(value.item())
+    if value is not None and not isinstance(value, (str, int, bool)):
+        try:
+            import pandas as pd
+            if pd.isna(value):
+                return None
+        except (TypeError, ValueError, ImportError):
+            pass
+        return str(value)
+    return value
+
+
+def _cell(value: Any) -> str:
+    value = _plain(value)
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value) if value else "-"
+    return str(value)
+
+
+def _table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _fields(record: dict) -> str:
+    width = max((len(k) for k in record), default=0)
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {_cell(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key.ljust(width)}  {_cell(value)}")
+    return "\n".join(lines)
+
+
+class _Out:
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+
+    def emit(self, data: Any, text: str) -> None:
+        if self.as_json:
+            print(json.dumps(_plain(data), indent=2, allow_nan=False))
+        else:
+            print(text)
+
+
+# -------------------------------------------------------------------------------------- workspace
+
+def _open_workspace(args):
+    import keel
+    path = args.workspace or os.environ.get("KEEL_WORKSPACE")
+    if not path:
+        raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "keel.db")):
+        raise errors.NotFound(f"workspace '{path}' does not exist: check --workspace / KEEL_WORKSPACE "
+                              "(create one with keel.open in Python)")
+    return keel.open(path)
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+_RUN_FIELDS = ("id", "name", "experiment", "status", "start_time", "end_time", "user", "parent_id", "source",
+               "git_commit", "git_dirty", "error", "params", "metrics", "tags")
+
+
+def _run_dict(run) -> dict:
+    if hasattr(run, "to_dict"):
+        return dict(run.to_dict())
+    out = {}
+    for field in _RUN_FIELDS:
+        value = getattr(run, field, None)
+        if callable(value):
+            continue
+        if value is not None:
+            out[field] = dict(value) if isinstance(value, dict) else value
+    return out
+
+
+def _frame_rows(frame) -> list[dict]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def cmd_runs_list(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    kwargs: dict[str, Any] = {}
+    if args.experiment:
+        kwargs["experiment"] = args.experiment
+    if args.filter:
+        kwargs["filter"] = args.filter
+    if args.order_by:
+        kwargs["order_by"] = args.order_by
+    if args.max_results is not None:
+        kwargs["max_results"] = args.max_results
+    rows = _frame_rows(ws.runs.search(**kwargs).to_pandas())
+    text = _table(rows) if rows else "no runs"
+    out.emit(rows, text)
+
+
+def cmd_runs_show(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    record = _run_dict(ws.runs.get(args.run_id))
+    out.emit(record, _fields(record))
+
+
+# ----------------------------------------------------------------------------------------- models
+
+_VERSION_COLUMNS = ["version", "stage", "aliases", "run_id", "flavour", "created_at", "created_by", "description"]
+
+
+def _version_rows(versions: Iterable) -> list[dict]:
+    rows = []
+    for v in versions:
+        d = v.to_dict()
+        rows.append({c: (", ".join(d[c]) if c == "aliases" else d[c]) for c in _VERSION_COLUMNS})
+    return rows
+
+
+def cmd_models_list(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    models = ws.models.list()
+    data = [m.to_dict() for m in models]
+    text = _table([m._row() for m in models]) if models else "no registered models"
+    out.emit(data, text)
+
+
+def cmd_models_show(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    ref = args.ref.removeprefix("model:")
+    if "/" in ref or "@" in ref:
+        record = ws.models.get(ref).to_dict()
+        out.emit(record, _fields(record))
+        return
+    model = ws.models.model(ref)
+    versions = ws.models.versions(ref)
+    data = dict(model.to_dict(), versions=[v.to_dict() for v in versions])
+    text = _fields(model.to_dict())
+    if versions:
+        text += "\n\n" + _table(_version_rows(versions), _VERSION_COLUMNS)
+    out.emit(data, text)
+
+
+def cmd_models_versions(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    versions = ws.models.versions(args.name)
+    out.emit([v.to_dict() for v in versions],
+             _table(_version_rows(versions), _VERSION_COLUMNS) if versions else f"model '{args.name}' has no versions")
+
+
+def cmd_models_promote(args, out: _Out) -> None:
+    if not args.alias and not args.stage:
+        raise errors.InvalidArgument(f"promote {args.name} {args.version}: say what to do with --alias NAME "
+                                     "and/or --stage {Staging,Production,Archived,None}")
+    if args.archive_existing and not args.stage:
+        raise errors.InvalidArgument("--archive-existing needs --stage (Staging or Production)")
+    ws = _open_workspace(args)
+    ws.models.get(f"{args.name}/{args.version}")  # NotFound before anything changes
+    done = []
+    if args.stage:
+        ws.models.transition_stage(args.name, args.version, args.stage, archive_existing=args.archive_existing)
+        done.append(f"stage {args.stage}")
+    for alias in args.alias or []:
+        ws.models.set_alias(args.name, alias, version=args.version)
+        done.append(f"alias @{alias}")
+    version = ws.models.get(f"{args.name}/{args.version}")
+    record = version.to_dict()
+    out.emit(record, f"promoted {version.ref}: {', '.join(done)}\n\n{_fields(record)}")
+
+
+def cmd_models_events(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    rows = _frame_rows(ws.models.events(args.name))
+    out.emit(rows, _table(rows) if rows else "no events")
+
+
+# ---------------------------------------------------------------------------------------- lineage
+
+def _lineage(args, out: _Out, direction: str) -> None:
+    ws = _open_workspace(args)
+    view = getattr(ws.lineage, direction)(args.ref, depth=args.depth, as_of=args.as_of)
+    data = {"root": view.root, "direction": direction, "nodes": view.nodes, "edges": view.edges}
+    lines = [f"{direction} of {view.root}: {len(view.nodes)} nodes, {len(view.edges)} edges"]
+    lines += [f"  {'  ' * (e['depth'] - 1)}{e['from']} -{e['kind']}-> {e['to']}" for e in view.edges]
+    out.emit(data, "\n".join(lines))
+
+
+def cmd_lineage_upstream(args, out: _Out) -> None:
+    _lineage(args, out, "upstream")
+
+
+def cmd_lineage_downstream(args, out: _Out) -> None:
+    _lineage(args, out, "downstream")
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    # --workspace and --json are accepted before or after the subcommand.
+    common = _Parser(add_help=False)
+    common.add_argument("--workspace", "-w", default=argparse.SUPPRESS,
+                        help="workspace directory (default: $KEEL_WORKSPACE)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+
+    parser = _Parser(prog="keel", description="Keel: tracking, registry and lineage from the command line.",
+                     parents=[common])
+    from keel import __version__
+    parser.add_argument("--version", action="version", version=f"keel {__version__}")
+    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage}", parser_class=_Parser)
+    groups.required = True
+
+    def leaf(sub, name: str, fn, help: str):
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    runs = groups.add_parser("runs", help="experiment runs").add_subparsers(dest="command", metavar="{list,show}")
+    runs.required = True
+    p = leaf(runs, "list", cmd_runs_list, "search runs (newest first unless --order-by)")
+    p.add_argument("--experiment", "-e")
+    p.add_argument("--filter", "-f", help="e.g. \"metrics.auc > 0.8 and params.lr = '0.1'\"")
+    p.add_argument("--order-by", action="append", help="e.g. 'metrics.auc DESC' (repeatable)")
+    p.add_argument("--max-results", "-n", type=int)
+    p = leaf(runs, "show", cmd_runs_show, "one run: params, latest metrics, tags")
+    p.add_argument("run_id")
+
+    models = groups.add_parser("models", help="model registry").add_subparsers(
+        dest="command", metavar="{list,show,versions,promote,events}")
+    models.required = True
+    leaf(models, "list", cmd_models_list, "registered models")
+    p = leaf(models, "show", cmd_models_show, "a model with its versions, or one version (churn/3, churn@champion)")
+    p.add_argument("ref")
+    p = leaf(models, "versions", cmd_models_versions, "every version of a model")
+    p.add_argument("name")
+    p = leaf(models, "promote", cmd_models_promote, "point aliases at a version and/or move it to a stage")
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    p.add_argument("--alias", "-a", action="append", help="alias to set or move, e.g. champion (repeatable)")
+    p.add_argument("--stage", "-s", help="None, Staging, Production or Archived")
+    p.add_argument("--archive-existing", action="store_true",
+                   help="archive the versions already in that stage")
+    p = leaf(models, "events", cmd_models_events, "audit trail of alias moves and stage changes")
+    p.add_argument("name", nargs="?")
+
+    lineage = groups.add_parser("lineage", help="lineage graph").add_subparsers(
+        dest="command", metavar="{upstream,downstream}")
+    lineage.required = True
+    for name, fn, help in (("upstream", cmd_lineage_upstream, "everything REF was made from"),
+                           ("downstream", cmd_lineage_downstream, "everything made from REF")):
+        p = leaf(lineage, name, fn, help)
+        p.add_argument("ref", help="e.g. model:churn/3, run:<id>, feature_view:player_activity")
+        p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
+        p.add_argument("--as-of", help="read the graph as it stood then (ISO time or ms since the epoch)")
+    return parser
+
+
+def _as_of(value: str | None):
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``keel`` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        args.workspace = getattr(args, "workspace", None)
+        out = _Out(getattr(args, "json", False))
+        if hasattr(args, "as_of"):
+            args.as_of = _as_of(args.as_of)
+        args.fn(args, out)
+        return 0
+    except errors.KeelError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `keel runs list | head`
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so with the kind scripts expect, and keep the traceback on demand
+        if os.environ.get("KEEL_DEBUG"):
+            raise
+        print(f"error: Internal: {type(exc).__name__}: {exc} (set KEEL_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return errors.Internal.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
