@@ -367,10 +367,12 @@ def _run_id(run) -> str | None:
 
 
 def _workspace_of(run):
-    for attr in ("workspace", "_workspace", "_ws", "ws"):
-        ws = getattr(run, attr, None)
-        if ws is not None and hasattr(ws, "models"):
-            return ws
+    holders = (run, getattr(run, "_runs", None))  # keel.tracking.Run keeps it on its Runs
+    for holder in holders:
+        for attr in ("workspace", "_workspace", "_ws", "ws"):
+            ws = getattr(holder, attr, None)
+            if ws is not None and hasattr(ws, "models"):
+                return ws
     raise InvalidArgument(f"cannot tell which workspace run {getattr(run, 'id', run)!r} belongs to: "
                           "call ws.models.log_model(run, obj, name=...) instead")
 
