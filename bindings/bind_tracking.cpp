@@ -1,11 +1,241 @@
 // bindings/bind_tracking.cpp
 #include "bindings.hpp"
 
+#include "keel/storage/workspace.hpp"
+#include "keel/tracking/tracker.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
 namespace py = pybind11;
+using namespace keel::tracking;
 
 namespace keel::bindings {
 
-// The tracking module's bindings land here with the module itself.
-void bind_tracking(py::module_& m) {}
+namespace {
+
+// The tracker and the workspace it writes to, kept alive together.
+struct PyTracker {
+    std::shared_ptr<storage::Workspace> ws;
+    Tracker tracker;
+    explicit PyTracker(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), tracker(*ws) {}
+};
+
+template <typename T>
+py::object opt(const std::optional<T>& v) {
+    return v ? py::cast(*v) : py::none();
+}
+
+py::dict info_dict(const RunInfo& i) {
+    py::dict d;
+    d["id"] = i.id;
+    d["name"] = i.name;
+    d["experiment"] = i.experiment;
+    d["status"] = i.status;
+    d["start_time"] = i.start_time;
+    d["end_time"] = opt(i.end_time);
+    d["user"] = i.user;
+    d["source"] = i.source;
+    d["git_commit"] = i.git_commit;
+    d["git_dirty"] = opt(i.git_dirty);
+    d["parent_id"] = opt(i.parent_id);
+    d["error"] = opt(i.error);
+    return d;
+}
+
+py::dict run_dict(const Run& r) {
+    py::dict d = info_dict(r.info);
+    d["params"] = r.params;
+    d["metrics"] = r.metrics;
+    d["tags"] = r.tags;
+    return d;
+}
+
+py::list artifact_list(const std::vector<ArtifactEntry>& entries) {
+    py::list out;
+    for (const auto& e : entries) {
+        py::dict d;
+        d["path"] = e.path;
+        d["digest"] = e.digest;
+        d["size"] = e.size;
+        out.append(d);
+    }
+    return out;
+}
+
+using StrPairs = std::vector<std::pair<std::string, std::string>>;
+
+StrPairs pairs(const py::dict& d) {
+    StrPairs out;
+    out.reserve(d.size());
+    for (auto item : d) out.emplace_back(py::str(item.first), py::str(item.second));
+    return out;
+}
+
+} // namespace
+
+void bind_tracking(py::module_& m) {
+    using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    using IArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+    py::class_<PyTracker>(m, "Tracker")
+        .def(py::init<std::shared_ptr<storage::Workspace>>(), py::arg("workspace"))
+        .def("start_run",
+             [](PyTracker& t, const std::string& experiment, const std::string& name,
+                std::optional<std::string> parent_id, std::map<std::string, std::string> tags,
+                const std::string& source, const std::string& git_commit, std::optional<bool> git_dirty,
+                std::optional<int64_t> start_time) {
+                 NewRun spec{experiment, name, std::move(parent_id), std::move(tags), source, git_commit, git_dirty,
+                             start_time};
+                 RunInfo info;
+                 {
+                     py::gil_scoped_release release;
+                     info = t.tracker.start_run(spec);
+                 }
+                 return info_dict(info);
+             },
+             py::arg("experiment"), py::arg("name") = "", py::arg("parent_id") = py::none(),
+             py::arg("tags") = std::map<std::string, std::string>{}, py::arg("source") = "",
+             py::arg("git_commit") = "", py::arg("git_dirty") = py::none(), py::arg("start_time") = py::none())
+        .def("end_run",
+             [](PyTracker& t, const std::string& id, const std::string& status, std::optional<std::string> error,
+                std::optional<int64_t> end_time) {
+                 RunInfo info;
+                 {
+                     py::gil_scoped_release release;
+                     info = t.tracker.end_run(id, status, std::move(error), end_time);
+                 }
+                 return info_dict(info);
+             },
+             py::arg("run_id"), py::arg("status"), py::arg("error") = py::none(), py::arg("end_time") = py::none())
+        .def("get_run",
+             [](PyTracker& t, const std::string& id) {
+                 Run run;
+                 {
+                     py::gil_scoped_release release;
+                     run = t.tracker.get_run(id);
+                 }
+                 return run_dict(run);
+             })
+        .def("get_info",
+             [](PyTracker& t, const std::string& id) {
+                 RunInfo info;
+                 {
+                     py::gil_scoped_release release;
+                     info = t.tracker.get_info(id);
+                 }
+                 return info_dict(info);
+             })
+        .def("experiments",
+             [](PyTracker& t) {
+                 py::list out;
+                 for (const auto& e : t.tracker.experiments()) {
+                     py::dict d;
+                     d["name"] = e.name;
+                     d["created_at"] = e.created_at;
+                     d["created_by"] = e.created_by;
+                     d["runs"] = e.run_count;
+                     out.append(d);
+                 }
+                 return out;
+             })
+        .def("log_param",
+             [](PyTracker& t, const std::string& id, const std::string& key, const std::string& value) {
+                 t.tracker.log_param(id, key, value);
+             },
+             py::call_guard<py::gil_scoped_release>())
+        .def("log_params",
+             [](PyTracker& t, const std::string& id, const py::dict& params) {
+                 StrPairs p = pairs(params);
+                 py::gil_scoped_release release;
+                 t.tracker.log_params(id, p);
+             })
+        // The hot path: one prepared INSERT and one upsert in one transaction, GIL released.
+        .def("log_metric",
+             [](PyTracker& t, const std::string& id, const std::string& key, double value, int64_t step,
+                std::optional<int64_t> timestamp) { t.tracker.log_metric(id, key, value, step, timestamp); },
+             py::call_guard<py::gil_scoped_release>())
+        .def("log_metrics",
+             [](PyTracker& t, const std::string& id, std::vector<std::string> keys, DArray values,
+                std::optional<IArray> steps, std::optional<IArray> timestamps) {
+                 auto v = values.unchecked<1>();
+                 std::span<const double> vs(values.data(), size_t(v.shape(0)));
+                 std::span<const int64_t> ss, ts;
+                 if (steps) ss = {steps->data(), size_t(steps->size())};
+                 if (timestamps) ts = {timestamps->data(), size_t(timestamps->size())};
+                 py::gil_scoped_release release;
+                 t.tracker.log_metrics(id, keys, vs, ss, ts);
+             },
+             py::arg("run_id"), py::arg("keys"), py::arg("values"), py::arg("steps") = py::none(),
+             py::arg("timestamps") = py::none())
+        .def("metric_history",
+             [](PyTracker& t, const std::string& id, const std::string& key) {
+                 std::vector<MetricPoint> points;
+                 {
+                     py::gil_scoped_release release;
+                     points = t.tracker.metric_history(id, key);
+                 }
+                 py::array_t<int64_t> steps(points.size()), stamps(points.size());
+                 py::array_t<double> values(points.size());
+                 auto s = steps.mutable_unchecked<1>();
+                 auto v = values.mutable_unchecked<1>();
+                 auto ts = stamps.mutable_unchecked<1>();
+                 for (size_t i = 0; i < points.size(); ++i) {
+                     s(i) = points[i].step;
+                     v(i) = points[i].value;
+                     ts(i) = points[i].timestamp;
+                 }
+                 return py::make_tuple(steps, values, stamps);
+             })
+        .def("set_tags",
+             [](PyTracker& t, const std::string& id, const py::dict& tags) {
+                 StrPairs p = pairs(tags);
+                 py::gil_scoped_release release;
+                 t.tracker.set_tags(id, p);
+             })
+        .def("delete_tag",
+             [](PyTracker& t, const std::string& id, const std::string& key) { t.tracker.delete_tag(id, key); },
+             py::call_guard<py::gil_scoped_release>())
+        .def("log_artifact",
+             [](PyTracker& t, const std::string& id, const std::string& local, const std::string& artifact_path) {
+                 std::vector<ArtifactEntry> entries;
+                 {
+                     py::gil_scoped_release release;
+                     entries = t.tracker.log_artifact(id, local, artifact_path);
+                 }
+                 return artifact_list(entries);
+             },
+             py::arg("run_id"), py::arg("local_path"), py::arg("artifact_path") = "")
+        .def("artifacts",
+             [](PyTracker& t, const std::string& id) { return artifact_list(t.tracker.artifacts(id)); })
+        .def("download_artifacts",
+             [](PyTracker& t, const std::string& id, const std::string& dest, const std::string& prefix) {
+                 std::vector<std::filesystem::path> files;
+                 {
+                     py::gil_scoped_release release;
+                     files = t.tracker.download_artifacts(id, dest, prefix);
+                 }
+                 py::list out;
+                 for (const auto& f : files) out.append(f.string());
+                 return out;
+             },
+             py::arg("run_id"), py::arg("dest"), py::arg("prefix") = "")
+        .def("search",
+             [](PyTracker& t, std::vector<std::string> experiments, const std::string& filter,
+                std::vector<std::string> order_by, int64_t max_results, int64_t offset) {
+                 SearchQuery q{std::move(experiments), filter, std::move(order_by), max_results, offset};
+                 std::vector<Run> runs;
+                 {
+                     py::gil_scoped_release release;
+                     runs = t.tracker.search(q);
+                 }
+                 py::list out;
+                 for (const auto& r : runs) out.append(run_dict(r));
+                 return out;
+             },
+             py::arg("experiments") = std::vector<std::string>{}, py::arg("filter") = "",
+             py::arg("order_by") = std::vector<std::string>{}, py::arg("max_results") = 1000,
+             py::arg("offset") = 0);
+}
 
 } // namespace keel::bindings

@@ -1,0 +1,520 @@
+// core/tracking/tracker.cpp
+#include "keel/tracking/tracker.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace fs = std::filesystem;
+
+namespace keel::tracking {
+
+namespace {
+
+// Runs are referenced by an integer row id inside the store (compact keys for the big tables) and
+// by their 32-hex id outside it. Latest metric values live apart from the history so that search
+// reads one row per (run, key) however long the history is.
+const storage::ModuleSchema kSchema{"tracking", {R"(
+CREATE TABLE tracking_experiments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL);
+CREATE TABLE tracking_runs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    experiment_id INTEGER NOT NULL REFERENCES tracking_experiments(id),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_time INTEGER NOT NULL,
+    end_time INTEGER,
+    user TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    git_commit TEXT NOT NULL DEFAULT '',
+    git_dirty INTEGER,
+    parent_id INTEGER REFERENCES tracking_runs(id),
+    error TEXT);
+CREATE INDEX tracking_runs_experiment ON tracking_runs(experiment_id, start_time);
+CREATE INDEX tracking_runs_start ON tracking_runs(start_time);
+CREATE INDEX tracking_runs_parent ON tracking_runs(parent_id);
+CREATE TABLE tracking_params (
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run, key)) WITHOUT ROWID;
+CREATE INDEX tracking_params_key ON tracking_params(key, value);
+CREATE TABLE tracking_tags (
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run, key)) WITHOUT ROWID;
+CREATE INDEX tracking_tags_key ON tracking_tags(key, value);
+CREATE TABLE tracking_metrics (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    value REAL);
+CREATE INDEX tracking_metrics_history ON tracking_metrics(run, key, step);
+CREATE TABLE tracking_latest_metrics (
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (run, key)) WITHOUT ROWID;
+CREATE INDEX tracking_latest_metrics_key ON tracking_latest_metrics(key, value);
+CREATE TABLE tracking_artifacts (
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    path TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run, path)) WITHOUT ROWID;
+)"}};
+
+constexpr const char* kInsertPoint =
+    "INSERT INTO tracking_metrics(run, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?)";
+// MLflow's rule for the latest value: the highest step wins, then the latest timestamp.
+constexpr const char* kUpsertLatest =
+    "INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?) "
+    "ON CONFLICT(run, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, "
+    "value = excluded.value WHERE excluded.step > tracking_latest_metrics.step OR "
+    "(excluded.step = tracking_latest_metrics.step AND excluded.timestamp >= tracking_latest_metrics.timestamp)";
+
+constexpr const char* kSelectInfo =
+    "SELECT r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.user, r.source, r.git_commit, "
+    "r.git_dirty, p.run_id, r.error, r.id FROM tracking_runs r "
+    "JOIN tracking_experiments e ON e.id = r.experiment_id "
+    "LEFT JOIN tracking_runs p ON p.id = r.parent_id ";
+
+RunInfo read_info(storage::Stmt& st) {
+    RunInfo info;
+    info.id = st.text(0);
+    info.name = st.text(1);
+    info.experiment = st.text(2);
+    info.status = st.text(3);
+    info.start_time = st.int64(4);
+    info.end_time = st.opt_int64(5);
+    info.user = st.text(6);
+    info.source = st.text(7);
+    info.git_commit = st.text(8);
+    if (auto d = st.opt_int64(9)) info.git_dirty = *d != 0;
+    info.parent_id = st.opt_text(10);
+    info.error = st.opt_text(11);
+    return info;
+}
+
+// NaN is stored as NULL (SQLite turns a bound NaN into NULL anyway); NULL reads back as NaN.
+void bind_value(storage::Stmt& st, int index, double value) {
+    if (std::isnan(value)) st.bind(index, nullptr);
+    else st.bind(index, value);
+}
+double read_value(const storage::Stmt& st, int col) {
+    return st.is_null(col) ? std::nan("") : st.real(col);
+}
+
+void check_key(std::string_view what, std::string_view key) {
+    if (key.empty()) throw_error(ErrorKind::InvalidArgument, "{} key is empty: give it a name", what);
+    if (key.size() > 250)
+        throw_error(ErrorKind::InvalidArgument, "{} key '{}...' is {} characters long: the limit is 250", what,
+                    key.substr(0, 40), key.size());
+}
+
+// A readable default name for a run, e.g. "brisk-otter-42".
+std::string generated_name() {
+    static constexpr const char* kAdj[] = {"brisk", "calm", "bold", "keen", "swift", "quiet", "bright", "lucky",
+                                           "eager", "gentle", "merry", "sly", "proud", "witty", "sunny", "wild"};
+    static constexpr const char* kNoun[] = {"otter", "falcon", "lynx", "heron", "badger", "whale", "fox", "owl",
+                                            "panda", "raven", "tiger", "koala", "bison", "crane", "gecko", "moth"};
+    thread_local std::mt19937 gen{std::random_device{}()};
+    return fmt::format("{}-{}-{}", kAdj[gen() % 16], kNoun[gen() % 16], gen() % 1000);
+}
+
+std::string join_path(std::string_view a, std::string_view b) {
+    std::string out(a);
+    while (!out.empty() && out.back() == '/') out.pop_back();
+    if (out.empty()) return std::string(b);
+    return out + "/" + std::string(b);
+}
+
+} // namespace
+
+Tracker::Tracker(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
+
+int64_t Tracker::experiment_pk(std::string_view name, bool create) {
+    auto& db = ws_.db();
+    {
+        auto st = db.prepare("SELECT id FROM tracking_experiments WHERE name = ?");
+        st.bind(1, name);
+        if (st.step()) return st.int64(0);
+    }
+    if (!create) throw_error(ErrorKind::NotFound, "experiment '{}' not found: start a run in it to create it", name);
+    if (name.empty()) throw_error(ErrorKind::InvalidArgument, "experiment name is empty: give the experiment a name");
+    storage::Transaction tx(db);
+    db.prepare("INSERT INTO tracking_experiments(name, created_at, created_by) VALUES(?, ?, ?) "
+               "ON CONFLICT(name) DO NOTHING")
+        .bind_all(name, now_ms(), ws_.user())
+        .run();
+    lineage::Graph(ws_).upsert_node("experiment:" + std::string(name), {.owner = ws_.user()});
+    auto st = db.prepare("SELECT id FROM tracking_experiments WHERE name = ?");
+    st.bind(1, name);
+    st.step();
+    int64_t id = st.int64(0);
+    tx.commit();
+    return id;
+}
+
+void Tracker::ensure_experiment(std::string_view name) {
+    auto guard = ws_.db().lock();
+    experiment_pk(name, true);
+}
+
+std::vector<Experiment> Tracker::experiments() {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT e.name, e.created_at, e.created_by, "
+                         "(SELECT count(*) FROM tracking_runs r WHERE r.experiment_id = e.id) "
+                         "FROM tracking_experiments e ORDER BY e.id");
+    std::vector<Experiment> out;
+    while (st.step()) out.push_back({st.text(0), st.int64(1), st.text(2), st.int64(3)});
+    return out;
+}
+
+int64_t Tracker::run_pk(std::string_view run_id) {
+    std::string key(run_id);
+    if (auto it = run_pks_.find(key); it != run_pks_.end()) return it->second;
+    auto st = ws_.db().prepare("SELECT id FROM tracking_runs WHERE run_id = ?");
+    st.bind(1, run_id);
+    if (!st.step())
+        throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
+    int64_t pk = st.int64(0);
+    run_pks_.emplace(std::move(key), pk);
+    return pk;
+}
+
+RunInfo Tracker::start_run(const NewRun& spec) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t exp = experiment_pk(spec.experiment, true);
+    std::optional<int64_t> parent;
+    if (spec.parent_id) parent = run_pk(*spec.parent_id);
+    std::string id = random_hex_id();
+    std::string name = spec.name.empty() ? generated_name() : spec.name;
+    int64_t start = spec.start_time.value_or(now_ms());
+    db.prepare("INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, user, source, "
+               "git_commit, git_dirty, parent_id) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind_all(id, exp, name, kRunning, start, ws_.user(), spec.source, spec.git_commit,
+                  spec.git_dirty ? std::optional<int64_t>(*spec.git_dirty) : std::nullopt, parent)
+        .run();
+    int64_t pk = db.last_insert_rowid();
+    for (const auto& [k, v] : spec.tags) {
+        check_key("tag", k);
+        db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?)").bind_all(pk, k, v).run();
+    }
+    lineage::Graph graph(ws_);
+    graph.add_edge("experiment:" + spec.experiment, "contains", "run:" + id);
+    if (spec.parent_id) graph.add_edge("run:" + *spec.parent_id, "contains", "run:" + id);
+    tx.commit();
+    run_pks_.emplace(id, pk);
+    RunInfo info;
+    info.id = id;
+    info.name = name;
+    info.experiment = spec.experiment;
+    info.status = std::string(kRunning);
+    info.start_time = start;
+    info.user = ws_.user();
+    info.source = spec.source;
+    info.git_commit = spec.git_commit;
+    info.git_dirty = spec.git_dirty;
+    info.parent_id = spec.parent_id;
+    return info;
+}
+
+RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::optional<std::string> error,
+                         std::optional<int64_t> end_time) {
+    if (status != kFinished && status != kFailed && status != kKilled)
+        throw_error(ErrorKind::InvalidArgument, "cannot end run '{}' with status '{}': use FINISHED, FAILED or KILLED",
+                    run_id, status);
+    auto& db = ws_.db();
+    {
+        storage::Transaction tx(db);
+        int64_t pk = run_pk(run_id);
+        db.prepare("UPDATE tracking_runs SET status = ?, end_time = ?, error = ? WHERE id = ?")
+            .bind_all(status, end_time.value_or(now_ms()), error, pk)
+            .run();
+        tx.commit();
+    }
+    return get_info(run_id);
+}
+
+RunInfo Tracker::get_info(std::string_view run_id) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare(std::string(kSelectInfo) + "WHERE r.run_id = ?");
+    st.bind(1, run_id);
+    if (!st.step())
+        throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
+    return read_info(st);
+}
+
+Run Tracker::get_run(std::string_view run_id) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    std::vector<Run> runs(1);
+    runs[0].info = get_info(run_id);
+    load_data(runs, {run_pk(run_id)});
+    return std::move(runs[0]);
+}
+
+void Tracker::load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks) {
+    if (runs.empty()) return;
+    auto& db = ws_.db();
+    std::unordered_map<int64_t, Run*> by_pk;
+    std::string ids = "[";
+    for (size_t i = 0; i < runs.size(); ++i) {
+        by_pk[pks[i]] = &runs[i];
+        if (i) ids += ',';
+        ids += std::to_string(pks[i]);
+    }
+    ids += ']';
+    // One query per table for the whole page; json_each turns the bound id list into a set.
+    for (const char* table : {"tracking_params", "tracking_tags"}) {
+        bool params = std::string_view(table) == "tracking_params";
+        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN "
+                                         "(SELECT value FROM json_each(?))",
+                                         table));
+        st.bind(1, ids);
+        while (st.step()) {
+            Run* r = by_pk.at(st.int64(0));
+            (params ? r->params : r->tags)[st.text(1)] = st.text(2);
+        }
+    }
+    auto st = db.prepare("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN "
+                         "(SELECT value FROM json_each(?))");
+    st.bind(1, ids);
+    while (st.step()) by_pk.at(st.int64(0))->metrics[st.text(1)] = read_value(st, 2);
+}
+
+void Tracker::log_param(std::string_view run_id, std::string_view key, std::string_view value) {
+    log_params(run_id, {{std::string(key), std::string(value)}});
+}
+
+void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& params) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t pk = run_pk(run_id);
+    for (const auto& [k, v] : params) {
+        check_key("param", k);
+        auto st = db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) "
+                             "ON CONFLICT(run, key) DO NOTHING RETURNING 1");
+        st.bind_all(pk, k, v);
+        if (st.step()) {
+            st.run();
+            continue;
+        }
+        auto old = db.prepare("SELECT value FROM tracking_params WHERE run = ? AND key = ?");
+        old.bind_all(pk, k);
+        old.step();
+        std::string previous = old.text(0);
+        if (previous != v)
+            throw_error(ErrorKind::Conflict,
+                        "param '{}' of run '{}' is already '{}'; cannot change it to '{}': params are "
+                        "immutable, log the new value under another key or in a new run",
+                        k, run_id, previous, v);
+    }
+    tx.commit();
+}
+
+void Tracker::insert_point(int64_t run, std::string_view key, double value, int64_t step, int64_t timestamp) {
+    auto& db = ws_.db();
+    {
+        auto st = db.prepare(kInsertPoint);
+        st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp);
+        bind_value(st, 5, value);
+        st.run();
+    }
+    auto st = db.prepare(kUpsertLatest);
+    st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp);
+    bind_value(st, 5, value);
+    st.run();
+}
+
+void Tracker::log_metric(std::string_view run_id, std::string_view key, double value, int64_t step,
+                         std::optional<int64_t> timestamp) {
+    check_key("metric", key);
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    insert_point(run_pk(run_id), key, value, step, timestamp ? *timestamp : now_ms());
+    tx.commit();
+}
+
+void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> keys, std::span<const double> values,
+                          std::span<const int64_t> steps, std::span<const int64_t> timestamps) {
+    size_t n = values.size();
+    if (keys.size() != 1 && keys.size() != n)
+        throw_error(ErrorKind::InvalidArgument, "log_metrics got {} keys for {} values: give one key, or one per value",
+                    keys.size(), n);
+    if (!steps.empty() && steps.size() != n)
+        throw_error(ErrorKind::InvalidArgument, "log_metrics got {} steps for {} values: give none or one per value",
+                    steps.size(), n);
+    if (!timestamps.empty() && timestamps.size() != n)
+        throw_error(ErrorKind::InvalidArgument,
+                    "log_metrics got {} timestamps for {} values: give none or one per value", timestamps.size(), n);
+    for (const auto& k : keys) check_key("metric", k);
+    if (n == 0) return;
+    auto& db = ws_.db();
+    int64_t now = now_ms();
+    storage::Transaction tx(db);
+    int64_t pk = run_pk(run_id);
+    if (keys.size() == 1) {
+        // One key: insert the history, then upsert only the winning point into the latest table.
+        size_t best = 0;
+        for (size_t i = 0; i < n; ++i) {
+            int64_t step = steps.empty() ? 0 : steps[i];
+            int64_t ts = timestamps.empty() ? now : timestamps[i];
+            auto insert = db.prepare(kInsertPoint);
+            insert.bind(1, pk).bind(2, keys[0]).bind(3, step).bind(4, ts);
+            bind_value(insert, 5, values[i]);
+            insert.run();
+            int64_t bstep = steps.empty() ? 0 : steps[best];
+            int64_t bts = timestamps.empty() ? now : timestamps[best];
+            if (step > bstep || (step == bstep && ts >= bts)) best = i;
+        }
+        auto latest = db.prepare(kUpsertLatest);
+        latest.bind(1, pk).bind(2, keys[0]).bind(3, steps.empty() ? 0 : steps[best])
+            .bind(4, timestamps.empty() ? now : timestamps[best]);
+        bind_value(latest, 5, values[best]);
+        latest.run();
+    } else {
+        for (size_t i = 0; i < n; ++i)
+            insert_point(pk, keys[i], values[i], steps.empty() ? 0 : steps[i], timestamps.empty() ? now : timestamps[i]);
+    }
+    tx.commit();
+}
+
+std::vector<MetricPoint> Tracker::metric_history(std::string_view run_id, std::string_view key) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    int64_t pk = run_pk(run_id);
+    auto st = db.prepare("SELECT step, value, timestamp FROM tracking_metrics WHERE run = ? AND key = ? "
+                         "ORDER BY step, timestamp, id");
+    st.bind_all(pk, key);
+    std::vector<MetricPoint> out;
+    while (st.step()) out.push_back({st.int64(0), read_value(st, 1), st.int64(2)});
+    return out;
+}
+
+void Tracker::set_tag(std::string_view run_id, std::string_view key, std::string_view value) {
+    set_tags(run_id, {{std::string(key), std::string(value)}});
+}
+
+void Tracker::set_tags(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& tags) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t pk = run_pk(run_id);
+    for (const auto& [k, v] : tags) {
+        check_key("tag", k);
+        db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?) "
+                   "ON CONFLICT(run, key) DO UPDATE SET value = excluded.value")
+            .bind_all(pk, k, v)
+            .run();
+    }
+    tx.commit();
+}
+
+void Tracker::delete_tag(std::string_view run_id, std::string_view key) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t pk = run_pk(run_id);
+    db.prepare("DELETE FROM tracking_tags WHERE run = ? AND key = ?").bind_all(pk, key).run();
+    if (db.changes() == 0)
+        throw_error(ErrorKind::NotFound, "run '{}' has no tag '{}' to delete", run_id, key);
+    tx.commit();
+}
+
+std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const fs::path& local,
+                                                 std::string_view artifact_path) {
+    std::error_code ec;
+    auto status = fs::status(local, ec);
+    if (ec || !fs::exists(status))
+        throw_error(ErrorKind::NotFound, "cannot log artifact '{}': no such file or directory", local.string());
+    std::string base = local.filename().string();
+    if (base.empty() || base == ".") base = local.parent_path().filename().string();
+    // Collect (relative path, file) first, store blobs outside the transaction (content-addressed,
+    // so a crash leaves at worst an unreferenced blob), then record them all in one transaction.
+    std::vector<std::pair<std::string, fs::path>> files;
+    if (fs::is_directory(status)) {
+        fs::path root = local;
+        for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+            if (!it->is_regular_file()) continue;
+            files.emplace_back(join_path(join_path(artifact_path, base), fs::relative(it->path(), root).generic_string()),
+                               it->path());
+        }
+        std::sort(files.begin(), files.end());
+    } else {
+        files.emplace_back(join_path(artifact_path, base), local);
+    }
+    {
+        auto guard = ws_.db().lock();
+        run_pk(run_id); // NotFound before storing anything
+    }
+    std::vector<ArtifactEntry> out;
+    for (const auto& [rel, file] : files) {
+        std::string digest = ws_.artifacts().put_file(file);
+        out.push_back({rel, digest, ws_.artifacts().size(digest)});
+    }
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    int64_t pk = run_pk(run_id);
+    lineage::Graph graph(ws_);
+    int64_t now = now_ms();
+    for (const auto& e : out) {
+        db.prepare("INSERT INTO tracking_artifacts(run, path, digest, size, created_at) VALUES(?, ?, ?, ?, ?) "
+                   "ON CONFLICT(run, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, "
+                   "created_at = excluded.created_at")
+            .bind_all(pk, e.path, e.digest, e.size, now)
+            .run();
+        graph.add_edge("artifact:" + e.digest, "logged_by", "run:" + std::string(run_id));
+    }
+    tx.commit();
+    return out;
+}
+
+std::vector<ArtifactEntry> Tracker::artifacts(std::string_view run_id) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    int64_t pk = run_pk(run_id);
+    auto st = db.prepare("SELECT path, digest, size FROM tracking_artifacts WHERE run = ? ORDER BY path");
+    st.bind(1, pk);
+    std::vector<ArtifactEntry> out;
+    while (st.step()) out.push_back({st.text(0), st.text(1), st.int64(2)});
+    return out;
+}
+
+std::vector<fs::path> Tracker::download_artifacts(std::string_view run_id, const fs::path& dest,
+                                                  std::string_view prefix) {
+    auto entries = artifacts(run_id);
+    std::string pre(prefix);
+    while (!pre.empty() && pre.back() == '/') pre.pop_back();
+    std::vector<fs::path> out;
+    for (const auto& e : entries) {
+        if (!pre.empty() && e.path != pre && e.path.rfind(pre + "/", 0) != 0) continue;
+        fs::path target = dest / fs::path(e.path);
+        fs::create_directories(target.parent_path());
+        ws_.artifacts().copy_to(e.digest, target);
+        out.push_back(target);
+    }
+    if (out.empty() && !pre.empty())
+        throw_error(ErrorKind::NotFound, "run '{}' has no artifact under '{}'", run_id, pre);
+    return out;
+}
+
+} // namespace keel::tracking

@@ -1,0 +1,209 @@
+// tests/cpp/tracking_test.cpp
+#include "keel/common/error.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/storage/workspace.hpp"
+#include "keel/tracking/filter.hpp"
+#include "keel/tracking/tracker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+namespace fs = std::filesystem;
+using keel::Error;
+using keel::ErrorKind;
+using namespace keel::tracking;
+
+namespace {
+
+struct TrackingTest : ::testing::Test {
+    fs::path dir = fs::temp_directory_path() / ("keel-tracking-" + std::to_string(::getpid()) + "-" +
+                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+    Tracker tracker{*ws};
+    ~TrackingTest() override { fs::remove_all(dir); }
+
+    RunInfo start(std::string experiment = "exp", std::string name = "") {
+        NewRun spec;
+        spec.experiment = std::move(experiment);
+        spec.name = std::move(name);
+        return tracker.start_run(spec);
+    }
+};
+
+template <typename F>
+Error expect_error(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e;
+    }
+    ADD_FAILURE() << "expected a keel::Error";
+    return Error(ErrorKind::Internal, "none");
+}
+
+std::vector<std::string> names(const std::vector<Run>& runs) {
+    std::vector<std::string> out;
+    for (const auto& r : runs) out.push_back(r.info.name);
+    return out;
+}
+
+} // namespace
+
+TEST(Filter, ParsesTermsOfEveryEntity) {
+    auto terms = parse_filter("metrics.auc > 0.8 and params.lr = '0.1' AND tags.team = 'growth' and status = "
+                              "'FINISHED' and metrics.`val loss` <= -1e-3 and run_name LIKE 'a%'");
+    ASSERT_EQ(terms.size(), 6u);
+    EXPECT_EQ(terms[0].entity, Entity::Metric);
+    EXPECT_EQ(terms[0].key, "auc");
+    EXPECT_EQ(terms[0].op, ">");
+    EXPECT_DOUBLE_EQ(std::get<double>(terms[0].value), 0.8);
+    EXPECT_EQ(terms[1].entity, Entity::Param);
+    EXPECT_EQ(std::get<std::string>(terms[1].value), "0.1");
+    EXPECT_EQ(terms[2].entity, Entity::Tag);
+    EXPECT_EQ(terms[3].entity, Entity::Attribute);
+    EXPECT_EQ(terms[3].key, "status");
+    EXPECT_EQ(terms[4].key, "val loss");
+    EXPECT_DOUBLE_EQ(std::get<double>(terms[4].value), -1e-3);
+    EXPECT_EQ(terms[5].key, "name");
+    EXPECT_EQ(terms[5].op, "LIKE");
+    EXPECT_TRUE(parse_filter("   ").empty());
+    EXPECT_EQ(parse_filter("metrics.val.loss < 1")[0].key, "val.loss");
+}
+
+TEST(Filter, MalformedFilterNamesPositionAndToken) {
+    auto e = expect_error([] { parse_filter("metrics.auc >> 0.8"); });
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("position 14 (token '>')"), std::string::npos) << e.what();
+    e = expect_error([] { parse_filter("params.lr = 0.1"); });
+    EXPECT_NE(std::string(e.what()).find("position 13 (token '0.1')"), std::string::npos) << e.what();
+    e = expect_error([] { parse_filter("metrics.auc > 1 and"); });
+    EXPECT_NE(std::string(e.what()).find("<end of filter>"), std::string::npos) << e.what();
+    e = expect_error([] { parse_filter("bogus = '1'"); });
+    EXPECT_NE(std::string(e.what()).find("token 'bogus'"), std::string::npos) << e.what();
+    e = expect_error([] { parse_order_key("metrics.auc UP"); });
+    EXPECT_NE(std::string(e.what()).find("token 'UP'"), std::string::npos) << e.what();
+    auto k = parse_order_key("metrics.auc desc");
+    EXPECT_EQ(k.entity, Entity::Metric);
+    EXPECT_FALSE(k.ascending);
+}
+
+TEST_F(TrackingTest, RunLifecycle) {
+    auto run = start("exp", "first");
+    EXPECT_EQ(run.id.size(), 32u);
+    EXPECT_EQ(run.status, "RUNNING");
+    auto ended = tracker.end_run(run.id, "FAILED", std::string("boom"));
+    EXPECT_EQ(ended.status, "FAILED");
+    EXPECT_EQ(ended.error.value_or(""), "boom");
+    EXPECT_TRUE(ended.end_time.has_value());
+    EXPECT_EQ(expect_error([&] { tracker.end_run(run.id, "DONE"); }).kind(), ErrorKind::InvalidArgument);
+    auto e = expect_error([&] { tracker.get_run("feedface"); });
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+    EXPECT_NE(std::string(e.what()).find("feedface"), std::string::npos);
+    ASSERT_EQ(tracker.experiments().size(), 1u);
+    EXPECT_EQ(tracker.experiments()[0].run_count, 1);
+}
+
+TEST_F(TrackingTest, ParamsAreImmutable) {
+    auto run = start();
+    tracker.log_param(run.id, "lr", "0.1");
+    tracker.log_param(run.id, "lr", "0.1");
+    auto e = expect_error([&] { tracker.log_param(run.id, "lr", "0.2"); });
+    EXPECT_EQ(e.kind(), ErrorKind::Conflict);
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("'lr'"), std::string::npos);
+    EXPECT_NE(msg.find("'0.1'"), std::string::npos);
+    EXPECT_NE(msg.find("'0.2'"), std::string::npos);
+    EXPECT_EQ(tracker.get_run(run.id).params.at("lr"), "0.1");
+}
+
+TEST_F(TrackingTest, MetricsKeepHistoryLatestAndNonFinite) {
+    auto run = start();
+    tracker.log_metric(run.id, "loss", 1.0, 0, 10);
+    tracker.log_metric(run.id, "loss", 0.2, 5, 5);
+    tracker.log_metric(run.id, "loss", 0.9, 3, 99);
+    tracker.log_metric(run.id, "nan", std::nan(""), 0);
+    tracker.log_metric(run.id, "inf", std::numeric_limits<double>::infinity(), 0);
+    auto r = tracker.get_run(run.id);
+    EXPECT_DOUBLE_EQ(r.metrics.at("loss"), 0.2);
+    EXPECT_TRUE(std::isnan(r.metrics.at("nan")));
+    EXPECT_TRUE(std::isinf(r.metrics.at("inf")));
+    auto hist = tracker.metric_history(run.id, "loss");
+    ASSERT_EQ(hist.size(), 3u);
+    EXPECT_EQ(hist[0].step, 0);
+    EXPECT_EQ(hist[2].step, 5);
+
+    std::vector<std::string> key{"curve"};
+    std::vector<double> values{3, 2, 1};
+    std::vector<int64_t> steps{0, 2, 1};
+    tracker.log_metrics(run.id, key, values, steps);
+    EXPECT_DOUBLE_EQ(tracker.get_run(run.id).metrics.at("curve"), 2.0);
+    EXPECT_EQ(tracker.metric_history(run.id, "curve").size(), 3u);
+    std::vector<int64_t> bad_steps{1};
+    EXPECT_EQ(expect_error([&] { tracker.log_metrics(run.id, key, values, bad_steps); }).kind(),
+              ErrorKind::InvalidArgument);
+}
+
+TEST_F(TrackingTest, SearchFiltersOrdersAndLoadsPage) {
+    for (int i = 0; i < 6; ++i) {
+        auto run = start("exp", "r" + std::to_string(i));
+        tracker.log_param(run.id, "lr", i % 2 ? "0.1" : "0.2");
+        tracker.set_tag(run.id, "team", i < 3 ? "growth" : "core");
+        tracker.log_metric(run.id, "auc", 0.5 + 0.1 * i, 0);
+        tracker.end_run(run.id, "FINISHED");
+    }
+    start("other", "x");
+    SearchQuery q;
+    q.experiments = {"exp"};
+    q.filter = "metrics.auc > 0.55 and params.lr = '0.1' and tags.team = 'growth' and status = 'FINISHED'";
+    q.order_by = {"metrics.auc DESC"};
+    auto runs = tracker.search(q);
+    EXPECT_EQ(names(runs), std::vector<std::string>{"r1"});
+    EXPECT_EQ(runs[0].params.at("lr"), "0.1");
+    EXPECT_EQ(runs[0].tags.at("team"), "growth");
+
+    q.filter = "metrics.auc >= 0.7";
+    q.max_results = 2;
+    EXPECT_EQ(names(tracker.search(q)), (std::vector<std::string>{"r5", "r4"}));
+    q.order_by = {"metrics.auc"};
+    EXPECT_EQ(names(tracker.search(q)), (std::vector<std::string>{"r2", "r3"}));
+    q.experiments = {"missing"};
+    EXPECT_EQ(expect_error([&] { tracker.search(q); }).kind(), ErrorKind::NotFound);
+    SearchQuery all;
+    EXPECT_EQ(tracker.search(all).size(), 7u);
+}
+
+TEST_F(TrackingTest, ArtifactsAndLineage) {
+    auto run = start("exp");
+    fs::path src = dir / "src";
+    fs::create_directories(src / "d");
+    std::ofstream(src / "d" / "a.txt") << "alpha";
+    std::ofstream(src / "b.txt") << "beta";
+    auto entries = tracker.log_artifact(run.id, src / "b.txt", "out");
+    ASSERT_EQ(entries.size(), 1u);
+    EXPECT_EQ(entries[0].path, "out/b.txt");
+    EXPECT_EQ(entries[0].size, 4);
+    tracker.log_artifact(run.id, src / "d");
+    auto all = tracker.artifacts(run.id);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].path, "d/a.txt");
+    auto files = tracker.download_artifacts(run.id, dir / "dl");
+    EXPECT_EQ(files.size(), 2u);
+    std::ifstream in(dir / "dl" / "out" / "b.txt");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(text, "beta");
+
+    keel::lineage::Graph graph(*ws);
+    auto up = graph.upstream("run:" + run.id, 1);
+    bool artifact = false, experiment = false;
+    for (const auto& e : up.edges) {
+        artifact |= e.from == "artifact:" + entries[0].digest && e.kind == "logged_by";
+        experiment |= e.from == "experiment:exp" && e.kind == "contains";
+    }
+    EXPECT_TRUE(artifact);
+    EXPECT_TRUE(experiment);
+    EXPECT_EQ(expect_error([&] { tracker.log_artifact(run.id, dir / "missing"); }).kind(), ErrorKind::NotFound);
+}

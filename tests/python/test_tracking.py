@@ -1,0 +1,394 @@
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import keel
+from keel.tracking import plot_metric_history
+
+PYTHON_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+
+
+def child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.abspath(PYTHON_DIR) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+# ----------------------------------------------------------------------------------- runs & lifecycle
+
+def test_run_context_manager_finishes_and_records_attributes(ws):
+    with ws.start_run(experiment="churn", name="baseline", tags={"team": "growth"}) as run:
+        assert run.status == "RUNNING"
+        assert len(run.id) == 32 and all(c in "0123456789abcdef" for c in run.id)
+        run.log_param("lr", 0.1)
+        run.log_metric("auc", 0.8, step=1)
+    assert run.status == "FINISHED"
+    assert run.end_time >= run.start_time
+    got = ws.runs.get(run.id)
+    assert got.name == "baseline" and got.experiment == "churn" and got.status == "FINISHED"
+    assert got.params == {"lr": "0.1"}
+    assert got.metrics == {"auc": 0.8}
+    assert got.tags == {"team": "growth"}
+    assert got.user == ws.user
+    assert got.source  # the pytest entry point
+    assert [e["name"] for e in ws.runs.experiments()] == ["churn"]
+    assert ws.runs.experiments()[0]["runs"] == 1
+
+
+def test_failed_run_records_error_and_exception_propagates(ws):
+    with pytest.raises(ZeroDivisionError):
+        with ws.start_run(experiment="churn") as run:
+            1 / 0
+    got = ws.runs.get(run.id)
+    assert got.status == "FAILED"
+    assert "ZeroDivisionError" in got.error
+
+
+def test_keyboard_interrupt_marks_run_killed(ws):
+    with pytest.raises(KeyboardInterrupt):
+        with ws.start_run(experiment="churn") as run:
+            raise KeyboardInterrupt
+    assert ws.runs.get(run.id).status == "KILLED"
+
+
+def test_end_inside_block_is_kept_and_bad_status_rejected(ws):
+    with ws.start_run() as run:
+        with pytest.raises(keel.InvalidArgument, match="RUNNING"):
+            run.end("RUNNING")
+        run.end("KILLED")
+    assert ws.runs.get(run.id).status == "KILLED"
+    assert run.experiment == "Default"
+
+
+def test_nested_runs(ws):
+    with ws.start_run(experiment="sweep", name="parent") as parent:
+        for lr in (0.1, 0.2):
+            with ws.start_run(experiment="sweep", name=f"lr={lr}", parent=parent) as child:
+                child.log_param("lr", lr)
+    children = [r for r in ws.runs.search(experiment="sweep") if r.parent_id == parent.id]
+    assert sorted(r.name for r in children) == ["lr=0.1", "lr=0.2"]
+    assert ws.runs.get(parent.id).parent_id is None
+    with pytest.raises(keel.NotFound, match="nope"):
+        ws.start_run(experiment="sweep", parent="nope")
+
+
+def test_get_unknown_run_is_not_found_naming_id(ws):
+    with pytest.raises(keel.NotFound, match="0123abcd"):
+        ws.runs.get("0123abcd")
+
+
+def test_git_commit_captured_in_a_checkout(ws, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    (repo / "train.py").write_text("print(1)\n")
+    subprocess.run(git + ["add", "train.py"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "x"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(repo / "train.py"), raising=False)
+    run = ws.start_run(experiment="git")
+    assert run.git_commit == head and run.git_dirty is False
+    assert ws.runs.get(run.id).source == str(repo / "train.py")
+
+
+# ------------------------------------------------------------------------------------- params & tags
+
+def test_param_conflict_names_key_and_both_values(ws):
+    run = ws.start_run()
+    run.log_params({"lr": 0.1, "depth": 6})
+    run.log_param("lr", "0.1")  # same value again is fine
+    with pytest.raises(keel.Conflict) as err:
+        run.log_param("lr", 0.2)
+    msg = str(err.value)
+    assert "'lr'" in msg and "'0.1'" in msg and "'0.2'" in msg
+    assert run.params == {"lr": "0.1", "depth": "6"}
+    # a batch with one conflicting param writes none of it
+    with pytest.raises(keel.Conflict):
+        run.log_params({"new": 1, "depth": 7})
+    assert "new" not in ws.runs.get(run.id).params
+
+
+def test_tags_set_overwrite_delete(ws):
+    run = ws.start_run(tags={"a": 1})
+    run.set_tag("a", 2)
+    run.set_tags({"b": "x"})
+    assert run.tags == {"a": "2", "b": "x"}
+    run.delete_tag("a")
+    assert run.tags == {"b": "x"}
+    with pytest.raises(keel.NotFound, match="'a'"):
+        run.delete_tag("a")
+
+
+def test_empty_key_is_invalid(ws):
+    run = ws.start_run()
+    with pytest.raises(keel.InvalidArgument, match="empty"):
+        run.log_metric("", 1.0)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+def test_metric_history_and_latest_rule(ws):
+    run = ws.start_run()
+    run.log_metric("loss", 1.0, step=0, timestamp=100)
+    run.log_metric("loss", 0.5, step=2, timestamp=50)
+    run.log_metric("loss", 0.7, step=1, timestamp=300)  # later but lower step: not latest
+    run.log_metric("loss", 0.4, step=2, timestamp=60)   # same step, later timestamp: latest
+    assert run.metrics["loss"] == 0.4
+    hist = run.metric_history("loss")
+    assert list(hist.columns) == ["step", "value", "timestamp"]
+    assert hist["step"].tolist() == [0, 1, 2, 2]
+    assert hist["value"].tolist() == [1.0, 0.7, 0.5, 0.4]
+    assert run.metric_history("never").empty
+
+
+def test_nan_and_inf_round_trip(ws):
+    run = ws.start_run()
+    run.log_metric("nan", float("nan"))
+    run.log_metric("pinf", float("inf"))
+    run.log_metric("ninf", float("-inf"))
+    run.log_batch("mixed", [1.0, float("nan"), float("inf"), -float("inf")], steps=[0, 1, 2, 3])
+    got = ws.runs.get(run.id).metrics
+    assert math.isnan(got["nan"])
+    assert got["pinf"] == math.inf and got["ninf"] == -math.inf
+    assert got["mixed"] == -math.inf
+    values = run.metric_history("mixed")["value"].tolist()
+    assert values[0] == 1.0 and math.isnan(values[1]) and values[2] == math.inf and values[3] == -math.inf
+    df = ws.runs.search().to_pandas()
+    assert math.isnan(df.loc[0, "metrics.nan"])
+
+
+def test_log_metrics_and_batch(ws):
+    run = ws.start_run()
+    run.log_metrics({"a": 1, "b": 2.5}, step=3)
+    assert run.metrics == {"a": 1.0, "b": 2.5}
+    assert run.metric_history("a")["step"].tolist() == [3]
+    values = np.linspace(0, 1, 1000)
+    run.log_batch("curve", values, steps=np.arange(1000))
+    hist = run.metric_history("curve")
+    assert len(hist) == 1000 and hist["value"].iloc[-1] == 1.0
+    assert run.metrics["curve"] == 1.0
+    run.log_batch(["x", "y"], [1.0, 2.0], steps=[1, 1])
+    assert run.metrics["x"] == 1.0 and run.metrics["y"] == 2.0
+    with pytest.raises(keel.InvalidArgument, match="3 steps for 2 values"):
+        run.log_batch("z", [1.0, 2.0], steps=[1, 2, 3])
+
+
+# ---------------------------------------------------------------------------------------- artifacts
+
+def test_artifacts_file_and_directory_round_trip(ws, tmp_path):
+    (tmp_path / "model.txt").write_text("weights")
+    plots = tmp_path / "plots"
+    (plots / "sub").mkdir(parents=True)
+    (plots / "roc.csv").write_text("fpr,tpr\n0,0\n")
+    (plots / "sub" / "pr.csv").write_text("p,r\n")
+    run = ws.start_run()
+    entries = run.log_artifact(tmp_path / "model.txt")
+    assert entries[0]["path"] == "model.txt" and entries[0]["size"] == 7
+    run.log_artifact(plots, artifact_path="eval")
+    paths = [a["path"] for a in run.artifacts()]
+    assert paths == ["eval/plots/roc.csv", "eval/plots/sub/pr.csv", "model.txt"]
+    dest = tmp_path / "out"
+    run.download_artifacts(dest)
+    assert (dest / "model.txt").read_text() == "weights"
+    assert (dest / "eval/plots/sub/pr.csv").read_text() == "p,r\n"
+    # lineage side effects
+    digest = entries[0]["digest"]
+    down = ws._native  # the lineage binding is read through the native graph
+    graph = keel._core.LineageGraph(down)
+    edges = graph.downstream(f"artifact:{digest}")["edges"]
+    assert {"from": f"artifact:{digest}", "kind": "logged_by", "to": f"run:{run.id}"} in [
+        {k: e[k] for k in ("from", "kind", "to")} for e in edges]
+    exp_edges = graph.downstream(f"experiment:{run.experiment}")["edges"]
+    assert any(e["to"] == f"run:{run.id}" and e["kind"] == "contains" for e in exp_edges)
+
+
+def test_tampered_artifact_download_raises_corrupt(ws, tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"x" * 100)
+    run = ws.start_run()
+    digest = run.log_artifact(tmp_path / "m.bin")[0]["digest"]
+    blob = ws._native.artifact_path(digest)
+    os.chmod(blob, 0o644)
+    with open(blob, "r+b") as f:
+        f.write(b"y")
+    with pytest.raises(keel.Corrupt):
+        run.download_artifacts(tmp_path / "dl")
+    assert not (tmp_path / "dl" / "m.bin").exists()
+
+
+def test_log_missing_artifact_is_not_found(ws, tmp_path):
+    run = ws.start_run()
+    with pytest.raises(keel.NotFound, match="nothing-here"):
+        run.log_artifact(tmp_path / "nothing-here")
+
+
+# ------------------------------------------------------------------------------------------- search
+
+@pytest.fixture
+def grid(ws):
+    runs = []
+    for i, (lr, team, auc) in enumerate([("0.1", "growth", 0.91), ("0.1", "growth", 0.75), ("0.2", "growth", 0.85),
+                                         ("0.1", "core", 0.95), ("0.3", "growth", float("nan"))]):
+        with ws.start_run(experiment="churn", name=f"run{i}", tags={"team": team}) as run:
+            run.log_param("lr", lr)
+            run.log_metric("auc", auc)
+            run.log_metric("val loss", 1 - auc if auc == auc else 1.0)
+        runs.append(run)
+    with ws.start_run(experiment="other", name="elsewhere") as run:
+        run.log_metric("auc", 0.99)
+    return runs
+
+
+def test_search_filter_order_and_pandas(ws, grid):
+    found = ws.runs.search(experiment="churn",
+                           filter="metrics.auc > 0.8 and params.lr = '0.1' and tags.team = 'growth' "
+                                  "and status = 'FINISHED'",
+                           order_by=["metrics.auc DESC"])
+    assert [r.name for r in found] == ["run0"]
+    all_churn = ws.runs.search(experiment="churn", order_by=["metrics.auc DESC"])
+    # NaN sorts after every number, in either direction
+    assert [r.name for r in all_churn] == ["run3", "run0", "run2", "run1", "run4"]
+    asc = ws.runs.search(experiment="churn", order_by="metrics.auc ASC")
+    assert [r.name for r in asc] == ["run1", "run2", "run0", "run3", "run4"]
+    df = all_churn.to_pandas()
+    assert list(df.columns[:6]) == ["run_id", "experiment", "name", "status", "start_time", "end_time"]
+    assert {"params.lr", "metrics.auc", "metrics.val loss", "tags.team"} <= set(df.columns)
+    assert df["metrics.auc"].iloc[0] == 0.95
+    assert str(df["start_time"].dtype).startswith("datetime64")
+    assert "<table>" in all_churn._repr_html_() and "<table>" in grid[0]._repr_html_()
+
+
+def test_search_operators(ws, grid):
+    def names(f, **kw):
+        return sorted(r.name for r in ws.runs.search(experiment="churn", filter=f, **kw))
+    assert names("metrics.`val loss` < 0.12") == ["run0", "run3"]
+    assert names("params.lr != '0.1'") == ["run2", "run4"]
+    assert names("tags.team LIKE 'gro%'") == ["run0", "run1", "run2", "run4"]
+    assert names("tags.team LIKE 'GRO%'") == []
+    assert names("tags.team ILIKE 'GRO%'") == ["run0", "run1", "run2", "run4"]
+    assert names("name = 'run2'") == ["run2"]
+    assert names("attributes.run_name IN ('run1', 'run3')") == ["run1", "run3"]
+    assert names("metrics.auc >= 0.85 AND metrics.auc <= 0.91") == ["run0", "run2"]
+    assert names(f"start_time >= {grid[0].start_time}") == [f"run{i}" for i in range(5)]
+    assert names(f"user = '{ws.user}'") == [f"run{i}" for i in range(5)]
+    assert len(ws.runs.search()) == 6
+    assert len(ws.runs.search(experiment=["churn", "other"], max_results=2)) == 2
+    assert [r.name for r in ws.runs.search(experiment="churn", order_by=["name"], max_results=2, offset=1)] == \
+        ["run1", "run2"]
+    assert [r.name for r in ws.runs.search(experiment="churn", order_by=["params.lr DESC", "name"])][:2] == \
+        ["run4", "run2"]
+
+
+@pytest.mark.parametrize("bad, token", [
+    ("metrics.auc >> 0.8", "'>'"),
+    ("metrics.auc > 0.8 and", "'<end of filter>'"),
+    ("metrics.auc > 'high'", "''high''"),
+    ("params.lr = 0.1", "'0.1'"),
+    ("foo.bar = '1'", "'foo'"),
+    ("metrics.auc > 0.8 or params.lr = '1'", "'or'"),
+    ("status = 'FINISHED", "''FINISHED'"),
+    ("metrics.auc LIKE '%1'", "'LIKE'"),
+])
+def test_malformed_filter_points_at_bad_token(ws, grid, bad, token):
+    with pytest.raises(keel.InvalidArgument) as err:
+        ws.runs.search(filter=bad)
+    assert f"token {token}" in str(err.value)
+    assert "position" in str(err.value)
+
+
+def test_bad_order_by_and_unknown_experiment(ws, grid):
+    with pytest.raises(keel.InvalidArgument, match="SIDEWAYS"):
+        ws.runs.search(order_by=["metrics.auc SIDEWAYS"])
+    with pytest.raises(keel.NotFound, match="nope"):
+        ws.runs.search(experiment="nope")
+    with pytest.raises(keel.InvalidArgument, match="max_results"):
+        ws.runs.search(max_results=0)
+
+
+def test_filter_values_are_bound_not_pasted(ws, grid):
+    # A quote-laden value is data, not SQL.
+    assert len(ws.runs.search(filter="params.lr = '0.1'' OR 1=1 --'")) == 0
+
+
+def test_plot_metric_history(ws, grid):
+    import matplotlib
+    matplotlib.use("Agg")
+    run = grid[0]
+    run.log_batch("loss", [1.0, 0.5, 0.25], steps=[0, 1, 2])
+    ax = plot_metric_history(ws.runs.search(experiment="churn"), "loss")
+    assert len(ax.get_lines()) == 1
+    assert ax.get_lines()[0].get_ydata().tolist() == [1.0, 0.5, 0.25]
+
+
+# ------------------------------------------------------------------------------ several processes
+
+WORKER = textwrap.dedent("""
+    import sys, keel
+    ws = keel.open(sys.argv[1])
+    run = ws.runs.get(sys.argv[2])
+    worker = int(sys.argv[3])
+    for i in range(int(sys.argv[4])):
+        run.log_metric("m", float(i), step=worker * 1_000_000 + i)
+""")
+
+
+def test_four_processes_logging_concurrently_lose_nothing(ws):
+    run = ws.start_run(experiment="concurrency")
+    n = 10_000
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, ws.path, run.id, str(w), str(n)], env=child_env())
+             for w in range(4)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    hist = keel.open(ws.path).runs.get(run.id).metric_history("m")
+    assert len(hist) == 4 * n
+    assert hist["step"].nunique() == 4 * n
+    assert run.refresh().metrics["m"] == n - 1
+
+
+KILLED_WORKER = textwrap.dedent("""
+    import sys, keel
+    ws = keel.open(sys.argv[1])
+    run = ws.runs.get(sys.argv[2])
+    i = 0
+    while True:
+        run.log_metric("m", float(i), step=i)
+        if i % 7 == 0:
+            run.log_params({f"p{i}": i})
+        print(i, flush=True)   # acknowledged: the write above has returned
+        i += 1
+""")
+
+
+def test_sigkill_mid_write_keeps_every_acknowledged_write(ws):
+    run = ws.start_run(experiment="crash")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, ws.path, run.id], stdout=subprocess.PIPE,
+                            env=child_env(), text=True)
+    acked = -1
+    deadline = time.time() + 60
+    while acked < 3000 and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    rest = proc.stdout.read()  # lines printed before the kill landed
+    proc.wait()
+    for line in rest.splitlines():
+        acked = int(line)
+    assert acked >= 3000, "the child should have been killed while writing"
+    reopened = keel.open(ws.path)
+    got = reopened.runs.get(run.id)
+    steps = set(got.metric_history("m")["step"].tolist())
+    assert set(range(acked + 1)) <= steps
+    assert all(f"p{i}" in got.params for i in range(0, acked + 1, 7))
+    # the workspace still takes writes
+    got.log_metric("after", 1.0)
+    assert reopened.runs.get(run.id).metrics["after"] == 1.0
