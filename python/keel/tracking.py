@@ -102,6 +102,11 @@ class Run:
     run_id = id
 
     @property
+    def workspace(self) -> Workspace:
+        """The workspace the run lives in."""
+        return self._runs._ws
+
+    @property
     def name(self) -> str:
         return self._data["name"]
 
