@@ -3,8 +3,10 @@
 
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
+#include "keel/plugins/quality.hpp"
 #include "keel/plugins/router.hpp"
 
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
@@ -17,7 +19,7 @@ using namespace keel::plugins;
 namespace keel::bindings {
 
 // Python data <-> plugins::Value (dicts keep their order; numpy scalars become numbers).
-Value value_from_py(py::handle h, int depth = 0) {
+static Value value_from_py(py::handle h, int depth = 0) {
     if (depth > 32) throw_error(ErrorKind::InvalidArgument, "plugin argument nested deeper than 32 levels");
     if (h.is_none()) return Value{};
     if (py::isinstance<py::bool_>(h)) return Value(h.cast<bool>());
@@ -42,7 +44,7 @@ Value value_from_py(py::handle h, int depth = 0) {
     return Value(py::str(h).cast<std::string>());
 }
 
-py::object value_to_py(const Value& v) {
+static py::object value_to_py(const Value& v) {
     return std::visit(
         [](const auto& x) -> py::object {
             using T = std::decay_t<decltype(x)>;
@@ -87,6 +89,50 @@ struct PyRequest {
                 f.value = std::string_view(storage.back());
             }
             fields.push_back(f);
+        }
+    }
+};
+
+// Columns from Python: (name, type, values, validity, validity_offset, offsets, chars), numpy arrays
+// borrowed without copying (keel/quality.py prepares them from pandas / pyarrow).
+struct PyBatch {
+    Batch batch;
+    std::vector<py::object> keep;
+    PyBatch(const py::list& columns, size_t rows) {
+        batch.rows = rows;
+        for (auto item : columns) {
+            auto t = item.cast<py::tuple>();
+            ColumnView c;
+            c.name = t[0].cast<std::string>();
+            auto type = t[1].cast<std::string>();
+            if (type == "int64") c.type = ColumnType::Int64;
+            else if (type == "float64") c.type = ColumnType::Float64;
+            else if (type == "bool") c.type = ColumnType::Bool;
+            else if (type == "string") c.type = ColumnType::String;
+            else if (type == "timestamp") c.type = ColumnType::Timestamp;
+            else throw_error(ErrorKind::InvalidArgument, "column '{}' has unsupported type {}", c.name, type);
+            auto borrow = [&](py::handle h) -> const void* {
+                if (h.is_none()) return nullptr;
+                auto arr = py::reinterpret_borrow<py::array>(h);
+                if (!(arr.flags() & py::array::c_style)) throw_error(ErrorKind::InvalidArgument, "column '{}': array is not contiguous", c.name);
+                keep.push_back(arr);
+                return arr.data();
+            };
+            c.values = borrow(t[2]);
+            c.validity = static_cast<const uint8_t*>(borrow(t[3]));
+            c.validity_offset = t[4].cast<int64_t>();
+            if (!t[5].is_none()) {
+                auto offs = py::reinterpret_borrow<py::array>(t[5]);
+                if (offs.itemsize() == 4) c.offsets32 = static_cast<const int32_t*>(borrow(offs));
+                else c.offsets64 = static_cast<const int64_t*>(borrow(offs));
+                c.length = size_t(offs.size() - 1);
+                c.chars = static_cast<const char*>(borrow(t[6]));
+                static const char empty = 0;
+                if (!c.chars) c.chars = &empty;
+            } else {
+                c.length = size_t(py::reinterpret_borrow<py::array>(t[2]).size());
+            }
+            batch.columns.push_back(std::move(c));
         }
     }
 };
@@ -161,6 +207,53 @@ void bind_plugins(py::module_& m) {
         Host::for_thread().set_limits(l);
     }, "Limits of this thread's plugin host.");
     m.def("plugins_memory_used", []() { return Host::for_thread().memory_used(); });
+
+    m.def("quality_run", [](py::list columns, size_t rows, py::list rules, py::object context) {
+        PyBatch pb(columns, rows);
+        std::vector<Rule> rs;
+        for (auto item : rules) {
+            auto t = item.cast<py::tuple>();
+            rs.push_back({t[0].cast<std::string>(), value_from_py(t[1]), t[2].cast<std::string>(), t[3].cast<std::string>()});
+        }
+        Value ctx = context.is_none() ? Value(Value::Map{}) : value_from_py(context);
+        std::vector<RuleResult> results;
+        {
+            py::gil_scoped_release release;
+            results = run_rules(pb.batch, rs, ctx);
+        }
+        py::list out;
+        for (const auto& r : results) {
+            py::dict d;
+            d["rule"] = r.rule;
+            d["column"] = r.column;
+            d["severity"] = r.severity;
+            d["status"] = r.status;
+            d["observed"] = value_to_py(r.observed);
+            d["expectation"] = r.expectation;
+            d["message"] = r.message;
+            out.append(d);
+        }
+        return out;
+    });
+    m.def("quality_profile", [](py::list columns, size_t rows, int bins) {
+        PyBatch pb(columns, rows);
+        py::dict out;
+        for (const auto& c : pb.batch.columns) {
+            Value v;
+            {
+                py::gil_scoped_release release;
+                v = profile_column(c, bins);
+            }
+            out[py::str(c.name)] = value_to_py(v);
+        }
+        return out;
+    });
+    m.def("quality_psi", [](py::list columns, size_t rows, py::object profile) {
+        PyBatch pb(columns, rows);
+        Value p = value_from_py(profile);
+        py::gil_scoped_release release;
+        return psi(pb.batch.columns.at(0), p);
+    });
 
     py::class_<Router, std::shared_ptr<Router>>(m, "Router")
         .def(py::init([](const std::string& plugin, const std::vector<std::pair<std::string, double>>& variants,

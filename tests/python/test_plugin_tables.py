@@ -42,3 +42,30 @@ def test_routing_table(path):
 
 def test_tables_exist():
     assert len(TABLES) >= 4
+
+
+QUALITY = sorted((Path(__file__).resolve().parents[1] / "lua").glob("quality_*.lua"))
+
+
+@pytest.mark.parametrize("path", QUALITY, ids=[p.stem for p in QUALITY])
+def test_quality_table(path):
+    import numpy as np
+    import pandas as pd
+
+    from keel import quality
+
+    spec = plugins.eval_file(path)
+    df = pd.DataFrame(spec["data"])
+    for col, rows in (spec.get("nulls") or {}).items():
+        df[col] = df[col].astype("float64")
+        df.loc[[r - 1 for r in rows], col] = np.nan
+    for col in spec.get("timestamps") or []:
+        df[col] = pd.to_datetime(df[col], unit="s")
+    for case in spec["cases"]:
+        report = quality.check(df, [quality.rule(case["rule"], **case.get("args", {}))], now=spec.get("now"))
+        (result,) = report.results
+        assert result["status"] == case["status"], (case, result)
+        if "observed" in case:
+            assert result["observed"] == pytest.approx(case["observed"]), (case, result)
+        if "message" in case:
+            assert case["message"] in result["message"], (case, result)

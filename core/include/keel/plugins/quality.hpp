@@ -1,0 +1,69 @@
+// core/include/keel/plugins/quality.hpp
+#pragma once
+
+#include "keel/plugins/host.hpp"
+#include "keel/plugins/value.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace keel::plugins {
+
+enum class ColumnType { Int64, Float64, Bool, String, Timestamp };
+
+//! A borrowed column (Arrow layout): values, an optional validity bitmap (bit i set = row i valid;
+//! NaN floats and INT64_MIN timestamps are nulls too) and, for strings, offsets into `chars`.
+struct ColumnView {
+    std::string name;
+    ColumnType type = ColumnType::Float64;
+    size_t length = 0;
+    const void* values = nullptr;       //!< int64 / double / uint8 (bool); unused for strings
+    const uint8_t* validity = nullptr;  //!< nullptr: no nulls besides NaN / NaT
+    int64_t validity_offset = 0;        //!< bit offset of row 0 in `validity`
+    const int32_t* offsets32 = nullptr; //!< strings: length+1 offsets (or offsets64)
+    const int64_t* offsets64 = nullptr;
+    const char* chars = nullptr;
+};
+
+struct Batch {
+    size_t rows = 0;
+    std::vector<ColumnView> columns;
+};
+
+//! A data-quality rule: a plugin defining check(batch, ctx), its arguments (ctx.args) and the
+//! severity of a failure ("error" rejects the batch, "warn" is stored).
+struct Rule {
+    std::string plugin;
+    Value args;
+    std::string severity = "error";
+    std::string name;  //!< shown in results; defaults to the plugin's file stem
+};
+
+//! One result of one rule. status is "pass", "warn", "fail" or "error" (the rule itself failed).
+struct RuleResult {
+    std::string rule;
+    std::string column;
+    std::string severity;
+    std::string status;
+    Value observed;
+    std::string expectation;
+    std::string message;
+};
+
+//! Runs every rule on the batch, each in the sandbox of `host`. `context` (a map) becomes part of
+//! ctx: now (seconds since the epoch), references (column -> profile), target. A rule that errors
+//! or runs over budget yields status "error" naming the file and line; it never passes silently.
+std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& rules, const Value& context,
+                                  Host& host);
+inline std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& rules, const Value& context) {
+    return run_rules(batch, rules, context, Host::for_thread());
+}
+
+//! Reference profile of a column for PSI: {kind="numeric", edges={...}, shares={...}} from
+//! quantile bins, or {kind="categorical", shares={value=share}} for strings and bools.
+Value profile_column(const ColumnView& column, int bins = 10);
+//! Population stability index of `column` against a profile from profile_column.
+double psi(const ColumnView& column, const Value& profile);
+
+} // namespace keel::plugins

@@ -1,0 +1,13 @@
+-- plugins/quality/row_count.lua: the batch has between min and max rows.
+-- args: min (default 1), max (optional)
+function check(batch, ctx)
+  local a = ctx.args
+  local n, min, max = batch.rows, a.min or 1, a.max
+  local ok = n >= min and (max == nil or n <= max)
+  return {
+    status = ok and "pass" or "fail",
+    observed = n,
+    expectation = max and string.format("%d <= rows <= %d", min, max) or string.format("rows >= %d", min),
+    message = string.format("batch has %d rows", n),
+  }
+end

@@ -1,0 +1,103 @@
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import keel
+from keel import quality
+
+
+@pytest.fixture
+def df():
+    rng = np.random.default_rng(0)
+    n = 1000
+    return pd.DataFrame({
+        "player_id": np.arange(n),
+        "spend": rng.gamma(2.0, 10.0, n),
+        "country": rng.choice(["DE", "FR", "US"], n),
+        "email": [f"p{i}@example.com" for i in range(n)],
+        "ts": pd.date_range("2026-01-01", periods=n, freq="min"),
+    })
+
+
+def test_stats_helpers_match_pandas(df, tmp_path):
+    rule = tmp_path / "plugins" / "stats.lua"
+    rule.parent.mkdir()
+    rule.write_text(
+        "function check(batch, ctx)\n"
+        "  local c = batch:column('spend')\n"
+        "  return {status='pass', observed={mean=c:mean(), std=c:stddev(), min=c:min(), max=c:max(),\n"
+        "          q=c:quantile({0.1, 0.5, 0.9}), distinct=batch:column('country'):distinct_count(),\n"
+        "          emails=batch:column('email'):pattern_share('^p[0-9]+@example\\\\.com$'),\n"
+        "          nulls=c:null_rate(), rows=batch.rows}}\n"
+        "end\n")
+    (res,) = quality.check(df, [quality.rule(rule)]).results
+    o = res["observed"]
+    assert o["mean"] == pytest.approx(df.spend.mean())
+    assert o["std"] == pytest.approx(df.spend.std())
+    assert (o["min"], o["max"]) == (df.spend.min(), df.spend.max())
+    assert o["q"] == pytest.approx(list(df.spend.quantile([0.1, 0.5, 0.9])))
+    assert o["distinct"] == 3 and o["emails"] == 1.0 and o["nulls"] == 0 and o["rows"] == 1000
+
+
+def test_arrow_input_with_nulls_matches_pandas(df):
+    df.loc[::10, "spend"] = np.nan
+    df.loc[::7, "country"] = None
+    rules = [quality.rule("plugins/quality/not_null.lua", column="spend", max_null_rate=0.5),
+             quality.rule("plugins/quality/allowed_values.lua", column="country", values=["DE", "FR"], min_share=0)]
+    a = quality.check(df, rules).results
+    b = quality.check(pa.Table.from_pandas(df), rules).results
+    assert a == b
+    assert a[0]["observed"] == pytest.approx(0.1)
+    share = df.country.dropna().isin(["DE", "FR"]).mean()
+    assert a[1]["observed"] == pytest.approx(share)
+
+
+def test_report_rejects_on_error_severity_only(df):
+    bad = df.copy()
+    bad.loc[3, "spend"] = -5
+    rules = [quality.rule("plugins/quality/range.lua", column="spend", min=0, severity="error"),
+             quality.rule("plugins/quality/unique.lua", column="country", severity="warn"),
+             quality.rule("plugins/quality/row_count.lua", min=1)]
+    report = quality.check(bad, rules)
+    assert not report.passed
+    assert [r["rule"] for r in report.failures] == ["range"]
+    assert [r["rule"] for r in report.warnings] == ["unique"]
+    with pytest.raises(quality.DataQualityError, match="range \\[spend\\] fail: 1 values out of range") as err:
+        report.raise_if_failed()
+    assert isinstance(err.value, keel.InvalidArgument) and err.value.report is report
+    assert quality.check(df, rules[:1]).passed
+    assert "<table" in report._repr_html_()
+
+
+def test_drift_psi_against_reference_profile(df):
+    ref = quality.profile(df, ["spend", "country"])
+    assert ref["spend"]["kind"] == "numeric" and len(ref["spend"]["shares"]) == 10
+    assert ref["country"]["kind"] == "categorical"
+    same = quality.check(df, [quality.rule("plugins/quality/drift_psi.lua", column="spend")], references=ref)
+    assert same.results[0]["status"] == "pass" and same.results[0]["observed"] < 0.01
+    shifted = df.assign(spend=df.spend * 3)
+    r = quality.check(shifted, [quality.rule("plugins/quality/drift_psi.lua", column="spend")], references=ref)
+    assert r.results[0]["status"] == "fail" and r.results[0]["observed"] > 0.25
+    assert quality.psi(shifted, "spend", ref["spend"]) == pytest.approx(r.results[0]["observed"])
+
+
+def test_broken_rules_report_errors_not_passes(df, tmp_path):
+    d = tmp_path / "plugins"
+    d.mkdir()
+    (d / "loop.lua").write_text("function check(batch, ctx)\n  while true do end\nend\n")
+    (d / "status.lua").write_text("function check(batch, ctx) return {status='ok'} end\n")
+    (d / "nothing.lua").write_text("function check(batch, ctx) end\n")
+    report = quality.check(df, [quality.rule(d / "loop.lua"), quality.rule(d / "status.lua"),
+                                quality.rule(d / "nothing.lua"), quality.rule(d / "missing.lua")])
+    statuses = [r["status"] for r in report.results]
+    assert statuses == ["error"] * 4
+    assert "loop.lua:2" in report.results[0]["message"] and "budget" in report.results[0]["message"]
+    assert "status 'ok'" in report.results[1]["message"]
+    assert "missing.lua" in report.results[3]["message"]
+    assert not report.passed
+
+
+def test_severity_is_validated():
+    with pytest.raises(keel.InvalidArgument, match="severity 'fatal'"):
+        quality.rule("plugins/quality/range.lua", severity="fatal")
