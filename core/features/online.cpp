@@ -1,0 +1,462 @@
+// core/features/online.cpp: materialization, online reads and the compiled OnlineReader.
+//
+// The online store of a view version is a snapshot segment: one row per entity (its latest value at
+// the materialization's end time), sorted by key, registered in features_online. A new
+// materialization merges the previous snapshot with the rows that arrived since (new segments, and
+// rows of old segments whose event time falls after the previous end), writes a new snapshot file
+// and registers it; readers then switch to it. The previous snapshot file is kept (a reader in
+// another process may still map it); older ones are removed.
+#include "keel/features/online.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/features/store.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
+#include "store_impl.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace keel::features {
+
+namespace {
+
+struct OnlineRow {
+    int64_t id = 0;
+    std::string file;
+    int64_t end_ms = 0;
+    int64_t max_segment_id = 0;
+};
+
+std::optional<OnlineRow> latest_online(FeatureStore& store, const ViewSpec& spec) {
+    auto& db = store.workspace().db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT id, file, end_ms, max_segment_id FROM features_online WHERE view = ? AND version = ? "
+                         "ORDER BY id DESC LIMIT 1");
+    st.bind_all(spec.name, spec.version);
+    if (!st.step()) return std::nullopt;
+    return OnlineRow{st.int64(0), st.text(1), st.int64(2), st.int64(3)};
+}
+
+std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const OnlineRow& row) {
+    // Snapshots share the segment cache under negative ids.
+    auto& impl = store.impl();
+    {
+        std::lock_guard lock(impl.mu);
+        auto it = impl.segments.find(-row.id);
+        if (it != impl.segments.end()) return it->second;
+    }
+    auto seg = Segment::open(store.workspace().module_dir("features") / row.file);
+    std::lock_guard lock(impl.mu);
+    return impl.segments.emplace(-row.id, seg).first->second;
+}
+
+struct Cand {
+    int32_t src;  // 0: previous snapshot, 1..: segments in id order
+    uint32_t row;
+    int64_t ev;
+    int64_t cr;
+};
+
+} // namespace
+
+MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt) {
+    ViewSpec spec = view(name);
+    const int64_t end = end_opt.value_or(now_ms());
+    std::optional<OnlineRow> prev = latest_online(*this, spec);
+    if (prev && prev->end_ms > end) prev.reset();  // going back in time: rebuild from scratch
+    auto segs = detail::list_segments(*this, spec, std::nullopt);
+    const int64_t max_seg = segs.empty() ? 0 : segs.back().id;
+
+    std::vector<std::shared_ptr<const Segment>> sources;
+    std::vector<detail::RowKeys> keys;
+    std::vector<int64_t> source_ids;
+    std::shared_ptr<const Segment> prev_snap;
+    if (prev) prev_snap = open_snapshot(*this, *prev);
+    sources.push_back(prev_snap);
+    keys.push_back(prev_snap ? detail::segment_keys(*this, spec, -prev->id, *prev_snap) : detail::RowKeys{});
+    for (const auto& s : segs) {
+        sources.push_back(s.seg);
+        keys.push_back(detail::segment_keys(*this, spec, s.id, *s.seg));
+        source_ids.push_back(s.id);
+    }
+    std::vector<Cand> cands;
+    int64_t changed = 0;
+    for (size_t src = 0; src < sources.size(); ++src) {
+        if (!sources[src]) continue;
+        const Segment& seg = *sources[src];
+        const int64_t* ev = static_cast<const int64_t*>(seg.column(spec.event_column)->values);
+        const int64_t* cr = static_cast<const int64_t*>(seg.column(spec.created_column)->values);
+        const bool old = src > 0 && prev && source_ids[src - 1] <= prev->max_segment_id;
+        for (size_t r = 0; r < seg.rows(); ++r) {
+            if (ev[r] > end) continue;
+            if (old && ev[r] <= prev->end_ms) continue;  // already in the previous snapshot
+            cands.push_back({int32_t(src), uint32_t(r), ev[r], cr[r]});
+            if (src > 0) ++changed;
+        }
+    }
+    auto cmp_key = [&](const Cand& a, const Cand& b) -> int {
+        const auto &ka = keys[size_t(a.src)], &kb = keys[size_t(b.src)];
+        if (ka.is_int) {
+            int64_t x = ka.ints[a.row], y = kb.ints[b.row];
+            return x < y ? -1 : (x > y ? 1 : 0);
+        }
+        return (*ka.strs)[a.row].compare((*kb.strs)[b.row]);
+    };
+    std::sort(cands.begin(), cands.end(), [&](const Cand& a, const Cand& b) {
+        int c = cmp_key(a, b);
+        if (c != 0) return c < 0;
+        if (a.ev != b.ev) return a.ev < b.ev;
+        if (a.cr != b.cr) return a.cr < b.cr;
+        if (a.src != b.src) return a.src < b.src;
+        return a.row < b.row;
+    });
+    std::vector<int32_t> seg_of;
+    std::vector<uint32_t> row_of;
+    for (size_t i = 0; i < cands.size(); ++i)
+        if (i + 1 == cands.size() || cmp_key(cands[i], cands[i + 1]) != 0) {
+            seg_of.push_back(cands[i].src);
+            row_of.push_back(cands[i].row);
+        }
+    const size_t n = seg_of.size();
+    std::vector<ColumnSpec> specs = spec.join_keys;
+    specs.push_back({spec.event_column, DType::Timestamp});
+    specs.push_back({spec.created_column, DType::Timestamp});
+    specs.insert(specs.end(), spec.features.begin(), spec.features.end());
+    Table snap;
+    snap.rows = n;
+    for (const auto& cs : specs) {
+        std::vector<const ColumnView*> cols;
+        for (const auto& s : sources) cols.push_back(s ? s->column(cs.name) : nullptr);
+        Column out;
+        detail::prepare_column(out, cs, n);
+        if (cs.dtype == DType::String)
+            detail::gather_strings(out, cols, seg_of.data(), row_of.data(), n);
+        else
+            detail::gather(out, cols, seg_of.data(), row_of.data(), 0, n);
+        detail::compact_valid(out);
+        snap.columns.push_back(std::move(out));
+    }
+    fs::path rel = fs::path("online") / name / fmt::format("v{}", spec.version) /
+                   fmt::format("snap-{}-{}.kseg", now_ms(), random_hex_id().substr(0, 8));
+    fs::path full = ws_->module_dir("features") / rel;
+    fs::create_directories(full.parent_path());
+    Segment::write(full, snap.view());
+    MaterializeResult result{name, spec.version, end, int64_t(n), changed, 0};
+    std::vector<std::string> stale_files;
+    try {
+        auto& db = ws_->db();
+        storage::Transaction tx(db);
+        db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?)")
+            .bind_all(name, spec.version, rel.string(), end, max_seg, int64_t(n), now_ms())
+            .run();
+        result.snapshot_id = db.last_insert_rowid();
+        // Keep this snapshot and the one before it; older files go.
+        auto st = db.prepare("SELECT id, file FROM features_online WHERE view = ? AND id < ? ORDER BY id DESC");
+        st.bind_all(name, result.snapshot_id);
+        int kept = 0;
+        std::vector<int64_t> drop;
+        while (st.step()) {
+            if (kept++ < 1) continue;
+            drop.push_back(st.int64(0));
+            stale_files.push_back(st.text(1));
+        }
+        for (int64_t id : drop) db.prepare("DELETE FROM features_online WHERE id = ?").bind_all(id).run();
+        tx.commit();
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(full, ec);
+        throw;
+    }
+    for (const auto& f : stale_files) {
+        std::error_code ec;
+        fs::remove(ws_->module_dir("features") / f, ec);  // mapped copies stay valid until unmapped
+    }
+    // Readers of this store switch to the new snapshot.
+    std::vector<std::shared_ptr<OnlineReader>> live;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto& rs = impl_->readers;
+        rs.erase(std::remove_if(rs.begin(), rs.end(), [](auto& w) { return w.expired(); }), rs.end());
+        for (auto& w : rs)
+            if (auto r = w.lock()) live.push_back(r);
+    }
+    for (auto& r : live) r->refresh();
+    return result;
+}
+
+Table FeatureStore::get_online(const std::vector<std::string>& features, const BatchView& keys,
+                               std::optional<int64_t> now_opt) {
+    const int64_t now = now_opt.value_or(now_ms());
+    if (features.empty()) throw_error(ErrorKind::InvalidArgument, "get_online needs at least one feature");
+    std::vector<FeatureRef> refs;
+    std::vector<std::string> views;
+    for (const auto& f : features) {
+        refs.push_back(FeatureRef::parse(f));
+        if (std::find(views.begin(), views.end(), refs.back().view) == views.end()) views.push_back(refs.back().view);
+    }
+    std::map<std::string, int> name_count;
+    for (const auto& r : refs) name_count[r.column]++;
+    const size_t n = keys.rows;
+    Table table;
+    table.rows = n;
+    std::vector<Column> feature_cols(refs.size());
+    std::vector<Column> meta_cols;
+    const std::string role = ws_->role();
+    for (const auto& vname : views) {
+        ViewSpec spec = view(vname);
+        for (const auto& r : refs)
+            if (r.view == vname && !spec.feature(r.column))
+                throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", vname, r.column);
+        auto row = latest_online(*this, spec);
+        if (!row)
+            throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
+                        "ws.features.materialize('{}') first", vname, spec.version, vname);
+        auto snap = open_snapshot(*this, *row);
+        detail::RowKeys skeys = detail::segment_keys(*this, spec, -row->id, *snap);
+        detail::RowKeys qkeys = detail::batch_keys(spec, keys, "the keys");
+        const int64_t* sev = static_cast<const int64_t*>(snap->column(spec.event_column)->values);
+        std::vector<int32_t> seg_of(n, -1);
+        std::vector<uint32_t> row_of(n, 0);
+        Column ev_col, age_col, stale_col;
+        detail::prepare_column(ev_col, {vname + "__" + spec.event_column, DType::Timestamp}, n);
+        detail::prepare_column(age_col, {vname + "__age_ms", DType::Int64}, n);
+        detail::prepare_column(stale_col, {vname + "__stale", DType::Bool}, n);
+        stale_col.valid.assign(n, 1);
+        const size_t rows = snap->rows();
+        for (size_t i = 0; i < n; ++i) {
+            if (!qkeys.ok(i)) continue;
+            size_t l = 0, r = rows;
+            if (qkeys.is_int) {
+                int64_t k = qkeys.ints[i];
+                while (l < r) {
+                    size_t m = (l + r) / 2;
+                    if (skeys.ints[m] < k) l = m + 1; else r = m;
+                }
+                if (l >= rows || skeys.ints[l] != k) continue;
+            } else {
+                const std::string& k = (*qkeys.strs)[i];
+                while (l < r) {
+                    size_t m = (l + r) / 2;
+                    if ((*skeys.strs)[m] < k) l = m + 1; else r = m;
+                }
+                if (l >= rows || (*skeys.strs)[l] != k) continue;
+            }
+            int64_t age = now - sev[l];
+            reinterpret_cast<int64_t*>(ev_col.values.data())[i] = sev[l];
+            ev_col.valid[i] = 1;
+            reinterpret_cast<int64_t*>(age_col.values.data())[i] = age;
+            age_col.valid[i] = 1;
+            bool stale = spec.ttl_ms > 0 && age > spec.ttl_ms;
+            stale_col.values[i] = stale ? 1 : 0;
+            if (!stale) {
+                seg_of[i] = 0;
+                row_of[i] = uint32_t(l);
+            }
+        }
+        for (size_t f = 0; f < refs.size(); ++f) {
+            if (refs[f].view != vname) continue;
+            const ColumnSpec& cs = *spec.feature(refs[f].column);
+            std::vector<const ColumnView*> cols{snap->column(cs.name)};
+            Column& out = feature_cols[f];
+            detail::prepare_column(out, cs, n);
+            if (cs.dtype == DType::String)
+                detail::gather_strings(out, cols, seg_of.data(), row_of.data(), n);
+            else
+                detail::gather(out, cols, seg_of.data(), row_of.data(), 0, n);
+            detail::mask_if_needed(*this, role, vname, cs, out);
+            detail::compact_valid(out);
+            if (name_count[cs.name] > 1) out.name = vname + "__" + cs.name;
+        }
+        meta_cols.push_back(std::move(ev_col));
+        meta_cols.push_back(std::move(age_col));
+        meta_cols.push_back(std::move(stale_col));
+    }
+    for (auto& c : feature_cols) table.columns.push_back(std::move(c));
+    for (auto& c : meta_cols) table.columns.push_back(std::move(c));
+    return table;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OnlineReader
+
+struct OnlineReader::Plan {
+    struct View {
+        std::shared_ptr<const Segment> snap;
+        int64_t online_id = 0;
+        int64_t ttl_ms = 0;
+        const int64_t* ev = nullptr;
+        // Open addressing: slots hold a row or kEmpty; keys read from the snapshot's key column.
+        const int64_t* keys = nullptr;
+        std::vector<uint32_t> slots;
+        uint64_t mask = 0;
+        int shift = 0;
+    };
+    struct Out {
+        size_t view = 0;
+        const ColumnView* col = nullptr;  // nullptr: masked or missing, always NaN
+        DType dtype = DType::Float64;
+    };
+    static constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
+    std::vector<View> views;
+    std::vector<Out> outs;
+    std::string key;
+
+    uint32_t find(const View& v, int64_t id) const {
+        if (v.slots.empty()) return kEmpty;
+        uint64_t h = (uint64_t(id) * 0x9E3779B97F4A7C15ull) >> v.shift;
+        while (true) {
+            uint32_t r = v.slots[h];
+            if (r == kEmpty || v.keys[r] == id) return r;
+            h = (h + 1) & v.mask;
+        }
+    }
+};
+
+namespace {
+
+std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const std::vector<std::string>& features,
+                                                     const std::string& role) {
+    auto plan = std::make_shared<OnlineReader::Plan>();
+    std::map<std::string, size_t> view_index;
+    std::vector<ViewSpec> specs;
+    for (const auto& f : features) {
+        FeatureRef ref = FeatureRef::parse(f);
+        auto it = view_index.find(ref.view);
+        if (it == view_index.end()) {
+            ViewSpec spec = store.view(ref.view);
+            if (!spec.int_key())
+                throw_error(ErrorKind::InvalidArgument,
+                            "online_reader needs a single int64 join key; feature view '{}' has another key: use "
+                            "get_online()", ref.view);
+            auto row = latest_online(store, spec);
+            if (!row)
+                throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
+                            "ws.features.materialize('{}') first", ref.view, spec.version, ref.view);
+            if (plan->views.size() >= 32)
+                throw_error(ErrorKind::InvalidArgument, "online_reader reads at most 32 feature views at once");
+            OnlineReader::Plan::View v;
+            v.snap = open_snapshot(store, *row);
+            v.online_id = row->id;
+            v.ttl_ms = spec.ttl_ms;
+            v.ev = static_cast<const int64_t*>(v.snap->column(spec.event_column)->values);
+            v.keys = static_cast<const int64_t*>(v.snap->column(spec.join_keys[0].name)->values);
+            size_t rows = v.snap->rows();
+            size_t cap = 16;
+            int bits = 4;
+            while (cap < rows * 2) {
+                cap *= 2;
+                ++bits;
+            }
+            v.slots.assign(cap, OnlineReader::Plan::kEmpty);
+            v.mask = cap - 1;
+            v.shift = 64 - bits;
+            for (size_t r = 0; r < rows; ++r) {
+                uint64_t h = (uint64_t(v.keys[r]) * 0x9E3779B97F4A7C15ull) >> v.shift;
+                while (v.slots[h] != OnlineReader::Plan::kEmpty) h = (h + 1) & v.mask;
+                v.slots[h] = uint32_t(r);
+            }
+            plan->key += fmt::format("{}={};", ref.view, row->id);
+            it = view_index.emplace(ref.view, plan->views.size()).first;
+            plan->views.push_back(std::move(v));
+            specs.push_back(spec);
+        }
+        const ViewSpec& spec = specs[it->second];
+        const ColumnSpec* cs = spec.feature(ref.column);
+        if (!cs) throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", ref.view, ref.column);
+        if (cs->dtype == DType::String || cs->dtype == DType::Vector)
+            throw_error(ErrorKind::InvalidArgument,
+                        "feature '{}' is a {} column: online_reader returns numbers only; use get_online()", f,
+                        dtype_name(cs->dtype));
+        OnlineReader::Plan::Out out;
+        out.view = it->second;
+        out.dtype = cs->dtype;
+        bool allowed = !cs->pii || store.can_read(role, ref.view, ref.column);
+        out.col = allowed ? plan->views[it->second].snap->column(cs->name) : nullptr;
+        plan->outs.push_back(out);
+    }
+    return plan;
+}
+
+inline double value_at(const ColumnView& c, DType t, uint32_t r) {
+    if (c.valid && !c.valid[r]) return std::numeric_limits<double>::quiet_NaN();
+    switch (t) {
+        case DType::Float64: return static_cast<const double*>(c.values)[r];
+        case DType::Float32: return double(static_cast<const float*>(c.values)[r]);
+        case DType::Int64:
+        case DType::Timestamp: return double(static_cast<const int64_t*>(c.values)[r]);
+        case DType::Int32: return double(static_cast<const int32_t*>(c.values)[r]);
+        case DType::Bool: return static_cast<const uint8_t*>(c.values)[r] ? 1.0 : 0.0;
+        default: return std::numeric_limits<double>::quiet_NaN();
+    }
+}
+
+} // namespace
+
+OnlineReader::OnlineReader(FeatureStore& store, std::vector<std::string> features)
+    : store_(store), features_(std::move(features)), role_(store.workspace().role()) {
+    if (features_.empty()) throw_error(ErrorKind::InvalidArgument, "online_reader needs at least one feature");
+    plan_.store(build_plan(store_, features_, role_));
+}
+
+OnlineReader::~OnlineReader() = default;
+
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now) const {
+    std::shared_ptr<const Plan> plan = plan_.load();
+    constexpr size_t kMaxViews = 32;
+    uint32_t rows[kMaxViews];
+    const size_t nv = std::min(plan->views.size(), kMaxViews);
+    const size_t w = plan->outs.size();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (size_t i = 0; i < n; ++i) {
+        for (size_t v = 0; v < nv; ++v) {
+            const Plan::View& view = plan->views[v];
+            uint32_t r = plan->find(view, ids[i]);
+            if (r != Plan::kEmpty && view.ttl_ms > 0 && now - view.ev[r] > view.ttl_ms) r = Plan::kEmpty;
+            rows[v] = r;
+        }
+        double* o = out + i * w;
+        for (size_t j = 0; j < w; ++j) {
+            const Plan::Out& c = plan->outs[j];
+            uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
+            o[j] = (r == Plan::kEmpty || !c.col) ? nan : value_at(*c.col, c.dtype, r);
+        }
+    }
+}
+
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out) const { lookup(ids, n, out, now_ms()); }
+
+bool OnlineReader::refresh() {
+    std::string current = plan_.load()->key;
+    std::string latest;
+    std::set<std::string> seen;
+    for (const auto& f : features_) {
+        FeatureRef ref = FeatureRef::parse(f);
+        if (!seen.insert(ref.view).second) continue;
+        ViewSpec spec = store_.view(ref.view);
+        auto row = latest_online(store_, spec);
+        latest += fmt::format("{}={};", ref.view, row ? row->id : 0);
+    }
+    if (latest == current) return false;
+    plan_.store(build_plan(store_, features_, role_));
+    return true;
+}
+
+std::string OnlineReader::snapshot_key() const { return plan_.load()->key; }
+
+std::shared_ptr<OnlineReader> FeatureStore::online_reader(const std::vector<std::string>& features) {
+    auto reader = std::make_shared<OnlineReader>(*this, features);
+    std::lock_guard lock(impl_->mu);
+    impl_->readers.push_back(reader);
+    return reader;
+}
+
+} // namespace keel::features

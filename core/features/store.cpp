@@ -1,0 +1,514 @@
+// core/features/store.cpp
+#include "keel/features/store.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/storage/artifact_store.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
+#include "store_impl.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace keel::features {
+
+namespace {
+
+const storage::ModuleSchema kSchema{
+    "features",
+    {R"sql(
+CREATE TABLE features_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE features_entities(
+  name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL);
+CREATE TABLE features_entity_keys(
+  entity TEXT NOT NULL REFERENCES features_entities(name), position INTEGER NOT NULL,
+  name TEXT NOT NULL, dtype TEXT NOT NULL, PRIMARY KEY(entity, position));
+CREATE TABLE features_views(
+  name TEXT NOT NULL, version INTEGER NOT NULL, entities TEXT NOT NULL, ttl_ms INTEGER NOT NULL,
+  owner TEXT NOT NULL, description TEXT NOT NULL, tags TEXT NOT NULL, event_column TEXT NOT NULL,
+  created_column TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL, PRIMARY KEY(name, version));
+CREATE TABLE features_columns(
+  view TEXT NOT NULL, version INTEGER NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
+  dtype TEXT NOT NULL, dim INTEGER NOT NULL, pii INTEGER NOT NULL, PRIMARY KEY(view, version, position));
+CREATE TABLE features_segments(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, version INTEGER NOT NULL, file TEXT NOT NULL,
+  rows INTEGER NOT NULL, min_event_ms INTEGER, max_event_ms INTEGER, created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL);
+CREATE INDEX features_segments_view ON features_segments(view, version, id);
+CREATE TABLE features_online(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, version INTEGER NOT NULL, file TEXT NOT NULL,
+  end_ms INTEGER NOT NULL, max_segment_id INTEGER NOT NULL, entities INTEGER NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE features_grants(
+  role TEXT NOT NULL, view TEXT NOT NULL, column_name TEXT NOT NULL, granted_by TEXT NOT NULL,
+  granted_at INTEGER NOT NULL, PRIMARY KEY(role, view, column_name));
+CREATE TABLE features_training_sets(
+  id TEXT PRIMARY KEY, features TEXT NOT NULL, view_versions TEXT NOT NULL, segment_cutoffs TEXT NOT NULL,
+  timestamp_column TEXT NOT NULL, labels_digest TEXT NOT NULL, label_rows INTEGER NOT NULL,
+  min_ts_ms INTEGER, max_ts_ms INTEGER, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);
+)sql"}};
+
+std::string join_lines(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& s : items) {
+        if (!out.empty()) out += '\n';
+        out += s;
+    }
+    return out;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty()) out.push_back(line);
+    return out;
+}
+
+std::string encode_tags(const std::map<std::string, std::string>& tags) {
+    std::string out;
+    for (const auto& [k, v] : tags) out += k + '\t' + v + '\n';
+    return out;
+}
+
+std::map<std::string, std::string> decode_tags(const std::string& text) {
+    std::map<std::string, std::string> out;
+    for (const auto& line : split_lines(text)) {
+        auto tab = line.find('\t');
+        out[line.substr(0, tab)] = tab == std::string::npos ? "" : line.substr(tab + 1);
+    }
+    return out;
+}
+
+void check_name(const std::string& name, const char* what) {
+    if (name.empty()) throw_error(ErrorKind::InvalidArgument, "{} name is empty", what);
+    for (char c : name)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+            throw_error(ErrorKind::InvalidArgument,
+                        "{} name '{}' has the character '{}': use letters, digits, '_', '-' and '.'", what, name, c);
+}
+
+int64_t first_invalid(const ColumnView& col, size_t rows) {
+    if (!col.valid) return -1;
+    for (size_t i = 0; i < rows; ++i)
+        if (!col.valid[i]) return int64_t(i);
+    return -1;
+}
+
+} // namespace
+
+FeatureRef FeatureRef::parse(std::string_view text) {
+    auto colon = text.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size() ||
+        text.find(':', colon + 1) != std::string_view::npos)
+        throw_error(ErrorKind::InvalidArgument, "feature '{}' is not of the form 'view:column'", text);
+    return {std::string(text.substr(0, colon)), std::string(text.substr(colon + 1))};
+}
+
+FeatureStore::FeatureStore(std::shared_ptr<storage::Workspace> ws) : ws_(std::move(ws)), impl_(std::make_unique<Impl>()) {
+    auto& db = ws_->db();
+    db.ensure_schema(kSchema);
+    storage::Transaction tx(db);
+    {
+        auto st = db.prepare("SELECT value FROM features_meta WHERE key = 'pii_salt'");
+        if (st.step()) impl_->salt = st.text(0);
+    }
+    if (impl_->salt.empty()) {
+        impl_->salt = random_hex_id();
+        db.prepare("INSERT INTO features_meta(key, value) VALUES('pii_salt', ?)").bind_all(impl_->salt).run();
+    }
+    tx.commit();
+}
+
+FeatureStore::~FeatureStore() = default;
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+EntitySpec FeatureStore::define_entity(const EntitySpec& spec) {
+    check_name(spec.name, "entity");
+    if (spec.join_keys.empty())
+        throw_error(ErrorKind::InvalidArgument, "entity '{}' needs at least one join key", spec.name);
+    for (const auto& k : spec.join_keys) {
+        check_name(k.name, "join key");
+        if (k.dtype != DType::Int64 && k.dtype != DType::String)
+            throw_error(ErrorKind::InvalidArgument, "join key '{}' of entity '{}' has type {}: use int64 or string",
+                        k.name, spec.name, dtype_name(k.dtype));
+    }
+    auto& db = ws_->db();
+    storage::Transaction tx(db);
+    std::vector<ColumnSpec> existing;
+    {
+        auto st = db.prepare("SELECT name, dtype FROM features_entity_keys WHERE entity = ? ORDER BY position");
+        st.bind_all(spec.name);
+        while (st.step()) existing.push_back({st.text(0), parse_dtype(st.text(1))});
+    }
+    if (!existing.empty()) {
+        bool same = existing.size() == spec.join_keys.size();
+        for (size_t i = 0; same && i < existing.size(); ++i)
+            same = existing[i].name == spec.join_keys[i].name && existing[i].dtype == spec.join_keys[i].dtype;
+        if (!same)
+            throw_error(ErrorKind::Conflict,
+                        "entity '{}' already exists with other join keys: pick a new entity name", spec.name);
+        db.prepare("UPDATE features_entities SET description = ? WHERE name = ?").bind_all(spec.description, spec.name).run();
+    } else {
+        db.prepare("INSERT INTO features_entities(name, description, created_at) VALUES(?, ?, ?)")
+            .bind_all(spec.name, spec.description, now_ms())
+            .run();
+        for (size_t i = 0; i < spec.join_keys.size(); ++i)
+            db.prepare("INSERT INTO features_entity_keys(entity, position, name, dtype) VALUES(?, ?, ?, ?)")
+                .bind_all(spec.name, int64_t(i), spec.join_keys[i].name, std::string(dtype_name(spec.join_keys[i].dtype)))
+                .run();
+    }
+    tx.commit();
+    return entity(spec.name);
+}
+
+EntitySpec FeatureStore::entity(const std::string& name) {
+    auto& db = ws_->db();
+    auto guard = db.lock();
+    EntitySpec e;
+    {
+        auto st = db.prepare("SELECT name, description FROM features_entities WHERE name = ?");
+        st.bind_all(name);
+        if (!st.step()) {
+            std::vector<std::string> known;
+            auto all = db.prepare("SELECT name FROM features_entities ORDER BY name");
+            while (all.step()) known.push_back(all.text(0));
+            throw_error(ErrorKind::NotFound, "entity '{}' not found (known: {}): define it with ws.features.entity()",
+                        name, known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+        }
+        e.name = st.text(0);
+        e.description = st.text(1);
+    }
+    auto st = db.prepare("SELECT name, dtype FROM features_entity_keys WHERE entity = ? ORDER BY position");
+    st.bind_all(name);
+    while (st.step()) e.join_keys.push_back({st.text(0), parse_dtype(st.text(1))});
+    return e;
+}
+
+std::vector<EntitySpec> FeatureStore::entities() {
+    std::vector<std::string> names;
+    {
+        auto guard = ws_->db().lock();
+        auto st = ws_->db().prepare("SELECT name FROM features_entities ORDER BY name");
+        while (st.step()) names.push_back(st.text(0));
+    }
+    std::vector<EntitySpec> out;
+    for (const auto& n : names) out.push_back(entity(n));
+    return out;
+}
+
+namespace {
+
+// Why `next` cannot keep reading `prev`'s data, or "" when the change is compatible.
+std::string incompatibility(const ViewSpec& prev, const ViewSpec& next) {
+    if (prev.entities != next.entities) return "its entities changed";
+    if (prev.event_column != next.event_column) return "its event timestamp column changed";
+    if (prev.created_column != next.created_column) return "its created timestamp column changed";
+    for (const auto& old : prev.features) {
+        const ColumnSpec* now = next.feature(old.name);
+        if (!now) return fmt::format("column '{}' was removed", old.name);
+        if (now->dtype != old.dtype || now->dim != old.dim)
+            return fmt::format("column '{}' changed type from {} to {}", old.name, dtype_name(old.dtype),
+                               dtype_name(now->dtype));
+    }
+    return "";
+}
+
+} // namespace
+
+ViewSpec FeatureStore::define_view(const ViewSpec& input) {
+    check_name(input.name, "feature view");
+    if (input.entities.empty())
+        throw_error(ErrorKind::InvalidArgument, "feature view '{}' needs at least one entity", input.name);
+    if (input.features.empty())
+        throw_error(ErrorKind::InvalidArgument, "feature view '{}' has an empty schema: give it columns", input.name);
+    if (input.ttl_ms < 0) throw_error(ErrorKind::InvalidArgument, "ttl of feature view '{}' is negative", input.name);
+    ViewSpec spec = input;
+    spec.join_keys.clear();
+    std::set<std::string> names;
+    for (const auto& en : spec.entities) {
+        EntitySpec e = entity(en);
+        for (const auto& k : e.join_keys) {
+            if (!names.insert(k.name).second)
+                throw_error(ErrorKind::InvalidArgument, "join key '{}' appears twice in feature view '{}'", k.name,
+                            spec.name);
+            spec.join_keys.push_back(k);
+        }
+    }
+    for (const std::string& n : {spec.event_column, spec.created_column}) {
+        check_name(n, "timestamp column");
+        if (!names.insert(n).second)
+            throw_error(ErrorKind::InvalidArgument, "column '{}' is used twice in feature view '{}'", n, spec.name);
+    }
+    for (auto& c : spec.features) {
+        check_name(c.name, "column");
+        if (!names.insert(c.name).second)
+            throw_error(ErrorKind::InvalidArgument,
+                        "column '{}' appears twice in feature view '{}' (or clashes with a join key or timestamp)",
+                        c.name, spec.name);
+        if (c.dtype == DType::Vector && c.dim == 0)
+            throw_error(ErrorKind::InvalidArgument, "vector column '{}' needs a length (dim > 0)", c.name);
+        if (c.dtype != DType::Vector) c.dim = 0;
+    }
+
+    auto& db = ws_->db();
+    storage::Transaction tx(db);
+    std::optional<ViewSpec> prev;
+    {
+        auto st = db.prepare("SELECT MAX(version) FROM features_views WHERE name = ?");
+        st.bind_all(spec.name);
+        if (st.step() && !st.is_null(0)) prev = view(spec.name, st.int64(0));
+    }
+    auto write_columns = [&](int64_t version) {
+        db.prepare("DELETE FROM features_columns WHERE view = ? AND version = ?").bind_all(spec.name, version).run();
+        for (size_t i = 0; i < spec.features.size(); ++i) {
+            const auto& c = spec.features[i];
+            db.prepare("INSERT INTO features_columns(view, version, position, name, dtype, dim, pii) "
+                       "VALUES(?, ?, ?, ?, ?, ?, ?)")
+                .bind_all(spec.name, version, int64_t(i), c.name, std::string(dtype_name(c.dtype)), int64_t(c.dim),
+                          int64_t(c.pii))
+                .run();
+        }
+    };
+    int64_t now = now_ms();
+    if (prev && incompatibility(*prev, spec).empty()) {
+        spec.version = prev->version;
+        // Compatible: keep the column order of the stored version, new columns at the end.
+        std::vector<ColumnSpec> ordered;
+        for (const auto& old : prev->features) ordered.push_back(*spec.feature(old.name));
+        for (const auto& c : spec.features)
+            if (!prev->feature(c.name)) ordered.push_back(c);
+        spec.features = ordered;
+        db.prepare("UPDATE features_views SET ttl_ms = ?, owner = ?, description = ?, tags = ?, updated_at = ? "
+                   "WHERE name = ? AND version = ?")
+            .bind_all(spec.ttl_ms, spec.owner, spec.description, encode_tags(spec.tags), now, spec.name, spec.version)
+            .run();
+        write_columns(spec.version);
+    } else {
+        spec.version = prev ? prev->version + 1 : 1;
+        db.prepare("INSERT INTO features_views(name, version, entities, ttl_ms, owner, description, tags, "
+                   "event_column, created_column, created_at, updated_at, created_by) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind_all(spec.name, spec.version, join_lines(spec.entities), spec.ttl_ms, spec.owner, spec.description,
+                      encode_tags(spec.tags), spec.event_column, spec.created_column, now, now, ws_->user())
+            .run();
+        write_columns(spec.version);
+    }
+    tx.commit();
+    detail::record_lineage(*this, "feature_view:" + spec.name, "", spec.owner, spec.description);
+    return spec;
+}
+
+ViewSpec FeatureStore::view(const std::string& name, std::optional<int64_t> version) {
+    auto& db = ws_->db();
+    auto guard = db.lock();
+    ViewSpec v;
+    {
+        auto st = version ? db.prepare("SELECT name, version, entities, ttl_ms, owner, description, tags, event_column, "
+                                       "created_column FROM features_views WHERE name = ? AND version = ?")
+                          : db.prepare("SELECT name, version, entities, ttl_ms, owner, description, tags, event_column, "
+                                       "created_column FROM features_views WHERE name = ? ORDER BY version DESC LIMIT 1");
+        st.bind(1, name);
+        if (version) st.bind(2, *version);
+        if (!st.step()) {
+            std::vector<std::string> known;
+            auto all = db.prepare("SELECT DISTINCT name FROM features_views ORDER BY name");
+            while (all.step()) known.push_back(all.text(0));
+            if (version)
+                throw_error(ErrorKind::NotFound, "feature view '{}' has no version {}", name, *version);
+            throw_error(ErrorKind::NotFound, "feature view '{}' not found (known: {})", name,
+                        known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+        }
+        v.name = st.text(0);
+        v.version = st.int64(1);
+        v.entities = split_lines(st.text(2));
+        v.ttl_ms = st.int64(3);
+        v.owner = st.text(4);
+        v.description = st.text(5);
+        v.tags = decode_tags(st.text(6));
+        v.event_column = st.text(7);
+        v.created_column = st.text(8);
+    }
+    {
+        auto st = db.prepare("SELECT name, dtype, dim, pii FROM features_columns WHERE view = ? AND version = ? "
+                             "ORDER BY position");
+        st.bind_all(v.name, v.version);
+        while (st.step())
+            v.features.push_back({st.text(0), parse_dtype(st.text(1)), uint32_t(st.int64(2)), st.int64(3) != 0});
+    }
+    for (const auto& en : v.entities) {
+        auto e = entity(en);
+        v.join_keys.insert(v.join_keys.end(), e.join_keys.begin(), e.join_keys.end());
+    }
+    return v;
+}
+
+ViewInfo FeatureStore::info(const std::string& name) {
+    ViewInfo info;
+    info.spec = view(name);
+    auto& db = ws_->db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT COUNT(*), COALESCE(SUM(rows), 0), MAX(max_event_ms), MAX(created_at) "
+                         "FROM features_segments WHERE view = ? AND version = ?");
+    st.bind_all(name, info.spec.version);
+    if (st.step()) {
+        info.segments = st.int64(0);
+        info.rows = st.int64(1);
+        info.last_event_ms = st.opt_int64(2);
+        info.last_ingest_ms = st.opt_int64(3);
+    }
+    auto on = db.prepare("SELECT end_ms FROM features_online WHERE view = ? AND version = ? ORDER BY id DESC LIMIT 1");
+    on.bind_all(name, info.spec.version);
+    if (on.step()) info.materialized_end_ms = on.int64(0);
+    return info;
+}
+
+std::vector<ViewInfo> FeatureStore::list() {
+    std::vector<std::string> names;
+    {
+        auto guard = ws_->db().lock();
+        auto st = ws_->db().prepare("SELECT DISTINCT name FROM features_views ORDER BY name");
+        while (st.step()) names.push_back(st.text(0));
+    }
+    std::vector<ViewInfo> out;
+    for (const auto& n : names) out.push_back(info(n));
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segments and keys
+
+std::shared_ptr<const Segment> FeatureStore::segment(int64_t id) {
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->segments.find(id);
+        if (it != impl_->segments.end()) return it->second;
+    }
+    std::string file;
+    {
+        auto guard = ws_->db().lock();
+        auto st = ws_->db().prepare("SELECT file FROM features_segments WHERE id = ?");
+        st.bind_all(id);
+        if (!st.step()) throw_error(ErrorKind::NotFound, "feature segment {} not found", id);
+        file = st.text(0);
+    }
+    auto seg = Segment::open(ws_->module_dir("features") / file);
+    std::lock_guard lock(impl_->mu);
+    return impl_->segments.emplace(id, seg).first->second;
+}
+
+namespace detail {
+
+std::vector<SegRef> list_segments(FeatureStore& store, const ViewSpec& spec, std::optional<int64_t> max_id) {
+    std::vector<int64_t> ids;
+    {
+        auto& db = store.workspace().db();
+        auto guard = db.lock();
+        auto st = db.prepare("SELECT id FROM features_segments WHERE view = ? AND version = ? AND id <= ? ORDER BY id");
+        st.bind_all(spec.name, spec.version, max_id.value_or(INT64_MAX));
+        while (st.step()) ids.push_back(st.int64(0));
+    }
+    std::vector<SegRef> out;
+    for (int64_t id : ids) out.push_back({id, store.segment(id)});
+    return out;
+}
+
+int64_t max_segment_id(FeatureStore& store, const ViewSpec& spec) {
+    auto& db = store.workspace().db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT COALESCE(MAX(id), 0) FROM features_segments WHERE view = ? AND version = ?");
+    st.bind_all(spec.name, spec.version);
+    st.step();
+    return st.int64(0);
+}
+
+namespace {
+
+void encode_part(std::string& out, const ColumnView& col, size_t row) {
+    if (col.dtype == DType::Int64) {
+        uint64_t v = uint64_t(static_cast<const int64_t*>(col.values)[row]) ^ (uint64_t(1) << 63);
+        out += 'i';
+        for (int s = 56; s >= 0; s -= 8) out += char((v >> s) & 0xff);
+    } else {
+        int64_t a = col.offsets[row], b = col.offsets[row + 1];
+        uint32_t len = uint32_t(b - a);
+        out += 's';
+        for (int s = 24; s >= 0; s -= 8) out += char((len >> s) & 0xff);
+        out.append(static_cast<const char*>(col.values) + a, size_t(b - a));
+    }
+}
+
+RowKeys keys_of(const ViewSpec& spec, const BatchView& batch, const char* what) {
+    RowKeys keys;
+    std::vector<const ColumnView*> cols;
+    for (const auto& k : spec.join_keys) {
+        const ColumnView* c = batch.find(k.name);
+        if (!c)
+            throw_error(ErrorKind::InvalidArgument, "{} lack the join key column '{}' of feature view '{}'", what,
+                        k.name, spec.name);
+        if (c->dtype != k.dtype)
+            throw_error(ErrorKind::InvalidArgument, "join key '{}' in {} has type {}, feature view '{}' expects {}",
+                        k.name, what, dtype_name(c->dtype), spec.name, dtype_name(k.dtype));
+        cols.push_back(c);
+    }
+    bool any_null = false;
+    for (auto* c : cols) any_null |= first_invalid(*c, batch.rows) >= 0;
+    if (any_null) {
+        keys.valid.assign(batch.rows, 1);
+        for (auto* c : cols)
+            if (c->valid)
+                for (size_t i = 0; i < batch.rows; ++i) keys.valid[i] &= c->valid[i] ? 1 : 0;
+    }
+    if (spec.int_key()) {
+        keys.is_int = true;
+        keys.ints = static_cast<const int64_t*>(cols[0]->values);
+        return keys;
+    }
+    keys.owned.resize(batch.rows);
+    for (size_t i = 0; i < batch.rows; ++i)
+        for (auto* c : cols) encode_part(keys.owned[i], *c, i);
+    keys.strs = &keys.owned;
+    return keys;
+}
+
+} // namespace
+
+RowKeys batch_keys(const ViewSpec& spec, const BatchView& batch, const char* what) { return keys_of(spec, batch, what); }
+
+RowKeys segment_keys(FeatureStore& store, const ViewSpec& spec, int64_t seg_id, const Segment& seg) {
+    if (spec.int_key()) return keys_of(spec, seg.batch(), "segment");
+    auto& impl = store.impl();
+    {
+        std::lock_guard lock(impl.mu);
+        auto it = impl.encoded_keys.find(seg_id);
+        if (it != impl.encoded_keys.end()) {
+            RowKeys keys;
+            keys.hold = it->second;
+            keys.strs = it->second.get();
+            return keys;
+        }
+    }
+    RowKeys built = keys_of(spec, seg.batch(), "segment");
+    auto shared = std::make_shared<const std::vector<std::string>>(std::move(built.owned));
+    std::lock_guard lock(impl.mu);
+    impl.encoded_keys[seg_id] = shared;
+    RowKeys keys;
+    keys.hold = shared;
+    keys.strs = shared.get();
+    return keys;
+}
+
+} // namespace detail
+} // namespace keel::features

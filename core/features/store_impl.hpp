@@ -1,0 +1,78 @@
+// core/features/store_impl.hpp: internals shared by the feature store's .cpp files (not installed).
+#pragma once
+
+#include "keel/features/online.hpp"
+#include "keel/features/store.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace keel::features {
+
+struct FeatureStore::Impl {
+    std::mutex mu;
+    std::map<int64_t, std::shared_ptr<const Segment>> segments;
+    std::map<int64_t, std::shared_ptr<const std::vector<std::string>>> encoded_keys;
+    std::vector<std::weak_ptr<OnlineReader>> readers;
+    std::string salt;
+};
+
+namespace detail {
+
+struct SegRef {
+    int64_t id = 0;
+    std::shared_ptr<const Segment> seg;
+};
+
+//! The registered segments of a view version (ascending id), up to max_id when given.
+std::vector<SegRef> list_segments(FeatureStore& store, const ViewSpec& spec, std::optional<int64_t> max_id);
+//! The largest segment id of a view version (0 when empty).
+int64_t max_segment_id(FeatureStore& store, const ViewSpec& spec);
+
+//! The join keys of each row: int64 values for single-int keys (borrowed), otherwise an
+//! order-consistent byte encoding of the key tuple. `valid[i] == 0` marks a null key.
+struct RowKeys {
+    bool is_int = false;
+    const int64_t* ints = nullptr;
+    std::vector<uint8_t> valid;  // empty: all valid
+    std::vector<std::string> owned;
+    const std::vector<std::string>* strs = nullptr;
+    std::shared_ptr<const std::vector<std::string>> hold;
+    bool ok(size_t i) const { return valid.empty() || valid[i] != 0; }
+};
+
+//! Extracts the view's join keys from a batch; InvalidArgument names a missing or mistyped column
+//! (`what` says whose: "labels", "keys").
+RowKeys batch_keys(const ViewSpec& spec, const BatchView& batch, const char* what);
+//! Keys of a stored segment (the encoded form cached per segment).
+RowKeys segment_keys(FeatureStore& store, const ViewSpec& spec, int64_t seg_id, const Segment& seg);
+
+//! out = column `spec` gathered from segments: row i comes from cols[seg_of[i]] at row_of[i]
+//! (seg_of[i] < 0 or a missing column gives null). Rows [begin, end) only; `out` must be sized.
+void gather(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of, const uint32_t* row_of,
+            size_t begin, size_t end);
+//! Allocates `out` for `rows` rows of `spec`'s type (strings are appended by gather_strings).
+void prepare_column(Column& out, const ColumnSpec& spec, size_t rows);
+//! Strings need a sequential pass: gathers the whole column.
+void gather_strings(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of,
+                    const uint32_t* row_of, size_t rows);
+//! Drops validity bytes when every row is valid.
+void compact_valid(Column& out);
+
+//! Masks a PII column the role may not read: strings hashed, other types nulled.
+void mask_if_needed(FeatureStore& store, const std::string& role, const std::string& view, const ColumnSpec& spec,
+                    Column& out);
+
+//! Records a lineage edge from -> to (a no-op until keel/lineage/graph.hpp lands).
+void record_lineage(FeatureStore& store, const std::string& from, const std::string& to, const std::string& owner,
+                    const std::string& description);
+
+//! Runs fn(begin, end) over [0, n) on up to `threads` threads.
+void parallel_for(size_t n, size_t threads, const std::function<void(size_t, size_t)>& fn);
+
+} // namespace detail
+} // namespace keel::features

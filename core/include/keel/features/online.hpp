@@ -1,0 +1,59 @@
+// core/include/keel/features/online.hpp
+#pragma once
+
+#include "keel/features/schema.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace keel::features {
+
+class FeatureStore;
+
+//! A compiled online reader: resolves "view:column" features once, keeps each view's online
+//! snapshot memory-mapped with an open-addressing index on the (int64) join key, and answers
+//! lookups without touching SQLite or allocating.
+//!
+//!     auto reader = store.online_reader({"player_activity:spend_30d", "player_activity:sessions_7d"});
+//!     std::vector<double> out(n * reader->width());
+//!     reader->lookup(ids, n, out.data());   // row-major, NaN where missing, stale or masked
+//!
+//! A materialization builds a new snapshot beside the old one; refresh() (called by materialize() in
+//! this process, or by the owner from time to time) loads it and switches atomically, so concurrent
+//! lookups always see one whole snapshot. Thread-safe.
+class OnlineReader {
+public:
+    struct Plan;
+
+    OnlineReader(FeatureStore& store, std::vector<std::string> features);
+    ~OnlineReader();
+    OnlineReader(const OnlineReader&) = delete;
+    OnlineReader& operator=(const OnlineReader&) = delete;
+
+    //! Number of doubles per looked-up id.
+    size_t width() const { return features_.size(); }
+    const std::vector<std::string>& features() const { return features_; }
+
+    //! For ids[0..n): writes n * width() doubles into out, row-major. NaN for an unknown entity, a
+    //! null value, a value older than the view's TTL at `now_ms`, or a PII column not granted to the
+    //! role the reader was built with. Allocation-free.
+    void lookup(const int64_t* ids, size_t n, double* out, int64_t now_ms) const;
+    //! Same, at the current time.
+    void lookup(const int64_t* ids, size_t n, double* out) const;
+
+    //! Loads newer snapshots if any were materialized; returns true when the reader switched.
+    bool refresh();
+    //! Identifies the snapshots in use (changes when refresh() switches).
+    std::string snapshot_key() const;
+
+private:
+    FeatureStore& store_;
+    std::vector<std::string> features_;
+    std::string role_;
+    std::atomic<std::shared_ptr<const Plan>> plan_;
+};
+
+} // namespace keel::features

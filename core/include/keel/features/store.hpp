@@ -1,0 +1,159 @@
+// core/include/keel/features/store.hpp
+#pragma once
+
+#include "keel/features/schema.hpp"
+#include "keel/features/segment.hpp"
+#include "keel/features/table.hpp"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace keel::storage {
+class Workspace;
+}
+
+namespace keel::features {
+
+class OnlineReader;
+
+//! A feature view's catalog entry: its definition plus freshness and size.
+struct ViewInfo {
+    ViewSpec spec;
+    int64_t rows = 0;      //!< rows ingested into the current version (before de-duplication)
+    int64_t segments = 0;  //!< segment files of the current version
+    std::optional<int64_t> last_event_ms;
+    std::optional<int64_t> last_ingest_ms;
+    std::optional<int64_t> materialized_end_ms;  //!< online store holds values up to this time
+};
+
+//! Selects rows of a view. Without as_of, every de-duplicated row (one per key and event time, the
+//! latest created wins) with start <= event < end; with as_of, the latest row per key with
+//! event <= as_of. `keys`, when set, keeps only rows whose join keys match one of its rows.
+struct ReadOptions {
+    std::optional<int64_t> start_ms;
+    std::optional<int64_t> end_ms;
+    std::optional<int64_t> as_of_ms;
+    const BatchView* keys = nullptr;
+    bool include_created = true;
+    std::optional<int64_t> version;  //!< default: the latest
+};
+
+//! One requested feature: "view:column" resolved.
+struct FeatureRef {
+    std::string view;
+    std::string column;
+    //! Parses "view:column"; throws InvalidArgument otherwise.
+    static FeatureRef parse(std::string_view text);
+};
+
+//! What a training set was built from, recorded so it can be rebuilt identically later.
+struct TrainingSetRecord {
+    std::string id;
+    std::vector<std::string> features;                 //!< "view:column"
+    std::map<std::string, int64_t> view_versions;      //!< view -> version used
+    std::map<std::string, int64_t> segment_cutoffs;    //!< view -> last segment id included
+    std::string timestamp_column;
+    std::string labels_digest;  //!< artifact holding the label frame (written by the caller)
+    int64_t label_rows = 0;
+    std::optional<int64_t> min_ts_ms, max_ts_ms;
+    int64_t created_at_ms = 0;
+    std::string created_by;
+};
+
+//! A built training set: its record and one column per feature, in label row order.
+struct TrainingSet {
+    TrainingSetRecord record;
+    Table features;
+};
+
+struct MaterializeResult {
+    std::string view;
+    int64_t version = 0;
+    int64_t end_ms = 0;
+    int64_t entities = 0;       //!< entities in the online snapshot
+    int64_t changed = 0;        //!< candidate rows read since the previous materialization
+    int64_t snapshot_id = 0;
+};
+
+//! The feature store of one workspace: entities, versioned feature views, immutable offline
+//! segments under <workspace>/features/, point-in-time training sets, the online store and the PII
+//! grants. Safe to share between threads; several processes may use the same workspace.
+class FeatureStore {
+public:
+    explicit FeatureStore(std::shared_ptr<storage::Workspace> ws);
+    ~FeatureStore();
+
+    storage::Workspace& workspace() { return *ws_; }
+
+    // --- definitions -------------------------------------------------------------------------
+    //! Creates or updates an entity (its join keys cannot change once views use it).
+    EntitySpec define_entity(const EntitySpec& spec);
+    EntitySpec entity(const std::string& name);
+    std::vector<EntitySpec> entities();
+
+    //! Creates a view, updates it in place (compatible change) or starts a new version
+    //! (incompatible change). Returns the stored definition.
+    ViewSpec define_view(const ViewSpec& spec);
+    //! The latest (or a given) version of a view; NotFound names the known views.
+    ViewSpec view(const std::string& name, std::optional<int64_t> version = std::nullopt);
+    std::vector<ViewInfo> list();
+    ViewInfo info(const std::string& name);
+
+    // --- offline store ----------------------------------------------------------------------
+    //! Validates the batch against the view, then writes one sorted segment and registers it in one
+    //! transaction. All or nothing: on any error (or a crash) the store is as before.
+    //! Returns the new segment's id.
+    int64_t ingest(const std::string& view, const BatchView& batch);
+    //! Reads a view (join keys, event time, created time, features); PII masked per the role.
+    Table read(const std::string& view, const ReadOptions& options = {});
+
+    // --- point-in-time training sets --------------------------------------------------------
+    //! For each label row (join keys + timestamp column), the latest value of each feature with
+    //! event time <= the label's time and within the view's TTL; nulls otherwise. Records the set.
+    TrainingSet training_set(const BatchView& labels, const std::vector<std::string>& features,
+                             const std::string& timestamp_column, const std::string& labels_digest);
+    //! The recorded training set `id` (NotFound otherwise).
+    TrainingSetRecord training_set_record(const std::string& id);
+    //! Rebuilds a recorded training set from its labels: the same segments, the same result.
+    TrainingSet rebuild_training_set(const std::string& id, const BatchView& labels);
+
+    // --- online store -----------------------------------------------------------------------
+    //! Writes the latest value per entity with event time <= end (default: now) to the online store,
+    //! reading only rows that arrived since the previous materialization. Readers switch atomically.
+    MaterializeResult materialize(const std::string& view, std::optional<int64_t> end_ms = std::nullopt);
+    //! Online values for the given keys (one column per join key of `keys`): for each feature
+    //! its value, plus "<view>__event_timestamp", "<view>__age_ms" and "<view>__stale" columns.
+    Table get_online(const std::vector<std::string>& features, const BatchView& keys,
+                     std::optional<int64_t> now_ms = std::nullopt);
+    //! A compiled reader for numeric features of int64-keyed views (see keel/features/online.hpp).
+    std::shared_ptr<OnlineReader> online_reader(const std::vector<std::string>& features);
+
+    // --- access -------------------------------------------------------------------------------
+    void grant(const std::string& role, const std::string& view, const std::vector<std::string>& columns);
+    void revoke(const std::string& role, const std::string& view, const std::vector<std::string>& columns);
+    //! True when `role` may read `view`.`column` unmasked (always true for non-PII columns).
+    bool can_read(const std::string& role, const std::string& view, const std::string& column);
+    //! Grants as (role, view, column) rows.
+    std::vector<std::array<std::string, 3>> grants();
+
+    //! The masked form of a PII string value (salted sha256, "pii:" + 16 hex characters).
+    std::string mask_string(std::string_view value);
+
+    //! Opens (and caches) the segment file registered under `id`.
+    std::shared_ptr<const Segment> segment(int64_t id);
+
+    struct Impl;
+    Impl& impl() { return *impl_; }
+
+private:
+    std::shared_ptr<storage::Workspace> ws_;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace keel::features

@@ -1,0 +1,436 @@
+"""Feature store: definitions, ingest validation, offline reads, point-in-time joins, online, PII."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import keel
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def day(n):
+    return T0 + pd.Timedelta(days=n)
+
+
+@pytest.fixture
+def fs(ws):
+    ws.features.entity("player", join_keys=["player_id"])
+    return ws.features
+
+
+@pytest.fixture
+def fv(fs):
+    return fs.feature_view("activity", entities=["player"], ttl="10d", owner="data-eng",
+                           description="player activity", tags={"team": "growth"},
+                           schema={"sessions": "int64", "spend": "float64", "email": keel.String(pii=True),
+                                   "emb": keel.Vector(2), "vip": "bool", "level": "int32"})
+
+
+def frame(ids, days, sessions, created=None, **extra):
+    n = len(ids)
+    df = pd.DataFrame({"player_id": ids, "event_timestamp": [day(d) for d in days], "sessions": sessions,
+                       "spend": [float(s) * 1.5 for s in sessions], "email": [f"p{i}@x.io" for i in ids],
+                       "emb": [[float(s), 1.0] for s in sessions], "vip": [bool(s % 2) for s in sessions],
+                       "level": np.arange(n, dtype=np.int32)})
+    if created is not None:
+        df["created_timestamp"] = [day(c) for c in created]
+    for k, v in extra.items():
+        df[k] = v
+    return df
+
+
+# --- definitions --------------------------------------------------------------------------------
+
+def test_view_definition_roundtrip(fs, fv):
+    again = fs.feature_view("activity")
+    assert again.version == 1
+    assert again.schema["emb"] == "vector[2]"
+    assert again.pii_columns == ["email"]
+    assert again.ttl == pd.Timedelta(days=10)
+    assert again.owner == "data-eng" and again.tags == {"team": "growth"}
+    assert again.join_keys == ["player_id"]
+
+
+def test_unknown_view_and_entity_are_named(fs):
+    with pytest.raises(keel.NotFound, match="feature view 'nope' not found"):
+        fs.feature_view("nope")
+    with pytest.raises(keel.NotFound, match="entity 'ghost' not found"):
+        fs.feature_view("v", entities=["ghost"], schema={"x": "float64"})
+    with pytest.raises(keel.InvalidArgument, match="unknown type 'float128'"):
+        fs.feature_view("v", entities=["player"], schema={"x": "float128"})
+
+
+def test_adding_a_column_keeps_version_and_old_rows_read_null(fs, fv):
+    fv.ingest(frame([1], [0], [3]))
+    v2 = fs.feature_view("activity", entities=["player"], ttl="10d",
+                         schema={**{k: t for k, t in [("sessions", "int64"), ("spend", "float64"),
+                                                      ("email", keel.String(pii=True)), ("emb", keel.Vector(2)),
+                                                      ("vip", "bool"), ("level", "int32")]},
+                                 "country": "string"})
+    assert v2.version == 1
+    df = v2.to_pandas()
+    assert len(df) == 1 and df["country"].isna().all()
+    v2.ingest(frame([2], [1], [4], country=["fr"]))
+    assert v2.to_pandas()["country"].tolist()[1] == "fr"
+
+
+def test_incompatible_change_starts_a_new_version(fs, fv):
+    fv.ingest(frame([1], [0], [3]))
+    v2 = fs.feature_view("activity", entities=["player"], schema={"sessions": "float64"})
+    assert v2.version == 2
+    assert len(v2.to_pandas()) == 0
+    assert fs.view("activity", version=1).to_pandas().shape[0] == 1
+
+
+# --- ingest validation --------------------------------------------------------------------------
+
+def test_missing_and_extra_columns_are_refused(fv):
+    with pytest.raises(keel.InvalidArgument, match="column 'spend' of feature view 'activity' is missing"):
+        fv.ingest(frame([1], [0], [1]).drop(columns=["spend"]))
+    with pytest.raises(keel.InvalidArgument, match="column 'bogus' is not in feature view 'activity'"):
+        fv.ingest(frame([1], [0], [1], bogus=[1]))
+    assert fv.to_pandas().empty
+
+
+def test_wrong_and_lossy_dtypes_name_column_and_row(fv):
+    df = frame([1, 2, 3], [0, 1, 2], [1, 2, 3])
+    bad = df.copy()
+    bad["sessions"] = [1.0, 2.5, 3.0]
+    with pytest.raises(keel.InvalidArgument, match=r"column 'sessions' has the non-integer value 2.5 at row 1"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["spend"] = ["a", "b", "c"]
+    with pytest.raises(keel.InvalidArgument, match="column 'spend' has type string, expected float64"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["level"] = [1, 2**40, 3]
+    with pytest.raises(keel.InvalidArgument, match="column 'level' has the value 1099511627776 at row 1, out of int32"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["emb"] = [[1.0, 2.0], [1.0], [3.0, 4.0]]
+    with pytest.raises(keel.InvalidArgument, match="column 'emb' has a vector of length 1 at row 1, expected 2"):
+        fv.ingest(bad)
+    assert fv.to_pandas().empty
+
+
+def test_null_join_key_and_bad_timestamps_are_refused(fv):
+    df = frame([1, 2, 3], [0, 1, 2], [1, 2, 3])
+    bad = df.copy()
+    bad["player_id"] = pd.array([1, None, 3], dtype="Int64")
+    with pytest.raises(keel.InvalidArgument, match="join key 'player_id' is null at row 1"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["event_timestamp"] = bad["event_timestamp"].dt.tz_localize(None)
+    with pytest.raises(keel.InvalidArgument, match="without a time zone"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["event_timestamp"] = ["2024-01-01T00:00:00Z", "not a time", "2024-01-02T00:00:00Z"]
+    with pytest.raises(keel.InvalidArgument, match="unparseable timestamp at row 1: 'not a time'"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["event_timestamp"] = ["2024-01-01T00:00:00", "2024-01-01T00:00:00", "2024-01-02T00:00:00"]
+    with pytest.raises(keel.InvalidArgument, match="without a time zone"):
+        fv.ingest(bad)
+    bad = df.copy()
+    bad["event_timestamp"] = bad["event_timestamp"] + pd.to_timedelta([0, 0, 1500], unit="us")
+    with pytest.raises(keel.InvalidArgument, match="sub-millisecond precision at row 2"):
+        fv.ingest(bad)
+    assert fv.to_pandas().empty
+    # ISO strings with an offset are fine.
+    ok = df.copy()
+    ok["event_timestamp"] = ["2024-01-01T00:00:00Z", "2024-01-01T02:00:00+02:00", "2024-01-02T00:00:00Z"]
+    fv.ingest(ok)
+    assert fv.to_pandas()["event_timestamp"].tolist()[1] == T0
+
+
+def test_pyarrow_input_and_zero_rows(fv):
+    table = pa.Table.from_pandas(frame([1, 2], [0, 1], [1, 2]), preserve_index=False)
+    fv.ingest(table)
+    assert len(fv.to_pandas()) == 2
+
+
+def test_latest_created_wins_for_same_entity_and_event_time(fv):
+    fv.ingest(frame([1, 1], [0, 0], [10, 20], created=[2, 1]))
+    fv.ingest(frame([1], [0], [30], created=[1]))  # later ingest, older created: loses
+    df = fv.to_pandas()
+    assert df["sessions"].tolist() == [10]
+    fv.ingest(frame([1], [0], [40], created=[2]))  # tie on created: the later ingest wins
+    assert fv.to_pandas()["sessions"].tolist() == [40]
+
+
+def test_reads_history_as_of_and_list(fs, fv):
+    fv.ingest(frame([1, 1, 2, 1], [0, 5, 3, 8], [1, 2, 3, 4]))
+    assert fv.to_pandas(start=day(3), end=day(8))["sessions"].tolist() == [2, 3]
+    h = fv.history(player_id=1)
+    assert h["sessions"].tolist() == [1, 2, 4]
+    a = fv.as_of(day(4))
+    assert a[["player_id", "sessions"]].values.tolist() == [[1, 1], [2, 3]]
+    lst = fs.list().to_pandas()
+    row = lst.set_index("name").loc["activity"]
+    assert row["rows"] == 4 and row["owner"] == "data-eng" and row["last_event"] == day(8)
+    assert fv.to_arrow().num_rows == 4
+    assert "activity" in fs.list()._repr_html_()
+
+
+def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
+    fv.ingest(frame([1], [0], [1]))
+    before = fv.to_pandas()
+    script = textwrap.dedent(f"""
+        import numpy as np, pandas as pd, keel
+        ws = keel.open({str(ws.path)!r})
+        fv = ws.features.feature_view("activity")
+        n = 3_000_000
+        ids = np.arange(n, dtype=np.int64)
+        df = pd.DataFrame({{"player_id": ids,
+            "event_timestamp": pd.to_datetime(ids % 1000, unit="s", utc=True),
+            "sessions": ids, "spend": ids * 1.0, "email": pd.Series(["a@b"] * n),
+            "emb": list(np.ones((n, 2), dtype=np.float32)), "vip": ids % 2 == 0,
+            "level": (ids % 100).astype(np.int32)}})
+        print("ready", flush=True)
+        fv.ingest(df)
+        print("done", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    assert proc.stdout.readline().strip() == "ready"
+    seg_dir = os.path.join(ws.path, "features", "activity", "v1")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if any(".tmp-" in f for f in os.listdir(seg_dir)):
+            break
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    ws2 = keel.open(ws.path)
+    after = ws2.features.feature_view("activity").to_pandas()
+    pd.testing.assert_frame_equal(before, after)
+    assert ws2.features.list().to_pandas()["rows"].tolist() == [1]
+
+
+# --- point-in-time training sets ----------------------------------------------------------------
+
+def test_training_set_point_in_time_and_ttl(fs, fv):
+    fv.ingest(frame([1, 1, 2], [0, 5, 3], [1, 2, 3]))
+    labels = pd.DataFrame({"player_id": [1, 1, 1, 2, 3, 1],
+                           "event_timestamp": [day(4), day(5), day(15), day(2), day(9), day(16)],
+                           "label": [0, 1, 0, 1, 1, 0]})
+    ts = fs.training_set(labels, features=["activity:sessions", "activity:spend"])
+    df = ts.to_pandas()
+    # day 4 -> row of day 0; day 5 -> day 5 (<=); day 15 -> day 5 (age 10d == ttl, kept);
+    # day 2 for player 2 -> nothing yet; player 3 unknown; day 16 -> older than ttl.
+    assert df["sessions"].tolist()[:3] == [1, 2, 2]
+    assert df["sessions"].isna().tolist() == [False, False, False, True, True, True]
+    assert df["label"].tolist() == labels["label"].tolist()
+    assert ts.lineage_ref == f"training_set:{ts.id}"
+
+
+def test_training_set_is_rebuilt_identically_by_id(fs, fv):
+    fv.ingest(frame([1, 2], [0, 0], [1, 2]))
+    labels = pd.DataFrame({"player_id": [1, 2], "event_timestamp": [day(3), day(3)], "y": [1, 0]})
+    ts = fs.training_set(labels, features=["activity:sessions"])
+    fv.ingest(frame([1], [1], [99]))  # late data, after the set was built
+    again = fs.training_set(id=ts.id)
+    pd.testing.assert_frame_equal(ts.to_pandas(), again.to_pandas())
+    fresh = fs.training_set(labels, features=["activity:sessions"])
+    assert fresh.id != ts.id and fresh.to_pandas()["sessions"].tolist() == [99, 2]
+    with pytest.raises(keel.NotFound, match="training set 'nope' not found"):
+        fs.training_set(id="nope")
+
+
+def brute_force(features: pd.DataFrame, labels: pd.DataFrame, keys, cols, ttl_ms):
+    """Reference point-in-time join: for each label, scan all feature rows."""
+    out = {c: [] for c in cols}
+    f = features.copy()
+    f["_ev"] = (f["event_timestamp"] - EPOCH) // pd.Timedelta(milliseconds=1)
+    f["_cr"] = (f["created_timestamp"] - EPOCH) // pd.Timedelta(milliseconds=1)
+    f["_seq"] = np.arange(len(f))
+    for _, lab in labels.iterrows():
+        t = lab["event_timestamp"].value // 10**6
+        m = np.ones(len(f), dtype=bool)
+        for k in keys:
+            m &= (f[k] == lab[k]).to_numpy()
+        m &= (f["_ev"] <= t).to_numpy()
+        cand = f[m]
+        if len(cand):
+            best = cand.sort_values(["_ev", "_cr", "_seq"]).iloc[-1]
+            if ttl_ms and t - best["_ev"] > ttl_ms:
+                best = None
+        else:
+            best = None
+        for c in cols:
+            out[c].append(None if best is None else best[c])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_training_set_matches_brute_force(ws, seed):
+    rng = np.random.default_rng(seed)
+    fs = ws.features
+    fs.entity("player", join_keys=["player_id"])
+    fs.entity("game", join_keys={"region": "string", "game_id": "int64"})
+    ttl_days = 3
+    a = fs.feature_view("a", entities=["player"], ttl=f"{ttl_days}d", schema={"x": "float64", "n": "int64"})
+    b = fs.feature_view("b", entities=["player", "game"], schema={"s": "string", "y": "float32"})
+    all_a, all_b = [], []
+    for batch in range(3):  # several segments, later ones carrying late data
+        n = 60
+        df = pd.DataFrame({"player_id": rng.integers(0, 8, n),
+                           "event_timestamp": [day(int(d)) for d in rng.integers(0, 12, n)],
+                           "created_timestamp": [day(int(d)) for d in rng.integers(0, 3, n)],
+                           "x": rng.normal(size=n).round(3), "n": rng.integers(0, 100, n)})
+        a.ingest(df)
+        all_a.append(df)
+        dfb = pd.DataFrame({"player_id": rng.integers(0, 5, n), "region": rng.choice(["eu", "us"], n),
+                            "game_id": rng.integers(0, 3, n),
+                            "event_timestamp": [day(int(d)) for d in rng.integers(0, 12, n)],
+                            "created_timestamp": [day(int(d)) for d in rng.integers(0, 3, n)],
+                            "s": [f"v{v}" for v in rng.integers(0, 1000, n)],
+                            "y": rng.normal(size=n).astype(np.float32)})
+        b.ingest(dfb)
+        all_b.append(dfb)
+    fa = pd.concat(all_a, ignore_index=True)
+    fb = pd.concat(all_b, ignore_index=True)
+    m = 150
+    labels = pd.DataFrame({"player_id": rng.integers(0, 10, m),  # 8, 9: unknown entities
+                           "region": rng.choice(["eu", "us", "ap"], m), "game_id": rng.integers(0, 3, m),
+                           "event_timestamp": [day(int(d)) for d in rng.integers(0, 14, m)]})
+    ts = fs.training_set(labels, features=["a:x", "a:n", "b:s", "b:y"]).to_pandas()
+    ref_a = brute_force(fa, labels, ["player_id"], ["x", "n"], ttl_days * 86_400_000)
+    ref_b = brute_force(fb, labels, ["player_id", "region", "game_id"], ["s", "y"], 0)
+    for col, ref in [("x", ref_a["x"]), ("n", ref_a["n"]), ("s", ref_b["s"]), ("y", ref_b["y"])]:
+        got = ts[col].tolist()
+        for g, r in zip(got, ref):
+            if r is None:
+                assert g is None or (isinstance(g, float) and np.isnan(g)), (col, got, ref)
+            else:
+                assert g == r, (col, g, r)
+
+
+def test_training_set_errors(fs, fv):
+    fv.ingest(frame([1], [0], [1]))
+    labels = pd.DataFrame({"player_id": [1], "event_timestamp": [day(1)]})
+    with pytest.raises(keel.NotFound, match="feature view 'activity' has no column 'nope'"):
+        fs.training_set(labels, features=["activity:nope"])
+    with pytest.raises(keel.InvalidArgument, match="not of the form 'view:column'"):
+        fs.training_set(labels, features=["activity"])
+    with pytest.raises(keel.InvalidArgument, match="labels lack the join key column 'player_id'"):
+        fs.training_set(labels.rename(columns={"player_id": "pid"}), features=["activity:sessions"])
+    with pytest.raises(keel.InvalidArgument, match="no timestamp column 'ts'"):
+        fs.training_set(labels, features=["activity:sessions"], timestamp_column="ts")
+
+
+# --- online store -------------------------------------------------------------------------------
+
+def test_materialize_get_online_and_reader(ws, fs, fv):
+    fv.ingest(frame([1, 1, 2, 3], [0, 4, 1, 9], [1, 2, 3, 4]))
+    r1 = fs.materialize("activity", end=day(5))
+    assert r1["entities"] == 2 and r1["changed"] == 3
+    now = day(12)
+    df = fs.get_online(["activity:sessions", "activity:spend"], player_id=[1, 2, 3, 7], now=now)
+    # player 1: day 4 (age 8d), player 2: day 1 (age 11d > ttl: stale), 3: not materialized yet
+    assert df["sessions"].tolist()[0] == 2
+    assert df["activity__stale"].tolist()[:2] == [False, True]
+    assert df["sessions"].isna().tolist() == [False, True, True, True]
+    assert df["activity__age_ms"].tolist()[0] == 8 * 86_400_000
+
+    reader = fs.online_reader(["activity:sessions", "activity:spend", "activity:level"])
+    now_ms = int(now.value // 10**6)
+    m = reader.lookup(np.array([1, 2, 3, 7]), now_ms=now_ms)
+    assert m.shape == (4, 3) and m.dtype == np.float64
+    assert m[0, 0] == 2 and m[0, 1] == 3.0 and np.isnan(m[1:, :]).all()
+
+    key = reader.snapshot_key
+    r2 = fs.materialize("activity", end=day(10))  # incremental: only the day-9 row is new
+    assert r2["changed"] == 1 and r2["entities"] == 3
+    assert reader.snapshot_key != key  # switched in place
+    m = reader.lookup(np.array([3]), now_ms=now_ms)
+    assert m[0, 0] == 4
+
+    # Survives a restart.
+    ws2 = keel.open(ws.path)
+    m2 = ws2.features.online_reader(["activity:sessions"]).lookup(np.array([3, 1]), now_ms=now_ms)
+    assert m2[:, 0].tolist() == [4.0, 2.0]
+
+
+def test_online_errors(fs, fv):
+    fv.ingest(frame([1], [0], [1]))
+    with pytest.raises(keel.NotFound, match="never materialized"):
+        fs.get_online(["activity:sessions"], player_id=[1])
+    fs.materialize("activity")
+    with pytest.raises(keel.InvalidArgument, match="numbers only"):
+        fs.online_reader(["activity:email"])
+
+
+def test_reader_reads_while_materializing(fs, fv):
+    import threading
+    fv.ingest(frame(list(range(100)), [0] * 100, list(range(100))))
+    fs.materialize("activity", end=day(1))
+    reader = fs.online_reader(["activity:sessions"])
+    ids = np.arange(100)
+    stop = threading.Event()
+    bad = []
+
+    def read():
+        while not stop.is_set():
+            m = reader.lookup(ids, now_ms=int(day(2).value // 10**6))
+            if np.isnan(m).any():
+                bad.append(m)
+
+    t = threading.Thread(target=read)
+    t.start()
+    for i in range(5):
+        fv.ingest(frame(list(range(100)), [i + 1] * 100, list(range(100))))
+        fs.materialize("activity", end=day(i + 1))
+    stop.set()
+    t.join()
+    assert not bad
+
+
+# --- PII ----------------------------------------------------------------------------------------
+
+def test_pii_masked_everywhere_without_a_grant(ws, fs, fv):
+    fv.ingest(frame([1, 2], [0, 0], [1, 2]))
+    fs.materialize("activity", end=day(1))
+    emails = fv.to_pandas()["email"].tolist()
+    assert all(e.startswith("pii:") for e in emails) and emails[0] != emails[1]
+    labels = pd.DataFrame({"player_id": [1], "event_timestamp": [day(1)]})
+    assert fs.training_set(labels, features=["activity:email"]).to_pandas()["email"][0] == emails[0]
+    online = fs.get_online(["activity:email"], player_id=[1], now=day(1))
+    assert online["email"][0] == emails[0]
+    assert not ws.access.can_read("activity", "email")
+
+    ws.access.grant("support", "activity", ["email"])
+    ws.role = "support"
+    assert fv.to_pandas()["email"].tolist() == ["p1@x.io", "p2@x.io"]
+    assert fs.get_online(["activity:email"], player_id=[1], now=day(1))["email"][0] == "p1@x.io"
+    assert ws.access.list().values.tolist() == [["support", "activity", "email"]]
+
+    ws.access.revoke("support", "activity", ["email"])
+    assert fv.to_pandas()["email"][0].startswith("pii:")
+    with pytest.raises(keel.NotFound, match="no column 'nope'"):
+        ws.access.grant("support", "activity", ["nope"])
+
+
+def test_numeric_pii_is_nulled_for_reader(ws, fs):
+    fs.entity("player", join_keys=["player_id"])
+    fv = fs.feature_view("salary", entities=["player"], schema={"income": keel.Float64(pii=True), "age": "int64"})
+    fv.ingest(pd.DataFrame({"player_id": [1], "event_timestamp": [T0], "income": [1000.0], "age": [30]}))
+    fs.materialize("salary", end=day(1))
+    assert fv.to_pandas()["income"].isna().all()
+    m = fs.online_reader(["salary:income", "salary:age"]).lookup(np.array([1]))
+    assert np.isnan(m[0, 0]) and m[0, 1] == 30
+    ws.access.grant("hr", "salary", "*")
+    hr = keel.open(ws.path, role="hr")
+    assert hr.features.feature_view("salary").to_pandas()["income"].tolist() == [1000.0]
+    assert hr.features.online_reader(["salary:income"]).lookup(np.array([1]))[0, 0] == 1000.0
