@@ -307,8 +307,14 @@ TrainingSet FeatureStore::training_set(const BatchView& labels, const std::vecto
             .run();
         tx.commit();
     }
+    // Lineage: training_set:<id> made from each feature view (at the recorded versions).
+    std::map<std::string, std::string> tags;
+    for (const auto& [view_name, version] : r.view_versions) tags["view." + view_name] = fmt::format("v{}", version);
+    tags["rows"] = std::to_string(r.label_rows);
+    detail::lineage_node(*this, "training_set:" + r.id, r.created_by,
+                         fmt::format("{} label rows x {} features", r.label_rows, r.features.size()), tags);
     for (const auto& [view_name, version] : r.view_versions)
-        detail::record_lineage(*this, "feature_view:" + view_name, "training_set:" + r.id, "", "");
+        detail::lineage_edge(*this, "feature_view:" + view_name, "feeds", "training_set:" + r.id);
     return ts;
 }
 

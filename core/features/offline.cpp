@@ -2,6 +2,7 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/features/store.hpp"
+#include "keel/lineage/graph.hpp"
 #include "keel/storage/artifact_store.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
@@ -137,9 +138,19 @@ void mask_if_needed(FeatureStore& store, const std::string& role, const std::str
     }
 }
 
-void record_lineage(FeatureStore& store, const std::string& from, const std::string& to, const std::string& owner,
-                    const std::string& description) {
-    // Lineage nodes and edges land here once keel/lineage/graph.hpp is on main.
+void lineage_node(FeatureStore& store, const std::string& ref, const std::string& owner, const std::string& description,
+                  const std::map<std::string, std::string>& tags) {
+    lineage::Graph graph(store.workspace());
+    lineage::NodeInfo info;
+    if (!owner.empty()) info.owner = owner;
+    if (!description.empty()) info.description = description;
+    info.tags = tags;
+    graph.upsert_node(ref, info);
+}
+
+void lineage_edge(FeatureStore& store, const std::string& from, const std::string& kind, const std::string& to) {
+    lineage::Graph graph(store.workspace());
+    graph.add_edge(from, kind, to);
 }
 
 } // namespace detail

@@ -307,7 +307,9 @@ ViewSpec FeatureStore::define_view(const ViewSpec& input) {
         write_columns(spec.version);
     }
     tx.commit();
-    detail::record_lineage(*this, "feature_view:" + spec.name, "", spec.owner, spec.description);
+    std::map<std::string, std::string> tags = spec.tags;
+    tags["version"] = std::to_string(spec.version);
+    detail::lineage_node(*this, "feature_view:" + spec.name, spec.owner, spec.description, tags);
     return spec;
 }
 

@@ -67,9 +67,11 @@ void compact_valid(Column& out);
 void mask_if_needed(FeatureStore& store, const std::string& role, const std::string& view, const ColumnSpec& spec,
                     Column& out);
 
-//! Records a lineage edge from -> to (a no-op until keel/lineage/graph.hpp lands).
-void record_lineage(FeatureStore& store, const std::string& from, const std::string& to, const std::string& owner,
-                    const std::string& description);
+//! Creates or updates a lineage node (keel::lineage::Graph).
+void lineage_node(FeatureStore& store, const std::string& ref, const std::string& owner, const std::string& description,
+                  const std::map<std::string, std::string>& tags = {});
+//! Adds the lineage edge from -kind-> to (data flows from `from` to `to`).
+void lineage_edge(FeatureStore& store, const std::string& from, const std::string& kind, const std::string& to);
 
 //! Runs fn(begin, end) over [0, n) on up to `threads` threads.
 void parallel_for(size_t n, size_t threads, const std::function<void(size_t, size_t)>& fn);

@@ -434,3 +434,11 @@ def test_numeric_pii_is_nulled_for_reader(ws, fs):
     hr = keel.open(ws.path, role="hr")
     assert hr.features.feature_view("salary").to_pandas()["income"].tolist() == [1000.0]
     assert hr.features.online_reader(["salary:income"]).lookup(np.array([1]))[0, 0] == 1000.0
+
+
+def test_lineage_links_views_to_training_sets(ws, fs, fv):
+    fv.ingest(frame([1], [0], [1]))
+    labels = pd.DataFrame({"player_id": [1], "event_timestamp": [day(1)]})
+    ts = fs.training_set(labels, features=["activity:sessions"])
+    assert "feature_view:activity" in ws.lineage.upstream(ts.lineage_ref)
+    assert ts.lineage_ref in ws.lineage.downstream("feature_view:activity")
