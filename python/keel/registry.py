@@ -12,7 +12,6 @@ the alias points at) and plain ``"churn"`` (the latest version).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 import re
@@ -225,12 +224,20 @@ def infer_signature(model=None, input_example=None) -> dict | None:
     return signature
 
 
+def _inference():
+    """keel.inference when it is there (the native engine), else None."""
+    try:
+        import keel.inference as inference
+    except ModuleNotFoundError as exc:
+        if exc.name == "keel.inference":
+            return None
+        raise
+    return inference
+
+
 def _native_flavour(obj):
     """("keel-native", bytes, signature) from keel.inference when it can convert obj, else None."""
-    if importlib.util.find_spec("keel.inference") is None:
-        return None
-    import keel.inference as inference
-    convert = getattr(inference, "native_flavour", None)
+    convert = getattr(_inference(), "native_flavour", None)
     return convert(obj) if convert is not None else None
 
 
@@ -249,10 +256,9 @@ def _serialize(obj) -> tuple[str, bytes, dict | None]:
 def _deserialize(version: ModelVersion, data: bytes):
     if version.flavour == PYTHON_FLAVOUR:
         return pickle.loads(data)
-    if importlib.util.find_spec("keel.inference") is not None:
-        import keel.inference as inference
-        if hasattr(inference, "load_predictor"):
-            return inference.load_predictor(data)
+    load_predictor = getattr(_inference(), "load_predictor", None)
+    if load_predictor is not None:
+        return load_predictor(data)
     raise InvalidArgument(f"model version '{version.ref}' has flavour '{version.flavour}', which this Keel cannot "
                           "load: install a Keel with keel.inference")
 

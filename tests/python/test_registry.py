@@ -215,3 +215,24 @@ def test_concurrent_registration_from_processes(ws, tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ)) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     assert [v.version for v in ws.models.versions("churn")] == list(range(1, 41))
+
+
+def test_log_model_prefers_a_native_flavour(ws, monkeypatch):
+    import types
+    fake = types.ModuleType("keel.inference")
+    fake.native_flavour = lambda obj: ("keel-native", b"NATIVE:" + obj.encode(), {"inputs": [{"name": "a"}]}) \
+        if isinstance(obj, str) else None
+    fake.load_predictor = lambda data: ("predictor", bytes(data))
+    monkeypatch.setitem(sys.modules, "keel.inference", fake)
+    mv = ws.models.log_model(None, "linear", name="native")
+    assert mv.flavour == "keel-native" and mv.signature == {"inputs": [{"name": "a"}]}
+    assert ws.models.load("native") == ("predictor", b"NATIVE:linear")
+    fallback = ws.models.log_model(None, Doubler(), name="native")  # not convertible: pickled
+    assert fallback.flavour == "python" and ws.models.load("native/2").predict([1]) == [2]
+
+
+def test_unknown_flavour_cannot_load(ws, monkeypatch):
+    monkeypatch.setitem(sys.modules, "keel.inference", None)  # as if keel.inference were not installed
+    ws.models.register("m", b"\x00", flavour="onnx")
+    with pytest.raises(keel.InvalidArgument, match="flavour .onnx."):
+        ws.models.load("m")
