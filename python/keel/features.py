@@ -459,7 +459,7 @@ class FeatureView:
         specs.extend(info["features"])
         return specs
 
-    def _to_columns(self, data) -> tuple[int, list]:
+    def _to_columns(self, data) -> tuple[pa.Table, list]:
         table = _to_arrow_table(data)
         specs = self._input_specs()
         known = {s["name"] for s in specs}
@@ -480,11 +480,12 @@ class FeatureView:
             if valid is not None and spec in self._info["join_keys"]:
                 i = _first_true(valid == 0)
                 raise InvalidArgument(f"join key '{spec['name']}' is null at row {i}: drop or fill those rows")
-        return table.num_rows, columns
+        return table, columns
 
-    def _run_quality_rules(self, rows: int, columns: list) -> None:
-        """Pre-write hook: data-quality rules (keel.plugins) run here on the converted batch, before
-        anything is written. A rule with severity "error" raises and the ingest writes nothing."""
+    def _run_quality_rules(self, table: pa.Table) -> None:
+        """Pre-write hook: the view's data-quality rules (keel.quality, fv.add_rule) run here on the
+        batch (a pyarrow Table whose types already passed the schema check), before anything is
+        written. A failing rule of severity "error" raises, and the ingest writes nothing."""
 
     def ingest(self, data) -> dict:
         """Appends rows (pandas DataFrame or pyarrow Table) as one immutable segment; all or nothing.
@@ -493,10 +494,10 @@ class FeatureView:
         column (default: the ingest time) and every schema column. For the same entity and event
         time, the row with the latest created timestamp wins.
         """
-        rows, columns = self._to_columns(data)
-        self._run_quality_rules(rows, columns)
-        segment = self._store._native.ingest(self.name, rows, columns)
-        return {"view": self.name, "version": self.version, "rows": rows, "segment": segment}
+        table, columns = self._to_columns(data)
+        self._run_quality_rules(table)
+        segment = self._store._native.ingest(self.name, table.num_rows, columns)
+        return {"view": self.name, "version": self.version, "rows": table.num_rows, "segment": segment}
 
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
         key_rows, key_cols = None, []

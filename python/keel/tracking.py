@@ -253,6 +253,15 @@ class Run:
         from keel.registry import log_model
         return log_model(self, obj, name=name, **kwargs)
 
+    def log_input(self, obj) -> str:
+        """Record that this run consumed `obj` (a training set, or any lineage ref string such as
+        ``"training_set:<id>"``): adds the lineage edge ``<ref> -consumed-> run:<id>``."""
+        ref = obj if isinstance(obj, str) else getattr(obj, "lineage_ref", None)
+        if not ref:
+            raise TypeError(f"log_input takes a lineage ref or an object with .lineage_ref, not {type(obj).__name__}")
+        self.workspace.lineage.add_edge(ref, "consumed", f"run:{self.id}")
+        return ref
+
     # ---- lifecycle
     def end(self, status: str = FINISHED, error: str | None = None) -> Run:
         """End the run as FINISHED, FAILED (with `error`) or KILLED."""

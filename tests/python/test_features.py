@@ -442,3 +442,13 @@ def test_lineage_links_views_to_training_sets(ws, fs, fv):
     ts = fs.training_set(labels, features=["activity:sessions"])
     assert "feature_view:activity" in ws.lineage.upstream(ts.lineage_ref)
     assert ts.lineage_ref in ws.lineage.downstream("feature_view:activity")
+
+
+def test_a_run_consuming_a_training_set_gets_a_lineage_edge(ws, fs, fv):
+    fv.ingest(frame([1], [0], [1]))
+    labels = pd.DataFrame({"player_id": [1], "event_timestamp": [day(1)]})
+    ts = fs.training_set(labels, features=["activity:sessions"])
+    with ws.start_run(experiment="churn") as run:
+        run.log_input(ts)
+    up = ws.lineage.upstream(f"run:{run.id}")
+    assert ts.lineage_ref in up and "feature_view:activity" in up
