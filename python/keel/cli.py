@@ -4,6 +4,7 @@
     keel models list
     keel models show churn@champion --json
     keel models promote churn 3 --alias champion --stage Production --archive-existing
+    keel models delete-alias churn challenger
     keel lineage upstream model:churn/3 --depth 2
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. ``--json`` prints machine-readable
@@ -227,6 +228,14 @@ def cmd_models_promote(args, out: _Out) -> None:
     out.emit(record, f"promoted {version.ref}: {', '.join(done)}\n\n{_fields(record)}")
 
 
+def cmd_models_delete_alias(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    version = ws.models.get(f"{args.name}@{args.alias}")
+    ws.models.delete_alias(args.name, args.alias)
+    out.emit({"name": args.name, "alias": args.alias, "version": version.version},
+             f"deleted alias {args.name}@{args.alias} (was version {version.version})")
+
+
 def cmd_models_events(args, out: _Out) -> None:
     ws = _open_workspace(args)
     rows = _frame_rows(ws.models.events(args.name))
@@ -284,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
 
     models = groups.add_parser("models", help="model registry").add_subparsers(
-        dest="command", metavar="{list,show,versions,promote,events}")
+        dest="command", metavar="{list,show,versions,promote,delete-alias,events}")
     models.required = True
     leaf(models, "list", cmd_models_list, "registered models")
     p = leaf(models, "show", cmd_models_show, "a model with its versions, or one version (churn/3, churn@champion)")
@@ -298,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", "-s", help="None, Staging, Production or Archived")
     p.add_argument("--archive-existing", action="store_true",
                    help="archive the versions already in that stage")
+    p = leaf(models, "delete-alias", cmd_models_delete_alias, "remove an alias (recorded as an audit event)")
+    p.add_argument("name")
+    p.add_argument("alias")
     p = leaf(models, "events", cmd_models_events, "audit trail of alias moves and stage changes")
     p.add_argument("name", nargs="?")
 

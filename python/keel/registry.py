@@ -331,7 +331,8 @@ class Models:
         and register it as a new version of ``name`` with ``run`` (or None) as its source."""
         flavour, data, native_signature = _serialize(obj)
         if signature is None:
-            signature = infer_signature(obj, input_example) or native_signature
+            # the engine's view (task, kind, dtypes) refined by what the example or the model says
+            signature = {**(native_signature or {}), **(infer_signature(obj, input_example) or {})} or None
         run_id = _run_id(run)
         return self.register(name, data, run_id=run_id, flavour=flavour, signature=signature,
                              description=description, tags=tags)

@@ -70,11 +70,17 @@ def test_promote_sets_alias_and_stage_with_events(registry_ws):
     assert ws.models.get("churn@champion").version == 2
     assert ws.models.get("churn/1").stage == "Archived"
 
+    out = keel_cli("models", "delete-alias", "churn", "champion", "--json", workspace=ws.path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"name": "churn", "alias": "champion", "version": 2}
+    out = keel_cli("models", "delete-alias", "churn", "champion", workspace=ws.path)
+    assert out.returncode == keel.NotFound.exit_code and "champion" in out.stderr
+
     events = json.loads(keel_cli("models", "events", "churn", "--json", workspace=ws.path).stdout)
     assert [(e["action"], e["subject"], e["from"], e["to"]) for e in events] == [
         ("stage", "1", "None", "Production"), ("alias", "champion", "", "1"),
         ("stage", "2", "None", "Production"), ("stage", "1", "Production", "Archived"),
-        ("alias", "champion", "1", "2")]
+        ("alias", "champion", "1", "2"), ("alias", "champion", "2", "")]
     assert all(e["user"] == ws.user for e in events)
 
 

@@ -220,15 +220,19 @@ def test_concurrent_registration_from_processes(ws, tmp_path):
 def test_log_model_prefers_a_native_flavour(ws, monkeypatch):
     import types
     fake = types.ModuleType("keel.inference")
-    fake.native_flavour = lambda obj: ("keel-native", b"NATIVE:" + obj.encode(), {"inputs": [{"name": "a"}]}) \
+    fake.native_flavour = lambda obj: ("keel-native", b"NATIVE:" + obj.encode(),
+                                       {"inputs": [{"name": "a"}], "task": "regression"}) \
         if isinstance(obj, str) else None
     fake.load_predictor = lambda data: ("predictor", bytes(data))
     monkeypatch.setitem(sys.modules, "keel.inference", fake)
     mv = ws.models.log_model(None, "linear", name="native")
-    assert mv.flavour == "keel-native" and mv.signature == {"inputs": [{"name": "a"}]}
+    assert mv.flavour == "keel-native" and mv.signature == {"inputs": [{"name": "a"}], "task": "regression"}
+    example = pd.DataFrame({"b": [1.5]})
+    refined = ws.models.log_model(None, "linear", name="native", input_example=example)
+    assert refined.signature == {"inputs": [{"name": "b", "dtype": "float64"}], "task": "regression"}
     assert ws.models.load("native") == ("predictor", b"NATIVE:linear")
     fallback = ws.models.log_model(None, Doubler(), name="native")  # not convertible: pickled
-    assert fallback.flavour == "python" and ws.models.load("native/2").predict([1]) == [2]
+    assert fallback.flavour == "python" and ws.models.load("native/3").predict([1]) == [2]
 
 
 def test_unknown_flavour_cannot_load(ws, monkeypatch):
