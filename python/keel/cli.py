@@ -43,10 +43,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime):  # pandas Timestamps too
+        return None if str(value) == "NaT" else value.isoformat(timespec="milliseconds")
+    if isinstance(value, date):
         return value.isoformat()
-    if hasattr(value, "isoformat"):  # pandas Timestamp
-        return None if str(value) == "NaT" else value.isoformat()
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
         return _plain(value.item())
     if value is not None and not isinstance(value, (str, int, bool)):
@@ -126,8 +126,15 @@ _RUN_FIELDS = ("id", "name", "experiment", "status", "start_time", "end_time", "
 
 
 def _run_dict(run) -> dict:
-    if hasattr(run, "to_dict"):
-        return dict(run.to_dict())
+    from keel.display import format_ms
+    out = dict(run.to_dict()) if hasattr(run, "to_dict") else _run_attrs(run)
+    for key in ("start_time", "end_time"):
+        if isinstance(out.get(key), int):
+            out[key] = format_ms(out[key])
+    return out
+
+
+def _run_attrs(run) -> dict:
     out = {}
     for field in _RUN_FIELDS:
         value = getattr(run, field, None)

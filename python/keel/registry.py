@@ -80,6 +80,13 @@ class ModelVersion:
             return None
         return [col["name"] for col in self.signature["inputs"]]
 
+    @property
+    def run(self):
+        """The tracking run that produced this version (None when registered without one)."""
+        if self.run_id is None or self._models is None:
+            return None
+        return self._models._ws.runs.get(self.run_id)
+
     def load(self):
         """The model itself (see :meth:`Models.load`)."""
         if self._models is None:

@@ -160,6 +160,8 @@ def test_runs_list_and_show(ws):
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
     assert shown["id"] == run.id and shown["status"] == "FINISHED"
+    assert shown["params"] == {"C": "1.0"} and shown["metrics"] == {"auc": pytest.approx(0.8)}
+    assert shown["start_time"].startswith("20") and shown["start_time"].endswith("+00:00")
     out = keel_cli("runs", "show", "0" * 32, workspace=ws.path)
     assert out.returncode == keel.NotFound.exit_code and out.stderr.startswith("error: NotFound: ")
     out = keel_cli("runs", "list", "--filter", "metrics.auc >>> 1", workspace=ws.path)

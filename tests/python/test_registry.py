@@ -240,3 +240,12 @@ def test_unknown_flavour_cannot_load(ws, monkeypatch):
     ws.models.register("m", b"\x00", flavour="onnx")
     with pytest.raises(keel.InvalidArgument, match="flavour .onnx."):
         ws.models.load("m")
+
+
+def test_version_links_back_to_its_run(ws):
+    with ws.start_run(experiment="churn", name="lr") as run:
+        run.log_metric("auc", 0.75)
+        mv = run.log_model(Doubler(), name="churn")
+    assert mv.run_id == run.id
+    assert mv.run.metrics["auc"] == pytest.approx(0.75)
+    assert ws.models.register("churn", b"x").run is None
