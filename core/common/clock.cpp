@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <random>
+#include <pwd.h>
 #include <unistd.h>
 
 namespace keel {
@@ -29,6 +30,12 @@ std::string current_user() {
     for (const char* var : {"KEEL_USER", "USER", "LOGNAME"}) {
         if (const char* v = std::getenv(var); v && *v) return v;
     }
+    // Services and containers often run without $USER: ask the password database.
+    struct passwd entry {};
+    struct passwd* found = nullptr;
+    char buf[1024];
+    if (getpwuid_r(getuid(), &entry, buf, sizeof buf, &found) == 0 && found && found->pw_name[0])
+        return found->pw_name;
     return "uid-" + std::to_string(getuid());
 }
 
