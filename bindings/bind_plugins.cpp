@@ -4,6 +4,8 @@
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/quality.hpp"
+#include "keel/plugins/quality_store.hpp"
+#include "keel/storage/workspace.hpp"
 #include "keel/plugins/router.hpp"
 
 #include <pybind11/numpy.h>
@@ -137,6 +139,25 @@ struct PyBatch {
     }
 };
 
+struct PyQualityStore {
+    std::shared_ptr<storage::Workspace> ws;
+    QualityStore store;
+    explicit PyQualityStore(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), store(*ws) {}
+};
+
+py::dict issue_dict(const DataIssue& d) {
+    py::dict o;
+    o["id"] = d.id;
+    o["target"] = d.target;
+    o["rule"] = d.rule;
+    o["column"] = d.column;
+    o["severity"] = d.severity;
+    o["message"] = d.message;
+    o["opened_at"] = d.opened_at;
+    o["closed_at"] = d.closed_at ? py::object(py::int_(*d.closed_at)) : py::object(py::none());
+    return o;
+}
+
 py::tuple decision_to_py(const Router& r, const Decision& d) {
     py::list shadows;
     for (int i = 0; i < 64; ++i)
@@ -254,6 +275,85 @@ void bind_plugins(py::module_& m) {
         py::gil_scoped_release release;
         return psi(pb.batch.columns.at(0), p);
     });
+
+    py::class_<PyQualityStore, std::shared_ptr<PyQualityStore>>(m, "QualityStore")
+        .def(py::init<std::shared_ptr<storage::Workspace>>())
+        .def("add_rule", [](PyQualityStore& s, const std::string& target, const std::string& plugin,
+                            const std::string& args_json, const std::string& severity, const std::string& name) {
+            return s.store.add_rule(target, plugin, args_json, severity, name);
+        })
+        .def("rules", [](PyQualityStore& s, const std::string& target) {
+            py::list out;
+            for (const auto& r : s.store.rules(target)) {
+                py::dict d;
+                d["id"] = r.id;
+                d["plugin"] = r.plugin;
+                d["args"] = r.args_json;
+                d["severity"] = r.severity;
+                d["name"] = r.name;
+                d["created_at"] = r.created_at;
+                out.append(d);
+            }
+            return out;
+        })
+        .def("remove_rule", [](PyQualityStore& s, const std::string& target, int64_t id) { s.store.remove_rule(target, id); })
+        .def("record", [](PyQualityStore& s, const std::string& target, int64_t rows, bool accepted, py::list results) {
+            std::vector<StoredResult> rs;
+            for (auto item : results) {
+                auto d = item.cast<py::dict>();
+                StoredResult r;
+                r.rule = d["rule"].cast<std::string>();
+                r.column = d["column"].cast<std::string>();
+                r.severity = d["severity"].cast<std::string>();
+                r.status = d["status"].cast<std::string>();
+                r.observed_json = d["observed"].cast<std::string>();
+                r.expectation = d["expectation"].cast<std::string>();
+                r.message = d["message"].cast<std::string>();
+                rs.push_back(std::move(r));
+            }
+            RecordOutcome o;
+            {
+                py::gil_scoped_release release;
+                o = s.store.record(target, rows, accepted, rs);
+            }
+            py::list opened, closed;
+            for (const auto& d : o.opened) opened.append(issue_dict(d));
+            for (const auto& d : o.closed) closed.append(issue_dict(d));
+            return py::make_tuple(o.batch, opened, closed);
+        })
+        .def("history", [](PyQualityStore& s, const std::string& target, int64_t limit) {
+            py::list out;
+            for (const auto& r : s.store.history(target, limit)) {
+                py::dict d;
+                d["batch"] = r.batch;
+                d["created_at"] = r.created_at;
+                d["rows"] = r.rows;
+                d["accepted"] = r.accepted;
+                d["rule"] = r.rule;
+                d["column"] = r.column;
+                d["severity"] = r.severity;
+                d["status"] = r.status;
+                d["observed"] = r.observed_json;
+                d["expectation"] = r.expectation;
+                d["message"] = r.message;
+                out.append(d);
+            }
+            return out;
+        })
+        .def("issues", [](PyQualityStore& s, const std::string& target, bool include_closed) {
+            py::list out;
+            for (const auto& d : s.store.issues(target, include_closed)) out.append(issue_dict(d));
+            return out;
+        })
+        .def("issues_affecting", [](PyQualityStore& s, const std::string& ref) {
+            py::list out;
+            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d));
+            return out;
+        })
+        .def("close_issue", [](PyQualityStore& s, int64_t id) { return issue_dict(s.store.close_issue(id)); })
+        .def("set_profile", [](PyQualityStore& s, const std::string& target, const std::string& column,
+                               const std::string& json) { s.store.set_profile(target, column, json); })
+        .def("profiles", [](PyQualityStore& s, const std::string& target) { return s.store.profiles(target); });
 
     py::class_<Router, std::shared_ptr<Router>>(m, "Router")
         .def(py::init([](const std::string& plugin, const std::vector<std::pair<std::string, double>>& variants,

@@ -110,6 +110,7 @@ class Lineage:
 
     def __init__(self, workspace):
         self._graph = _core.LineageGraph(workspace._native)
+        self._ws = workspace
 
     def upstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:
         """Everything ``ref`` was made from. ``as_of`` reads the graph as it stood at a past time."""
@@ -141,3 +142,14 @@ class Lineage:
     def remove_edge(self, from_ref: str, kind: str, to_ref: str) -> None:
         """End an edge; ``as_of`` queries before now still see it."""
         self._graph.remove_edge(from_ref, kind, to_ref)
+
+    # Data issues (kept by keel.quality): failing quality rules mark a node; everything downstream sees it.
+    def issues(self, ref: str):
+        """Open data issues on ``ref`` or anything upstream of it, as a DataFrame (one row per issue)."""
+        from keel.quality import issues_affecting
+        return issues_affecting(self._ws, ref)
+
+    def on_issue(self, callback):
+        """Call ``callback(event, issue)`` ("opened" / "closed") in this process; returns an unsubscribe function."""
+        from keel.quality import subscribe
+        return subscribe(self._ws, callback)

@@ -63,6 +63,7 @@ class QualityReport:
         self.results = results
         self.rows = rows
         self.target = target
+        self.batch: int | None = None  # the recorded batch id, when recorded
 
     @property
     def failures(self) -> list[dict]:
@@ -223,3 +224,148 @@ def psi(data, column: str, reference: Mapping) -> float:
     if not cols:
         raise InvalidArgument(f"no column {column!r} in the batch")
     return _core.quality_psi(cols, rows, dict(reference))
+
+
+# --- rules attached to a workspace target, history, reference profiles, data issues ------------
+
+_subscribers: dict[str, list] = {}
+
+
+def _ws_key(ws) -> str:
+    return os.path.realpath(ws.path)
+
+
+def subscribe(ws, callback) -> "callable":
+    """Call ``callback(event, issue)`` when a data issue opens or closes in this workspace (this
+    process). ``issue`` is a dict with target, rule, column, message and ``downstream`` (the refs
+    affected). Returns a function that unsubscribes."""
+    subs = _subscribers.setdefault(_ws_key(ws), [])
+    subs.append(callback)
+
+    def unsubscribe():
+        if callback in subs:
+            subs.remove(callback)
+    return unsubscribe
+
+
+def _notify(ws, event: str, issue: dict) -> None:
+    subs = list(_subscribers.get(_ws_key(ws), []))
+    if not subs:
+        return
+    try:
+        issue = {**issue, "downstream": [r for r in ws.lineage.downstream(issue["target"]).refs
+                                         if r != issue["target"]]}
+    except Exception:  # noqa: BLE001 - a target the graph does not know has nothing downstream
+        issue = {**issue, "downstream": []}
+    for cb in subs:
+        cb(event, issue)
+
+
+def _issue_frame(rows: list[dict]):
+    import pandas as pd
+    frame = pd.DataFrame(rows, columns=["id", "target", "rule", "column", "severity", "message", "opened_at",
+                                        "closed_at"])
+    for c in ("opened_at", "closed_at"):
+        frame[c] = pd.to_datetime(frame[c], unit="ms", utc=True)
+    return frame
+
+
+def issues_affecting(ws, ref: str):
+    """Open data issues on ``ref`` or anything upstream of it in the lineage graph (a DataFrame)."""
+    return _issue_frame(_core.QualityStore(ws._native).issues_affecting(ref))
+
+
+class Checks:
+    """Quality rules attached to a lineage ref (``feature_view:player_activity``), their history,
+    reference profiles and data issues. ``fv.add_rule`` and ``fv.ingest`` go through this."""
+
+    def __init__(self, ws, target: str):
+        self._ws = ws
+        self.target = target
+        self._store = _core.QualityStore(ws._native)
+
+    def add_rule(self, plugin: str | os.PathLike, *, severity: str = "error", name: str = "", **args) -> int:
+        """Attach a rule; the plugin must exist and load (checked now, not at the next ingest)."""
+        import json
+        r = rule(plugin, severity=severity, name=name, **args)
+        _plugins.resolve(r.plugin)
+        return self._store.add_rule(self.target, r.plugin, json.dumps(dict(r.args)), r.severity, r.name)
+
+    def rules(self) -> list[Rule]:
+        import json
+        return [Rule(d["plugin"], json.loads(d["args"]), d["severity"], d["name"]) for d in self._store.rules(self.target)]
+
+    def rule_ids(self) -> list[int]:
+        return [d["id"] for d in self._store.rules(self.target)]
+
+    def remove_rule(self, rule_id: int) -> None:
+        self._store.remove_rule(self.target, rule_id)
+
+    def references(self) -> dict:
+        import json
+        return {col: json.loads(p) for col, p in self._store.profiles(self.target)}
+
+    def set_reference(self, data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
+        """Store reference profiles (for drift_psi) from a batch."""
+        import json
+        profiles = profile(data, columns, bins)
+        for col, p in profiles.items():
+            self._store.set_profile(self.target, col, json.dumps(p))
+        return profiles
+
+    def run(self, data, *, now: float | None = None, record: bool = True) -> QualityReport:
+        """Run every attached rule on a batch; record results (and open/close data issues)."""
+        import json
+        rules = self.rules()
+        refs = self.references()
+        report = check(data, rules, references=refs, now=now, target=self.target) if rules else \
+            QualityReport([], len(data) if hasattr(data, "__len__") else data.num_rows, self.target)
+        if record and rules:
+            stored = [{**r, "observed": json.dumps(r["observed"], default=str)} for r in report.results]
+            batch, opened, closed = self._store.record(self.target, report.rows, report.passed, stored)
+            report.batch = batch
+            for issue in opened:
+                _notify(self._ws, "opened", issue)
+            for issue in closed:
+                _notify(self._ws, "closed", issue)
+            # The first accepted batch becomes the reference for drift rules without one.
+            if report.passed:
+                missing = [str(r.args.get("column")) for r in rules
+                           if r.label == "drift_psi" or os.path.basename(r.plugin) == "drift_psi.lua"]
+                missing = [c for c in missing if c not in refs]
+                if missing:
+                    self.set_reference(data, missing)
+        return report
+
+    def gate(self, data, *, now: float | None = None) -> QualityReport:
+        """Run and record the rules; raise DataQualityError listing every failing error-severity rule."""
+        return self.run(data, now=now).raise_if_failed()
+
+    def history(self, limit: int = 1000):
+        """Results of every recorded batch, newest first (a DataFrame)."""
+        import json
+
+        import pandas as pd
+        rows = self._store.history(self.target, limit)
+        for r in rows:
+            r["observed"] = json.loads(r["observed"]) if r["observed"] else None
+        frame = pd.DataFrame(rows, columns=["batch", "created_at", "rows", "accepted", "rule", "column", "severity",
+                                            "status", "observed", "expectation", "message"])
+        frame["created_at"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
+        return frame
+
+    def issues(self, include_closed: bool = False):
+        return _issue_frame(self._store.issues(self.target, include_closed))
+
+    def close_issue(self, issue_id: int) -> dict:
+        issue = self._store.close_issue(issue_id)
+        _notify(self._ws, "closed", issue)
+        return issue
+
+    def __repr__(self) -> str:
+        return f"<keel.quality.Checks {self.target} rules={len(self.rule_ids())}>"
+
+
+def checks(ws, target: str) -> Checks:
+    """The rules, history and issues of one target (a lineage ref) in a workspace."""
+    return Checks(ws, target)
