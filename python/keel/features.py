@@ -486,6 +486,27 @@ class FeatureView:
         """Pre-write hook: the view's data-quality rules (keel.quality, fv.add_rule) run here on the
         batch (a pyarrow Table whose types already passed the schema check), before anything is
         written. A failing rule of severity "error" raises, and the ingest writes nothing."""
+        checks = self.quality
+        if checks.rule_ids():
+            checks.gate(table)
+
+    # --- data quality (keel.quality) ----------------------------------------------------------
+    @property
+    def quality(self):
+        """The view's quality rules, results history, reference profiles and data issues."""
+        from keel.quality import checks
+        return checks(self._store._ws, self.lineage_ref)
+
+    def add_rule(self, plugin, *, severity: str = "error", name: str = "", **args) -> int:
+        """Attach a quality rule run on every ingest before anything is written:
+        ``fv.add_rule("plugins/quality/range.lua", column="spend_30d", min=0, severity="error")``.
+        An error-severity failure rejects the batch (keel.quality.DataQualityError lists every failing
+        rule); a warn-severity failure is stored. Either opens a data issue seen downstream."""
+        return self.quality.add_rule(plugin, severity=severity, name=name, **args)
+
+    def quality_history(self, limit: int = 1000):
+        """Every ingest's rule results, newest first (accepted and rejected batches)."""
+        return self.quality.history(limit)
 
     def ingest(self, data) -> dict:
         """Appends rows (pandas DataFrame or pyarrow Table) as one immutable segment; all or nothing.

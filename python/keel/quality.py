@@ -141,9 +141,10 @@ def _arrow_column(name: str, arr):
         chars = np.frombuffer(data, dtype=np.uint8) if data is not None else None
         valid = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
         return (name, "string", None, valid, arr.offset, offs, chars)
+    elif pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return None  # vectors, structs, bytes: no column statistics; rules cannot name them
     else:
-        arr, kind, dtype = pc.cast(arr, pa.string()), "string", None
-        return _arrow_column(name, arr)
+        return _arrow_column(name, pc.cast(arr, pa.string()))
     validity, data = arr.buffers()[:2]
     values = np.frombuffer(data, dtype=dtype)[arr.offset: arr.offset + len(arr)]
     valid = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
@@ -185,7 +186,7 @@ def _batch(data, columns: Iterable[str] | None = None):
         for name in data.column_names:
             if wanted is None or name in wanted:
                 cols.append(_arrow_column(str(name), data.column(name)))
-        return cols, rows
+        return [c for c in cols if c is not None], rows
     import pandas as pd
     if isinstance(data, Mapping):
         data = pd.DataFrame(dict(data))
@@ -194,7 +195,7 @@ def _batch(data, columns: Iterable[str] | None = None):
     for name in data.columns:
         if wanted is None or name in wanted:
             cols.append(_pandas_column(str(name), data[name]))
-    return cols, len(data)
+    return [c for c in cols if c is not None], len(data)
 
 
 def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None = None, now: float | None = None,
