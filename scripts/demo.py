@@ -13,7 +13,6 @@ capabilities (features, inference, serving) can slot in.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -159,17 +158,29 @@ def log_artifacts(run, model, frame: pd.DataFrame, tables: dict[str, pd.DataFram
             run.log_artifact(Path(tmp) / name)
 
 
-def record_data_lineage(ws, run, tables: dict[str, pd.DataFrame]) -> str:
-    """The raw tables are outside Keel, so declare them: tables -> training set -> run."""
-    digest = hashlib.sha256()
-    for name in sorted(tables):
-        digest.update(pd.util.hash_pandas_object(tables[name]).values.tobytes())
-    training_set = f"training_set:churn-{digest.hexdigest()[:12]}"
+WINDOW_END = pd.Timestamp("2024-06-30", tz="UTC")  # the observation window's last day
+
+
+def publish_features(ws, frame: pd.DataFrame):
+    """The feature store: the per-player features become the feature view `player_loyalty` (as of
+    the window's end) and the model trains on a point-in-time training set built from it."""
+    ws.features.entity("player", join_keys=["player_id"], description="a game account")
+    fv = ws.features.feature_view(
+        "player_loyalty", entities=["player"], ttl="30d", owner="data-eng",
+        description="7/30-day activity, installs, rewards and spend per player",
+        schema={f: ("float64" if frame[f].dtype.kind == "f" else "int64") for f in FEATURES})
+    fv.ingest(frame[["player_id", *FEATURES]].assign(event_timestamp=WINDOW_END))
+    labels = frame[["player_id", "churned"]].assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=1))
+    return ws.features.training_set(labels, features=[f"player_loyalty:{f}" for f in FEATURES])
+
+
+def record_data_lineage(ws, run, tables: dict[str, pd.DataFrame], train_set) -> str:
+    """The raw tables are outside Keel, so declare them: tables -> feature view; the training set
+    (written by the feature store) -> run."""
     for name in ("players", "sessions", "installs", "rewards", "labels"):
         ws.lineage.add_node(f"table:{name}", owner="data-eng", description=f"synthetic {name} table")
-        ws.lineage.add_edge(f"table:{name}", "feeds", training_set)
-    ws.lineage.add_edge(training_set, "feeds", f"run:{run.id}")
-    return training_set
+        ws.lineage.add_edge(f"table:{name}", "feeds", "feature_view:player_loyalty")
+    return run.log_input(train_set)
 
 
 # -------------------------------------------------------------------------------------- registry
@@ -219,13 +230,17 @@ def main() -> int:
         item(name, f"{len(table):>7,} rows  {', '.join(table.columns)}")
     frame = build_features(tables)
     item("churn rate", f"{frame['churned'].mean():.1%}")
+    train_set = publish_features(ws, frame)
+    frame = train_set.to_pandas()
+    item("feature view", f"player_loyalty ({len(FEATURES)} features, {len(frame):,} players)")
+    item("training set", f"{train_set.lineage_ref} (point in time, rebuild with training_set(id=...))")
 
     say("2. Train and track a run")
     params = {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 3, "subsample": 0.8}
     with ws.start_run(experiment=EXPERIMENT, name="gbm-loyalty") as run:
         run.log_params(params)
         run.set_tags({"dataset": "synthetic-loyalty", "seed": SEED})
-        training_set = record_data_lineage(ws, run, tables)
+        record_data_lineage(ws, run, tables, train_set)
         model, X_valid, auc = train(frame, run, params)
         log_artifacts(run, model, frame, tables)
         mv = register(ws, run, model, X_valid)
@@ -251,6 +266,11 @@ def main() -> int:
     for _, e in events.iterrows():
         print(f"     {e['at']:%H:%M:%S} {e['user']:<10} {e['action']:<5} {e['subject']:<10} "
               f"{e['from'] or '-':>10} -> {e['to'] or '-'}")
+
+    ws.features.materialize("player_loyalty", end=WINDOW_END + pd.Timedelta(days=1))
+    online = ws.features.online_reader([f"player_loyalty:{f}" for f in FEATURES])
+    row = online.lookup(np.array([1, 2, 3]), now_ms=int((WINDOW_END + pd.Timedelta(days=1)).timestamp() * 1000))
+    item("online, players 1-3", np.round(loaded.predict_proba(pd.DataFrame(row, columns=FEATURES))[:, 1], 3).tolist())
 
     say("5. Lineage: what is churn@champion made from?")
     up = ws.lineage.upstream(champion.lineage_ref)

@@ -36,7 +36,8 @@ struct LabelItem {
     }
 };
 
-// Best candidate per label row (by original label index).
+// Best candidate per label row, indexed by the row's position in the sorted label order (so the
+// gather reads each segment nearly sequentially).
 struct Best {
     std::vector<int32_t> seg;
     std::vector<uint32_t> row;
@@ -100,7 +101,7 @@ void walk(const LK& label_key, const SK& seg_key, const std::vector<uint32_t>& s
         if (lo >= hi) continue;
         const int64_t t = label_ts[li];
         while (p < hi && sev[p] <= t) ++p;
-        if (p > lo) best.offer(li, seg_index, uint32_t(p - 1), sev[p - 1], scr[p - 1]);
+        if (p > lo) best.offer(uint32_t(i), seg_index, uint32_t(p - 1), sev[p - 1], scr[p - 1]);
     }
 }
 
@@ -253,7 +254,10 @@ TrainingSet build(FeatureStore& store, const BatchView& labels, const std::vecto
         // TTL: a value older than the TTL at the label's time is null.
         if (spec.ttl_ms > 0)
             for (size_t i = 0; i < n; ++i)
-                if (best.seg[i] >= 0 && ts[i] - best.ev[i] > spec.ttl_ms) best.seg[i] = -1;
+                if (best.seg[i] >= 0 && ts[sorted[i]] - best.ev[i] > spec.ttl_ms) best.seg[i] = -1;
+        // Strings are appended in label order, so they need the candidates in label order.
+        std::vector<int32_t> seg_by_label;
+        std::vector<uint32_t> row_by_label;
 
         for (size_t f = 0; f < refs.size(); ++f) {
             if (refs[f].view != vname) continue;
@@ -263,10 +267,18 @@ TrainingSet build(FeatureStore& store, const BatchView& labels, const std::vecto
             Column& out = result.features.columns[f];
             detail::prepare_column(out, cs, n);
             if (cs.dtype == DType::String) {
-                detail::gather_strings(out, cols, best.seg.data(), best.row.data(), n);
+                if (seg_by_label.empty() && n) {
+                    seg_by_label.assign(n, -1);
+                    row_by_label.assign(n, 0);
+                    for (size_t i = 0; i < n; ++i) {
+                        seg_by_label[sorted[i]] = best.seg[i];
+                        row_by_label[sorted[i]] = best.row[i];
+                    }
+                }
+                detail::gather_strings(out, cols, seg_by_label.data(), row_by_label.data(), n);
             } else {
                 detail::parallel_for(n, kThreads, [&](size_t b, size_t e) {
-                    detail::gather(out, cols, best.seg.data(), best.row.data(), b, e);
+                    detail::gather(out, cols, best.seg.data(), best.row.data(), b, e, sorted.data());
                 });
             }
             detail::mask_if_needed(store, role, vname, cs, out);

@@ -61,29 +61,47 @@ void prepare_column(Column& out, const ColumnSpec& spec, size_t rows) {
     }
 }
 
+namespace {
+
+template <size_t W>
+void gather_fixed(uint8_t* dst, uint8_t* valid, size_t width, const std::vector<const ColumnView*>& cols,
+                  const int32_t* seg_of, const uint32_t* row_of, size_t begin, size_t end, const uint32_t* dest) {
+    const size_t w = W ? W : width;
+    for (size_t i = begin; i < end; ++i) {
+        const size_t o = dest ? dest[i] : i;
+        if (i + 8 < end) {
+            int32_t s8 = seg_of[i + 8];
+            if (s8 >= 0 && cols[size_t(s8)])
+                __builtin_prefetch(static_cast<const uint8_t*>(cols[size_t(s8)]->values) + size_t(row_of[i + 8]) * w);
+        }
+        const int32_t s = seg_of[i];
+        const ColumnView* c = s >= 0 ? cols[size_t(s)] : nullptr;
+        if (!c) {
+            valid[o] = 0;
+            std::memset(dst + o * w, 0, w);
+            continue;
+        }
+        const size_t r = row_of[i];
+        std::memcpy(dst + o * w, static_cast<const uint8_t*>(c->values) + r * w, w);
+        valid[o] = c->valid ? c->valid[r] : 1;
+    }
+}
+
+} // namespace
+
 void gather(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of, const uint32_t* row_of,
-            size_t begin, size_t end) {
+            size_t begin, size_t end, const uint32_t* dest) {
     const size_t width = dtype_width(out.dtype, out.dim);
     uint8_t* dst = out.values.data();
     uint8_t* valid = out.valid.data();
-    for (size_t i = begin; i < end; ++i) {
-        int32_t s = seg_of[i];
-        const ColumnView* c = s >= 0 ? cols[size_t(s)] : nullptr;
-        if (!c) {
-            valid[i] = 0;
-            std::memset(dst + i * width, 0, width);
-            continue;
-        }
-        size_t r = row_of[i];
-        const uint8_t* src = static_cast<const uint8_t*>(c->values) + r * width;
-        if (width == 8)
-            std::memcpy(dst + i * 8, src, 8);
-        else if (width == 4)
-            std::memcpy(dst + i * 4, src, 4);
-        else
-            std::memcpy(dst + i * width, src, width);
-        valid[i] = c->valid ? c->valid[r] : 1;
-    }
+    if (width == 8)
+        gather_fixed<8>(dst, valid, 8, cols, seg_of, row_of, begin, end, dest);
+    else if (width == 4)
+        gather_fixed<4>(dst, valid, 4, cols, seg_of, row_of, begin, end, dest);
+    else if (width == 1)
+        gather_fixed<1>(dst, valid, 1, cols, seg_of, row_of, begin, end, dest);
+    else
+        gather_fixed<0>(dst, valid, width, cols, seg_of, row_of, begin, end, dest);
 }
 
 void gather_strings(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of,

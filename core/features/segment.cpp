@@ -131,10 +131,17 @@ void write_segment(Sink& sink, const BatchView& batch, const std::vector<uint32_
                 for (size_t start = 0; start < rows; start += chunk) {
                     size_t end = std::min(rows, start + chunk);
                     uint8_t* dst = scratch.data();
+                    // Random reads: prefetch a few rows ahead to keep several cache misses in flight.
                     if (width == 8) {
-                        for (size_t i = start; i < end; ++i, dst += 8) std::memcpy(dst, src + size_t(order[i]) * 8, 8);
+                        for (size_t i = start; i < end; ++i, dst += 8) {
+                            if (i + 16 < end) __builtin_prefetch(src + size_t(order[i + 16]) * 8);
+                            std::memcpy(dst, src + size_t(order[i]) * 8, 8);
+                        }
                     } else if (width == 4) {
-                        for (size_t i = start; i < end; ++i, dst += 4) std::memcpy(dst, src + size_t(order[i]) * 4, 4);
+                        for (size_t i = start; i < end; ++i, dst += 4) {
+                            if (i + 16 < end) __builtin_prefetch(src + size_t(order[i + 16]) * 4);
+                            std::memcpy(dst, src + size_t(order[i]) * 4, 4);
+                        }
                     } else {
                         for (size_t i = start; i < end; ++i, dst += width) std::memcpy(dst, src + size_t(order[i]) * width, width);
                     }

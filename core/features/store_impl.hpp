@@ -51,10 +51,11 @@ RowKeys batch_keys(const ViewSpec& spec, const BatchView& batch, const char* wha
 //! Keys of a stored segment (the encoded form cached per segment).
 RowKeys segment_keys(FeatureStore& store, const ViewSpec& spec, int64_t seg_id, const Segment& seg);
 
-//! out = column `spec` gathered from segments: row i comes from cols[seg_of[i]] at row_of[i]
-//! (seg_of[i] < 0 or a missing column gives null). Rows [begin, end) only; `out` must be sized.
+//! out = column `spec` gathered from segments: for i in [begin, end), output row dest[i] (or i when
+//! dest is null) comes from cols[seg_of[i]] at row_of[i] (seg_of[i] < 0 or a missing column gives
+//! null). `out` must be sized (prepare_column).
 void gather(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of, const uint32_t* row_of,
-            size_t begin, size_t end);
+            size_t begin, size_t end, const uint32_t* dest = nullptr);
 //! Allocates `out` for `rows` rows of `spec`'s type (strings are appended by gather_strings).
 void prepare_column(Column& out, const ColumnSpec& spec, size_t rows);
 //! Strings need a sequential pass: gathers the whole column.
