@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -216,6 +217,17 @@ def promote(ws, mv, auc: float) -> str:
     return f"v{mv.version} replaces v{current} as champion (AUC {auc:.4f} vs {current_auc:.4f})"
 
 
+def show_cli(ws, *args: str) -> None:
+    """Runs `keel --workspace WS ARGS` (as `python -m keel`) and shows its output and exit code."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-m", "keel", "--workspace", ws.path, *args], capture_output=True,
+                         text=True, env=env)
+    print(f"   $ keel {' '.join(args)}")
+    for line in (out.stdout + out.stderr).rstrip().splitlines():
+        print(f"     {line}")
+    print(f"     (exit code {out.returncode})")
+
+
 # ------------------------------------------------------------------------------------------- main
 
 def main() -> int:
@@ -278,10 +290,11 @@ def main() -> int:
     for edge in up.edges:
         print(f"   {'  ' * (edge['depth'] - 1)}{short(edge['to'])} <-{edge['kind']}- {short(edge['from'])}")
 
-    say("6. From a CI script")
-    print(f"   keel --workspace {ws.path} models show {MODEL}@champion --json")
-    print(f"   keel --workspace {ws.path} models promote {MODEL} {mv.version} --alias champion")
-    print(f"   keel --workspace {ws.path} lineage upstream {champion.lineage_ref}")
+    say("6. The same from a CI script: the keel command")
+    show_cli(ws, "models", "list")
+    show_cli(ws, "models", "show", "churn/999")
+    print(f"   (also: keel models promote {MODEL} {mv.version} --alias champion --stage Production, "
+          f"keel lineage upstream {champion.lineage_ref} --json, keel runs list --experiment {EXPERIMENT})")
     n = len(ws.models.versions(MODEL))
     print(f"\nDone in {time.perf_counter() - started:.1f} s. '{MODEL}' has {n} version{'s' * (n != 1)}; "
           "run `make demo` again to train, gate and promote another.")

@@ -250,3 +250,18 @@ TEST_F(RegistryTest, ConcurrentProcessesGetDistinctConsecutiveNumbers) {
     ASSERT_EQ(all.size(), size_t(kProcs * kEach));
     for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, int64_t(i + 1));
 }
+
+TEST_F(RegistryTest, TamperedArtifactIsCorruptOnLoad) {
+    auto v = add("churn");
+    auto path = ws->artifacts().path_of(v.digest);
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+    {
+        std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(0);
+        f.put('X');
+    }
+    auto e = error_of([&] { reg.load_artifact("churn/1"); });
+    EXPECT_EQ(e.kind(), ErrorKind::Corrupt);
+    EXPECT_TRUE(contains(e.what(), v.digest)) << e.what();
+    EXPECT_EQ(reg.resolve("churn/1").digest, v.digest); // metadata still resolves
+}
