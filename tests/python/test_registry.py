@@ -249,3 +249,24 @@ def test_version_links_back_to_its_run(ws):
     assert mv.run_id == run.id
     assert mv.run.metrics["auc"] == pytest.approx(0.75)
     assert ws.models.register("churn", b"x").run is None
+
+
+def test_concurrent_alias_moves_keep_an_unbroken_audit_chain(ws):
+    for payload in (b"1", b"2", b"3", b"4"):
+        ws.models.register("churn", payload)
+    script = textwrap.dedent(f"""
+        import sys
+        import keel
+        ws = keel.open({ws.path!r})
+        me = int(sys.argv[1])
+        for i in range(40):
+            ws.models.set_alias("churn", "champion", version=1 + (me + i) % 4)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(p)], env=dict(os.environ)) for p in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    events = ws.models.events("churn")
+    assert len(events) > 4
+    # every move starts where the previous one ended: no read-modify-write race lost an update
+    assert events["from"].iloc[0] == ""
+    assert list(events["from"].iloc[1:]) == list(events["to"].iloc[:-1])
+    assert ws.models.get("churn@champion").version == int(events["to"].iloc[-1])
