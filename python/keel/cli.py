@@ -332,10 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _as_of(value: str | None):
+def _as_of(value: str | None) -> int | None:
+    """--as-of as ms since the epoch: digits are ms already; an ISO time without a zone is local time."""
     if value is None:
         return None
-    return int(value) if value.isdigit() else value
+    if value.isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.InvalidArgument(f"--as-of '{value}' is not a time: use ISO 8601 such as 2026-11-01 or "
+                                     "2026-11-01T12:00:00+00:00, or ms since the epoch") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return int(when.timestamp() * 1000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

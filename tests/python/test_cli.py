@@ -132,6 +132,13 @@ def test_lineage_upstream_and_downstream(registry_ws):
     assert out.returncode == 0, out.stderr
     assert "run:run1 -produced-> model:churn/1" in out.stdout
     assert "version_of" not in out.stdout  # depth 1 stops after the first hop
+    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2020-01-01", "--json", workspace=ws.path)
+    assert out.returncode == keel.NotFound.exit_code and "did not exist yet" in out.stderr  # nothing existed then
+    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2999-01-01T00:00:00+00:00", "--json",
+                   workspace=ws.path)
+    assert json.loads(out.stdout)["edges"] == up["edges"]
+    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "yesterday", workspace=ws.path)
+    assert out.returncode == keel.InvalidArgument.exit_code and "'yesterday'" in out.stderr
 
 
 def test_help_and_version():
