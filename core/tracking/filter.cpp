@@ -112,7 +112,7 @@ std::vector<Token> tokenize(std::string_view s) {
 std::string attribute_name(std::string_view name) {
     std::string n = lower(name);
     if (n == "status" || n == "user" || n == "start_time" || n == "end_time" || n == "run_id" ||
-        n == "experiment")
+        n == "experiment" || n == "parent_id")
         return n;
     if (n == "name" || n == "run_name") return "name";
     if (n == "id") return "run_id";
@@ -175,7 +175,7 @@ public:
                     std::string a = attribute_name(name);
                     if (a.empty())
                         bad(s_, k.pos, k.raw,
-                            "unknown attribute: use status, name, run_id, user, start_time, end_time or experiment");
+                            "unknown attribute: use status, name, run_id, parent_id, user, start_time, end_time or experiment");
                     name = a;
                 }
                 return;
@@ -184,7 +184,7 @@ public:
             if (a.empty())
                 bad(s_, t.pos, t.raw,
                     fmt::format("expected {}: metrics.<key>, params.<key>, tags.<key>, or an attribute "
-                                "(status, name, run_id, user, start_time, end_time, experiment)",
+                                "(status, name, run_id, parent_id, user, start_time, end_time, experiment)",
                                 context));
             entity = Entity::Attribute;
             name = a;

@@ -25,6 +25,7 @@ const char* attribute_column(std::string_view name) {
     if (name == "start_time") return "r.start_time";
     if (name == "end_time") return "r.end_time";
     if (name == "experiment") return "e.name";
+    if (name == "parent_id") return "p.run_id";
     throw_error(ErrorKind::InvalidArgument, "unknown run attribute '{}'", name);
 }
 
@@ -102,6 +103,12 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
     // hold one row per run and key, so their cost does not depend on metric history length.
     std::map<std::string, std::string> metric_alias; // metric key -> alias of its inner join
     for (const auto& t : terms) {
+        if (t.entity == Entity::Attribute && t.key == "parent_id" && t.op == "=") {
+            // Children of one run: through the parent index rather than a scan.
+            b.where += " AND r.parent_id = (SELECT id FROM tracking_runs WHERE run_id = ?)";
+            b.where_binds.emplace_back(std::get<std::string>(t.value));
+            continue;
+        }
         if (t.entity == Entity::Attribute) {
             b.where += " AND ";
             b.comparison(b.where, b.where_binds, attribute_column(t.key), t);

@@ -224,6 +224,10 @@ class Run:
         self._t.delete_tag(self._id, key)
         self._stale = True
 
+    def children(self) -> RunList:
+        """The runs nested under this one (``parent=`` this run), newest first."""
+        return self._runs.search(filter=f"parent_id = '{self._id}'", max_results=50_000)
+
     def metric_history(self, key: str) -> pd.DataFrame:
         """Every point of a metric: a DataFrame with columns step, value, timestamp (ms)."""
         import pandas as pd

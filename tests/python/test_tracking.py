@@ -76,6 +76,8 @@ def test_nested_runs(ws):
     children = [r for r in ws.runs.search(experiment="sweep") if r.parent_id == parent.id]
     assert sorted(r.name for r in children) == ["lr=0.1", "lr=0.2"]
     assert ws.runs.get(parent.id).parent_id is None
+    assert sorted(r.name for r in parent.children()) == ["lr=0.1", "lr=0.2"]
+    assert len(ws.runs.search(filter=f"parent_id = '{parent.id}' and params.lr = '0.2'")) == 1
     with pytest.raises(keel.NotFound, match="nope"):
         ws.start_run(experiment="sweep", parent="nope")
 

@@ -18,7 +18,7 @@ enum class Entity { Metric, Param, Tag, Attribute };
 //!   term    := key op value | key [NOT] IN '(' string (',' string)* ')'
 //!   key     := (metrics|params|tags|attributes) '.' name | attribute
 //!   name    := identifier | `back quoted` | "double quoted"
-//!   attribute := status | name | run_name | run_id | user | start_time | end_time | experiment
+//!   attribute := status | name | run_name | run_id | parent_id | user | start_time | end_time | experiment
 //!   op      := = | != | < | <= | > | >= | LIKE | ILIKE
 //!   value   := number (metrics, start_time, end_time) | 'string' (everything else)
 struct Term {
