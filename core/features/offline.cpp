@@ -9,6 +9,7 @@
 #include "store_impl.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <set>
@@ -254,6 +255,28 @@ struct SortItem {
     }
 };
 
+// Removes what a crashed ingest left behind in a view's folder: temporary files and segment files
+// that were never registered, once they are an hour old (a live ingest finishes long before).
+void sweep_orphans(storage::Workspace& ws, const std::string& view, int64_t version, const fs::path& dir) {
+    std::set<std::string> registered;
+    {
+        auto& db = ws.db();
+        auto guard = db.lock();
+        auto st = db.prepare("SELECT file FROM features_segments WHERE view = ? AND version = ?");
+        st.bind_all(view, version);
+        while (st.step()) registered.insert(fs::path(st.text(0)).filename().string());
+    }
+    std::error_code ec;
+    const auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(1);
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string file = entry.path().filename().string();
+        if (registered.count(file)) continue;
+        std::error_code ec2;
+        auto mtime = fs::last_write_time(entry.path(), ec2);
+        if (!ec2 && mtime < cutoff) fs::remove(entry.path(), ec2);
+    }
+}
+
 // Sorts on two threads: each half, then a merge.
 template <typename T>
 void sort2(std::vector<T>& items) {
@@ -345,9 +368,36 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
     std::vector<uint32_t> order(rows);
     if (keys.is_int) {
         std::vector<SortItem> items(rows);
-        for (size_t i = 0; i < rows; ++i) items[i] = {keys.ints[i], evs[i], crs[i], uint32_t(i)};
-        sort2(items);
-        for (size_t i = 0; i < rows; ++i) order[i] = items[i].idx;
+        int64_t kmin = INT64_MAX, kmax = INT64_MIN;
+        for (size_t i = 0; i < rows; ++i) {
+            items[i] = {keys.ints[i], evs[i], crs[i], uint32_t(i)};
+            kmin = std::min(kmin, keys.ints[i]);
+            kmax = std::max(kmax, keys.ints[i]);
+        }
+        const uint64_t range = uint64_t(kmax) - uint64_t(kmin);
+        if (rows > 1 && range < (uint64_t(1) << 26) && range <= 4 * uint64_t(rows)) {
+            // Dense integer ids (the common case): bucket by key in O(n), then sort each key's rows
+            // (contiguous and small) by (event, created, input order).
+            std::vector<uint32_t> start(range + 2, 0);
+            for (size_t i = 0; i < rows; ++i) ++start[uint64_t(items[i].key - kmin) + 1];
+            for (size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
+            std::vector<SortItem> bucketed(rows);
+            {
+                std::vector<uint32_t> pos(start.begin(), start.end() - 1);
+                for (size_t i = 0; i < rows; ++i) bucketed[pos[uint64_t(items[i].key - kmin)]++] = items[i];
+            }
+            items.clear();
+            items.shrink_to_fit();
+            detail::parallel_for(range + 1, 2, [&](size_t b, size_t e) {
+                for (size_t k = b; k < e; ++k)
+                    if (start[k + 1] - start[k] > 1)
+                        std::sort(bucketed.begin() + start[k], bucketed.begin() + start[k + 1]);
+            });
+            for (size_t i = 0; i < rows; ++i) order[i] = bucketed[i].idx;
+        } else {
+            sort2(items);
+            for (size_t i = 0; i < rows; ++i) order[i] = items[i].idx;
+        }
     } else {
         std::iota(order.begin(), order.end(), 0u);
         const auto& ks = *keys.strs;
@@ -368,6 +418,7 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
                    fmt::format("{}-{}.kseg", now_ms(), random_hex_id().substr(0, 8));
     fs::path full = ws_->module_dir("features") / rel;
     fs::create_directories(full.parent_path());
+    sweep_orphans(*ws_, name, spec.version, full.parent_path());
     Segment::write(full, out, order);
     try {
         auto& db = ws_->db();
