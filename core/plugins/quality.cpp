@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <regex.h>
@@ -127,8 +128,43 @@ struct ColumnState {
         sorted.reserve(col->length);
         for (size_t i = 0; i < col->length; ++i)
             if (valid(i)) sorted.push_back(number(i));
-        std::sort(sorted.begin(), sorted.end());
+        radix_sort(sorted);
         return sorted;
+    }
+    // LSD radix sort on an order-preserving bit image of the doubles: 4 passes of 16 bits, several
+    // times faster than std::sort on millions of values.
+    static void radix_sort(std::vector<double>& v) {
+        const size_t n = v.size();
+        if (n < 4096) {
+            std::sort(v.begin(), v.end());
+            return;
+        }
+        std::vector<uint64_t> a(n), b(n);
+        for (size_t i = 0; i < n; ++i) {
+            uint64_t bits;
+            std::memcpy(&bits, &v[i], 8);
+            a[i] = (bits >> 63) ? ~bits : (bits | (uint64_t(1) << 63));
+        }
+        std::vector<size_t> count(65536);
+        for (int pass = 0; pass < 4; ++pass) {
+            int shift = pass * 16;
+            std::fill(count.begin(), count.end(), 0);
+            for (size_t i = 0; i < n; ++i) ++count[(a[i] >> shift) & 0xFFFF];
+            if (count[(a[0] >> shift) & 0xFFFF] == n) continue;  // all equal in this digit
+            size_t sum = 0;
+            for (auto& c : count) {
+                size_t t = c;
+                c = sum;
+                sum += t;
+            }
+            for (size_t i = 0; i < n; ++i) b[count[(a[i] >> shift) & 0xFFFF]++] = a[i];
+            a.swap(b);
+        }
+        for (size_t i = 0; i < n; ++i) {
+            uint64_t k = a[i];
+            uint64_t bits = (k >> 63) ? (k & ~(uint64_t(1) << 63)) : ~k;
+            std::memcpy(&v[i], &bits, 8);
+        }
     }
     double quantile(double q) {
         const auto& v = sorted_values();
@@ -341,9 +377,23 @@ int col_allowed_share(lua_State* L) {
             if (const char* p = lua_tolstring(L, -1, &len)) keep.emplace_back(p, len);
             lua_pop(L, 1);
         }
-        std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
-        for (size_t i = 0; i < s.col->length; ++i)
-            if (s.valid(i)) ++count, ok += allowed.count(s.str(i));
+        if (keep.size() <= 16) {
+            // Small sets (the usual case): length check and memcmp beat hashing every value.
+            for (size_t i = 0; i < s.col->length; ++i) {
+                if (!s.valid(i)) continue;
+                ++count;
+                std::string_view v = s.str(i);
+                for (const auto& k : keep)
+                    if (k.size() == v.size() && std::memcmp(k.data(), v.data(), v.size()) == 0) {
+                        ++ok;
+                        break;
+                    }
+            }
+        } else {
+            std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
+            for (size_t i = 0; i < s.col->length; ++i)
+                if (s.valid(i)) ++count, ok += allowed.count(s.str(i));
+        }
     }
     lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
     return 1;

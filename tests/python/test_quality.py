@@ -101,3 +101,20 @@ def test_broken_rules_report_errors_not_passes(df, tmp_path):
 def test_severity_is_validated():
     with pytest.raises(keel.InvalidArgument, match="severity 'fatal'"):
         quality.rule("plugins/quality/range.lua", severity="fatal")
+
+
+def test_large_columns_sorted_stats_match_numpy(tmp_path):
+    # > 4096 values: the radix-sort path, with negatives, zeros of both signs, duplicates and NaNs
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 1e6, 20000), [-0.0, 0.0, -1e300, 1e300], rng.integers(-50, 50, 5000)])
+    x[::97] = np.nan
+    df = pd.DataFrame({"x": x})
+    rule = tmp_path / "plugins" / "q.lua"
+    rule.parent.mkdir()
+    rule.write_text("function check(batch, ctx)\n  local c = batch:column('x')\n"
+                    "  return {status='pass', observed={q=c:quantile({0, 0.01, 0.5, 0.99, 1}), d=c:distinct_count()}}\n"
+                    "end\n")
+    (res,) = quality.check(df, [quality.rule(rule)]).results
+    s = pd.Series(x).dropna()
+    assert res["observed"]["q"] == pytest.approx(list(s.quantile([0, 0.01, 0.5, 0.99, 1])))
+    assert res["observed"]["d"] == s.nunique()
