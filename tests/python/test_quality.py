@@ -118,3 +118,17 @@ def test_large_columns_sorted_stats_match_numpy(tmp_path):
     s = pd.Series(x).dropna()
     assert res["observed"]["q"] == pytest.approx(list(s.quantile([0, 0.01, 0.5, 0.99, 1])))
     assert res["observed"]["d"] == s.nunique()
+
+
+def test_large_int_columns_sorted_stats_match_numpy(tmp_path):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.integers(-2**62, 2**62, 10000), rng.integers(-5, 5, 10000), [0, -1, 2**40]])
+    df = pd.DataFrame({"x": x})
+    rule = tmp_path / "plugins" / "q.lua"
+    rule.parent.mkdir()
+    rule.write_text("function check(batch, ctx)\n  local c = batch:column('x')\n"
+                    "  return {status='pass', observed={q=c:quantile({0, 0.5, 1}), d=c:distinct_count()}}\nend\n")
+    (res,) = quality.check(df, [quality.rule(rule)]).results
+    s = pd.Series(x)
+    assert res["observed"]["q"] == pytest.approx([float(s.min()), float(s.astype(float).quantile(0.5)), float(s.max())])
+    assert res["observed"]["d"] == s.nunique()

@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import LinearRegression
+
+import keel
+
+T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def constant(value):
+    """A model answering one number (so tests can tell versions apart); loadable in any process."""
+    return DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [value, value])
+
+
+def broken():
+    """A model that fails on the endpoint's input (it expects 3 features, gets 2)."""
+    return LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+
+
+@pytest.fixture
+def served(ws):
+    fs = ws.features
+    fs.entity("player", join_keys=["player_id"])
+    fv = fs.feature_view("activity", entities=["player"], schema={"sessions": "int64", "spend": "float64"})
+    n = 200
+    fv.ingest(pd.DataFrame({"player_id": np.arange(n), "event_timestamp": T0, "sessions": np.arange(n) % 7,
+                            "spend": np.arange(n) * 1.0}))
+    fs.materialize("activity")
+    lr = LinearRegression().fit(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([0.0, 1.0, 2.0]))
+    ws.models.log_model(None, lr, "churn")                 # churn/1: sessions + 2 * spend
+    ws.models.log_model(None, constant(-1.0), "churn")     # churn/2
+    ws.models.set_alias("churn", "champion", 1)
+    ws.models.set_alias("churn", "challenger", 2)
+    return ws
+
+
+def define(ws, **kw):
+    d = dict(routing="plugins/routing/sticky.lua",
+             variants={"champion": ("churn@champion", 0.5), "challenger": ("churn@challenger", 0.5)},
+             features=["activity:sessions", "activity:spend"])
+    d.update(kw)
+    return ws.endpoint("churn", refresh_interval=0, **d)
+
+
+def test_predict_routes_looks_up_features_and_logs(served):
+    ep = define(served)
+    out = ep.predict({"player_id": 10, "tenant": "studio-a"})
+    assert set(out) == {"prediction", "variant", "model", "version"}
+    if out["variant"] == "champion":
+        assert out["model"] == "churn/1" and out["prediction"] == pytest.approx(3 + 2 * 10.0)
+    else:
+        assert out["model"] == "churn/2" and out["prediction"] == -1.0
+    assert ep.predict({"player_id": 10})["variant"] == out["variant"]  # sticky
+    batch = ep.predict_batch([{"player_id": i, "tenant": "studio-b"} for i in range(100)])
+    assert {b["variant"] for b in batch} == {"champion", "challenger"}
+    for i, b in enumerate(batch):
+        assert b["prediction"] == (pytest.approx((i % 7) + 2.0 * i) if b["variant"] == "champion" else -1.0)
+        single = ep.predict({"player_id": i})
+        assert single["prediction"] == pytest.approx(b["prediction"]) and single["model"] == b["model"]
+    a = ep.assignments().to_pandas()
+    assert len(a) == 202 and set(a.columns) >= {"ts", "key", "tenant", "variant", "model", "version", "prediction"}
+    assert a.iloc[0].tenant == "studio-a" and a.iloc[0].key == "10"
+
+
+def test_definition_is_saved_reopened_and_revised(served):
+    ep = define(served)
+    assert ep.revision == 1
+    assert define(served).revision == 1                  # same definition: no new revision
+    again = served.endpoint("churn")
+    assert again.weights == {"champion": 0.5, "challenger": 0.5}
+    ep.set_weights({"challenger": 0.0})
+    assert ep.revision == 2 and all(ep.predict({"player_id": i})["variant"] == "champion" for i in range(50))
+    again.refresh()                                       # another host picks the new weights up
+    assert again.revision == 2 and again.weights["challenger"] == 0.0
+    code = textwrap.dedent(f"""
+        import keel, json
+        ws = keel.open({served.path!r})
+        ep = ws.endpoint("churn")
+        print(json.dumps([ep.revision, ep.weights, ep.predict({{"player_id": 3}})["variant"]]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [2, {"champion": 0.5, "challenger": 0.0}, "champion"]
+    assert list(ep.revisions().revision) == [1, 2]
+    with pytest.raises(keel.InvalidArgument, match="unknown variant 'nope'"):
+        ep.set_weights({"nope": 1})
+    with pytest.raises(keel.NotFound, match="endpoint 'other'"):
+        served.endpoint("other")
+
+
+def test_alias_move_takes_effect_without_restart(served):
+    ep = define(served, variants={"champion": ("churn@champion", 1.0)})
+    assert ep.predict({"player_id": 5})["model"] == "churn/1"
+    served.models.set_alias("churn", "champion", 2)
+    out = ep.predict({"player_id": 5})
+    assert out["model"] == "churn/2" and out["prediction"] == -1.0
+
+
+def test_routing_failure_falls_back_and_shadow_never_reaches_response(served, tmp_path):
+    plugin = tmp_path / "plugins" / "bad.lua"
+    plugin.parent.mkdir()
+    plugin.write_text("function route(req, ctx) error('boom') end\n")
+    ep = define(served, routing=str(plugin), default="challenger")
+    out = ep.predict({"player_id": 1})
+    assert out["variant"] == "challenger" and ep.stats()["fallbacks"] == 1
+    served.models.log_model(None, broken(), "broken")
+    sh = served.endpoint("shadowed", refresh_interval=0, routing="plugins/routing/shadow.lua",
+                         variants={"champion": ("churn/1", 1), "challenger": ("broken/1", 0)},
+                         features=["activity:sessions", "activity:spend"])
+    out = sh.predict({"player_id": 2})
+    assert out["variant"] == "champion" and out["prediction"] == pytest.approx(2 + 4.0)
+    assert sh.stats()["shadow_errors"] == 1
+    ok = served.endpoint("mirrored", refresh_interval=0, routing="plugins/routing/shadow.lua",
+                         variants={"champion": ("churn/1", 1), "challenger": ("churn/2", 0)},
+                         features=["activity:sessions", "activity:spend"])
+    ok.predict({"player_id": 2})
+    a = ok.assignments().to_pandas()
+    assert list(a.shadow) == [False, True] and list(a.variant) == ["champion", "challenger"]
+
+
+def test_compare_variants_with_confidence_interval(served):
+    ep = define(served)
+    ep.predict_batch([{"player_id": i} for i in range(200)])
+    a = ep.assignments().to_pandas()
+    outcome = pd.DataFrame({"player_id": range(200)})
+    lift = a.drop_duplicates("key").set_index("key").variant.map({"champion": 0.0, "challenger": 1.0})
+    outcome["churned"] = [lift[str(i)] + (i % 2) * 0.1 for i in range(200)]
+    cmp = ep.compare(outcome, "churned")
+    row = cmp.set_index("variant").loc["challenger"]
+    assert row.diff_vs_control == pytest.approx(1.0, abs=0.05) and row.ci_low < 1.0 < row.ci_high
+    assert cmp.set_index("variant").loc["champion"].control
+
+
+def test_data_issue_routes_away_when_configured(served):
+    ep = define(served, config={"avoid_data_issues": True})
+    served.lineage.add_edge("feature_view:activity", "feeds", "model:churn/2")
+    from keel import quality
+    c = quality.checks(served, "feature_view:activity")
+    c.add_rule("plugins/quality/range.lua", column="spend", max=-1, severity="warn")
+    c.run(pd.DataFrame({"spend": [1.0]}))
+    ep.refresh()
+    assert ep.stats()["issues"] == ["challenger"]
+    assert all(ep.predict({"player_id": i})["variant"] == "champion" for i in range(40))
