@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 namespace fs = std::filesystem;
 using keel::Error;
@@ -206,4 +207,31 @@ TEST_F(TrackingTest, ArtifactsAndLineage) {
     EXPECT_TRUE(artifact);
     EXPECT_TRUE(experiment);
     EXPECT_EQ(expect_error([&] { tracker.log_artifact(run.id, dir / "missing"); }).kind(), ErrorKind::NotFound);
+}
+
+TEST_F(TrackingTest, ThreadsSharingOneTrackerLoseNothing) {
+    auto run = start();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 500; ++i) tracker.log_metric(run.id, "m", i, t * 1000 + i);
+        });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(tracker.metric_history(run.id, "m").size(), 2000u);
+    EXPECT_DOUBLE_EQ(tracker.get_run(run.id).metrics.at("m"), 499.0);
+}
+
+TEST_F(TrackingTest, LikeTreatsGlobCharactersLiterally) {
+    auto a = start("exp", "a*b");
+    auto b = start("exp", "axb");
+    SearchQuery q;
+    q.filter = "name LIKE 'a*%'";
+    EXPECT_EQ(names(tracker.search(q)), std::vector<std::string>{"a*b"});
+    q.filter = "name LIKE 'a_b'";
+    q.order_by = {"name"};
+    EXPECT_EQ(names(tracker.search(q)), (std::vector<std::string>{"a*b", "axb"}));
+    q.filter = "name NOT IN ('a*b')";
+    EXPECT_EQ(names(tracker.search(q)), std::vector<std::string>{"axb"});
+    q.filter = "parent_id = 'nobody'";
+    EXPECT_TRUE(tracker.search(q).empty());
 }
