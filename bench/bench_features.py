@@ -192,8 +192,7 @@ def bench_feast(tmp, keel_ws_unused):
     # Keel on the same data.
     ws, fv, t_ki = keel_setup(os.path.join(tmp, "keel_feast"), feats)
     ws.features.feature_view("activity", entities=["player"], ttl="3650d", schema={f: "float64" for f in FEATS})
-    results.append((f"ingest rows/s (Feast: write its parquet source, {len(feats):,} rows)",
-                    f"{len(feats) / t_fi:,.0f}", "", "", ""))
+    record(f"ingest {len(feats):,} rows (Feast: write its parquet source)", t_ki, "Feast (parquet write)", t_fi)
     t_keel, k = timed(lambda: keel_join(ws, labels), repeat=2)
 
     ent_df = labels.reset_index().rename(columns={"index": "label_id"})

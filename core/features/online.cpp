@@ -189,7 +189,14 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         for (auto& w : rs)
             if (auto r = w.lock()) live.push_back(r);
     }
-    for (auto& r : live) r->refresh();
+    for (auto& r : live) {
+        try {
+            r->refresh();
+        } catch (const Error&) {
+            // A reader whose plan cannot be rebuilt (a view moved to a version not yet
+            // materialized) keeps its last good snapshot; its owner sees the error on refresh().
+        }
+    }
     return result;
 }
 

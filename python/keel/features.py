@@ -666,6 +666,7 @@ class FeatureStore:
     def __init__(self, workspace):
         self._ws = workspace
         self._native = _core.FeatureStore(workspace._native)
+        self._readers: dict[tuple, object] = {}
 
     # --- definitions ------------------------------------------------------------------------
     def entity(self, name: str, join_keys: Sequence[str] | Mapping[str, str] | None = None,
@@ -777,12 +778,23 @@ class FeatureStore:
         name = view.name if isinstance(view, FeatureView) else view
         return self._native.materialize(name, _ms_of(end))
 
-    def get_online(self, features: Sequence[str], *, now=None, **keys):
+    def get_online(self, features: Sequence[str], *, now=None, as_numpy: bool = False, **keys):
         """Online values for the given entities as a DataFrame: the key columns, each feature, and
         per view ``<view>__event_timestamp``, ``<view>__age_ms`` and ``<view>__stale`` (values older
-        than the TTL come back null with stale=True)."""
+        than the TTL come back null with stale=True).
+
+        ``as_numpy=True`` (numeric features, one int64 key) returns the float64 matrix of
+        :meth:`online_reader` instead, NaN where missing or stale; the reader is cached."""
         if isinstance(features, str):
             features = [features]
+        if as_numpy:
+            if len(keys) != 1:
+                raise InvalidArgument("get_online(as_numpy=True) takes exactly one join key, e.g. player_id=[...]")
+            reader = self._readers.get(tuple(features))
+            if reader is None:
+                reader = self._readers[tuple(features)] = self.online_reader(list(features))
+            ids = np.ascontiguousarray(np.atleast_1d(np.asarray(next(iter(keys.values())), dtype=np.int64)))
+            return reader.lookup(ids, now_ms=_ms_of(now))
         join_keys: list[dict] = []
         for f in features:
             for k in self._native.view(f.split(":", 1)[0])["join_keys"]:

@@ -351,6 +351,10 @@ def test_materialize_get_online_and_reader(ws, fs, fv):
     assert m.shape == (4, 3) and m.dtype == np.float64
     assert m[0, 0] == 2 and m[0, 1] == 3.0 and np.isnan(m[1:, :]).all()
 
+    fast = fs.get_online(["activity:sessions", "activity:spend", "activity:level"], player_id=[1, 2, 3, 7],
+                         now=now, as_numpy=True)
+    np.testing.assert_array_equal(fast, m)
+
     key = reader.snapshot_key
     r2 = fs.materialize("activity", end=day(10))  # incremental: only the day-9 row is new
     assert r2["changed"] == 1 and r2["entities"] == 3
