@@ -138,6 +138,27 @@ std::string generated_name() {
     return fmt::format("{}-{}-{}", kAdj[gen() % 16], kNoun[gen() % 16], gen() % 1000);
 }
 
+// An artifact path stays inside the run: relative, '/'-separated, no '.' or '..' parts, so a
+// download never writes outside its destination.
+std::string clean_artifact_path(std::string_view path) {
+    std::string out;
+    size_t i = 0;
+    while (i <= path.size()) {
+        size_t j = path.find_first_of("/\\", i);
+        if (j == std::string_view::npos) j = path.size();
+        std::string_view part = path.substr(i, j - i);
+        if (part == "..")
+            throw_error(ErrorKind::InvalidArgument,
+                        "artifact path '{}' climbs out of the run with '..': use a path inside the run", path);
+        if (!part.empty() && part != ".") {
+            if (!out.empty()) out += '/';
+            out += part;
+        }
+        i = j + 1;
+    }
+    return out;
+}
+
 std::string join_path(std::string_view a, std::string_view b) {
     std::string out(a);
     while (!out.empty() && out.back() == '/') out.pop_back();
@@ -446,8 +467,10 @@ std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const 
     auto status = fs::status(local, ec);
     if (ec || !fs::exists(status))
         throw_error(ErrorKind::NotFound, "cannot log artifact '{}': no such file or directory", local.string());
-    std::string base = local.filename().string();
-    if (base.empty() || base == ".") base = local.parent_path().filename().string();
+    std::string prefix = clean_artifact_path(artifact_path);
+    fs::path absolute = fs::absolute(local).lexically_normal();
+    std::string base = absolute.filename().string();
+    if (base.empty() || base == ".") base = absolute.parent_path().filename().string();
     // Collect (relative path, file) first, store blobs outside the transaction (content-addressed,
     // so a crash leaves at worst an unreferenced blob), then record them all in one transaction.
     std::vector<std::pair<std::string, fs::path>> files;
@@ -455,12 +478,12 @@ std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const 
         fs::path root = local;
         for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
             if (!it->is_regular_file()) continue;
-            files.emplace_back(join_path(join_path(artifact_path, base), fs::relative(it->path(), root).generic_string()),
+            files.emplace_back(join_path(join_path(prefix, base), fs::relative(it->path(), root).generic_string()),
                                it->path());
         }
         std::sort(files.begin(), files.end());
     } else {
-        files.emplace_back(join_path(artifact_path, base), local);
+        files.emplace_back(join_path(prefix, base), local);
     }
     {
         auto guard = ws_.db().lock();

@@ -226,6 +226,16 @@ def test_tampered_artifact_download_raises_corrupt(ws, tmp_path):
     assert not (tmp_path / "dl" / "m.bin").exists()
 
 
+def test_artifact_paths_stay_inside_the_run(ws, tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    run = ws.start_run()
+    with pytest.raises(keel.InvalidArgument, match="'..'"):
+        run.log_artifact(tmp_path / "f.txt", artifact_path="../../escape")
+    assert run.log_artifact(tmp_path / "f.txt", artifact_path="/abs/./dir/")[0]["path"] == "abs/dir/f.txt"
+    run.download_artifacts(tmp_path / "dl")
+    assert (tmp_path / "dl" / "abs" / "dir" / "f.txt").read_text() == "x"
+
+
 def test_log_missing_artifact_is_not_found(ws, tmp_path):
     run = ws.start_run()
     with pytest.raises(keel.NotFound, match="nothing-here"):
