@@ -8,6 +8,8 @@
 #include "keel/storage/workspace.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -78,10 +80,41 @@ CREATE TABLE tracking_artifacts (
     size INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (run, path)) WITHOUT ROWID;
+)",
+// 2: the history becomes one clustered b-tree keyed (run, key, step, timestamp, seq) instead of a
+// rowid table plus an index: one page less to write per logged point. `seq` orders points logged
+// at the same step and millisecond (insertion order within a process).
+R"(
+CREATE TABLE tracking_metric_points (
+    run INTEGER NOT NULL REFERENCES tracking_runs(id),
+    key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (run, key, step, timestamp, seq)) WITHOUT ROWID;
+INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value)
+    SELECT run, key, step, timestamp, id, value FROM tracking_metrics;
+DROP TABLE tracking_metrics;
 )"}};
 
+// A per-process, strictly increasing sequence for metric points (nanoseconds since the epoch, bumped
+// past the last one handed out), so points logged at the same step and millisecond keep their order.
+int64_t next_seq() {
+    static std::atomic<int64_t> last{0};
+    int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    int64_t prev = last.load(std::memory_order_relaxed);
+    int64_t next;
+    do {
+        next = std::max(now, prev + 1);
+    } while (!last.compare_exchange_weak(prev, next, std::memory_order_relaxed));
+    return next;
+}
+
 constexpr const char* kInsertPoint =
-    "INSERT INTO tracking_metrics(run, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?)";
+    "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES(?, ?, ?, ?, ?, ?)";
 // MLflow's rule for the latest value: the highest step wins, then the latest timestamp.
 constexpr const char* kUpsertLatest =
     "INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?) "
@@ -358,8 +391,8 @@ void Tracker::insert_point(int64_t run, std::string_view key, double value, int6
     auto& db = ws_.db();
     {
         auto st = db.prepare(kInsertPoint);
-        st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp);
-        bind_value(st, 5, value);
+        st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp).bind(5, next_seq());
+        bind_value(st, 6, value);
         st.run();
     }
     auto st = db.prepare(kUpsertLatest);
@@ -402,8 +435,8 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
             int64_t step = steps.empty() ? 0 : steps[i];
             int64_t ts = timestamps.empty() ? now : timestamps[i];
             auto insert = db.prepare(kInsertPoint);
-            insert.bind(1, pk).bind(2, keys[0]).bind(3, step).bind(4, ts);
-            bind_value(insert, 5, values[i]);
+            insert.bind(1, pk).bind(2, keys[0]).bind(3, step).bind(4, ts).bind(5, next_seq());
+            bind_value(insert, 6, values[i]);
             insert.run();
             int64_t bstep = steps.empty() ? 0 : steps[best];
             int64_t bts = timestamps.empty() ? now : timestamps[best];
@@ -425,8 +458,8 @@ std::vector<MetricPoint> Tracker::metric_history(std::string_view run_id, std::s
     auto& db = ws_.db();
     auto guard = db.lock();
     int64_t pk = run_pk(run_id);
-    auto st = db.prepare("SELECT step, value, timestamp FROM tracking_metrics WHERE run = ? AND key = ? "
-                         "ORDER BY step, timestamp, id");
+    auto st = db.prepare("SELECT step, value, timestamp FROM tracking_metric_points WHERE run = ? AND key = ? "
+                         "ORDER BY step, timestamp, seq");
     st.bind_all(pk, key);
     std::vector<MetricPoint> out;
     while (st.step()) out.push_back({st.int64(0), read_value(st, 1), st.int64(2)});
