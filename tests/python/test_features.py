@@ -471,3 +471,26 @@ def test_files_left_by_a_crash_are_swept_once_old(ws, fs, fv):
     fv.ingest(frame([2], [0], [2]))
     assert not any(os.path.exists(p) for p in old) and os.path.exists(young)
     assert len(fv.to_pandas()) == 2
+
+
+def test_string_and_composite_keys_timestamp_features_online(ws):
+    fs = ws.features
+    fs.entity("user", join_keys={"user_id": "string"})
+    fs.entity("game", join_keys={"region": "string", "game_id": "int64"})
+    fv = fs.feature_view("plays", entities=["user", "game"], ttl="7d",
+                         schema={"last_win": "timestamp", "score": "float32", "emb": "vector[2]"})
+    df = pd.DataFrame({"user_id": ["a", "a", "b"], "region": ["eu", "eu", "us"], "game_id": [1, 1, 2],
+                       "event_timestamp": [day(0), day(2), day(1)],
+                       "last_win": [day(-1), day(1), pd.NaT], "score": [1.5, 2.5, 3.5],
+                       "emb": [[1, 2], [3, 4], [5, 6]]})
+    fv.ingest(df)
+    h = fv.history(user_id="a", region="eu", game_id=1)
+    assert h["score"].tolist() == [1.5, 2.5] and h["last_win"].tolist() == [day(-1), day(1)]
+    assert fv.to_pandas()["last_win"].isna().tolist() == [False, False, True]
+    fs.materialize("plays", end=day(3))
+    on = fs.get_online(["plays:score", "plays:emb", "plays:last_win"], user_id=["a", "b", "zz"],
+                       region=["eu", "us", "eu"], game_id=[1, 2, 1], now=day(4))
+    assert on["score"].tolist()[:2] == [2.5, 3.5] and np.isnan(on["score"].tolist()[2])
+    assert list(on["emb"][0]) == [3.0, 4.0] and on["last_win"][0] == day(1)
+    with pytest.raises(keel.InvalidArgument, match="single int64 join key"):
+        fs.online_reader(["plays:score"])

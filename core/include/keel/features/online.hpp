@@ -23,7 +23,8 @@ class FeatureStore;
 //!
 //! A materialization builds a new snapshot beside the old one; refresh() (called by materialize() in
 //! this process, or by the owner from time to time) loads it and switches atomically, so concurrent
-//! lookups always see one whole snapshot. Thread-safe.
+//! lookups always see one whole snapshot. Thread-safe. The FeatureStore that made the reader must
+//! outlive it (FeatureStore::online_reader keeps a weak reference to notify it).
 class OnlineReader {
 public:
     struct Plan;
