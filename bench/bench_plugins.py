@@ -49,6 +49,56 @@ def routing() -> list[tuple]:
     return rows
 
 
+def endpoint() -> list[tuple]:
+    """ep.predict of one request end to end from Python (online lookup + route + predict + log) for a
+    500-tree model on 20 features, against calling the same model on one row directly."""
+    import tempfile
+
+    import keel
+    import lightgbm as lgb
+
+    ws = keel.open(tempfile.mkdtemp() + "/bench.keel")
+    fs = ws.features
+    fs.entity("player", join_keys=["player_id"])
+    names = [f"f{i}" for i in range(20)]
+    fv = fs.feature_view("activity", entities=["player"], schema={f: "float64" for f in names})
+    rng = np.random.default_rng(0)
+    n = 100_000
+    X = rng.normal(size=(n, 20))
+    fv.ingest(pd.DataFrame({"player_id": np.arange(n), "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+                            **{f: X[:, i] for i, f in enumerate(names)}}))
+    fs.materialize("activity")
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=n) > 0).astype(int)
+    model = lgb.LGBMClassifier(n_estimators=500, num_leaves=31, verbose=-1, n_jobs=1).fit(X[:20_000], y[:20_000])
+    mv = ws.models.log_model(None, model, "churn")
+    ws.models.set_alias("churn", "champion", mv.version)
+    ws.models.set_alias("churn", "challenger", mv.version)
+    ep = ws.endpoint("churn", routing="plugins/routing/sticky.lua",
+                     variants={"champion": ("churn@champion", 0.9), "challenger": ("churn@challenger", 0.1)},
+                     features=[f"activity:{f}" for f in names])
+    loaded = ws.models.load(mv.ref)
+    ids = rng.integers(0, n, 3000)
+    for i in ids[:200]:
+        ep.predict({"player_id": int(i)})
+    times = []
+    for i in ids:
+        t = time.perf_counter()
+        out = ep.predict({"player_id": int(i), "tenant": "studio-a"})
+        times.append(time.perf_counter() - t)
+    direct = []
+    for i in ids:
+        row = X[i: i + 1]
+        t = time.perf_counter()
+        p = loaded.predict_proba(row)[:, -1] if hasattr(loaded, "predict_proba") else loaded.predict(row)
+        direct.append(time.perf_counter() - t)
+    assert abs(out["prediction"] - float(p[0])) < 1e-9, (out, p)  # same model, same features, same answer
+    flavour = mv.flavour
+    e2e, alone = statistics.median(times) * 1e6, statistics.median(direct) * 1e6
+    return [(f"ep.predict end to end (model flavour {flavour})", e2e),
+            (f"the model on one row alone ({type(loaded).__name__})", alone),
+            ("endpoint overhead (lookup + route + log, difference)", e2e - alone)]
+
+
 def make_data(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(42)
     ids = np.arange(n, dtype=np.int64)
@@ -163,6 +213,13 @@ def main() -> None:
     print(f"{'plugin':32} {'variants':>8} {'median ns':>10} {'p99 ns':>8} {'decisions/s/core':>16}")
     for name, k, med, p99, rate in routing():
         print(f"{name:32} {k:>8} {med:>10.0f} {p99:>8.0f} {rate:>16,.0f}")
+
+    print("\n== endpoint: one request end to end from Python, 500 trees x 20 features")
+    try:
+        for name, us in endpoint():
+            print(f"{name:60} {us:8.1f} us (median)")
+    except ImportError as err:
+        print(f"skipped: {err}")
 
     print(f"\n== quality: 5 checks (not_null, range, unique, allowed_values, row_count) on {ROWS:,} rows")
     df = make_data(ROWS)

@@ -230,6 +230,30 @@ def show_cli(ws, *args: str) -> None:
 
 # ------------------------------------------------------------------------------------------- main
 
+def guard_and_route(ws, frame: pd.DataFrame) -> None:
+    """Quality rules run on every ingest of the feature view (a batch with negative spend is refused,
+    nothing written); a sticky Lua routing plugin splits players 90/10 between champion and challenger."""
+    from keel import plugins, quality
+
+    fv = ws.features.feature_view("player_loyalty")
+    if not fv.quality.rule_ids():
+        fv.add_rule("plugins/quality/range.lua", column="spend_30d", min=0, severity="error")
+        fv.add_rule("plugins/quality/not_null.lua", column="sessions_7d", severity="error")
+    bad = frame[["player_id", *FEATURES]].head(200).assign(event_timestamp=WINDOW_END + pd.Timedelta(days=1))
+    bad.loc[bad.index[:5], "spend_30d"] = -9.99
+    try:
+        fv.ingest(bad)
+    except quality.DataQualityError as err:
+        item("bad batch", f"refused: {err.report.failures[0]['message']}")
+    item("open data issues", ", ".join(sorted(set(ws.lineage.issues(fv.lineage_ref).rule))) or "none")
+    router = plugins.Router("plugins/routing/sticky.lua", {"champion": 0.9, "challenger": 0.1},
+                            config={"key": "player_id"}, name=MODEL)
+    served = pd.Series([d.variant for d in router.route_many(frame[["player_id"]])]).value_counts()
+    item("sticky split", ", ".join(f"{v} {n:,}" for v, n in served.items()))
+    timing = router.bench(200_000, 50_000)
+    item("routing decision", f"{timing['median_ns']:.0f} ns median inside C++ (sticky.lua)")
+
+
 def main() -> int:
     started = time.perf_counter()
     path = os.environ.get("KEEL_WORKSPACE") or str(Path.cwd() / "demo.keel")
@@ -295,6 +319,9 @@ def main() -> int:
     show_cli(ws, "models", "show", "churn/999")
     print(f"   (also: keel models promote {MODEL} {mv.version} --alias champion --stage Production, "
           f"keel lineage upstream {champion.lineage_ref} --json, keel runs list --experiment {EXPERIMENT})")
+    say("7. Plugins: quality rules guard the feature view, Lua routes players between models")
+    guard_and_route(ws, frame)
+
     n = len(ws.models.versions(MODEL))
     print(f"\nDone in {time.perf_counter() - started:.1f} s. '{MODEL}' has {n} version{'s' * (n != 1)}; "
           "run `make demo` again to train, gate and promote another.")

@@ -192,7 +192,22 @@ struct ColumnState {
     size_t distinct_count() {
         if (distinct) return *distinct;
         size_t d = 0;
-        if (numeric()) {
+        moments();
+        if (col->type == ColumnType::Int64 && count > 0 && !sorted_done &&
+            (max - min) < double(count) * 16 + 1024) {
+            // Dense integers (ids): one pass over a bitmap instead of a sort.
+            const int64_t* v = static_cast<const int64_t*>(col->values);
+            const int64_t lo = int64_t(min);
+            std::vector<uint64_t> seen(size_t((int64_t(max) - lo) / 64 + 1), 0);
+            for (size_t i = 0; i < col->length; ++i) {
+                if (col->validity && !valid(i)) continue;
+                uint64_t off = uint64_t(v[i] - lo);
+                uint64_t bit = uint64_t(1) << (off & 63);
+                uint64_t& word = seen[off >> 6];
+                d += (word & bit) == 0;
+                word |= bit;
+            }
+        } else if (numeric()) {
             const auto& v = sorted_values();
             for (size_t i = 0; i < v.size(); ++i) d += (i == 0 || v[i] != v[i - 1]);
         } else {
@@ -392,7 +407,40 @@ int col_allowed_share(lua_State* L) {
             if (const char* p = lua_tolstring(L, -1, &len)) keep.emplace_back(p, len);
             lua_pop(L, 1);
         }
-        if (keep.size() <= 16) {
+        bool short_keys = keep.size() <= 16;
+        for (const auto& k : keep) short_keys = short_keys && k.size() <= 8;
+        auto word_of = [](const char* p, size_t n) {
+            uint64_t w = 0;
+            std::memcpy(&w, p, n);
+            return w;
+        };
+        if (short_keys) {
+            // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
+            uint64_t words[16];
+            size_t sizes[16];
+            for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
+            const size_t nk = keep.size();
+            const size_t n = s.col->length;
+            const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
+            const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
+            for (size_t i = 0; i < n; ++i) {
+                if (s.col->validity && !s.valid(i)) continue;
+                ++count;
+                std::string_view v = s.str(i);
+                if (v.size() > 8) continue;
+                uint64_t w;
+                if (v.data() <= end8 && total >= 8) {
+                    // one unaligned 8-byte load, masked to the string's length (little-endian)
+                    std::memcpy(&w, v.data(), 8);
+                    w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
+                } else {
+                    w = word_of(v.data(), v.size());
+                }
+                bool hit = false;  // branch-free over the set: values arrive in random order
+                for (size_t j = 0; j < nk; ++j) hit |= (words[j] == w) & (sizes[j] == v.size());
+                ok += hit;
+            }
+        } else if (keep.size() <= 16) {
             // Small sets (the usual case): length check and memcmp beat hashing every value.
             for (size_t i = 0; i < s.col->length; ++i) {
                 if (!s.valid(i)) continue;

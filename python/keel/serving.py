@@ -121,6 +121,8 @@ class Endpoint:
         self.revision = revision["revision"]
         self.definition = d
         self._key = d["key"] or self._default_key(d)
+        self._tenant_field = d["tenant_field"]
+        self._one_id = np.zeros(1, dtype=np.int64)
         self._reader = self._ws.features.online_reader(d["features"]) if d["features"] else None
         self._variants = {v["name"]: _Variant(v["name"], v["model"]) for v in d["variants"]}
         self._resolve_models()
@@ -243,15 +245,29 @@ class Endpoint:
     def predict(self, request: Mapping) -> dict:
         """One request dict (``{"player_id": 42, "tenant": "studio-a"}``) -> ``{prediction, variant,
         model, version}``. Routing failures serve the default variant; shadows never affect the answer."""
-        self._maybe_refresh()
-        d = self._router.route(request)
-        v = self._variants[d.variant]
-        x = self._features([request])
+        if time.monotonic() >= self._next_refresh:
+            self.refresh()
+        variant, shadows, fallback = self._router._native.route(request)
+        v = self._variants[variant]
+        if self._reader is not None and not self.definition["inputs"]:
+            # fast path: one id into a reused array, one row back
+            try:
+                self._one_id[0] = request[self._key]
+            except KeyError:
+                raise InvalidArgument(f"request has no '{self._key}' (the entity key the endpoint's features "
+                                      "are looked up by)") from None
+            x = self._reader.lookup(self._one_id)
+        else:
+            x = self._features([request])
         pred = float(v.predict(x)[0])
-        self._record(request, v, d.fallback, False, pred)
-        if d.shadows:
-            self._shadow(d.shadows, x, [request])
-        return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version}
+        self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
+                          str(request.get(self._tenant_field, "")), variant, v.ref, v.version, fallback, False,
+                          pred, self.revision))
+        if len(self._log) >= _FLUSH_EVERY:
+            self.flush()
+        if shadows:
+            self._shadow(shadows, x, [request])
+        return {"prediction": pred, "variant": variant, "model": v.ref, "version": v.version}
 
     def predict_batch(self, requests):
         """Many requests (a list of dicts or a DataFrame) in one call: routed in C++, predicted per

@@ -260,3 +260,71 @@ TEST(PluginHost, MissingPluginIsNotFound) {
         EXPECT_NE(std::string(e.what()).find("plugins/nope/missing.lua"), std::string::npos);
     }
 }
+
+#include "keel/plugins/router.hpp"
+
+#include <atomic>
+#include <vector>
+
+using keel::plugins::Decision;
+using keel::plugins::Fallback;
+using keel::plugins::Field;
+using keel::plugins::Router;
+using keel::plugins::RouterConfig;
+
+namespace {
+RouterConfig sticky_config() {
+    RouterConfig c;
+    c.plugin = std::string(KEEL_SOURCE_DIR) + "/plugins/routing/sticky.lua";
+    c.variants = {{"champion", 0.9}, {"challenger", 0.1}};
+    c.config = Value(Value::Map{{"key", "player_id"}});
+    c.name = "churn";
+    return c;
+}
+} // namespace
+
+TEST(PluginRouter, ThreadsRouteConcurrentlyWhileWeightsChange) {
+    Router router(sticky_config());
+    std::atomic<int64_t> challenger{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (int64_t i = 0; i < 20000; ++i) {
+                Field f{"player_id", int64_t(t * 100000 + i)};
+                Decision d = router.route(std::span<const Field>(&f, 1));
+                EXPECT_EQ(d.fallback, Fallback::None);
+                challenger += d.variant == 1;
+            }
+        });
+    }
+    for (int k = 0; k < 20; ++k) router.set_weights({{"challenger", k % 2 ? 0.2 : 0.1}});
+    for (auto& th : threads) th.join();
+    auto s = router.stats();
+    EXPECT_EQ(s.decisions, 80000);
+    EXPECT_EQ(s.fallbacks, 0);
+    EXPECT_GT(challenger.load(), 80000 * 0.05);
+    EXPECT_LT(challenger.load(), 80000 * 0.25);
+}
+
+TEST(PluginRouter, SameKeySameVariantAcrossRoutersAndHosts) {
+    Router a(sticky_config());
+    Router b(sticky_config());
+    Host other(test_limits());
+    for (int64_t i = 0; i < 2000; ++i) {
+        Field f{"player_id", i};
+        int va = a.route(std::span<const Field>(&f, 1)).variant;
+        EXPECT_EQ(va, b.route(std::span<const Field>(&f, 1), other).variant);
+        std::string text = std::to_string(i);
+        Field fs{"player_id", std::string_view(text)};
+        EXPECT_EQ(va, a.route(std::span<const Field>(&fs, 1)).variant);  // 42 and "42" agree
+    }
+}
+
+TEST(PluginRouter, RequestWithoutStickyKeyFallsBackAndIsCounted) {
+    Router router(sticky_config());
+    Field f{"tenant", std::string_view("studio-a")};
+    Decision d = router.route(std::span<const Field>(&f, 1));
+    EXPECT_EQ(d.fallback, Fallback::Error);
+    EXPECT_EQ(d.variant, 0);
+    EXPECT_NE(router.stats().last_error.find("no sticky key 'player_id'"), std::string::npos) << router.stats().last_error;
+}

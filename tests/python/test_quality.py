@@ -132,3 +132,19 @@ def test_large_int_columns_sorted_stats_match_numpy(tmp_path):
     s = pd.Series(x)
     assert res["observed"]["q"] == pytest.approx([float(s.min()), float(s.astype(float).quantile(0.5)), float(s.max())])
     assert res["observed"]["d"] == s.nunique()
+
+
+def test_unique_on_dense_nullable_ints():
+    ids = pd.array([5, 6, None, 7, 5, None, 9], dtype="Int64")
+    (res,) = quality.check(pd.DataFrame({"id": ids}), [quality.rule("plugins/quality/unique.lua", column="id")]).results
+    assert res["status"] == "fail" and res["observed"] == 1 and "(4 distinct)" in res["message"]
+
+
+@pytest.mark.parametrize("values", [["a", "b", None, "c"], ["DE", "FR", "XX", None, "DE", "", "DEU", "FR"] * 3,
+                                    ["longer-than-8", "DE", "short"]])
+def test_allowed_share_matches_pandas_on_short_and_long_codes(values):
+    allowed = ["a", "DE", "FR", "", "short"]
+    s = pd.Series(values, dtype=object)
+    (res,) = quality.check(pd.DataFrame({"c": s}), [quality.rule("plugins/quality/allowed_values.lua", column="c",
+                                                                 values=allowed, min_share=0)]).results
+    assert res["observed"] == pytest.approx(s.dropna().isin(allowed).mean())
