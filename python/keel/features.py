@@ -362,6 +362,7 @@ def _arrow_to_pandas(table: pa.Table):
     return table.to_pandas()
 
 
+
 # ------------------------------------------------------------------------------------------------
 
 class Entity:
@@ -796,14 +797,13 @@ class FeatureStore:
             ids = np.ascontiguousarray(np.atleast_1d(np.asarray(next(iter(keys.values())), dtype=np.int64)))
             return reader.lookup(ids, now_ms=_ms_of(now))
         join_keys: list[dict] = []
-        for f in features:
-            for k in self._native.view(f.split(":", 1)[0])["join_keys"]:
+        for view in dict.fromkeys(f.split(":", 1)[0] for f in features):
+            for k in self._native.view(view)["join_keys"]:
                 if k["name"] not in [j["name"] for j in join_keys]:
                     join_keys.append(k)
         rows, cols = _key_columns(join_keys, keys, "keys")
         out = self._native.get_online(list(features), rows, cols, _ms_of(now))
-        table = _to_table([tuple(c) + (False,) for c in cols] + list(out))
-        return _arrow_to_pandas(table)
+        return _arrow_to_pandas(_to_table([tuple(c) + (False,) for c in cols] + list(out)))
 
     def online_reader(self, features: Sequence[str]):
         """A compiled reader for numeric features of int64-keyed views: ``reader.lookup(ids)`` returns

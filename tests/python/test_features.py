@@ -494,3 +494,20 @@ def test_string_and_composite_keys_timestamp_features_online(ws):
     assert list(on["emb"][0]) == [3.0, 4.0] and on["last_win"][0] == day(1)
     with pytest.raises(keel.InvalidArgument, match="single int64 join key"):
         fs.online_reader(["plays:score"])
+
+
+def test_custom_timestamp_columns_and_notebook_display(ws):
+    fs = ws.features
+    fs.entity("player", join_keys=["player_id"])
+    fv = fs.feature_view("scores", entities=["player"], schema={"score": "float64"},
+                         event_timestamp_column="ts", created_timestamp_column="loaded_at")
+    fv.ingest(pd.DataFrame({"player_id": [1, 1], "ts": [day(0), day(0)], "loaded_at": [day(2), day(1)],
+                            "score": [2.0, 1.0]}))
+    assert fv.to_pandas()[["ts", "loaded_at", "score"]].values.tolist() == [[day(0), day(2), 2.0]]
+    with pytest.raises(keel.InvalidArgument, match="column 'event_timestamp' is not in feature view 'scores'"):
+        fv.ingest(pd.DataFrame({"player_id": [1], "event_timestamp": [day(0)], "score": [1.0]}))
+    labels = pd.DataFrame({"player_id": [1], "when": [day(1)]})
+    ts = fs.training_set(labels, features=["scores:score"], timestamp_column="when")
+    assert ts.to_pandas()["score"].tolist() == [2.0]
+    assert "scores" in fv._repr_html_() and ts.id in ts._repr_html_()
+    assert "scores" in fs._repr_html_()
