@@ -150,8 +150,15 @@ class Router:
         return self._native.default
 
     def stats(self) -> dict:
-        """Decisions, fallbacks by reason, decisions served per variant and the last error."""
-        return self._native.stats()
+        """Decisions, fallbacks by reason, decisions served per variant, the last error, and the
+        plugin's version in this thread's host with why its last reload was refused (if it was)."""
+        s = self._native.stats()
+        try:
+            st = status(self._native.plugin)
+            s.update(plugin_version=st["version"], reloads_refused=st["reloads_refused"], reload_error=st["last_error"])
+        except Exception:  # noqa: BLE001 - not loaded in this thread yet
+            s.update(plugin_version=0, reloads_refused=0, reload_error="")
+        return s
 
     def bench(self, n: int = 1_000_000, distinct_keys: int = 100_000, key_field: str = "user_id") -> dict:
         """Time ``n`` decisions inside C++ (no Python per call): median/p99 ns and decisions/s."""

@@ -115,6 +115,8 @@ def test_reload_is_atomic(tmp_path):
         assert d == ("b", [], "")
         st = plugins.status(p)
         assert st["reloads_refused"] == 1 and "flip.lua" in st["last_error"]
+        s = r.stats()
+        assert s["plugin_version"] == 2 and s["reloads_refused"] == 1 and "flip.lua" in s["reload_error"]
     finally:
         plugins.set_limits(reload_check_ms=200)
 
