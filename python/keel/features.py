@@ -744,12 +744,19 @@ class FeatureStore:
         return columns
 
     def training_set(self, labels=None, features: Sequence[str] | None = None, *, id: str | None = None,  # noqa: A002
-                     timestamp_column: str = "event_timestamp") -> TrainingSet:
+                     timestamp_column: str = "event_timestamp", run=None) -> TrainingSet:
         """Point-in-time join: for each label row, each feature's latest value with event time <=
         the row's timestamp and within its view's TTL (null otherwise). Label rows keep their order.
 
         ``training_set(id=...)`` rebuilds a recorded training set from the same labels and segments.
+        ``run=`` (a tracking run) records that the run consumed it (``run.log_input``).
         """
+        ts = self._training_set(labels, features, id, timestamp_column)
+        if run is not None:
+            run.log_input(ts)
+        return ts
+
+    def _training_set(self, labels, features, id, timestamp_column) -> TrainingSet:  # noqa: A002
         if id is not None:
             record = self._native.training_set_record(id)
             blob = self._ws.get_artifact(record["labels_digest"])

@@ -457,6 +457,9 @@ def test_a_run_consuming_a_training_set_gets_a_lineage_edge(ws, fs, fv):
         run.log_input(ts)
     up = ws.lineage.upstream(f"run:{run.id}")
     assert ts.lineage_ref in up and "feature_view:activity" in up
+    with ws.start_run(experiment="churn") as run2:
+        again = fs.training_set(id=ts.id, run=run2)
+    assert again.lineage_ref in ws.lineage.upstream(f"run:{run2.id}")
 
 
 def test_files_left_by_a_crash_are_swept_once_old(ws, fs, fv):
