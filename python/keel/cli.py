@@ -6,6 +6,7 @@
     keel models promote churn 3 --alias champion --stage Production --archive-existing
     keel models delete-alias churn challenger
     keel lineage upstream model:churn/3 --depth 2
+    keel serve churn --port 8080
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. ``--json`` prints machine-readable
 output. Exit code 0 on success; on failure ``error: <Kind>: <message>`` on stderr and the kind's exit
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                      parents=[common])
     from keel import __version__
     parser.add_argument("--version", action="version", version=f"keel {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage}", parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage,serve}", parser_class=_Parser)
     groups.required = True
 
     def leaf(sub, name: str, fn, help: str):
@@ -329,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ref", help="e.g. model:churn/3, run:<id>, feature_view:player_activity")
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
         p.add_argument("--as-of", help="read the graph as it stood then (ISO time or ms since the epoch)")
+
+    p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (JSON)",
+                          description="host saved endpoints over HTTP: POST /endpoints/<name>/predict")
+    p.set_defaults(fn=cmd_serve)
+    p.add_argument("endpoint", nargs="*", help="endpoints to host (default: every saved one)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", "-p", type=int, default=8080)
     return parser
 
 
@@ -346,6 +354,11 @@ def _as_of(value: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.astimezone()
     return int(when.timestamp() * 1000)
+
+
+def cmd_serve(args, out: _Out) -> None:
+    from keel.server import serve
+    serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

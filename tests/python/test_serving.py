@@ -147,3 +147,41 @@ def test_data_issue_routes_away_when_configured(served):
     ep.refresh()
     assert ep.stats()["issues"] == ["challenger"]
     assert all(ep.predict({"player_id": i})["variant"] == "champion" for i in range(40))
+
+
+def test_http_server_hosts_saved_endpoints(served):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from keel.server import make_server
+
+    define(served)
+    server = make_server(served, ["churn"], port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+
+    def call(path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    try:
+        status, out = call("/endpoints/churn/predict", {"player_id": 10, "tenant": "studio-a"})
+        assert status == 200 and set(out) == {"prediction", "variant", "model", "version"}
+        assert out["prediction"] == pytest.approx(3 + 2 * 10.0 if out["variant"] == "champion" else -1.0)
+        status, batch = call("/endpoints/churn/predict", [{"player_id": i} for i in range(5)])
+        assert status == 200 and len(batch) == 5
+        assert call("/endpoints")[1] == [{"name": "churn", "revision": 1}]
+        status, err = call("/endpoints/other/predict", {"player_id": 1})
+        assert status == 404 and err["error"] == "NotFound"
+        status, err = call("/endpoints/churn/predict", {"tenant": "x"})
+        assert status == 400 and "player_id" in err["message"]
+        assert call("/healthz") == (200, {"ok": True})
+    finally:
+        server.shutdown()
+        server.server_close()
