@@ -58,6 +58,21 @@ std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const OnlineRo
     return impl.segments.emplace(-row.id, seg).first->second;
 }
 
+// The latest snapshot of a view version, opened. Another process may materialize twice and remove
+// the file between our reading its row and opening it: then read the row again.
+std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(FeatureStore& store,
+                                                                                const ViewSpec& spec) {
+    for (int attempt = 0;; ++attempt) {
+        auto row = latest_online(store, spec);
+        if (!row) return std::nullopt;
+        try {
+            return std::make_pair(*row, open_snapshot(store, *row));
+        } catch (const Error&) {
+            if (attempt >= 2) throw;
+        }
+    }
+}
+
 struct Cand {
     int32_t src;  // 0: previous snapshot, 1..: segments in id order
     uint32_t row;
@@ -70,16 +85,19 @@ struct Cand {
 MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt) {
     ViewSpec spec = view(name);
     const int64_t end = end_opt.value_or(now_ms());
-    std::optional<OnlineRow> prev = latest_online(*this, spec);
-    if (prev && prev->end_ms > end) prev.reset();  // going back in time: rebuild from scratch
+    auto latest = load_latest(*this, spec);
+    std::optional<OnlineRow> prev;
+    std::shared_ptr<const Segment> prev_snap;
+    if (latest && latest->first.end_ms <= end) {  // going back in time: rebuild from scratch
+        prev = latest->first;
+        prev_snap = latest->second;
+    }
     auto segs = detail::list_segments(*this, spec, std::nullopt);
     const int64_t max_seg = segs.empty() ? 0 : segs.back().id;
 
     std::vector<std::shared_ptr<const Segment>> sources;
     std::vector<detail::RowKeys> keys;
     std::vector<int64_t> source_ids;
-    std::shared_ptr<const Segment> prev_snap;
-    if (prev) prev_snap = open_snapshot(*this, *prev);
     sources.push_back(prev_snap);
     keys.push_back(prev_snap ? detail::segment_keys(*this, spec, -prev->id, *prev_snap) : detail::RowKeys{});
     for (const auto& s : segs) {
@@ -223,11 +241,12 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
         for (const auto& r : refs)
             if (r.view == vname && !spec.feature(r.column))
                 throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", vname, r.column);
-        auto row = latest_online(*this, spec);
-        if (!row)
+        auto latest = load_latest(*this, spec);
+        if (!latest)
             throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
                         "ws.features.materialize('{}') first", vname, spec.version, vname);
-        auto snap = open_snapshot(*this, *row);
+        const OnlineRow* row = &latest->first;
+        auto snap = latest->second;
         detail::RowKeys skeys = detail::segment_keys(*this, spec, -row->id, *snap);
         detail::RowKeys qkeys = detail::batch_keys(spec, keys, "the keys");
         const int64_t* sev = static_cast<const int64_t*>(snap->column(spec.event_column)->values);
@@ -344,14 +363,15 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
                 throw_error(ErrorKind::InvalidArgument,
                             "online_reader needs a single int64 join key; feature view '{}' has another key: use "
                             "get_online()", ref.view);
-            auto row = latest_online(store, spec);
-            if (!row)
+            auto latest = load_latest(store, spec);
+            if (!latest)
                 throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
                             "ws.features.materialize('{}') first", ref.view, spec.version, ref.view);
             if (plan->views.size() >= 32)
                 throw_error(ErrorKind::InvalidArgument, "online_reader reads at most 32 feature views at once");
             OnlineReader::Plan::View v;
-            v.snap = open_snapshot(store, *row);
+            const OnlineRow* row = &latest->first;
+            v.snap = latest->second;
             v.online_id = row->id;
             v.ttl_ms = spec.ttl_ms;
             v.ev = static_cast<const int64_t*>(v.snap->column(spec.event_column)->values);

@@ -205,12 +205,16 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
     assert proc.stdout.readline().strip() == "ready"
     seg_dir = os.path.join(ws.path, "features", "activity", "v1")
     deadline = time.time() + 60
-    while time.time() < deadline:
+    seen = False
+    while time.time() < deadline and proc.poll() is None:
         if any(".tmp-" in f for f in os.listdir(seg_dir)):
+            seen = True
             break
         time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    if not seen:
+        pytest.skip("the ingest finished before the test saw its temporary file (machine too busy?)")
     assert proc.returncode == -signal.SIGKILL
     ws2 = keel.open(ws.path)
     after = ws2.features.feature_view("activity").to_pandas()
