@@ -1,11 +1,207 @@
 // bindings/bind_inference.cpp
 #include "bindings.hpp"
 
+#include "keel/common/error.hpp"
+#include "keel/inference/predictor.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+
 namespace py = pybind11;
+using keel::inference::Predictor;
+using keel::inference::Record;
+using keel::inference::Value;
 
 namespace keel::bindings {
 
-// The inference module's bindings land here with the module itself.
-void bind_inference(py::module_& m) {}
+namespace {
+
+// A dict of str -> numpy array / list of str / str / int / float becomes a model record.
+Record record_from_dict(const py::dict& d) {
+    Record r;
+    for (auto [k, v] : d) {
+        auto key = py::cast<std::string>(k);
+        if (py::isinstance<py::str>(v)) {
+            r.emplace(key, Value::of_string(py::cast<std::string>(v)));
+        } else if (py::isinstance<py::bool_>(v) || py::isinstance<py::int_>(v)) {
+            r.emplace(key, Value::of_ints({py::cast<int64_t>(v)}));
+        } else if (py::isinstance<py::float_>(v)) {
+            r.emplace(key, Value::of_reals({py::cast<double>(v)}));
+        } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
+            r.emplace(key, Value::of_strings(py::cast<std::vector<std::string>>(v)));
+        } else if (py::isinstance<py::array>(v)) {
+            auto a = py::cast<py::array>(v);
+            char kind = a.dtype().kind();
+            if (kind == 'i' || kind == 'u' || kind == 'b') {
+                auto c = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+                r.emplace(key, Value::of_ints(std::vector<int64_t>(c.data(), c.data() + c.size())));
+            } else if (kind == 'f') {
+                auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+                r.emplace(key, Value::of_reals(std::vector<double>(c.data(), c.data() + c.size())));
+            } else {
+                throw_error(ErrorKind::InvalidArgument, "record key '{}': arrays must be numeric, not dtype kind '{}'",
+                            key, kind);
+            }
+        } else {
+            throw_error(ErrorKind::InvalidArgument, "record key '{}': unsupported value type {}", key,
+                        py::cast<std::string>(py::str(py::type::of(v))));
+        }
+    }
+    return r;
+}
+
+py::dict record_to_dict(const Record& r) {
+    py::dict d;
+    for (const auto& [k, v] : r) {
+        switch (v.type) {
+        case Value::Type::Int: d[py::str(k)] = py::array_t<int64_t>(v.ints.size(), v.ints.data()); break;
+        case Value::Type::Real: d[py::str(k)] = py::array_t<double>(v.reals.size(), v.reals.data()); break;
+        case Value::Type::Strings: d[py::str(k)] = py::cast(v.strings); break;
+        }
+    }
+    return d;
+}
+
+std::string_view task_name(keel::inference::Task t) {
+    switch (t) {
+    case keel::inference::Task::Regression: return "regression";
+    case keel::inference::Task::Classification: return "classification";
+    case keel::inference::Task::Factorization: return "factorization";
+    }
+    return "?";
+}
+
+using PredictorPtr = std::shared_ptr<Predictor>;
+
+// Rows as a C-contiguous float64 or float32 array, read in place; anything else is converted once.
+py::array predict(const Predictor& p, const py::array& x, int threads, bool raw) {
+    size_t width = raw ? p.num_raw_outputs() : p.num_outputs();
+    size_t nf = p.num_features();
+    if (x.ndim() != 1 && x.ndim() != 2)
+        throw_error(ErrorKind::InvalidArgument, "X has {} dimensions: pass one row (1-D) or rows (2-D)", x.ndim());
+    size_t n = x.ndim() == 1 ? 1 : static_cast<size_t>(x.shape(0));
+    size_t cols = static_cast<size_t>(x.shape(x.ndim() - 1));
+    if (cols != nf)
+        throw_error(ErrorKind::InvalidArgument, "X has {} columns but the model reads {} features", cols, nf);
+    std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)};
+    py::array_t<double> out(shape);
+    double* o = out.mutable_data();
+    bool contiguous = (x.flags() & py::array::c_style) != 0;
+    if (contiguous && x.dtype().is(py::dtype::of<float>())) {
+        const float* data = static_cast<const float*>(x.data());
+        py::gil_scoped_release release;
+        p.predict(data, n, o, threads, raw);
+        return std::move(out);
+    }
+    py::array_t<double, py::array::c_style | py::array::forcecast> xd;
+    if (contiguous && x.dtype().is(py::dtype::of<double>())) xd = py::reinterpret_borrow<py::array_t<double>>(x);
+    else xd = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(x);
+    if (!xd) throw py::error_already_set();
+    const double* data = xd.data();
+    py::gil_scoped_release release;
+    if (n == 1) p.predict_row(data, o, raw);
+    else p.predict(data, n, o, threads, raw);
+    return std::move(out);
+}
+
+} // namespace
+
+void bind_inference(py::module_& m) {
+    py::class_<Predictor, PredictorPtr>(m, "NativePredictor")
+        .def(py::init([](const py::dict& record) { return std::make_shared<Predictor>(record_from_dict(record)); }),
+             py::arg("record"))
+        .def_static("from_bytes",
+                    [](py::bytes data) {
+                        std::string_view view = data;
+                        py::gil_scoped_release release;
+                        return std::const_pointer_cast<Predictor>(keel::inference::load_predictor(view));
+                    })
+        .def("to_bytes",
+             [](const Predictor& p) {
+                 std::string bytes;
+                 {
+                     py::gil_scoped_release release;
+                     bytes = p.to_bytes();
+                 }
+                 return py::bytes(bytes);
+             })
+        .def("record", [](const Predictor& p) { return record_to_dict(p.record()); })
+        .def_property_readonly("num_features", &Predictor::num_features)
+        .def_property_readonly("num_outputs", &Predictor::num_outputs)
+        .def_property_readonly("num_raw_outputs", &Predictor::num_raw_outputs)
+        .def_property_readonly("task", [](const Predictor& p) { return std::string(task_name(p.task())); })
+        .def_property_readonly("kind", &Predictor::kind)
+        .def_property_readonly("metadata", &Predictor::metadata)
+        .def_property_readonly("signature",
+                               [](const Predictor& p) {
+                                   std::vector<std::pair<std::string, std::string>> s;
+                                   for (const auto& f : p.signature()) s.emplace_back(f.name, f.dtype);
+                                   return s;
+                               })
+        .def("predict", &predict, py::arg("x"), py::arg("threads") = 0, py::arg("raw") = false)
+        .def("score_pairs",
+             [](const Predictor& p, py::array_t<int64_t, py::array::c_style | py::array::forcecast> users,
+                py::array_t<int64_t, py::array::c_style | py::array::forcecast> items) {
+                 if (users.size() != items.size())
+                     throw_error(ErrorKind::InvalidArgument, "{} users but {} items: pass one item per user",
+                                 users.size(), items.size());
+                 py::array_t<double> out(users.size());
+                 double* o = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     p.score_pairs(users.data(), items.data(), static_cast<size_t>(users.size()), o);
+                 }
+                 return out;
+             })
+        .def("recommend",
+             [](const Predictor& p, py::array_t<int64_t, py::array::c_style | py::array::forcecast> users, size_t k,
+                std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indptr,
+                std::optional<py::array_t<int64_t, py::array::c_style | py::array::forcecast>> indices, int threads) {
+                 const int64_t* ip = nullptr;
+                 const int64_t* ix = nullptr;
+                 if (indptr && indices) {
+                     if (static_cast<size_t>(indptr->size()) != static_cast<size_t>(users.size()) + 1)
+                         throw_error(ErrorKind::InvalidArgument, "exclude indptr has {} entries, expected {}",
+                                     indptr->size(), users.size() + 1);
+                     ip = indptr->data();
+                     ix = indices->data();
+                     auto last = ip[users.size()];
+                     if (last < 0 || last > indices->size())
+                         throw_error(ErrorKind::InvalidArgument, "exclude indptr ends at {} past {} indices", last,
+                                     indices->size());
+                 }
+                 keel::inference::Recommendations rec;
+                 {
+                     py::gil_scoped_release release;
+                     rec = p.recommend(users.data(), static_cast<size_t>(users.size()), k, ip, ix, threads);
+                 }
+                 std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(users.size()), static_cast<py::ssize_t>(k)};
+                 py::array_t<int64_t> items(shape);
+                 py::array_t<double> scores(shape);
+                 std::copy(rec.items.begin(), rec.items.end(), items.mutable_data());
+                 std::copy(rec.scores.begin(), rec.scores.end(), scores.mutable_data());
+                 return py::make_tuple(items, scores);
+             },
+             py::arg("users"), py::arg("k"), py::arg("indptr") = py::none(), py::arg("indices") = py::none(),
+             py::arg("threads") = 0)
+        .def("time_single_row",
+             [](const Predictor& p, py::array_t<double, py::array::c_style | py::array::forcecast> row, int iterations) {
+                 if (static_cast<size_t>(row.size()) != p.num_features())
+                     throw_error(ErrorKind::InvalidArgument, "row has {} values, the model reads {}", row.size(),
+                                 p.num_features());
+                 std::vector<double> out(p.num_outputs());
+                 const double* x = row.data();
+                 py::gil_scoped_release release;
+                 p.predict_row(x, out.data());
+                 auto start = std::chrono::steady_clock::now();
+                 for (int i = 0; i < iterations; ++i) p.predict_row(x, out.data());
+                 auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+                 return ns / std::max(1, iterations);
+             },
+             py::arg("row"), py::arg("iterations") = 10000,
+             "Mean nanoseconds of one predict_row call timed inside C++ (no Python in the loop).");
+}
 
 } // namespace keel::bindings

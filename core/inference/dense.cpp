@@ -1,0 +1,163 @@
+// core/inference/dense.cpp: linear models and multilayer perceptrons (Eigen lives only here).
+#include "models.hpp"
+
+#include "keel/common/error.hpp"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+
+namespace keel::inference::detail {
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRowMap = Eigen::Map<const RowMatrix>;
+using RowMap = Eigen::Map<RowMatrix>;
+
+void grow(std::vector<double>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+// raw = x W^T + b with W stored [n_raw x n_in] row-major (scikit-learn's coef_).
+class Linear : public Model {
+public:
+    Linear(const Record& r, size_t n_in) : n_in_(n_in) {
+        coef_ = reals(r, "linear.coef");
+        intercept_ = reals(r, "linear.intercept");
+        n_raw_ = intercept_.size();
+        if (n_raw_ == 0 || coef_.size() != n_raw_ * n_in_)
+            throw_error(ErrorKind::InvalidArgument, "linear model: {} coefficients do not make {} rows of {} inputs",
+                        coef_.size(), n_raw_, n_in_);
+    }
+    size_t n_inputs() const override { return n_in_; }
+    size_t n_raw() const override { return n_raw_; }
+    double cost_per_row() const override { return static_cast<double>(n_in_ * n_raw_); }
+    void raw(const double* x, size_t n, double* out, Scratch&) const override {
+        if (n < 8) {
+            for (size_t i = 0; i < n; ++i)
+                for (size_t k = 0; k < n_raw_; ++k) {
+                    const double* w = coef_.data() + k * n_in_;
+                    const double* row = x + i * n_in_;
+                    double s = 0;
+                    for (size_t j = 0; j < n_in_; ++j) s += w[j] * row[j];
+                    out[i * n_raw_ + k] = s + intercept_[k];
+                }
+            return;
+        }
+        ConstRowMap X(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n_in_));
+        ConstRowMap W(coef_.data(), static_cast<Eigen::Index>(n_raw_), static_cast<Eigen::Index>(n_in_));
+        RowMap Y(out, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n_raw_));
+        Y.noalias() = X * W.transpose();
+        Eigen::Map<const Eigen::RowVectorXd> b(intercept_.data(), static_cast<Eigen::Index>(n_raw_));
+        Y.rowwise() += b;
+    }
+
+private:
+    size_t n_in_, n_raw_ = 0;
+    std::vector<double> coef_, intercept_;
+};
+
+enum class Activation { Identity, Logistic, Tanh, Relu };
+
+Activation parse_activation(const std::string& s) {
+    if (s == "identity") return Activation::Identity;
+    if (s == "logistic") return Activation::Logistic;
+    if (s == "tanh") return Activation::Tanh;
+    if (s == "relu") return Activation::Relu;
+    throw_error(ErrorKind::InvalidArgument, "unknown MLP activation '{}': expected identity, logistic, tanh or relu", s);
+}
+
+void activate(Activation a, double* v, size_t n) {
+    switch (a) {
+    case Activation::Identity: break;
+    case Activation::Logistic:
+        for (size_t i = 0; i < n; ++i) v[i] = 1.0 / (1.0 + std::exp(-v[i]));
+        break;
+    case Activation::Tanh:
+        for (size_t i = 0; i < n; ++i) v[i] = std::tanh(v[i]);
+        break;
+    case Activation::Relu:
+        for (size_t i = 0; i < n; ++i) v[i] = std::max(v[i], 0.0);
+        break;
+    }
+}
+
+// Layers as scikit-learn stores them: W [in x out] row-major, b [out]; hidden activation between
+// layers, none after the last (the output transform applies logistic / softmax).
+class Mlp : public Model {
+public:
+    Mlp(const Record& r, size_t n_in) : n_in_(n_in) {
+        activation_ = parse_activation(string_or(r, "mlp.activation", "relu"));
+        auto n_layers = int_of(r, "mlp.layers");
+        if (n_layers < 1) throw_error(ErrorKind::InvalidArgument, "an MLP needs at least one layer");
+        size_t width = n_in;
+        for (int64_t i = 0; i < n_layers; ++i) {
+            Layer l;
+            l.w = reals(r, fmt::format("mlp.{}.weights", i));
+            l.b = reals(r, fmt::format("mlp.{}.bias", i));
+            l.in = width;
+            l.out = l.b.size();
+            if (l.out == 0 || l.w.size() != l.in * l.out)
+                throw_error(ErrorKind::InvalidArgument, "MLP layer {}: {} weights do not make a {} x {} matrix", i,
+                            l.w.size(), l.in, l.out);
+            width = l.out;
+            max_width_ = std::max(max_width_, width);
+            layers_.push_back(std::move(l));
+        }
+    }
+    size_t n_inputs() const override { return n_in_; }
+    size_t n_raw() const override { return layers_.back().out; }
+    double cost_per_row() const override {
+        double c = 0;
+        for (const auto& l : layers_) c += static_cast<double>(l.in * l.out);
+        return c;
+    }
+    void raw(const double* x, size_t n, double* out, Scratch& s) const override {
+        grow(s.c, n * max_width_);
+        grow(s.d, n * max_width_);
+        const double* cur = x;
+        for (size_t li = 0; li < layers_.size(); ++li) {
+            const auto& l = layers_[li];
+            bool last = li + 1 == layers_.size();
+            double* dst = last ? out : (cur == s.c.data() ? s.d.data() : s.c.data());
+            if (n < 4) {
+                for (size_t i = 0; i < n; ++i) {
+                    double* o = dst + i * l.out;
+                    const double* h = cur + i * l.in;
+                    std::copy(l.b.begin(), l.b.end(), o);
+                    for (size_t a = 0; a < l.in; ++a) {
+                        double v = h[a];
+                        const double* w = l.w.data() + a * l.out;
+                        for (size_t b = 0; b < l.out; ++b) o[b] += v * w[b];
+                    }
+                }
+            } else {
+                ConstRowMap H(cur, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(l.in));
+                ConstRowMap W(l.w.data(), static_cast<Eigen::Index>(l.in), static_cast<Eigen::Index>(l.out));
+                RowMap Y(dst, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(l.out));
+                Y.noalias() = H * W;
+                Y.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(l.b.data(), static_cast<Eigen::Index>(l.out));
+            }
+            if (!last) activate(activation_, dst, n * l.out);
+            cur = dst;
+        }
+    }
+
+private:
+    struct Layer {
+        std::vector<double> w, b;
+        size_t in = 0, out = 0;
+    };
+    size_t n_in_, max_width_ = 0;
+    Activation activation_ = Activation::Relu;
+    std::vector<Layer> layers_;
+};
+
+} // namespace
+
+std::unique_ptr<Model> make_linear(const Record& r, size_t n_inputs) { return std::make_unique<Linear>(r, n_inputs); }
+std::unique_ptr<Model> make_mlp(const Record& r, size_t n_inputs) { return std::make_unique<Mlp>(r, n_inputs); }
+
+} // namespace keel::inference::detail

@@ -1,0 +1,256 @@
+// core/inference/trees.cpp: tree ensembles (scikit-learn, LightGBM, XGBoost) in one flat node layout.
+#include "models.hpp"
+
+#include "keel/common/error.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <deque>
+
+namespace keel::inference::detail {
+
+namespace {
+
+// 16 bytes, four to a cache line. Children are adjacent (right = left + 1) after renumbering in
+// breadth-first order; a leaf has left == 0 and keeps its value in `threshold` (one value per leaf)
+// or its index into the leaf values in `meta` (several, e.g. class distributions).
+struct Node {
+    double threshold;
+    uint32_t meta;
+    int32_t left;
+};
+static_assert(sizeof(Node) == 16);
+
+constexpr uint32_t kFeatureMask = (1u << 24) - 1;
+constexpr uint32_t kDefaultLeft = 1u << 24;
+constexpr uint32_t kCategorical = 1u << 25;
+constexpr uint32_t kMissingShift = 26;  // 2 bits: 0 NaN goes the default way; 1 NaN is 0.0; 2 zero or NaN default
+constexpr uint32_t kMissingMask = 3u << kMissingShift;
+
+enum class Compare { Le, LeFloat, LtFloat };
+
+class Trees : public Model {
+public:
+    Trees(const Record& r, size_t n_in) : n_in_(n_in) {
+        const auto& offsets = ints(r, "tree.offsets");
+        const auto& outputs = ints(r, "tree.output");
+        const auto& feature = ints(r, "node.feature");
+        const auto& threshold = reals(r, "node.threshold");
+        const auto& left = ints(r, "node.left");
+        const auto& right = ints(r, "node.right");
+        const auto& value = reals(r, "node.value");
+        width_ = static_cast<size_t>(int_or(r, "tree.leaf_width", 1));
+        n_raw_ = static_cast<size_t>(int_of(r, "tree.n_raw"));
+        base_ = has(r, "tree.base") ? reals(r, "tree.base") : std::vector<double>(n_raw_, 0.0);
+        scale_ = real_or(r, "tree.scale", 1.0) / real_or(r, "tree.divisor", 1.0);
+        auto cmp = string_or(r, "tree.compare", "le");
+        if (cmp == "le") compare_ = Compare::Le;
+        else if (cmp == "le_float") compare_ = Compare::LeFloat;
+        else if (cmp == "lt_float") compare_ = Compare::LtFloat;
+        else throw_error(ErrorKind::InvalidArgument, "unknown tree comparison '{}': expected le, le_float or lt_float", cmp);
+
+        size_t n_nodes = feature.size();
+        if (n_raw_ == 0 || width_ == 0 || base_.size() != n_raw_)
+            throw_error(ErrorKind::InvalidArgument, "tree ensemble: {} raw outputs with {} base values", n_raw_,
+                        base_.size());
+        if (threshold.size() != n_nodes || left.size() != n_nodes || right.size() != n_nodes ||
+            value.size() != n_nodes * width_)
+            throw_error(ErrorKind::InvalidArgument, "tree ensemble: node arrays of different lengths ({} features, {} "
+                        "thresholds, {} left, {} right, {} values for leaf width {})",
+                        n_nodes, threshold.size(), left.size(), right.size(), value.size(), width_);
+        if (offsets.empty() || offsets.front() != 0 || static_cast<size_t>(offsets.back()) != n_nodes ||
+            outputs.size() + 1 != offsets.size())
+            throw_error(ErrorKind::InvalidArgument, "tree ensemble: tree offsets do not cover the {} nodes", n_nodes);
+        auto opt = [&](const char* key) { return has(r, key) ? ints(r, key) : std::vector<int64_t>(n_nodes, 0); };
+        auto default_left = opt("node.default_left");
+        auto missing = opt("node.missing");
+        std::vector<int64_t> category = has(r, "node.category") ? ints(r, "node.category")
+                                                                 : std::vector<int64_t>(n_nodes, -1);
+        if (default_left.size() != n_nodes || missing.size() != n_nodes || category.size() != n_nodes)
+            throw_error(ErrorKind::InvalidArgument, "tree ensemble: node flag arrays must have {} entries", n_nodes);
+        if (has(r, "cat.offsets")) {
+            cat_offsets_ = ints(r, "cat.offsets");
+            for (auto w : ints(r, "cat.words")) cat_words_.push_back(static_cast<uint32_t>(w));
+            if (cat_offsets_.empty() || static_cast<size_t>(cat_offsets_.back()) != cat_words_.size())
+                throw_error(ErrorKind::InvalidArgument, "tree ensemble: category offsets do not cover the words");
+        }
+
+        size_t n_trees = outputs.size();
+        tree_start_.reserve(n_trees + 1);
+        nodes_.reserve(n_nodes);
+        for (size_t t = 0; t < n_trees; ++t) {
+            int64_t begin = offsets[t], end = offsets[t + 1];
+            if (end <= begin) throw_error(ErrorKind::InvalidArgument, "tree {} has no nodes", t);
+            if (outputs[t] < 0 || static_cast<size_t>(outputs[t]) + width_ > n_raw_)
+                throw_error(ErrorKind::InvalidArgument, "tree {} writes output {} of {}", t, outputs[t], n_raw_);
+            tree_output_.push_back(static_cast<uint32_t>(outputs[t]));
+            tree_start_.push_back(static_cast<uint32_t>(nodes_.size()));
+            // Breadth-first renumbering so that siblings sit side by side.
+            size_t base = nodes_.size();
+            std::deque<std::pair<int64_t, size_t>> queue{{0, base}};
+            nodes_.push_back({});
+            size_t visited = 0;
+            while (!queue.empty()) {
+                auto [src, dst] = queue.front();
+                queue.pop_front();
+                if (++visited > static_cast<size_t>(end - begin))
+                    throw_error(ErrorKind::InvalidArgument, "tree {} is not a tree (a node is reached twice)", t);
+                size_t g = static_cast<size_t>(begin + src);
+                Node n{};
+                if (feature[g] < 0) {
+                    n.left = 0;
+                    if (width_ == 1) {
+                        n.threshold = value[g];
+                    } else {
+                        n.meta = static_cast<uint32_t>(leaf_values_.size() / width_);
+                        leaf_values_.insert(leaf_values_.end(), value.begin() + g * width_,
+                                            value.begin() + (g + 1) * width_);
+                    }
+                } else {
+                    if (static_cast<size_t>(feature[g]) >= n_in_)
+                        throw_error(ErrorKind::InvalidArgument, "tree {} splits on feature {} of {}", t, feature[g], n_in_);
+                    auto l = left[g], rr = right[g];
+                    if (l <= 0 || rr <= 0 || l >= end - begin || rr >= end - begin)
+                        throw_error(ErrorKind::InvalidArgument, "tree {} node {} has children {} and {} out of range", t,
+                                    src, l, rr);
+                    n.meta = static_cast<uint32_t>(feature[g]);
+                    if (default_left[g]) n.meta |= kDefaultLeft;
+                    if (missing[g] < 0 || missing[g] > 2)
+                        throw_error(ErrorKind::InvalidArgument, "tree {} node {} has missing type {}", t, src, missing[g]);
+                    n.meta |= static_cast<uint32_t>(missing[g]) << kMissingShift;
+                    if (missing[g] != 0) complex_ = true;
+                    if (category[g] >= 0) {
+                        if (static_cast<size_t>(category[g]) + 1 >= cat_offsets_.size())
+                            throw_error(ErrorKind::InvalidArgument, "tree {} node {} uses category set {} of {}", t, src,
+                                        category[g], cat_offsets_.empty() ? 0 : cat_offsets_.size() - 1);
+                        n.meta |= kCategorical;
+                        n.threshold = static_cast<double>(category[g]);
+                        complex_ = true;
+                    } else {
+                        n.threshold = threshold[g];
+                    }
+                    size_t child = nodes_.size();
+                    n.left = static_cast<int32_t>(child - base);
+                    nodes_.push_back({});
+                    nodes_.push_back({});
+                    queue.emplace_back(l, child);
+                    queue.emplace_back(rr, child + 1);
+                }
+                nodes_[dst] = n;
+            }
+            depth_sum_ += std::log2(static_cast<double>(nodes_.size() - base) + 1.0);
+        }
+        tree_start_.push_back(static_cast<uint32_t>(nodes_.size()));
+    }
+
+    size_t n_inputs() const override { return n_in_; }
+    size_t n_raw() const override { return n_raw_; }
+    double cost_per_row() const override { return 4.0 * depth_sum_; }
+
+    void raw(const double* x, size_t n, double* out, Scratch&) const override {
+        switch (compare_) {
+        case Compare::Le: complex_ ? run<Compare::Le, true>(x, n, out) : run<Compare::Le, false>(x, n, out); break;
+        case Compare::LeFloat:
+            complex_ ? run<Compare::LeFloat, true>(x, n, out) : run<Compare::LeFloat, false>(x, n, out);
+            break;
+        case Compare::LtFloat:
+            complex_ ? run<Compare::LtFloat, true>(x, n, out) : run<Compare::LtFloat, false>(x, n, out);
+            break;
+        }
+    }
+
+private:
+    template <Compare C>
+    static bool goes_left(double v, double t) {
+        if constexpr (C == Compare::Le) return v <= t;
+        else if constexpr (C == Compare::LeFloat) return static_cast<double>(static_cast<float>(v)) <= t;
+        else return static_cast<double>(static_cast<float>(v)) < t;
+    }
+
+    bool category_left(const Node& n, double v) const {
+        if (std::isnan(v)) return n.meta & kDefaultLeft;
+        if (v < 0 || v >= 2147483647.0) return false;
+        auto c = static_cast<uint32_t>(static_cast<int32_t>(v));
+        auto set = static_cast<size_t>(n.threshold);
+        int64_t begin = cat_offsets_[set], words = cat_offsets_[set + 1] - begin;
+        if (c / 32 >= static_cast<uint64_t>(words)) return false;
+        return (cat_words_[begin + c / 32] >> (c % 32)) & 1u;
+    }
+
+    template <Compare C, bool Complex>
+    const Node* leaf(const Node* tree, const double* x) const {
+        const Node* n = tree;
+        while (n->left != 0) {
+            double v = x[n->meta & kFeatureMask];
+            bool left;
+            if constexpr (!Complex) {
+                left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
+            } else {
+                if (n->meta & kCategorical) {
+                    left = category_left(*n, v);
+                } else {
+                    uint32_t missing = (n->meta & kMissingMask) >> kMissingShift;
+                    if (missing == 0) {
+                        left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
+                    } else {
+                        if (std::isnan(v)) v = 0.0;
+                        if (missing == 2 && v > -1e-35f && v <= 1e-35f) left = (n->meta & kDefaultLeft) != 0;
+                        else left = goes_left<C>(v, n->threshold);
+                    }
+                }
+            }
+            n = tree + n->left + (left ? 0 : 1);
+        }
+        return n;
+    }
+
+    template <Compare C, bool Complex>
+    void run(const double* x, size_t n, double* out) const {
+        std::fill(out, out + n * n_raw_, 0.0);
+        size_t n_trees = tree_output_.size();
+        for (size_t t = 0; t < n_trees; ++t) {
+            const Node* tree = nodes_.data() + tree_start_[t];
+            size_t o = tree_output_[t];
+            if (width_ == 1) {
+                size_t i = 0;
+                // Four rows at a time: independent walks overlap their memory latency.
+                for (; i + 4 <= n; i += 4) {
+                    const Node* a = leaf<C, Complex>(tree, x + (i + 0) * n_in_);
+                    const Node* b = leaf<C, Complex>(tree, x + (i + 1) * n_in_);
+                    const Node* c = leaf<C, Complex>(tree, x + (i + 2) * n_in_);
+                    const Node* d = leaf<C, Complex>(tree, x + (i + 3) * n_in_);
+                    out[(i + 0) * n_raw_ + o] += a->threshold;
+                    out[(i + 1) * n_raw_ + o] += b->threshold;
+                    out[(i + 2) * n_raw_ + o] += c->threshold;
+                    out[(i + 3) * n_raw_ + o] += d->threshold;
+                }
+                for (; i < n; ++i) out[i * n_raw_ + o] += leaf<C, Complex>(tree, x + i * n_in_)->threshold;
+            } else {
+                for (size_t i = 0; i < n; ++i) {
+                    const Node* l = leaf<C, Complex>(tree, x + i * n_in_);
+                    const double* v = leaf_values_.data() + static_cast<size_t>(l->meta) * width_;
+                    double* dst = out + i * n_raw_ + o;
+                    for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
+                }
+            }
+        }
+        for (size_t i = 0; i < n; ++i)
+            for (size_t k = 0; k < n_raw_; ++k) out[i * n_raw_ + k] = base_[k] + scale_ * out[i * n_raw_ + k];
+    }
+
+    size_t n_in_, n_raw_ = 0, width_ = 1;
+    std::vector<Node> nodes_;
+    std::vector<uint32_t> tree_start_, tree_output_;
+    std::vector<double> leaf_values_, base_;
+    std::vector<int64_t> cat_offsets_;
+    std::vector<uint32_t> cat_words_;
+    double scale_ = 1.0, depth_sum_ = 0;
+    Compare compare_ = Compare::Le;
+    bool complex_ = false;
+};
+
+} // namespace
+
+std::unique_ptr<Model> make_trees(const Record& r, size_t n_inputs) { return std::make_unique<Trees>(r, n_inputs); }
+
+} // namespace keel::inference::detail
