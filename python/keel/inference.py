@@ -187,10 +187,15 @@ class Predictor:
             return float(out[0, 0]) if single else out[:, 0]
         return out[0] if single else out
 
-    def predict_proba(self, X: Any, threads: int = 0) -> np.ndarray:
-        """Class probabilities, a column per class in ``classes_`` order."""
-        if self.task != "classification":
-            raise InvalidArgument(f"predict_proba needs a classifier; this predictor does {self.task}")
+    @property
+    def predict_proba(self):
+        """Class probabilities, a column per class in ``classes_`` order (classifiers only: like
+        scikit-learn, a regressor has no such attribute, so ``hasattr`` tells them apart)."""
+        if self._native.task != "classification":
+            raise AttributeError(f"predict_proba needs a classifier; this predictor does {self.task}")
+        return self._predict_proba
+
+    def _predict_proba(self, X: Any, threads: int = 0) -> np.ndarray:
         out, single = self._run(X, threads)
         return out[0] if single else out
 

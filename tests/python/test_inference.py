@@ -301,8 +301,10 @@ def test_inputs_rows_dicts_float32_and_threads():
         p.predict(pd.DataFrame(X[:, :3], columns=list("abc")))
     with pytest.raises(keel.InvalidArgument, match="3 columns but the model reads 4"):
         p.predict(X[:, :3])
-    with pytest.raises(keel.InvalidArgument, match="predict_proba needs a classifier"):
-        convert(LinearRegression().fit(X, y)).predict_proba(X)
+    regressor = convert(LinearRegression().fit(X, y))
+    assert not hasattr(regressor, "predict_proba")
+    with pytest.raises(AttributeError, match="predict_proba needs a classifier"):
+        regressor.predict_proba(X)
 
 
 def test_pickle_bytes_and_corruption():
