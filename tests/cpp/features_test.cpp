@@ -7,12 +7,25 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <filesystem>
 #include <fstream>
 
 namespace fs = std::filesystem;
 using namespace keel::features;
+
+// Counts heap allocations in this test binary, to check that online lookups make none.
+static std::atomic<long> g_allocations{0};
+void* operator new(size_t size) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size ? size : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -197,4 +210,22 @@ TEST(FeatureStore, OnlineReaderLooksUpAndSwitchesSnapshots) {
     EXPECT_NE(reader->snapshot_key(), before);
     reader->lookup(ids.data(), ids.size(), out.data(), 3 * kDay);
     EXPECT_EQ(out[2], 7.0);
+}
+
+TEST(FeatureStore, OnlineLookupAllocatesNothing) {
+    TempDir dir;
+    auto store = make_store(dir.path);
+    Rows rows;
+    for (int i = 0; i < 100; ++i) rows.add(i, 0, double(i));
+    store->ingest("activity", rows.batch());
+    store->materialize("activity", kDay);
+    auto reader = store->online_reader({"activity:spend"});
+    std::vector<int64_t> ids{5, 50, 500};
+    std::vector<double> out(3);
+    reader->lookup(ids.data(), ids.size(), out.data(), kDay);
+    long before = g_allocations.load();
+    for (int i = 0; i < 1000; ++i) reader->lookup(ids.data(), ids.size(), out.data(), kDay);
+    EXPECT_EQ(g_allocations.load(), before);
+    EXPECT_EQ(out[1], 50.0);
+    EXPECT_TRUE(std::isnan(out[2]));
 }
