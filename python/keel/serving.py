@@ -142,6 +142,7 @@ class Endpoint:
     def _resolve_models(self) -> bool:
         """Re-resolves every variant's model ref (aliases move); True when something changed."""
         changed = False
+        before = {v.lineage_ref for v in self._variants.values() if v.lineage_ref}
         for v in self._variants.values():
             mv = self._ws.models.get(v.model_ref)
             if mv.ref != v.ref:
@@ -150,6 +151,8 @@ class Endpoint:
                     model = self._models[mv.ref] = self._ws.models.load(mv.ref)
                 v.bind(mv, model, self.definition.get("output", "auto"))
                 changed = True
+        if changed:
+            self._link_lineage(before)
         issues = sorted(v.name for v in self._variants.values()
                         if v.lineage_ref and not self._ws.lineage.issues(v.lineage_ref).empty)
         if issues != self._issues:
@@ -158,6 +161,27 @@ class Endpoint:
                 self._router.set_issues(issues)
             changed = True
         return changed
+
+    @property
+    def lineage_ref(self) -> str:
+        return f"endpoint:{self.name}"
+
+    def _link_lineage(self, before: set[str]) -> None:
+        """model:<name>/<version> -serves-> endpoint:<name> for the versions served now; edges of
+        versions no longer served are ended (as_of queries still see them)."""
+        now = {v.lineage_ref for v in self._variants.values() if v.lineage_ref}
+        lineage = self._ws.lineage
+        for ref in now:
+            lineage.add_edge(ref, "serves", self.lineage_ref)
+        for ref in before - now:
+            try:
+                lineage.remove_edge(ref, "serves", self.lineage_ref)
+            except Exception:  # noqa: BLE001 - another host ended it already
+                pass
+
+    def issues(self):
+        """Open data issues upstream of this endpoint (feature views feeding its models), a DataFrame."""
+        return self._ws.lineage.issues(self.lineage_ref)
 
     def refresh(self) -> None:
         """Pick up a new revision, moved aliases, data issues and new online snapshots now."""

@@ -185,3 +185,18 @@ def test_http_server_hosts_saved_endpoints(served):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
+    ep = define(served, variants={"champion": ("churn@champion", 1.0)})
+    assert "endpoint:churn" in served.lineage.downstream("model:churn/1")
+    served.models.set_alias("churn", "champion", 2)
+    ep.refresh()
+    assert "endpoint:churn" in served.lineage.downstream("model:churn/2")
+    assert "endpoint:churn" not in served.lineage.downstream("model:churn/1")
+    served.lineage.add_edge("feature_view:activity", "feeds", "model:churn/2")
+    from keel import quality
+    c = quality.checks(served, "feature_view:activity")
+    c.add_rule("plugins/quality/range.lua", column="spend", max=-1, severity="warn")
+    c.run(pd.DataFrame({"spend": [1.0]}))
+    assert list(ep.issues().rule) == ["range"]
