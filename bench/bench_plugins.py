@@ -96,7 +96,7 @@ def endpoint() -> list[tuple]:
     e2e, alone = statistics.median(times) * 1e6, statistics.median(direct) * 1e6
     return [(f"ep.predict end to end (model flavour {flavour})", e2e),
             (f"the model on one row alone ({type(loaded).__name__})", alone),
-            ("endpoint overhead (lookup + route + log, difference)", e2e - alone)]
+            ("difference (what lookup + route + log add)", e2e - alone)]
 
 
 def make_data(n: int) -> pd.DataFrame:

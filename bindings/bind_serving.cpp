@@ -1,7 +1,11 @@
 // bindings/bind_serving.cpp
 #include "bindings.hpp"
 
+#include "keel/common/error.hpp"
 #include "keel/serving/endpoint_store.hpp"
+#include "keel/features/online.hpp"
+#include "keel/inference/predictor.hpp"
+#include "keel/serving/request_path.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <pybind11/stl.h>
@@ -32,6 +36,46 @@ py::dict revision_dict(const EndpointRevision& r) {
 } // namespace
 
 void bind_serving(py::module_& m) {
+    // The native request path (all variants native predictors): one call per request.
+    py::class_<RequestPath, std::shared_ptr<RequestPath>>(m, "RequestPath")
+        .def(py::init([](std::shared_ptr<plugins::Router> router, std::shared_ptr<features::OnlineReader> reader,
+                         const std::string& key, std::vector<std::shared_ptr<inference::Predictor>> predictors) {
+            std::vector<std::shared_ptr<const inference::Predictor>> ps(predictors.begin(), predictors.end());
+            return std::make_shared<RequestPath>(std::move(router), std::move(reader), key, std::move(ps));
+        }))
+        .def("serve", [](const RequestPath& p, py::dict request) {
+            // (variant index, shadow bits, fallback, prediction); borrowed fields like Router.route
+            std::vector<plugins::Field> fields;
+            fields.reserve(request.size());
+            PyObject *key, *value;
+            Py_ssize_t pos = 0;
+            std::vector<std::string> keep;
+            keep.reserve(request.size());
+            while (PyDict_Next(request.ptr(), &pos, &key, &value)) {
+                Py_ssize_t n = 0;
+                const char* k = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : nullptr;
+                if (!k) throw_error(ErrorKind::InvalidArgument, "request field names must be strings");
+                plugins::Field f{std::string_view(k, size_t(n)), std::monostate{}};
+                if (PyBool_Check(value)) f.value = value == Py_True;
+                else if (PyLong_Check(value)) f.value = int64_t(PyLong_AsLongLong(value));
+                else if (PyFloat_Check(value)) f.value = PyFloat_AS_DOUBLE(value);
+                else if (PyUnicode_Check(value)) {
+                    Py_ssize_t vn = 0;
+                    const char* v = PyUnicode_AsUTF8AndSize(value, &vn);
+                    f.value = std::string_view(v, size_t(vn));
+                } else if (value != Py_None) {
+                    keep.push_back(py::str(value).cast<std::string>());
+                    f.value = std::string_view(keep.back());
+                }
+                if (PyErr_Occurred()) throw py::error_already_set();
+                fields.push_back(f);
+            }
+            auto a = p.serve(fields);
+            return py::make_tuple(a.decision.variant, a.decision.shadows,
+                                  std::string(plugins::fallback_name(a.decision.fallback)), a.prediction);
+        })
+        .def("predict", &RequestPath::predict);
+
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
         .def("save", [](PyEndpointStore& s, const std::string& name, const std::string& json) {

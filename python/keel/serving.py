@@ -129,7 +129,24 @@ class Endpoint:
         self._router = Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]],
                               default=d["default"] or None, config={**d["config"], "key": self._key},
                               name=self.name, issues=self._issues)
+        self._fast = None
+        self._build_fast_path()
         self._next_refresh = time.monotonic() + self.refresh_interval
+
+    def _build_fast_path(self) -> None:
+        """When every variant is a native predictor fed by online features, one C++ call serves a
+        request (lookup -> route -> predict); otherwise the Python path below composes the same steps."""
+        self._fast = None
+        self._variant_list = list(self._variants.values())
+        if self._reader is None or self.definition["inputs"] or self.definition.get("output", "auto") != "auto":
+            return
+        natives = [getattr(v.model, "_native", None) for v in self._variant_list]
+        if not all(isinstance(n, _core.NativePredictor) for n in natives):
+            return
+        try:
+            self._fast = _core.RequestPath(self._router._native, self._reader, self._key, natives)
+        except InvalidArgument:
+            self._fast = None  # e.g. a model expecting other inputs: the Python path reports it per request
 
     def _default_key(self, d: dict) -> str:
         if d["features"]:
@@ -153,6 +170,7 @@ class Endpoint:
                 changed = True
         if changed:
             self._link_lineage(before)
+            self._fast = None  # rebuilt below with the new predictors
         issues = sorted(v.name for v in self._variants.values()
                         if v.lineage_ref and not self._ws.lineage.issues(v.lineage_ref).empty)
         if issues != self._issues:
@@ -193,6 +211,8 @@ class Endpoint:
             self._resolve_models()
             if self._reader is not None:
                 self._reader.refresh()
+            if self._fast is None:
+                self._build_fast_path()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
     def _maybe_refresh(self) -> None:
@@ -271,6 +291,18 @@ class Endpoint:
         model, version}``. Routing failures serve the default variant; shadows never affect the answer."""
         if time.monotonic() >= self._next_refresh:
             self.refresh()
+        if self._fast is not None:
+            index, shadow_bits, fallback, pred = self._fast.serve(request)
+            v = self._variant_list[index]
+            self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
+                              str(request.get(self._tenant_field, "")), v.name, v.ref, v.version, fallback, False,
+                              pred, self.revision))
+            if len(self._log) >= _FLUSH_EVERY:
+                self.flush()
+            if shadow_bits:
+                names = [w.name for i, w in enumerate(self._variant_list) if shadow_bits >> i & 1]
+                self._shadow(names, self._features([request]), [request])
+            return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version}
         variant, shadows, fallback = self._router._native.route(request)
         v = self._variants[variant]
         if self._reader is not None and not self.definition["inputs"]:

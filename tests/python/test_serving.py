@@ -200,3 +200,21 @@ def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
     c.add_rule("plugins/quality/range.lua", column="spend", max=-1, severity="warn")
     c.run(pd.DataFrame({"spend": [1.0]}))
     assert list(ep.issues().rule) == ["range"]
+
+
+def test_native_models_take_the_one_call_request_path(served):
+    mv = served.models.get("churn/1")
+    if mv.flavour != "keel-native":
+        pytest.skip("keel.inference did not convert the model")
+    ep = define(served, variants={"a": ("churn/1", 0.5), "b": ("churn@champion", 0.5)})
+    assert ep._fast is not None
+    batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # the Python path
+    for i, b in enumerate(batch):
+        one = ep.predict({"player_id": i, "tenant": "t"})
+        assert one["variant"] == b["variant"] and one["prediction"] == pytest.approx(b["prediction"])
+        assert one["prediction"] == pytest.approx((i % 7) + 2.0 * i)
+    with pytest.raises(keel.InvalidArgument, match="player_id"):
+        ep.predict({"tenant": "t"})
+    served.models.set_alias("churn", "champion", 2)   # not native: back to the Python path
+    ep.refresh()
+    assert ep._fast is None and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
