@@ -20,7 +20,12 @@ def notebooks(args: list[str]) -> list[Path]:
     found: list[Path] = []
     for arg in args or ["notebooks"]:
         path = Path(arg)
-        found.extend(sorted(path.glob("*.ipynb")) if path.is_dir() else [path])
+        if path.is_dir():
+            found.extend(sorted(path.glob("*.ipynb")))
+        elif path.exists():
+            found.append(path)
+        else:
+            print(f"no notebooks at {path}: nothing to run there")
     return found
 
 

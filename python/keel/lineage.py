@@ -22,7 +22,7 @@ def _as_of_ms(as_of) -> int | None:
         return int(as_of)
     if isinstance(as_of, str):
         import pandas as pd
-        as_of = pd.Timestamp(as_of)
+        as_of = pd.Timestamp(as_of).to_pydatetime()
     if isinstance(as_of, datetime):
         if as_of.tzinfo is None:
             as_of = as_of.astimezone()  # a naive time is the caller's local time

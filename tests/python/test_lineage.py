@@ -1,4 +1,5 @@
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -34,6 +35,12 @@ def test_as_of_sees_the_past(ws):
     ws.lineage.add_edge("model:churn/2", "serves", "endpoint:churn")
     assert ws.lineage.upstream("endpoint:churn").refs == ["endpoint:churn", "model:churn/2"]
     assert ws.lineage.upstream("endpoint:churn", as_of=before).refs == ["endpoint:churn", "model:churn/1"]
+    iso = datetime.fromtimestamp(before / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    assert ws.lineage.upstream("endpoint:churn", as_of=iso).refs == ["endpoint:churn", "model:churn/1"]
+    local_naive = datetime.fromtimestamp(before / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert ws.lineage.upstream("endpoint:churn", as_of=local_naive).refs == ["endpoint:churn", "model:churn/1"]
+    with pytest.raises(keel.NotFound, match="did not exist yet"):
+        ws.lineage.upstream("endpoint:churn", as_of="2001-01-01T00:00:00Z")
 
 
 def test_bad_and_unknown_refs(ws):
