@@ -231,6 +231,14 @@ void bind_plugins(py::module_& m) {
         }
         return value_to_py(out);
     });
+    m.def("plugins_schema", [](const std::string& ref, const std::string& entry) {
+        Value v;
+        {
+            py::gil_scoped_release release;
+            v = Host::for_thread().schema(ref, entry);
+        }
+        return value_to_py(v);
+    });
     m.def("plugins_status", [](const std::string& ref) {
         auto s = Host::for_thread().status(ref);
         py::dict d;

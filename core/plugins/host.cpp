@@ -682,6 +682,25 @@ Value Host::call(std::string_view ref, std::string_view entry, const std::vector
     return out;
 }
 
+Value Host::schema(std::string_view ref, std::string_view entry) {
+    auto& impl = *impl_;
+    Plugin& p = impl.load(ref, entry);
+    lua_State* L = impl.L;
+    int base = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p.env_ref);
+    lua_pushliteral(L, "schema");
+    lua_rawget(L, -2);
+    Value v;
+    try {
+        v = to_value(L, -1);
+    } catch (...) {
+        lua_settop(L, base);
+        throw;
+    }
+    lua_settop(L, base);
+    return v;
+}
+
 PluginStatus Host::status(std::string_view ref) {
     for (const auto& [key, p] : impl_->plugins)
         if (p->ref == ref) return p->status;

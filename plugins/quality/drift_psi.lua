@@ -2,6 +2,12 @@
 -- args: column, warn (default 0.1), fail (default 0.25)
 -- The reference comes from ctx.references[column] (a feature view stores one from its first
 -- accepted batch, or set it explicitly); without one the rule passes and says so.
+schema = {
+  column = {type = "string", required = true, doc = "the column compared with its reference profile"},
+  warn = {type = "number", doc = "PSI that warns (default 0.1)"},
+  fail = {type = "number", doc = "PSI that fails (default 0.25)"},
+}
+
 function check(batch, ctx)
   local a = ctx.args
   local warn, fail = a.warn or 0.1, a.fail or 0.25

@@ -1,5 +1,10 @@
 -- plugins/quality/freshness.lua: the newest timestamp is at most max_age old.
 -- args: column (timestamps), max_age (seconds, or "90s", "30m", "6h", "2d")
+schema = {
+  column = {type = "string", required = true, doc = "the timestamp column"},
+  max_age = {type = "any", doc = "seconds, or '90s', '30m', '6h', '2d' (default '1d')"},
+}
+
 local units = {s = 1, m = 60, h = 3600, d = 86400}
 
 local function seconds(v)

@@ -1,5 +1,11 @@
 -- plugins/quality/range.lua: every non-null value lies in [min, max] (either bound optional).
 -- args: column, min, max
+schema = {
+  column = {type = "string", required = true, doc = "the numeric or timestamp column to check"},
+  min = {type = "number", doc = "smallest value allowed"},
+  max = {type = "number", doc = "largest value allowed"},
+}
+
 function check(batch, ctx)
   local a = ctx.args
   local col = batch:column(a.column)

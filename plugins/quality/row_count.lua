@@ -1,5 +1,10 @@
 -- plugins/quality/row_count.lua: the batch has between min and max rows.
 -- args: min (default 1), max (optional)
+schema = {
+  min = {type = "integer", doc = "fewest rows allowed (default 1)"},
+  max = {type = "integer", doc = "most rows allowed"},
+}
+
 function check(batch, ctx)
   local a = ctx.args
   local n, min, max = batch.rows, a.min or 1, a.max

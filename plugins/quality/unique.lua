@@ -1,5 +1,9 @@
 -- plugins/quality/unique.lua: no non-null value appears twice.
 -- args: column
+schema = {
+  column = {type = "string", required = true, doc = "the column whose values must not repeat"},
+}
+
 function check(batch, ctx)
   local a = ctx.args
   local col = batch:column(a.column)

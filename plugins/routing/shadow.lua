@@ -4,6 +4,12 @@
 --
 -- config: serve   variant that answers (default: the endpoint's default variant)
 --         shadow  variant name or list of names to mirror to (default: every other variant)
+schema = {
+  serve = {type = "string", doc = "variant that answers (default: the endpoint's default)"},
+  shadow = {type = "any", doc = "variant name or list of names to mirror to (default: all others)"},
+  key = {type = "string", doc = "the endpoint's entity key (unused)"},
+}
+
 function route(req, ctx)
   local cfg = ctx.config
   local serve = cfg.serve or ctx.default

@@ -10,6 +10,12 @@
 --                 entity's join key)
 --         salt    hashing salt (default: the endpoint name); change it to reshuffle everyone
 --         avoid_data_issues  true: never pick a variant fed by a feature view with an open issue
+schema = {
+  key = {type = "string", doc = "request field holding the sticky key (default user_id)"},
+  salt = {type = "string", doc = "hashing salt (default: the endpoint name)"},
+  avoid_data_issues = {type = "boolean", doc = "skip variants fed by a feature view with an open issue"},
+}
+
 local log = math.log
 
 function route(req, ctx)

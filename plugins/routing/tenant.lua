@@ -4,6 +4,14 @@
 --         field    request field naming the tenant (default "tenant")
 --         default  variant for tenants not in the map (default: the endpoint's default variant)
 --         avoid_data_issues  true: a tenant whose variant has an open data issue gets the default
+schema = {
+  tenants = {type = "map", doc = "tenant -> variant"},
+  field = {type = "string", doc = "request field naming the tenant (default tenant)"},
+  default = {type = "string", doc = "variant for tenants not in the map"},
+  key = {type = "string", doc = "the endpoint's entity key (unused)"},
+  avoid_data_issues = {type = "boolean", doc = "an unmapped or affected tenant gets the default"},
+}
+
 function route(req, ctx)
   local cfg = ctx.config
   local tenant = req[cfg.field or "tenant"]

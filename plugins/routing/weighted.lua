@@ -2,6 +2,11 @@
 -- use sticky.lua when a user must keep their variant).
 --
 -- config: avoid_data_issues  true: skip variants fed by a feature view with an open issue
+schema = {
+  key = {type = "string", doc = "ignored (weighted.lua is not sticky); accepted so endpoints can pass it"},
+  avoid_data_issues = {type = "boolean", doc = "skip variants fed by a feature view with an open issue"},
+}
+
 local random = math.random
 
 function route(req, ctx)

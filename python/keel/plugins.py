@@ -88,6 +88,45 @@ def status(plugin: str | os.PathLike) -> dict:
     return _core.plugins_status(os.fspath(plugin))
 
 
+_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
+          "list": (list, tuple, set, frozenset), "map": (dict,), "any": (object,)}
+
+
+def schema(plugin: str | os.PathLike, entry: str) -> dict | None:
+    """The plugin's declared arguments: ``schema = {column = {type = "string", required = true,
+    doc = "..."}, ...}`` at the top of the Lua file (None when it declares none)."""
+    s = _core.plugins_schema(os.fspath(plugin), entry)
+    return s or None
+
+
+def validate(plugin: str | os.PathLike, entry: str, args: Mapping[str, Any]) -> None:
+    """Check arguments against the plugin's schema before any plugin code runs: unknown names,
+    missing required ones and wrong types are InvalidArgument naming the argument."""
+    from keel.errors import InvalidArgument
+    spec = schema(plugin, entry)
+    if not spec:
+        return
+    name = os.path.basename(os.fspath(plugin))
+    for key in args:
+        if key not in spec:
+            raise InvalidArgument(f"{name} has no argument '{key}' (arguments: {', '.join(sorted(spec))})")
+    for key, field in spec.items():
+        field = field if isinstance(field, dict) else {}
+        value = args.get(key)
+        if value is None:
+            if field.get("required"):
+                doc = f": {field['doc']}" if field.get("doc") else ""
+                raise InvalidArgument(f"{name} needs argument '{key}'{doc}")
+            continue
+        kind = field.get("type", "any")
+        types = _TYPES.get(kind, (object,))
+        ok = isinstance(value, types) and not (kind in ("number", "integer") and isinstance(value, bool))
+        if not ok and kind in ("number", "integer") and hasattr(value, "__float__") and not isinstance(value, str):
+            ok = True  # numpy scalars
+        if not ok:
+            raise InvalidArgument(f"{name} argument '{key}' must be a {kind}, not {type(value).__name__} {value!r}")
+
+
 class Decision(NamedTuple):
     """A routing decision: the variant served, the shadow variants, and the fallback reason
     ('' when the plugin decided; 'error', 'unknown_variant', 'budget' or 'memory' otherwise)."""
@@ -120,7 +159,9 @@ class Router:
 
     def __init__(self, plugin: str | os.PathLike, variants, *, default: str | None = None,
                  config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
-        self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", dict(config or {}),
+        config = dict(config or {})
+        validate(plugin, "route", config)
+        self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))
 
     def route(self, request: Mapping) -> Decision:

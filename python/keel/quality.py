@@ -206,6 +206,13 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     time freshness rules compare to (seconds since the epoch, default: now).
     """
     rules = [r if isinstance(r, Rule) else rule(**r) for r in rules]
+    for r in rules:
+        try:
+            _plugins.validate(r.plugin, "check", r.args)
+        except InvalidArgument:
+            raise
+        except Exception:  # noqa: BLE001 - a plugin that is missing or does not load is that rule's error
+            pass
     cols, rows = _batch(data)
     context = {"now": float(now if now is not None else time.time()), "references": dict(references or {}),
                "target": target}
@@ -290,6 +297,7 @@ class Checks:
         import json
         r = rule(plugin, severity=severity, name=name, **args)
         _plugins.resolve(r.plugin)
+        _plugins.validate(r.plugin, "check", r.args)  # a typo fails now, not at the next ingest
         return self._store.add_rule(self.target, r.plugin, json.dumps(dict(r.args)), r.severity, r.name)
 
     def rules(self) -> list[Rule]:

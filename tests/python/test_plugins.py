@@ -134,3 +134,10 @@ def test_bench_runs_in_cpp():
     b = r.bench(20_000, 1000)
     assert b["decisions"] >= 20_000 and b["median_ns"] > 0 and b["per_second"] > 0
     assert r.stats()["fallbacks"] == 0
+
+
+def test_routing_config_is_checked_against_the_plugin_schema():
+    with pytest.raises(keel.InvalidArgument, match="sticky.lua has no argument 'kee'"):
+        plugins.Router(STICKY, {"a": 1}, config={"kee": "player_id"})
+    with pytest.raises(keel.InvalidArgument, match="'tenants' must be a map"):
+        plugins.Router("plugins/routing/tenant.lua", {"a": 1}, config={"tenants": ["studio-a"]})

@@ -148,3 +148,14 @@ def test_allowed_share_matches_pandas_on_short_and_long_codes(values):
     (res,) = quality.check(pd.DataFrame({"c": s}), [quality.rule("plugins/quality/allowed_values.lua", column="c",
                                                                  values=allowed, min_share=0)]).results
     assert res["observed"] == pytest.approx(s.dropna().isin(allowed).mean())
+
+
+def test_rule_arguments_are_checked_against_the_plugin_schema(df, ws):
+    with pytest.raises(keel.InvalidArgument, match="range.lua has no argument 'colum' \\(arguments: column, max, min\\)"):
+        quality.check(df, [quality.rule("plugins/quality/range.lua", colum="spend", min=0)])
+    with pytest.raises(keel.InvalidArgument, match="allowed_values.lua needs argument 'values': the allowed values"):
+        quality.check(df, [quality.rule("plugins/quality/allowed_values.lua", column="country")])
+    with pytest.raises(keel.InvalidArgument, match="argument 'min' must be a number, not str"):
+        quality.checks(ws, "feature_view:x").add_rule("plugins/quality/range.lua", column="spend", min="0")
+    assert quality.checks(ws, "feature_view:x").rule_ids() == []
+    assert keel.plugins.schema("plugins/quality/unique.lua", "check")["column"]["required"] is True

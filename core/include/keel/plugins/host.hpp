@@ -76,6 +76,9 @@ public:
     //! budget and memory overruns throw PluginError naming the file and line.
     Value call(std::string_view ref, std::string_view entry, const std::vector<Value>& args);
 
+    //! The plugin's declared `schema` global (argument name -> {type=, required=, doc=}), or null.
+    Value schema(std::string_view ref, std::string_view entry);
+
     PluginStatus status(std::string_view ref);
     //! Bytes the state holds now; the peak since creation.
     size_t memory_used() const;
