@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("endpoint", nargs="*", help="endpoints to host (default: every saved one)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "-p", type=int, default=8080)
+    p.add_argument("--token-file", help="file holding the bearer token clients must send "
+                                        "(default: $KEEL_SERVE_TOKEN, else a random token printed at start)")
     return parser
 
 
@@ -358,7 +360,14 @@ def _as_of(value: str | None) -> int | None:
 
 def cmd_serve(args, out: _Out) -> None:
     from keel.server import serve
-    serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port)
+    token = os.environ.get("KEEL_SERVE_TOKEN") or None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as err:
+            raise errors.InvalidArgument(f"cannot read --token-file '{args.token_file}': {err.strerror}") from None
+    serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

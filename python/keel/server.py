@@ -4,7 +4,11 @@
                                      [{...}, {...}]                          -> [{...}, {...}] (one batch)
     GET  /endpoints                  saved endpoints and their revisions
     GET  /endpoints/<name>           the endpoint's definition, revision, weights and counters
-    GET  /healthz                    {"ok": true}
+    GET  /healthz                    {"ok": true}  (the only route that needs no token)
+
+Every other route needs ``Authorization: Bearer <token>``: the token given to ``keel serve``
+(``--token-file`` or ``$KEEL_SERVE_TOKEN``), or a random one it prints at start. A missing or wrong
+token is 401 PermissionDenied. Request bodies over 8 MiB are refused with 413.
 
 Errors come back as ``{"error": <Kind>, "message": ...}`` with the kind's HTTP status (NotFound 404,
 InvalidArgument 400, AlreadyExists/Conflict 409, PermissionDenied 403, PluginError 502, others 500).
@@ -13,13 +17,16 @@ A first, standard-library server: one process, a thread per connection, Python's
 
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterable
 
 from keel import _core, errors
 
+MAX_BODY = 8 << 20
 STATUS = {"NotFound": 404, "InvalidArgument": 400, "AlreadyExists": 409, "Conflict": 409, "PermissionDenied": 403,
           "PluginError": 502, "Corrupt": 500, "Internal": 500}
 
@@ -55,7 +62,9 @@ class EndpointHost:
                 ep.flush()
 
 
-def _handler(host: EndpointHost):
+def _handler(host: EndpointHost, token: str | None):
+    expected = None if token is None else f"Bearer {token}".encode()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "keel"
         protocol_version = "HTTP/1.1"
@@ -63,9 +72,11 @@ def _handler(host: EndpointHost):
         def log_message(self, fmt, *args):  # quiet: access logs are the assignment log
             pass
 
-        def _send(self, status: int, payload) -> None:
+        def _send(self, status: int, payload, headers: dict | None = None) -> None:
             body = json.dumps(payload, default=str).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -81,11 +92,26 @@ def _handler(host: EndpointHost):
         def _parts(self) -> list[str]:
             return [p for p in self.path.split("?", 1)[0].split("/") if p]
 
+        def _authorized(self) -> bool:
+            """Constant-time bearer check; answers 401 itself when the token is missing or wrong."""
+            if expected is None:
+                return True
+            given = (self.headers.get("Authorization") or "").encode()
+            if hmac.compare_digest(given, expected):
+                return True
+            self._send(401, {"error": "PermissionDenied",
+                             "message": "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
+                                        "with the token keel serve was started with"},
+                       {"WWW-Authenticate": 'Bearer realm="keel"'})
+            return False
+
         def do_GET(self):  # noqa: N802 - http.server's naming
             try:
                 parts = self._parts()
                 if parts == ["healthz"]:
                     self._send(200, {"ok": True})
+                elif not self._authorized():
+                    return
                 elif parts == ["endpoints"]:
                     self._send(200, host.saved())
                 elif len(parts) == 2 and parts[0] == "endpoints":
@@ -100,10 +126,18 @@ def _handler(host: EndpointHost):
 
         def do_POST(self):  # noqa: N802
             try:
+                if not self._authorized():
+                    return
                 parts = self._parts()
                 if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "predict":
                     raise errors.NotFound(f"no route POST {self.path} (use /endpoints/<name>/predict)")
                 length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self.close_connection = True
+                    self._send(413, {"error": "InvalidArgument",
+                                     "message": f"request body of {length} bytes is over the {MAX_BODY} byte limit: "
+                                                "send smaller batches"})
+                    return
                 try:
                     body = json.loads(self.rfile.read(length) or b"null")
                 except json.JSONDecodeError as err:
@@ -123,19 +157,40 @@ def _handler(host: EndpointHost):
     return Handler
 
 
-def make_server(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080):
-    """A ThreadingHTTPServer hosting the workspace's saved endpoints (call ``serve_forever()``)."""
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def make_server(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080, *,
+                token: str | None):
+    """A ThreadingHTTPServer hosting the workspace's saved endpoints (call ``serve_forever()``).
+
+    ``token`` is the bearer token every request but /healthz must carry. ``None`` turns auth off,
+    which is allowed only on a loopback host (behind a proxy that authenticates for you).
+    """
+    if token is None and host not in LOOPBACK:
+        raise errors.InvalidArgument(f"refusing to serve on {host} without a token: pass token=... "
+                                     "(keel serve --token-file, or $KEEL_SERVE_TOKEN)")
+    if token is not None and len(token) < 16:
+        raise errors.InvalidArgument(f"the serving token is {len(token)} characters long: use at least 16 "
+                                     "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     endpoints = EndpointHost(ws, names)
-    server = ThreadingHTTPServer((host, port), _handler(endpoints))
+    server = ThreadingHTTPServer((host, port), _handler(endpoints, token))
     server.daemon_threads = True
     server.endpoints = endpoints
     return server
 
 
-def serve(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
-    server = make_server(ws, names, host, port)
+def serve(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080,
+          token: str | None = None) -> None:
+    """Serve until interrupted. Without a token, a random one is made and printed once."""
+    generated = token is None
+    token = token or secrets.token_urlsafe(32)
+    server = make_server(ws, names, host, port, token=token)
     print(f"keel serve: {', '.join(e['name'] for e in server.endpoints.saved()) or 'no endpoints yet'} "
           f"on http://{host}:{server.server_port}", flush=True)
+    if generated:
+        print(f"keel serve: token {token} (send 'Authorization: Bearer <token>'; set $KEEL_SERVE_TOKEN or "
+              "--token-file to choose it)", flush=True)
     try:
         server.serve_forever()
     finally:

@@ -157,13 +157,17 @@ def test_http_server_hosts_saved_endpoints(served):
     from keel.server import make_server
 
     define(served)
-    server = make_server(served, ["churn"], port=0)
+    token = "t0ken-for-the-serving-test"
+    server = make_server(served, ["churn"], port=0, token=token)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
 
-    def call(path, body=None):
+    def call(path, body=None, auth=f"Bearer {token}"):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = auth
+        req = urllib.request.Request(base + path, data=data, headers=headers)
         try:
             with urllib.request.urlopen(req) as resp:
                 return resp.status, json.loads(resp.read())
@@ -181,10 +185,23 @@ def test_http_server_hosts_saved_endpoints(served):
         assert status == 404 and err["error"] == "NotFound"
         status, err = call("/endpoints/churn/predict", {"tenant": "x"})
         assert status == 400 and "player_id" in err["message"]
-        assert call("/healthz") == (200, {"ok": True})
+        assert call("/healthz", auth=None) == (200, {"ok": True})
+        for auth in (None, "Bearer wrong-token-of-some-length", token):
+            status, err = call("/endpoints/churn/predict", {"player_id": 1}, auth=auth)
+            assert status == 401 and err["error"] == "PermissionDenied", auth
+            assert call("/endpoints", auth=auth)[0] == 401
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_http_server_refuses_to_serve_unauthenticated_beyond_loopback(served):
+    from keel.server import make_server
+
+    with pytest.raises(keel.InvalidArgument, match="without a token"):
+        make_server(served, host="0.0.0.0", port=0, token=None)
+    with pytest.raises(keel.InvalidArgument, match="at least 16"):
+        make_server(served, port=0, token="short")
 
 
 def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
@@ -218,3 +235,35 @@ def test_native_models_take_the_one_call_request_path(served):
     served.models.set_alias("churn", "champion", 2)   # not native: back to the Python path
     ep.refresh()
     assert ep._fast is None and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
+
+
+def test_keel_serve_command_requires_the_token(served, tmp_path):
+    import os
+    import re
+    import urllib.error
+    import urllib.request
+
+    define(served)
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-read-from-a-file-0123\n")
+    proc = subprocess.Popen([sys.executable, "-m", "keel", "serve", "churn", "--workspace", served.path,
+                             "--port", "0", "--token-file", str(token_file)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "KEEL_SERVE_TOKEN": ""})
+    try:
+        port = re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1)
+
+        def status(auth):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/endpoints",
+                                         headers={"Authorization": auth} if auth else {})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert status("Bearer a-token-read-from-a-file-0123") == 200
+        assert status(None) == 401
+        assert status("Bearer a-token-read-from-a-file-0124") == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
