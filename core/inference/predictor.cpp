@@ -450,7 +450,7 @@ void Predictor::predict_row(const double* row, double* out, bool raw) const {
 template <typename T>
 static void predict_batch(const Pipeline& p, const T* rows, size_t n, double* out, int threads, bool raw) {
     size_t width = raw ? p.n_raw : p.n_outputs;
-    constexpr size_t kBlock = 128;
+    constexpr size_t kBlock = 64;
     detail::parallel_blocks(n, kBlock, p.model->cost_per_row() + 10.0, threads, [&](size_t b, size_t e) {
         p.run(rows + b * p.n_features, e - b, out + b * width, raw, Scratch::local());
     });

@@ -3,9 +3,12 @@
 
 #include "keel/common/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <limits>
+#include <type_traits>
 
 namespace keel::inference::detail {
 
@@ -13,13 +16,17 @@ namespace {
 
 // 16 bytes, four to a cache line. Children are adjacent (right = left + 1) after renumbering in
 // breadth-first order; a leaf has left == 0 and keeps its value in `threshold` (one value per leaf)
-// or its index into the leaf values in `meta` (several, e.g. class distributions).
+// or its index into the leaf values (several, e.g. class distributions); a leaf's meta is 0.
 struct Node {
     double threshold;
     uint32_t meta;
     int32_t left;
 };
 static_assert(sizeof(Node) == 16);
+
+#ifndef KEEL_TREE_LANES
+#define KEEL_TREE_LANES 8
+#endif
 
 constexpr uint32_t kFeatureMask = (1u << 24) - 1;
 constexpr uint32_t kDefaultLeft = 1u << 24;
@@ -102,7 +109,7 @@ public:
                     if (width_ == 1) {
                         n.threshold = value[g];
                     } else {
-                        n.meta = static_cast<uint32_t>(leaf_values_.size() / width_);
+                        n.threshold = static_cast<double>(leaf_values_.size() / width_);
                         leaf_values_.insert(leaf_values_.end(), value.begin() + g * width_,
                                             value.begin() + (g + 1) * width_);
                     }
@@ -117,8 +124,14 @@ public:
                     if (default_left[g]) n.meta |= kDefaultLeft;
                     if (missing[g] < 0 || missing[g] > 2)
                         throw_error(ErrorKind::InvalidArgument, "tree {} node {} has missing type {}", t, src, missing[g]);
-                    n.meta |= static_cast<uint32_t>(missing[g]) << kMissingShift;
-                    if (missing[g] != 0) complex_ = true;
+                    uint32_t miss = static_cast<uint32_t>(missing[g]);
+                    if (miss == 1 && category[g] < 0) {
+                        // LightGBM's "None": NaN is read as 0.0, so it goes where 0.0 goes.
+                        miss = 0;
+                        n.meta = (n.meta & ~kDefaultLeft) | (0.0 <= threshold[g] ? kDefaultLeft : 0u);
+                    }
+                    n.meta |= miss << kMissingShift;
+                    if (miss != 0) complex_ = true;
                     if (category[g] >= 0) {
                         if (static_cast<size_t>(category[g]) + 1 >= cat_offsets_.size())
                             throw_error(ErrorKind::InvalidArgument, "tree {} node {} uses category set {} of {}", t, src,
@@ -139,8 +152,27 @@ public:
                 nodes_[dst] = n;
             }
             depth_sum_ += std::log2(static_cast<double>(nodes_.size() - base) + 1.0);
+            tree_depth_.push_back(depth_of(nodes_.data() + base));
         }
         tree_start_.push_back(static_cast<uint32_t>(nodes_.size()));
+        for (size_t t = 0; t + 8 <= n_trees; t += 8)
+            group_depth_.push_back(*std::max_element(tree_depth_.begin() + t, tree_depth_.begin() + t + 8));
+        // Float comparisons without categorical or LightGBM missing rules walk a float copy of the
+        // rows against float thresholds: the same decisions, half the conversions on the path.
+        use_float_ = compare_ != Compare::Le && !complex_;
+        if (use_float_) {
+            for (auto& n : nodes_) {
+                if (n.left == 0) continue;
+                double t = n.threshold;
+                float f = static_cast<float>(t);
+                if (compare_ == Compare::LeFloat && static_cast<double>(f) > t)
+                    f = std::nextafter(f, -std::numeric_limits<float>::infinity());  // x <= t iff x <= f
+                if (compare_ == Compare::LtFloat && static_cast<double>(f) < t)
+                    f = std::nextafter(f, std::numeric_limits<float>::infinity());   // x < t iff x < f
+                n.threshold = 0;
+                std::memcpy(&n.threshold, &f, sizeof f);
+            }
+        }
     }
 
     size_t n_inputs() const override { return n_in_; }
@@ -148,6 +180,18 @@ public:
     double cost_per_row() const override { return 4.0 * depth_sum_; }
 
     void raw(const double* x, size_t n, double* out, Scratch&) const override {
+        if (use_float_) {
+            thread_local std::vector<float> xf;
+            if (xf.size() < n * n_in_) xf.resize(n * n_in_);
+            for (size_t i = 0; i < n * n_in_; ++i) xf[i] = static_cast<float>(x[i]);
+            if (compare_ == Compare::LeFloat) run_fast<float, false>(xf.data(), n, out);
+            else run_fast<float, true>(xf.data(), n, out);
+            return;
+        }
+        if (!complex_) {
+            run_fast<double, false>(x, n, out);
+            return;
+        }
         switch (compare_) {
         case Compare::Le: complex_ ? run<Compare::Le, true>(x, n, out) : run<Compare::Le, false>(x, n, out); break;
         case Compare::LeFloat:
@@ -169,11 +213,14 @@ private:
 
     bool category_left(const Node& n, double v) const {
         if (std::isnan(v)) return n.meta & kDefaultLeft;
-        if (v < 0 || v >= 2147483647.0) return false;
+        // Missing type 1 on a categorical node: invalid categories follow missing values (scikit-learn);
+        // otherwise they go right (LightGBM).
+        bool invalid_left = ((n.meta & kMissingMask) >> kMissingShift) == 1 && (n.meta & kDefaultLeft);
+        if (v < 0 || v >= 2147483647.0) return invalid_left;
         auto c = static_cast<uint32_t>(static_cast<int32_t>(v));
         auto set = static_cast<size_t>(n.threshold);
         int64_t begin = cat_offsets_[set], words = cat_offsets_[set + 1] - begin;
-        if (c / 32 >= static_cast<uint64_t>(words)) return false;
+        if (c / 32 >= static_cast<uint64_t>(words)) return invalid_left;
         return (cat_words_[begin + c / 32] >> (c % 32)) & 1u;
     }
 
@@ -204,6 +251,151 @@ private:
         return n;
     }
 
+    // Branch-free walk for plain numeric splits: NaN fails every comparison, so a node whose missing
+    // values go left asks !(v > t) (or !(v >= t) when strict) instead of v <= t (v < t).
+    template <typename V, bool Strict>
+    static const Node* fast_leaf(const Node* tree, const V* x) {
+        const Node* n = tree;
+        while (n->left != 0) {
+            V v = x[n->meta & kFeatureMask];
+            V t;
+            if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
+            else t = n->threshold;
+            unsigned dl = (n->meta >> 24) & 1u;
+            unsigned lt = Strict ? (v < t) : (v <= t);
+            unsigned ngt = Strict ? !(v >= t) : !(v > t);
+            unsigned left = (lt & ~dl) | (ngt & dl);
+            n = tree + n->left + (left ^ 1u);
+        }
+        return n;
+    }
+
+    static uint32_t depth_of(const Node* tree) {
+        uint32_t best = 0;
+        std::vector<std::pair<int32_t, uint32_t>> stack{{0, 0}};
+        while (!stack.empty()) {
+            auto [i, d] = stack.back();
+            stack.pop_back();
+            best = std::max(best, d);
+            if (tree[i].left != 0) {
+                stack.emplace_back(tree[i].left, d + 1);
+                stack.emplace_back(tree[i].left + 1, d + 1);
+            }
+        }
+        return best;
+    }
+
+    // Eight rows walk one shallow tree in lock step for exactly its depth: no branch per node, a
+    // leaf keeps its index, eight independent chains hide the memory latency.
+    template <typename V, bool Strict, size_t R>
+    void walk(const Node* tree, uint32_t depth, const V* x, const Node** leaves) const {
+        int32_t idx[R] = {};
+        for (uint32_t d = 0; d < depth; ++d) {
+            for (size_t r = 0; r < R; ++r) {
+                const Node* n = tree + idx[r];
+                V v = x[r * n_in_ + (n->meta & kFeatureMask)];
+                V t;
+                if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
+                else t = n->threshold;
+                unsigned dl = (n->meta >> 24) & 1u;
+                unsigned lt = Strict ? (v < t) : (v <= t);
+                unsigned ngt = Strict ? !(v >= t) : !(v > t);
+                unsigned right = ((lt & ~dl) | (ngt & dl)) ^ 1u;
+                int32_t next = n->left + static_cast<int32_t>(right);
+                idx[r] = n->left != 0 ? next : idx[r];
+            }
+        }
+        for (size_t r = 0; r < R; ++r) leaves[r] = tree + idx[r];
+    }
+
+    // One row through eight shallow trees in lock step (the single-row path): eight independent
+    // chains instead of one long one.
+    template <typename V, bool Strict>
+    void walk_trees8(size_t t0, uint32_t depth, const V* x, double* out) const {
+        constexpr size_t R = 8;
+        const Node* base[R];
+        int32_t idx[R] = {};
+        for (size_t k = 0; k < R; ++k) base[k] = nodes_.data() + tree_start_[t0 + k];
+        for (uint32_t d = 0; d < depth; ++d) {
+            for (size_t k = 0; k < R; ++k) {
+                const Node* n = base[k] + idx[k];
+                V v = x[n->meta & kFeatureMask];
+                V t;
+                if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
+                else t = n->threshold;
+                unsigned dl = (n->meta >> 24) & 1u;
+                unsigned lt = Strict ? (v < t) : (v <= t);
+                unsigned ngt = Strict ? !(v >= t) : !(v > t);
+                unsigned right = ((lt & ~dl) | (ngt & dl)) ^ 1u;
+                int32_t next = n->left + static_cast<int32_t>(right);
+                idx[k] = n->left != 0 ? next : idx[k];
+            }
+        }
+        for (size_t k = 0; k < R; ++k) out[tree_output_[t0 + k]] += base[k][idx[k]].threshold;
+    }
+
+    template <typename V, bool Strict>
+    void run_fast(const V* x, size_t n, double* out) const {
+        std::fill(out, out + n * n_raw_, 0.0);
+        size_t n_trees = tree_output_.size();
+        if (n < KEEL_TREE_LANES && width_ == 1) {
+            for (size_t i = 0; i < n; ++i) {
+                const V* row = x + i * n_in_;
+                double* o = out + i * n_raw_;
+                size_t t = 0;
+                for (; t + 8 <= n_trees; t += 8) {
+                    uint32_t depth = group_depth_[t / 8];
+                    if (depth <= 16) {
+                        walk_trees8<V, Strict>(t, depth, row, o);
+                    } else {
+                        for (size_t k = t; k < t + 8; ++k)
+                            o[tree_output_[k]] += fast_leaf<V, Strict>(nodes_.data() + tree_start_[k], row)->threshold;
+                    }
+                }
+                for (; t < n_trees; ++t)
+                    o[tree_output_[t]] += fast_leaf<V, Strict>(nodes_.data() + tree_start_[t], row)->threshold;
+                for (size_t k = 0; k < n_raw_; ++k) o[k] = base_[k] + scale_ * o[k];
+            }
+            return;
+        }
+        for (size_t t = 0; t < n_trees; ++t) {
+            const Node* tree = nodes_.data() + tree_start_[t];
+            size_t o = tree_output_[t];
+            if (width_ == 1 && tree_depth_[t] <= 12) {
+                size_t i = 0;
+                constexpr size_t R = KEEL_TREE_LANES;
+                const Node* leaves[R];
+                for (; i + R <= n; i += R) {
+                    walk<V, Strict, R>(tree, tree_depth_[t], x + i * n_in_, leaves);
+                    for (size_t r = 0; r < R; ++r) out[(i + r) * n_raw_ + o] += leaves[r]->threshold;
+                }
+                for (; i < n; ++i) out[i * n_raw_ + o] += fast_leaf<V, Strict>(tree, x + i * n_in_)->threshold;
+            } else if (width_ == 1) {
+                size_t i = 0;
+                for (; i + 4 <= n; i += 4) {
+                    const Node* a = fast_leaf<V, Strict>(tree, x + (i + 0) * n_in_);
+                    const Node* b = fast_leaf<V, Strict>(tree, x + (i + 1) * n_in_);
+                    const Node* c = fast_leaf<V, Strict>(tree, x + (i + 2) * n_in_);
+                    const Node* d = fast_leaf<V, Strict>(tree, x + (i + 3) * n_in_);
+                    out[(i + 0) * n_raw_ + o] += a->threshold;
+                    out[(i + 1) * n_raw_ + o] += b->threshold;
+                    out[(i + 2) * n_raw_ + o] += c->threshold;
+                    out[(i + 3) * n_raw_ + o] += d->threshold;
+                }
+                for (; i < n; ++i) out[i * n_raw_ + o] += fast_leaf<V, Strict>(tree, x + i * n_in_)->threshold;
+            } else {
+                for (size_t i = 0; i < n; ++i) {
+                    const Node* l = fast_leaf<V, Strict>(tree, x + i * n_in_);
+                    const double* v = leaf_values_.data() + static_cast<size_t>(l->threshold) * width_;
+                    double* dst = out + i * n_raw_ + o;
+                    for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
+                }
+            }
+        }
+        for (size_t i = 0; i < n; ++i)
+            for (size_t k = 0; k < n_raw_; ++k) out[i * n_raw_ + k] = base_[k] + scale_ * out[i * n_raw_ + k];
+    }
+
     template <Compare C, bool Complex>
     void run(const double* x, size_t n, double* out) const {
         std::fill(out, out + n * n_raw_, 0.0);
@@ -228,7 +420,7 @@ private:
             } else {
                 for (size_t i = 0; i < n; ++i) {
                     const Node* l = leaf<C, Complex>(tree, x + i * n_in_);
-                    const double* v = leaf_values_.data() + static_cast<size_t>(l->meta) * width_;
+                    const double* v = leaf_values_.data() + static_cast<size_t>(l->threshold) * width_;
                     double* dst = out + i * n_raw_ + o;
                     for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
                 }
@@ -240,13 +432,13 @@ private:
 
     size_t n_in_, n_raw_ = 0, width_ = 1;
     std::vector<Node> nodes_;
-    std::vector<uint32_t> tree_start_, tree_output_;
+    std::vector<uint32_t> tree_start_, tree_output_, tree_depth_, group_depth_;
     std::vector<double> leaf_values_, base_;
     std::vector<int64_t> cat_offsets_;
     std::vector<uint32_t> cat_words_;
     double scale_ = 1.0, depth_sum_ = 0;
     Compare compare_ = Compare::Le;
-    bool complex_ = false;
+    bool complex_ = false, use_float_ = false;
 };
 
 } // namespace
