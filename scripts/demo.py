@@ -297,6 +297,8 @@ def main() -> int:
     loaded = ws.models.load(f"{MODEL}@champion")
     sample = X_valid.head(3)
     item("champion predicts", np.round(loaded.predict_proba(sample)[:, 1], 3).tolist())
+    item("native engine", f"{type(loaded).__module__}.{type(loaded).__name__}, max |native - scikit-learn| = "
+         f"{np.abs(loaded.predict_proba(sample) - model.predict_proba(sample)).max():.1e}")
     print("\n   audit trail:")
     events = ws.models.events(MODEL).tail(6)
     for _, e in events.iterrows():

@@ -244,6 +244,21 @@ def test_xgboost_objectives_and_missing():
     assert_close(booster.predict(xgb.DMatrix(Xc)), p.predict_proba(Xc)[:, 1], RTOL32, 1e-6)
 
 
+def test_xgboost_categorical_splits():
+    rng = np.random.default_rng(16)
+    n = 2000
+    cat = rng.integers(0, 20, size=n).astype(float)
+    X = np.column_stack([cat, rng.normal(size=n)])
+    y = np.isin(cat, [1, 3, 5, 7, 11]).astype(float) * 2 + X[:, 1]
+    X[rng.random(n) < 0.05, 0] = np.nan
+    kw = dict(feature_types=["c", "q"], enable_categorical=True)
+    booster = xgb.train({"max_depth": 4, "max_cat_to_onehot": 1}, xgb.DMatrix(X, y, **kw), 20)
+    Xt = X.copy()
+    Xt[:20, 0] = rng.integers(20, 40, size=20)  # unseen categories
+    Xt[20:25, 0] = -1
+    assert_close(booster.predict(xgb.DMatrix(Xt, **kw)), convert(booster).predict(Xt), RTOL32, 1e-5)
+
+
 # ---- pipelines --------------------------------------------------------------------------------------
 
 
