@@ -88,7 +88,7 @@ struct Stage {
     void apply(const double* x, double* out) const;
 };
 
-enum class Transform { Identity, Exp, Sigmoid, BinarySigmoid, Softmax, OvrNormalized };
+enum class Transform { Identity, Exp, Sigmoid, BinarySigmoid, Binary, Softmax, OvrNormalized };
 
 struct Pipeline {
     Task task = Task::Regression;

@@ -261,6 +261,7 @@ static Transform parse_transform(const std::string& s) {
     if (s == "exp") return Transform::Exp;
     if (s == "sigmoid") return Transform::Sigmoid;
     if (s == "binary_sigmoid") return Transform::BinarySigmoid;
+    if (s == "binary") return Transform::Binary;
     if (s == "softmax") return Transform::Softmax;
     if (s == "ovr_normalized") return Transform::OvrNormalized;
     throw_error(ErrorKind::InvalidArgument, "unknown output transform '{}'", s);
@@ -307,8 +308,8 @@ Pipeline::Pipeline(const Record& r) {
     transform = parse_transform(string_or(r, "output.transform", "identity"));
     sigmoid_scale = real_or(r, "output.sigmoid_scale", 1.0);
     n_outputs = n_raw;
-    if (transform == Transform::BinarySigmoid) {
-        if (n_raw != 1) throw_error(ErrorKind::InvalidArgument, "binary_sigmoid needs one raw output, not {}", n_raw);
+    if (transform == Transform::BinarySigmoid || transform == Transform::Binary) {
+        if (n_raw != 1) throw_error(ErrorKind::InvalidArgument, "binary transforms need one raw output, not {}", n_raw);
         n_outputs = 2;
     }
 }
@@ -330,6 +331,10 @@ void Pipeline::finish(const double* raw, double* out) const {
         out[1] = p;
         break;
     }
+    case Transform::Binary:  // raw is already the positive class's probability
+        out[0] = 1.0 - raw[0];
+        out[1] = raw[0];
+        break;
     case Transform::Softmax: {
         double m = *std::max_element(raw, raw + n_raw), sum = 0;
         for (size_t k = 0; k < n_raw; ++k) sum += out[k] = std::exp(raw[k] - m);

@@ -331,14 +331,23 @@ private:
                 idx[k] = n->left != 0 ? next : idx[k];
             }
         }
-        for (size_t k = 0; k < R; ++k) out[tree_output_[t0 + k]] += base[k][idx[k]].threshold;
+        for (size_t k = 0; k < R; ++k) add_leaf(base[k][idx[k]], out + tree_output_[t0 + k]);
+    }
+
+    void add_leaf(const Node& leaf, double* out) const {
+        if (width_ == 1) {
+            *out += leaf.threshold;
+        } else {
+            const double* v = leaf_values_.data() + static_cast<size_t>(leaf.threshold) * width_;
+            for (size_t k = 0; k < width_; ++k) out[k] += v[k];
+        }
     }
 
     template <typename V, bool Strict>
     void run_fast(const V* x, size_t n, double* out) const {
         std::fill(out, out + n * n_raw_, 0.0);
         size_t n_trees = tree_output_.size();
-        if (n < KEEL_TREE_LANES && width_ == 1) {
+        if (n < KEEL_TREE_LANES) {
             for (size_t i = 0; i < n; ++i) {
                 const V* row = x + i * n_in_;
                 double* o = out + i * n_raw_;
@@ -349,11 +358,11 @@ private:
                         walk_trees8<V, Strict>(t, depth, row, o);
                     } else {
                         for (size_t k = t; k < t + 8; ++k)
-                            o[tree_output_[k]] += fast_leaf<V, Strict>(nodes_.data() + tree_start_[k], row)->threshold;
+                            add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[k], row), o + tree_output_[k]);
                     }
                 }
                 for (; t < n_trees; ++t)
-                    o[tree_output_[t]] += fast_leaf<V, Strict>(nodes_.data() + tree_start_[t], row)->threshold;
+                    add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[t], row), o + tree_output_[t]);
                 for (size_t k = 0; k < n_raw_; ++k) o[k] = base_[k] + scale_ * o[k];
             }
             return;
@@ -361,15 +370,15 @@ private:
         for (size_t t = 0; t < n_trees; ++t) {
             const Node* tree = nodes_.data() + tree_start_[t];
             size_t o = tree_output_[t];
-            if (width_ == 1 && tree_depth_[t] <= 12) {
+            if (tree_depth_[t] <= 16) {
                 size_t i = 0;
                 constexpr size_t R = KEEL_TREE_LANES;
                 const Node* leaves[R];
                 for (; i + R <= n; i += R) {
                     walk<V, Strict, R>(tree, tree_depth_[t], x + i * n_in_, leaves);
-                    for (size_t r = 0; r < R; ++r) out[(i + r) * n_raw_ + o] += leaves[r]->threshold;
+                    for (size_t r = 0; r < R; ++r) add_leaf(*leaves[r], out + (i + r) * n_raw_ + o);
                 }
-                for (; i < n; ++i) out[i * n_raw_ + o] += fast_leaf<V, Strict>(tree, x + i * n_in_)->threshold;
+                for (; i < n; ++i) add_leaf(*fast_leaf<V, Strict>(tree, x + i * n_in_), out + i * n_raw_ + o);
             } else if (width_ == 1) {
                 size_t i = 0;
                 for (; i + 4 <= n; i += 4) {

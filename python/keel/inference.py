@@ -741,6 +741,19 @@ def _add_sklearn_forest(rec: dict, meta: dict, est: Any, width: int) -> None:
     if getattr(est, "n_outputs_", 1) != 1:
         raise _unsupported(est, "multi-output trees")
     classifier = hasattr(est, "classes_")
+    if classifier and len(est.classes_) == 2:
+        # Binary: one probability per leaf (the positive class's), the other is its complement.
+        meta["classes"] = [_plain(c) for c in est.classes_]
+        b = _TreeBuilder(1)
+        for tree in trees:
+            v = np.asarray(tree.tree_.value[:, 0, :2], dtype=np.float64)
+            norm = v.sum(axis=1)
+            norm[norm == 0] = 1.0
+            _add_sklearn_tree(b, tree, 0, v[:, 1] / norm)
+        rec["task"] = "classification"
+        b.write(rec, 1, [0.0], "le_float", divisor=len(trees))
+        rec["output.transform"] = "binary"
+        return
     if classifier:
         n_classes = len(est.classes_)
         meta["classes"] = [_plain(c) for c in est.classes_]
