@@ -18,8 +18,17 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from keel import _core
 
-#: The folder holding Keel's built-in plugins/ (the source checkout), searched after the cwd.
-BUILTIN_ROOT = Path(__file__).resolve().parents[2]
+
+def _builtin_root() -> Path:
+    """The folder holding Keel's built-in plugins/: inside the installed package (a wheel ships them
+    under keel/builtin/), else the source checkout this package sits in."""
+    here = Path(__file__).resolve().parent
+    installed = here / "builtin"
+    return installed if (installed / "plugins").is_dir() else here.parents[1]
+
+
+#: Searched after the cwd, so ``plugins/routing/sticky.lua`` always finds the built-in.
+BUILTIN_ROOT = _builtin_root()
 
 
 def _init_search_path() -> None:
