@@ -42,6 +42,8 @@ class Predictor:
         self.classes_ = np.asarray(classes) if classes is not None else None
         # Columns that arrive as labels (strings, pandas categories) and are mapped to codes here.
         self._vocab = {name: v for name, v in self._meta.get("vocabularies", {}).items()}
+        self._task = native.task
+        self._predict_native = native.predict
 
     # -- description
     @property
@@ -191,11 +193,13 @@ class Predictor:
     def predict_proba(self):
         """Class probabilities, a column per class in ``classes_`` order (classifiers only: like
         scikit-learn, a regressor has no such attribute, so ``hasattr`` tells them apart)."""
-        if self._native.task != "classification":
+        if self._task != "classification":
             raise AttributeError(f"predict_proba needs a classifier; this predictor does {self.task}")
         return self._predict_proba
 
     def _predict_proba(self, X: Any, threads: int = 0) -> np.ndarray:
+        if type(X) is np.ndarray and X.ndim == 1 and not self._vocab:  # one numeric row: the short path
+            return self._predict_native(X, threads, False)[0]
         out, single = self._run(X, threads)
         return out[0] if single else out
 
