@@ -630,6 +630,7 @@ Host& Host::for_thread() {
 const Limits& Host::limits() const { return impl_->limits; }
 void Host::set_limits(const Limits& limits) { impl_->limits = limits; }
 size_t Host::memory_used() const { return impl_->used; }
+size_t Host::router_slots() const { return impl_->router_slots.size(); }
 uint64_t Host::generation() const { return impl_->generation; }
 
 Plugin& Host::load(std::string_view ref, std::string_view entry) { return impl_->load(ref, entry); }

@@ -61,6 +61,7 @@ struct Host::Impl {
     std::unordered_map<std::string, std::unique_ptr<Plugin>> plugins;   //!< by ref
     std::unordered_map<std::string, int> modules;                       //!< require cache: path -> ref
     std::unordered_map<uint64_t, RouterSlot> router_slots;              //!< by router id
+    uint64_t retired_seen = 0;    //!< how many destroyed routers this state has swept the slots of
     std::string last_error;       //!< message of the last failed call
 
     explicit Impl(Limits l);

@@ -5,6 +5,8 @@
 #include "lua_internal.hpp"
 
 #include <cmath>
+#include <mutex>
+#include <vector>
 #include <unordered_set>
 
 namespace keel::plugins {
@@ -26,6 +28,27 @@ struct Router::Shared {
 
 namespace {
 std::atomic<uint64_t> g_router_ids{1};
+
+// Routers destroyed so far. Each thread's Lua state holds a slot (ctx and req tables) per router it
+// served; it frees the slots of dead routers the next time it routes, so endpoints redefined over a
+// long-lived process do not pile up tables.
+std::mutex g_retired_mutex;
+std::vector<uint64_t> g_retired;
+std::atomic<uint64_t> g_retired_count{0};
+
+void sweep_retired(Host::Impl& impl) {
+    std::lock_guard lock(g_retired_mutex);
+    for (size_t i = impl.retired_seen; i < g_retired.size(); ++i) {
+        auto it = impl.router_slots.find(g_retired[i]);
+        if (it == impl.router_slots.end()) continue;
+        if (impl.L) {
+            luaL_unref(impl.L, LUA_REGISTRYINDEX, it->second.ctx_ref);
+            luaL_unref(impl.L, LUA_REGISTRYINDEX, it->second.req_ref);
+        }
+        impl.router_slots.erase(it);
+    }
+    impl.retired_seen = g_retired.size();
+}
 
 void validate(const RouterConfig& c) {
     if (c.variants.empty()) throw_error(ErrorKind::InvalidArgument, "an endpoint needs at least one variant");
@@ -101,7 +124,11 @@ Router::Router(RouterConfig config) : id_(g_router_ids.fetch_add(1)) {
     publish(std::move(shared));
 }
 
-Router::~Router() = default;
+Router::~Router() {
+    std::lock_guard lock(g_retired_mutex);
+    g_retired.push_back(id_);
+    g_retired_count.store(g_retired.size(), std::memory_order_release);
+}
 
 void Router::publish(std::shared_ptr<const Shared> next) {
     std::lock_guard lock(mutex_);
@@ -171,6 +198,7 @@ Decision Router::route(std::span<const Field> request, Host& host) {
     };
 
     impl.reset_if_needed();
+    if (impl.retired_seen != g_retired_count.load(std::memory_order_acquire)) sweep_retired(impl);
     lua_State* L = impl.L;
     RouterSlot& slot = impl.router_slots[id_];
     uint64_t version = version_.load(std::memory_order_acquire);

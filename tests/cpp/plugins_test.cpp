@@ -328,3 +328,17 @@ TEST(PluginRouter, RequestWithoutStickyKeyFallsBackAndIsCounted) {
     EXPECT_EQ(d.variant, 0);
     EXPECT_NE(router.stats().last_error.find("no sticky key 'player_id'"), std::string::npos) << router.stats().last_error;
 }
+
+TEST(PluginRouter, DestroyedRoutersLeaveNoTablesBehindInTheThreadsState) {
+    Host host(test_limits());
+    Router keeper(sticky_config());
+    Field f{"player_id", int64_t(7)};
+    keeper.route(std::span<const Field>(&f, 1), host);
+    EXPECT_EQ(host.router_slots(), 1u);
+    for (int i = 0; i < 50; ++i) {
+        Router temporary(sticky_config()); // an endpoint redefined over and over in one process
+        temporary.route(std::span<const Field>(&f, 1), host);
+    }
+    keeper.route(std::span<const Field>(&f, 1), host); // the next call frees the dead routers' tables
+    EXPECT_EQ(host.router_slots(), 1u);
+}

@@ -84,6 +84,9 @@ public:
     size_t memory_used() const;
     //! Incremented whenever the state is rebuilt (after a memory overrun left it full).
     uint64_t generation() const;
+    //! Routers this state keeps per-router tables for (those of destroyed routers are freed on the
+    //! next routing call).
+    size_t router_slots() const;
 
     struct Impl;
     Impl& impl() { return *impl_; }
