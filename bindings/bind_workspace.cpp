@@ -1,6 +1,7 @@
 // bindings/bind_workspace.cpp
 #include "bindings.hpp"
 
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <pybind11/stl.h>
@@ -43,6 +44,10 @@ void bind_workspace(py::module_& m) {
              py::call_guard<py::gil_scoped_release>())
         .def("verify_artifact", [](Workspace& ws, const std::string& digest) { ws.artifacts().verify(digest); },
              py::call_guard<py::gil_scoped_release>())
+        .def("change_token", [](Workspace& ws) { return ws.db().change_token(); },
+             "Moves whenever any connection commits a write (cheap: reads no table).")
+        .def("serving_generation", [](Workspace& ws) { return storage::read_generation(ws.db()); },
+             "Bumped by every change a live endpoint caches: alias moves, stages, revisions, data issues.")
         .def("artifact_path", [](Workspace& ws, const std::string& digest) {
             return ws.artifacts().path_of(digest).string();
         });

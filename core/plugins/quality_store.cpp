@@ -5,6 +5,7 @@
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <set>
@@ -151,6 +152,7 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
                 out.closed.push_back(*open);
             }
         }
+        if (!out.opened.empty() || !out.closed.empty()) storage::bump_generation(db); // endpoints route away
         tx.commit();
     }
     if (!out.opened.empty() || !out.closed.empty()) {
@@ -211,6 +213,7 @@ DataIssue QualityStore::close_issue(int64_t id) {
         d = read_issue(st);
         d.closed_at = now_ms();
         db.prepare("UPDATE plugins_data_issues SET closed_at = ? WHERE id = ?").bind_all(*d.closed_at, id).run();
+        storage::bump_generation(db);
         tx.commit();
     }
     lineage::Graph g(ws_);

@@ -5,6 +5,7 @@
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <algorithm>
@@ -263,6 +264,7 @@ void Registry::add_event(int64_t model_id, std::string_view action, std::string_
                  "VALUES(?, ?, ?, ?, ?, ?, ?)")
         .bind_all(model_id, action, subject, from, to, ws_.user(), now_ms())
         .run();
+    storage::bump_generation(ws_.db()); // live endpoints re-resolve their refs on the next request
 }
 
 RegisteredModel Registry::create_model(std::string_view name, const ModelInfo& info) {
@@ -377,6 +379,7 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                                                 .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}});
     graph_->add_edge(created.lineage_ref(), "version_of", model_node(name));
     if (!nv.run_id.empty()) graph_->add_edge("run:" + nv.run_id, "produced", created.lineage_ref());
+    storage::bump_generation(db); // "name" and "name@latest" now mean this version
     tx.commit();
     return created;
 }

@@ -4,6 +4,7 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
 namespace keel::serving {
@@ -55,6 +56,7 @@ EndpointRevision EndpointStore::save(const std::string& name, const std::string&
                "VALUES (?,?,?,?,?)")
         .bind_all(name, next.revision, next.definition_json, next.created_by, next.created_at)
         .run();
+    storage::bump_generation(db); // every hosting process picks the revision up on its next request
     tx.commit();
     return next;
 }

@@ -163,6 +163,13 @@ void Db::fail(int rc, std::string_view what) const {
                 db_ ? sqlite3_errmsg(db_) : "", std::string(what).substr(0, 200));
 }
 
+uint64_t Db::change_token() {
+    auto guard = lock();
+    auto st = prepare("PRAGMA data_version");
+    uint64_t other = st.step() ? uint64_t(st.int64(0)) : 0;
+    return (other << 32) ^ local_commits_;
+}
+
 void Db::ensure_schema(const ModuleSchema& schema) {
     auto guard = lock();
     if (auto it = schema_versions_.find(schema.module);
@@ -211,7 +218,10 @@ Transaction::~Transaction() {
 }
 
 void Transaction::commit() {
-    if (owner_ && !done_) db_.exec("COMMIT");
+    if (owner_ && !done_) {
+        db_.exec("COMMIT");
+        ++db_.local_commits_;
+    }
     done_ = true;
 }
 

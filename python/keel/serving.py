@@ -2,9 +2,11 @@
 
 ``ws.endpoint(name, routing=..., variants={name: (model_ref, weight)}, features=[...])`` defines (or
 revises) an endpoint and returns it; ``ws.endpoint(name)`` reopens the saved definition, in any
-process. Definitions are saved with every revision; ``ep.set_weights`` and new definitions reach
-every process hosting the endpoint within ``refresh_interval`` seconds, and so do alias moves
-(``churn@champion`` is re-resolved) and data issues on the variants' lineage (``ctx.issues``).
+process. Definitions are saved with every revision; ``ep.set_weights``, new definitions, alias moves
+(``churn@champion`` is re-resolved) and data issues on the variants' lineage (``ctx.issues``) reach
+every process hosting the endpoint on its next request: each request compares the workspace's change
+token (about a microsecond) and reloads only when the serving generation moved. New online snapshots
+are picked up every ``refresh_interval`` seconds.
 
 >>> ep = ws.endpoint("churn", routing="plugins/routing/sticky.lua",
 ...                  variants={"champion": ("churn@champion", 0.9), "challenger": ("churn@challenger", 0.1)},
@@ -112,6 +114,8 @@ class Endpoint:
         self._shadow_errors = 0
         self._last_shadow_error = ""
         self._issues: list[str] = []
+        self._token = ws._native.change_token()
+        self._generation = ws._native.serving_generation()  # read before what it guards
         self._apply(revision)
         _open_endpoints.add(self)
 
@@ -215,8 +219,23 @@ class Endpoint:
                 self._build_fast_path()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
+    def _stale(self) -> bool:
+        """Did a writer, in this process or another, move an alias, save a revision or open a data
+        issue since we last looked? A change token first (no table read), the counter only then."""
+        native = self._ws._native
+        token = native.change_token()
+        if token == self._token:
+            return False
+        self._token = token
+        generation = native.serving_generation()
+        if generation == self._generation:
+            return False
+        self._generation = generation
+        return True
+
     def _maybe_refresh(self) -> None:
-        if time.monotonic() >= self._next_refresh:
+        # The interval still paces what nobody announces: new online snapshots, buffered assignments.
+        if self._stale() or time.monotonic() >= self._next_refresh:
             self.refresh()
 
     def set_weights(self, weights: Mapping[str, float]) -> int:
@@ -289,8 +308,7 @@ class Endpoint:
     def predict(self, request: Mapping) -> dict:
         """One request dict (``{"player_id": 42, "tenant": "studio-a"}``) -> ``{prediction, variant,
         model, version}``. Routing failures serve the default variant; shadows never affect the answer."""
-        if time.monotonic() >= self._next_refresh:
-            self.refresh()
+        self._maybe_refresh()
         if self._fast is not None:
             index, shadow_bits, fallback, pred = self._fast.serve(request)
             v = self._variant_list[index]

@@ -267,3 +267,25 @@ def test_keel_serve_command_requires_the_token(served, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_changes_reach_a_hosting_process_on_its_next_request(served):
+    """No polling wait: a long refresh_interval, and every change is still served on the next request."""
+    ep = served.endpoint("churn", refresh_interval=3600, routing="plugins/routing/weighted.lua",
+                         variants={"champion": ("churn@champion", 1.0), "challenger": ("churn@challenger", 0.0)},
+                         features=["activity:sessions", "activity:spend"])
+    assert ep.predict({"player_id": 5})["model"] == "churn/1"
+
+    def elsewhere(code):
+        subprocess.run([sys.executable, "-c", f"import keel; ws = keel.open({served.path!r}); {code}"], check=True)
+
+    elsewhere("ws.models.set_alias('churn', 'champion', 2)")          # another process moves the alias
+    assert ep.predict({"player_id": 5})["model"] == "churn/2"
+    served.models.set_alias("churn", "champion", 1)                    # this process, same handle
+    assert ep.predict({"player_id": 5})["model"] == "churn/1"
+    elsewhere("ws.endpoint('churn').set_weights({'champion': 0.0, 'challenger': 1.0})")  # a new revision
+    out = ep.predict({"player_id": 5})
+    assert out["variant"] == "challenger" and ep.revision == 2
+    for _ in range(3):  # unrelated writes (here: our own assignment log) cost a token check, no reload
+        ep.flush()
+        assert ep.predict({"player_id": 6})["variant"] == "challenger" and ep.revision == 2

@@ -93,6 +93,10 @@ public:
     int changes() const;
     const std::string& path() const { return path_; }
 
+    //! Changes whenever any connection, this one or another process's, commits a write: a cheap
+    //! test (no table read) of whether cached state may be stale.
+    uint64_t change_token();
+
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
     void ensure_schema(const ModuleSchema& schema);
 
@@ -102,11 +106,13 @@ public:
 
 private:
     friend class Stmt;
+    friend class Transaction;
     std::string path_;
     sqlite3* db_ = nullptr;
     std::recursive_mutex mutex_;
     std::unordered_map<std::string, sqlite3_stmt*> cache_;
     std::unordered_map<std::string, size_t> schema_versions_;
+    uint64_t local_commits_ = 0; //!< write transactions this connection committed
 };
 
 //! BEGIN IMMEDIATE ... COMMIT, rolled back by the destructor unless commit() ran. Holds the Db's
