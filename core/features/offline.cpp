@@ -22,6 +22,25 @@ namespace keel::features {
 
 namespace detail {
 
+int compare_keys(const std::vector<RowKeys>& keys, const RowRef& a, const RowRef& b) {
+    const auto &ka = keys[size_t(a.src)], &kb = keys[size_t(b.src)];
+    if (ka.is_int) {
+        int64_t x = ka.ints[a.row], y = kb.ints[b.row];
+        return x < y ? -1 : (x > y ? 1 : 0);
+    }
+    return (*ka.strs)[a.row].compare((*kb.strs)[b.row]);
+}
+
+void sort_by_key_and_time(std::vector<RowRef>& refs, const std::vector<RowKeys>& keys) {
+    std::sort(refs.begin(), refs.end(), [&](const RowRef& a, const RowRef& b) {
+        if (int c = compare_keys(keys, a, b); c != 0) return c < 0;
+        if (a.ev != b.ev) return a.ev < b.ev;
+        if (a.cr != b.cr) return a.cr < b.cr;
+        if (a.src != b.src) return a.src < b.src;
+        return a.row < b.row;
+    });
+}
+
 void parallel_for(size_t n, size_t threads, const std::function<void(size_t, size_t)>& fn) {
     threads = std::max<size_t>(1, std::min(threads, n / 4096 + 1));
     if (threads == 1) {
@@ -447,17 +466,6 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
 // ---------------------------------------------------------------------------------------------
 // Reads
 
-namespace {
-
-struct ReadRef {
-    int32_t seg;
-    uint32_t row;
-    int64_t ev;
-    int64_t cr;
-};
-
-} // namespace
-
 Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
     ViewSpec spec = view(name, opt.version);
     auto segs = detail::list_segments(*this, spec, std::nullopt);
@@ -476,7 +484,7 @@ Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
                 want_strs.insert((*k.strs)[i]);
         }
     }
-    std::vector<ReadRef> refs;
+    std::vector<detail::RowRef> refs;
     for (size_t s = 0; s < segs.size(); ++s) {
         const Segment& seg = *segs[s].seg;
         const int64_t* ev = static_cast<const int64_t*>(seg.column(spec.event_column)->values);
@@ -490,26 +498,11 @@ Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
             refs.push_back({int32_t(s), uint32_t(r), ev[r], cr[r]});
         }
     }
-    auto key_less = [&](const ReadRef& a, const ReadRef& b) -> int {
-        const auto &ka = seg_keys[size_t(a.seg)], &kb = seg_keys[size_t(b.seg)];
-        if (ka.is_int) {
-            int64_t x = ka.ints[a.row], y = kb.ints[b.row];
-            return x < y ? -1 : (x > y ? 1 : 0);
-        }
-        return (*ka.strs)[a.row].compare((*kb.strs)[b.row]);
-    };
-    std::sort(refs.begin(), refs.end(), [&](const ReadRef& a, const ReadRef& b) {
-        int c = key_less(a, b);
-        if (c != 0) return c < 0;
-        if (a.ev != b.ev) return a.ev < b.ev;
-        if (a.cr != b.cr) return a.cr < b.cr;
-        if (a.seg != b.seg) return a.seg < b.seg;
-        return a.row < b.row;
-    });
+    detail::sort_by_key_and_time(refs, seg_keys);
     // Keep the last row of each (key, event) group, or of each key for as_of.
-    std::vector<ReadRef> kept;
+    std::vector<detail::RowRef> kept;
     for (size_t i = 0; i < refs.size(); ++i) {
-        bool last = i + 1 == refs.size() || key_less(refs[i], refs[i + 1]) != 0 ||
+        bool last = i + 1 == refs.size() || detail::compare_keys(seg_keys, refs[i], refs[i + 1]) != 0 ||
                     (!opt.as_of_ms && refs[i].ev != refs[i + 1].ev);
         if (last) kept.push_back(refs[i]);
     }
@@ -517,7 +510,7 @@ Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
     std::vector<int32_t> seg_of(n);
     std::vector<uint32_t> row_of(n);
     for (size_t i = 0; i < n; ++i) {
-        seg_of[i] = kept[i].seg;
+        seg_of[i] = kept[i].src;
         row_of[i] = kept[i].row;
     }
     std::vector<ColumnSpec> out_specs = spec.join_keys;

@@ -73,13 +73,6 @@ std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(
     }
 }
 
-struct Cand {
-    int32_t src;  // 0: previous snapshot, 1..: segments in id order
-    uint32_t row;
-    int64_t ev;
-    int64_t cr;
-};
-
 } // namespace
 
 MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt) {
@@ -105,7 +98,7 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         keys.push_back(detail::segment_keys(*this, spec, s.id, *s.seg));
         source_ids.push_back(s.id);
     }
-    std::vector<Cand> cands;
+    std::vector<detail::RowRef> cands;  // src 0: the previous snapshot, 1..: segments in id order
     int64_t changed = 0;
     for (size_t src = 0; src < sources.size(); ++src) {
         if (!sources[src]) continue;
@@ -120,26 +113,11 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
             if (src > 0) ++changed;
         }
     }
-    auto cmp_key = [&](const Cand& a, const Cand& b) -> int {
-        const auto &ka = keys[size_t(a.src)], &kb = keys[size_t(b.src)];
-        if (ka.is_int) {
-            int64_t x = ka.ints[a.row], y = kb.ints[b.row];
-            return x < y ? -1 : (x > y ? 1 : 0);
-        }
-        return (*ka.strs)[a.row].compare((*kb.strs)[b.row]);
-    };
-    std::sort(cands.begin(), cands.end(), [&](const Cand& a, const Cand& b) {
-        int c = cmp_key(a, b);
-        if (c != 0) return c < 0;
-        if (a.ev != b.ev) return a.ev < b.ev;
-        if (a.cr != b.cr) return a.cr < b.cr;
-        if (a.src != b.src) return a.src < b.src;
-        return a.row < b.row;
-    });
+    detail::sort_by_key_and_time(cands, keys);
     std::vector<int32_t> seg_of;
     std::vector<uint32_t> row_of;
     for (size_t i = 0; i < cands.size(); ++i)
-        if (i + 1 == cands.size() || cmp_key(cands[i], cands[i + 1]) != 0) {
+        if (i + 1 == cands.size() || detail::compare_keys(keys, cands[i], cands[i + 1]) != 0) {
             seg_of.push_back(cands[i].src);
             row_of.push_back(cands[i].row);
         }

@@ -45,6 +45,21 @@ struct RowKeys {
     bool ok(size_t i) const { return valid.empty() || valid[i] != 0; }
 };
 
+//! A stored row: its source (a segment, or a snapshot, by index into a RowKeys list), its row, and
+//! its event and created times.
+struct RowRef {
+    int32_t src;
+    uint32_t row;
+    int64_t ev;
+    int64_t cr;
+};
+//! Orders two rows by their join keys: negative, zero or positive.
+int compare_keys(const std::vector<RowKeys>& keys, const RowRef& a, const RowRef& b);
+//! Sorts rows by key, event time, created time, then source and row, so that within a (key, event
+//! time) group the row that wins (latest created, then latest written) comes last. The offline read
+//! and the online snapshot build pick winners the same way through this one order.
+void sort_by_key_and_time(std::vector<RowRef>& refs, const std::vector<RowKeys>& keys);
+
 //! Extracts the view's join keys from a batch; InvalidArgument names a missing or mistyped column
 //! (`what` says whose: "labels", "keys").
 RowKeys batch_keys(const ViewSpec& spec, const BatchView& batch, const char* what);
