@@ -25,7 +25,7 @@ struct Node {
 static_assert(sizeof(Node) == 16);
 
 #ifndef KEEL_TREE_LANES
-#define KEEL_TREE_LANES 8
+#define KEEL_TREE_LANES 16
 #endif
 
 constexpr uint32_t kFeatureMask = (1u << 24) - 1;
@@ -285,8 +285,8 @@ private:
         return best;
     }
 
-    // Eight rows walk one shallow tree in lock step for exactly its depth: no branch per node, a
-    // leaf keeps its index, eight independent chains hide the memory latency.
+    // KEEL_TREE_LANES (16) rows walk one shallow tree in lock step for exactly its depth: no branch per node, a
+    // leaf keeps its index, independent chains hide the memory latency (16 beat 8 and 32 on XGBoost/LightGBM).
     template <typename V, bool Strict, size_t R>
     void walk(const Node* tree, uint32_t depth, const V* x, const Node** leaves) const {
         int32_t idx[R] = {};
