@@ -159,7 +159,10 @@ void Graph::remove_edge(std::string_view from, std::string_view kind, std::strin
         .bind_all(now_ms(), src, dst, kind)
         .run();
     if (db.changes() == 0)
-        throw_error(ErrorKind::NotFound, "no live lineage edge '{}' -{}-> '{}'", src_ref, kind, dst_ref);
+        throw_error(ErrorKind::NotFound,
+                    "no live lineage edge '{}' -{}-> '{}' to remove: it was never added or is already ended "
+                    "(ws.lineage.downstream('{}', depth=1) lists the live ones)",
+                    src_ref, kind, dst_ref, src_ref);
     tx.commit();
 }
 

@@ -39,6 +39,8 @@ def test_as_of_sees_the_past(ws):
     assert ws.lineage.upstream("endpoint:churn", as_of=iso).refs == ["endpoint:churn", "model:churn/1"]
     local_naive = datetime.fromtimestamp(before / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")
     assert ws.lineage.upstream("endpoint:churn", as_of=local_naive).refs == ["endpoint:churn", "model:churn/1"]
+    with pytest.raises(keel.NotFound, match="already ended"):
+        ws.lineage.remove_edge("model:churn/1", "serves", "endpoint:churn")
     with pytest.raises(keel.NotFound, match="did not exist yet"):
         ws.lineage.upstream("endpoint:churn", as_of="2001-01-01T00:00:00Z")
 
