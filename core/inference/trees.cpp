@@ -1,5 +1,8 @@
-// core/inference/trees.cpp: tree ensembles (scikit-learn, LightGBM, XGBoost) in one flat node layout.
+// core/inference/trees.cpp: tree ensembles (scikit-learn, LightGBM, XGBoost): the general node layout, and
+// the choice of the complete-tree layout (perfect_forest.cpp) for shallow trees with plain splits.
 #include "models.hpp"
+#include "perfect_forest.hpp"
+#include "tree_node.hpp"
 
 #include "keel/common/error.hpp"
 
@@ -14,25 +17,9 @@ namespace keel::inference::detail {
 
 namespace {
 
-// 16 bytes, four to a cache line. Children are adjacent (right = left + 1) after renumbering in
-// breadth-first order; a leaf has left == 0 and keeps its value in `threshold` (one value per leaf)
-// or its index into the leaf values (several, e.g. class distributions); a leaf's meta is 0.
-struct Node {
-    double threshold;
-    uint32_t meta;
-    int32_t left;
-};
-static_assert(sizeof(Node) == 16);
-
 #ifndef KEEL_TREE_LANES
 #define KEEL_TREE_LANES 16
 #endif
-
-constexpr uint32_t kFeatureMask = (1u << 24) - 1;
-constexpr uint32_t kDefaultLeft = 1u << 24;
-constexpr uint32_t kCategorical = 1u << 25;
-constexpr uint32_t kMissingShift = 26;  // 2 bits: 0 NaN goes the default way; 1 NaN is 0.0; 2 zero or NaN default
-constexpr uint32_t kMissingMask = 3u << kMissingShift;
 
 enum class Compare { Le, LeFloat, LtFloat };
 
@@ -173,6 +160,10 @@ public:
                 std::memcpy(&n.threshold, &f, sizeof f);
             }
         }
+        if (width_ == 1 && use_float_)
+            perfect_float_ = PerfectForest<float>::build(nodes_, tree_start_, tree_output_, n_in_, n_raw_);
+        else if (width_ == 1 && !complex_)
+            perfect_double_ = PerfectForest<double>::build(nodes_, tree_start_, tree_output_, n_in_, n_raw_);
     }
 
     size_t n_inputs() const override { return n_in_; }
@@ -193,13 +184,9 @@ public:
             return;
         }
         switch (compare_) {
-        case Compare::Le: complex_ ? run<Compare::Le, true>(x, n, out) : run<Compare::Le, false>(x, n, out); break;
-        case Compare::LeFloat:
-            complex_ ? run<Compare::LeFloat, true>(x, n, out) : run<Compare::LeFloat, false>(x, n, out);
-            break;
-        case Compare::LtFloat:
-            complex_ ? run<Compare::LtFloat, true>(x, n, out) : run<Compare::LtFloat, false>(x, n, out);
-            break;
+        case Compare::Le: run_general<Compare::Le>(x, n, out); break;
+        case Compare::LeFloat: run_general<Compare::LeFloat>(x, n, out); break;
+        case Compare::LtFloat: run_general<Compare::LtFloat>(x, n, out); break;
         }
     }
 
@@ -224,26 +211,23 @@ private:
         return (cat_words_[begin + c / 32] >> (c % 32)) & 1u;
     }
 
-    template <Compare C, bool Complex>
+    // The general walk: categorical splits and LightGBM's zero-as-missing rules, one branch a node.
+    template <Compare C>
     const Node* leaf(const Node* tree, const double* x) const {
         const Node* n = tree;
         while (n->left != 0) {
             double v = x[n->meta & kFeatureMask];
             bool left;
-            if constexpr (!Complex) {
-                left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
+            if (n->meta & kCategorical) {
+                left = category_left(*n, v);
             } else {
-                if (n->meta & kCategorical) {
-                    left = category_left(*n, v);
+                uint32_t missing = (n->meta & kMissingMask) >> kMissingShift;
+                if (missing == 0) {
+                    left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
                 } else {
-                    uint32_t missing = (n->meta & kMissingMask) >> kMissingShift;
-                    if (missing == 0) {
-                        left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
-                    } else {
-                        if (std::isnan(v)) v = 0.0;
-                        if (missing == 2 && v > -1e-35f && v <= 1e-35f) left = (n->meta & kDefaultLeft) != 0;
-                        else left = goes_left<C>(v, n->threshold);
-                    }
+                    if (std::isnan(v)) v = 0.0;
+                    if (missing == 2 && v > -1e-35f && v <= 1e-35f) left = (n->meta & kDefaultLeft) != 0;
+                    else left = goes_left<C>(v, n->threshold);
                 }
             }
             n = tree + n->left + (left ? 0 : 1);
@@ -346,28 +330,38 @@ private:
     template <typename V, bool Strict>
     void run_fast(const V* x, size_t n, double* out) const {
         std::fill(out, out + n * n_raw_, 0.0);
-        size_t n_trees = tree_output_.size();
-        if (n < KEEL_TREE_LANES) {
-            for (size_t i = 0; i < n; ++i) {
-                const V* row = x + i * n_in_;
-                double* o = out + i * n_raw_;
-                size_t t = 0;
-                for (; t + 8 <= n_trees; t += 8) {
-                    uint32_t depth = group_depth_[t / 8];
-                    if (depth <= 16) {
-                        walk_trees8<V, Strict>(t, depth, row, o);
-                    } else {
-                        for (size_t k = t; k < t + 8; ++k)
-                            add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[k], row), o + tree_output_[k]);
-                    }
-                }
-                for (; t < n_trees; ++t)
-                    add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[t], row), o + tree_output_[t]);
-                for (size_t k = 0; k < n_raw_; ++k) o[k] = base_[k] + scale_ * o[k];
-            }
-            return;
+        const PerfectForest<V>* perfect;
+        if constexpr (std::is_same_v<V, float>) perfect = perfect_float_.get();
+        else perfect = perfect_double_.get();
+        if (perfect) {
+            perfect->template add<Strict>(x, n, out);
+        } else if (n < KEEL_TREE_LANES) {
+            for (size_t i = 0; i < n; ++i) fast_row<V, Strict>(x + i * n_in_, out + i * n_raw_);
+        } else {
+            fast_batch<V, Strict>(x, n, out);
         }
-        for (size_t t = 0; t < n_trees; ++t) {
+        scale_sums(out, n);
+    }
+
+    template <typename V, bool Strict>
+    void fast_row(const V* row, double* out) const {
+        size_t n_trees = tree_output_.size(), t = 0;
+        for (; t + 8 <= n_trees; t += 8) {
+            uint32_t depth = group_depth_[t / 8];
+            if (depth <= 16) {
+                walk_trees8<V, Strict>(t, depth, row, out);
+            } else {
+                for (size_t k = t; k < t + 8; ++k)
+                    add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[k], row), out + tree_output_[k]);
+            }
+        }
+        for (; t < n_trees; ++t)
+            add_leaf(*fast_leaf<V, Strict>(nodes_.data() + tree_start_[t], row), out + tree_output_[t]);
+    }
+
+    template <typename V, bool Strict>
+    void fast_batch(const V* x, size_t n, double* out) const {
+        for (size_t t = 0; t < tree_output_.size(); ++t) {
             const Node* tree = nodes_.data() + tree_start_[t];
             size_t o = tree_output_[t];
             if (tree_depth_[t] <= 16) {
@@ -393,20 +387,19 @@ private:
                 }
                 for (; i < n; ++i) out[i * n_raw_ + o] += fast_leaf<V, Strict>(tree, x + i * n_in_)->threshold;
             } else {
-                for (size_t i = 0; i < n; ++i) {
-                    const Node* l = fast_leaf<V, Strict>(tree, x + i * n_in_);
-                    const double* v = leaf_values_.data() + static_cast<size_t>(l->threshold) * width_;
-                    double* dst = out + i * n_raw_ + o;
-                    for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
-                }
+                for (size_t i = 0; i < n; ++i) add_leaf(*fast_leaf<V, Strict>(tree, x + i * n_in_), out + i * n_raw_ + o);
             }
         }
+    }
+
+    //! Sums of leaves -> raw margins: base + scale * sum, output by output.
+    void scale_sums(double* out, size_t n) const {
         for (size_t i = 0; i < n; ++i)
             for (size_t k = 0; k < n_raw_; ++k) out[i * n_raw_ + k] = base_[k] + scale_ * out[i * n_raw_ + k];
     }
 
-    template <Compare C, bool Complex>
-    void run(const double* x, size_t n, double* out) const {
+    template <Compare C>
+    void run_general(const double* x, size_t n, double* out) const {
         std::fill(out, out + n * n_raw_, 0.0);
         size_t n_trees = tree_output_.size();
         for (size_t t = 0; t < n_trees; ++t) {
@@ -416,27 +409,26 @@ private:
                 size_t i = 0;
                 // Four rows at a time: independent walks overlap their memory latency.
                 for (; i + 4 <= n; i += 4) {
-                    const Node* a = leaf<C, Complex>(tree, x + (i + 0) * n_in_);
-                    const Node* b = leaf<C, Complex>(tree, x + (i + 1) * n_in_);
-                    const Node* c = leaf<C, Complex>(tree, x + (i + 2) * n_in_);
-                    const Node* d = leaf<C, Complex>(tree, x + (i + 3) * n_in_);
+                    const Node* a = leaf<C>(tree, x + (i + 0) * n_in_);
+                    const Node* b = leaf<C>(tree, x + (i + 1) * n_in_);
+                    const Node* c = leaf<C>(tree, x + (i + 2) * n_in_);
+                    const Node* d = leaf<C>(tree, x + (i + 3) * n_in_);
                     out[(i + 0) * n_raw_ + o] += a->threshold;
                     out[(i + 1) * n_raw_ + o] += b->threshold;
                     out[(i + 2) * n_raw_ + o] += c->threshold;
                     out[(i + 3) * n_raw_ + o] += d->threshold;
                 }
-                for (; i < n; ++i) out[i * n_raw_ + o] += leaf<C, Complex>(tree, x + i * n_in_)->threshold;
+                for (; i < n; ++i) out[i * n_raw_ + o] += leaf<C>(tree, x + i * n_in_)->threshold;
             } else {
                 for (size_t i = 0; i < n; ++i) {
-                    const Node* l = leaf<C, Complex>(tree, x + i * n_in_);
+                    const Node* l = leaf<C>(tree, x + i * n_in_);
                     const double* v = leaf_values_.data() + static_cast<size_t>(l->threshold) * width_;
                     double* dst = out + i * n_raw_ + o;
                     for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
                 }
             }
         }
-        for (size_t i = 0; i < n; ++i)
-            for (size_t k = 0; k < n_raw_; ++k) out[i * n_raw_ + k] = base_[k] + scale_ * out[i * n_raw_ + k];
+        scale_sums(out, n);
     }
 
     size_t n_in_, n_raw_ = 0, width_ = 1;
@@ -448,6 +440,8 @@ private:
     double scale_ = 1.0, depth_sum_ = 0;
     Compare compare_ = Compare::Le;
     bool complex_ = false, use_float_ = false;
+    std::unique_ptr<PerfectForest<float>> perfect_float_;
+    std::unique_ptr<PerfectForest<double>> perfect_double_;
 };
 
 } // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <thread>
 
 using keel::Error;
@@ -60,6 +61,111 @@ Record stump_record(const std::string& compare = "le") {
     r["node.default_left"] = Value::of_ints({0, 0, 0, 1, 0, 0});
     return r;
 }
+
+
+// A random ensemble: leaves at mixed depths, splits on random features with random default
+// directions, trees alternating between two outputs. A tree `chain_depth` deep (a chain) is added
+// when asked, which keeps the ensemble in the general node layout.
+struct RandomForest {
+    Record record;
+    std::vector<int64_t> offsets{0}, feature, left, right, default_left;
+    std::vector<double> threshold, value;
+    size_t n_features = 5;
+
+    int64_t grow(std::mt19937_64& rng, int depth, int max_depth) {
+        int64_t id = static_cast<int64_t>(feature.size()) - offsets.back();
+        feature.push_back(-1);
+        threshold.push_back(0);
+        left.push_back(-1);
+        right.push_back(-1);
+        default_left.push_back(0);
+        value.push_back(std::uniform_real_distribution<double>(-1, 1)(rng));
+        if (depth < max_depth && std::uniform_real_distribution<double>()(rng) < 0.8) {
+            size_t at = feature.size() - 1;
+            feature[at] = static_cast<int64_t>(rng() % n_features);
+            threshold[at] = std::uniform_real_distribution<double>(-1, 1)(rng);
+            default_left[at] = static_cast<int64_t>(rng() % 2);
+            left[at] = grow(rng, depth + 1, max_depth);
+            right[at] = grow(rng, depth + 1, max_depth);
+        }
+        return id;
+    }
+
+    RandomForest(uint64_t seed, size_t n_trees, const std::string& compare, int chain_depth = 0) {
+        std::mt19937_64 rng(seed);
+        std::vector<int64_t> output;
+        for (size_t t = 0; t < n_trees; ++t) {
+            grow(rng, 0, static_cast<int>(1 + rng() % 6));
+            offsets.push_back(static_cast<int64_t>(feature.size()));
+            output.push_back(static_cast<int64_t>(t % 2));
+        }
+        for (int d = 0; d < chain_depth; ++d) {  // node 2d splits; its right child 2d+1 is a leaf
+            int64_t base = offsets.back(), at = static_cast<int64_t>(feature.size()) - base;
+            feature.insert(feature.end(), {static_cast<int64_t>(d % n_features), -1});
+            threshold.insert(threshold.end(), {0.1 * d - 0.5, 0});
+            left.insert(left.end(), {at + 2, -1});
+            right.insert(right.end(), {at + 1, -1});
+            default_left.insert(default_left.end(), {d % 2, 0});
+            value.insert(value.end(), {0, static_cast<double>(d)});
+        }
+        if (chain_depth > 0) {
+            feature.push_back(-1), threshold.push_back(0), left.push_back(-1), right.push_back(-1);
+            default_left.push_back(0), value.push_back(42.0);
+            offsets.push_back(static_cast<int64_t>(feature.size()));
+            output.push_back(0);
+        }
+        std::vector<std::string> names;
+        for (size_t j = 0; j < n_features; ++j) names.push_back("f" + std::to_string(j));
+        record = base_record(names);
+        record["model.kind"] = Value::of_string("trees");
+        record["tree.n_raw"] = Value::of_ints({2});
+        record["tree.compare"] = Value::of_string(compare);
+        record["tree.base"] = Value::of_reals({0.25, -0.5});
+        record["tree.offsets"] = Value::of_ints(offsets);
+        record["tree.output"] = Value::of_ints(output);
+        record["node.feature"] = Value::of_ints(feature);
+        record["node.threshold"] = Value::of_reals(threshold);
+        record["node.left"] = Value::of_ints(left);
+        record["node.right"] = Value::of_ints(right);
+        record["node.value"] = Value::of_reals(value);
+        record["node.default_left"] = Value::of_ints(default_left);
+    }
+
+    // The library's rule, written out plainly: NaN takes the default direction, else compare.
+    void expected(const double* row, const std::string& compare, double* out) const {
+        const auto& outputs = record.at("tree.output").ints;
+        double sum[2] = {0, 0};
+        for (size_t t = 0; t + 1 < offsets.size(); ++t) {
+            int64_t base = offsets[t], i = 0;
+            while (feature[base + i] >= 0) {
+                double v = row[feature[base + i]], th = threshold[base + i];
+                bool go_left;
+                if (std::isnan(v)) go_left = default_left[base + i] != 0;
+                else if (compare == "le") go_left = v <= th;
+                else if (compare == "le_float") go_left = static_cast<double>(static_cast<float>(v)) <= th;
+                else go_left = static_cast<double>(static_cast<float>(v)) < th;
+                i = go_left ? left[base + i] : right[base + i];
+            }
+            sum[outputs[t]] += value[base + i];
+        }
+        out[0] = 0.25 + sum[0];
+        out[1] = -0.5 + sum[1];
+    }
+
+    // Rows drawn around the thresholds: exact ties, their float roundings and NaN.
+    std::vector<double> rows(std::mt19937_64& rng, size_t n) const {
+        std::vector<double> x(n * n_features);
+        for (auto& v : x) {
+            switch (rng() % 5) {
+            case 0: v = std::numeric_limits<double>::quiet_NaN(); break;
+            case 1: v = threshold[rng() % threshold.size()]; break;
+            case 2: v = static_cast<float>(threshold[rng() % threshold.size()]); break;
+            default: v = std::uniform_real_distribution<double>(-1.2, 1.2)(rng);
+            }
+        }
+        return x;
+    }
+};
 
 } // namespace
 
@@ -149,6 +255,35 @@ TEST(InferencePredictor, TreesFollowDefaultDirectionsForNaN) {
     double row[2] = {0.5, 1.0}, out = 0;
     lt.predict_row(row, &out);
     EXPECT_DOUBLE_EQ(out, 10 + 2 + 200);
+}
+
+// Shallow ensembles are walked as padded complete trees, deep ones in the general layout; both must
+// agree with the plain rule to the last bit, one row at a time and in batches of every remainder.
+TEST(InferencePredictor, RandomEnsemblesMatchThePlainRuleInEveryLayout) {
+    for (std::string compare : {"le", "le_float", "lt_float"}) {
+        for (int chain : {0, 20}) {
+            for (uint64_t seed = 1; seed <= 4; ++seed) {
+                RandomForest forest(seed, 21, compare, chain);
+                Predictor p(forest.record);
+                std::mt19937_64 rng(seed * 7);
+                for (size_t n : {1, 7, 16, 37, 100}) {
+                    auto x = forest.rows(rng, n);
+                    std::vector<double> batch(2 * n), one(2), want(2);
+                    p.predict(x.data(), n, batch.data(), 1, true);
+                    for (size_t i = 0; i < n; ++i) {
+                        const double* row = x.data() + i * forest.n_features;
+                        forest.expected(row, compare, want.data());
+                        p.predict_row(row, one.data(), true);
+                        for (size_t k = 0; k < 2; ++k) {
+                            ASSERT_EQ(one[k], want[k]) << compare << " chain " << chain << " seed " << seed << " row " << i;
+                            ASSERT_EQ(batch[2 * i + k], want[k]) << compare << " chain " << chain << " seed " << seed
+                                                                 << " batch of " << n << " row " << i;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 TEST(InferencePredictor, CategoricalBitsetsSendListedCategoriesLeft) {
