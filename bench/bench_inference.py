@@ -4,7 +4,8 @@
 Models (100 features, binary churn-like target): logistic regression, an MLP 100-64-32-1, LightGBM
 and XGBoost with 500 trees of depth 8, a random forest of 200 trees. For each:
   1. single-row latency from Python (one row per call, as a server would), and from C++ (the same
-     predict_row call timed in a C++ loop through a timing hook),
+     predict_row call timed in a C++ loop through a timing hook); each runtime is timed in a fresh
+     process of its own,
   2. batch throughput on 100,000 rows with 1 and 2 threads.
 Outputs are checked against the source library before any timing. Ratios are peer time / Keel
 time (above 1: Keel is faster).
@@ -16,6 +17,7 @@ Environment knobs: ROWS (batch rows), SINGLE (single-row calls), TREES, QUICK=1 
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -26,6 +28,7 @@ warnings.filterwarnings("ignore")
 import numpy as np  # noqa: E402
 
 import keel  # noqa: E402
+import keel.inference  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 ROWS = int(os.environ.get("ROWS", 100_000))
@@ -75,7 +78,31 @@ def onnx_session(onx, threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    return ort.InferenceSession(onx.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    data = onx if isinstance(onx, bytes) else onx.SerializeToString()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def _single_row_worker(runtime: str, blob: bytes, row: np.ndarray, calls: int) -> tuple[float, float]:
+    """Times one runtime on one model in a fresh process: (us from Python, us from C++ or NaN)."""
+    if runtime == "keel":
+        p = keel.inference.load_predictor(blob)
+        return per_call(lambda: p.predict_proba(row), calls), p._time_single_row(row, calls * 10) / 1000.0
+    if runtime == "own":
+        model, native_fn = pickle.loads(blob)
+        return per_call(lambda: native_fn(model, row[None, :], 1), max(50, calls // 10)), float("nan")
+    sess = onnx_session(blob, 1)
+    feed = {sess.get_inputs()[0].name: row[None, :].astype(np.float32)}
+    return per_call(lambda: sess.run(None, feed), calls), float("nan")
+
+
+def single_row(runtime: str, blob: bytes, row: np.ndarray, calls: int) -> tuple[float, float]:
+    """Each runtime is timed in its own process: a peer's leftover thread pools and CPU state (an
+    onnxruntime run made later Python calls in the same process twice as slow) must not tax another."""
+    import concurrent.futures
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_single_row_worker, runtime, blob, row, calls).result()
 
 
 def to_onnx(name: str, model):
@@ -139,12 +166,9 @@ def bench(name: str, model, native_fn, X: np.ndarray) -> None:
 
     # -- single row
     row = np.ascontiguousarray(X[7])
-    row32 = X32[7:8]
-    keel_py = per_call(lambda: p.predict_proba(row), SINGLE)
-    keel_cpp = p._time_single_row(row, SINGLE * 10) / 1000.0
-    own = per_call(lambda: native_fn(model, X[7:8], 1), max(50, SINGLE // 10))
-    ort = per_call(lambda: sess1.run(None, {"input" if name in ("lightgbm", "xgboost") else
-                                            sess1.get_inputs()[0].name: row32}), SINGLE) if sess1 else float("nan")
+    keel_py, keel_cpp = single_row("keel", p.to_bytes(), row, SINGLE)
+    own, _ = single_row("own", pickle.dumps((model, native_fn)), row, SINGLE)
+    ort = single_row("onnxruntime", onx.SerializeToString(), row, SINGLE)[0] if onx is not None else float("nan")
     rows_single.append((name, keel_py, keel_cpp, own, ort))
     print(f"  single row: keel python {keel_py:8.2f} us  keel C++ {keel_cpp:8.2f} us  {native_fn.__name__} "
           f"{own:9.1f} us ({own / keel_py:6.1f}x)  onnxruntime {ort:8.2f} us ({ort / keel_py:6.1f}x)", flush=True)
