@@ -1,4 +1,5 @@
 // core/inference/dense.cpp: linear models and multilayer perceptrons (Eigen lives only here).
+#include "dense_avx2.hpp"
 #include "models.hpp"
 
 #include "keel/common/error.hpp"
@@ -105,6 +106,7 @@ public:
             if (l.out == 0 || l.w.size() != l.in * l.out)
                 throw_error(ErrorKind::InvalidArgument, "MLP layer {}: {} weights do not make a {} x {} matrix", i,
                             l.w.size(), l.in, l.out);
+            if (cpu_has_avx2_fma()) l.panels = dense_panels(l.w, l.in, l.out);
             width = l.out;
             max_width_ = std::max(max_width_, width);
             layers_.push_back(std::move(l));
@@ -127,6 +129,10 @@ public:
             double* dst = last ? out : (cur == s.c.data() ? s.d.data() : s.c.data());
             if (n < 4) {
                 for (size_t i = 0; i < n; ++i) small_layer(l, cur + i * l.in, dst + i * l.out);
+            } else if (!l.panels.empty()) {
+                dense_rows_avx2(cur, n, l.in, l.panels.data(), l.b.data(), l.out, dst, l.out);
+                for (size_t j = l.out - l.out % 8; j < l.out; ++j)
+                    for (size_t i = 0; i < n; ++i) small_output(l, j, cur + i * l.in, dst + i * l.out);
             } else {
                 ConstRowMap H(cur, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(l.in));
                 ConstRowMap W(l.w.data(), static_cast<Eigen::Index>(l.in), static_cast<Eigen::Index>(l.out));
@@ -142,8 +148,16 @@ public:
 private:
     struct Layer {
         std::vector<double> w, b;
+        std::vector<double> panels;  // for the AVX2 batch kernel, when the CPU has it
         size_t in = 0, out = 0;
     };
+
+    static void small_output(const Layer& l, size_t j, const double* h, double* o) {
+        double acc = l.b[j];
+        const double* w = l.w.data() + j;
+        for (size_t a = 0; a < l.in; ++a, w += l.out) acc += h[a] * w[0];
+        o[j] = acc;
+    }
 
     // One row through one layer: o = b + sum_a h[a] * W[a, :], accumulated in input order for every
     // output (the same sums as a plain loop), eight outputs at a time held in registers so that
@@ -169,12 +183,7 @@ private:
             _mm_storeu_pd(o + b0 + 6, a3);
         }
 #endif
-        for (; b0 < l.out; ++b0) {
-            double acc = l.b[b0];
-            const double* w = l.w.data() + b0;
-            for (size_t a = 0; a < l.in; ++a, w += l.out) acc += h[a] * w[0];
-            o[b0] = acc;
-        }
+        for (; b0 < l.out; ++b0) small_output(l, b0, h, o);
     }
 
     size_t n_in_, max_width_ = 0;

@@ -286,6 +286,46 @@ TEST(InferencePredictor, RandomEnsemblesMatchThePlainRuleInEveryLayout) {
     }
 }
 
+// Batches of rows go through the wide kernel where the CPU has one (eight outputs a panel, the rest
+// one by one); every layer width and row count must give the plain sums, to rounding.
+TEST(InferencePredictor, MlpBatchesMatchPlainSumsForEveryWidth) {
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<double> u(-1, 1);
+    const std::vector<size_t> widths{7, 13, 16, 3};  // inputs, two hidden layers, outputs
+    auto r = base_record({"a", "b", "c", "d", "e", "f", "g"});
+    r["model.kind"] = Value::of_string("mlp");
+    r["mlp.layers"] = Value::of_ints({3});
+    r["mlp.activation"] = Value::of_string("tanh");
+    std::vector<std::vector<double>> weights, biases;
+    for (size_t i = 0; i + 1 < widths.size(); ++i) {
+        std::vector<double> w(widths[i] * widths[i + 1]), b(widths[i + 1]);
+        for (auto& v : w) v = u(rng);
+        for (auto& v : b) v = u(rng);
+        r["mlp." + std::to_string(i) + ".weights"] = Value::of_reals(w);
+        r["mlp." + std::to_string(i) + ".bias"] = Value::of_reals(b);
+        weights.push_back(w);
+        biases.push_back(b);
+    }
+    Predictor p(r);
+    for (size_t n : {1, 4, 5, 6, 7, 13, 64, 100}) {
+        std::vector<double> x(n * widths[0]), out(n * 3);
+        for (auto& v : x) v = u(rng);
+        p.predict(x.data(), n, out.data(), 1, true);
+        for (size_t i = 0; i < n; ++i) {
+            std::vector<double> h(x.begin() + i * widths[0], x.begin() + (i + 1) * widths[0]);
+            for (size_t l = 0; l + 1 < widths.size(); ++l) {
+                std::vector<double> next(biases[l]);
+                for (size_t j = 0; j < widths[l + 1]; ++j)
+                    for (size_t a = 0; a < widths[l]; ++a) next[j] += h[a] * weights[l][a * widths[l + 1] + j];
+                if (l + 2 < widths.size())
+                    for (auto& v : next) v = std::tanh(v);
+                h = next;
+            }
+            for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(out[i * 3 + k], h[k], 1e-12) << "batch of " << n << " row " << i;
+        }
+    }
+}
+
 TEST(InferencePredictor, CategoricalBitsetsSendListedCategoriesLeft) {
     auto r = stump_record();
     r["node.category"] = Value::of_ints({0, -1, -1, -1, -1, -1});
