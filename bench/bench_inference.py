@@ -88,6 +88,8 @@ def _single_row_worker(runtime: str, blob: bytes, row: np.ndarray, calls: int) -
         p = keel.inference.load_predictor(blob)
         return per_call(lambda: p.predict_proba(row), calls), p._time_single_row(row, calls * 10) / 1000.0
     if runtime == "own":
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)  # BLAS and OpenMP pools: one thread, like every other runtime here
         model, native_fn = pickle.loads(blob)
         return per_call(lambda: native_fn(model, row[None, :], 1), max(50, calls // 10)), float("nan")
     sess = onnx_session(blob, 1)
@@ -173,20 +175,23 @@ def bench(name: str, model, native_fn, X: np.ndarray) -> None:
     print(f"  single row: keel python {keel_py:8.2f} us  keel C++ {keel_cpp:8.2f} us  {native_fn.__name__} "
           f"{own:9.1f} us ({own / keel_py:6.1f}x)  onnxruntime {ort:8.2f} us ({ort / keel_py:6.1f}x)", flush=True)
 
-    # -- batch
+    # -- batch (BLAS and OpenMP pools limited too: scikit-learn's n_jobs does not reach the BLAS under
+    # LogisticRegression and MLP)
+    from threadpoolctl import threadpool_limits
     for threads in (1, 2):
-        keel_s = per_batch(lambda: p.predict_proba(X, threads=threads))
-        own_s = per_batch(lambda: native_fn(model, X, threads), repeat=1 if name == "random_forest" else 3)
-        sess = sess1 if threads == 1 else sess2
-        ort_s = per_batch(lambda: sess.run(None, {sess.get_inputs()[0].name: X32})) if sess else float("nan")
-        tl_s = float("nan")
-        if tl is not None:
-            import treelite
-            tl_s = per_batch(lambda: treelite.gtil.predict(tl, X32, nthread=threads), repeat=1)
-        rows_batch.append((name, threads, keel_s, own_s, ort_s, tl_s))
-        print(f"  batch {len(X):,} rows, {threads} thread(s): keel {len(X) / keel_s / 1e6:7.2f} M rows/s  "
-              f"{native_fn.__name__} {own_s / keel_s:6.2f}x  onnxruntime {ort_s / keel_s:6.2f}x  "
-              f"treelite {tl_s / keel_s:6.2f}x", flush=True)
+        with threadpool_limits(threads):
+            keel_s = per_batch(lambda: p.predict_proba(X, threads=threads))
+            own_s = per_batch(lambda: native_fn(model, X, threads), repeat=1 if name == "random_forest" else 3)
+            sess = sess1 if threads == 1 else sess2
+            ort_s = per_batch(lambda: sess.run(None, {sess.get_inputs()[0].name: X32})) if sess else float("nan")
+            tl_s = float("nan")
+            if tl is not None:
+                import treelite
+                tl_s = per_batch(lambda: treelite.gtil.predict(tl, X32, nthread=threads), repeat=1)
+            rows_batch.append((name, threads, keel_s, own_s, ort_s, tl_s))
+            print(f"  batch {len(X):,} rows, {threads} thread(s): keel {len(X) / keel_s / 1e6:7.2f} M rows/s  "
+                  f"{native_fn.__name__} {own_s / keel_s:6.2f}x  onnxruntime {ort_s / keel_s:6.2f}x  "
+                  f"treelite {tl_s / keel_s:6.2f}x", flush=True)
 
 
 def sklearn_predict(model, X, threads):
