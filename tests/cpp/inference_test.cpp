@@ -65,7 +65,8 @@ Record stump_record(const std::string& compare = "le") {
 
 // A random ensemble: leaves at mixed depths, splits on random features with random default
 // directions, trees alternating between two outputs. A tree `chain_depth` deep (a chain) is added
-// when asked, which keeps the ensemble in the general node layout.
+// when asked, first, which keeps the ensemble in the general node layout and puts a deep tree among
+// the shallow ones of the first group of eight.
 struct RandomForest {
     Record record;
     std::vector<int64_t> offsets{0}, feature, left, right, default_left;
@@ -94,11 +95,6 @@ struct RandomForest {
     RandomForest(uint64_t seed, size_t n_trees, const std::string& compare, int chain_depth = 0) {
         std::mt19937_64 rng(seed);
         std::vector<int64_t> output;
-        for (size_t t = 0; t < n_trees; ++t) {
-            grow(rng, 0, static_cast<int>(1 + rng() % 6));
-            offsets.push_back(static_cast<int64_t>(feature.size()));
-            output.push_back(static_cast<int64_t>(t % 2));
-        }
         for (int d = 0; d < chain_depth; ++d) {  // node 2d splits; its right child 2d+1 is a leaf
             int64_t base = offsets.back(), at = static_cast<int64_t>(feature.size()) - base;
             feature.insert(feature.end(), {static_cast<int64_t>(d % n_features), -1});
@@ -113,6 +109,11 @@ struct RandomForest {
             default_left.push_back(0), value.push_back(42.0);
             offsets.push_back(static_cast<int64_t>(feature.size()));
             output.push_back(0);
+        }
+        for (size_t t = 0; t < n_trees; ++t) {
+            grow(rng, 0, static_cast<int>(1 + rng() % 6));
+            offsets.push_back(static_cast<int64_t>(feature.size()));
+            output.push_back(static_cast<int64_t>(t % 2));
         }
         std::vector<std::string> names;
         for (size_t j = 0; j < n_features; ++j) names.push_back("f" + std::to_string(j));
