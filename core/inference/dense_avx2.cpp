@@ -21,8 +21,11 @@ constexpr size_t kRows = 6;   // rows a block holds: 6 x 2 accumulators leave re
 bool cpu_has_avx2_fma() {
 #ifdef KEEL_HAVE_AVX2_KERNEL
     // KEEL_BASELINE_ISA=1 keeps every machine on the baseline path (identical sums across a mixed fleet).
-    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            !(std::getenv("KEEL_BASELINE_ISA") && std::string_view(std::getenv("KEEL_BASELINE_ISA")) == "1");
+    static const bool yes = [] {
+        const char* baseline = std::getenv("KEEL_BASELINE_ISA");
+        if (baseline && std::string_view(baseline) == "1") return false;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }();
     return yes;
 #else
     return false;
@@ -33,7 +36,10 @@ std::vector<double> dense_panels(const std::vector<double>& w, size_t in, size_t
     std::vector<double> panels;
     panels.reserve(in * (out - out % kPanel));
     for (size_t j = 0; j + kPanel <= out; j += kPanel)
-        for (size_t a = 0; a < in; ++a) panels.insert(panels.end(), w.begin() + a * out + j, w.begin() + a * out + j + kPanel);
+        for (size_t a = 0; a < in; ++a) {
+            auto row = w.begin() + static_cast<std::ptrdiff_t>(a * out + j);
+            panels.insert(panels.end(), row, row + kPanel);
+        }
     return panels;
 }
 

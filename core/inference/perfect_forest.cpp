@@ -15,11 +15,6 @@ constexpr uint32_t kGroup = 8;       // trees interleaved together, and walked t
 constexpr uint32_t kLanes = 16;      // rows walked together through one tree in a batch
 constexpr uint32_t kMaxDepth = 16;   // 2^16 leaves a tree; deeper trees keep the general layout
 
-uint32_t depth_of(const Node* tree, int32_t i = 0) {
-    if (tree[i].left == 0) return 0;
-    return 1 + std::max(depth_of(tree, tree[i].left), depth_of(tree, tree[i].left + 1));
-}
-
 template <typename V>
 V threshold_of(const Node& n) {
     if constexpr (std::is_same_v<V, float>) {
@@ -57,6 +52,7 @@ bool has_missing(const V* x, size_t count) {
 template <typename V>
 std::unique_ptr<PerfectForest<V>> PerfectForest<V>::build(const std::vector<Node>& nodes,
                                                           const std::vector<uint32_t>& tree_start,
+                                                          const std::vector<uint32_t>& tree_depth,
                                                           const std::vector<uint32_t>& tree_output, size_t n_inputs,
                                                           size_t n_raw) {
     if (n_inputs >= kLeft || tree_output.empty()) return nullptr;
@@ -67,7 +63,7 @@ std::unique_ptr<PerfectForest<V>> PerfectForest<V>::build(const std::vector<Node
     size_t n_trees = tree_output.size(), splits = 0, leaves = 0;
     for (uint32_t first = 0; first < n_trees; first += kGroup) {
         Group g{first, static_cast<uint32_t>(std::min<size_t>(kGroup, n_trees - first)), 0, splits, leaves};
-        for (uint32_t k = 0; k < g.size; ++k) g.depth = std::max(g.depth, depth_of(nodes.data() + tree_start[first + k]));
+        for (uint32_t k = 0; k < g.size; ++k) g.depth = std::max(g.depth, tree_depth[first + k]);
         if (g.depth > kMaxDepth) return nullptr;
         splits += static_cast<size_t>(g.size) * ((size_t{1} << g.depth) - 1);
         leaves += static_cast<size_t>(g.size) << g.depth;
@@ -155,7 +151,8 @@ void PerfectForest<V>::walk_rows16(const Group& g, uint32_t k, const V* x, doubl
         for (uint32_t r = 0; r < kLanes; ++r) {
             size_t at = idx[r] * g.size + k;
             uint16_t f = feature[at];
-            idx[r] = 2 * idx[r] + 1 + go_right<V, Strict, Missing>(x[r * n_inputs_ + (f & (kLeft - 1))], threshold[at], f);
+            V v = x[r * n_inputs_ + (f & (kLeft - 1))];
+            idx[r] = 2 * idx[r] + 1 + go_right<V, Strict, Missing>(v, threshold[at], f);
         }
     }
     const double* leaf = leaf_.data() + g.leaves;

@@ -23,6 +23,7 @@ public:
     //! The forest for these trees (breadth-first Node arrays with one value per leaf and `V`
     //! thresholds), or null when they are too deep or too sparse for padding to pay.
     static std::unique_ptr<PerfectForest> build(const std::vector<Node>& nodes, const std::vector<uint32_t>& tree_start,
+                                                const std::vector<uint32_t>& tree_depth,
                                                 const std::vector<uint32_t>& tree_output, size_t n_inputs,
                                                 size_t n_raw);
 
