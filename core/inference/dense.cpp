@@ -152,6 +152,7 @@ private:
         size_t in = 0, out = 0;
     };
 
+    // Output j of one row: the plain loop (for outputs left over from blocks of eight).
     static void small_output(const Layer& l, size_t j, const double* h, double* o) {
         double acc = l.b[j];
         const double* w = l.w.data() + j;
