@@ -59,6 +59,12 @@ def check(model, X, proba=None, rtol=RTOL64, atol=1e-12):
         np.testing.assert_array_equal(p.predict(X), model.predict(X))
     else:
         assert_close(model.predict(X), p.predict(X), rtol, atol)
+    if isinstance(X, np.ndarray):  # one row at a time takes the single-row walks, not the batch lanes
+        for i in range(min(4, len(X))):
+            if proba:
+                assert_close(model.predict_proba(X[i:i + 1])[0], p.predict_proba(X[i]), rtol, atol)
+            else:
+                assert_close(np.ravel(model.predict(X[i:i + 1])), np.ravel(p.predict(X[i])), rtol, atol)
     return p
 
 
