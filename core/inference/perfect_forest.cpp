@@ -54,11 +54,14 @@ std::unique_ptr<PerfectForest<V>> PerfectForest<V>::build(const std::vector<Node
                                                           const std::vector<uint32_t>& tree_start,
                                                           const std::vector<uint32_t>& tree_depth,
                                                           const std::vector<uint32_t>& tree_output, size_t n_inputs,
-                                                          size_t n_raw) {
+                                                          size_t n_raw, size_t leaf_width,
+                                                          const std::vector<double>& leaf_values) {
     if (n_inputs >= kLeft || tree_output.empty()) return nullptr;
     auto f = std::make_unique<PerfectForest>();
     f->n_inputs_ = n_inputs;
     f->n_raw_ = n_raw;
+    f->leaf_width_ = leaf_width;
+    if (leaf_width > 1) f->leaf_values_ = leaf_values;
     f->output_ = tree_output;
     size_t n_trees = tree_output.size(), splits = 0, leaves = 0;
     for (uint32_t first = 0; first < n_trees; first += kGroup) {
@@ -109,7 +112,7 @@ std::unique_ptr<PerfectForest<V>> PerfectForest<V>::build(const std::vector<Node
 
 // One row through eight trees in lock step: eight independent chains of loads hide each other's latency.
 template <typename V>
-template <bool Strict, bool Missing>
+template <bool Strict, bool Missing, bool Wide>
 void PerfectForest<V>::walk_row8(const Group& g, const V* x, double* out) const {
     const V* threshold = split_threshold_.data() + g.splits;
     const uint16_t* feature = split_feature_.data() + g.splits;
@@ -123,11 +126,12 @@ void PerfectForest<V>::walk_row8(const Group& g, const V* x, double* out) const 
     }
     const double* leaf = leaf_.data() + g.leaves;
     uint32_t first_leaf = (1u << g.depth) - 1;
-    for (uint32_t k = 0; k < kGroup; ++k) out[output_[g.first_tree + k]] += leaf[(idx[k] - first_leaf) * kGroup + k];
+    for (uint32_t k = 0; k < kGroup; ++k)
+        add_leaf<Wide>(leaf[(idx[k] - first_leaf) * kGroup + k], out + output_[g.first_tree + k]);
 }
 
 template <typename V>
-template <bool Strict, bool Missing>
+template <bool Strict, bool Missing, bool Wide>
 void PerfectForest<V>::walk_row(const Group& g, uint32_t k, const V* x, double* out) const {
     const V* threshold = split_threshold_.data() + g.splits;
     const uint16_t* feature = split_feature_.data() + g.splits;
@@ -137,12 +141,13 @@ void PerfectForest<V>::walk_row(const Group& g, uint32_t k, const V* x, double* 
         uint16_t f = feature[at];
         idx = 2 * idx + 1 + go_right<V, Strict, Missing>(x[f & (kLeft - 1)], threshold[at], f);
     }
-    out[output_[g.first_tree + k]] += leaf_[g.leaves + (idx - ((size_t{1} << g.depth) - 1)) * g.size + k];
+    size_t leaf = idx - ((size_t{1} << g.depth) - 1);
+    add_leaf<Wide>(leaf_[g.leaves + leaf * g.size + k], out + output_[g.first_tree + k]);
 }
 
 // Sixteen rows through one tree in lock step (the batch path).
 template <typename V>
-template <bool Strict, bool Missing>
+template <bool Strict, bool Missing, bool Wide>
 void PerfectForest<V>::walk_rows16(const Group& g, uint32_t k, const V* x, double* out) const {
     const V* threshold = split_threshold_.data() + g.splits;
     const uint16_t* feature = split_feature_.data() + g.splits;
@@ -157,24 +162,34 @@ void PerfectForest<V>::walk_rows16(const Group& g, uint32_t k, const V* x, doubl
     }
     const double* leaf = leaf_.data() + g.leaves;
     uint32_t first_leaf = (1u << g.depth) - 1, o = output_[g.first_tree + k];
-    for (uint32_t r = 0; r < kLanes; ++r) out[r * n_raw_ + o] += leaf[(idx[r] - first_leaf) * g.size + k];
+    for (uint32_t r = 0; r < kLanes; ++r)
+        add_leaf<Wide>(leaf[(idx[r] - first_leaf) * g.size + k], out + r * n_raw_ + o);
 }
 
 template <typename V>
 template <bool Strict>
 void PerfectForest<V>::add(const V* x, size_t n, double* out) const {
+    if (leaf_width_ == 1) add_rows<Strict, false>(x, n, out);
+    else add_rows<Strict, true>(x, n, out);
+}
+
+template <typename V>
+template <bool Strict, bool Wide>
+void PerfectForest<V>::add_rows(const V* x, size_t n, double* out) const {
+    // One row through tree k of group g, by the rule its missing values need.
+    auto one = [&](const Group& g, uint32_t k, const V* row, double* o, bool missing) {
+        if (missing) walk_row<Strict, true, Wide>(g, k, row, o);
+        else walk_row<Strict, false, Wide>(g, k, row, o);
+    };
     if (n < kLanes) {
         for (size_t i = 0; i < n; ++i) {
             const V* row = x + i * n_inputs_;
             double* o = out + i * n_raw_;
             bool missing = has_missing(row, n_inputs_);
             for (const Group& g : groups_) {
-                if (g.size == kGroup) {
-                    missing ? walk_row8<Strict, true>(g, row, o) : walk_row8<Strict, false>(g, row, o);
-                } else {
-                    for (uint32_t k = 0; k < g.size; ++k)
-                        missing ? walk_row<Strict, true>(g, k, row, o) : walk_row<Strict, false>(g, k, row, o);
-                }
+                if (g.size == kGroup && missing) walk_row8<Strict, true, Wide>(g, row, o);
+                else if (g.size == kGroup) walk_row8<Strict, false, Wide>(g, row, o);
+                else for (uint32_t k = 0; k < g.size; ++k) one(g, k, row, o, missing);
             }
         }
         return;
@@ -191,13 +206,11 @@ void PerfectForest<V>::add(const V* x, size_t n, double* out) const {
             for (size_t l = 0; l < lanes; ++l) {
                 const V* rows = x + l * kLanes * n_inputs_;
                 double* o = out + l * kLanes * n_raw_;
-                lane_missing[l] ? walk_rows16<Strict, true>(g, k, rows, o) : walk_rows16<Strict, false>(g, k, rows, o);
+                if (lane_missing[l]) walk_rows16<Strict, true, Wide>(g, k, rows, o);
+                else walk_rows16<Strict, false, Wide>(g, k, rows, o);
             }
-            for (size_t i = lanes * kLanes; i < n; ++i) {
-                const V* row = x + i * n_inputs_;
-                double* o = out + i * n_raw_;
-                lane_missing[lanes] ? walk_row<Strict, true>(g, k, row, o) : walk_row<Strict, false>(g, k, row, o);
-            }
+            for (size_t i = lanes * kLanes; i < n; ++i)
+                one(g, k, x + i * n_inputs_, out + i * n_raw_, lane_missing[lanes]);
         }
     }
 }

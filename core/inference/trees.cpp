@@ -160,13 +160,13 @@ public:
                 std::memcpy(&n.threshold, &f, sizeof f);
             }
         }
-        // Shallow trees of plain splits with one value a leaf walk as complete trees when padding pays.
-        if (width_ == 1 && use_float_)
+        // Shallow trees of plain splits walk as complete trees when padding pays.
+        if (use_float_)
             perfect_float_ = PerfectForest<float>::build(nodes_, tree_start_, tree_depth_, tree_output_, n_in_,
-                                                         n_raw_);
-        else if (width_ == 1 && !complex_)
+                                                         n_raw_, width_, leaf_values_);
+        else if (!complex_)
             perfect_double_ = PerfectForest<double>::build(nodes_, tree_start_, tree_depth_, tree_output_, n_in_,
-                                                           n_raw_);
+                                                           n_raw_, width_, leaf_values_);
     }
 
     size_t n_inputs() const override { return n_in_; }

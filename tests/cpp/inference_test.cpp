@@ -71,7 +71,7 @@ struct RandomForest {
     Record record;
     std::vector<int64_t> offsets{0}, feature, left, right, default_left;
     std::vector<double> threshold, value;
-    size_t n_features = 5;
+    size_t n_features = 5, width = 1;
 
     int64_t grow(std::mt19937_64& rng, int depth, int max_depth) {
         int64_t id = static_cast<int64_t>(feature.size()) - offsets.back();
@@ -80,7 +80,7 @@ struct RandomForest {
         left.push_back(-1);
         right.push_back(-1);
         default_left.push_back(0);
-        value.push_back(std::uniform_real_distribution<double>(-1, 1)(rng));
+        for (size_t w = 0; w < width; ++w) value.push_back(std::uniform_real_distribution<double>(-1, 1)(rng));
         if (depth < max_depth && std::uniform_real_distribution<double>()(rng) < 0.8) {
             size_t at = feature.size() - 1;
             feature[at] = static_cast<int64_t>(rng() % n_features);
@@ -92,7 +92,9 @@ struct RandomForest {
         return id;
     }
 
-    RandomForest(uint64_t seed, size_t n_trees, const std::string& compare, int chain_depth = 0) {
+    // width 2: every leaf holds two values, one per output (a class distribution), every tree adds both.
+    RandomForest(uint64_t seed, size_t n_trees, const std::string& compare, int chain_depth = 0, size_t leaf_width = 1)
+        : width(leaf_width) {
         std::mt19937_64 rng(seed);
         std::vector<int64_t> output;
         for (int d = 0; d < chain_depth; ++d) {  // node 2d splits; its right child 2d+1 is a leaf
@@ -102,24 +104,27 @@ struct RandomForest {
             left.insert(left.end(), {at + 2, -1});
             right.insert(right.end(), {at + 1, -1});
             default_left.insert(default_left.end(), {d % 2, 0});
-            value.insert(value.end(), {0, static_cast<double>(d)});
+            for (size_t w = 0; w < width; ++w) value.push_back(0);  // the split's (unused) values
+            for (size_t w = 0; w < width; ++w) value.push_back(static_cast<double>(d + w));
         }
         if (chain_depth > 0) {
             feature.push_back(-1), threshold.push_back(0), left.push_back(-1), right.push_back(-1);
-            default_left.push_back(0), value.push_back(42.0);
+            default_left.push_back(0);
+            for (size_t w = 0; w < width; ++w) value.push_back(42.0 + static_cast<double>(w));
             offsets.push_back(static_cast<int64_t>(feature.size()));
             output.push_back(0);
         }
         for (size_t t = 0; t < n_trees; ++t) {
             grow(rng, 0, static_cast<int>(1 + rng() % 6));
             offsets.push_back(static_cast<int64_t>(feature.size()));
-            output.push_back(static_cast<int64_t>(t % 2));
+            output.push_back(width == 1 ? static_cast<int64_t>(t % 2) : 0);
         }
         std::vector<std::string> names;
         for (size_t j = 0; j < n_features; ++j) names.push_back("f" + std::to_string(j));
         record = base_record(names);
         record["model.kind"] = Value::of_string("trees");
         record["tree.n_raw"] = Value::of_ints({2});
+        record["tree.leaf_width"] = Value::of_ints({static_cast<int64_t>(width)});
         record["tree.compare"] = Value::of_string(compare);
         record["tree.base"] = Value::of_reals({0.25, -0.5});
         record["tree.offsets"] = Value::of_ints(offsets);
@@ -147,7 +152,7 @@ struct RandomForest {
                 else go_left = static_cast<double>(static_cast<float>(v)) < th;
                 i = go_left ? left[base + i] : right[base + i];
             }
-            sum[outputs[t]] += value[base + i];
+            for (size_t w = 0; w < width; ++w) sum[outputs[t] + w] += value[(base + i) * width + w];
         }
         out[0] = 0.25 + sum[0];
         out[1] = -0.5 + sum[1];
@@ -263,8 +268,8 @@ TEST(InferencePredictor, TreesFollowDefaultDirectionsForNaN) {
 TEST(InferencePredictor, RandomEnsemblesMatchThePlainRuleInEveryLayout) {
     for (std::string compare : {"le", "le_float", "lt_float"}) {
         for (int chain : {0, 20}) {
-            for (uint64_t seed = 1; seed <= 4; ++seed) {
-                RandomForest forest(seed, 21, compare, chain);
+            for (uint64_t seed = 1; seed <= 6; ++seed) {
+                RandomForest forest(seed, 21, compare, chain, seed > 4 ? 2 : 1);
                 Predictor p(forest.record);
                 std::mt19937_64 rng(seed * 7);
                 for (size_t n : {1, 7, 16, 37, 100}) {
