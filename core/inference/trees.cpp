@@ -214,28 +214,42 @@ private:
         return (cat_words_[begin + c / 32] >> (c % 32)) & 1u;
     }
 
-    // The general walk: categorical splits and LightGBM's zero-as-missing rules, one branch a node.
+    // The general rule at split n: categorical sets and LightGBM's zero-as-missing rules, with branches.
+    template <Compare C>
+    bool goes_left_general(const Node& n, double v) const {
+        if (n.meta & kCategorical) return category_left(n, v);
+        uint32_t missing = (n.meta & kMissingMask) >> kMissingShift;
+        if (missing == 0) return std::isnan(v) ? (n.meta & kDefaultLeft) != 0 : goes_left<C>(v, n.threshold);
+        if (std::isnan(v)) v = 0.0;
+        if (missing == 2 && v > -1e-35f && v <= 1e-35f) return (n.meta & kDefaultLeft) != 0;
+        return goes_left<C>(v, n.threshold);
+    }
+
     template <Compare C>
     const Node* leaf(const Node* tree, const double* x) const {
         const Node* n = tree;
-        while (n->left != 0) {
-            double v = x[n->meta & kFeatureMask];
-            bool left;
-            if (n->meta & kCategorical) {
-                left = category_left(*n, v);
-            } else {
-                uint32_t missing = (n->meta & kMissingMask) >> kMissingShift;
-                if (missing == 0) {
-                    left = std::isnan(v) ? (n->meta & kDefaultLeft) != 0 : goes_left<C>(v, n->threshold);
-                } else {
-                    if (std::isnan(v)) v = 0.0;
-                    if (missing == 2 && v > -1e-35f && v <= 1e-35f) left = (n->meta & kDefaultLeft) != 0;
-                    else left = goes_left<C>(v, n->threshold);
-                }
-            }
-            n = tree + n->left + (left ? 0 : 1);
-        }
+        while (n->left != 0) n = tree + n->left + (goes_left_general<C>(*n, x[n->meta & kFeatureMask]) ? 0 : 1);
         return n;
+    }
+
+    // One row through eight trees at once under the general rule: eight independent chains.
+    template <Compare C>
+    void general_trees8(size_t t0, uint32_t depth, const double* x, double* out) const {
+        constexpr size_t R = 8;
+        const Node* base[R];
+        int32_t idx[R] = {};
+        for (size_t k = 0; k < R; ++k) base[k] = nodes_.data() + tree_start_[t0 + k];
+        for (uint32_t d = 0; d < depth; ++d) {
+            bool active = false;
+            for (size_t k = 0; k < R; ++k) {
+                const Node& n = base[k][idx[k]];
+                if (n.left == 0) continue;
+                active = true;
+                idx[k] = n.left + (goes_left_general<C>(n, x[n.meta & kFeatureMask]) ? 0 : 1);
+            }
+            if (!active) break;
+        }
+        for (size_t k = 0; k < R; ++k) add_leaf(base[k][idx[k]], out + tree_output_[t0 + k]);
     }
 
     // Branch-free walk for plain numeric splits: NaN fails every comparison, so a node whose missing
@@ -387,6 +401,17 @@ private:
     void run_general(const double* x, size_t n, double* out) const {
         std::fill(out, out + n * n_raw_, 0.0);
         size_t n_trees = tree_output_.size();
+        if (n < 4) {
+            for (size_t i = 0; i < n; ++i) {
+                const double* row = x + i * n_in_;
+                double* o = out + i * n_raw_;
+                size_t t = 0;
+                for (; t + 8 <= n_trees; t += 8) general_trees8<C>(t, group_depth_[t / 8], row, o);
+                for (; t < n_trees; ++t) add_leaf(*leaf<C>(nodes_.data() + tree_start_[t], row), o + tree_output_[t]);
+            }
+            scale_sums(out, n);
+            return;
+        }
         for (size_t t = 0; t < n_trees; ++t) {
             const Node* tree = nodes_.data() + tree_start_[t];
             size_t o = tree_output_[t];
