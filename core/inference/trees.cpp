@@ -232,6 +232,24 @@ private:
         return n;
     }
 
+    // Eight rows through one tree at once under the general rule (the batch path).
+    template <Compare C>
+    void general_rows8(const Node* tree, uint32_t depth, const double* x, const Node** leaves) const {
+        constexpr size_t R = 8;
+        int32_t idx[R] = {};
+        for (uint32_t d = 0; d < depth; ++d) {
+            bool active = false;
+            for (size_t r = 0; r < R; ++r) {
+                const Node& n = tree[idx[r]];
+                if (n.left == 0) continue;
+                active = true;
+                idx[r] = n.left + (goes_left_general<C>(n, x[r * n_in_ + (n.meta & kFeatureMask)]) ? 0 : 1);
+            }
+            if (!active) break;
+        }
+        for (size_t r = 0; r < R; ++r) leaves[r] = tree + idx[r];
+    }
+
     // One row through eight trees at once under the general rule: eight independent chains.
     template <Compare C>
     void general_trees8(size_t t0, uint32_t depth, const double* x, double* out) const {
@@ -412,31 +430,16 @@ private:
             scale_sums(out, n);
             return;
         }
+        constexpr size_t R = 8;
+        const Node* leaves[R];
         for (size_t t = 0; t < n_trees; ++t) {
             const Node* tree = nodes_.data() + tree_start_[t];
-            size_t o = tree_output_[t];
-            if (width_ == 1) {
-                size_t i = 0;
-                // Four rows at a time: independent walks overlap their memory latency.
-                for (; i + 4 <= n; i += 4) {
-                    const Node* a = leaf<C>(tree, x + (i + 0) * n_in_);
-                    const Node* b = leaf<C>(tree, x + (i + 1) * n_in_);
-                    const Node* c = leaf<C>(tree, x + (i + 2) * n_in_);
-                    const Node* d = leaf<C>(tree, x + (i + 3) * n_in_);
-                    out[(i + 0) * n_raw_ + o] += a->threshold;
-                    out[(i + 1) * n_raw_ + o] += b->threshold;
-                    out[(i + 2) * n_raw_ + o] += c->threshold;
-                    out[(i + 3) * n_raw_ + o] += d->threshold;
-                }
-                for (; i < n; ++i) out[i * n_raw_ + o] += leaf<C>(tree, x + i * n_in_)->threshold;
-            } else {
-                for (size_t i = 0; i < n; ++i) {
-                    const Node* l = leaf<C>(tree, x + i * n_in_);
-                    const double* v = leaf_values_.data() + static_cast<size_t>(l->threshold) * width_;
-                    double* dst = out + i * n_raw_ + o;
-                    for (size_t k = 0; k < width_; ++k) dst[k] += v[k];
-                }
+            size_t o = tree_output_[t], i = 0;
+            for (; i + R <= n; i += R) {
+                general_rows8<C>(tree, tree_depth_[t], x + i * n_in_, leaves);
+                for (size_t r = 0; r < R; ++r) add_leaf(*leaves[r], out + (i + r) * n_raw_ + o);
             }
+            for (; i < n; ++i) add_leaf(*leaf<C>(tree, x + i * n_in_), out + i * n_raw_ + o);
         }
         scale_sums(out, n);
     }
