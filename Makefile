@@ -14,8 +14,11 @@ deps:
 	@PYTHON=$(PYTHON) bash scripts/install_deps.sh
 
 # Configure once; afterwards the build is incremental (a touched .cpp rebuilds that file only).
+# ccache, when the machine has it, makes a second checkout or a clean rebuild cost seconds.
+CCACHE := $(shell command -v ccache 2>/dev/null)
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)) \
 	  -DPython_EXECUTABLE="$$($(PYTHON) -c 'import sys; print(sys.executable)')" \
 	  -Dpybind11_DIR="$$($(PYTHON) -m pybind11 --cmakedir)"
 
