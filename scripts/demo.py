@@ -321,13 +321,14 @@ def serve(ws, frame: pd.DataFrame) -> None:
     item("fallbacks", f"{int((log['fallback'] != '').sum())} (a routing failure would serve champion and count here)")
     item("latency", f"{len(requests):,} players in one batch: {batch_s * 1e3:.0f} ms; one request: "
          f"{single_us:.0f} µs (wall clock on this machine: varies with load)")
-    print("   assignment log (last 4 rows):")
+    print("   assignment log (last 4 rows; times are when each request was served):")
     for _, r in log.tail(4).iterrows():
-        print(f"     {r['ts']:%H:%M:%S.%f} key={r['key']:<5} variant={r['variant']:<10} model={r['model']:<8} "
+        print(f"     {r['ts']:%H:%M:%S}.{r['ts'].microsecond // 1000:03d} key={r['key']:<5} variant={r['variant']:<10} model={r['model']:<8} "
               f"revision={r['revision']} prediction={r['prediction']:.4f}")
     issues = ep.issues()
     item("data issues upstream", "none" if issues.empty else
-         ", ".join(sorted(f"{r.rule} on {r.target}" for r in issues.itertuples())))
+         ", ".join(sorted(f"{r.rule} on {r.target}" for r in issues.itertuples())) +
+         " (the refused batch in step 5; ep.issues() shows what feeds the endpoint)")
 
 
 def guard(ws, frame: pd.DataFrame) -> None:
