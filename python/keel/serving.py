@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from keel import _core
+from keel import errors as keel_errors
 from keel.errors import Conflict, InvalidArgument
 from keel.plugins import Router
 
@@ -437,17 +438,26 @@ class Endpoint:
                 if len(rows):
                     preds[rows] = self._variant_list[k].predict(x)
         decisions, missing, stale = b["decisions"], b["missing"], b["stale"]
-        out = []
+        # One pass building the log rows and the answers (no per-row method calls: this loop is most
+        # of a batch's Python time).
+        ts, key, tenant, rev, vl = int(time.time() * 1000), self._key, self._tenant_field, self.revision, \
+            self._variant_list
+        preds = preds.tolist()
+        log, out = [], []
         for i, (index, shadow_bits, fallback) in enumerate(decisions):
-            v = self._variant_list[index]
-            p = float(preds[i])
-            if missing[i] or stale[i]:
-                self._count(missing[i], stale[i])
-            self._record(reqs[i], v, fallback, False, p, missing[i], stale[i])
+            v, r, p, mi, st = vl[index], reqs[i], preds[i], missing[i], stale[i]
+            if mi or st:
+                self._count(mi, st)
+            log.append((ts, str(r.get(key, "")), str(r.get(tenant, "")), v.name, v.ref, v.version, fallback, False,
+                        p, rev, ",".join(mi), ",".join(st)))
+            out.append({"prediction": p, "variant": v.name, "model": v.ref, "version": v.version,
+                        "fallback": fallback, "missing": mi, "stale": st})
+        self._log.extend(log)
+        if len(self._log) >= _FLUSH_EVERY:
+            self.flush()
+        for i, (index, shadow_bits, fallback) in enumerate(decisions):
             if shadow_bits:
                 self._shadow(shadow_bits, reqs[i])
-            out.append({"prediction": p, "variant": v.name, "model": v.ref, "version": v.version,
-                        "fallback": fallback, "missing": missing[i], "stale": stale[i]})
         if as_frame:
             import pandas as pd
             return pd.DataFrame(out, index=requests.index)
@@ -585,6 +595,10 @@ def check_alias_move(ws, model: str, alias: str, version: int) -> None:
         try:
             _plan(name, d, bound)
         except InvalidArgument as err:
+            try:  # blame the move only when the endpoint can feed what the alias points at today
+                _check_definition(ws, name, d)
+            except (InvalidArgument, keel_errors.NotFound):
+                continue
             raise Conflict(f"moving {model}@{alias} to version {version} would break endpoint '{name}': {err}. "
                            "Change the endpoint first (features=/inputs=), or serve the new version under "
                            "another alias") from None
