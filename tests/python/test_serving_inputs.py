@@ -262,3 +262,24 @@ def test_endpoint_names_follow_the_model_name_rule(ws, name):
         ws.endpoint(name, model="lin/1", inputs=["a"])
     with pytest.raises(keel.InvalidArgument, match="malformed"):
         ws.endpoint(name)
+
+
+def test_assignment_log_written_before_the_missing_columns_is_migrated(ws, tmp_path):
+    import sqlite3
+    linear(ws, "lin", ["a"], [1.0])
+    ep = ws.endpoint("lin", model="lin/1", inputs=["a"])
+    ep.predict({"a": 1.0})
+    ep.flush()
+    path = ws.path
+    del ep, ws
+    con = sqlite3.connect(f"{path}/keel.db")  # the table as the previous Keel wrote it
+    con.execute("ALTER TABLE serving_assignments DROP COLUMN missing")
+    con.execute("ALTER TABLE serving_assignments DROP COLUMN stale")
+    con.execute("UPDATE keel_schema SET version = 1 WHERE module = 'serving'")
+    con.commit()
+    con.close()
+    ws = keel.open(path)
+    ep = ws.endpoint("lin")
+    ep.predict({"a": 2.0})
+    a = ep.assignments().to_pandas()
+    assert list(a.missing) == ["", ""] and list(a.prediction) == [1.0, 2.0]
