@@ -413,7 +413,13 @@ class Endpoint:
             raise
         if missing or stale:
             self._count(missing, stale)
-        self._record(request, v, fallback, False, pred, missing, stale)
+        # Inline rather than _record(): this is the per-request hot path.
+        self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
+                          str(request.get(self._tenant_field, "")), v.name, v.ref, v.version, fallback, False,
+                          pred, self.revision, ",".join(missing) if missing else "",
+                          ",".join(stale) if stale else ""))
+        if len(self._log) >= _FLUSH_EVERY:
+            self.flush()
         if shadow_bits:
             self._shadow(shadow_bits, request)
         return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version, "fallback": fallback,
