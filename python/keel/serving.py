@@ -199,6 +199,8 @@ class Endpoint:
         self._key = d["key"] or self._default_key(d)
         self._tenant_field = d["tenant_field"]
         self._reader = self._ws.features.online_reader(d["features"]) if d["features"] else None
+        # Also for revisions saved before endpoints recorded them (add_edge is a no-op when live).
+        _link_views(self._ws, self.name, [], _views(d["features"]))
         self._variants = {v["name"]: _Variant(v["name"], v["model"]) for v in d["variants"]}
         self._rejected = {}
         self._router = Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]],

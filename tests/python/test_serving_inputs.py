@@ -211,6 +211,11 @@ def test_issue_on_an_online_view_reaches_the_endpoint(shop):
     assert list(ep.issues().rule) == ["range"]
     ep.refresh()
     assert ep.stats()["issues"] == ["main"]
+    # A revision saved before endpoints recorded their views gets the edge when it is opened.
+    shop.lineage.remove_edge("feature_view:player_activity", "feeds", "endpoint:churn")
+    assert ep.issues().empty
+    shop.endpoint("churn")
+    assert list(ep.issues().rule) == ["range"]
 
 
 def test_a_view_no_longer_read_stops_feeding_the_endpoint(shop):
