@@ -158,9 +158,11 @@ void InputPlan::refuse(const Plan& p, const InputState* state, const char* why) 
         if (state[j] == InputState::Missing) missing.push_back(p.names[j]);
         if (state[j] == InputState::Stale) stale.push_back(p.names[j]);
     }
-    throw_error(ErrorKind::InvalidArgument,
-                "endpoint '{}', variant '{}' (model {}): no fresh value for missing [{}], stale [{}]; {}", spec_.endpoint,
-                p.variant, p.model, join(missing), join(stale), why);
+    std::string what;
+    if (!missing.empty()) what += fmt::format("missing [{}]", join(missing));
+    if (!stale.empty()) what += fmt::format("{}stale [{}] (older than the view's ttl)", what.empty() ? "" : ", ", join(stale));
+    throw_error(ErrorKind::InvalidArgument, "endpoint '{}', variant '{}' (model {}): no fresh value for {}; {}",
+                spec_.endpoint, p.variant, p.model, what, why);
 }
 
 void InputPlan::fill(size_t variant, const double* feats, const features::OnlineReader::Status* status,

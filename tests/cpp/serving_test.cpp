@@ -88,6 +88,10 @@ TEST(InputPlan, PoliciesForMissingAndStaleInputs) {
     InputPlan strict(spec(), {model({"spend_7d", "spend_30d", "carts_7d"})});
     auto msg = message_of([&] { strict.fill(0, feats, st, {}, row, state); });
     EXPECT_NE(msg.find("missing [spend_7d], stale [carts_7d]"), std::string::npos) << msg;
+    double fresh_feats[3] = {1.0, 30.0, NAN};
+    Status only_stale[3] = {Status::Ok, Status::Ok, Status::Stale};
+    msg = message_of([&] { strict.fill(0, fresh_feats, only_stale, {}, row, state); });
+    EXPECT_NE(msg.find("no fresh value for stale [carts_7d]"), std::string::npos) << msg;
 
     InputPlan flag(spec(OnMissing::Flag), {model({"spend_7d", "spend_30d", "carts_7d"})});
     flag.fill(0, feats, st, {}, row, state);
