@@ -229,6 +229,7 @@ class Endpoint:
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
         self._path = _core.RequestPath(self._router._native, self._reader, self._key, self._plan, natives)
+        self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
         self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
                             for k in range(len(self._variant_list))]
 
@@ -401,14 +402,14 @@ class Endpoint:
         model, version, fallback, missing, stale}``. Routing failures serve the default variant;
         shadows never affect the answer; inputs without a fresh value follow ``on_missing``."""
         self._maybe_refresh()
-        path = self._path
+        path, variants = self._serving
         try:
             if path.native:
                 index, shadow_bits, fallback, pred, missing, stale = path.serve(request)
-                v = self._variant_list[index]
+                v = variants[index]
             else:
                 index, shadow_bits, fallback, row, missing, stale = path.prepare(request)
-                v = self._variant_list[index]
+                v = variants[index]
                 pred = float(v.predict(row.reshape(1, -1))[0])
         except InvalidArgument:
             self._counts["refused"] += 1
@@ -434,8 +435,9 @@ class Endpoint:
         as_frame = hasattr(requests, "to_dict") and hasattr(requests, "columns")
         reqs = requests.to_dict("records") if as_frame else [dict(r) for r in requests]
         self._maybe_refresh()
+        path, vl = self._serving
         try:
-            b = self._path.serve_many(reqs, True)
+            b = path.serve_many(reqs, True)
         except InvalidArgument:
             self._counts["refused"] += len(reqs)
             raise
@@ -444,12 +446,11 @@ class Endpoint:
             preds = np.empty(len(reqs))
             for k, (rows, x) in enumerate(zip(b["rows"], b["inputs"])):
                 if len(rows):
-                    preds[rows] = self._variant_list[k].predict(x)
+                    preds[rows] = vl[k].predict(x)
         decisions, missing, stale = b["decisions"], b["missing"], b["stale"]
         # One pass building the log rows and the answers (no per-row method calls: this loop is most
         # of a batch's Python time).
-        ts, key, tenant, rev, vl = int(time.time() * 1000), self._key, self._tenant_field, self.revision, \
-            self._variant_list
+        ts, key, tenant, rev = int(time.time() * 1000), self._key, self._tenant_field, self.revision
         preds = preds.tolist()
         log, out = [], []
         for i, (index, shadow_bits, fallback) in enumerate(decisions):
