@@ -447,6 +447,7 @@ void bind_plugins(py::module_& m) {
             d["unknown_variant"] = s.unknown_variant;
             d["budget"] = s.budget;
             d["memory"] = s.memory;
+            d["data_issue"] = s.data_issue;
             py::dict served;
             for (const auto& [n, c] : s.served) served[py::str(n)] = c;
             d["served"] = served;

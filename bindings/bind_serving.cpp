@@ -2,13 +2,17 @@
 #include "bindings.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/common/names.hpp"
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/features/online.hpp"
 #include "keel/inference/predictor.hpp"
 #include "keel/serving/request_path.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
+
+#include <algorithm>
 
 namespace py = pybind11;
 using namespace keel::serving;
@@ -33,48 +37,221 @@ py::dict revision_dict(const EndpointRevision& r) {
     return d;
 }
 
+// A request dict as fields that stay valid with the GIL released: the keys and values are held by
+// `keep` (another thread may change the dict meanwhile). Storage is reused per thread.
+struct Request {
+    std::vector<plugins::Field> fields;
+    std::vector<py::object> keep;
+    std::vector<std::string> text;  // values that are neither str nor number
+
+    void parse(const py::dict& d) {
+        fields.clear();
+        keep.clear();
+        text.clear();
+        text.reserve(d.size());
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(d.ptr(), &pos, &key, &value)) {
+            Py_ssize_t n = 0;
+            const char* k = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : nullptr;
+            if (!k) throw_error(ErrorKind::InvalidArgument, "request field names must be strings");
+            keep.push_back(py::reinterpret_borrow<py::object>(key));
+            keep.push_back(py::reinterpret_borrow<py::object>(value));
+            plugins::Field f{std::string_view(k, size_t(n)), std::monostate{}};
+            if (value == Py_None) {
+            } else if (PyBool_Check(value)) {
+                f.value = value == Py_True;
+            } else if (PyLong_Check(value)) {
+                int overflow = 0;
+                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+                if (overflow) {
+                    text.push_back(py::str(value).cast<std::string>());
+                    f.value = std::string_view(text.back());
+                } else {
+                    f.value = int64_t(x);
+                }
+            } else if (PyFloat_Check(value)) {
+                f.value = PyFloat_AS_DOUBLE(value);
+            } else if (PyUnicode_Check(value)) {
+                Py_ssize_t vn = 0;
+                const char* v = PyUnicode_AsUTF8AndSize(value, &vn);
+                if (!v) throw py::error_already_set();
+                f.value = std::string_view(v, size_t(vn));
+            } else {  // numpy scalars and other number-likes
+                py::handle v(value);
+                py::object item = (py::hasattr(v, "dtype") && py::hasattr(v, "item"))
+                                      ? v.attr("item")()
+                                      : py::reinterpret_borrow<py::object>(v);
+                if (PyBool_Check(item.ptr())) f.value = item.ptr() == Py_True;
+                else if (PyLong_Check(item.ptr())) f.value = item.cast<int64_t>();
+                else if (PyFloat_Check(item.ptr())) f.value = item.cast<double>();
+                else {
+                    text.push_back(py::str(item).cast<std::string>());
+                    f.value = std::string_view(text.back());
+                }
+            }
+            fields.push_back(f);
+        }
+    }
+};
+
+// The calling thread's Request, emptied again (references dropped while the GIL is held) when the
+// call ends, so no Python object outlives the call in a thread_local.
+struct ThreadRequest {
+    Request& r;
+    ThreadRequest() : r(get()) {}
+    ~ThreadRequest() { r.keep.clear(); }
+    static Request& get() {
+        thread_local Request r;
+        return r;
+    }
+};
+
+// (missing, stale) model input names of one answer.
+std::pair<py::list, py::list> flags(const InputPlan& plan, size_t variant, std::span<const InputState> states) {
+    py::list missing, stale;
+    const auto& names = plan.names(variant);
+    for (size_t j = 0; j < states.size(); ++j) {
+        if (states[j] == InputState::Missing) missing.append(names[j]);
+        else if (states[j] == InputState::Stale) stale.append(names[j]);
+    }
+    return {missing, stale};
+}
+
+py::array_t<double> to_array(std::span<const double> row) {
+    py::array_t<double> out{py::ssize_t(row.size())};
+    std::copy(row.begin(), row.end(), out.mutable_data());
+    return out;
+}
+
 } // namespace
 
 void bind_serving(py::module_& m) {
-    // The native request path (all variants native predictors): one call per request.
+    m.def("check_name", [](const std::string& name, const std::string& what, const std::string& example) {
+        keel::check_name(name, what, example);
+    }, "InvalidArgument unless `name` follows the rule model and endpoint names follow.");
+    py::class_<InputPlan, std::shared_ptr<InputPlan>>(m, "InputPlan")
+        .def(py::init([](const std::string& endpoint, std::vector<std::string> features, std::vector<std::string> inputs,
+                         const std::string& on_missing, std::vector<std::pair<std::string, double>> defaults,
+                         const std::vector<std::tuple<std::string, std::string, std::vector<std::string>,
+                                                      std::vector<std::string>>>& variants) {
+                 InputSpec spec{endpoint, std::move(features), std::move(inputs), parse_on_missing(on_missing),
+                                std::move(defaults)};
+                 std::vector<ModelInputs> vs;
+                 for (const auto& [variant, model, names, declared] : variants)
+                     vs.push_back({variant, model, names, declared});
+                 return std::make_shared<InputPlan>(std::move(spec), std::move(vs));
+             }),
+             py::arg("endpoint"), py::arg("features"), py::arg("inputs"), py::arg("on_missing"), py::arg("defaults"),
+             py::arg("variants"))
+        .def("names", &InputPlan::names)
+        .def("features_read", &InputPlan::features_read);
+
+    // The endpoint's request path: one C++ call per request (or per batch).
     py::class_<RequestPath, std::shared_ptr<RequestPath>>(m, "RequestPath")
         .def(py::init([](std::shared_ptr<plugins::Router> router, std::shared_ptr<features::OnlineReader> reader,
-                         const std::string& key, std::vector<std::shared_ptr<inference::Predictor>> predictors) {
+                         const std::string& key, std::shared_ptr<InputPlan> plan,
+                         std::vector<std::shared_ptr<inference::Predictor>> predictors) {
             std::vector<std::shared_ptr<const inference::Predictor>> ps(predictors.begin(), predictors.end());
-            return std::make_shared<RequestPath>(std::move(router), std::move(reader), key, std::move(ps));
+            return std::make_shared<RequestPath>(std::move(router), std::move(reader), key, std::move(plan),
+                                                 std::move(ps));
         }))
+        .def_property_readonly("native", &RequestPath::native)
         .def("serve", [](const RequestPath& p, py::dict request) {
-            // (variant index, shadow bits, fallback, prediction); borrowed fields like Router.route
-            std::vector<plugins::Field> fields;
-            fields.reserve(request.size());
-            PyObject *key, *value;
-            Py_ssize_t pos = 0;
-            std::vector<std::string> keep;
-            keep.reserve(request.size());
-            while (PyDict_Next(request.ptr(), &pos, &key, &value)) {
-                Py_ssize_t n = 0;
-                const char* k = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : nullptr;
-                if (!k) throw_error(ErrorKind::InvalidArgument, "request field names must be strings");
-                plugins::Field f{std::string_view(k, size_t(n)), std::monostate{}};
-                if (PyBool_Check(value)) f.value = value == Py_True;
-                else if (PyLong_Check(value)) f.value = int64_t(PyLong_AsLongLong(value));
-                else if (PyFloat_Check(value)) f.value = PyFloat_AS_DOUBLE(value);
-                else if (PyUnicode_Check(value)) {
-                    Py_ssize_t vn = 0;
-                    const char* v = PyUnicode_AsUTF8AndSize(value, &vn);
-                    f.value = std::string_view(v, size_t(vn));
-                } else if (value != Py_None) {
-                    keep.push_back(py::str(value).cast<std::string>());
-                    f.value = std::string_view(keep.back());
-                }
-                if (PyErr_Occurred()) throw py::error_already_set();
-                fields.push_back(f);
+            // (variant index, shadow bits, fallback, prediction, missing, stale). The model runs with
+            // the GIL released: other Python threads keep going during the trees.
+            ThreadRequest guard;
+            Request& r = guard.r;
+            r.parse(request);
+            RequestPath::Answer a;
+            {
+                py::gil_scoped_release release;
+                a = p.serve(r.fields);
             }
-            auto a = p.serve(fields);
+            auto [missing, stale] = flags(p.plan(), size_t(a.decision.variant), a.states);
             return py::make_tuple(a.decision.variant, a.decision.shadows,
-                                  std::string(plugins::fallback_name(a.decision.fallback)), a.prediction);
+                                  std::string(plugins::fallback_name(a.decision.fallback)), a.prediction, missing,
+                                  stale);
         })
-        .def("predict", &RequestPath::predict);
+        .def("prepare", [](const RequestPath& p, py::dict request) {
+            // (variant index, shadow bits, fallback, model input row, missing, stale) for Python models.
+            ThreadRequest guard;
+            Request& r = guard.r;
+            r.parse(request);
+            auto a = p.prepare(r.fields);
+            auto [missing, stale] = flags(p.plan(), size_t(a.decision.variant), a.states);
+            return py::make_tuple(a.decision.variant, a.decision.shadows,
+                                  std::string(plugins::fallback_name(a.decision.fallback)), to_array(a.row), missing,
+                                  stale);
+        })
+        .def("inputs", [](const RequestPath& p, int index, py::dict request) {
+            // (model input row, missing, stale, prediction or None) of variant `index` (shadows).
+            ThreadRequest guard;
+            Request& r = guard.r;
+            r.parse(request);
+            auto a = p.inputs(index, r.fields);
+            auto [missing, stale] = flags(p.plan(), size_t(index), a.states);
+            bool native = p.native();
+            return py::make_tuple(to_array(a.row), missing, stale,
+                                  native ? py::object(py::float_(a.prediction)) : py::object(py::none()));
+        })
+        .def("serve_many", [](const RequestPath& p, py::list requests, bool predict) {
+            // {"decisions": [(variant, shadows, fallback)], "predictions": array or None,
+            //  "rows": [index array per variant], "inputs": [matrix per variant],
+            //  "missing": [names per request], "stale": [...]}
+            const size_t n = requests.size();
+            std::vector<Request> reqs(n);
+            std::vector<std::span<const plugins::Field>> spans(n);
+            std::vector<int64_t> ids(n, 0);
+            bool need_key = !p.plan().spec().features.empty();
+            for (size_t i = 0; i < n; ++i) {
+                reqs[i].parse(requests[i].cast<py::dict>());
+                spans[i] = reqs[i].fields;
+                if (need_key) {
+                    try {
+                        ids[i] = p.entity_id(spans[i]);
+                    } catch (const Error& e) {
+                        throw Error(e.kind(), fmt::format("request {}: {}", i, e.what()));
+                    }
+                }
+            }
+            RequestPath::Batch b;
+            {
+                py::gil_scoped_release release;
+                b = p.serve_many(spans, ids.data(), predict);
+            }
+            py::dict out;
+            py::list decisions, rows, inputs, missing(n), stale(n);
+            for (const auto& d : b.decisions)
+                decisions.append(py::make_tuple(d.variant, d.shadows, std::string(plugins::fallback_name(d.fallback))));
+            for (size_t v = 0; v < b.rows_of.size(); ++v) {
+                const size_t m = b.rows_of[v].size(), w = p.plan().width(v);
+                py::array_t<int64_t> idx{py::ssize_t(m)};
+                std::copy(b.rows_of[v].begin(), b.rows_of[v].end(), idx.mutable_data());
+                py::array_t<double> x({py::ssize_t(m), py::ssize_t(w)});
+                std::copy(b.inputs[v].begin(), b.inputs[v].end(), x.mutable_data());
+                rows.append(idx);
+                inputs.append(x);
+                for (size_t k = 0; k < m; ++k) {
+                    auto [mi, st] = flags(p.plan(), v, std::span<const InputState>(b.states[v].data() + k * w, w));
+                    missing[b.rows_of[v][k]] = mi;
+                    stale[b.rows_of[v][k]] = st;
+                }
+            }
+            out["decisions"] = decisions;
+            if (!b.predictions.empty()) {
+                py::array_t<double> preds{py::ssize_t(n)};
+                std::copy(b.predictions.begin(), b.predictions.end(), preds.mutable_data());
+                out["predictions"] = preds;
+            } else {
+                out["predictions"] = py::none();
+            }
+            out["rows"] = rows;
+            out["inputs"] = inputs;
+            out["missing"] = missing;
+            out["stale"] = stale;
+            return out;
+        });
 
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
@@ -89,7 +266,7 @@ void bind_serving(py::module_& m) {
             return out;
         })
         .def("names", [](PyEndpointStore& s) { return s.store.names(); })
-        // rows: (ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision)
+        // rows: (ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision[, missing, stale])
         .def("log", [](PyEndpointStore& s, const std::string& name, py::list rows) {
             std::vector<Assignment> out;
             out.reserve(rows.size());
@@ -106,6 +283,10 @@ void bind_serving(py::module_& m) {
                 a.shadow = t[7].cast<bool>();
                 if (!t[8].is_none()) a.prediction = t[8].cast<double>();
                 a.revision = t[9].cast<int64_t>();
+                if (t.size() > 11) {
+                    a.missing = t[10].cast<std::string>();
+                    a.stale = t[11].cast<std::string>();
+                }
                 out.push_back(std::move(a));
             }
             py::gil_scoped_release release;
@@ -118,7 +299,7 @@ void bind_serving(py::module_& m) {
                 rows = s.store.assignments(name, limit);
             }
             py::dict cols;
-            py::list ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision;
+            py::list ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, stale;
             for (const auto& a : rows) {
                 ts.append(a.ts);
                 key.append(a.key);
@@ -130,6 +311,8 @@ void bind_serving(py::module_& m) {
                 shadow.append(a.shadow);
                 prediction.append(a.prediction ? py::object(py::float_(*a.prediction)) : py::object(py::none()));
                 revision.append(a.revision);
+                missing.append(a.missing);
+                stale.append(a.stale);
             }
             cols["ts"] = ts;
             cols["key"] = key;
@@ -141,6 +324,8 @@ void bind_serving(py::module_& m) {
             cols["shadow"] = shadow;
             cols["prediction"] = prediction;
             cols["revision"] = revision;
+            cols["missing"] = missing;
+            cols["stale"] = stale;
             return cols;
         });
 }

@@ -439,6 +439,44 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now
 
 void OnlineReader::lookup(const int64_t* ids, size_t n, double* out) const { lookup(ids, n, out, now_ms()); }
 
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now) const {
+    std::shared_ptr<const Plan> plan = plan_.load();
+    constexpr size_t kMaxViews = 32;
+    uint32_t rows[kMaxViews];
+    Status why[kMaxViews];
+    const size_t nv = std::min(plan->views.size(), kMaxViews);
+    const size_t w = plan->outs.size();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (size_t i = 0; i < n; ++i) {
+        for (size_t v = 0; v < nv; ++v) {
+            const Plan::View& view = plan->views[v];
+            uint32_t r = plan->find(view, ids[i]);
+            why[v] = r == Plan::kEmpty ? Status::MissingEntity : Status::Ok;
+            if (r != Plan::kEmpty && view.ttl_ms > 0 && now - view.ev[r] > view.ttl_ms) {
+                r = Plan::kEmpty;
+                why[v] = Status::Stale;
+            }
+            rows[v] = r;
+        }
+        double* o = out + i * w;
+        Status* s = status + i * w;
+        for (size_t j = 0; j < w; ++j) {
+            const Plan::Out& c = plan->outs[j];
+            uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
+            if (r == Plan::kEmpty) {
+                o[j] = nan;
+                s[j] = c.view < nv ? why[c.view] : Status::MissingEntity;
+            } else if (!c.col) {
+                o[j] = nan;
+                s[j] = Status::Masked;
+            } else {
+                o[j] = value_at(*c.col, c.dtype, r);
+                s[j] = (c.col->valid && !c.col->valid[r]) ? Status::Null : Status::Ok;
+            }
+        }
+    }
+}
+
 bool OnlineReader::refresh() {
     std::string current = plan_.load()->key;
     std::string latest;

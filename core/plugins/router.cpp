@@ -18,6 +18,7 @@ std::string_view fallback_name(Fallback f) {
     case Fallback::UnknownVariant: return "unknown_variant";
     case Fallback::Budget: return "budget";
     case Fallback::Memory: return "memory";
+    case Fallback::DataIssue: return "data_issue";
     }
     return "";
 }
@@ -174,7 +175,8 @@ RouterStats Router::stats() const {
     s.unknown_variant = unknown_.load();
     s.budget = budget_.load();
     s.memory = memory_.load();
-    s.fallbacks = s.errors + s.unknown_variant + s.budget + s.memory;
+    s.data_issue = data_issue_.load();
+    s.fallbacks = s.errors + s.unknown_variant + s.budget + s.memory + s.data_issue;
     for (size_t i = 0; i < names_.size(); ++i) s.served.emplace_back(names_[i], served_[i].load());
     std::lock_guard lock(mutex_);
     s.last_error = last_error_;
@@ -254,7 +256,7 @@ Decision Router::route(std::span<const Field> request, Host& host) {
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, slot.ctx_ref);
 
-    switch (impl.pcall(2, 2, false, p.chunkname)) {
+    switch (impl.pcall(2, 3, false, p.chunkname)) {
     case CallStatus::Ok: break;
     case CallStatus::Error: lua_settop(L, base); return fail(Fallback::Error, errors_, impl.last_error);
     case CallStatus::Budget: lua_settop(L, base); return fail(Fallback::Budget, budget_, impl.last_error);
@@ -296,6 +298,11 @@ Decision Router::route(std::span<const Field> request, Host& host) {
             }
             lua_pop(L, 1);
         }
+    }
+    // A third result "data_issue" says the plugin avoided a variant with an open data issue.
+    if (lua_type(L, base + 3) == LUA_TSTRING && std::string_view(lua_tostring(L, base + 3)) == "data_issue") {
+        d.fallback = Fallback::DataIssue;
+        data_issue_.fetch_add(1, std::memory_order_relaxed);
     }
     lua_settop(L, base);
     served_[size_t(v)].fetch_add(1, std::memory_order_relaxed);

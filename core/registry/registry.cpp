@@ -3,6 +3,7 @@
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
+#include "keel/common/names.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
@@ -75,7 +76,7 @@ constexpr std::string_view kRefShapes = "expected 'name', 'name/<version>' or 'n
 bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; }
 
 void check_model_name(std::string_view name) {
-    if (name.empty() || name.size() > 200 || !std::all_of(name.begin(), name.end(), name_char) || name[0] == '.')
+    if (!valid_name(name))  // the rule every user-given name follows (keel/common/names.hpp)
         throw_error(ErrorKind::InvalidArgument,
                     "model name '{}' is malformed: use letters, digits, '_', '-' and '.' (no '/', '@' or ':'), "
                     "e.g. 'churn' or 'churn-lgbm'",

@@ -3,6 +3,7 @@
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
+#include "keel/common/names.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
@@ -33,6 +34,9 @@ CREATE TABLE serving_assignments (
     prediction REAL,
     revision INTEGER NOT NULL);
 CREATE INDEX serving_assignments_endpoint ON serving_assignments(endpoint, id);
+)", R"(
+ALTER TABLE serving_assignments ADD COLUMN missing TEXT NOT NULL DEFAULT '';
+ALTER TABLE serving_assignments ADD COLUMN stale TEXT NOT NULL DEFAULT '';
 )"}};
 
 } // namespace
@@ -40,7 +44,7 @@ CREATE INDEX serving_assignments_endpoint ON serving_assignments(endpoint, id);
 EndpointStore::EndpointStore(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 EndpointRevision EndpointStore::save(const std::string& name, const std::string& definition_json) {
-    if (name.empty()) throw_error(ErrorKind::InvalidArgument, "an endpoint needs a name");
+    check_name(name, "endpoint", "churn");
     auto& db = ws_.db();
     storage::Transaction tx(db);
     EndpointRevision cur;
@@ -107,9 +111,9 @@ void EndpointStore::log(const std::string& name, const std::vector<Assignment>& 
     storage::Transaction tx(db);
     for (const auto& a : rows) {
         db.prepare("INSERT INTO serving_assignments (endpoint, ts, key, tenant, variant, model, version, fallback, "
-                   "shadow, prediction, revision) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+                   "shadow, prediction, revision, missing, stale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
             .bind_all(name, a.ts, a.key, a.tenant, a.variant, a.model, a.version, a.fallback, int64_t(a.shadow),
-                      a.prediction, a.revision)
+                      a.prediction, a.revision, a.missing, a.stale)
             .run();
     }
     tx.commit();
@@ -118,13 +122,13 @@ void EndpointStore::log(const std::string& name, const std::vector<Assignment>& 
 std::vector<Assignment> EndpointStore::assignments(const std::string& name, int64_t limit) {
     auto& db = ws_.db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision "
+    auto st = db.prepare("SELECT ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, stale "
                          "FROM serving_assignments WHERE endpoint = ? ORDER BY id LIMIT ?");
     st.bind_all(name, limit);
     std::vector<Assignment> out;
     while (st.step())
         out.push_back({st.int64(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5), st.text(6),
-                       st.int64(7) != 0, st.opt_real(8), st.int64(9)});
+                       st.int64(7) != 0, st.opt_real(8), st.int64(9), st.text(10), st.text(11)});
     return out;
 }
 

@@ -9,7 +9,8 @@
 -- config: key     request field holding the sticky key (default "user_id"; endpoints set the
 --                 entity's join key)
 --         salt    hashing salt (default: the endpoint name); change it to reshuffle everyone
---         avoid_data_issues  true: never pick a variant fed by a feature view with an open issue
+--         avoid_data_issues  true: never pick a variant fed by a feature view with an open issue;
+--                 a request moved off its variant returns "data_issue" third (counted as a fallback)
 schema = {
   key = {type = "string", doc = "request field holding the sticky key (default user_id)"},
   salt = {type = "string", doc = "hashing salt (default: the endpoint name)"},
@@ -35,12 +36,17 @@ function route(req, ctx)
   local avoid = cfg.avoid_data_issues
   local bucket = ctx.bucket
   local best, best_score = nil, math.huge
+  local first, first_score = nil, math.huge  -- the pick with no variant avoided
   for i = 1, #variants do
     local w = weights[i]
-    if w > 0 and not (avoid and issues[variants[i]]) then
+    if w > 0 then
       local score = -log(1.0 - bucket(key, salts[i])) / w
-      if score < best_score then best, best_score = variants[i], score end
+      if score < first_score then first, first_score = variants[i], score end
+      if score < best_score and not (avoid and issues[variants[i]]) then best, best_score = variants[i], score end
     end
   end
-  return best or ctx.default
+  -- Moving a user off their variant because of a data issue is reported, never silent.
+  best = best or ctx.default
+  if best ~= first then return best, nil, "data_issue" end
+  return best
 end

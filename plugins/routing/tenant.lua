@@ -17,6 +17,6 @@ function route(req, ctx)
   local tenant = req[cfg.field or "tenant"]
   local variant = tenant and cfg.tenants and cfg.tenants[tenant]
   if variant == nil then return cfg.default or ctx.default end
-  if cfg.avoid_data_issues and ctx.issues[variant] then return cfg.default or ctx.default end
+  if cfg.avoid_data_issues and ctx.issues[variant] then return cfg.default or ctx.default, nil, "data_issue" end
   return variant
 end

@@ -347,7 +347,10 @@ class Models:
 
     # aliases and stages
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        """Point ``alias`` at ``version`` (create or move it, atomically); the move is an audit event."""
+        """Point ``alias`` at ``version`` (create or move it, atomically); the move is an audit event.
+        Conflict when an endpoint serving ``name@alias`` could not feed that version's inputs."""
+        from keel.serving import check_alias_move  # serving sits above the registry
+        check_alias_move(self._ws, name, alias, int(version))
         return ModelVersion(self, self._reg.set_alias(name, alias, int(version)))
 
     def delete_alias(self, name: str, alias: str) -> None:

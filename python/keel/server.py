@@ -1,6 +1,6 @@
 """``keel serve``: hosts saved endpoints over HTTP (JSON), the same Endpoint objects a notebook uses.
 
-    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model, version}
+    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model, version, fallback, missing, stale}
                                      [{...}, {...}]                          -> [{...}, {...}] (one batch)
     GET  /endpoints                  saved endpoints and their revisions
     GET  /endpoints/<name>           the endpoint's definition, revision, weights and counters

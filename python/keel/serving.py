@@ -12,7 +12,15 @@ are picked up every ``refresh_interval`` seconds.
 ...                  variants={"champion": ("churn@champion", 0.9), "challenger": ("churn@challenger", 0.1)},
 ...                  features=["player_activity:sessions_7d", "player_activity:spend_30d"])
 >>> ep.predict({"player_id": 42, "tenant": "studio-a"})
-{'prediction': 0.12, 'variant': 'champion', 'model': 'churn/3', 'version': 3}
+{'prediction': 0.12, 'variant': 'champion', 'model': 'churn/3', 'version': 3, 'fallback': '',
+ 'missing': [], 'stale': []}
+
+Every model input is fed by name from the model's signature (``_core.InputPlan``, one rule in C++ for
+the native and the Python path): online feature ``view:column`` feeds input ``column``, a request field
+feeds the input of its name (and wins over the online value). A definition whose models read names the
+endpoint does not provide is refused; so is an alias move onto such a version. Inputs without a fresh
+value follow ``on_missing``: "error" (the default: an answer built on NaN would look like any other),
+"default" (``defaults={...}``) or "flag" (predict with NaN); every answer lists them.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from keel import _core
-from keel.errors import InvalidArgument
+from keel import errors as keel_errors
+from keel.errors import Conflict, InvalidArgument
 from keel.plugins import Router
 
 # Models fitted on DataFrames warn when served numpy rows; the endpoint feeds columns in signature order.
@@ -47,14 +56,22 @@ def _flush_all() -> None:
             pass
 
 
+_SINGLE_ROUTING = "plugins/routing/weighted.lua"  # one variant: the plugin only names it
+_ON_MISSING = ("error", "default", "flag")
+
+
 def _normalize(definition: Mapping[str, Any]) -> dict:
     d = dict(definition)
-    routing = d.get("routing")
-    if not routing:
-        raise InvalidArgument("an endpoint needs routing= (a routing plugin, e.g. 'plugins/routing/sticky.lua')")
     variants = d.get("variants")
+    model = d.pop("model", None)
+    if model is not None:
+        if variants:
+            raise InvalidArgument("give an endpoint either model= (one model) or variants={...}, not both")
+        if not isinstance(model, str) or not model:
+            raise InvalidArgument("model= needs a model ref such as 'churn@champion' or 'churn/3'")
+        variants = {"main": (model, 1.0)}
     if not variants:
-        raise InvalidArgument("an endpoint needs variants={name: (model_ref, weight)}")
+        raise InvalidArgument("an endpoint needs model='churn@champion' or variants={name: (model_ref, weight)}")
     items = variants.items() if isinstance(variants, Mapping) else variants
     out = []
     for item in items:
@@ -62,19 +79,67 @@ def _normalize(definition: Mapping[str, Any]) -> dict:
             name, spec = item
         else:
             name, spec = item[0], item[1:] if len(item) > 2 else item[1]
+        signature = []
         if isinstance(spec, Mapping):
-            model, weight = spec.get("model"), spec.get("weight", 1.0)
+            model, weight, signature = spec.get("model"), spec.get("weight", 1.0), spec.get("signature") or []
         elif isinstance(spec, (tuple, list)):
             model, weight = spec[0], (spec[1] if len(spec) > 1 else 1.0)
         else:
             model, weight = spec, 1.0
         if not isinstance(model, str) or not model:
             raise InvalidArgument(f"variant '{name}' needs a model ref such as 'churn@champion' or 'churn/3'")
-        out.append({"name": str(name), "model": model, "weight": float(weight)})
+        v = {"name": str(name), "model": model, "weight": float(weight)}
+        if signature:
+            v["signature"] = [str(c) for c in signature]
+        out.append(v)
+    routing = d.get("routing")
+    if not routing:
+        if len(out) > 1:
+            raise InvalidArgument(f"an endpoint with {len(out)} variants needs routing= (a routing plugin, e.g. "
+                                  "'plugins/routing/sticky.lua')")
+        routing = _SINGLE_ROUTING
+    on_missing = d.get("on_missing") or "error"
+    if on_missing not in _ON_MISSING:
+        raise InvalidArgument(f"on_missing={on_missing!r} is unknown: use 'error' (refuse the request), 'default' "
+                              "(use defaults={...}) or 'flag' (predict with NaN, listed in the answer)")
+    defaults = {str(k): float(v) for k, v in dict(d.get("defaults") or {}).items()}
     return {"routing": str(routing), "variants": out, "features": list(d.get("features") or []),
             "inputs": list(d.get("inputs") or []), "default": d.get("default") or "",
             "config": dict(d.get("config") or {}), "key": d.get("key") or "",
-            "tenant_field": d.get("tenant_field") or "tenant", "output": d.get("output") or "auto"}
+            "tenant_field": d.get("tenant_field") or "tenant", "output": d.get("output") or "auto",
+            "on_missing": on_missing, "defaults": defaults, "signature": [str(c) for c in d.get("signature") or []]}
+
+
+def _expand_features(ws, features) -> list[str]:
+    """``"view"`` stands for every numeric feature of the view, in schema order; ``"view:column"`` as is."""
+    out = []
+    for f in features or []:
+        if not isinstance(f, str) or not f:
+            raise InvalidArgument(f"features= takes 'view:column' or 'view' strings, got {f!r}")
+        if ":" in f:
+            out.append(f)
+            continue
+        schema = ws.features.feature_view(f).schema
+        numeric = [c for c, t in schema.items() if t != "string" and not t.startswith("vector")]
+        if not numeric:
+            raise InvalidArgument(f"feature view '{f}' has no numeric feature to serve (columns: {', '.join(schema)})")
+        out.extend(f"{f}:{c}" for c in numeric)
+    return out
+
+
+def _views(features) -> list[str]:
+    return sorted({f.split(":", 1)[0] for f in features})
+
+
+def _plan(name: str, d: dict, bound: list[tuple[str, str, list[str] | None, list[str]]]):
+    """The C++ input plan: refuses (InvalidArgument) a variant whose model the endpoint cannot feed."""
+    return _core.InputPlan(name, d["features"], d["inputs"], d.get("on_missing", "error"),
+                           list(d.get("defaults", {}).items()),
+                           [(v, ref, list(names or []), list(declared)) for v, ref, names, declared in bound])
+
+
+def _declared(d: dict, v: Mapping) -> list[str]:
+    return list(v.get("signature") or d.get("signature") or [])
 
 
 class _Variant:
@@ -85,10 +150,12 @@ class _Variant:
         self.version = 0
         self.lineage_ref = ""
         self.model = None
+        self.names: list[str] = []   # the model's input names from its signature
         self._predict = None
 
     def bind(self, mv, model, output: str) -> None:
         self.ref, self.version, self.lineage_ref, self.model = mv.ref, mv.version, mv.lineage_ref, model
+        self.names = mv.feature_names or []
         proba = getattr(model, "predict_proba", None)
         if output in ("auto", "proba") and proba is not None:
             self._predict = lambda x: np.asarray(proba(x))[:, -1]
@@ -114,6 +181,8 @@ class Endpoint:
         self._shadow_errors = 0
         self._last_shadow_error = ""
         self._issues: list[str] = []
+        self._counts = {"missing": 0, "stale": 0, "refused": 0}
+        self._rejected: dict[str, str] = {}  # variant -> why its alias move was not followed
         self._token = ws._native.change_token()
         self._generation = ws._native.serving_generation()  # read before what it guards
         self._apply(revision)
@@ -122,35 +191,47 @@ class Endpoint:
     # --- definition -----------------------------------------------------------------------------
     def _apply(self, revision: Mapping) -> None:
         d = json.loads(revision["definition"])
+        d.setdefault("on_missing", "error")
+        d.setdefault("defaults", {})
+        d.setdefault("signature", [])
         self.revision = revision["revision"]
         self.definition = d
         self._key = d["key"] or self._default_key(d)
         self._tenant_field = d["tenant_field"]
-        self._one_id = np.zeros(1, dtype=np.int64)
         self._reader = self._ws.features.online_reader(d["features"]) if d["features"] else None
+        # Also for revisions saved before endpoints recorded them (add_edge is a no-op when live).
+        _link_views(self._ws, self.name, [], _views(d["features"]))
         self._variants = {v["name"]: _Variant(v["name"], v["model"]) for v in d["variants"]}
-        self._resolve_models()
+        self._rejected = {}
         self._router = Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]],
                               default=d["default"] or None, config={**d["config"], "key": self._key},
                               name=self.name, issues=self._issues)
-        self._fast = None
-        self._build_fast_path()
+        self._path = None
+        self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
-    def _build_fast_path(self) -> None:
-        """When every variant is a native predictor fed by online features, one C++ call serves a
-        request (lookup -> route -> predict); otherwise the Python path below composes the same steps."""
-        self._fast = None
+    def _bound(self, override: "tuple[str, Any] | None" = None) -> list:
+        out = []
+        for spec in self.definition["variants"]:
+            v = self._variants[spec["name"]]
+            ref, names = v.ref, v.names
+            if override is not None and override[0] == v.name:
+                ref, names = override[1].ref, override[1].feature_names or []
+            out.append((v.name, ref, names, _declared(self.definition, spec)))
+        return out
+
+    def _build_path(self) -> None:
+        """One C++ request path per revision and set of model versions: inputs mapped by name once,
+        then every request is one call (native models predict inside it, others in Python)."""
         self._variant_list = list(self._variants.values())
-        if self._reader is None or self.definition["inputs"] or self.definition.get("output", "auto") != "auto":
-            return
-        natives = [getattr(v.model, "_native", None) for v in self._variant_list]
-        if not all(isinstance(n, _core.NativePredictor) for n in natives):
-            return
-        try:
-            self._fast = _core.RequestPath(self._router._native, self._reader, self._key, natives)
-        except InvalidArgument:
-            self._fast = None  # e.g. a model expecting other inputs: the Python path reports it per request
+        self._plan = _plan(self.name, self.definition, self._bound())
+        natives = [getattr(v.model, "_native", None) if self.definition.get("output", "auto") == "auto" else None
+                   for v in self._variant_list]
+        natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
+        self._path = _core.RequestPath(self._router._native, self._reader, self._key, self._plan, natives)
+        self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
+        self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
+                            for k in range(len(self._variant_list))]
 
     def _default_key(self, d: dict) -> str:
         if d["features"]:
@@ -161,28 +242,49 @@ class Endpoint:
         return "user_id"
 
     def _resolve_models(self) -> bool:
-        """Re-resolves every variant's model ref (aliases move); True when something changed."""
+        """Re-resolves every variant's model ref (aliases move); True when something changed. A version
+        the endpoint cannot feed (its signature reads names the endpoint does not provide) is not
+        followed: the variant keeps serving its version, and stats()/warnings say why."""
         changed = False
         before = {v.lineage_ref for v in self._variants.values() if v.lineage_ref}
+        rejected = {}
         for v in self._variants.values():
             mv = self._ws.models.get(v.model_ref)
-            if mv.ref != v.ref:
-                model = self._models.get(mv.ref)
-                if model is None:
-                    model = self._models[mv.ref] = self._ws.models.load(mv.ref)
-                v.bind(mv, model, self.definition.get("output", "auto"))
-                changed = True
-        if changed:
+            if mv.ref == v.ref:
+                continue
+            if v.ref:  # an alias moved under a running endpoint: check the new version before switching
+                try:
+                    _plan(self.name, self.definition, self._bound((v.name, mv)))
+                except InvalidArgument as err:
+                    rejected[v.name] = f"{v.model_ref} moved to {mv.ref}, not followed: {err}"
+                    continue
+            model = self._models.get(mv.ref)
+            if model is None:
+                model = self._models[mv.ref] = self._ws.models.load(mv.ref)
+            v.bind(mv, model, self.definition.get("output", "auto"))
+            changed = True
+        for name, why in rejected.items():
+            if self._rejected.get(name) != why:
+                warnings.warn(f"endpoint '{self.name}', variant '{name}': {why}", RuntimeWarning, stacklevel=3)
+        self._rejected = rejected
+        if changed or self._path is None:
             self._link_lineage(before)
-            self._fast = None  # rebuilt below with the new predictors
-        issues = sorted(v.name for v in self._variants.values()
-                        if v.lineage_ref and not self._ws.lineage.issues(v.lineage_ref).empty)
+            self._build_path()
+            changed = True
+        issues = self._variants_with_issues()
         if issues != self._issues:
             self._issues = issues
-            if hasattr(self, "_router"):
-                self._router.set_issues(issues)
+            self._router.set_issues(issues)
             changed = True
         return changed
+
+    def _variants_with_issues(self) -> list[str]:
+        """Variants whose model has a data issue upstream, or that read online a view with one."""
+        lineage = self._ws.lineage
+        views = set().union(*self._views_read) if self._views_read else set()
+        bad_views = {view for view in views if not lineage.issues(f"feature_view:{view}").empty}
+        return sorted(v.name for k, v in enumerate(self._variant_list)
+                      if (v.lineage_ref and not lineage.issues(v.lineage_ref).empty) or self._views_read[k] & bad_views)
 
     @property
     def lineage_ref(self) -> str:
@@ -202,7 +304,8 @@ class Endpoint:
                 pass
 
     def issues(self):
-        """Open data issues upstream of this endpoint (feature views feeding its models), a DataFrame."""
+        """Open data issues upstream of this endpoint (feature views it reads online, and those
+        feeding its models), a DataFrame."""
         return self._ws.lineage.issues(self.lineage_ref)
 
     def refresh(self) -> None:
@@ -212,11 +315,9 @@ class Endpoint:
         if current != self.revision:
             self._apply(self._store.current(self.name))
         else:
-            self._resolve_models()
             if self._reader is not None:
                 self._reader.refresh()
-            if self._fast is None:
-                self._build_fast_path()
+            self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
     def _stale(self) -> bool:
@@ -249,6 +350,7 @@ class Endpoint:
             if v["name"] in weights:
                 v["weight"] = float(weights[v["name"]])
         self._router.set_weights(weights)  # validates before anything is saved
+        _check_definition(self._ws, self.name, d)
         rev = self._store.save(self.name, json.dumps(d, sort_keys=True))
         self.revision, self.definition = rev["revision"], d
         return self.revision
@@ -266,107 +368,105 @@ class Endpoint:
         return frame
 
     # --- serving --------------------------------------------------------------------------------
-    def _features(self, requests: list[Mapping]) -> np.ndarray:
-        cols = []
-        if self._reader is not None:
-            try:
-                ids = np.fromiter((int(r[self._key]) for r in requests), dtype=np.int64, count=len(requests))
-            except KeyError:
-                raise InvalidArgument(f"request has no '{self._key}' (the entity key the endpoint's features "
-                                      "are looked up by)") from None
-            cols.append(np.asarray(self._reader.lookup(ids), dtype=np.float64))
-        inputs = self.definition["inputs"]
-        if inputs:
-            try:
-                cols.append(np.array([[float(r[c]) for c in inputs] for r in requests], dtype=np.float64))
-            except KeyError as err:
-                raise InvalidArgument(f"request has no input field {err}") from None
-        if not cols:
-            raise InvalidArgument(f"endpoint '{self.name}' has neither features= nor inputs= to build model input")
-        return cols[0] if len(cols) == 1 else np.hstack(cols)
+    def _count(self, missing: list, stale: list) -> None:
+        if missing:
+            self._counts["missing"] += 1
+        if stale:
+            self._counts["stale"] += 1
 
-    def _record(self, request: Mapping, variant: _Variant, fallback: str, shadow: bool, prediction) -> None:
+    def _record(self, request: Mapping, variant: _Variant, fallback: str, shadow: bool, prediction,
+                missing: list, stale: list) -> None:
         self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
-                          str(request.get(self.definition["tenant_field"], "")), variant.name, variant.ref,
+                          str(request.get(self._tenant_field, "")), variant.name, variant.ref,
                           variant.version, fallback, shadow, None if prediction is None else float(prediction),
-                          self.revision))
+                          self.revision, ",".join(missing), ",".join(stale)))
         if len(self._log) >= _FLUSH_EVERY:
             self.flush()
 
-    def _shadow(self, names, x: np.ndarray, requests: list[Mapping], rows: list[int] | None = None) -> None:
-        for s in names:
-            v = self._variants[s]
+    def _shadow(self, shadow_bits: int, request: Mapping) -> None:
+        for i, v in enumerate(self._variant_list):
+            if not shadow_bits >> i & 1:
+                continue
             try:
-                preds = v.predict(x)
+                row, missing, stale, pred = self._path.inputs(i, request)
+                if pred is None:
+                    pred = float(v.predict(row.reshape(1, -1))[0])
             except Exception as err:  # noqa: BLE001 - a shadow never reaches the response
                 self._shadow_errors += 1
-                self._last_shadow_error = f"{s}: {err}"
+                self._last_shadow_error = f"{v.name}: {err}"
                 continue
-            for i, req in enumerate(requests):
-                self._record(req, v, "", True, preds[i])
+            self._record(request, v, "", True, pred, missing, stale)
 
     def predict(self, request: Mapping) -> dict:
         """One request dict (``{"player_id": 42, "tenant": "studio-a"}``) -> ``{prediction, variant,
-        model, version}``. Routing failures serve the default variant; shadows never affect the answer."""
+        model, version, fallback, missing, stale}``. Routing failures serve the default variant;
+        shadows never affect the answer; inputs without a fresh value follow ``on_missing``."""
         self._maybe_refresh()
-        if self._fast is not None:
-            index, shadow_bits, fallback, pred = self._fast.serve(request)
-            v = self._variant_list[index]
-            self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
-                              str(request.get(self._tenant_field, "")), v.name, v.ref, v.version, fallback, False,
-                              pred, self.revision))
-            if len(self._log) >= _FLUSH_EVERY:
-                self.flush()
-            if shadow_bits:
-                names = [w.name for i, w in enumerate(self._variant_list) if shadow_bits >> i & 1]
-                self._shadow(names, self._features([request]), [request])
-            return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version}
-        variant, shadows, fallback = self._router._native.route(request)
-        v = self._variants[variant]
-        if self._reader is not None and not self.definition["inputs"]:
-            # fast path: one id into a reused array, one row back
-            try:
-                self._one_id[0] = request[self._key]
-            except KeyError:
-                raise InvalidArgument(f"request has no '{self._key}' (the entity key the endpoint's features "
-                                      "are looked up by)") from None
-            x = self._reader.lookup(self._one_id)
-        else:
-            x = self._features([request])
-        pred = float(v.predict(x)[0])
+        path, variants = self._serving
+        try:
+            if path.native:
+                index, shadow_bits, fallback, pred, missing, stale = path.serve(request)
+                v = variants[index]
+            else:
+                index, shadow_bits, fallback, row, missing, stale = path.prepare(request)
+                v = variants[index]
+                pred = float(v.predict(row.reshape(1, -1))[0])
+        except InvalidArgument:
+            self._counts["refused"] += 1
+            raise
+        if missing or stale:
+            self._count(missing, stale)
+        # Inline rather than _record(): this is the per-request hot path.
         self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
-                          str(request.get(self._tenant_field, "")), variant, v.ref, v.version, fallback, False,
-                          pred, self.revision))
+                          str(request.get(self._tenant_field, "")), v.name, v.ref, v.version, fallback, False,
+                          pred, self.revision, ",".join(missing) if missing else "",
+                          ",".join(stale) if stale else ""))
         if len(self._log) >= _FLUSH_EVERY:
             self.flush()
-        if shadows:
-            self._shadow(shadows, x, [request])
-        return {"prediction": pred, "variant": variant, "model": v.ref, "version": v.version}
+        if shadow_bits:
+            self._shadow(shadow_bits, request)
+        return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version, "fallback": fallback,
+                "missing": missing, "stale": stale}
 
     def predict_batch(self, requests):
-        """Many requests (a list of dicts or a DataFrame) in one call: routed in C++, predicted per
-        variant in one vectorized call each. Returns a DataFrame for a DataFrame, else a list of dicts."""
+        """Many requests (a list of dicts or a DataFrame) in one call: routed, looked up and (for native
+        models) predicted in one C++ call, one vectorized predict per variant. Returns a DataFrame for a
+        DataFrame, else a list of dicts (the keys of :meth:`predict`)."""
         as_frame = hasattr(requests, "to_dict") and hasattr(requests, "columns")
         reqs = requests.to_dict("records") if as_frame else [dict(r) for r in requests]
         self._maybe_refresh()
-        decisions = self._router.route_many(reqs)
-        x = self._features(reqs)
-        preds = np.empty(len(reqs))
-        by_variant: dict[str, list[int]] = {}
-        for i, d in enumerate(decisions):
-            by_variant.setdefault(d.variant, []).append(i)
-        for name, rows in by_variant.items():
-            preds[rows] = self._variants[name].predict(x[rows])
-        shadow_rows: dict[str, list[int]] = {}
-        for i, d in enumerate(decisions):
-            v = self._variants[d.variant]
-            self._record(reqs[i], v, d.fallback, False, preds[i])
-            for s in d.shadows:
-                shadow_rows.setdefault(s, []).append(i)
-        for s, rows in shadow_rows.items():
-            self._shadow([s], x[rows], [reqs[i] for i in rows])
-        out = [{"prediction": float(preds[i]), "variant": d.variant, "model": self._variants[d.variant].ref,
-                "version": self._variants[d.variant].version} for i, d in enumerate(decisions)]
+        path, vl = self._serving
+        try:
+            b = path.serve_many(reqs, True)
+        except InvalidArgument:
+            self._counts["refused"] += len(reqs)
+            raise
+        preds = b["predictions"]
+        if preds is None:
+            preds = np.empty(len(reqs))
+            for k, (rows, x) in enumerate(zip(b["rows"], b["inputs"])):
+                if len(rows):
+                    preds[rows] = vl[k].predict(x)
+        decisions, missing, stale = b["decisions"], b["missing"], b["stale"]
+        # One pass building the log rows and the answers (no per-row method calls: this loop is most
+        # of a batch's Python time).
+        ts, key, tenant, rev = int(time.time() * 1000), self._key, self._tenant_field, self.revision
+        preds = preds.tolist()
+        log, out = [], []
+        for i, (index, shadow_bits, fallback) in enumerate(decisions):
+            v, r, p, mi, st = vl[index], reqs[i], preds[i], missing[i], stale[i]
+            if mi or st:
+                self._count(mi, st)
+            log.append((ts, str(r.get(key, "")), str(r.get(tenant, "")), v.name, v.ref, v.version, fallback, False,
+                        p, rev, ",".join(mi), ",".join(st)))
+            out.append({"prediction": p, "variant": v.name, "model": v.ref, "version": v.version,
+                        "fallback": fallback, "missing": mi, "stale": st})
+        self._log.extend(log)
+        if len(self._log) >= _FLUSH_EVERY:
+            self.flush()
+        for i, (index, shadow_bits, fallback) in enumerate(decisions):
+            if shadow_bits:
+                self._shadow(shadow_bits, reqs[i])
         if as_frame:
             import pandas as pd
             return pd.DataFrame(out, index=requests.index)
@@ -380,7 +480,8 @@ class Endpoint:
             self._store.log(self.name, rows)
 
     def assignments(self) -> "Assignments":
-        """Every logged decision: time, key, tenant, variant, model, version, fallback, shadow, prediction."""
+        """Every logged decision: time, key, tenant, variant, model, version, fallback, shadow, prediction,
+        revision, missing and stale (comma-separated model inputs, "" when none)."""
         self.flush()
         return Assignments(self._store.assignments(self.name, -1), self._key)
 
@@ -399,6 +500,8 @@ class Endpoint:
         s["last_shadow_error"] = self._last_shadow_error
         s["revision"] = self.revision
         s["issues"] = list(self._issues)
+        s.update(self._counts)  # requests answered with missing / stale inputs, and refused ones
+        s["rejected_alias_moves"] = dict(self._rejected)
         return s
 
     def __repr__(self) -> str:
@@ -459,23 +562,83 @@ def compare_variants(assignments, outcomes, outcome: str, *, key: str, control: 
     return pd.DataFrame(rows)
 
 
+def _check_definition(ws, name: str, d: dict) -> None:
+    """Refuses (InvalidArgument) a definition whose models the endpoint cannot feed, naming the
+    endpoint, variant, the missing and the extra inputs."""
+    bound = []
+    for v in d["variants"]:
+        mv = ws.models.get(v["model"])
+        bound.append((v["name"], mv.ref, mv.feature_names or [], _declared(d, v)))
+    _plan(name, d, bound)
+
+
+def _link_views(ws, name: str, before: list[str], after: list[str]) -> None:
+    """feature_view:<view> -feeds-> endpoint:<name> for every view the revision reads online, so data
+    issues on them reach ep.issues() and routing; edges of views no longer read are ended."""
+    lineage = ws.lineage
+    for view in after:
+        lineage.add_edge(f"feature_view:{view}", "feeds", f"endpoint:{name}")
+    for view in set(before) - set(after):
+        try:
+            lineage.remove_edge(f"feature_view:{view}", "feeds", f"endpoint:{name}")
+        except Exception:  # noqa: BLE001 - already ended
+            pass
+
+
+def check_alias_move(ws, model: str, alias: str, version: int) -> None:
+    """Conflict when pointing ``model@alias`` at ``version`` would give an endpoint serving that alias
+    a model it cannot feed (called by ``ws.models.set_alias`` before it moves anything)."""
+    store = _core.EndpointStore(ws._native)
+    target = None
+    for name in store.names():
+        d = json.loads(store.current(name)["definition"])
+        d.setdefault("on_missing", "error")
+        if not any(v["model"] == f"{model}@{alias}" for v in d["variants"]):
+            continue
+        if target is None:
+            target = ws.models.get(f"{model}/{int(version)}")
+        bound = []
+        for v in d["variants"]:
+            mv = target if v["model"] == f"{model}@{alias}" else ws.models.get(v["model"])
+            bound.append((v["name"], mv.ref, mv.feature_names or [], _declared(d, v)))
+        try:
+            _plan(name, d, bound)
+        except InvalidArgument as err:
+            try:  # blame the move only when the endpoint can feed what the alias points at today
+                _check_definition(ws, name, d)
+            except (InvalidArgument, keel_errors.NotFound):
+                continue
+            raise Conflict(f"moving {model}@{alias} to version {version} would break endpoint '{name}': {err}. "
+                           "Change the endpoint first (features=/inputs=), or serve the new version under "
+                           "another alias") from None
+
+
 def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) -> Endpoint:
-    """``ws.endpoint(name)`` reopens a saved endpoint; with a definition (routing=, variants=,
-    features=, inputs=, default=, config=, key=) it saves a new revision when anything changed.
-    Fields not given keep their saved values."""
+    """``ws.endpoint(name)`` reopens a saved endpoint; with a definition (model= or routing= and
+    variants=, features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=) it
+    saves a new revision when anything changed. Fields not given keep their saved values."""
     store = _core.EndpointStore(ws._native)
     if definition:
+        before: list[str] = []
         if store.current_revision(name):
             saved = json.loads(store.current(name)["definition"])
-            saved["variants"] = {v["name"]: (v["model"], v["weight"]) for v in saved["variants"]}
+            before = _views(saved.get("features") or [])
+            saved["variants"] = {v["name"]: ({"model": v["model"], "weight": v["weight"],
+                                              "signature": v.get("signature")}) for v in saved["variants"]}
+            if "model" in definition:
+                saved.pop("variants")
             definition = {**saved, **definition}
+        if "features" in definition:
+            definition["features"] = _expand_features(ws, definition["features"])
         d = _normalize(definition)
-        # Check it serves before saving: the plugin loads, the models resolve.
+        # Check it serves before saving: the name, the plugin loads, the models resolve and can be fed.
+        _core.check_name(name, "endpoint", "churn")
         Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]], default=d["default"] or None,
                config=d["config"], name=name)
-        for v in d["variants"]:
-            ws.models.get(v["model"])
+        _check_definition(ws, name, d)
         revision = store.save(name, json.dumps(d, sort_keys=True))
+        _link_views(ws, name, before, _views(d["features"]))
     else:
+        _core.check_name(name, "endpoint", "churn")
         revision = store.current(name)
     return Endpoint(ws, name, revision, refresh_interval=refresh_interval)

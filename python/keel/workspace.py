@@ -71,7 +71,10 @@ class Workspace:
         return self.runs.start(experiment=experiment, name=name, **kwargs)
 
     def endpoint(self, name: str, **definition):
-        """Open a saved endpoint by name, or define (a new revision of) one."""
+        """Open a saved endpoint by name, or define (a new revision of) one: ``model=`` (one model) or
+        ``routing=`` and ``variants=``, ``features=`` ("view:column" or "view"), ``inputs=`` (request
+        fields), ``on_missing=`` ("error", "default" with ``defaults=``, "flag"), ``signature=`` (input
+        names for models fitted without them). Models are fed by name; see ``keel.serving``."""
         from keel.serving import open_endpoint
         return open_endpoint(self, name, **definition)
 

@@ -229,3 +229,26 @@ TEST(FeatureStore, OnlineLookupAllocatesNothing) {
     EXPECT_EQ(out[1], 50.0);
     EXPECT_TRUE(std::isnan(out[2]));
 }
+
+TEST(FeatureStore, OnlineLookupWithStatusTellsMissingFromStale) {
+    TempDir dir;
+    auto store = make_store(dir.path);
+    Rows rows;
+    rows.add(1, 0, 1.0);
+    rows.add(2, 10, 2.0);
+    store->ingest("activity", rows.batch());
+    store->materialize("activity", 11 * kDay);
+    auto reader = store->online_reader({"activity:spend"});
+    std::vector<int64_t> ids{1, 2, 7};
+    std::vector<double> out(3);
+    std::vector<OnlineReader::Status> st(3);
+    reader->lookup(ids.data(), ids.size(), out.data(), st.data(), 11 * kDay + 1);  // id 1 is past the TTL
+    EXPECT_EQ(st[0], OnlineReader::Status::Stale);
+    EXPECT_TRUE(std::isnan(out[0]));
+    EXPECT_EQ(st[1], OnlineReader::Status::Ok);
+    EXPECT_EQ(out[1], 2.0);
+    EXPECT_EQ(st[2], OnlineReader::Status::MissingEntity);
+    long before = g_allocations.load();
+    for (int i = 0; i < 1000; ++i) reader->lookup(ids.data(), ids.size(), out.data(), st.data(), 11 * kDay + 1);
+    EXPECT_EQ(g_allocations.load(), before);
+}

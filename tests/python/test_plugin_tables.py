@@ -34,10 +34,14 @@ def test_routing_table(path):
         key = split.get("key", "user_id")
         n = split["n"]
         served = {}
+        moved = 0  # requests the plugin moved off their variant because of a data issue
         for d in r.route_many([{key: i} for i in range(n)]):
             served[d.variant] = served.get(d.variant, 0) + 1
+            moved += d.fallback == "data_issue"
         for variant, share in split["shares"].items():
             assert abs(served.get(variant, 0) / n - share) <= split["tolerance"] + 1e-12, (path.name, served)
+        assert abs(moved / n - split.get("data_issue", 0.0)) <= split["tolerance"] + 1e-12, (path.name, moved)
+        assert r.stats()["data_issue"] == moved
 
 
 def test_tables_exist():

@@ -14,14 +14,25 @@ import keel
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
 
+def frame(rows, columns=("sessions", "spend")):
+    return pd.DataFrame(np.asarray(rows, dtype=float), columns=list(columns))
+
+
 def constant(value):
     """A model answering one number (so tests can tell versions apart); loadable in any process."""
-    return DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [value, value])
+    return DummyRegressor(strategy="constant", constant=value).fit(frame(np.zeros((2, 2))), [value, value])
 
 
-def broken():
-    """A model that fails on the endpoint's input (it expects 3 features, gets 2)."""
-    return LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+class Broken:
+    """A model whose every prediction fails (a shadow that must never reach the response)."""
+
+    def predict(self, x):
+        raise RuntimeError("boom")
+
+
+def broken(ws):
+    return ws.models.log_model(None, Broken(), "broken",
+                               signature={"inputs": [{"name": "sessions"}, {"name": "spend"}]})
 
 
 @pytest.fixture
@@ -33,7 +44,7 @@ def served(ws):
     fv.ingest(pd.DataFrame({"player_id": np.arange(n), "event_timestamp": T0, "sessions": np.arange(n) % 7,
                             "spend": np.arange(n) * 1.0}))
     fs.materialize("activity")
-    lr = LinearRegression().fit(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([0.0, 1.0, 2.0]))
+    lr = LinearRegression().fit(frame([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([0.0, 1.0, 2.0]))
     ws.models.log_model(None, lr, "churn")                 # churn/1: sessions + 2 * spend
     ws.models.log_model(None, constant(-1.0), "churn")     # churn/2
     ws.models.set_alias("churn", "champion", 1)
@@ -52,7 +63,8 @@ def define(ws, **kw):
 def test_predict_routes_looks_up_features_and_logs(served):
     ep = define(served)
     out = ep.predict({"player_id": 10, "tenant": "studio-a"})
-    assert set(out) == {"prediction", "variant", "model", "version"}
+    assert set(out) == {"prediction", "variant", "model", "version", "fallback", "missing", "stale"}
+    assert out["missing"] == [] and out["stale"] == [] and out["fallback"] == ""
     if out["variant"] == "champion":
         assert out["model"] == "churn/1" and out["prediction"] == pytest.approx(3 + 2 * 10.0)
     else:
@@ -109,7 +121,7 @@ def test_routing_failure_falls_back_and_shadow_never_reaches_response(served, tm
     ep = define(served, routing=str(plugin), default="challenger")
     out = ep.predict({"player_id": 1})
     assert out["variant"] == "challenger" and ep.stats()["fallbacks"] == 1
-    served.models.log_model(None, broken(), "broken")
+    broken(served)
     sh = served.endpoint("shadowed", refresh_interval=0, routing="plugins/routing/shadow.lua",
                          variants={"champion": ("churn/1", 1), "challenger": ("broken/1", 0)},
                          features=["activity:sessions", "activity:spend"])
@@ -145,8 +157,17 @@ def test_data_issue_routes_away_when_configured(served):
     c.add_rule("plugins/quality/range.lua", column="spend", max=-1, severity="warn")
     c.run(pd.DataFrame({"spend": [1.0]}))
     ep.refresh()
-    assert ep.stats()["issues"] == ["challenger"]
-    assert all(ep.predict({"player_id": i})["variant"] == "champion" for i in range(40))
+    # Both variants read the view online, so both are affected: every request goes to the default,
+    # and each one moved off its variant says so (it used to collapse in silence).
+    assert ep.stats()["issues"] == ["challenger", "champion"]
+    outs = [ep.predict({"player_id": i}) for i in range(40)]
+    assert all(o["variant"] == "champion" for o in outs)
+    moved = [o for o in outs if o["fallback"] == "data_issue"]
+    assert 0 < len(moved) < 40 and all(o["fallback"] == "" for o in outs if o not in moved)
+    stats = ep.stats()
+    assert stats["data_issue"] == len(moved) and stats["fallbacks"] == len(moved)
+    a = ep.assignments().to_pandas()
+    assert (a.fallback == "data_issue").sum() == len(moved)
 
 
 def test_http_server_hosts_saved_endpoints(served):
@@ -176,7 +197,7 @@ def test_http_server_hosts_saved_endpoints(served):
 
     try:
         status, out = call("/endpoints/churn/predict", {"player_id": 10, "tenant": "studio-a"})
-        assert status == 200 and set(out) == {"prediction", "variant", "model", "version"}
+        assert status == 200 and {"prediction", "variant", "model", "version", "missing", "stale"} <= set(out)
         assert out["prediction"] == pytest.approx(3 + 2 * 10.0 if out["variant"] == "champion" else -1.0)
         status, batch = call("/endpoints/churn/predict", [{"player_id": i} for i in range(5)])
         assert status == 200 and len(batch) == 5
@@ -224,8 +245,8 @@ def test_native_models_take_the_one_call_request_path(served):
     if mv.flavour != "keel-native":
         pytest.skip("keel.inference did not convert the model")
     ep = define(served, variants={"a": ("churn/1", 0.5), "b": ("churn@champion", 0.5)})
-    assert ep._fast is not None
-    batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # the Python path
+    assert ep._path.native
+    batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # one C++ call for the batch
     for i, b in enumerate(batch):
         one = ep.predict({"player_id": i, "tenant": "t"})
         assert one["variant"] == b["variant"] and one["prediction"] == pytest.approx(b["prediction"])
@@ -234,7 +255,7 @@ def test_native_models_take_the_one_call_request_path(served):
         ep.predict({"tenant": "t"})
     served.models.set_alias("churn", "champion", 2)   # not native: back to the Python path
     ep.refresh()
-    assert ep._fast is None and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
+    assert not ep._path.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
 
 
 def test_keel_serve_command_requires_the_token(served, tmp_path):

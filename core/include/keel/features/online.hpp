@@ -45,6 +45,12 @@ public:
     //! Same, at the current time.
     void lookup(const int64_t* ids, size_t n, double* out) const;
 
+    //! Why a looked-up value is NaN (serving reports missing and stale inputs apart).
+    enum class Status : uint8_t { Ok = 0, MissingEntity, Null, Stale, Masked };
+    //! As lookup(), and also writes n * width() statuses into `status`. Allocation-free; a separate
+    //! loop, so the plain lookup pays nothing for it.
+    void lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now_ms) const;
+
     //! Loads newer snapshots if any were materialized; returns true when the reader switched.
     bool refresh();
     //! Identifies the snapshots in use (changes when refresh() switches).

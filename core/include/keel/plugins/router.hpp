@@ -40,7 +40,9 @@ struct Field {
 };
 
 //! Why a decision fell back to the default variant.
-enum class Fallback : uint8_t { None, Error, UnknownVariant, Budget, Memory };
+//! DataIssue: the plugin moved the request off the variant it would have chosen because that
+//! variant reads a feature view with an open data issue (route() returned "data_issue" third).
+enum class Fallback : uint8_t { None, Error, UnknownVariant, Budget, Memory, DataIssue };
 std::string_view fallback_name(Fallback f);
 
 //! A routing decision: the variant index served, the shadows (bit i = variant i) and whether the
@@ -59,6 +61,7 @@ struct RouterStats {
     int64_t unknown_variant = 0;
     int64_t budget = 0;
     int64_t memory = 0;
+    int64_t data_issue = 0;   //!< rerouted off a variant with an open data issue (counted in fallbacks)
     std::vector<std::pair<std::string, int64_t>> served;  //!< per variant
     std::string last_error;
 };
@@ -99,7 +102,7 @@ private:
     mutable std::mutex mutex_;
     std::shared_ptr<const Shared> shared_;
     std::atomic<uint64_t> version_{0};
-    std::atomic<int64_t> decisions_{0}, errors_{0}, unknown_{0}, budget_{0}, memory_{0};
+    std::atomic<int64_t> decisions_{0}, errors_{0}, unknown_{0}, budget_{0}, memory_{0}, data_issue_{0};
     std::unique_ptr<std::atomic<int64_t>[]> served_;
     std::string last_error_;
 };

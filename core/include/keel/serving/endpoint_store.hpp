@@ -33,6 +33,8 @@ struct Assignment {
     bool shadow = false;        //!< a mirrored call whose answer was not served
     std::optional<double> prediction;
     int64_t revision = 0;       //!< endpoint revision that served it
+    std::string missing;        //!< model inputs without a value (comma-separated), "" when none
+    std::string stale;          //!< model inputs whose value was past its view's TTL
 };
 
 //! Saved endpoint definitions (with every revision) and the assignment log, in serving_* tables.
@@ -40,7 +42,7 @@ class EndpointStore {
 public:
     explicit EndpointStore(storage::Workspace& ws);
 
-    //! Saves a new revision unless `definition_json` equals the current one; returns the current revision.
+    //! Saves a new revision (InvalidArgument for a malformed name: the rule models follow) unless `definition_json` equals the current one; returns the current revision.
     EndpointRevision save(const std::string& name, const std::string& definition_json);
     //! The newest revision; NotFound naming the endpoint when none is saved.
     EndpointRevision current(const std::string& name);
