@@ -114,9 +114,13 @@ def _open_workspace(args):
     path = args.workspace or os.environ.get("KEEL_WORKSPACE")
     if not path:
         raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
-    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "keel.db")):
+    if not os.path.exists(path):
         raise errors.NotFound(f"workspace '{path}' does not exist: check --workspace / KEEL_WORKSPACE "
                               "(create one with keel.open in Python)")
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "keel.db")):
+        what = "a folder" if os.path.isdir(path) else "a file"
+        raise errors.NotFound(f"workspace '{path}' exists but is not a Keel workspace (no keel.db; it is {what}): "
+                              "point --workspace / KEEL_WORKSPACE at the folder that holds keel.db")
     return keel.open(path)
 
 

@@ -495,4 +495,8 @@ def plot_metric_history(runs: Run | Iterable[Run], key: str, ax=None, label: str
     ax.set_title(f"{key} by step")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
+    else:  # an empty frame would look like a plotting bug: say what is missing
+        ax.set_title(f"{key} by step: no points")
+        ax.text(0.5, 0.5, f"no run here has logged '{key}'\n(check the metric name and the runs passed)",
+                transform=ax.transAxes, ha="center", va="center", color="0.4")
     return ax

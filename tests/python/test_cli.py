@@ -119,6 +119,14 @@ def test_workspace_is_required_and_must_exist(tmp_path):
     assert out.returncode == keel.NotFound.exit_code
     assert "missing" in out.stderr
     assert not (tmp_path / "missing").exists()  # reading never creates a workspace
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("x")
+    for folder in (tmp_path / "project", tmp_path / "project" / "notes.txt"):
+        out = keel_cli("models", "list", workspace=folder)
+        assert out.returncode == keel.NotFound.exit_code
+        assert "exists but is not a Keel workspace (no keel.db" in out.stderr, out.stderr
+        assert "does not exist" not in out.stderr
+    assert sorted(os.listdir(tmp_path / "project")) == ["notes.txt"]
 
 
 def test_lineage_upstream_and_downstream(registry_ws):

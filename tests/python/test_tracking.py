@@ -340,6 +340,16 @@ def test_plot_metric_history(ws, grid):
     assert ax.get_lines()[0].get_ydata().tolist() == [1.0, 0.5, 0.25]
 
 
+def test_plot_metric_history_of_an_unlogged_metric_says_so(ws, grid):
+    import matplotlib
+    matplotlib.use("Agg")
+    for runs in (ws.runs.search(experiment="churn"), [], grid[0]):
+        ax = plot_metric_history(runs, "no_such_metric")
+        assert ax.get_lines() == []
+        assert "no points" in ax.get_title()
+        assert any("no run here has logged 'no_such_metric'" in t.get_text() for t in ax.texts)
+
+
 # ------------------------------------------------------------------------------ several processes
 
 WORKER = textwrap.dedent("""
