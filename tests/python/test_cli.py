@@ -181,3 +181,32 @@ def test_runs_list_and_show(ws):
     assert out.returncode == keel.NotFound.exit_code and out.stderr.startswith("error: NotFound: ")
     out = keel_cli("runs", "list", "--filter", "metrics.auc >>> 1", workspace=ws.path)
     assert out.returncode == keel.InvalidArgument.exit_code
+
+
+def test_make_build_puts_a_working_keel_command_on_path(tmp_path):
+    """What `make build` runs: a `keel` launcher for this Python, working from any folder without PYTHONPATH."""
+    installer = Path(__file__).resolve().parents[2] / "scripts" / "install_cli.py"
+    bindir = tmp_path / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KEEL_WORKSPACE")}
+    first = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert first.returncode == 0 and "installed" in first.stdout, first.stderr
+    launcher = bindir / "keel"
+    mtime = launcher.stat().st_mtime_ns
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    out = subprocess.run(["keel", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and "usage: keel" in out.stdout and "lineage" in out.stdout, out.stderr
+    out = subprocess.run(["keel", "models", "list", "--workspace", str(tmp_path / "nowhere")], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == keel.NotFound.exit_code and "nowhere" in out.stderr  # the real CLI, not a stub
+
+    again = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "installed" not in again.stdout
+    assert launcher.stat().st_mtime_ns == mtime  # idempotent: nothing rewritten
+
+    launcher.write_text("#!/bin/sh\necho pip-installed keel\n")  # a keel Keel's make did not write
+    kept = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert kept.returncode == 0 and "left alone" in kept.stdout
+    assert "pip-installed" in launcher.read_text()
