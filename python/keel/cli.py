@@ -6,6 +6,7 @@
     keel models promote churn 3 --alias champion --stage Production --archive-existing
     keel models delete-alias churn challenger
     keel lineage upstream model:churn/3 --depth 2
+    keel lineage upstream model:churn@champion --as-of 2026-11-01
     keel serve churn --port 8080
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. ``--json`` prints machine-readable
@@ -259,8 +260,8 @@ def cmd_models_events(args, out: _Out) -> None:
 def _lineage(args, out: _Out, direction: str) -> None:
     ws = _open_workspace(args)
     view = getattr(ws.lineage, direction)(args.ref, depth=args.depth, as_of=args.as_of)
-    data = {"root": view.root, "direction": direction, "nodes": view.nodes, "edges": view.edges}
-    lines = [f"{direction} of {view.root}: {len(view.nodes)} nodes, {len(view.edges)} edges"]
+    data = {"ref": view.ref, "root": view.root, "direction": direction, "nodes": view.nodes, "edges": view.edges}
+    lines = [f"{view.title}: {len(view.nodes)} nodes, {len(view.edges)} edges"]
     lines += [f"  {'  ' * (e['depth'] - 1)}{e['from']} -{e['kind']}-> {e['to']}" for e in view.edges]
     out.emit(data, "\n".join(lines))
 
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, help in (("upstream", cmd_lineage_upstream, "everything REF was made from"),
                            ("downstream", cmd_lineage_downstream, "everything made from REF")):
         p = leaf(lineage, name, fn, help)
-        p.add_argument("ref", help="e.g. model:churn/3, run:<id>, feature_view:player_activity")
+        p.add_argument("ref", help="e.g. model:churn/3, model:churn@champion, run:<id>, feature_view:player_activity")
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
         p.add_argument("--as-of", help="read the graph as it stood then (ISO time or ms since the epoch)")
 

@@ -145,6 +145,13 @@ def test_lineage_upstream_and_downstream(registry_ws):
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2999-01-01T00:00:00+00:00", "--json",
                    workspace=ws.path)
     assert json.loads(out.stdout)["edges"] == up["edges"]
+    ws.models.set_alias("churn", "champion", version=1)
+    out = keel_cli("lineage", "upstream", "model:churn@champion", "--json", workspace=ws.path)
+    assert out.returncode == 0, out.stderr
+    aliased = json.loads(out.stdout)
+    assert (aliased["ref"], aliased["root"]) == ("model:churn@champion", "model:churn/1")
+    out = keel_cli("lineage", "downstream", "model:churn@champion", "--as-of", "2020-01-01", workspace=ws.path)
+    assert out.returncode == keel.NotFound.exit_code and "not set yet" in out.stderr
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "yesterday", workspace=ws.path)
     assert out.returncode == keel.InvalidArgument.exit_code and "'yesterday'" in out.stderr
 

@@ -60,3 +60,33 @@ def test_plot_draws_every_node(ws):
     labels = [t.get_text() for t in ax.texts]
     assert any("feature_view" in label for label in labels)
     assert sum("\n" in label for label in labels) == 4
+
+
+def test_alias_refs_resolve_now_and_as_of(ws):
+    ws.models.register("churn", b"v1", run_id="r1")
+    ws.models.register("churn", b"v2", run_id="r2")
+    ws.models.set_alias("churn", "champion", version=1)
+    time.sleep(0.01)
+    on_one = int(time.time() * 1000)
+    time.sleep(0.01)
+    ws.models.set_alias("churn", "champion", version=2)
+
+    up = ws.lineage.upstream("model:churn@champion")
+    assert (up.root, up.ref) == ("model:churn/2", "model:churn@champion")
+    assert "run:r2" in up and "run:r1" not in up
+    assert "model:churn@champion" in repr(up) and "model:churn/2" in repr(up)
+    then = ws.lineage.upstream("model:churn@champion", as_of=on_one)
+    assert then.root == "model:churn/1" and "run:r1" in then
+    assert ws.lineage.resolve("model:churn@latest") == "model:churn/2"
+    assert ws.lineage.downstream("model:churn@champion").root == "model:churn/2"
+
+    ws.lineage.add_edge("model:churn@champion", "serves", "endpoint:churn")  # recorded against the version
+    assert ws.lineage.upstream("endpoint:churn").refs == ["endpoint:churn", "model:churn/2", "run:r2"]
+    assert not any("@" in ref for ref in ws.lineage.nodes()["ref"])
+
+    with pytest.raises(keel.NotFound, match="no alias 'nobody'"):
+        ws.lineage.upstream("model:churn@nobody")
+    with pytest.raises(keel.NotFound, match="not set yet"):
+        ws.lineage.upstream("model:churn@champion", as_of=1)
+    with pytest.raises(keel.InvalidArgument, match="malformed alias"):
+        ws.lineage.upstream("model:churn@bad alias")
