@@ -35,11 +35,12 @@ def _as_of_ms(as_of) -> int | None:
 class LineageView:
     """The part of the graph reached from one node: ``.nodes``, ``.edges``, ``.to_pandas()``, ``.plot()``."""
 
-    def __init__(self, data: Mapping, direction: str, ref: str | None = None):
+    def __init__(self, data: Mapping, direction: str, ref: str | None = None, workspace=None):
         self.root: str = data["root"]
         #: the ref as asked (``model:churn@champion``); ``root`` is the node it resolved to
         self.ref: str = ref or self.root
         self.direction = direction
+        self._ws = workspace  # for display names (a run's name instead of its id)
         self.nodes: list[dict] = list(data["nodes"])
         self.edges: list[dict] = list(data["edges"])
 
@@ -67,36 +68,20 @@ class LineageView:
         return pd.DataFrame(self.nodes, columns=["ref", "kind", "name", "version", "owner", "description"])
 
     def plot(self, ax=None):
-        """Draw the graph left to right in data-flow order (matplotlib); returns the axes."""
-        import matplotlib.pyplot as plt
+        """Draw the graph left to right in data-flow order (matplotlib): layered by distance from the
+        focus node, runs by name, colours by kind with a legend, the figure sized to the graph.
+        Returns the axes."""
+        from keel.lineage_plot import draw
+        return draw(self, ax, names=self._display_name)
 
-        depth = {self.root: 0}
-        for edge in self.edges:  # edges come breadth-first, so each node's first depth is its distance
-            other = edge["from"] if self.direction == "upstream" else edge["to"]
-            depth.setdefault(other, edge["depth"])
-        sign = -1 if self.direction == "upstream" else 1
-        columns: dict[int, list[str]] = {}
-        for ref, d in depth.items():
-            columns.setdefault(sign * d, []).append(ref)
-        pos = {}
-        for x, refs in columns.items():
-            for i, ref in enumerate(refs):
-                pos[ref] = (x, (len(refs) - 1) / 2 - i)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(2.8 * max(1, len(columns)), 1 + 0.9 * max(len(r) for r in columns.values())))
-        for edge in self.edges:
-            (x0, y0), (x1, y1) = pos[edge["from"]], pos[edge["to"]]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=28, shrinkB=28))
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.08, edge["kind"], fontsize=7, color="0.4", ha="center")
-        for ref, (x, y) in pos.items():
-            ax.text(x, y, ref.replace(":", ":\n", 1), ha="center", va="center", fontsize=8,
-                    bbox=dict(boxstyle="round", fc="#dbe9f6" if ref != self.root else "#f6d7a7", ec="0.4"))
-        ax.set_xlim(min(columns) - 0.7, max(columns) + 0.7)
-        ax.set_ylim(min(y for _, y in pos.values()) - 0.7, max(y for _, y in pos.values()) + 0.7)
-        ax.set_axis_off()
-        ax.set_title(self.title)
-        return ax
+    def _display_name(self, node: Mapping) -> str | None:
+        """A run's name (its 32-hex id says nothing to a reader); None keeps the node's own name."""
+        if node["kind"] != "run" or self._ws is None:
+            return None
+        try:
+            return self._ws.runs.get(node["name"]).name
+        except Exception:  # noqa: BLE001 - a run node whose run is gone (or written by hand) keeps its id
+            return None
 
     @property
     def title(self) -> str:
@@ -131,13 +116,13 @@ class Lineage:
         """Everything ``ref`` was made from. ``as_of`` reads the graph as it stood at a past time."""
         at = _as_of_ms(as_of)
         data = self._graph.upstream(self.resolve(ref, at), -1 if depth is None else depth, at)
-        return LineageView(data, "upstream", ref)
+        return LineageView(data, "upstream", ref, self._ws)
 
     def downstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:
         """Everything made from ``ref``: impact analysis before changing or deleting it."""
         at = _as_of_ms(as_of)
         data = self._graph.downstream(self.resolve(ref, at), -1 if depth is None else depth, at)
-        return LineageView(data, "downstream", ref)
+        return LineageView(data, "downstream", ref, self._ws)
 
     def node(self, ref: str) -> dict:
         return self._graph.node(self.resolve(ref))
