@@ -32,6 +32,19 @@ _installed = False
 _beat_thread: threading.Thread | None = None
 
 
+def _forget_after_fork() -> None:
+    """A forked child (a multiprocessing or DataLoader worker) does not own its parent's runs: its
+    SIGTERM (pool.terminate() sends one) must not end them. Its handler, inherited, only chains."""
+    global _lock, _beat_thread
+    _lock = threading.RLock()  # another thread may have held it at the fork
+    _active.clear()
+    _beat_thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def started(run: Run) -> None:
     """Called when this process starts a run."""
     with _lock:

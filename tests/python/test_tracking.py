@@ -495,6 +495,25 @@ def test_sigterm_handler_is_installed_only_while_a_run_is_active(ws):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_a_forked_worker_killed_by_sigterm_leaves_the_parents_run_alone(ws):
+    code = textwrap.dedent("""
+        import os, signal, sys, keel
+        ws = keel.open(sys.argv[1])
+        run = ws.start_run(name="parent")
+        child = os.fork()
+        if child == 0:  # a pool worker: pool.terminate() sends it SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(0)  # not reached: the default action ends it
+        _, status = os.waitpid(child, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        print(ws.runs.get(run.id).status)
+        run.end()
+    """)
+    out = subprocess.run([sys.executable, "-c", code, ws.path], capture_output=True, text=True, env=child_env(),
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "RUNNING", out.stderr
+
+
 def test_sigkill_leaves_a_stale_run_that_close_stale_ends(ws):
     proc, dead_id = start_child(ws, "default", KEEL_HEARTBEAT_SECONDS="0.1")
     time.sleep(0.5)
