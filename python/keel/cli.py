@@ -91,7 +91,10 @@ def _contract(value: Any, key: str | None = None) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return _iso_ms(value)
         if isinstance(value, str) and value:
-            when = datetime.fromisoformat(value)
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                return value  # not a time after all: pass it through rather than fail the command
             if when.tzinfo is None:
                 when = when.astimezone()
             return _iso_ms(round(when.timestamp() * 1000))
