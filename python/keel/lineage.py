@@ -110,6 +110,8 @@ class Lineage:
     def resolve(self, ref: str, as_of=None) -> str:
         """The node a ref names: ``model:churn@champion`` -> ``model:churn/3`` (the version the alias
         points at now, or at ``as_of``); any other ref unchanged."""
+        if not (isinstance(ref, str) and ref.startswith("model:") and "@" in ref):
+            return ref  # only model aliases need the registry
         return self._ws.models._reg.resolve_lineage_ref(ref, _as_of_ms(as_of))
 
     def upstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:

@@ -59,11 +59,11 @@ def wrap_name(name: str, width: int = NAME_WIDTH, max_lines: int = 3) -> list[st
 
 
 def node_label(node: Mapping, display_name: str | None = None) -> str:
-    kind = node["kind"].replace("_", " ")
+    kind = wrap_name(node["kind"].replace("_", " "), max_lines=2)
     name = display_name or _shorten_id(node["name"])
     if node.get("version"):
         name = f"{name} v{node['version']}"
-    return kind + "\n" + "\n".join(wrap_name(name))
+    return "\n".join(kind + wrap_name(name))
 
 
 def _layers(root: str, edges: Sequence[Mapping], upstream: bool) -> dict[str, int]:
