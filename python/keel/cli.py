@@ -17,7 +17,8 @@ can branch on it.
 ``--json`` is one contract for every command: stdout holds one JSON document; a missing value is
 null (never "None" or ""); every time is ISO 8601 in UTC with its offset and milliseconds
 (``2026-11-01T12:00:00.000+00:00``); a run is always named by ``run_id``; and a failure prints
-``{"error": "<Kind>", "message": "..."}`` on stderr with the same exit code.
+``{"error": "<Kind>", "message": "..."}`` on stderr with the same exit code. ``keel serve --json``
+announces itself as one JSON line (url, port, endpoints, a generated token) and then serves.
 """
 
 from __future__ import annotations
@@ -491,7 +492,24 @@ def cmd_serve(args, out: _Out) -> None:
                 token = f.read().strip()
         except OSError as err:
             raise errors.InvalidArgument(f"cannot read --token-file '{args.token_file}': {err.strerror}") from None
-    serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
+    if not out.as_json:
+        serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
+        return
+    # --json: the start-up announcement is one JSON line (url, endpoints, a generated token), so a
+    # script can read where the server listens (with --port 0, the port the OS picked).
+    from keel.server import make_server
+    import secrets
+    generated = token is None
+    token = token or secrets.token_urlsafe(32)
+    server = make_server(_open_workspace(args), args.endpoint or None, args.host, args.port, token=token)
+    print(json.dumps({"url": f"http://{args.host}:{server.server_port}", "port": server.server_port,
+                      "endpoints": [e["name"] for e in server.endpoints.saved()],
+                      "token": token if generated else None}), flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.endpoints.close()
+        server.server_close()
 
 
 def _fail(kind: str, message: str, as_json: bool) -> None:

@@ -276,7 +276,7 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("models", "events"): ["models", "events"],
         ("lineage", "upstream"): ["lineage", "upstream", "model:churn/2"],
         ("lineage", "downstream"): ["lineage", "downstream", f"run:{run.id}"],
-        ("serve",): None,  # serves until stopped: covered by its failure below
+        ("serve",): None,  # serves until stopped: its announcement is checked in a subprocess below
     }
     fail = {
         ("runs", "list"): ["runs", "list", "--filter", "metrics.auc >"],
@@ -311,6 +311,18 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
                 assert re.match(ISO_UTC, value), (command, key, value)
             if key in ("created_at", "start_time") and isinstance(doc, (dict, list)):
                 assert value is not None, (command, key)
+
+    env = {**os.environ, "PYTHONPATH": PYTHON_DIR}
+    env.pop("KEEL_SERVE_TOKEN", None)
+    server = subprocess.Popen([sys.executable, "-m", "keel", *w, "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        announced = json.loads(server.stdout.readline())
+        assert announced["url"] == f"http://127.0.0.1:{announced['port']}" and announced["port"] > 0
+        assert announced["endpoints"] == [] and len(announced["token"]) >= 16
+    finally:
+        server.kill()
+        server.communicate(timeout=30)
 
     for command in commands:
         code = cli.main(w + fail[command])
