@@ -243,7 +243,8 @@ def cmd_runs_artifacts(args, out: _Out) -> None:
     if not rows:
         raise errors.NotFound(f"run {run.id} has no artifacts" + (f" under '{args.path}'" if args.path else "") +
                               ": nothing to download ('keel runs artifacts RUN_ID' lists them)")
-    dest = run.download_artifacts(dest=args.download, path=args.path)  # each file verified against its sha256
+    run.download_artifacts(dest=args.download, path=args.path)  # each file verified against its sha256
+    dest = args.download
     for row in rows:
         row["file"] = os.path.join(os.path.abspath(dest), *row["path"].split("/"))
     total = sum(r["size"] for r in rows)
