@@ -6,7 +6,7 @@ JOBS ?= 2
 # The pure-Python package and the freshly built extension, without a pip install.
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-cpp test-python test-notebooks demo bench clean
+.PHONY: all deps build test test-cpp test-python test-notebooks notebooks demo bench clean
 
 all: build
 
@@ -35,8 +35,14 @@ test-cpp:
 test-python:
 	$(PYTHON) -m pytest tests/python -q
 
+# Executes every notebook and fails on an error, or when a committed notebook is not an executed,
+# current copy (outputs compared by kind, not value, so timings never fail it).
 test-notebooks:
 	$(PYTHON) scripts/run_notebooks.py notebooks
+
+# Re-executes the notebooks and writes their outputs back, for committing (tables and plots show on a code host).
+notebooks: build
+	$(PYTHON) scripts/run_notebooks.py --write notebooks
 
 demo: build
 	$(PYTHON) scripts/demo.py

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """`make demo`: Keel end to end on a synthetic gaming-loyalty dataset.
 
-Players, their sessions, game installs and loyalty rewards are generated (seeded, so every run sees
-the same data); a churn model is trained and tracked as a run (params, a metric per boosting stage,
-artifacts), logged and registered as a model version, gated against the current champion, promoted
-(alias ``champion`` and stage Production), and its lineage is shown. Re-running adds a new run and
-a new version and moves the alias.
+Players, their sessions, game installs and loyalty rewards are generated (seeded, so every run sees the
+same data) and published as a feature view. Each run of the demo trains the next recipe from RECIPES
+(a genuinely different model each time) on a point-in-time training set, tracks it as a run, registers
+it, and sends it through a promotion gate: it becomes champion only if its AUC on held-out players beats
+the current champion's on the same players (both numbers are printed). The endpoint `churn` then serves
+the champion (and, once there is one, the challenger to 10% of players) from the online store, and the
+lineage the work recorded is shown: feature view -> training set -> run -> model -> endpoint.
 
-The workspace is ``$KEEL_WORKSPACE`` or ``./demo.keel``. Each step is a small function so that later
-capabilities (features, inference, serving) can slot in.
+The workspace is ``$KEEL_WORKSPACE`` or ``./demo.keel``.
 """
 
 from __future__ import annotations
@@ -125,31 +126,96 @@ def build_features(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out.reset_index()
 
 
+# ------------------------------------------------------------------------------------------ recipes
+
+# Each run of the demo trains the next recipe: a genuinely different model each time, so the gate below
+# has something real to decide. Runs past the list retrain the boosted recipe with another subsample seed.
+RECIPES = [
+    {"name": "gbm-stumps", "kind": "gbm", "params": {"n_estimators": 30, "learning_rate": 0.1, "max_depth": 1},
+     "why": "a quick baseline: boosted one-split trees"},
+    {"name": "logreg-scaled", "kind": "logreg", "params": {"C": 1.0},
+     "why": "standardized features into a logistic regression"},
+    {"name": "gbm-deep", "kind": "gbm", "params": {"n_estimators": 80, "learning_rate": 0.3, "max_depth": 5},
+     "why": "deeper trees and a high learning rate (may overfit)"},
+]
+
+
+def recipe_for(run_number: int) -> dict:
+    if run_number <= len(RECIPES):
+        return RECIPES[run_number - 1]
+    seed = SEED + run_number
+    return {"name": f"gbm-depth2-seed{seed}", "kind": "gbm",
+            "params": {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 2, "subsample": 0.8,
+                       "random_state": seed},
+            "why": f"depth-2 boosting on an 80% subsample drawn with seed {seed}"}
+
+
 # -------------------------------------------------------------------------------------------- train
 
-def train(frame: pd.DataFrame, run, params: dict):
-    """Gradient boosting; logs train/valid AUC and log-loss after every boosting stage."""
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.metrics import log_loss, roc_auc_score
-    from sklearn.model_selection import train_test_split
+WINDOW_END = pd.Timestamp.now(tz="UTC").floor("D")  # the snapshot's event time: today 00:00 UTC
 
+
+def publish_features(ws, frame: pd.DataFrame):
+    """The feature store: the per-player features become the feature view `player_loyalty`, stamped
+    with the snapshot's event time. A re-run on the same day finds the snapshot there already."""
+    ws.features.entity("player", join_keys=["player_id"], description="a game account")
+    fv = ws.features.feature_view(
+        "player_loyalty", entities=["player"], ttl="30d", owner="data-eng",
+        description="7/30-day activity, installs, rewards and spend per player",
+        schema={f: ("float64" if frame[f].dtype.kind == "f" else "int64") for f in FEATURES})
+    have = ws.features.list().to_pandas().set_index("name").loc["player_loyalty"]
+    if have["rows"] and pd.Timestamp(have["last_event"]) >= WINDOW_END:
+        return fv, 0
+    return fv, fv.ingest(frame[["player_id", *FEATURES]].assign(event_timestamp=WINDOW_END))["rows"]
+
+
+def build_training_set(ws, frame: pd.DataFrame, run):
+    """Labels (who churned) at the end of the window, joined point in time to the view. Built with
+    run=: the training set -> run edge is recorded by the feature store, nobody types it."""
+    labels = frame[["player_id", "churned"]].assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=1))
+    return ws.features.training_set(labels, features=[f"player_loyalty:{f}" for f in FEATURES], run=run)
+
+
+def split(frame: pd.DataFrame):
+    """The same stratified 75/25 split every run: the 25% is held out from every model's training, so
+    the champion and a new candidate are scored on the same unseen players."""
+    from sklearn.model_selection import train_test_split
     X, y = frame[FEATURES], frame["churned"]
-    X_train, X_valid, y_train, y_valid = train_test_split(X, y, test_size=0.25, random_state=SEED, stratify=y)
-    model = GradientBoostingClassifier(random_state=SEED, **params).fit(X_train, y_train)
-    for stage, (p_train, p_valid) in enumerate(zip(model.staged_predict_proba(X_train),
-                                                   model.staged_predict_proba(X_valid)), start=1):
-        run.log_metrics({"train_auc": roc_auc_score(y_train, p_train[:, 1]),
-                         "valid_auc": roc_auc_score(y_valid, p_valid[:, 1]),
-                         "valid_logloss": log_loss(y_valid, p_valid[:, 1])}, step=stage)
+    return train_test_split(X, y, test_size=0.25, random_state=SEED, stratify=y)
+
+
+def train(recipe: dict, run, X_train, X_valid, y_train, y_valid):
+    """Fits the recipe; boosted models log train/valid AUC and log-loss after every boosting stage."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    params = dict(recipe["params"])
+    if recipe["kind"] == "logreg":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, **params)).fit(X_train, y_train)
+    else:
+        params.setdefault("random_state", SEED)
+        model = GradientBoostingClassifier(**params).fit(X_train, y_train)
+        for stage, (p_train, p_valid) in enumerate(zip(model.staged_predict_proba(X_train),
+                                                       model.staged_predict_proba(X_valid)), start=1):
+            run.log_metrics({"train_auc": roc_auc_score(y_train, p_train[:, 1]),
+                             "valid_auc": roc_auc_score(y_valid, p_valid[:, 1]),
+                             "valid_logloss": log_loss(y_valid, p_valid[:, 1])}, step=stage)
     valid_auc = roc_auc_score(y_valid, model.predict_proba(X_valid)[:, 1])
     run.log_metric("auc", valid_auc)
-    return model, X_valid, valid_auc
+    return model, valid_auc
 
 
 def log_artifacts(run, model, frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> None:
-    """Feature importances and a summary of the data set, as files attached to the run."""
+    """Feature importances (|coefficient| for the linear model) and a data set summary, as run files."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    weight = getattr(final, "feature_importances_", None)
+    if weight is None:
+        weight = np.abs(final.coef_[0])
     with tempfile.TemporaryDirectory() as tmp:
-        importances = pd.DataFrame({"feature": FEATURES, "importance": model.feature_importances_})
+        importances = pd.DataFrame({"feature": FEATURES, "importance": weight})
         importances.sort_values("importance", ascending=False).to_csv(Path(tmp) / "feature_importance.csv",
                                                                      index=False)
         summary = {name: len(table) for name, table in tables.items()}
@@ -159,62 +225,45 @@ def log_artifacts(run, model, frame: pd.DataFrame, tables: dict[str, pd.DataFram
             run.log_artifact(Path(tmp) / name)
 
 
-WINDOW_END = pd.Timestamp("2024-06-30", tz="UTC")  # the observation window's last day
-
-
-def publish_features(ws, frame: pd.DataFrame):
-    """The feature store: the per-player features become the feature view `player_loyalty` (as of
-    the window's end) and the model trains on a point-in-time training set built from it."""
-    ws.features.entity("player", join_keys=["player_id"], description="a game account")
-    fv = ws.features.feature_view(
-        "player_loyalty", entities=["player"], ttl="30d", owner="data-eng",
-        description="7/30-day activity, installs, rewards and spend per player",
-        schema={f: ("float64" if frame[f].dtype.kind == "f" else "int64") for f in FEATURES})
-    fv.ingest(frame[["player_id", *FEATURES]].assign(event_timestamp=WINDOW_END))
-    labels = frame[["player_id", "churned"]].assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=1))
-    return ws.features.training_set(labels, features=[f"player_loyalty:{f}" for f in FEATURES])
-
-
-def record_data_lineage(ws, run, tables: dict[str, pd.DataFrame], train_set) -> str:
-    """The raw tables are outside Keel, so declare them: tables -> feature view; the training set
-    (written by the feature store) -> run."""
-    for name in ("players", "sessions", "installs", "rewards", "labels"):
-        ws.lineage.add_node(f"table:{name}", owner="data-eng", description=f"synthetic {name} table")
-        ws.lineage.add_edge(f"table:{name}", "feeds", "feature_view:player_loyalty")
-    return run.log_input(train_set)
-
-
 # -------------------------------------------------------------------------------------- registry
 
-def register(ws, run, model, X_valid) -> "keel.registry.ModelVersion":
+def register(ws, run, model, recipe: dict, X_valid) -> "keel.registry.ModelVersion":
     if MODEL not in ws.models:
         ws.models.create(MODEL, description="Will a player stop playing in the next 14 days?", owner="growth-ml",
                          tags={"team": "growth"})
     return run.log_model(model, name=MODEL, input_example=X_valid.head(5),
-                         description="gradient boosting on 7/30-day activity, installs, rewards and spend",
-                         tags={"algo": "gradient-boosting"})
+                         description=f"{recipe['name']}: {recipe['why']}", tags={"recipe": recipe["name"]})
 
 
-def champion_auc(ws) -> tuple[int | None, float | None]:
-    """The current champion's version and validation AUC (from the run that produced it)."""
+def held_out_auc(ws, ref: str, X_valid, y_valid) -> float:
+    """A registered model's AUC on the held-out players, recomputed now from the registry's copy."""
+    from sklearn.metrics import roc_auc_score
+    mv = ws.models.get(ref)
+    model = ws.models.load(mv.ref)
+    return float(roc_auc_score(y_valid, model.predict_proba(X_valid[mv.feature_names or FEATURES])[:, 1]))
+
+
+def gate(ws, mv, auc: float, X_valid, y_valid) -> tuple[bool, str]:
+    """The promotion gate: the candidate becomes champion (and Production) only if its held-out AUC
+    beats the champion's on the same players. Whichever model loses becomes the challenger, which the
+    endpoint keeps serving to a slice of players so the online outcome can confirm the offline one."""
     if "champion" not in ws.models.model(MODEL).aliases:
-        return None, None
+        ws.models.set_alias(MODEL, "champion", version=mv.version)
+        ws.models.transition_stage(MODEL, mv.version, "Production")
+        return True, f"promoted: v{mv.version} is the first champion (held-out AUC {auc:.4f})"
     champion = ws.models.get(f"{MODEL}@champion")
-    auc = ws.runs.get(champion.run_id).metrics.get("auc") if champion.run_id else None
-    return champion.version, auc
-
-
-def promote(ws, mv, auc: float) -> str:
-    """A promotion gate: the new version becomes champion (and Production) unless it is worse."""
-    current, current_auc = champion_auc(ws)
-    if current_auc is not None and auc < current_auc - 0.005:
-        ws.models.set_alias(MODEL, "challenger", version=mv.version)
-        return f"kept champion v{current} (AUC {current_auc:.4f}); v{mv.version} is the challenger"
-    ws.models.set_alias(MODEL, "champion", version=mv.version)
-    ws.models.transition_stage(MODEL, mv.version, "Production", archive_existing=True)
-    if current is None:
-        return f"v{mv.version} is the first champion"
-    return f"v{mv.version} replaces v{current} as champion (AUC {auc:.4f} vs {current_auc:.4f})"
+    champion_auc = held_out_auc(ws, champion.ref, X_valid, y_valid)
+    item(f"champion v{champion.version}", f"held-out AUC {champion_auc:.4f}")
+    item(f"candidate v{mv.version}", f"held-out AUC {auc:.4f}")
+    if auc > champion_auc:
+        ws.models.set_alias(MODEL, "champion", version=mv.version)
+        ws.models.transition_stage(MODEL, mv.version, "Production", archive_existing=True)
+        ws.models.set_alias(MODEL, "challenger", version=champion.version)
+        return True, (f"promoted: v{mv.version} beats v{champion.version} by {auc - champion_auc:+.4f} AUC; "
+                      f"v{champion.version} stays on as challenger")
+    ws.models.set_alias(MODEL, "challenger", version=mv.version)
+    return False, (f"not promoted: v{mv.version} trails champion v{champion.version} by {auc - champion_auc:+.4f} "
+                   f"AUC; it becomes the challenger")
 
 
 def show_cli(ws, *args: str) -> None:
@@ -228,105 +277,158 @@ def show_cli(ws, *args: str) -> None:
     print(f"     (exit code {out.returncode})")
 
 
-# ------------------------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------------------- serving
 
-def guard_and_route(ws, frame: pd.DataFrame) -> None:
-    """Quality rules run on every ingest of the feature view (a batch with negative spend is refused,
-    nothing written); a sticky Lua routing plugin splits players 90/10 between champion and challenger."""
-    from keel import plugins, quality
+def serve(ws, frame: pd.DataFrame) -> None:
+    """The endpoint `churn`: online features -> sticky Lua routing -> the aliased model -> assignment log.
+    Champion 90%, challenger 10% once a challenger exists. Aliases are followed, so a promotion reaches
+    the endpoint with no redeploy."""
+    ws.features.materialize("player_loyalty")          # offline -> online, incremental
+    aliases = ws.models.model(MODEL).aliases
+    variants = {"champion": (f"{MODEL}@champion", 0.9 if "challenger" in aliases else 1.0)}
+    if "challenger" in aliases:
+        variants["challenger"] = (f"{MODEL}@challenger", 0.1)
+    ep = ws.endpoint(MODEL, routing="plugins/routing/sticky.lua", variants=variants,
+                     features=[f"player_loyalty:{f}" for f in FEATURES])
+    started = pd.Timestamp.now(tz="UTC")
+    item("endpoint", f"{ep.lineage_ref} revision {ep.revision}: " +
+         ", ".join(f"{v} -> {ref} ({w:.0%})" for v, (ref, w) in variants.items()))
+
+    print("   a few requests (player_id -> variant, model, churn probability):")
+    champion = ws.models.load(f"{MODEL}@champion")
+    rows = frame.set_index("player_id")
+    for pid in (1, 2, 3, 4, 5):
+        answer = ep.predict({"player_id": pid, "tenant": "studio-a"})
+        offline = ""
+        if answer["variant"] == "champion":  # the same row through the model directly, for comparison
+            direct = champion.predict_proba(rows.loc[[pid], FEATURES])[0, 1]
+            offline = f"  (model on the training row: {direct:.4f})"
+        print(f"     {pid:>4} -> {answer['variant']:<10} {answer['model']:<8} {answer['prediction']:.4f}{offline}")
+
+    requests = frame[["player_id"]].assign(tenant="studio-a")
+    t0 = time.perf_counter()
+    ep.predict_batch(requests)
+    batch_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for pid in frame["player_id"].head(500):
+        ep.predict({"player_id": int(pid)})
+    single_us = (time.perf_counter() - t0) / 500 * 1e6
+    log = ep.assignments().to_pandas()
+    log = log[log["ts"] >= started.floor("ms")]
+    split = log.groupby("variant").size()
+    item("variant split", ", ".join(f"{v} {n:,} ({n / len(log):.1%})" for v, n in split.items()) +
+         f" of {len(log):,} requests this run")
+    item("fallbacks", f"{int((log['fallback'] != '').sum())} (a routing failure would serve champion and count here)")
+    item("latency", f"{len(requests):,} players in one batch: {batch_s * 1e3:.0f} ms; one request: "
+         f"{single_us:.0f} µs (wall clock on this machine: varies with load)")
+    print("   assignment log (last 4 rows; times are when each request was served):")
+    for _, r in log.tail(4).iterrows():
+        print(f"     {r['ts']:%H:%M:%S}.{r['ts'].microsecond // 1000:03d} key={r['key']:<5} variant={r['variant']:<10} model={r['model']:<8} "
+              f"revision={r['revision']} prediction={r['prediction']:.4f}")
+    issues = ep.issues()
+    item("data issues upstream", "none" if issues.empty else
+         ", ".join(sorted(f"{r.rule} on {r.target}" for r in issues.itertuples())) +
+         " (the refused batch in step 5; ep.issues() shows what feeds the endpoint)")
+
+
+def guard(ws, frame: pd.DataFrame) -> None:
+    """Quality rules run on every ingest of the feature view: a batch with negative spend is refused
+    and nothing is written; the failure opens a data issue everything downstream can see."""
+    from keel import quality
 
     fv = ws.features.feature_view("player_loyalty")
     if not fv.quality.rule_ids():
         fv.add_rule("plugins/quality/range.lua", column="spend_30d", min=0, severity="error")
         fv.add_rule("plugins/quality/not_null.lua", column="sessions_7d", severity="error")
-    bad = frame[["player_id", *FEATURES]].head(200).assign(event_timestamp=WINDOW_END + pd.Timedelta(days=1))
+    bad = frame[["player_id", *FEATURES]].head(200).assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=2))
     bad.loc[bad.index[:5], "spend_30d"] = -9.99
     try:
         fv.ingest(bad)
     except quality.DataQualityError as err:
         item("bad batch", f"refused: {err.report.failures[0]['message']}")
     item("open data issues", ", ".join(sorted(set(ws.lineage.issues(fv.lineage_ref).rule))) or "none")
-    router = plugins.Router("plugins/routing/sticky.lua", {"champion": 0.9, "challenger": 0.1},
-                            config={"key": "player_id"}, name=MODEL)
-    served = pd.Series([d.variant for d in router.route_many(frame[["player_id"]])]).value_counts()
-    item("sticky split", ", ".join(f"{v} {n:,}" for v, n in served.items()))
-    timing = router.bench(200_000, 50_000)
-    item("routing decision", f"{timing['median_ns']:.0f} ns median inside C++ (sticky.lua)")
 
+
+# ------------------------------------------------------------------------------------------- main
 
 def main() -> int:
     started = time.perf_counter()
     path = os.environ.get("KEEL_WORKSPACE") or str(Path.cwd() / "demo.keel")
     ws = keel.open(path)
-    print(f"Keel demo: churn prediction for a gaming loyalty program\n   workspace: {ws.path}")
+    run_number = len(ws.models.versions(MODEL)) + 1 if MODEL in ws.models else 1
+    recipe = recipe_for(run_number)
+    print(f"Keel demo: churn prediction for a gaming loyalty program (run {run_number})\n   workspace: {ws.path}")
 
-    say("1. Data: synthetic players, sessions, installs, rewards (seed %d)" % SEED)
+    say("1. Data: synthetic players, sessions, installs, rewards (seed %d, the same every run)" % SEED)
     tables = make_dataset()
     for name, table in tables.items():
         item(name, f"{len(table):>7,} rows  {', '.join(table.columns)}")
     frame = build_features(tables)
     item("churn rate", f"{frame['churned'].mean():.1%}")
-    train_set = publish_features(ws, frame)
-    frame = train_set.to_pandas()
-    item("feature view", f"player_loyalty ({len(FEATURES)} features, {len(frame):,} players)")
-    item("training set", f"{train_set.lineage_ref} (point in time, rebuild with training_set(id=...))")
+    fv, ingested = publish_features(ws, frame)
+    item("feature view", f"player_loyalty ({len(FEATURES)} features): " +
+         (f"{ingested:,} rows ingested at {WINDOW_END:%Y-%m-%d %H:%M} UTC" if ingested else
+          f"today's snapshot ({WINDOW_END:%Y-%m-%d}) is already there, nothing ingested"))
 
-    say("2. Train and track a run")
-    params = {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 3, "subsample": 0.8}
-    with ws.start_run(experiment=EXPERIMENT, name="gbm-loyalty") as run:
-        run.log_params(params)
+    say(f"2. Train and track a run: recipe '{recipe['name']}' ({recipe['why']})")
+    with ws.start_run(experiment=EXPERIMENT, name=recipe["name"]) as run:
+        run.log_params({"recipe": recipe["name"], **recipe["params"]})
         run.set_tags({"dataset": "synthetic-loyalty", "seed": SEED})
-        record_data_lineage(ws, run, tables, train_set)
-        model, X_valid, auc = train(frame, run, params)
+        train_set = build_training_set(ws, frame, run)
+        frame = train_set.to_pandas()
+        X_train, X_valid, y_train, y_valid = split(frame)
+        model, auc = train(recipe, run, X_train, X_valid, y_train, y_valid)
         log_artifacts(run, model, frame, tables)
-        mv = register(ws, run, model, X_valid)
+        mv = register(ws, run, model, recipe, X_valid)
     run = ws.runs.get(run.id)
-    item("run", f"{run.id} ({run.status})")
+    item("training set", f"{train_set.lineage_ref} ({len(frame):,} players, point in time; "
+         "rebuild with training_set(id=...))")
+    item("run", f"{run.id} ({run.status}; a new id every run)")
     item("params", ", ".join(f"{k}={v}" for k, v in run.params.items()))
-    item("validation AUC", f"{auc:.4f} (logged per stage for {params['n_estimators']} stages)")
+    item("held-out AUC", f"{auc:.4f} on {len(X_valid):,} players no model trains on")
     item("artifacts", ", ".join(a["path"] for a in run.artifacts()))
 
     say("3. Register the model")
     item("version", f"{mv.ref} (flavour {mv.flavour}, artifact {mv.digest[:12]}...)")
     item("signature", ", ".join(mv.feature_names or []))
-
-    say("4. Promote")
-    item("decision", promote(ws, mv, auc))
-    champion = ws.models.get(f"{MODEL}@champion")
-    item("churn@champion", f"{champion.ref} stage={champion.stage}")
-    loaded = ws.models.load(f"{MODEL}@champion")
+    loaded = ws.models.load(mv.ref)
     sample = X_valid.head(3)
-    item("champion predicts", np.round(loaded.predict_proba(sample)[:, 1], 3).tolist())
     item("native engine", f"{type(loaded).__module__}.{type(loaded).__name__}, max |native - scikit-learn| = "
          f"{np.abs(loaded.predict_proba(sample) - model.predict_proba(sample)).max():.1e}")
-    print("\n   audit trail:")
-    events = ws.models.events(MODEL).tail(6)
-    for _, e in events.iterrows():
+
+    say("4. The promotion gate: better on the held-out players, or no promotion")
+    promoted, decision = gate(ws, mv, auc, X_valid, y_valid)
+    item("decision", decision)
+    aliases = ws.models.model(MODEL).aliases
+    item("aliases", ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())))
+    print("\n   audit trail (times are this run's clock):")
+    for _, e in ws.models.events(MODEL).tail(4).iterrows():
         print(f"     {e['at']:%H:%M:%S} {e['user']:<10} {e['action']:<5} {e['subject']:<10} "
               f"{e['from'] or '-':>10} -> {e['to'] or '-'}")
 
-    ws.features.materialize("player_loyalty", end=WINDOW_END + pd.Timedelta(days=1))
-    online = ws.features.online_reader([f"player_loyalty:{f}" for f in FEATURES])
-    row = online.lookup(np.array([1, 2, 3]), now_ms=int((WINDOW_END + pd.Timedelta(days=1)).timestamp() * 1000))
-    item("online, players 1-3", np.round(loaded.predict_proba(pd.DataFrame(row, columns=FEATURES))[:, 1], 3).tolist())
+    say("5. Quality rules guard the feature view")
+    guard(ws, frame)
 
-    say("5. Lineage: what is churn@champion made from?")
-    up = ws.lineage.upstream(champion.lineage_ref)
+    say("6. Serve: the endpoint 'churn' (online features -> Lua routing -> model -> assignment log)")
+    serve(ws, frame)
+
+    say("7. Lineage, recorded by the work: what does the endpoint serve, and from what?")
+    up = ws.lineage.upstream(f"endpoint:{MODEL}")
     short = lambda ref: ref[:len("artifact:") + 12] + "..." if ref.startswith("artifact:") else ref  # noqa: E731
     for edge in up.edges:
+        if edge["from"].startswith("artifact:"):
+            continue  # the run's files; `keel lineage upstream endpoint:churn` lists them
         print(f"   {'  ' * (edge['depth'] - 1)}{short(edge['to'])} <-{edge['kind']}- {short(edge['from'])}")
 
-    say("6. The same from a CI script: the keel command")
+    say("8. The same from a CI script: the keel command")
     show_cli(ws, "models", "list")
     show_cli(ws, "models", "show", "churn/999")
     print(f"   (also: keel models promote {MODEL} {mv.version} --alias champion --stage Production, "
-          f"keel lineage upstream {champion.lineage_ref} --json, keel runs list --experiment {EXPERIMENT})")
-    say("7. Plugins: quality rules guard the feature view, Lua routes players between models")
-    guard_and_route(ws, frame)
+          f"keel lineage upstream endpoint:{MODEL} --json, keel runs list --experiment {EXPERIMENT})")
 
     n = len(ws.models.versions(MODEL))
-    print(f"\nDone in {time.perf_counter() - started:.1f} s. '{MODEL}' has {n} version{'s' * (n != 1)}; "
-          "run `make demo` again to train, gate and promote another.")
+    print(f"\nDone in {time.perf_counter() - started:.1f} s (wall clock; varies with load). '{MODEL}' has {n} "
+          f"version{'s' * (n != 1)}; run `make demo` again to train the next recipe and gate it.")
     return 0
 
 

@@ -483,6 +483,12 @@ class FeatureView:
             if spec["name"] not in table.column_names:
                 if spec.get("optional"):
                     continue
+                if spec["name"] == self._info["event_column"]:
+                    # The point-in-time join and the TTL need every row's event time; there is no safe default.
+                    raise InvalidArgument(
+                        f"the data has no '{spec['name']}' column, which feature view '{self.name}' requires: "
+                        f"add a time-zone-aware '{spec['name']}' column saying when each row's values were true "
+                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC') for a snapshot taken now)")
                 raise InvalidArgument(f"column '{spec['name']}' of feature view '{self.name}' is missing from "
                                       "the data")
             col = _convert(table.column(spec["name"]), spec)

@@ -102,6 +102,17 @@ def test_missing_and_extra_columns_are_refused(fv):
     assert fv.to_pandas().empty
 
 
+def test_missing_event_timestamp_says_what_to_add(fs):
+    scores = fs.feature_view("scores", entities=["player"], schema={"score": "float64"})
+    with pytest.raises(keel.InvalidArgument, match=r"no 'event_timestamp' column, which feature view 'scores' "
+                                                   r"requires: add a time-zone-aware 'event_timestamp' column"):
+        scores.ingest(pd.DataFrame({"player_id": [1], "score": [1.0]}))
+    custom = fs.feature_view("custom", entities=["player"], schema={"score": "float64"}, event_timestamp_column="ts")
+    with pytest.raises(keel.InvalidArgument, match=r"no 'ts' column.*df\['ts'\] = pd.Timestamp.now\(tz='UTC'\)"):
+        custom.ingest(pd.DataFrame({"player_id": [1], "score": [1.0]}))
+    assert scores.to_pandas().empty and custom.to_pandas().empty
+
+
 def test_wrong_and_lossy_dtypes_name_column_and_row(fv):
     df = frame([1, 2, 3], [0, 1, 2], [1, 2, 3])
     bad = df.copy()
