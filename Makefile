@@ -24,6 +24,7 @@ $(BUILD_DIR)/CMakeCache.txt:
 
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+	@$(PYTHON) scripts/install_cli.py  # `keel` on PATH for this Python, running this checkout
 
 test: build
 	$(MAKE) --no-print-directory test-cpp test-python test-notebooks

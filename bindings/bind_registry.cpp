@@ -1,6 +1,7 @@
 // bindings/bind_registry.cpp
 #include "bindings.hpp"
 
+#include "keel/registry/lineage_refs.hpp"
 #include "keel/registry/registry.hpp"
 #include "keel/storage/workspace.hpp"
 
@@ -144,6 +145,12 @@ void bind_registry(py::module_& m) {
              [](PyRegistry& r, const std::string& ref) {
                  return nogil([&] { return r.registry.resolve(ref); }, version_dict);
              })
+        .def("resolve_lineage_ref",
+             [](PyRegistry& r, const std::string& ref, std::optional<int64_t> as_of) {
+                 py::gil_scoped_release release;
+                 return resolve_lineage_ref(r.registry, ref, as_of);
+             },
+             py::arg("ref"), py::arg("as_of") = py::none())
         .def("load_artifact",
              [](PyRegistry& r, const std::string& ref) {
                  return nogil([&] { return r.registry.load_artifact(ref); },

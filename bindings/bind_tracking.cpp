@@ -43,6 +43,15 @@ py::dict info_dict(const RunInfo& i) {
     return d;
 }
 
+py::dict process_dict(const RunProcess& p) {
+    py::dict d;
+    d["host"] = p.host;
+    d["pid"] = p.pid;
+    d["process_start"] = p.process_start;
+    d["heartbeat_at"] = p.heartbeat_at;
+    return d;
+}
+
 py::dict run_dict(const Run& r) {
     py::dict d = info_dict(r.info);
     d["params"] = r.params;
@@ -235,7 +244,37 @@ void bind_tracking(py::module_& m) {
              },
              py::arg("experiments") = std::vector<std::string>{}, py::arg("filter") = "",
              py::arg("order_by") = std::vector<std::string>{}, py::arg("max_results") = 1000,
-             py::arg("offset") = 0);
+             py::arg("offset") = 0)
+        // Stale runs: the process running each run, its heartbeat, and runs whose process is gone.
+        .def("heartbeat",
+             [](PyTracker& t, std::vector<std::string> run_ids) { t.tracker.heartbeat(run_ids); },
+             py::arg("run_ids"), py::call_guard<py::gil_scoped_release>())
+        .def("run_process",
+             [](PyTracker& t, const std::string& id) -> py::object {
+                 std::optional<RunProcess> p;
+                 {
+                     py::gil_scoped_release release;
+                     p = t.tracker.run_process(id);
+                 }
+                 return p ? py::object(process_dict(*p)) : py::object(py::none());
+             })
+        .def("stale_runs",
+             [](PyTracker& t, int64_t timeout_ms, bool close) {
+                 std::vector<StaleRun> runs;
+                 {
+                     py::gil_scoped_release release;
+                     runs = close ? t.tracker.close_stale_runs(timeout_ms) : t.tracker.stale_runs(timeout_ms);
+                 }
+                 py::list out;
+                 for (const auto& r : runs) {
+                     py::dict d = info_dict(r.info);
+                     d["process"] = process_dict(r.process);
+                     d["reason"] = r.reason;
+                     out.append(d);
+                 }
+                 return out;
+             },
+             py::arg("heartbeat_timeout_ms"), py::arg("close") = false);
 }
 
 } // namespace keel::bindings

@@ -79,6 +79,12 @@ Ref Ref::parse(std::string_view text) {
     Ref ref;
     ref.kind = std::string(text.substr(0, colon));
     std::string_view rest = text.substr(colon + 1);
+    // An alias moves; a node must not. The registry resolves aliases to versions before the graph.
+    if (ref.kind == "model" && rest.find('@') != std::string_view::npos)
+        throw_error(ErrorKind::InvalidArgument,
+                    "lineage ref '{}' names a model alias: the graph holds versions only; resolve it first with "
+                    "keel::registry::resolve_lineage_ref (ws.lineage and the keel CLI do this for you)",
+                    text);
     auto slash = rest.rfind('/');
     if (ref.kind == "model" && slash != std::string_view::npos && slash > 0 && slash + 1 < rest.size()) {
         ref.name = std::string(rest.substr(0, slash));

@@ -19,6 +19,13 @@ Workspace::Workspace(fs::path path) : path_(std::move(path)), user_(current_user
         throw_error(ErrorKind::InvalidArgument,
                     "workspace path '{}' is a file, not a directory: pass a directory (it is created if missing)",
                     path_.string());
+    // An existing folder with files but no keel.db is someone's project, not a workspace: opening it
+    // would scatter keel.db, artifacts/ and features/ among their files.
+    if (fs::is_directory(path_, ec) && !fs::exists(path_ / "keel.db", ec) && !fs::is_empty(path_, ec))
+        throw_error(ErrorKind::InvalidArgument,
+                    "'{}' exists but is not a Keel workspace (no keel.db) and is not empty: open the folder "
+                    "that holds keel.db, or a new or empty directory to create a workspace there",
+                    path_.string());
     fs::create_directories(path_, ec);
     if (ec)
         throw_error(ErrorKind::PermissionDenied, "cannot create workspace directory '{}': {}", path_.string(),

@@ -6,6 +6,7 @@
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
+#include "process.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -96,6 +97,16 @@ CREATE TABLE tracking_metric_points (
 INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value)
     SELECT run, key, step, timestamp, id, value FROM tracking_metrics;
 DROP TABLE tracking_metrics;
+)",
+// 3: the process running each run (host, pid, its start time, a heartbeat), so runs whose process
+// died can be found and closed (Tracker::stale_runs, `keel runs close-stale`).
+R"(
+CREATE TABLE tracking_run_processes (
+    run INTEGER PRIMARY KEY REFERENCES tracking_runs(id),
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL);
 )"}};
 
 // A per-process, strictly increasing sequence for metric points (nanoseconds since the epoch, bumped
@@ -273,6 +284,17 @@ RunInfo Tracker::start_run(const NewRun& spec) {
         check_key("tag", k);
         db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?)").bind_all(pk, k, v).run();
     }
+    RunProcess process = spec.process.value_or(RunProcess{});
+    if (!spec.process) {
+        auto self = detail::this_process();
+        process = RunProcess{self.host, self.pid, self.start, start};
+    }
+    if (!process.host.empty())
+        db.prepare("INSERT INTO tracking_run_processes(run, host, pid, process_start, heartbeat_at) "
+                   "VALUES(?, ?, ?, ?, ?)")
+            .bind_all(pk, process.host, process.pid, process.process_start,
+                      process.heartbeat_at ? process.heartbeat_at : start)
+            .run();
     lineage::Graph graph(ws_);
     graph.add_edge("experiment:" + spec.experiment, "contains", "run:" + id);
     if (spec.parent_id) graph.add_edge("run:" + *spec.parent_id, "contains", "run:" + id);

@@ -6,12 +6,19 @@
     keel models promote churn 3 --alias champion --stage Production --archive-existing
     keel models delete-alias churn challenger
     keel lineage upstream model:churn/3 --depth 2
+    keel lineage upstream model:churn@champion --as-of 2026-11-01
     keel serve churn --port 8080
 
-The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. ``--json`` prints machine-readable
-output. Exit code 0 on success; on failure ``error: <Kind>: <message>`` on stderr and the kind's exit
-code (NotFound 2, AlreadyExists 3, InvalidArgument 4, Conflict 5, Corrupt 6, PermissionDenied 7,
-PluginError 8, Internal 9) so scripts can branch on it.
+The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. Exit code 0 on success; on failure
+``error: <Kind>: <message>`` on stderr and the kind's exit code (NotFound 2, AlreadyExists 3,
+InvalidArgument 4, Conflict 5, Corrupt 6, PermissionDenied 7, PluginError 8, Internal 9) so scripts
+can branch on it.
+
+``--json`` is one contract for every command: stdout holds one JSON document; a missing value is
+null (never "None" or ""); every time is ISO 8601 in UTC with its offset and milliseconds
+(``2026-11-01T12:00:00.000+00:00``); a run is always named by ``run_id``; and a failure prints
+``{"error": "<Kind>", "message": "..."}`` on stderr with the same exit code. ``keel serve --json``
+announces itself as one JSON line (url, port, endpoints, a generated token) and then serves.
 """
 
 from __future__ import annotations
@@ -61,6 +68,42 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Keys holding times (ms since the epoch in the core, ISO strings in some to_dict()s); keys holding
+# the user's own values, passed through as logged (an empty param is a value, not a missing one).
+_TIME_KEYS = frozenset({"start_time", "end_time", "created_at", "at", "heartbeat_at", "updated_at"})
+_USER_VALUES = frozenset({"params", "tags"})
+
+
+def _iso_ms(ms: int) -> str:
+    from datetime import timezone
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _contract(value: Any, key: str | None = None) -> Any:
+    """The --json contract on top of _plain: times ISO 8601 UTC with milliseconds; a missing value
+    ("" for no run / no git checkout / no description, the stage "None") is null."""
+    if isinstance(value, dict):
+        if key in _USER_VALUES:
+            return value
+        return {k: _contract(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_contract(v) for v in value]
+    if key in _TIME_KEYS:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _iso_ms(value)
+        if isinstance(value, str) and value:
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                return value  # not a time after all: pass it through rather than fail the command
+            if when.tzinfo is None:
+                when = when.astimezone()
+            return _iso_ms(round(when.timestamp() * 1000))
+    if value == "" or (key in ("stage", "from", "to") and value == "None"):  # "None": no stage
+        return None
+    return value
+
+
 def _cell(value: Any) -> str:
     value = _plain(value)
     if value is None:
@@ -102,7 +145,7 @@ class _Out:
 
     def emit(self, data: Any, text: str) -> None:
         if self.as_json:
-            print(json.dumps(_plain(data), indent=2, allow_nan=False))
+            print(json.dumps(_contract(_plain(data)), indent=2, allow_nan=False))
         else:
             print(text)
 
@@ -114,9 +157,13 @@ def _open_workspace(args):
     path = args.workspace or os.environ.get("KEEL_WORKSPACE")
     if not path:
         raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
-    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "keel.db")):
+    if not os.path.exists(path):
         raise errors.NotFound(f"workspace '{path}' does not exist: check --workspace / KEEL_WORKSPACE "
                               "(create one with keel.open in Python)")
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "keel.db")):
+        what = "a folder" if os.path.isdir(path) else "a file"
+        raise errors.NotFound(f"workspace '{path}' exists but is not a Keel workspace (no keel.db; it is {what}): "
+                              "point --workspace / KEEL_WORKSPACE at the folder that holds keel.db")
     return keel.open(path)
 
 
@@ -127,12 +174,17 @@ _RUN_FIELDS = ("id", "name", "experiment", "status", "start_time", "end_time", "
 
 
 def _run_dict(run) -> dict:
-    from keel.display import format_ms
+    """A run as data; times stay ms (the JSON contract and _readable format them)."""
     out = dict(run.to_dict()) if hasattr(run, "to_dict") else _run_attrs(run)
-    for key in ("start_time", "end_time"):
-        if isinstance(out.get(key), int):
-            out[key] = format_ms(out[key])
+    out = {"run_id": out.pop("id"), **out}  # a run is named by run_id in every command's output
+    process = getattr(run, "process", None)
+    out["process"] = dict(process) if process else None
     return out
+
+
+def _readable(record: dict) -> dict:
+    """For text output: ms times as ISO strings, at any depth."""
+    return _contract(record)
 
 
 def _run_attrs(run) -> dict:
@@ -169,12 +221,74 @@ def cmd_runs_list(args, out: _Out) -> None:
 def cmd_runs_show(args, out: _Out) -> None:
     ws = _open_workspace(args)
     record = _run_dict(ws.runs.get(args.run_id))
-    out.emit(record, _fields(record))
+    out.emit(record, _fields(_readable(record)))
+
+
+def _artifact_rows(entries: Iterable[dict]) -> list[dict]:
+    return [{"path": e["path"], "size": e["size"], "sha256": e["digest"]} for e in entries]
+
+
+def cmd_runs_artifacts(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    run = ws.runs.get(args.run_id)
+    rows = _artifact_rows(run.artifacts())
+    if args.path:
+        prefix = args.path.strip("/")
+        rows = [r for r in rows if r["path"] == prefix or r["path"].startswith(prefix + "/")]
+    if args.download is None:
+        text = _table(rows, ["path", "size", "sha256"]) if rows else f"run {run.id} has no artifacts" + (
+            f" under '{args.path}'" if args.path else "")
+        out.emit(rows, text)
+        return
+    if not rows:
+        raise errors.NotFound(f"run {run.id} has no artifacts" + (f" under '{args.path}'" if args.path else "") +
+                              ": nothing to download ('keel runs artifacts RUN_ID' lists them)")
+    run.download_artifacts(dest=args.download, path=args.path)  # each file verified against its sha256
+    dest = args.download
+    for row in rows:
+        row["file"] = os.path.join(os.path.abspath(dest), *row["path"].split("/"))
+    total = sum(r["size"] for r in rows)
+    out.emit({"run_id": run.id, "dest": os.path.abspath(dest), "files": rows},
+             f"downloaded {len(rows)} file(s), {total:,} bytes, to {os.path.abspath(dest)} (sha256 verified)")
+
+
+_STALE_COLUMNS = ["run_id", "name", "experiment", "start_time", "host", "pid", "heartbeat_at", "reason"]
+
+
+def _stale_rows(stale: Iterable[dict]) -> list[dict]:
+    return [{"run_id": r["id"], "name": r["name"], "experiment": r["experiment"], "status": r["status"],
+             "start_time": _iso_ms(r["start_time"]), "end_time": None if r["end_time"] is None else _iso_ms(r["end_time"]),
+             "host": r["process"]["host"], "pid": r["process"]["pid"],
+             "heartbeat_at": _iso_ms(r["process"]["heartbeat_at"]), "reason": r["reason"]} for r in stale]
+
+
+def cmd_runs_stale(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    rows = _stale_rows(ws.runs.stale(heartbeat_timeout=args.heartbeat_timeout))
+    out.emit(rows, _table(rows, _STALE_COLUMNS) if rows else "no stale runs: every RUNNING run's process is alive")
+
+
+def cmd_runs_close_stale(args, out: _Out) -> None:
+    ws = _open_workspace(args)
+    rows = _stale_rows(ws.runs.close_stale(heartbeat_timeout=args.heartbeat_timeout, dry_run=args.dry_run))
+    verb = "would close" if args.dry_run else "closed"
+    text = f"{verb} {len(rows)} stale run(s) as KILLED"
+    if rows:
+        text += "\n\n" + _table(rows, _STALE_COLUMNS)
+    out.emit({"dry_run": args.dry_run, "runs": rows}, text)
 
 
 # ----------------------------------------------------------------------------------------- models
 
 _VERSION_COLUMNS = ["version", "stage", "aliases", "run_id", "flavour", "created_at", "created_by", "description"]
+
+
+def _version_json(v) -> dict:
+    return dict(v.to_dict(), created_at=v.created_at)  # ms: the contract formats it with milliseconds
+
+
+def _model_json(m) -> dict:
+    return dict(m.to_dict(), created_at=m.created_at)
 
 
 def _version_rows(versions: Iterable) -> list[dict]:
@@ -188,7 +302,7 @@ def _version_rows(versions: Iterable) -> list[dict]:
 def cmd_models_list(args, out: _Out) -> None:
     ws = _open_workspace(args)
     models = ws.models.list()
-    data = [m.to_dict() for m in models]
+    data = [_model_json(m) for m in models]
     text = _table([m._row() for m in models]) if models else "no registered models"
     out.emit(data, text)
 
@@ -197,12 +311,12 @@ def cmd_models_show(args, out: _Out) -> None:
     ws = _open_workspace(args)
     ref = args.ref.removeprefix("model:")
     if "/" in ref or "@" in ref:
-        record = ws.models.get(ref).to_dict()
-        out.emit(record, _fields(record))
+        version = ws.models.get(ref)
+        out.emit(_version_json(version), _fields(version.to_dict()))
         return
     model = ws.models.model(ref)
     versions = ws.models.versions(ref)
-    data = dict(model.to_dict(), versions=[v.to_dict() for v in versions])
+    data = dict(_model_json(model), versions=[_version_json(v) for v in versions])
     text = _fields(model.to_dict())
     if versions:
         text += "\n\n" + _table(_version_rows(versions), _VERSION_COLUMNS)
@@ -212,7 +326,7 @@ def cmd_models_show(args, out: _Out) -> None:
 def cmd_models_versions(args, out: _Out) -> None:
     ws = _open_workspace(args)
     versions = ws.models.versions(args.name)
-    out.emit([v.to_dict() for v in versions],
+    out.emit([_version_json(v) for v in versions],
              _table(_version_rows(versions), _VERSION_COLUMNS) if versions else f"model '{args.name}' has no versions")
 
 
@@ -232,8 +346,7 @@ def cmd_models_promote(args, out: _Out) -> None:
         ws.models.set_alias(args.name, alias, version=args.version)
         done.append(f"alias @{alias}")
     version = ws.models.get(f"{args.name}/{args.version}")
-    record = version.to_dict()
-    out.emit(record, f"promoted {version.ref}: {', '.join(done)}\n\n{_fields(record)}")
+    out.emit(_version_json(version), f"promoted {version.ref}: {', '.join(done)}\n\n{_fields(version.to_dict())}")
 
 
 def cmd_models_delete_alias(args, out: _Out) -> None:
@@ -255,8 +368,8 @@ def cmd_models_events(args, out: _Out) -> None:
 def _lineage(args, out: _Out, direction: str) -> None:
     ws = _open_workspace(args)
     view = getattr(ws.lineage, direction)(args.ref, depth=args.depth, as_of=args.as_of)
-    data = {"root": view.root, "direction": direction, "nodes": view.nodes, "edges": view.edges}
-    lines = [f"{direction} of {view.root}: {len(view.nodes)} nodes, {len(view.edges)} edges"]
+    data = {"ref": view.ref, "root": view.root, "direction": direction, "nodes": view.nodes, "edges": view.edges}
+    lines = [f"{view.title}: {len(view.nodes)} nodes, {len(view.edges)} edges"]
     lines += [f"  {'  ' * (e['depth'] - 1)}{e['from']} -{e['kind']}-> {e['to']}" for e in view.edges]
     out.emit(data, "\n".join(lines))
 
@@ -290,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    runs = groups.add_parser("runs", help="experiment runs").add_subparsers(dest="command", metavar="{list,show}")
+    runs = groups.add_parser("runs", help="experiment runs").add_subparsers(
+        dest="command", metavar="{list,show,artifacts,stale,close-stale}")
     runs.required = True
     p = leaf(runs, "list", cmd_runs_list, "search runs (newest first unless --order-by)")
     p.add_argument("--experiment", "-e")
@@ -299,6 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-results", "-n", type=int)
     p = leaf(runs, "show", cmd_runs_show, "one run: params, latest metrics, tags")
     p.add_argument("run_id")
+    p = leaf(runs, "artifacts", cmd_runs_artifacts, "a run's artifact files (path, size, sha256), or download them")
+    p.add_argument("run_id")
+    p.add_argument("--download", metavar="DEST", help="copy them into DEST, each verified against its sha256")
+    p.add_argument("--path", help="only the artifacts under this path inside the run")
+    for name, fn, help in (
+            ("stale", cmd_runs_stale, "RUNNING runs whose process is gone (exited, killed, silent host)"),
+            ("close-stale", cmd_runs_close_stale, "end stale runs KILLED (end time: their last sign of life)")):
+        p = leaf(runs, name, fn, help)
+        p.add_argument("--heartbeat-timeout", type=float, default=300, metavar="SECONDS",
+                       help="a run on another host is stale after this long without a heartbeat (default 300)")
+        if name == "close-stale":
+            p.add_argument("--dry-run", action="store_true", help="only list the runs that would be closed")
 
     models = groups.add_parser("models", help="model registry").add_subparsers(
         dest="command", metavar="{list,show,versions,promote,delete-alias,events}")
@@ -327,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, help in (("upstream", cmd_lineage_upstream, "everything REF was made from"),
                            ("downstream", cmd_lineage_downstream, "everything made from REF")):
         p = leaf(lineage, name, fn, help)
-        p.add_argument("ref", help="e.g. model:churn/3, run:<id>, feature_view:player_activity")
+        p.add_argument("ref", help="e.g. model:churn/3, model:churn@champion, run:<id>, feature_view:player_activity")
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
         p.add_argument("--as-of", help="read the graph as it stood then (ISO time or ms since the epoch)")
 
@@ -367,13 +493,40 @@ def cmd_serve(args, out: _Out) -> None:
                 token = f.read().strip()
         except OSError as err:
             raise errors.InvalidArgument(f"cannot read --token-file '{args.token_file}': {err.strerror}") from None
-    serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
+    if not out.as_json:
+        serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
+        return
+    # --json: the start-up announcement is one JSON line (url, endpoints, a generated token), so a
+    # script can read where the server listens (with --port 0, the port the OS picked).
+    from keel.server import make_server
+    import secrets
+    generated = token is None
+    token = token or secrets.token_urlsafe(32)
+    server = make_server(_open_workspace(args), args.endpoint or None, args.host, args.port, token=token)
+    print(json.dumps({"url": f"http://{args.host}:{server.server_port}", "port": server.server_port,
+                      "endpoints": [e["name"] for e in server.endpoints.saved()],
+                      "token": token if generated else None}), flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.endpoints.close()
+        server.server_close()
+
+
+def _fail(kind: str, message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": kind, "message": message}), file=sys.stderr)
+    else:
+        print(f"error: {kind}: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``keel`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv  # known before parsing, so a usage error is JSON too
     try:
         args = build_parser().parse_args(argv)
+        as_json = getattr(args, "json", False)
         args.workspace = getattr(args, "workspace", None)
         out = _Out(getattr(args, "json", False))
         if hasattr(args, "as_of"):
@@ -381,17 +534,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.fn(args, out)
         return 0
     except errors.KeelError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _fail(type(exc).__name__, str(exc), as_json)
         return exc.exit_code
     except BrokenPipeError:  # `keel runs list | head`
         return 0
     except KeyboardInterrupt:
+        if as_json:
+            _fail("Interrupted", "interrupted (Ctrl-C)", True)
         return 130
     except Exception as exc:  # a bug: say so with the kind scripts expect, and keep the traceback on demand
         if os.environ.get("KEEL_DEBUG"):
             raise
-        print(f"error: Internal: {type(exc).__name__}: {exc} (set KEEL_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        _fail("Internal", f"{type(exc).__name__}: {exc} (set KEEL_DEBUG=1 for the traceback)", as_json)
         return errors.Internal.exit_code
 
 

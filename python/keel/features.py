@@ -359,7 +359,17 @@ def _to_table(columns) -> pa.Table:
 
 
 def _arrow_to_pandas(table: pa.Table):
-    return table.to_pandas()
+    """To pandas, keeping integer columns integers: pyarrow would turn an int column with a null into
+    float64 (1.0, NaN), so such a column becomes pandas' nullable Int64 / Int32 ...; one without nulls
+    stays plain int64."""
+    import pandas as pd
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns):
+        if pa.types.is_integer(column.type) and column.null_count > 0:
+            values = np.asarray(column.fill_null(0).to_numpy())  # vectorized: no Python objects per row
+            missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            frame[name] = pd.arrays.IntegerArray(values, missing)
+    return frame
 
 
 

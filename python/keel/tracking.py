@@ -1,7 +1,9 @@
 """Experiment tracking: experiments, runs, params, metrics, tags and artifacts.
 
 ``ws.start_run(experiment="churn", name="lgbm")`` starts a run; used as a context manager it ends
-FINISHED, FAILED (the error recorded, the exception still raised) or KILLED (Ctrl-C). Every call is
+FINISHED, FAILED (the error recorded, the exception still raised) or KILLED (Ctrl-C). SIGTERM ends
+every active run KILLED too (see keel.run_guard), and a run whose process died without a word
+(kill -9) is found by ``ws.runs.stale()`` and closed by ``ws.runs.close_stale()``. Every call is
 one transaction in the workspace's SQLite store, done in C++ with the GIL released, so logging a
 metric costs microseconds and several processes can log to one workspace at once.
 
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from keel import _core
+from keel import _core, run_guard
 from keel.display import format_ms, html_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -270,7 +272,14 @@ class Run:
     def end(self, status: str = FINISHED, error: str | None = None) -> Run:
         """End the run as FINISHED, FAILED (with `error`) or KILLED."""
         self._data = {**self._data, **self._t.end_run(self._id, status, error)}
+        run_guard.ended(self)
         return self
+
+    @property
+    def process(self) -> dict | None:
+        """The process running the run: host, pid, process_start and heartbeat_at (ms); None when
+        the run was recorded without one."""
+        return self._t.run_process(self._id)
 
     def __enter__(self) -> Run:
         return self
@@ -429,7 +438,20 @@ class Runs:
         info = self._tracker.start_run(experiment, name or "", parent_id,
                                        {k: str(v) for k, v in (tags or {}).items()}, source, commit, dirty)
         data = {**info, "params": {}, "metrics": {}, "tags": {k: str(v) for k, v in (tags or {}).items()}}
-        return Run(self, data)
+        run = Run(self, data)
+        run_guard.started(run)  # SIGTERM ends it KILLED; a heartbeat shows it alive
+        return run
+
+    def stale(self, heartbeat_timeout: float = 300) -> list[dict]:
+        """RUNNING runs whose process is gone: on this host its pid has exited (or was reused); on
+        another host no heartbeat for ``heartbeat_timeout`` seconds. Each: the run's attributes,
+        ``process`` (host, pid, heartbeat_at) and ``reason``."""
+        return self._tracker.stale_runs(_timeout_ms(heartbeat_timeout))
+
+    def close_stale(self, heartbeat_timeout: float = 300, dry_run: bool = False) -> list[dict]:
+        """End every stale run (see :meth:`stale`) KILLED, its end time the last sign of life and
+        the reason as its error; returns them. ``dry_run`` only lists them."""
+        return self._tracker.stale_runs(_timeout_ms(heartbeat_timeout), close=not dry_run)
 
     def get(self, run_id: str) -> Run:
         """The run with this id; NotFound naming it otherwise."""
@@ -468,6 +490,13 @@ class Runs:
         return f"<keel.Runs of {self._ws.path!r}>"
 
 
+def _timeout_ms(seconds: float) -> int:
+    if not isinstance(seconds, (int, float)) or not seconds > 0:
+        from keel.errors import InvalidArgument
+        raise InvalidArgument(f"heartbeat_timeout {seconds!r} must be a positive number of seconds, e.g. 300")
+    return int(seconds * 1000)
+
+
 # ---------------------------------------------------------------------------------------- plotting
 
 def plot_metric_history(runs: Run | Iterable[Run], key: str, ax=None, label: str = "name"):
@@ -495,4 +524,8 @@ def plot_metric_history(runs: Run | Iterable[Run], key: str, ax=None, label: str
     ax.set_title(f"{key} by step")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
+    else:  # an empty frame would look like a plotting bug: say what is missing
+        ax.set_title(f"{key} by step: no points")
+        ax.text(0.5, 0.5, f"no run here has logged '{key}'\n(check the metric name and the runs passed)",
+                transform=ax.transAxes, ha="center", va="center", color="0.4")
     return ax

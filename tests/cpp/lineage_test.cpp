@@ -53,6 +53,17 @@ TEST(Ref, ParsesKindNameVersion) {
     }
 }
 
+TEST(Ref, ModelAliasesAreRefusedSoAMovingAliasNeverBecomesANode) {
+    try {
+        Ref::parse("model:churn@champion");
+        ADD_FAILURE() << "accepted an alias ref";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("resolve_lineage_ref"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(Ref::parse("dataset:s3://bucket/a@v2").name, "s3://bucket/a@v2"); // other kinds keep their names
+}
+
 TEST_F(LineageTest, UpstreamAndDownstreamFollowDataFlow) {
     graph.upsert_node("feature_view:activity", {.owner = "data-eng", .description = "sessions and spend"});
     graph.add_edge("feature_view:activity", "feeds", "training_set:ts1");

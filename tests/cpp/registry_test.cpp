@@ -1,6 +1,8 @@
 // tests/cpp/registry_test.cpp
+#include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
+#include "keel/registry/lineage_refs.hpp"
 #include "keel/registry/registry.hpp"
 #include "keel/storage/workspace.hpp"
 
@@ -9,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -264,4 +267,47 @@ TEST_F(RegistryTest, TamperedArtifactIsCorruptOnLoad) {
     EXPECT_EQ(e.kind(), ErrorKind::Corrupt);
     EXPECT_TRUE(contains(e.what(), v.digest)) << e.what();
     EXPECT_EQ(reg.resolve("churn/1").digest, v.digest); // metadata still resolves
+}
+
+TEST_F(RegistryTest, LineageRefsResolveAliasesNowAndAsOfAPastTime) {
+    using namespace std::chrono_literals;
+    add("churn");
+    add("churn");
+    auto pause = [] { std::this_thread::sleep_for(5ms); };
+    pause();
+    int64_t before_alias = keel::now_ms();
+    pause();
+    reg.set_alias("churn", "champion", 1);
+    pause();
+    int64_t on_one = keel::now_ms();
+    pause();
+    reg.set_alias("churn", "champion", 2);
+    pause();
+    int64_t on_two = keel::now_ms();
+    pause();
+    reg.delete_alias("churn", "champion");
+    reg.set_alias("churn", "challenger", 1);
+
+    EXPECT_EQ(resolve_lineage_ref(reg, "model:churn@challenger"), "model:churn/1");
+    EXPECT_EQ(resolve_lineage_ref(reg, "model:churn@latest"), "model:churn/2");
+    EXPECT_EQ(resolve_lineage_ref(reg, "model:churn@champion", on_one), "model:churn/1");
+    EXPECT_EQ(resolve_lineage_ref(reg, "model:churn@champion", on_two), "model:churn/2");
+    EXPECT_EQ(resolve_lineage_ref(reg, "model:churn@latest", before_alias), "model:churn/2");
+    for (const char* plain : {"model:churn/1", "model:churn", "run:abc", "feature_view:fv"})
+        EXPECT_EQ(resolve_lineage_ref(reg, plain), plain);
+
+    auto deleted = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion"); });
+    EXPECT_EQ(deleted.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(deleted.what(), "challenger")) << deleted.what(); // names the aliases there are
+    auto not_yet = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion", before_alias); });
+    EXPECT_EQ(not_yet.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(not_yet.what(), "not set yet")) << not_yet.what();
+    auto gone = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion", keel::now_ms()); });
+    EXPECT_TRUE(contains(gone.what(), "deleted")) << gone.what();
+    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:churn@nobody", on_one); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:ltv@champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:churn@bad alias"); }).kind(),
+              ErrorKind::InvalidArgument);
+    auto early = error_of([&] { resolve_lineage_ref(reg, "model:churn@latest", 1); });
+    EXPECT_TRUE(contains(early.what(), "no versions yet")) << early.what();
 }

@@ -1,4 +1,5 @@
 // tests/cpp/tracking_test.cpp
+#include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/workspace.hpp"
@@ -12,6 +13,8 @@
 #include <fstream>
 #include <limits>
 #include <thread>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using keel::Error;
@@ -234,4 +237,45 @@ TEST_F(TrackingTest, LikeTreatsGlobCharactersLiterally) {
     EXPECT_EQ(names(tracker.search(q)), std::vector<std::string>{"axb"});
     q.filter = "parent_id = 'nobody'";
     EXPECT_TRUE(tracker.search(q).empty());
+}
+
+TEST_F(TrackingTest, RunsWhoseProcessExitedAreStaleAndCloseKilled) {
+    auto alive = start("exp", "alive");
+    ASSERT_TRUE(tracker.run_process(alive.id).has_value());
+    EXPECT_EQ(tracker.run_process(alive.id)->pid, int64_t(::getpid()));
+
+    // A run whose process is recorded as a child that has since exited.
+    pid_t child = ::fork();
+    if (child == 0) _exit(0);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    NewRun spec;
+    spec.name = "orphan";
+    spec.process = RunProcess{tracker.run_process(alive.id)->host, child, 0, 1000};
+    auto orphan = tracker.start_run(spec);
+    // A run recorded without a process is never judged.
+    NewRun unknown;
+    unknown.process = RunProcess{};
+    auto silent = tracker.start_run(unknown);
+    EXPECT_FALSE(tracker.run_process(silent.id).has_value());
+    // Another host: judged by its heartbeat only.
+    NewRun remote_spec;
+    remote_spec.process = RunProcess{"some-other-host", 1, 0, keel::now_ms() - 60'000};
+    auto remote = tracker.start_run(remote_spec);
+
+    auto stale = tracker.stale_runs(3'600'000);
+    ASSERT_EQ(stale.size(), 1u);
+    EXPECT_EQ(stale[0].info.id, orphan.id);
+    EXPECT_NE(stale[0].reason.find("has exited"), std::string::npos) << stale[0].reason;
+    EXPECT_EQ(tracker.stale_runs(30'000).size(), 2u); // the remote run has been silent for a minute
+
+    tracker.heartbeat(std::vector<std::string>{remote.id, "not-a-run"});
+    auto closed = tracker.close_stale_runs(30'000);
+    ASSERT_EQ(closed.size(), 1u);
+    EXPECT_EQ(closed[0].info.status, "KILLED");
+    EXPECT_EQ(closed[0].info.end_time, orphan.start_time); // the last sign of life, never before the start
+    EXPECT_TRUE(tracker.close_stale_runs(30'000).empty());
+    EXPECT_EQ(tracker.get_info(alive.id).status, "RUNNING");
+    EXPECT_EQ(tracker.get_info(silent.id).status, "RUNNING");
+    EXPECT_EQ(expect_error([&] { tracker.stale_runs(0); }).kind(), ErrorKind::InvalidArgument);
 }

@@ -78,9 +78,9 @@ def test_promote_sets_alias_and_stage_with_events(registry_ws):
 
     events = json.loads(keel_cli("models", "events", "churn", "--json", workspace=ws.path).stdout)
     assert [(e["action"], e["subject"], e["from"], e["to"]) for e in events] == [
-        ("stage", "1", "None", "Production"), ("alias", "champion", "", "1"),
-        ("stage", "2", "None", "Production"), ("stage", "1", "Production", "Archived"),
-        ("alias", "champion", "1", "2"), ("alias", "champion", "2", "")]
+        ("stage", "1", None, "Production"), ("alias", "champion", None, "1"),
+        ("stage", "2", None, "Production"), ("stage", "1", "Production", "Archived"),
+        ("alias", "champion", "1", "2"), ("alias", "champion", "2", None)]  # no stage / no alias: null
     assert all(e["user"] == ws.user for e in events)
 
 
@@ -119,6 +119,14 @@ def test_workspace_is_required_and_must_exist(tmp_path):
     assert out.returncode == keel.NotFound.exit_code
     assert "missing" in out.stderr
     assert not (tmp_path / "missing").exists()  # reading never creates a workspace
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("x")
+    for folder in (tmp_path / "project", tmp_path / "project" / "notes.txt"):
+        out = keel_cli("models", "list", workspace=folder)
+        assert out.returncode == keel.NotFound.exit_code
+        assert "exists but is not a Keel workspace (no keel.db" in out.stderr, out.stderr
+        assert "does not exist" not in out.stderr
+    assert sorted(os.listdir(tmp_path / "project")) == ["notes.txt"]
 
 
 def test_lineage_upstream_and_downstream(registry_ws):
@@ -137,6 +145,13 @@ def test_lineage_upstream_and_downstream(registry_ws):
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2999-01-01T00:00:00+00:00", "--json",
                    workspace=ws.path)
     assert json.loads(out.stdout)["edges"] == up["edges"]
+    ws.models.set_alias("churn", "champion", version=1)
+    out = keel_cli("lineage", "upstream", "model:churn@champion", "--json", workspace=ws.path)
+    assert out.returncode == 0, out.stderr
+    aliased = json.loads(out.stdout)
+    assert (aliased["ref"], aliased["root"]) == ("model:churn@champion", "model:churn/1")
+    out = keel_cli("lineage", "downstream", "model:churn@champion", "--as-of", "2020-01-01", workspace=ws.path)
+    assert out.returncode == keel.NotFound.exit_code and "not set yet" in out.stderr
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "yesterday", workspace=ws.path)
     assert out.returncode == keel.InvalidArgument.exit_code and "'yesterday'" in out.stderr
 
@@ -166,10 +181,195 @@ def test_runs_list_and_show(ws):
     out = keel_cli("runs", "show", run.id, "--json", workspace=ws.path)
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
-    assert shown["id"] == run.id and shown["status"] == "FINISHED"
+    assert shown["run_id"] == run.id and shown["status"] == "FINISHED" and "id" not in shown
     assert shown["params"] == {"C": "1.0"} and shown["metrics"] == {"auc": pytest.approx(0.8)}
     assert shown["start_time"].startswith("20") and shown["start_time"].endswith("+00:00")
     out = keel_cli("runs", "show", "0" * 32, workspace=ws.path)
     assert out.returncode == keel.NotFound.exit_code and out.stderr.startswith("error: NotFound: ")
     out = keel_cli("runs", "list", "--filter", "metrics.auc >>> 1", workspace=ws.path)
     assert out.returncode == keel.InvalidArgument.exit_code
+
+
+def test_make_build_puts_a_working_keel_command_on_path(tmp_path):
+    """What `make build` runs: a `keel` launcher for this Python, working from any folder without PYTHONPATH."""
+    installer = Path(__file__).resolve().parents[2] / "scripts" / "install_cli.py"
+    bindir = tmp_path / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KEEL_WORKSPACE")}
+    first = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert first.returncode == 0 and "installed" in first.stdout, first.stderr
+    launcher = bindir / "keel"
+    mtime = launcher.stat().st_mtime_ns
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    out = subprocess.run(["keel", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and "usage: keel" in out.stdout and "lineage" in out.stdout, out.stderr
+    out = subprocess.run(["keel", "models", "list", "--workspace", str(tmp_path / "nowhere")], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == keel.NotFound.exit_code and "nowhere" in out.stderr  # the real CLI, not a stub
+
+    again = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "installed" not in again.stdout
+    assert launcher.stat().st_mtime_ns == mtime  # idempotent: nothing rewritten
+
+    launcher.write_text("#!/bin/sh\necho pip-installed keel\n")  # a keel Keel's make did not write
+    kept = subprocess.run([sys.executable, str(installer), "--scripts-dir", str(bindir)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert kept.returncode == 0 and "left alone" in kept.stdout
+    assert "pip-installed" in launcher.read_text()
+
+
+# ------------------------------------------------------------------------------ the --json contract
+
+def every_command(parser):
+    """('runs', 'list'), ('serve',) ...: read from the parser itself, so a new command cannot be missed."""
+    import argparse
+
+    def subcommands(p):
+        return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+    found = []
+    for group, group_parser in subcommands(parser).items():
+        leaves = subcommands(group_parser)
+        found += [(group,)] if leaves is None else [(group, name) for name in leaves]
+    return found
+
+
+ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$"
+TIME_KEYS = {"start_time", "end_time", "created_at", "at", "heartbeat_at"}
+
+
+def walk(value, key=None):
+    """Every (key, value) pair in a JSON document, at any depth."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k, v
+            yield from walk(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v, key)
+
+
+def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
+    import re
+
+    from keel import cli
+    ws = registry_ws
+    with ws.start_run(experiment="churn", name="with-artifacts") as run:
+        run.log_metric("auc", 0.9)
+        run.log_metric("loss", float("nan"))
+        (tmp_path / "report.txt").write_text("fine")
+        run.log_artifact(tmp_path / "report.txt", "reports")
+    ws.models.set_alias("churn", "champion", version=2)
+    w = ["--workspace", ws.path, "--json"]
+    succeed = {
+        ("runs", "list"): ["runs", "list"],
+        ("runs", "show"): ["runs", "show", run.id],
+        ("runs", "artifacts"): ["runs", "artifacts", run.id],
+        ("runs", "stale"): ["runs", "stale"],
+        ("runs", "close-stale"): ["runs", "close-stale", "--dry-run"],
+        ("models", "list"): ["models", "list"],
+        ("models", "show"): ["models", "show", "churn"],
+        ("models", "versions"): ["models", "versions", "churn"],
+        ("models", "promote"): ["models", "promote", "churn", "1", "--stage", "Staging"],
+        ("models", "delete-alias"): ["models", "delete-alias", "churn", "champion"],
+        ("models", "events"): ["models", "events"],
+        ("lineage", "upstream"): ["lineage", "upstream", "model:churn/2"],
+        ("lineage", "downstream"): ["lineage", "downstream", f"run:{run.id}"],
+        ("serve",): None,  # serves until stopped: its announcement is checked in a subprocess below
+    }
+    fail = {
+        ("runs", "list"): ["runs", "list", "--filter", "metrics.auc >"],
+        ("runs", "show"): ["runs", "show", "nope"],
+        ("runs", "artifacts"): ["runs", "artifacts", run.id, "--path", "nothing", "--download", str(tmp_path / "d")],
+        ("runs", "stale"): ["runs", "stale", "--heartbeat-timeout", "0"],
+        ("runs", "close-stale"): ["runs", "close-stale", "--heartbeat-timeout", "-1"],
+        ("models", "list"): ["models", "list", "--bogus"],
+        ("models", "show"): ["models", "show", "churn/9"],
+        ("models", "versions"): ["models", "versions", "ltv"],
+        ("models", "promote"): ["models", "promote", "churn", "1"],
+        ("models", "delete-alias"): ["models", "delete-alias", "churn", "nobody"],
+        ("models", "events"): ["models", "events", "ltv"],
+        ("lineage", "upstream"): ["lineage", "upstream", "not a ref"],
+        ("lineage", "downstream"): ["lineage", "downstream", "model:churn@nobody"],
+        ("serve",): ["serve", "no-such-endpoint", "--port", "0"],
+    }
+    commands = every_command(cli.build_parser())
+    assert set(commands) == set(succeed) == set(fail), "a new command needs a row in both tables"
+
+    for command in commands:
+        if succeed[command] is None:
+            continue
+        code = cli.main(w + succeed[command])
+        out, err = capsys.readouterr()
+        assert code == 0, (command, err)
+        doc = json.loads(out)  # one JSON document, nothing else on stdout
+        for key, value in walk(doc):
+            assert value != "None" and value != "", (command, key)  # missing is null
+            assert key != "id", (command, "a run is named run_id")
+            if key in TIME_KEYS and value is not None:
+                assert re.match(ISO_UTC, value), (command, key, value)
+            if key in ("created_at", "start_time") and isinstance(doc, (dict, list)):
+                assert value is not None, (command, key)
+
+    env = {**os.environ, "PYTHONPATH": PYTHON_DIR}
+    env.pop("KEEL_SERVE_TOKEN", None)
+    server = subprocess.Popen([sys.executable, "-m", "keel", *w, "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        announced = json.loads(server.stdout.readline())
+        assert announced["url"] == f"http://127.0.0.1:{announced['port']}" and announced["port"] > 0
+        assert announced["endpoints"] == [] and len(announced["token"]) >= 16
+    finally:
+        server.kill()
+        server.communicate(timeout=30)
+
+    for command in commands:
+        code = cli.main(w + fail[command])
+        out, err = capsys.readouterr()
+        assert code != 0 and out == "", (command, out)
+        error = json.loads(err)
+        assert set(error) == {"error", "message"} and error["message"], (command, error)
+        assert code == getattr(keel, error["error"]).exit_code, (command, error, code)
+
+
+def test_runs_artifacts_lists_and_downloads(ws, tmp_path):
+    with ws.start_run(name="trainer") as run:
+        (tmp_path / "model.txt").write_text("weights")
+        (tmp_path / "plots").mkdir()
+        (tmp_path / "plots" / "roc.txt").write_text("curve")
+        run.log_artifact(tmp_path / "model.txt")
+        run.log_artifact(tmp_path / "plots")
+    listed = json.loads(keel_cli("runs", "artifacts", run.id, "--json", workspace=ws.path).stdout)
+    import hashlib
+    assert listed == [{"path": "model.txt", "size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()},
+                      {"path": "plots/roc.txt", "size": 5, "sha256": hashlib.sha256(b"curve").hexdigest()}]
+    dest = tmp_path / "out"
+    out = keel_cli("runs", "artifacts", run.id, "--download", dest, "--path", "plots", "--json", workspace=ws.path)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["run_id"] == run.id and [f["path"] for f in got["files"]] == ["plots/roc.txt"]
+    assert (dest / "plots" / "roc.txt").read_text() == "curve" and not (dest / "model.txt").exists()
+    text = keel_cli("runs", "artifacts", run.id, workspace=ws.path)
+    assert "plots/roc.txt" in text.stdout and "sha256" in text.stdout
+    empty = ws.start_run()
+    out = keel_cli("runs", "artifacts", empty.id, "--download", dest, workspace=ws.path)
+    assert out.returncode == keel.NotFound.exit_code and "no artifacts" in out.stderr
+
+
+def test_close_stale_from_the_command_line(ws):
+    code = "import sys, time, keel; r = keel.open(sys.argv[1]).start_run(name='doomed'); print(r.id, flush=True); " \
+           "time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, ws.path], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": PYTHON_DIR})
+    run_id = proc.stdout.readline().strip()
+    proc.kill()
+    proc.wait(timeout=30)
+    listed = json.loads(keel_cli("runs", "stale", "--json", workspace=ws.path).stdout)
+    assert [r["run_id"] for r in listed] == [run_id] and listed[0]["pid"] == proc.pid
+    dry = json.loads(keel_cli("runs", "close-stale", "--dry-run", "--json", workspace=ws.path).stdout)
+    assert dry["dry_run"] and [r["run_id"] for r in dry["runs"]] == [run_id]
+    assert ws.runs.get(run_id).status == "RUNNING"
+    out = keel_cli("runs", "close-stale", workspace=ws.path)
+    assert out.returncode == 0 and "closed 1 stale run(s)" in out.stdout and run_id in out.stdout
+    assert ws.runs.get(run_id).status == "KILLED"

@@ -250,6 +250,28 @@ def test_training_set_point_in_time_and_ttl(fs, fv):
     assert ts.lineage_ref == f"training_set:{ts.id}"
 
 
+def test_integer_features_stay_integers(fs, fv):
+    fv.ingest(frame([1, 2], [0, 0], [5, 7]))
+    complete = fs.training_set(pd.DataFrame({"player_id": [1, 2], "event_timestamp": [day(1), day(1)]}),
+                               features=["activity:sessions", "activity:level", "activity:spend"]).to_pandas()
+    assert (complete["sessions"].dtype, complete["level"].dtype) == (np.dtype("int64"), np.dtype("int32"))
+    assert complete["sessions"].tolist() == [5, 7]
+    gaps = fs.training_set(pd.DataFrame({"player_id": [1, 3, 2], "event_timestamp": [day(1)] * 3}),
+                           features=["activity:sessions", "activity:level", "activity:spend"]).to_pandas()
+    assert (str(gaps["sessions"].dtype), str(gaps["level"].dtype)) == ("Int64", "Int32")  # nullable, not float
+    assert gaps["sessions"].tolist() == [5, pd.NA, 7] and gaps["spend"].dtype == np.float64
+    big = 2**53 + 1  # would lose its last digit as a float
+    fv.ingest(frame([4], [0], [big]))
+    got = fs.training_set(pd.DataFrame({"player_id": [4, 5], "event_timestamp": [day(1)] * 2}),
+                          features=["activity:sessions"]).to_pandas()
+    assert got["sessions"][0] == big
+    fs.materialize("activity")
+    online = fs.get_online(["activity:sessions", "activity:level"], player_id=[1, 99], now=day(1))
+    assert (str(online["sessions"].dtype), str(online["level"].dtype)) == ("Int64", "Int32")
+    assert online["sessions"].tolist() == [5, pd.NA]
+    assert fs.get_online(["activity:sessions"], player_id=[1, 2], now=day(1))["sessions"].dtype == np.int64
+
+
 def test_training_set_is_rebuilt_identically_by_id(fs, fv):
     fv.ingest(frame([1, 2], [0, 0], [1, 2]))
     labels = pd.DataFrame({"player_id": [1, 2], "event_timestamp": [day(3), day(3)], "y": [1, 0]})
@@ -328,7 +350,7 @@ def test_training_set_matches_brute_force(ws, seed):
         got = ts[col].tolist()
         for g, r in zip(got, ref):
             if r is None:
-                assert g is None or (isinstance(g, float) and np.isnan(g)), (col, got, ref)
+                assert g is None or g is pd.NA or (isinstance(g, float) and np.isnan(g)), (col, got, ref)
             else:
                 assert g == r, (col, g, r)
 

@@ -340,6 +340,16 @@ def test_plot_metric_history(ws, grid):
     assert ax.get_lines()[0].get_ydata().tolist() == [1.0, 0.5, 0.25]
 
 
+def test_plot_metric_history_of_an_unlogged_metric_says_so(ws, grid):
+    import matplotlib
+    matplotlib.use("Agg")
+    for runs in (ws.runs.search(experiment="churn"), [], grid[0]):
+        ax = plot_metric_history(runs, "no_such_metric")
+        assert ax.get_lines() == []
+        assert "no points" in ax.get_title()
+        assert any("no run here has logged 'no_such_metric'" in t.get_text() for t in ax.texts)
+
+
 # ------------------------------------------------------------------------------ several processes
 
 WORKER = textwrap.dedent("""
@@ -404,3 +414,146 @@ def test_sigkill_mid_write_keeps_every_acknowledged_write(ws):
     # the workspace still takes writes
     got.log_metric("after", 1.0)
     assert reopened.runs.get(run.id).metrics["after"] == 1.0
+
+
+# ------------------------------------------------------------------- SIGTERM and runs whose process died
+
+RUN_UNTIL_SIGNALLED = textwrap.dedent("""
+    import signal, sys, time, keel
+    mode = sys.argv[2]
+    if mode == "own-handler":
+        def stop(signum, frame):
+            print("own handler ran", flush=True)
+            sys.exit(7)
+        signal.signal(signal.SIGTERM, stop)
+    elif mode == "ignore":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ws = keel.open(sys.argv[1])
+    with ws.start_run(experiment="ci", name="job") as run:
+        print(run.id, flush=True)
+        deadline = time.time() + float(sys.argv[3])
+        while time.time() < deadline:
+            time.sleep(0.02)
+        run.log_metric("done", 1.0)
+    print("finished", flush=True)
+""")
+
+
+def start_child(ws, mode, seconds=60, **env):
+    proc = subprocess.Popen([sys.executable, "-c", RUN_UNTIL_SIGNALLED, ws.path, mode, str(seconds)],
+                            stdout=subprocess.PIPE, text=True, env={**child_env(), **env})
+    run_id = proc.stdout.readline().strip()
+    assert len(run_id) == 32, run_id
+    return proc, run_id
+
+
+def test_sigterm_ends_the_run_killed_and_the_process_still_dies_of_it(ws):
+    proc, run_id = start_child(ws, "default")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM  # chained to the default action
+    run = ws.runs.get(run_id)
+    assert run.status == "KILLED" and run.end_time is not None
+    assert "SIGTERM" in run.error
+
+
+def test_sigterm_chains_to_the_programs_own_handler(ws):
+    proc, run_id = start_child(ws, "own-handler")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=30) == 7 and "own handler ran" in out
+    assert ws.runs.get(run_id).status == "KILLED"
+
+
+def test_a_process_that_ignores_sigterm_keeps_its_run(ws):
+    proc, run_id = start_child(ws, "ignore", seconds=1.5)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=30) == 0 and "finished" in out
+    assert ws.runs.get(run_id).status == "FINISHED"
+
+
+def test_sigterm_handler_is_installed_only_while_a_run_is_active(ws):
+    code = textwrap.dedent("""
+        import signal, sys, threading, keel
+        ws = keel.open(sys.argv[1])
+        before = signal.getsignal(signal.SIGTERM)
+        outer = ws.start_run()
+        inner = ws.start_run(parent=outer)
+        assert signal.getsignal(signal.SIGTERM) is not before
+        inner.end()
+        assert signal.getsignal(signal.SIGTERM) is not before, "outer is still active"
+        outer.end()
+        assert signal.getsignal(signal.SIGTERM) is before
+        worker = threading.Thread(target=lambda: ws.start_run().end())  # no signal calls off the main thread
+        worker.start()
+        worker.join()
+        assert signal.getsignal(signal.SIGTERM) is before
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code, ws.path], capture_output=True, text=True, env=child_env(),
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_forked_worker_killed_by_sigterm_leaves_the_parents_run_alone(ws):
+    code = textwrap.dedent("""
+        import os, signal, sys, keel
+        ws = keel.open(sys.argv[1])
+        run = ws.start_run(name="parent")
+        child = os.fork()
+        if child == 0:  # a pool worker: pool.terminate() sends it SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(0)  # not reached: the default action ends it
+        _, status = os.waitpid(child, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        print(ws.runs.get(run.id).status)
+        run.end()
+    """)
+    out = subprocess.run([sys.executable, "-c", code, ws.path], capture_output=True, text=True, env=child_env(),
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "RUNNING", out.stderr
+
+
+def test_sigkill_leaves_a_stale_run_that_close_stale_ends(ws):
+    proc, dead_id = start_child(ws, "default", KEEL_HEARTBEAT_SECONDS="0.1")
+    time.sleep(0.5)
+    beat = ws.runs.get(dead_id).process
+    assert beat["pid"] == proc.pid and beat["host"] == os.uname().nodename
+    assert beat["heartbeat_at"] > ws.runs.get(dead_id).start_time  # the heartbeat thread beat
+    alive = ws.start_run(name="still working")
+    assert ws.runs.stale() == []  # both processes are alive
+
+    proc.kill()
+    proc.wait(timeout=30)
+    [stale] = ws.runs.stale()
+    assert stale["id"] == dead_id and stale["process"]["pid"] == proc.pid
+    assert f"process {proc.pid}" in stale["reason"] and "has exited" in stale["reason"]
+    assert ws.runs.close_stale(dry_run=True)[0]["id"] == dead_id
+    assert ws.runs.get(dead_id).status == "RUNNING"  # a dry run changes nothing
+
+    [closed] = ws.runs.close_stale()
+    run = ws.runs.get(dead_id)
+    assert closed["status"] == run.status == "KILLED"
+    assert run.end_time == stale["process"]["heartbeat_at"]  # the last sign of life
+    assert "closed as stale" in run.error and "has exited" in run.error
+    assert ws.runs.close_stale() == [] and ws.runs.get(alive.id).status == "RUNNING"
+    alive.end()
+
+
+def test_stale_on_another_host_goes_by_heartbeat_and_a_reused_pid_is_seen(ws):
+    import sqlite3
+    remote, reused = ws.start_run(name="remote"), ws.start_run(name="reused")
+    old = int(time.time() * 1000) - 600_000
+    with sqlite3.connect(os.path.join(ws.path, "keel.db")) as db:
+        db.execute("UPDATE tracking_run_processes SET host = 'gpu-box-7', heartbeat_at = ? WHERE run = "
+                   "(SELECT id FROM tracking_runs WHERE run_id = ?)", (old, remote.id))
+        db.execute("UPDATE tracking_run_processes SET process_start = process_start + 1 WHERE run = "
+                   "(SELECT id FROM tracking_runs WHERE run_id = ?)", (reused.id,))
+    reasons = {r["id"]: r["reason"] for r in ws.runs.stale(heartbeat_timeout=300)}
+    assert "no heartbeat from process" in reasons[remote.id] and "gpu-box-7" in reasons[remote.id]
+    assert "another process" in reasons[reused.id]
+    assert remote.id not in {r["id"] for r in ws.runs.stale(heartbeat_timeout=3600)}
+    with pytest.raises(keel.InvalidArgument, match="positive"):
+        ws.runs.stale(heartbeat_timeout=0)
+    remote.end()
+    reused.end()

@@ -19,6 +19,17 @@ def test_errors_are_keel_errors_with_kind_classes(tmp_path):
     assert issubclass(keel.NotFound, keel.KeelError)
 
 
+def test_open_refuses_a_folder_of_other_files_but_takes_an_empty_one(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("print('hi')")
+    with pytest.raises(keel.InvalidArgument, match="exists but is not a Keel workspace \\(no keel.db\\)"):
+        keel.open(project)
+    assert sorted(os.listdir(project)) == ["train.py"]  # nothing scattered among the user's files
+    (tmp_path / "empty").mkdir()
+    assert os.path.exists(os.path.join(keel.open(tmp_path / "empty").path, "keel.db"))
+
+
 def test_tampered_artifact_raises_corrupt(ws):
     digest = ws.put_artifact(b"x" * 1000)
     path = ws._native.artifact_path(digest)

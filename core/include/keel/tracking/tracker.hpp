@@ -46,6 +46,22 @@ struct RunInfo {
     std::optional<std::string> error; //!< why a FAILED run failed
 };
 
+//! The process running a run, recorded when the run starts, so that a run whose process died
+//! (kill -9, a lost machine) can be told from one still working.
+struct RunProcess {
+    std::string host;
+    int64_t pid = 0;
+    int64_t process_start = 0; //!< clock ticks since boot (Linux), 0 when unknown; tells a reused pid apart
+    int64_t heartbeat_at = 0;  //!< ms since the epoch: the last sign of life (start, then heartbeat())
+};
+
+//! A RUNNING run whose process is gone, and how we know.
+struct StaleRun {
+    RunInfo info;
+    RunProcess process;
+    std::string reason; //!< e.g. "process 4242 on host-a has exited"
+};
+
 //! A run with its params, latest metric values and tags.
 struct Run {
     RunInfo info;
@@ -64,6 +80,8 @@ struct NewRun {
     std::string git_commit;
     std::optional<bool> git_dirty;
     std::optional<int64_t> start_time;
+    //! Who runs it; unset: this process, as seen by this host. Not recorded when `host` is empty.
+    std::optional<RunProcess> process;
 };
 
 struct MetricPoint {
@@ -144,6 +162,20 @@ public:
     //! Runs matching the query with their params, latest metrics and tags (fetched for the whole
     //! page in three batched queries). InvalidArgument for a malformed filter or order_by.
     std::vector<Run> search(const SearchQuery& query);
+
+    // ---- stale runs (stale.cpp)
+    //! Marks the runs' processes alive now. Ids of runs that are unknown or recorded without a
+    //! process are skipped: a heartbeat never fails the work it accompanies.
+    void heartbeat(std::span<const std::string> run_ids);
+    //! The process recorded for a run; nullopt when none was. NotFound for an unknown run.
+    std::optional<RunProcess> run_process(std::string_view run_id);
+    //! RUNNING runs whose process is gone: on this host, its pid no longer exists or now belongs to
+    //! another process; on another host (where pids cannot be checked), no heartbeat for longer than
+    //! `heartbeat_timeout_ms`. Runs recorded without a process are not judged. Oldest first.
+    std::vector<StaleRun> stale_runs(int64_t heartbeat_timeout_ms);
+    //! Ends each stale run KILLED, its end time the last sign of life and the reason as its error.
+    //! A run that ended by itself meanwhile is left as it is. Returns the runs closed.
+    std::vector<StaleRun> close_stale_runs(int64_t heartbeat_timeout_ms);
 
 private:
     int64_t run_pk(std::string_view run_id);
