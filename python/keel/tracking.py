@@ -447,7 +447,8 @@ class Runs:
         tags.team = 'growth' and status = 'FINISHED'``; keys with spaces in back quotes
         (``metrics.`val loss` < 0.3``); operators = != < <= > >= LIKE ILIKE IN. ``order_by``: items
         like ``"metrics.auc DESC"`` or ``"start_time"``. A malformed filter raises InvalidArgument
-        naming the bad token.
+        naming the bad token; so does one past the limits of a single query (50 terms, 10,000 IN
+        values, 60 metric/param/tag keys across filter and order_by).
         """
         if experiment is None:
             experiments: list[str] = []
