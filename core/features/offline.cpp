@@ -234,7 +234,7 @@ void FeatureStore::revoke(const std::string& role, const std::string& view_name,
 void FeatureStore::grants_changed() {
     // Every reader in this process stops showing PII at once; this store's readers check again
     // now (outside the transaction: a check takes the reader's lock, then the Db's).
-    detail::grants_epoch().fetch_add(1, std::memory_order_acq_rel);
+    detail::grants_epoch.fetch_add(1, std::memory_order_acq_rel);
     std::vector<std::shared_ptr<OnlineReader>> live;
     {
         std::lock_guard lock(impl_->mu);

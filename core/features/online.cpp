@@ -406,10 +406,7 @@ inline double value_at(const ColumnView& c, DType t, uint32_t r) {
 
 } // namespace
 
-std::atomic<uint64_t>& detail::grants_epoch() {
-    static std::atomic<uint64_t> epoch{1};
-    return epoch;
-}
+std::atomic<uint64_t> detail::grants_epoch{1};
 
 OnlineReader::OnlineReader(FeatureStore& store, std::vector<std::string> features)
     : store_(store), features_(std::move(features)), role_(store.workspace().role()) {
@@ -423,7 +420,7 @@ OnlineReader::OnlineReader(FeatureStore& store, std::vector<std::string> feature
 void OnlineReader::recheck_grants() {
     std::lock_guard lock(refresh_mu_);
     // Epoch and generation first: a change racing with this check is seen by the next one.
-    uint64_t epoch = detail::grants_epoch().load(std::memory_order_acquire);
+    uint64_t epoch = detail::grants_epoch.load(std::memory_order_acquire);
     checked_generation_.store(storage::read_generation(store_.workspace().db()));
     for (size_t j = 0; j < features_.size(); ++j) {
         FeatureRef ref = FeatureRef::parse(features_[j]);
@@ -448,7 +445,7 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now
     const double nan = std::numeric_limits<double>::quiet_NaN();
     // Granted PII shows only while no grant or revoke happened since the last check (fail closed).
     const bool grants_current =
-        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch().load(std::memory_order_acquire);
+        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
     for (size_t i = 0; i < n; ++i) {
         for (size_t v = 0; v < nv; ++v) {
             const Plan::View& view = plan->views[v];
@@ -491,7 +488,7 @@ bool OnlineReader::refresh() {
     // Grants changed by another process (they bump the workspace generation) or by another handle
     // in this one, or a new view version that may mark other columns PII: check them again.
     if (switched || storage::read_generation(store_.workspace().db()) != checked_generation_.load() ||
-        checked_epoch_.load() != detail::grants_epoch().load())
+        checked_epoch_.load() != detail::grants_epoch.load())
         recheck_grants();
     return switched;
 }

@@ -26,7 +26,7 @@ namespace detail {
 
 //! Bumped by every grant or revoke in this process (any FeatureStore): a reader whose last grants
 //! check predates it shows no PII column until it checks again.
-std::atomic<uint64_t>& grants_epoch();
+extern std::atomic<uint64_t> grants_epoch;
 
 struct SegRef {
     int64_t id = 0;
