@@ -61,7 +61,8 @@ def bench_register(ws, client, source: str) -> None:
     digest = ws.put_artifact(b"model bytes")
     ws.models.create(NAME)
     client.create_registered_model(NAME)
-    keel_s = timed(lambda i: ws.models.register(NAME, digest, run_id=f"run{i}"), VERSIONS)
+    runs = [ws.start_run(experiment="bench").id for _ in range(VERSIONS)]  # a source run must exist
+    keel_s = timed(lambda i: ws.models.register(NAME, digest, run_id=runs[i]), VERSIONS)
     mlflow_s = timed(lambda i: client.create_model_version(NAME, source, run_id=None), VERSIONS)
     keel_numbers = [v.version for v in ws.models.versions(NAME)]
     mlflow_numbers = sorted(int(v.version) for v in client.search_model_versions(f"name='{NAME}'",

@@ -18,7 +18,13 @@ void bind_errors(py::module_& m) {
         } catch (const keel::Error& e) {
             py::object errors = py::module_::import("keel.errors");
             py::object cls = errors.attr(std::string(keel::error_kind_name(e.kind())).c_str());
-            PyErr_SetString(cls.ptr(), e.what());
+            // Messages quote offending values, which may be any bytes (a tampered model's key): decode
+            // them leniently so the user gets the Keel error, not a UnicodeDecodeError about it.
+            std::string_view what = e.what();
+            py::object text = py::reinterpret_steal<py::object>(
+                PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "backslashreplace"));
+            if (text) PyErr_SetObject(cls.ptr(), text.ptr());
+            else PyErr_SetString(cls.ptr(), "(error message could not be decoded)");
         } catch (const std::filesystem::filesystem_error& e) {
             PyErr_SetString(PyExc_OSError, e.what());
         }

@@ -177,7 +177,7 @@ void bind_inference(py::module_& m) {
                      py::gil_scoped_release release;
                      rec = p.recommend(users.data(), static_cast<size_t>(users.size()), k, ip, ix, threads);
                  }
-                 std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(users.size()), static_cast<py::ssize_t>(k)};
+                 std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(users.size()), static_cast<py::ssize_t>(rec.k)};
                  py::array_t<int64_t> items(shape);
                  py::array_t<double> scores(shape);
                  std::copy(rec.items.begin(), rec.items.end(), items.mutable_data());

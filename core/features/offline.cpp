@@ -5,6 +5,7 @@
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/artifact_store.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 #include "store_impl.hpp"
 
@@ -202,24 +203,51 @@ void FeatureStore::grant(const std::string& role, const std::string& view_name, 
     for (const auto& c : columns)
         if (c != "*" && !spec.feature(c))
             throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", view_name, c);
-    auto& db = ws_->db();
-    storage::Transaction tx(db);
-    for (const auto& c : columns)
-        db.prepare("INSERT OR REPLACE INTO features_grants(role, view, column_name, granted_by, granted_at) "
-                   "VALUES(?, ?, ?, ?, ?)")
-            .bind_all(role, view_name, c, ws_->user(), now_ms())
-            .run();
-    tx.commit();
+    {
+        auto& db = ws_->db();
+        storage::Transaction tx(db);
+        for (const auto& c : columns)
+            db.prepare("INSERT OR REPLACE INTO features_grants(role, view, column_name, granted_by, granted_at) "
+                       "VALUES(?, ?, ?, ?, ?)")
+                .bind_all(role, view_name, c, ws_->user(), now_ms())
+                .run();
+        storage::bump_generation(db); // readers and endpoints in other processes check grants again
+        tx.commit();
+    }
+    grants_changed();
 }
 
 void FeatureStore::revoke(const std::string& role, const std::string& view_name, const std::vector<std::string>& columns) {
-    auto& db = ws_->db();
-    storage::Transaction tx(db);
-    for (const auto& c : columns)
-        db.prepare("DELETE FROM features_grants WHERE role = ? AND view = ? AND column_name = ?")
-            .bind_all(role, view_name, c)
-            .run();
-    tx.commit();
+    {
+        auto& db = ws_->db();
+        storage::Transaction tx(db);
+        for (const auto& c : columns)
+            db.prepare("DELETE FROM features_grants WHERE role = ? AND view = ? AND column_name = ?")
+                .bind_all(role, view_name, c)
+                .run();
+        storage::bump_generation(db); // readers and endpoints in other processes check grants again
+        tx.commit();
+    }
+    grants_changed();
+}
+
+void FeatureStore::grants_changed() {
+    // Every reader in this process stops showing PII at once; this store's readers check again
+    // now (outside the transaction: a check takes the reader's lock, then the Db's).
+    detail::grants_epoch.fetch_add(1, std::memory_order_acq_rel);
+    std::vector<std::shared_ptr<OnlineReader>> live;
+    {
+        std::lock_guard lock(impl_->mu);
+        for (auto& w : impl_->readers)
+            if (auto r = w.lock()) live.push_back(r);
+    }
+    for (auto& r : live) {
+        try {
+            r->recheck_grants();
+        } catch (const Error&) {
+            // Its view is gone or unreadable: it stays masked (the epoch moved) until it refreshes.
+        }
+    }
 }
 
 bool FeatureStore::can_read(const std::string& role, const std::string& view_name, const std::string& column) {

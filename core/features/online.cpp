@@ -12,6 +12,7 @@
 #include "keel/common/error.hpp"
 #include "keel/features/store.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 #include "store_impl.hpp"
 
@@ -306,7 +307,7 @@ struct OnlineReader::Plan {
     };
     struct Out {
         size_t view = 0;
-        const ColumnView* col = nullptr;  // nullptr: masked or missing, always NaN
+        const ColumnView* col = nullptr;  // nullptr: missing, always NaN (masking is the reader's access_)
         DType dtype = DType::Float64;
     };
     static constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
@@ -384,8 +385,7 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
         OnlineReader::Plan::Out out;
         out.view = it->second;
         out.dtype = cs->dtype;
-        bool allowed = !cs->pii || store.can_read(role, ref.view, ref.column);
-        out.col = allowed ? plan->views[it->second].snap->column(cs->name) : nullptr;
+        out.col = plan->views[it->second].snap->column(cs->name);
         plan->outs.push_back(out);
     }
     return plan;
@@ -406,10 +406,32 @@ inline double value_at(const ColumnView& c, DType t, uint32_t r) {
 
 } // namespace
 
+std::atomic<uint64_t> detail::grants_epoch{1};
+
 OnlineReader::OnlineReader(FeatureStore& store, std::vector<std::string> features)
     : store_(store), features_(std::move(features)), role_(store.workspace().role()) {
     if (features_.empty()) throw_error(ErrorKind::InvalidArgument, "online_reader needs at least one feature");
+    access_ = std::make_unique<std::atomic<Access>[]>(features_.size());
+    for (size_t j = 0; j < features_.size(); ++j) access_[j].store(Access::Masked);
     plan_.store(build_plan(store_, features_, role_));
+    recheck_grants();
+}
+
+void OnlineReader::recheck_grants() {
+    std::lock_guard lock(refresh_mu_);
+    // Epoch and generation first: a change racing with this check is seen by the next one.
+    uint64_t epoch = detail::grants_epoch.load(std::memory_order_acquire);
+    checked_generation_.store(storage::read_generation(store_.workspace().db()));
+    for (size_t j = 0; j < features_.size(); ++j) {
+        FeatureRef ref = FeatureRef::parse(features_[j]);
+        ViewSpec spec = store_.view(ref.view);
+        const ColumnSpec* cs = spec.feature(ref.column);
+        Access a = Access::Masked;
+        if (cs && !cs->pii) a = Access::Open;
+        else if (cs && store_.can_read(role_, ref.view, ref.column)) a = Access::Granted;
+        access_[j].store(a, std::memory_order_release);
+    }
+    checked_epoch_.store(epoch, std::memory_order_release);
 }
 
 OnlineReader::~OnlineReader() = default;
@@ -421,6 +443,9 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now
     const size_t nv = std::min(plan->views.size(), kMaxViews);
     const size_t w = plan->outs.size();
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    // Granted PII shows only while no grant or revoke happened since the last check (fail closed).
+    const bool grants_current =
+        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
     for (size_t i = 0; i < n; ++i) {
         for (size_t v = 0; v < nv; ++v) {
             const Plan::View& view = plan->views[v];
@@ -432,7 +457,9 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now
         for (size_t j = 0; j < w; ++j) {
             const Plan::Out& c = plan->outs[j];
             uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
-            o[j] = (r == Plan::kEmpty || !c.col) ? nan : value_at(*c.col, c.dtype, r);
+            Access a = access_[j].load(std::memory_order_relaxed);
+            bool visible = a == Access::Open || (a == Access::Granted && grants_current);
+            o[j] = (r == Plan::kEmpty || !c.col || !visible) ? nan : value_at(*c.col, c.dtype, r);
         }
     }
 }
@@ -447,6 +474,8 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
     const size_t nv = std::min(plan->views.size(), kMaxViews);
     const size_t w = plan->outs.size();
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    const bool grants_current =
+        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
     for (size_t i = 0; i < n; ++i) {
         for (size_t v = 0; v < nv; ++v) {
             const Plan::View& view = plan->views[v];
@@ -466,9 +495,13 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
             if (r == Plan::kEmpty) {
                 o[j] = nan;
                 s[j] = c.view < nv ? why[c.view] : Status::MissingEntity;
-            } else if (!c.col) {
+            } else if (Access a = access_[j].load(std::memory_order_relaxed);
+                       !(a == Access::Open || (a == Access::Granted && grants_current))) {
                 o[j] = nan;
                 s[j] = Status::Masked;
+            } else if (!c.col) {  // the snapshot has no such column (added to the view since)
+                o[j] = nan;
+                s[j] = Status::Null;
             } else {
                 o[j] = value_at(*c.col, c.dtype, r);
                 s[j] = (c.col->valid && !c.col->valid[r]) ? Status::Null : Status::Ok;
@@ -478,19 +511,30 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
 }
 
 bool OnlineReader::refresh() {
-    std::string current = plan_.load()->key;
-    std::string latest;
-    std::set<std::string> seen;
-    for (const auto& f : features_) {
-        FeatureRef ref = FeatureRef::parse(f);
-        if (!seen.insert(ref.view).second) continue;
-        ViewSpec spec = store_.view(ref.view);
-        auto row = latest_online(store_, spec);
-        latest += fmt::format("{}={};", ref.view, row ? row->id : 0);
+    bool switched = false;
+    {
+        std::lock_guard lock(refresh_mu_);
+        std::string current = plan_.load()->key;
+        std::string latest;
+        std::set<std::string> seen;
+        for (const auto& f : features_) {
+            FeatureRef ref = FeatureRef::parse(f);
+            if (!seen.insert(ref.view).second) continue;
+            ViewSpec spec = store_.view(ref.view);
+            auto row = latest_online(store_, spec);
+            latest += fmt::format("{}={};", ref.view, row ? row->id : 0);
+        }
+        if (latest != current) {
+            plan_.store(build_plan(store_, features_, role_));
+            switched = true;
+        }
     }
-    if (latest == current) return false;
-    plan_.store(build_plan(store_, features_, role_));
-    return true;
+    // Grants changed by another process (they bump the workspace generation) or by another handle
+    // in this one, or a new view version that may mark other columns PII: check them again.
+    if (switched || storage::read_generation(store_.workspace().db()) != checked_generation_.load() ||
+        checked_epoch_.load() != detail::grants_epoch.load())
+        recheck_grants();
+    return switched;
 }
 
 std::string OnlineReader::snapshot_key() const { return plan_.load()->key; }

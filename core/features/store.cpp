@@ -211,6 +211,9 @@ std::vector<EntitySpec> FeatureStore::entities() {
 
 namespace {
 
+// The longest vector column a view may declare (MAX_VECTOR_DIM in python/keel/features.py).
+constexpr uint32_t kMaxVectorDim = 65536;
+
 // Why `next` cannot keep reading `prev`'s data, or "" when the change is compatible.
 std::string incompatibility(const ViewSpec& prev, const ViewSpec& next) {
     if (prev.entities != next.entities) return "its entities changed";
@@ -260,6 +263,11 @@ ViewSpec FeatureStore::define_view(const ViewSpec& input) {
                         c.name, spec.name);
         if (c.dtype == DType::Vector && c.dim == 0)
             throw_error(ErrorKind::InvalidArgument, "vector column '{}' needs a length (dim > 0)", c.name);
+        // A row of one vector is dim * 4 bytes in every block: past this, ingest would ask for
+        // gigabytes per row.
+        if (c.dtype == DType::Vector && c.dim > kMaxVectorDim)
+            throw_error(ErrorKind::InvalidArgument, "vector column '{}' has length {}: the limit is {}", c.name,
+                        c.dim, kMaxVectorDim);
         if (c.dtype != DType::Vector) c.dim = 0;
     }
 

@@ -4,6 +4,7 @@
 #include "keel/features/online.hpp"
 #include "keel/features/store.hpp"
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +23,10 @@ struct FeatureStore::Impl {
 };
 
 namespace detail {
+
+//! Bumped by every grant or revoke in this process (any FeatureStore): a reader whose last grants
+//! check predates it shows no PII column until it checks again.
+extern std::atomic<uint64_t> grants_epoch;
 
 struct SegRef {
     int64_t id = 0;

@@ -484,12 +484,17 @@ void Predictor::score_pairs(const int64_t* users, const int64_t* items, size_t n
 Recommendations Predictor::recommend(const int64_t* users, size_t n_users, size_t k, const int64_t* indptr,
                                      const int64_t* indices, int threads) const {
     const auto& f = factorization_of(*impl_);
+    if (k == 0)
+        throw_error(ErrorKind::InvalidArgument, "recommend() needs k >= 1 items per user; got k = 0");
+    size_t n_items = f.n_items();
+    // More than every item cannot be recommended: cap k so the result is users x min(k, items),
+    // never users x k (k = 10**9 asked for gigabytes of -1 slots).
+    k = std::min(k, n_items);
     Recommendations rec;
     rec.k = k;
     rec.items.assign(n_users * k, -1);
     rec.scores.assign(n_users * k, std::numeric_limits<double>::quiet_NaN());
     if (k == 0 || n_users == 0) return rec;
-    size_t n_items = f.n_items();
     detail::parallel_blocks(n_users, 16, static_cast<double>(n_items) * 4.0, threads, [&](size_t b, size_t e) {
         thread_local std::vector<double> scores;
         thread_local std::vector<int64_t> order;

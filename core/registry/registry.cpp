@@ -8,6 +8,7 @@
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
+#include "keel/tracking/tracker.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -339,6 +340,19 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                     nv.digest, name);
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
+    if (!nv.run_id.empty()) {
+        // The source run must exist: lineage and `mv.run` would otherwise point at nothing. Asked
+        // through tracking's public API (runs are never deleted, so checking first is enough).
+        try {
+            tracking::Tracker(ws_).get_info(nv.run_id);
+        } catch (const Error& e) {
+            if (e.kind() != ErrorKind::NotFound) throw;
+            throw_error(ErrorKind::NotFound,
+                        "cannot register a version of '{}' from run '{}': no such run in this workspace. Pass the id "
+                        "of a run here (run.id, ws.runs.search()), or no run_id",
+                        name, nv.run_id);
+        }
+    }
     auto& db = ws_.db();
     storage::Transaction tx(db); // BEGIN IMMEDIATE: the version number below is ours until commit
     int64_t id = 0;

@@ -8,7 +8,11 @@
 #include <openssl/evp.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <array>
 #include <fstream>
@@ -54,6 +58,11 @@ void check_digest(std::string_view digest) {
         throw_error(ErrorKind::InvalidArgument,
                     "'{}' is not an artifact digest: expected 64 lowercase hex characters (sha256)", digest);
 }
+
+struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+};
 
 void fsync_path(const fs::path& path, bool directory) {
     int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -138,18 +147,44 @@ std::string ArtifactStore::put_bytes(std::string_view data) {
 }
 
 std::string ArtifactStore::put_file(const fs::path& source) {
-    std::ifstream in(source, std::ios::binary);
-    if (!in || fs::is_directory(source))
-        throw_error(ErrorKind::NotFound, "cannot read artifact file '{}': check the path exists and is a file",
+    // O_NONBLOCK so that a named pipe cannot block the open; fstat on the open descriptor so that a
+    // file swapped for a pipe or device after any earlier check is still refused.
+    int fd = ::open(source.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        throw_error(errno == EACCES ? ErrorKind::PermissionDenied : ErrorKind::NotFound,
+                    "cannot read artifact file '{}': {}; check the path exists and is a readable file", source.string(),
+                    std::strerror(errno));
+    FdCloser closer{fd};
+    struct stat info {};
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode))
+        throw_error(S_ISDIR(info.st_mode) ? ErrorKind::NotFound : ErrorKind::InvalidArgument,
+                    "cannot read artifact file '{}': it is not a regular file (a directory, pipe, socket or device); "
+                    "Keel stores regular files only",
                     source.string());
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     fs::path temp = root_ / "tmp" / random_hex_id();
-    std::pair<std::string, int64_t> result;
+    Sha256 sha;
+    int64_t total = 0;
     {
         std::ofstream out(temp, std::ios::binary);
-        result = hash_stream(in, &out);
+        std::vector<char> buf(1 << 20);
+        while (true) {
+            ssize_t got = ::read(fd, buf.data(), buf.size());
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) {
+                std::error_code ec;
+                fs::remove(temp, ec);
+                throw_error(ErrorKind::InvalidArgument, "cannot read artifact file '{}': {}", source.string(),
+                            std::strerror(errno));
+            }
+            if (got == 0) break;
+            sha.update(buf.data(), size_t(got));
+            out.write(buf.data(), got);
+            total += got;
+        }
         if (!out.flush()) throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
     }
-    return commit_temp(temp, result.first, result.second);
+    return commit_temp(temp, sha.hex(), total);
 }
 
 bool ArtifactStore::contains(std::string_view digest) const { return fs::exists(path_of(digest)); }
@@ -192,24 +227,53 @@ void ArtifactStore::copy_to(std::string_view digest, const fs::path& dest) const
     fs::path path = path_of(digest);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace", digest);
-    if (dest.has_parent_path()) fs::create_directories(dest.parent_path());
+    std::error_code ec;
+    if (dest.has_parent_path()) fs::create_directories(dest.parent_path(), ec);
     fs::path temp = dest;
     temp += ".keel-partial";
-    std::string actual;
+    // A fresh file, never through a link someone left at the temporary name.
+    fs::remove(temp, ec);
+    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        throw_error(errno == EACCES ? ErrorKind::PermissionDenied : ErrorKind::InvalidArgument,
+                    "cannot write to '{}': {}", dest.string(), std::strerror(errno));
+    Sha256 sha;
+    bool written = true;
+    int write_errno = 0;
     {
-        std::ofstream out(temp, std::ios::binary);
-        if (!out) throw_error(ErrorKind::InvalidArgument, "cannot write to '{}'", dest.string());
-        actual = hash_stream(in, &out).first;
+        FdCloser closer{fd};
+        std::vector<char> buf(1 << 20);
+        while (written && in) {
+            in.read(buf.data(), std::streamsize(buf.size()));
+            auto got = in.gcount();
+            if (got <= 0) break;
+            sha.update(buf.data(), size_t(got));
+            for (const char* p = buf.data(); written && p < buf.data() + got;) {
+                ssize_t n = ::write(fd, p, size_t(buf.data() + got - p));
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) {
+                    written = false;
+                    write_errno = n < 0 ? errno : ENOSPC;
+                }
+                else p += n;
+            }
+        }
     }
-    if (actual != digest) {
-        std::error_code ec;
+    std::string actual = sha.hex();
+    if (!written || actual != digest) {
         fs::remove(temp, ec);
+        if (!written) throw_error(ErrorKind::Internal, "cannot write to '{}': {}", dest.string(), std::strerror(write_errno));
         throw_error(ErrorKind::Corrupt,
                     "artifact {} is corrupt: its content hashes to {}; it was truncated or modified on "
                     "disk. Restore it from a backup or log it again",
                     digest, actual);
     }
-    fs::rename(temp, dest);
+    fs::rename(temp, dest, ec);
+    if (ec) {
+        std::error_code ignored;
+        fs::remove(temp, ignored);
+        throw_error(ErrorKind::InvalidArgument, "cannot write to '{}': {}", dest.string(), ec.message());
+    }
 }
 
 } // namespace keel::storage

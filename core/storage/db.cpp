@@ -15,9 +15,13 @@ constexpr int kApplicationId = 0x4b45454c;
 // ---------------------------------------------------------------------------------------- Stmt
 
 Stmt::~Stmt() {
-    if (stmt_) {
+    if (!stmt_) return;
+    if (cached_) {
         sqlite3_reset(stmt_);
         sqlite3_clear_bindings(stmt_);
+        --cached_->users;
+    } else {
+        sqlite3_finalize(stmt_);
     }
 }
 
@@ -113,8 +117,9 @@ Db::Db(const std::string& path) : path_(path) {
              "PRAGMA wal_autocheckpoint=10000;");
         exec("PRAGMA application_id=" + std::to_string(kApplicationId));
     } catch (...) {
-        for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+        for (auto& c : lru_) sqlite3_finalize(c.stmt);
         cache_.clear();
+        lru_.clear();
         sqlite3_close(db_);
         db_ = nullptr;
         throw;
@@ -122,18 +127,43 @@ Db::Db(const std::string& path) : path_(path) {
 }
 
 Db::~Db() {
-    for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+    for (auto& c : lru_) sqlite3_finalize(c.stmt);
     if (db_) sqlite3_close(db_);
 }
 
 Stmt Db::prepare(std::string_view sql) {
-    auto key = std::string(sql);
-    if (auto it = cache_.find(key); it != cache_.end()) return Stmt(*this, it->second);
+    if (auto it = cache_.find(sql); it != cache_.end()) {
+        auto node = it->second;
+        if (node->users == 0) {
+            lru_.splice(lru_.begin(), lru_, node);
+            ++node->users;
+            return Stmt(*this, node->stmt, &*node);
+        }
+        // The same SQL is being stepped further up the stack: resetting it here would derail that
+        // caller, so this one gets a private statement.
+        sqlite3_stmt* st = nullptr;
+        int rc = sqlite3_prepare_v3(db_, sql.data(), int(sql.size()), 0, &st, nullptr);
+        if (rc != SQLITE_OK) fail(rc, sql);
+        return Stmt(*this, st, nullptr);
+    }
     sqlite3_stmt* st = nullptr;
-    int rc = sqlite3_prepare_v3(db_, key.data(), int(key.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr);
+    int rc = sqlite3_prepare_v3(db_, sql.data(), int(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr);
     if (rc != SQLITE_OK) fail(rc, sql);
-    cache_.emplace(std::move(key), st);
-    return Stmt(*this, st);
+    lru_.push_front({std::string(sql), st, 1});
+    cache_.emplace(lru_.front().sql, lru_.begin());
+    evict_unused();
+    return Stmt(*this, st, &lru_.front());
+}
+
+void Db::evict_unused() {
+    // Oldest first; a statement someone still holds stays until a later call finds it free.
+    for (auto it = lru_.end(); lru_.size() > kStatementCacheSize && it != lru_.begin();) {
+        --it;
+        if (it->users > 0) continue;
+        cache_.erase(std::string_view(it->sql));
+        sqlite3_finalize(it->stmt);
+        it = lru_.erase(it);
+    }
 }
 
 void Db::exec(std::string_view sql) {
@@ -157,6 +187,7 @@ void Db::fail(int rc, std::string_view what) const {
     if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) kind = ErrorKind::Corrupt;
     else if (primary == SQLITE_CONSTRAINT) kind = ErrorKind::Conflict;
     else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) kind = ErrorKind::Conflict;
+    else if (primary == SQLITE_TOOBIG) kind = ErrorKind::InvalidArgument; // a value or statement past SQLite's limits
     else if (primary == SQLITE_READONLY || primary == SQLITE_PERM || primary == SQLITE_AUTH)
         kind = ErrorKind::PermissionDenied;
     throw_error(kind, "SQLite error {} ({}: {}) running '{}'", rc, sqlite3_errstr(rc),

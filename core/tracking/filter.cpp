@@ -33,8 +33,12 @@ std::string upper(std::string_view s) {
 }
 
 [[noreturn]] void bad(std::string_view filter, size_t pos, std::string_view token, std::string_view why) {
+    // A filter can be megabytes long (a huge IN list): quote a bounded excerpt of it and the token.
+    auto excerpt = [](std::string_view text) {
+        return text.size() <= 200 ? std::string(text) : std::string(text.substr(0, 200)) + "...";
+    };
     throw_error(ErrorKind::InvalidArgument, "invalid filter at position {} (token '{}'): {}. Filter: \"{}\"",
-                pos + 1, token, why, filter);
+                pos + 1, excerpt(token), why, excerpt(filter));
 }
 
 std::vector<Token> tokenize(std::string_view s) {
@@ -137,6 +141,10 @@ public:
         std::vector<Term> terms;
         if (peek().kind == Tok::End) return terms;
         while (true) {
+            if (terms.size() == kMaxFilterTerms)
+                bad(s_, peek().pos, peek().raw,
+                    fmt::format("a filter holds at most {} terms; narrow it, or filter the rest in pandas",
+                                kMaxFilterTerms));
             terms.push_back(term());
             const Token& t = peek();
             if (t.kind == Tok::End) break;
@@ -227,6 +235,11 @@ public:
             while (true) {
                 const Token& v = next();
                 if (v.kind != Tok::Quoted) bad(s_, v.pos, v.raw, "expected a quoted string in the IN list");
+                if (++in_items_ > kMaxFilterInItems)
+                    bad(s_, v.pos, v.raw,
+                        fmt::format("IN lists of a filter hold at most {} values in all; split the search or "
+                                    "filter the rest in pandas",
+                                    kMaxFilterInItems));
                 items.push_back(v.text);
                 const Token& sep = next();
                 if (sep.kind == Tok::RParen) break;
@@ -269,6 +282,7 @@ private:
     std::string_view s_;
     std::vector<Token> toks_;
     size_t i_ = 0;
+    size_t in_items_ = 0;
 };
 
 } // namespace

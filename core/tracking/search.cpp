@@ -17,6 +17,11 @@ namespace {
 
 using Bind = std::variant<double, int64_t, std::string>;
 
+// SQLite's limit is 64 tables per join; runs, experiments and parents take three.
+constexpr size_t kMaxSearchJoins = 60;
+// Bound values stay far below SQLite's 32,766 together with the filter's own limits.
+constexpr size_t kMaxSearchExperiments = 10'000;
+
 const char* attribute_column(std::string_view name) {
     if (name == "status") return "r.status";
     if (name == "name") return "r.name";
@@ -84,6 +89,20 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
     std::vector<Term> terms = parse_filter(query.filter);
     std::vector<OrderKey> order;
     for (const auto& o : query.order_by) order.push_back(parse_order_key(o));
+    // Every metric/param/tag term and order key is one join; SQLite joins at most 64 tables (three
+    // are taken by runs, experiments and parents). Refuse clearly rather than fail inside SQLite.
+    size_t joins = 0;
+    for (const auto& t : terms) joins += t.entity != Entity::Attribute;
+    for (const auto& o : order) joins += o.entity != Entity::Attribute;
+    if (joins > kMaxSearchJoins)
+        throw_error(ErrorKind::InvalidArgument,
+                    "this search compares or orders by {} metric, param or tag keys; one search reads at most {}: "
+                    "narrow the filter or order_by, or filter the rest in pandas",
+                    joins, kMaxSearchJoins);
+    if (query.experiments.size() > kMaxSearchExperiments)
+        throw_error(ErrorKind::InvalidArgument,
+                    "this search names {} experiments; one search takes at most {}: search fewer at a time",
+                    query.experiments.size(), kMaxSearchExperiments);
 
     auto& db = ws_.db();
     auto guard = db.lock();

@@ -1,6 +1,8 @@
 // core/tracking/tracker.cpp
 #include "keel/tracking/tracker.hpp"
 
+#include "artifact_paths.hpp"
+
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
@@ -180,34 +182,6 @@ std::string generated_name() {
                                             "panda", "raven", "tiger", "koala", "bison", "crane", "gecko", "moth"};
     thread_local std::mt19937 gen{std::random_device{}()};
     return fmt::format("{}-{}-{}", kAdj[gen() % 16], kNoun[gen() % 16], gen() % 1000);
-}
-
-// An artifact path stays inside the run: relative, '/'-separated, no '.' or '..' parts, so a
-// download never writes outside its destination.
-std::string clean_artifact_path(std::string_view path) {
-    std::string out;
-    size_t i = 0;
-    while (i <= path.size()) {
-        size_t j = path.find_first_of("/\\", i);
-        if (j == std::string_view::npos) j = path.size();
-        std::string_view part = path.substr(i, j - i);
-        if (part == "..")
-            throw_error(ErrorKind::InvalidArgument,
-                        "artifact path '{}' climbs out of the run with '..': use a path inside the run", path);
-        if (!part.empty() && part != ".") {
-            if (!out.empty()) out += '/';
-            out += part;
-        }
-        i = j + 1;
-    }
-    return out;
-}
-
-std::string join_path(std::string_view a, std::string_view b) {
-    std::string out(a);
-    while (!out.empty() && out.back() == '/') out.pop_back();
-    if (out.empty()) return std::string(b);
-    return out + "/" + std::string(b);
 }
 
 } // namespace
@@ -518,36 +492,18 @@ void Tracker::delete_tag(std::string_view run_id, std::string_view key) {
 
 std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const fs::path& local,
                                                  std::string_view artifact_path) {
-    std::error_code ec;
-    auto status = fs::status(local, ec);
-    if (ec || !fs::exists(status))
-        throw_error(ErrorKind::NotFound, "cannot log artifact '{}': no such file or directory", local.string());
-    std::string prefix = clean_artifact_path(artifact_path);
-    fs::path absolute = fs::absolute(local).lexically_normal();
-    std::string base = absolute.filename().string();
-    if (base.empty() || base == ".") base = absolute.parent_path().filename().string();
-    // Collect (relative path, file) first, store blobs outside the transaction (content-addressed,
-    // so a crash leaves at worst an unreferenced blob), then record them all in one transaction.
-    std::vector<std::pair<std::string, fs::path>> files;
-    if (fs::is_directory(status)) {
-        fs::path root = local;
-        for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
-            if (!it->is_regular_file()) continue;
-            files.emplace_back(join_path(join_path(prefix, base), fs::relative(it->path(), root).generic_string()),
-                               it->path());
-        }
-        std::sort(files.begin(), files.end());
-    } else {
-        files.emplace_back(join_path(prefix, base), local);
-    }
+    // Collect (recorded path, file) first, refusing anything unsafe before storing a byte; store
+    // blobs outside the transaction (content-addressed, so a crash leaves at worst an unreferenced
+    // blob), then record them all in one transaction.
+    auto files = artifact_paths::collect(local, artifact_path);
     {
         auto guard = ws_.db().lock();
         run_pk(run_id); // NotFound before storing anything
     }
     std::vector<ArtifactEntry> out;
-    for (const auto& [rel, file] : files) {
-        std::string digest = ws_.artifacts().put_file(file);
-        out.push_back({rel, digest, ws_.artifacts().size(digest)});
+    for (const auto& f : files) {
+        std::string digest = ws_.artifacts().put_file(f.source);
+        out.push_back({f.path, digest, ws_.artifacts().size(digest)});
     }
     auto& db = ws_.db();
     storage::Transaction tx(db);
@@ -582,16 +538,33 @@ std::vector<fs::path> Tracker::download_artifacts(std::string_view run_id, const
     auto entries = artifacts(run_id);
     std::string pre(prefix);
     while (!pre.empty() && pre.back() == '/') pre.pop_back();
-    std::vector<fs::path> out;
-    for (const auto& e : entries) {
+    std::vector<ArtifactEntry> chosen;
+    for (auto& e : entries) {
         if (!pre.empty() && e.path != pre && e.path.rfind(pre + "/", 0) != 0) continue;
-        fs::path target = dest / fs::path(e.path);
-        fs::create_directories(target.parent_path());
+        // Checked again at write time: a path recorded by an older Keel (or edited in keel.db) must
+        // not steer a download outside dest. Refused before anything is written.
+        if (!artifact_paths::is_safe_recorded(e.path))
+            throw_error(ErrorKind::Corrupt,
+                        "run '{}' records the artifact path '{}', which would leave the download folder; Keel "
+                        "refuses to download it. Download the other artifacts with a path prefix, or log the file "
+                        "again",
+                        run_id, e.path);
+        chosen.push_back(std::move(e));
+    }
+    if (chosen.empty() && !pre.empty())
+        throw_error(ErrorKind::NotFound, "run '{}' has no artifact under '{}'", run_id, pre);
+    std::error_code ec;
+    fs::create_directories(dest, ec);
+    fs::path root = fs::canonical(dest, ec);
+    if (ec || !fs::is_directory(root))
+        throw_error(ErrorKind::InvalidArgument, "cannot download artifacts to '{}': it is not a folder Keel can create",
+                    dest.string());
+    std::vector<fs::path> out;
+    for (const auto& e : chosen) {
+        fs::path target = artifact_paths::download_target(root, e.path);
         ws_.artifacts().copy_to(e.digest, target);
         out.push_back(target);
     }
-    if (out.empty() && !pre.empty())
-        throw_error(ErrorKind::NotFound, "run '{}' has no artifact under '{}'", run_id, pre);
     return out;
 }
 

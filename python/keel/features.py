@@ -77,6 +77,10 @@ class Timestamp(FeatureType):
     dtype = "timestamp"
 
 
+# The longest vector column (kMaxVectorDim in core/features/store.cpp).
+MAX_VECTOR_DIM = 65_536
+
+
 class Vector(FeatureType):
     """A fixed-length float32 vector (an embedding): ``keel.Vector(64)``."""
 
@@ -84,9 +88,13 @@ class Vector(FeatureType):
 
     def __init__(self, dim: int, *, pii: bool = False, description: str = ""):
         super().__init__(pii=pii, description=description)
-        if int(dim) <= 0:
-            raise InvalidArgument(f"vector length must be positive, got {dim}")
-        self.dim = int(dim)
+        try:
+            n = int(dim)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgument(f"vector length must be a whole number, got {dim!r}") from None
+        if n <= 0 or n > MAX_VECTOR_DIM:
+            raise InvalidArgument(f"vector length must be between 1 and {MAX_VECTOR_DIM:,}, got {dim}")
+        self.dim = n
 
 
 _TYPES = {"bool": Bool, "int32": Int32, "int64": Int64, "float32": Float32, "float64": Float64,
@@ -150,16 +158,30 @@ def _ms_to_pandas(ms):
 # ------------------------------------------------------------------------------------------------
 # Input conversion: pandas / pyarrow -> (name, dtype, dim, values, offsets, valid) column tuples.
 
+def _refuse_duplicate_columns(names) -> None:
+    """Two columns of one name would be read as one (or crash pandas/arrow deep inside)."""
+    seen = set()
+    for name in names:
+        key = str(name)
+        if key in seen:
+            raise InvalidArgument(f"column '{key}' appears more than once in the data: rename or drop the "
+                                  f"duplicate (e.g. df.loc[:, ~df.columns.duplicated()])")
+        seen.add(key)
+
+
 def _to_arrow_table(data) -> pa.Table:
     if isinstance(data, pa.Table):
+        _refuse_duplicate_columns(data.column_names)
         return data
     if isinstance(data, pa.RecordBatch):
+        _refuse_duplicate_columns(data.schema.names)
         return pa.Table.from_batches([data])
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
         pd = None
     if pd is not None and isinstance(data, pd.DataFrame):
+        _refuse_duplicate_columns(data.columns)
         arrays, names = [], []
         for name in data.columns:
             s = data[name]

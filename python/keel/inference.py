@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from keel import _core
-from keel.errors import InvalidArgument
+from keel.errors import Corrupt, InvalidArgument
 
 __all__ = ["convert", "Predictor", "FactorizationModel", "load_predictor", "native_flavour"]
 
@@ -35,14 +35,18 @@ class Predictor:
 
     def __init__(self, native: Any):
         self._native = native
-        self._meta = json.loads(native.metadata or "{}")
-        self._names = [name for name, _ in native.signature]
+        try:  # the native record verified its checksum; what Python reads from it is checked here
+            self._names = [name for name, _ in native.signature]
+            self._task = native.task
+            native.kind
+            self._meta = _read_metadata(native.metadata, self._task, native.num_outputs)
+        except UnicodeDecodeError as exc:
+            raise Corrupt(f"predictor is malformed: a name or its metadata is not valid UTF-8 ({exc})") from None
         self._index = {name: i for i, name in enumerate(self._names)}
         classes = self._meta.get("classes")
         self.classes_ = np.asarray(classes) if classes is not None else None
         # Columns that arrive as labels (strings, pandas categories) and are mapped to codes here.
         self._vocab = {name: v for name, v in self._meta.get("vocabularies", {}).items()}
-        self._task = native.task
         self._predict_native = native.predict
 
     # -- description
@@ -117,6 +121,10 @@ class Predictor:
         if pd is not None and isinstance(X, pd.Series):
             return self._rows(X.to_dict())
         if pd is not None and isinstance(X, pd.DataFrame):
+            dup = X.columns[X.columns.duplicated()]
+            if len(dup):
+                raise InvalidArgument(f"column '{dup[0]}' appears more than once in X: rename or drop the "
+                                      f"duplicate so Keel knows which one the model reads")
             missing = [n for n in self._names if n not in X.columns]
             if missing:
                 raise InvalidArgument(f"DataFrame lacks the column(s) {missing}: the model reads {self._names}")
@@ -213,19 +221,24 @@ class Predictor:
         """Top-k items per user, best first, skipping items in ``exclude``. ``exclude`` is a dict
         {user_id: items}, a list of item collections aligned with ``user_ids``, or a scipy sparse
         user x item matrix (indexed by user position in the model). Returns (items, scores), each
-        [len(user_ids) x k]; missing slots (fewer than k candidates) hold -1 and NaN."""
+        [len(user_ids) x min(k, number of items)]; missing slots (fewer candidates) hold -1 and NaN."""
         if self.task != "factorization":
             raise InvalidArgument(f"recommend() needs a factorization model; this predictor is a '{self.kind}' model")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidArgument(f"recommend() needs k, the number of items per user, as an integer >= 1; got {k!r}")
         single = np.isscalar(user_ids)
         users = np.atleast_1d(np.asarray(user_ids))
         uidx = self._map_ids(users, "user")
         indptr = indices = None
         if exclude is not None:
             indptr, indices = self._exclusions(users, uidx, exclude)
-        items, scores = self._native.recommend(uidx, int(k), indptr, indices, threads)
+        items, scores = self._native.recommend(uidx, min(int(k), 2**63 - 1), indptr, indices, threads)
         item_ids = self._meta.get("item_ids")
         if item_ids is not None:
             labels = np.asarray(item_ids)
+            if items.size and items.max() >= len(labels):
+                raise Corrupt(f"predictor metadata is malformed: it names {len(labels)} items but the model "
+                              f"scores item {int(items.max())}; convert and log the model again")
             mapped = np.where(items >= 0, labels[np.maximum(items, 0)], -1 if labels.dtype.kind in "iu" else None)
             items = mapped
         return (items[0], scores[0]) if single else (items, scores)
@@ -239,7 +252,11 @@ class Predictor:
     def _map_ids(self, ids: np.ndarray, what: str) -> np.ndarray:
         known = self._meta.get(f"{what}_ids")
         if known is None:
-            return ids.astype(np.int64)
+            try:
+                return ids.astype(np.int64)
+            except (TypeError, ValueError, OverflowError):
+                raise InvalidArgument(f"{what} ids {ids[:3].tolist()!r} are not positions: this model names no "
+                                      f"{what}s, so pass integer {what} positions") from None
         lookup = self._meta.get(f"_{what}_lookup")
         if lookup is None:
             lookup = self._meta[f"_{what}_lookup"] = {_label_key(v): i for i, v in enumerate(known)}
@@ -286,6 +303,55 @@ class Predictor:
     # -- timing hook for the benchmark: one predict_row call timed inside C++
     def _time_single_row(self, row: np.ndarray, iterations: int = 10000) -> float:
         return self._native.time_single_row(np.asarray(row, dtype=np.float64), iterations)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _read_metadata(text: str, task: str, num_outputs: int) -> dict:
+    """The predictor's metadata (JSON written by the importers), checked for every field Python
+    reads later, so that a malformed model is keel.Corrupt at load and never a stray TypeError or
+    JSONDecodeError at predict time."""
+    def bad(why: str) -> Corrupt:
+        return Corrupt(f"predictor metadata is malformed: {why}; the model bytes were altered or written by a "
+                       f"broken importer. Convert and log the model again")
+
+    try:
+        meta = json.loads(text or "{}")
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not JSON ({str(exc)[:80]})") from None
+    if not isinstance(meta, dict):
+        raise bad(f"expected a JSON object, found {type(meta).__name__}")
+    if not isinstance(meta.get("source", ""), str):
+        raise bad("'source' is not a string")
+
+    def scalar_list(key: str, value: Any) -> list:
+        if not isinstance(value, list) or not all(isinstance(v, _SCALARS) for v in value):
+            raise bad(f"'{key}' is not a list of labels")
+        return value
+
+    classes = meta.get("classes")
+    if classes is not None:
+        scalar_list("classes", classes)
+    if task == "classification" and (classes is None or len(classes) != num_outputs):
+        raise bad(f"a classifier with {num_outputs} outputs lists "
+                  f"{'no' if classes is None else len(classes)} classes")
+    for key in ("user_ids", "item_ids"):
+        if meta.get(key) is not None:
+            scalar_list(key, meta[key])
+    vocab = meta.get("vocabularies", {})
+    if not isinstance(vocab, dict):
+        raise bad("'vocabularies' is not an object")
+    for name, spec in vocab.items():
+        if not isinstance(spec, dict):
+            raise bad(f"the vocabulary of '{name}' is not an object")
+        scalar_list(f"vocabularies.{name}.labels", spec.get("labels"))
+        if spec.get("unknown") not in ("nan", "minus_one", None):
+            raise bad(f"the vocabulary of '{name}' has unknown={spec.get('unknown')!r}")
+        nan_code = spec.get("nan_code")
+        if nan_code is not None and (isinstance(nan_code, bool) or not isinstance(nan_code, (int, float))):
+            raise bad(f"the vocabulary of '{name}' has nan_code={nan_code!r}")
+    return meta
 
 
 def _plain(v: Any) -> Any:

@@ -248,9 +248,13 @@ class Run:
         """The run's artifact files: path, digest (sha256), size."""
         return self._t.artifacts(self._id)
 
-    def download_artifacts(self, dest: str | os.PathLike, path: str | None = None) -> str:
+    def download_artifacts(self, dest: str | os.PathLike | None = None, path: str | None = None) -> str:
         """Copy the run's artifacts (or those under ``path``) to ``dest``, each verified against its
-        digest; returns ``dest``."""
+        digest; returns ``dest``. Without ``dest``, downloads into a fresh temporary folder and returns
+        its path (like MLflow). Nothing is ever written outside ``dest``."""
+        if dest is None:
+            import tempfile
+            dest = tempfile.mkdtemp(prefix=f"keel-artifacts-{self._id[:8]}-")
         self._t.download_artifacts(self._id, os.fspath(dest), path or "")
         return os.fspath(dest)
 
@@ -465,7 +469,8 @@ class Runs:
         tags.team = 'growth' and status = 'FINISHED'``; keys with spaces in back quotes
         (``metrics.`val loss` < 0.3``); operators = != < <= > >= LIKE ILIKE IN. ``order_by``: items
         like ``"metrics.auc DESC"`` or ``"start_time"``. A malformed filter raises InvalidArgument
-        naming the bad token.
+        naming the bad token; so does one past the limits of a single query (50 terms, 10,000 IN
+        values, 60 metric/param/tag keys across filter and order_by).
         """
         if experiment is None:
             experiments: list[str] = []

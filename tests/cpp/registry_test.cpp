@@ -5,6 +5,7 @@
 #include "keel/registry/lineage_refs.hpp"
 #include "keel/registry/registry.hpp"
 #include "keel/storage/workspace.hpp"
+#include "keel/tracking/tracker.hpp"
 
 #include <gtest/gtest.h>
 
@@ -28,8 +29,10 @@ struct RegistryTest : ::testing::Test {
     std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
     Registry reg{*ws};
     std::string digest = ws->artifacts().put_bytes("model bytes");
+    std::string run_id = keel::tracking::Tracker(*ws).start_run({}).id; // a source run that exists
 
-    ModelVersion add(const std::string& name, const std::string& run = "r1") {
+    ModelVersion add(const std::string& name, std::string run = {}) {
+        if (run.empty()) run = run_id;
         return reg.register_version(name, NewVersion{.digest = digest, .run_id = run});
     }
     ~RegistryTest() override { fs::remove_all(dir); }
@@ -97,7 +100,7 @@ TEST_F(RegistryTest, VersionsCountUpPerModel) {
     EXPECT_EQ(add("churn").version, 2);
     EXPECT_EQ(add("ltv").version, 1);
     auto v3 = reg.register_version("churn", NewVersion{.digest = digest,
-                                                       .run_id = "r9",
+                                                       .run_id = run_id,
                                                        .flavour = "python",
                                                        .signature = R"({"inputs":[]})",
                                                        .description = "third",
@@ -105,7 +108,7 @@ TEST_F(RegistryTest, VersionsCountUpPerModel) {
     EXPECT_EQ(v3.version, 3);
     EXPECT_EQ(v3.ref(), "churn/3");
     EXPECT_EQ(v3.digest, digest);
-    EXPECT_EQ(v3.run_id, "r9");
+    EXPECT_EQ(v3.run_id, run_id);
     EXPECT_EQ(v3.signature, R"({"inputs":[]})");
     EXPECT_EQ(v3.tags.at("k"), "v");
     EXPECT_EQ(v3.stage, Stage::None);
@@ -209,13 +212,23 @@ TEST_F(RegistryTest, StagesArchiveThePreviousProduction) {
     EXPECT_EQ(error_of([&] { reg.transition_stage("churn", 4, Stage::Staging); }).kind(), ErrorKind::NotFound);
 }
 
+TEST_F(RegistryTest, SourceRunMustExist) {
+    auto e = error_of([&] { reg.register_version("churn", NewVersion{.digest = digest, .run_id = "nope"}); });
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(e.what(), "'nope'")) << e.what();
+    EXPECT_FALSE(reg.find_model("churn")); // nothing half-written
+    EXPECT_FALSE(keel::lineage::Graph(*ws).find_node("run:nope"));
+    EXPECT_EQ(add("churn").run_id, run_id);
+    EXPECT_EQ(reg.register_version("churn", NewVersion{.digest = digest}).run_id, ""); // no source run is fine
+}
+
 TEST_F(RegistryTest, RegisteringWritesLineage) {
     reg.create_model("churn", {.description = "who leaves", .owner = "growth"});
-    add("churn", "abc123");
+    add("churn");
     keel::lineage::Graph graph(*ws);
     auto up = graph.upstream("model:churn/1");
     ASSERT_FALSE(up.edges.empty());
-    EXPECT_EQ(up.edges[0].from, "run:abc123");
+    EXPECT_EQ(up.edges[0].from, "run:" + run_id);
     EXPECT_EQ(up.edges[0].kind, "produced");
     auto model_node = graph.node("model:churn");
     EXPECT_EQ(model_node.owner, "growth");
@@ -235,7 +248,7 @@ TEST_F(RegistryTest, ConcurrentProcessesGetDistinctConsecutiveNumbers) {
                 auto child_ws = keel::storage::Workspace::open(dir);
                 Registry child(*child_ws);
                 for (int i = 0; i < kEach; ++i)
-                    child.register_version("churn", NewVersion{.digest = digest, .run_id = "p" + std::to_string(p)});
+                    child.register_version("churn", NewVersion{.digest = digest, .run_id = run_id});
             } catch (...) {
                 code = 1;
             }

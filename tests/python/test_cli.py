@@ -26,11 +26,15 @@ def keel_cli(*args, workspace=None, env_workspace=None):
     return subprocess.run(argv + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=60)
 
 
+def run_id(ws, name):
+    return ws.runs.search(filter=f"name = '{name}'")[0].id
+
+
 @pytest.fixture
 def registry_ws(ws):
     ws.models.create("churn", description="who leaves", owner="growth")
-    ws.models.register("churn", b"v1", run_id="run1")
-    ws.models.register("churn", b"v2", run_id="run2", signature={"inputs": [{"name": "spend", "dtype": "float64"}]})
+    ws.models.register("churn", b"v1", run_id=ws.start_run(name="run1").id)  # source runs must exist
+    ws.models.register("churn", b"v2", run_id=ws.start_run(name="run2").id, signature={"inputs": [{"name": "spend", "dtype": "float64"}]})
     return ws
 
 
@@ -49,11 +53,11 @@ def test_models_list_and_show_json(registry_ws):
     out = keel_cli("models", "show", "churn/2", "--json", env_workspace=ws.path)  # KEEL_WORKSPACE
     assert out.returncode == 0, out.stderr
     version = json.loads(out.stdout)
-    assert version["ref"] == "churn/2" and version["run_id"] == "run2"
+    assert version["ref"] == "churn/2" and version["run_id"] == run_id(ws, "run2")
     assert version["signature"]["inputs"][0]["name"] == "spend"
 
     text = keel_cli("models", "show", "churn", workspace=ws.path)
-    assert text.returncode == 0 and "who leaves" in text.stdout and "run2" in text.stdout
+    assert text.returncode == 0 and "who leaves" in text.stdout and run_id(ws, "run2") in text.stdout
 
 
 def test_promote_sets_alias_and_stage_with_events(registry_ws):
@@ -135,10 +139,10 @@ def test_lineage_upstream_and_downstream(registry_ws):
     assert out.returncode == 0, out.stderr
     up = json.loads(out.stdout)
     assert up["root"] == "model:churn/2"
-    assert {"from": "run:run2", "kind": "produced", "to": "model:churn/2"}.items() <= up["edges"][0].items()
-    out = keel_cli("lineage", "downstream", "run:run1", "--depth", "1", workspace=ws.path)
+    assert {"from": f"run:{run_id(ws, 'run2')}", "kind": "produced", "to": "model:churn/2"}.items() <= up["edges"][0].items()
+    out = keel_cli("lineage", "downstream", f"run:{run_id(ws, 'run1')}", "--depth", "1", workspace=ws.path)
     assert out.returncode == 0, out.stderr
-    assert "run:run1 -produced-> model:churn/1" in out.stdout
+    assert f"run:{run_id(ws, 'run1')} -produced-> model:churn/1" in out.stdout
     assert "version_of" not in out.stdout  # depth 1 stops after the first hop
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2020-01-01", "--json", workspace=ws.path)
     assert out.returncode == keel.NotFound.exit_code and "did not exist yet" in out.stderr  # nothing existed then

@@ -401,10 +401,10 @@ def test_factorization_recommend_excludes_owned_items():
     assert_close(full[3, 7], p.score(["player3"], [1007])[0])
     q = pickle.loads(pickle.dumps(p))
     np.testing.assert_array_equal(q.recommend("player1", k=5)[0], p.recommend("player1", k=5)[0])
-    # Fewer candidates than k: the remainder is -1 / NaN.
+    # k is capped at the item count; fewer candidates than that leave -1 / NaN.
     small = FactorizationModel(U[:2], V[:3])
     items, scores = small.recommend([0], k=5, exclude=[[0]])
-    assert list(items[0]) == [int(x) for x in items[0][:2]] + [-1, -1, -1]
+    assert list(items[0]) == [int(x) for x in items[0][:2]] + [-1]
     assert np.isnan(scores[0][2:]).all()
     with pytest.raises(keel.InvalidArgument, match="unknown user id 'nobody'"):
         p.recommend(["nobody"], k=3)

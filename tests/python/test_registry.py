@@ -16,8 +16,8 @@ from keel.registry import ModelVersion, infer_signature, log_model
 class FakeRun:
     """Stands in for a tracking run: what log_model reads from it is .id and its workspace."""
 
-    def __init__(self, ws, run_id="r" * 32):
-        self.id = run_id
+    def __init__(self, ws, run_id=None):
+        self.id = run_id or (ws.start_run().id if ws else "r" * 32)  # a source run must exist
         self.workspace = ws
 
 
@@ -30,11 +30,12 @@ def test_register_numbers_versions_and_keeps_metadata(ws):
     m = ws.models.create("churn", description="who leaves", owner="growth", tags={"team": "g"})
     assert (m.name, m.owner, m.description, m.tags, m.latest_version) == ("churn", "growth", "who leaves",
                                                                           {"team": "g"}, None)
-    v1 = ws.models.register("churn", b"one", run_id="abc")
+    abc = ws.start_run().id
+    v1 = ws.models.register("churn", b"one", run_id=abc)
     v2 = ws.models.register("churn", b"two", signature={"inputs": [{"name": "a", "dtype": "int64"}]},
                             description="second", tags={"k": 1})
     assert (v1.version, v2.version) == (1, 2)
-    assert v1.ref == "churn/1" and v1.run_id == "abc" and v2.run_id is None
+    assert v1.ref == "churn/1" and v1.run_id == abc and v2.run_id is None
     assert v2.signature == {"inputs": [{"name": "a", "dtype": "int64"}]}
     assert v2.feature_names == ["a"]
     assert v2.tags == {"k": "1"} and v2.description == "second" and v2.stage == "None"
@@ -172,13 +173,26 @@ def test_log_model_any_picklable_object(ws):
 def test_log_model_needs_to_find_the_workspace(ws):
     with pytest.raises(keel.InvalidArgument, match="which workspace"):
         log_model(FakeRun(None), Doubler(), name="x")
-    assert log_model(FakeRun(None, "r1"), Doubler(), name="x", workspace=ws).run_id == "r1"
-    assert ws.models.log_model("r2", Doubler(), name="x").run_id == "r2"
-    tracked = FakeRun(None, "r3")
+    r1, r2, r3 = (ws.start_run().id for _ in range(3))
+    assert log_model(FakeRun(None, r1), Doubler(), name="x", workspace=ws).run_id == r1
+    assert ws.models.log_model(r2, Doubler(), name="x").run_id == r2
+    tracked = FakeRun(None, r3)
     tracked._runs = type("Runs", (), {"_ws": ws})()  # where keel.tracking.Run keeps its workspace
-    assert log_model(tracked, Doubler(), name="x").run_id == "r3"
+    assert log_model(tracked, Doubler(), name="x").run_id == r3
     with pytest.raises(keel.InvalidArgument, match="no string id"):
         ws.models.log_model(object(), Doubler(), name="x")
+
+
+def test_source_run_must_exist(ws):
+    with pytest.raises(keel.NotFound, match="'nope'"):
+        ws.models.register("churn", b"one", run_id="nope")
+    with pytest.raises(keel.NotFound, match="'nope'"):
+        ws.models.log_model("nope", Doubler(), name="churn")
+    assert "churn" not in ws.models  # nothing half-written
+    with pytest.raises(keel.NotFound):
+        ws.lineage.node("run:nope")
+    run = ws.start_run()
+    assert ws.models.register("churn", b"one", run_id=run.id).run_id == run.id
 
 
 def test_tampered_model_artifact_raises_corrupt(ws):

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,10 @@ public:
 
     //! For ids[0..n): writes n * width() doubles into out, row-major. NaN for an unknown entity, a
     //! null value, a value older than the view's TTL at `now_ms`, or a PII column not granted to the
-    //! role the reader was built with. Allocation-free.
+    //! role the reader was built with — as granted now, not when the reader was made: a grant or
+    //! revoke in this process masks from the next lookup (readers of other FeatureStore handles
+    //! mask every PII column until their next refresh), and one in another process from the next
+    //! refresh(). Allocation-free.
     void lookup(const int64_t* ids, size_t n, double* out, int64_t now_ms) const;
     //! Same, at the current time.
     void lookup(const int64_t* ids, size_t n, double* out) const;
@@ -51,16 +55,27 @@ public:
     //! loop, so the plain lookup pays nothing for it.
     void lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now_ms) const;
 
-    //! Loads newer snapshots if any were materialized; returns true when the reader switched.
+    //! Loads newer snapshots if any were materialized, and re-reads the grants when any process
+    //! changed them; returns true when the reader switched snapshots.
     bool refresh();
+    //! Re-reads which PII columns the reader's role may see (grant() and revoke() call it for the
+    //! live readers of their store).
+    void recheck_grants();
     //! Identifies the snapshots in use (changes when refresh() switches).
     std::string snapshot_key() const;
+
+    //! What lookup() may show of one output column, as of the last grants check.
+    enum class Access : uint8_t { Masked, Open, Granted };
 
 private:
     FeatureStore& store_;
     std::vector<std::string> features_;
     std::string role_;
     std::atomic<std::shared_ptr<const Plan>> plan_;
+    std::unique_ptr<std::atomic<Access>[]> access_; //!< one per output column
+    std::atomic<uint64_t> checked_epoch_{0};       //!< grants_epoch() when access_ was computed
+    std::mutex refresh_mu_;                         //!< one refresh or grants check at a time
+    std::atomic<int64_t> checked_generation_{-1};   //!< workspace generation at the last check
 };
 
 } // namespace keel::features

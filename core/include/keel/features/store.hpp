@@ -152,6 +152,7 @@ public:
     Impl& impl() { return *impl_; }
 
 private:
+    void grants_changed(); //!< after a grant or revoke: readers in this process mask or check again
     std::shared_ptr<storage::Workspace> ws_;
     std::unique_ptr<Impl> impl_;
 };

@@ -66,6 +66,7 @@ public:
 
     //! Factorization models only: top-k items per user (by index) excluding, for user i, the items
     //! exclude_indices[exclude_indptr[i] .. exclude_indptr[i+1]) (CSR; empty indptr means none).
+    //! k is capped at the number of items (the result's k says what was used); k = 0 is InvalidArgument.
     Recommendations recommend(const int64_t* users, size_t n_users, size_t k, const int64_t* exclude_indptr,
                               const int64_t* exclude_indices, int threads = 0) const;
     //! Factorization models only: score of (user, item) pairs.

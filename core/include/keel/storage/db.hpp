@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,12 +18,26 @@ namespace keel::storage {
 
 class Db;
 
-//! A prepared statement borrowed from the Db's cache. Binds are 1-based like SQLite's; the
+namespace detail {
+//! One entry of the Db's statement cache; `users` counts the live Stmt handles borrowing it, and an
+//! entry in use is never finalized.
+struct CachedStmt {
+    std::string sql;
+    sqlite3_stmt* stmt = nullptr;
+    int users = 0;
+};
+} // namespace detail
+
+//! A prepared statement borrowed from the Db's cache (or, when its SQL is already in use further up
+//! the stack, a private one finalized with the handle). Binds are 1-based like SQLite's; the
 //! statement is reset and its bindings cleared when the handle goes out of scope.
 class Stmt {
 public:
-    Stmt(Db& db, sqlite3_stmt* stmt) : db_(&db), stmt_(stmt) {}
-    Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
+    Stmt(Db& db, sqlite3_stmt* stmt, detail::CachedStmt* cached) : db_(&db), stmt_(stmt), cached_(cached) {}
+    Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(other.stmt_), cached_(other.cached_) {
+        other.stmt_ = nullptr;
+        other.cached_ = nullptr;
+    }
     Stmt(const Stmt&) = delete;
     Stmt& operator=(const Stmt&) = delete;
     ~Stmt();
@@ -64,6 +79,7 @@ public:
 private:
     Db* db_;
     sqlite3_stmt* stmt_;
+    detail::CachedStmt* cached_; //!< null: a private statement this handle finalizes
 };
 
 //! One module's tables: an ordered list of forward migrations. The module's version is the number
@@ -85,8 +101,13 @@ public:
     //! Holds the connection for the calling thread; re-entrant.
     std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
 
-    //! A cached prepared statement. Caller must hold lock().
+    //! A prepared statement from a least-recently-used cache of kStatementCacheSize statements
+    //! (every distinct search is its own SQL, so an unbounded cache grew without end). Statements
+    //! still borrowed are never evicted. Caller must hold lock().
     Stmt prepare(std::string_view sql);
+    static constexpr size_t kStatementCacheSize = 256;
+    //! Statements currently cached (for tests and diagnostics).
+    size_t cached_statements() const { return lru_.size(); }
     //! Runs one or more statements without results. Caller must hold lock().
     void exec(std::string_view sql);
     int64_t last_insert_rowid() const;
@@ -110,7 +131,9 @@ private:
     std::string path_;
     sqlite3* db_ = nullptr;
     std::recursive_mutex mutex_;
-    std::unordered_map<std::string, sqlite3_stmt*> cache_;
+    void evict_unused();
+    std::list<detail::CachedStmt> lru_; //!< most recently used first
+    std::unordered_map<std::string_view, std::list<detail::CachedStmt>::iterator> cache_; //!< keys view lru_'s sql
     std::unordered_map<std::string, size_t> schema_versions_;
     uint64_t local_commits_ = 0; //!< write transactions this connection committed
 };

@@ -35,6 +35,11 @@ struct OrderKey {
     bool ascending = true;
 };
 
+//! Limits that keep a filter inside what one SQL query can hold (SQLite joins at most 64 tables and
+//! binds at most 32,766 values); past them a filter is InvalidArgument naming the limit.
+inline constexpr size_t kMaxFilterTerms = 50;
+inline constexpr size_t kMaxFilterInItems = 10'000; //!< across all IN lists of one filter
+
 //! Parses a filter; an empty or blank string gives no terms. A malformed filter throws
 //! InvalidArgument naming the position and the text of the bad token and what was expected.
 std::vector<Term> parse_filter(std::string_view filter);
