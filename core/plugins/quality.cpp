@@ -221,20 +221,37 @@ struct ColumnState {
     }
 };
 
-// The Lua side of a column: a userdata holding the state and the run it belongs to.
+// Everything a check() call lends to Lua (the column handles, and the batch behind batch.column and
+// batch.has) carries the epoch of its run; a plugin may keep any of it (in a global, an upvalue, a
+// required module's table), so every use checks the epoch before touching the batch's memory, which
+// is gone once run_rules returns. Epochs are unique across threads, and 0 (no run) never matches.
+using ColumnStates = std::unordered_map<std::string, ColumnState>;
 struct ColumnHandle {
     ColumnState* state;
+    uint64_t epoch;
+};
+struct BatchHandle {
+    ColumnStates* states;
     uint64_t epoch;
 };
 std::atomic<uint64_t> g_epoch_counter{1};
 thread_local uint64_t t_live_epoch = 0;
 
 constexpr const char* kColumnMeta = "keel.column";
+constexpr const char* kBatchMeta = "keel.batch";
+constexpr const char* kStaleAdvice = "keep the values a check computes, not the batch, its columns or its functions";
 
 ColumnState& check_column(lua_State* L) {
     auto* h = static_cast<ColumnHandle*>(luaL_checkudata(L, 1, kColumnMeta));
-    if (h->epoch != t_live_epoch) luaL_error(L, "column used after its check() returned");
+    if (h->epoch != t_live_epoch) luaL_error(L, "column used after check() returned: %s", kStaleAdvice);
     return *h->state;
+}
+
+// The batch behind batch.column / batch.has (upvalue 1), or a Lua error when its check() returned.
+ColumnStates& check_batch(lua_State* L, const char* what) {
+    auto* h = static_cast<BatchHandle*>(luaL_testudata(L, lua_upvalueindex(1), kBatchMeta));
+    if (!h || h->epoch != t_live_epoch) luaL_error(L, "%s used after check() returned: %s", what, kStaleAdvice);
+    return *h->states;
 }
 
 void push_number_or_nil(lua_State* L, double x) {
@@ -494,12 +511,17 @@ void register_column_meta(lua_State* L) {
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
+    if (luaL_newmetatable(L, kBatchMeta)) {  // opaque: no methods, metatable hidden
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
 }
 
-// batch:column(name) -> column userdata (upvalue 1: the name -> ColumnState* map as light userdata)
+// batch:column(name) -> column userdata (upvalue 1: the run's BatchHandle)
 int batch_column(lua_State* L) {
+    auto* states = &check_batch(L, "batch.column");
     const char* name = luaL_checkstring(L, 2);
-    auto* states = static_cast<std::unordered_map<std::string, ColumnState>*>(lua_touserdata(L, lua_upvalueindex(1)));
     auto it = states->find(name);
     if (it == states->end()) {
         std::string known;
@@ -513,9 +535,9 @@ int batch_column(lua_State* L) {
     return 1;
 }
 int batch_has(lua_State* L) {
+    auto& states = check_batch(L, "batch.has");
     const char* name = luaL_checkstring(L, 2);
-    auto* states = static_cast<std::unordered_map<std::string, ColumnState>*>(lua_touserdata(L, lua_upvalueindex(1)));
-    lua_pushboolean(L, states->count(name) > 0);
+    lua_pushboolean(L, states.count(name) > 0);
     return 1;
 }
 
@@ -542,7 +564,7 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     lua_State* L = impl.L;
     register_column_meta(L);
 
-    std::unordered_map<std::string, ColumnState> states;
+    ColumnStates states;
     for (const auto& c : batch.columns) {
         if (c.length != batch.rows)
             throw_error(ErrorKind::InvalidArgument, "column '{}' has {} rows, the batch {}", c.name, c.length, batch.rows);
@@ -580,10 +602,12 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             lua_rawseti(L, -2, lua_Integer(i + 1));
         }
         lua_setfield(L, -2, "columns");
-        lua_pushlightuserdata(L, &states);
+        auto* bh = static_cast<BatchHandle*>(lua_newuserdatauv(L, sizeof(BatchHandle), 0));
+        *bh = {&states, t_live_epoch};
+        luaL_setmetatable(L, kBatchMeta);
+        lua_pushvalue(L, -1);
         lua_pushcclosure(L, batch_column, 1);
-        lua_setfield(L, -2, "column");
-        lua_pushlightuserdata(L, &states);
+        lua_setfield(L, -3, "column");
         lua_pushcclosure(L, batch_has, 1);
         lua_setfield(L, -2, "has");
         // ctx = context + {args=, severity=, rule=}
