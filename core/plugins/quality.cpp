@@ -3,6 +3,7 @@
 
 #include "keel/common/error.hpp"
 #include "lua_internal.hpp"
+#include "pattern.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -10,7 +11,6 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-#include <regex.h>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -287,12 +287,19 @@ int col_null_rate(lua_State* L) {
     lua_pushnumber(L, s.col->length ? double(s.col->length - s.count) / double(s.col->length) : 0.0);
     return 1;
 }
+// A PII column the caller may not read gives no values (nil), like the feature store's masked numbers.
+bool hidden(lua_State* L, const ColumnState& s) {
+    if (!s.col->masked) return false;
+    lua_pushnil(L);
+    return true;
+}
 int numeric_only(lua_State* L, ColumnState& s, const char* what) {
     return luaL_error(L, "column '%s' is a string column: %s needs numbers", s.col->name.c_str(), what);
 }
 int col_min(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "min()");
+    if (hidden(L, s)) return 1;
     s.moments();
     push_number_or_nil(L, s.min);
     return 1;
@@ -300,6 +307,7 @@ int col_min(lua_State* L) {
 int col_max(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "max()");
+    if (hidden(L, s)) return 1;
     s.moments();
     push_number_or_nil(L, s.max);
     return 1;
@@ -307,20 +315,23 @@ int col_max(lua_State* L) {
 int col_mean(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "mean()");
+    if (hidden(L, s)) return 1;
     push_number_or_nil(L, s.mean());
     return 1;
 }
 int col_stddev(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "stddev()");
+    if (hidden(L, s)) return 1;
     push_number_or_nil(L, s.std_dev());
     return 1;
 }
 int col_quantile(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "quantile()");
+    if (hidden(L, s)) return 1;
     if (lua_istable(L, 2)) {
-        lua_Integer n = luaL_len(L, 2);
+        lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // the raw length: __len cannot stretch the loop
         lua_createtable(L, int(n), 0);
         for (lua_Integer i = 1; i <= n; ++i) {
             lua_rawgeti(L, 2, i);
@@ -370,112 +381,180 @@ int col_duplicate_count(lua_State* L) {
     lua_pushinteger(L, lua_Integer(s.count - s.distinct_count()));
     return 1;
 }
-// Share of non-null values matching a POSIX extended regular expression.
+// Share of non-null values matching an RE2 pattern somewhere (anchor with ^...$ for whole values);
+// numbers are matched in their %.17g text. Linear time per value, whatever the pattern.
 int col_pattern_share(lua_State* L) {
     auto& s = check_column(L);
-    const char* pattern = luaL_checkstring(L, 2);
-    regex_t re;
-    if (int rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB); rc != 0) {
-        char buf[256];
-        regerror(rc, &re, buf, sizeof buf);
-        return luaL_error(L, "pattern_share: bad regular expression '%s': %s", pattern, buf);
+    size_t plen = 0;
+    const char* ptext = luaL_checklstring(L, 2, &plen);
+    std::shared_ptr<const Pattern> re;
+    try {
+        re = Pattern::get(std::string_view(ptext, plen));
+    } catch (const Error& e) {
+        return luaL_error(L, "pattern_share: %s", e.what());
     }
     size_t matched = 0, count = 0;
-    std::string tmp;
     char nbuf[64];
     for (size_t i = 0; i < s.col->length; ++i) {
         if (!s.valid(i)) continue;
         ++count;
-        const char* text;
         if (s.numeric()) {
-            std::snprintf(nbuf, sizeof nbuf, "%.17g", s.number(i));
-            text = nbuf;
+            int n = std::snprintf(nbuf, sizeof nbuf, "%.17g", s.number(i));
+            matched += re->search(std::string_view(nbuf, size_t(n)));
         } else {
-            tmp.assign(s.str(i));
-            text = tmp.c_str();
+            matched += re->search(s.str(i));
         }
-        matched += regexec(&re, text, 0, nullptr, 0) == 0;
     }
-    regfree(&re);
     lua_pushnumber(L, count ? double(matched) / double(count) : 1.0);
     return 1;
 }
-// Share of non-null values in the allowed set (a Lua array of strings or numbers).
+// The allowed set a rule passes (a Lua array of strings or numbers). Its length is the raw one: a
+// __len metamethod cannot make the loop run longer than the table is.
+struct AllowedSet {
+    std::unordered_set<double> numbers;
+    std::vector<std::string> strings;
+};
+AllowedSet read_allowed(lua_State* L, int index, bool numeric) {
+    luaL_checktype(L, index, LUA_TTABLE);
+    const lua_Integer n = lua_Integer(lua_rawlen(L, index));
+    AllowedSet set;
+    for (lua_Integer i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, i);
+        if (numeric) {
+            if (lua_type(L, -1) == LUA_TNUMBER) set.numbers.insert(lua_tonumber(L, -1));
+            else if (lua_type(L, -1) == LUA_TBOOLEAN) set.numbers.insert(lua_toboolean(L, -1) ? 1.0 : 0.0);
+        } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+            size_t len = 0;
+            const char* p = lua_tolstring(L, -1, &len);
+            set.strings.emplace_back(p, len);
+        }
+        lua_pop(L, 1);
+    }
+    return set;
+}
+
+// Calls on(row, allowed) for every non-null string of the column; the set decides the fastest way.
+template <class OnValue>
+void scan_allowed_strings(ColumnState& s, const std::vector<std::string>& keep, OnValue&& on) {
+    bool short_keys = keep.size() <= 16;
+    for (const auto& k : keep) short_keys = short_keys && k.size() <= 8;
+    auto word_of = [](const char* p, size_t n) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        return w;
+    };
+    const size_t n = s.col->length;
+    if (short_keys) {
+        // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
+        uint64_t words[16];
+        size_t sizes[16];
+        for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
+        const size_t nk = keep.size();
+        const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
+        const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
+        for (size_t i = 0; i < n; ++i) {
+            if (s.col->validity && !s.valid(i)) continue;
+            std::string_view v = s.str(i);
+            if (v.size() > 8) {
+                on(i, false);
+                continue;
+            }
+            uint64_t w;
+            if (v.data() <= end8 && total >= 8) {
+                // one unaligned 8-byte load, masked to the string's length (little-endian)
+                std::memcpy(&w, v.data(), 8);
+                w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
+            } else {
+                w = word_of(v.data(), v.size());
+            }
+            bool hit = false;  // branch-free over the set: values arrive in random order
+            for (size_t j = 0; j < nk; ++j) hit |= (words[j] == w) & (sizes[j] == v.size());
+            on(i, hit);
+        }
+    } else if (keep.size() <= 16) {
+        // Small sets (the usual case): length check and memcmp beat hashing every value.
+        for (size_t i = 0; i < n; ++i) {
+            if (!s.valid(i)) continue;
+            std::string_view v = s.str(i);
+            bool hit = false;
+            for (const auto& k : keep)
+                if (k.size() == v.size() && std::memcmp(k.data(), v.data(), v.size()) == 0) {
+                    hit = true;
+                    break;
+                }
+            on(i, hit);
+        }
+    } else {
+        std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
+        for (size_t i = 0; i < n; ++i)
+            if (s.valid(i)) on(i, allowed.count(s.str(i)) > 0);
+    }
+}
+
+template <class OnValue>
+void scan_allowed(ColumnState& s, const AllowedSet& set, OnValue&& on) {
+    if (!s.numeric()) return scan_allowed_strings(s, set.strings, on);
+    for (size_t i = 0; i < s.col->length; ++i)
+        if (s.valid(i)) on(i, set.numbers.count(s.number(i)) > 0);
+}
+
+// Share of non-null values in the allowed set.
 int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
     size_t ok = 0, count = 0;
-    if (s.numeric()) {
-        std::unordered_set<double> allowed;
-        for (lua_Integer i = 1; i <= n; ++i) {
-            lua_rawgeti(L, 2, i);
-            if (lua_type(L, -1) == LUA_TNUMBER) allowed.insert(lua_tonumber(L, -1));
-            else if (lua_type(L, -1) == LUA_TBOOLEAN) allowed.insert(lua_toboolean(L, -1) ? 1.0 : 0.0);
-            lua_pop(L, 1);
-        }
-        for (size_t i = 0; i < s.col->length; ++i)
-            if (s.valid(i)) ++count, ok += allowed.count(s.number(i));
-    } else {
-        std::vector<std::string> keep;
-        for (lua_Integer i = 1; i <= n; ++i) {
-            lua_rawgeti(L, 2, i);
-            size_t len = 0;
-            if (const char* p = lua_tolstring(L, -1, &len)) keep.emplace_back(p, len);
-            lua_pop(L, 1);
-        }
-        bool short_keys = keep.size() <= 16;
-        for (const auto& k : keep) short_keys = short_keys && k.size() <= 8;
-        auto word_of = [](const char* p, size_t n) {
-            uint64_t w = 0;
-            std::memcpy(&w, p, n);
-            return w;
-        };
-        if (short_keys) {
-            // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
-            uint64_t words[16];
-            size_t sizes[16];
-            for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
-            const size_t nk = keep.size();
-            const size_t n = s.col->length;
-            const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
-            const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
-            for (size_t i = 0; i < n; ++i) {
-                if (s.col->validity && !s.valid(i)) continue;
-                ++count;
-                std::string_view v = s.str(i);
-                if (v.size() > 8) continue;
-                uint64_t w;
-                if (v.data() <= end8 && total >= 8) {
-                    // one unaligned 8-byte load, masked to the string's length (little-endian)
-                    std::memcpy(&w, v.data(), 8);
-                    w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
-                } else {
-                    w = word_of(v.data(), v.size());
-                }
-                bool hit = false;  // branch-free over the set: values arrive in random order
-                for (size_t j = 0; j < nk; ++j) hit |= (words[j] == w) & (sizes[j] == v.size());
-                ok += hit;
-            }
-        } else if (keep.size() <= 16) {
-            // Small sets (the usual case): length check and memcmp beat hashing every value.
-            for (size_t i = 0; i < s.col->length; ++i) {
-                if (!s.valid(i)) continue;
-                ++count;
-                std::string_view v = s.str(i);
-                for (const auto& k : keep)
-                    if (k.size() == v.size() && std::memcmp(k.data(), v.data(), v.size()) == 0) {
-                        ++ok;
-                        break;
-                    }
-            }
-        } else {
-            std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
-            for (size_t i = 0; i < s.col->length; ++i)
-                if (s.valid(i)) ++count, ok += allowed.count(s.str(i));
-        }
-    }
+    scan_allowed(s, set, [&](size_t, bool allowed) {
+        ++count;
+        ok += allowed;
+    });
     lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
+    return 1;
+}
+
+// The values outside the allowed set that occur most often: {{value=, count=}, ...}, at most `top`
+// (default 5, at most 100), by count then value. Masked for PII columns the caller may not read.
+int col_not_allowed(lua_State* L) {
+    auto& s = check_column(L);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
+    const size_t top = size_t(std::clamp<lua_Integer>(luaL_optinteger(L, 3, 5), 1, 100));
+    std::unordered_map<std::string_view, size_t> strings;
+    std::unordered_map<double, size_t> numbers;
+    scan_allowed(s, set, [&](size_t i, bool allowed) {
+        if (allowed) return;
+        if (s.numeric()) ++numbers[s.number(i)];
+        else ++strings[s.str(i)];
+    });
+    struct Offender {
+        std::string text;
+        double number = 0;
+        size_t count = 0;
+    };
+    std::vector<Offender> all;
+    for (const auto& [v, c] : strings) all.push_back({std::string(v), 0, c});
+    for (const auto& [v, c] : numbers) all.push_back({"", v, c});
+    auto first = [](const Offender& a, const Offender& b) {
+        if (a.count != b.count) return a.count > b.count;
+        return a.text != b.text ? a.text < b.text : a.number < b.number;
+    };
+    const size_t k = std::min(top, all.size());
+    std::partial_sort(all.begin(), all.begin() + ptrdiff_t(k), all.end(), first);
+    lua_createtable(L, int(k), 0);
+    for (size_t j = 0; j < k; ++j) {
+        const auto& o = all[j];
+        lua_createtable(L, 0, 2);
+        if (s.col->masked) {
+            std::string m = (*s.col->mask)(s.numeric() ? fmt::format("{}", o.number) : o.text);
+            lua_pushlstring(L, m.data(), m.size());
+        } else if (s.numeric()) {
+            lua_pushnumber(L, o.number);
+        } else {
+            lua_pushlstring(L, o.text.data(), o.text.size());
+        }
+        lua_setfield(L, -2, "value");
+        lua_pushinteger(L, lua_Integer(o.count));
+        lua_setfield(L, -2, "count");
+        lua_rawseti(L, -2, lua_Integer(j + 1));
+    }
     return 1;
 }
 int col_psi(lua_State* L) {
@@ -503,7 +582,7 @@ void register_column_meta(lua_State* L) {
             {"null_rate", col_null_rate}, {"min", col_min}, {"max", col_max}, {"mean", col_mean},
             {"stddev", col_stddev}, {"quantile", col_quantile}, {"distinct_count", col_distinct},
             {"duplicate_count", col_duplicate_count}, {"pattern_share", col_pattern_share},
-            {"allowed_share", col_allowed_share}, {"count_outside", col_count_outside}, {"psi", col_psi}, {"profile", col_profile}, {nullptr, nullptr}};
+            {"allowed_share", col_allowed_share}, {"not_allowed", col_not_allowed}, {"count_outside", col_count_outside}, {"psi", col_psi}, {"profile", col_profile}, {nullptr, nullptr}};
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -576,11 +655,12 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     } guard;
 
     std::vector<RuleResult> out;
-    for (const auto& rule : rules) {
+    for (size_t rule_index = 0; rule_index < rules.size(); ++rule_index) {
+        const Rule& rule = rules[rule_index];
         std::string rule_name = rule.name.empty() ? stem_of(rule.plugin) : rule.name;
         std::string column = text_of(rule.args.find("column"));
         auto fail_rule = [&](std::string message) {
-            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message)});
+            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message), Value{}, rule_index});
         };
         Plugin* p = nullptr;
         try {
@@ -650,6 +730,8 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             if (const Value* o = item.find("observed")) r.observed = *o;
             r.expectation = text_of(item.find("expectation"));
             r.message = text_of(item.find("message"));
+            if (const Value* d = item.find("detail")) r.detail = *d;
+            r.rule_index = rule_index;
             if (r.status != "pass" && r.status != "warn" && r.status != "fail") {
                 r.message = fmt::format("{}: check() returned status '{}', expected pass, warn or fail",
                                         p->chunkname.substr(1), r.status);
@@ -661,23 +743,48 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     return out;
 }
 
+namespace {
+
+// The category a value counts under in categorical profiles: strings as they are, bools as
+// "true"/"false", numbers in their shortest text.
+std::string category_of(const ColumnState& s, size_t i) {
+    switch (s.col->type) {
+    case ColumnType::String: return std::string(s.str(i));
+    case ColumnType::Bool: return s.number(i) ? "true" : "false";
+    default: return fmt::format("{}", s.number(i));
+    }
+}
+
+// Category -> count over the non-null values; for PII columns keyed by the masked value.
+std::unordered_map<std::string, size_t> category_counts(const ColumnState& s, size_t& total) {
+    std::unordered_map<std::string, size_t> counts;
+    total = 0;
+    for (size_t i = 0; i < s.col->length; ++i) {
+        if (!s.valid(i)) continue;
+        ++total;
+        ++counts[category_of(s, i)];
+    }
+    if (!s.col->mask) return counts;
+    std::unordered_map<std::string, size_t> masked;  // one hash per distinct value, not per row
+    for (const auto& [k, c] : counts) masked[(*s.col->mask)(k)] += c;
+    return masked;
+}
+
+} // namespace
+
 Value profile_column(const ColumnView& column, int bins) {
     ColumnState s;
     s.col = &column;
-    if (column.type == ColumnType::String || column.type == ColumnType::Bool) {
-        std::unordered_map<std::string, size_t> counts;
+    if (column.mask || column.type == ColumnType::String || column.type == ColumnType::Bool) {
         size_t total = 0;
-        for (size_t i = 0; i < column.length; ++i) {
-            if (!s.valid(i)) continue;
-            ++total;
-            if (column.type == ColumnType::Bool) ++counts[s.number(i) ? "true" : "false"];
-            else ++counts[std::string(s.str(i))];
-        }
+        auto counts = category_counts(s, total);
         std::vector<std::pair<std::string, size_t>> sorted(counts.begin(), counts.end());
         std::sort(sorted.begin(), sorted.end());
         Value::Map shares;
         for (const auto& [k, c] : sorted) shares.emplace_back(k, double(c) / double(total ? total : 1));
-        return Value(Value::Map{{"kind", "categorical"}, {"shares", Value(std::move(shares))}});
+        Value::Map profile{{"kind", "categorical"}, {"shares", Value(std::move(shares))}};
+        if (column.mask) profile.emplace_back("masked", true);
+        return Value(std::move(profile));
     }
     bins = std::clamp(bins, 2, 100);
     Value::Array edges;
@@ -713,15 +820,18 @@ double psi(const ColumnView& column, const Value& profile) {
     };
     double total_psi = 0;
     if (kind->str() == "categorical") {
-        std::unordered_map<std::string, size_t> counts;
+        const Value* masked = profile.find("masked");
+        bool masked_profile = masked && std::holds_alternative<bool>(masked->data) && std::get<bool>(masked->data);
+        if (masked_profile && !column.mask)
+            throw_error(ErrorKind::InvalidArgument,
+                        "psi: the reference profile of '{}' holds masked PII values, but the column is not a PII "
+                        "column here: compare it through the feature view's rules (fv.quality.run)", column.name);
+        ColumnView view = column;  // a raw reference (made before masking) compares with raw values
+        if (!masked_profile) view.mask = nullptr;
+        ColumnState cs;
+        cs.col = &view;
         size_t total = 0;
-        for (size_t i = 0; i < column.length; ++i) {
-            if (!s.valid(i)) continue;
-            ++total;
-            if (column.type == ColumnType::String) ++counts[std::string(s.str(i))];
-            else if (column.type == ColumnType::Bool) ++counts[s.number(i) ? "true" : "false"];
-            else ++counts[fmt::format("{}", s.number(i))];
-        }
+        auto counts = category_counts(cs, total);
         if (!total) return NAN;
         std::unordered_set<std::string> seen;
         for (const auto& [k, ref] : shares->map()) {

@@ -112,3 +112,60 @@ TEST(QualitySandbox, EveryKeptObjectRaisesAfterItsCheckReturnedAndTheBatchIsFree
         EXPECT_NE(std::string(e.what()).find("batch.column used after check() returned"), std::string::npos) << e.what();
     }
 }
+
+TEST(QualityPatterns, HostilePatternsAreRuleErrorsAndAddRuleRefusesThem) {
+    PluginDir d;
+    Host host(test_limits());
+    HeapBatch b({"a@x.io", "nope", "b@y.io"});
+    std::string bad = d.write("bad.lua", "function check(b) return {status='pass', observed=b:column('s'):pattern_share("
+                                         "'(|)(\\\\1\\\\1)*')} end\n");
+    RuleResult r = run_one(host, b.batch, bad);
+    EXPECT_EQ(r.status, "error");
+    EXPECT_NE(r.message.find("invalid escape sequence: \\1"), std::string::npos) << r.message;
+
+    std::string good = d.write("mail.lua", "function check(b) return {status='pass', observed=b:column('s'):pattern_share("
+                                           "'^[^@]+@[^@]+$')} end\n");
+    EXPECT_DOUBLE_EQ(run_one(host, b.batch, good).observed.number(), 2.0 / 3.0);
+
+    Rule rule{"plugins/quality/pattern.lua", Value(Value::Map{{"column", "s"}, {"pattern", "(a)\\1"}}), "error", ""};
+    try {
+        validate_rule(rule, {"s"}, "feature view 'v'", host);
+        ADD_FAILURE() << "a backreference was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("pattern.lua argument 'pattern': pattern '(a)\\1' cannot be used"),
+                  std::string::npos) << e.what();
+    }
+    rule.args = Value(Value::Map{{"column", "t"}, {"pattern", "^a"}});
+    try {
+        validate_rule(rule, {"s", "u"}, "feature view 'v'", host);
+        ADD_FAILURE() << "a missing column was accepted";
+    } catch (const Error& e) {
+        EXPECT_STREQ(e.what(), "pattern.lua argument 'column' names column 't', which feature view 'v' does not have "
+                               "(columns: s, u)");
+    }
+    validate_rule(rule, {}, "", host);  // columns unknown: only the pattern is checked
+}
+
+TEST(QualityPii, MaskedColumnsGiveMaskedOffendersAndProfilesButPsiStillCompares) {
+    PluginDir d;
+    Host host(test_limits());
+    HeapBatch b({"ann", "ann", "bob", "cy"});
+    Masker mask = [](std::string_view v) { return "m:" + std::string(v.size(), '*') + std::to_string(v.size()); };
+    b.batch.columns[1].mask = &mask;
+    b.batch.columns[1].masked = true;
+    std::string top = d.write("top.lua", "function check(b) return {status='pass', observed=b:column('s'):not_allowed({'cy'})} end\n");
+    Value o = run_one(host, b.batch, top).observed;
+    ASSERT_TRUE(o.is_array());
+    ASSERT_EQ(o.array().size(), 2u);  // "ann" and "bob" mask alike here, but are counted apart
+    EXPECT_EQ(o.array()[0].find("value")->str(), "m:***3");
+    EXPECT_EQ(o.array()[0].find("count")->number(), 2);
+
+    Value profile = profile_column(b.batch.columns[1]);
+    EXPECT_TRUE(std::get<bool>(profile.find("masked")->data));
+    for (const auto& [k, share] : profile.find("shares")->map()) EXPECT_EQ(k.rfind("m:", 0), 0u) << k;
+    EXPECT_NEAR(psi(b.batch.columns[1], profile), 0.0, 1e-12);
+    ColumnView plain = b.batch.columns[1];
+    plain.mask = nullptr;
+    EXPECT_THROW(psi(plain, profile), Error);  // a masked reference needs the column's masker
+}

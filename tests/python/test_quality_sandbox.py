@@ -102,3 +102,65 @@ def test_the_batch_handle_is_opaque(plugins):
           "  return {status='pass', observed={mt=tostring(getmetatable(batch.column)), t=type(batch.column)}}\nend\n")
     (res,) = quality.check(frame(), [quality.rule(plugins / "peek.lua")]).results
     assert res["observed"] == {"mt": "nil", "t": "function"}
+
+
+# --- pattern_share: RE2, safe on hostile patterns -----------------------------------------------
+
+def test_a_backreference_pattern_is_a_rule_error_not_a_crash(plugins):
+    rule = quality.rule(write(plugins, "bad.lua", "function check(batch, ctx)\n"
+                              "  return {status='pass', observed=batch:column('s'):pattern_share('(|)(\\\\1\\\\1)*')}\nend\n"))
+    for _ in range(2):
+        (res,) = quality.check(frame(), [rule]).results
+        assert res["status"] == "error"
+        assert "bad.lua:2" in res["message"] and "pattern '(|)(\\1\\1)*' cannot be used" in res["message"]
+        assert "invalid escape sequence: \\1" in res["message"]
+
+
+def test_add_rule_refuses_patterns_re2_cannot_take_and_saves_nothing(ws):
+    ws.features.entity("player", join_keys=["player_id"])
+    fv = ws.features.feature_view("people", entities=["player"], schema={"email": "string"})
+    with pytest.raises(keel.InvalidArgument) as err:
+        fv.add_rule("plugins/quality/pattern.lua", column="email", pattern="(|)(\\1\\1)*")
+    assert str(err.value) == ("pattern.lua argument 'pattern': pattern '(|)(\\1\\1)*' cannot be used: invalid escape "
+                              "sequence: \\1 (patterns are RE2 syntax: no backreferences or lookaround)")
+    with pytest.raises(keel.InvalidArgument, match="pattern too large - compile failed \\(its compiled form may take"):
+        fv.add_rule("plugins/quality/pattern.lua", column="email", pattern="\\pL{1000}")
+    with pytest.raises(keel.InvalidArgument, match="invalid repetition size: \\{5000\\}"):
+        fv.add_rule("plugins/quality/pattern.lua", column="email", pattern="a{5000}")
+    with pytest.raises(keel.InvalidArgument, match="longer than 4096 characters"):
+        fv.add_rule("plugins/quality/pattern.lua", column="email", pattern="a" * 5000)
+    with pytest.raises(keel.InvalidArgument, match="invalid perl operator: \\(\\?="):
+        quality.check(pd.DataFrame({"email": ["x"]}),
+                      [quality.rule("plugins/quality/pattern.lua", column="email", pattern="^(?=a)")])
+    assert fv.quality.rule_ids() == []
+    T0 = pd.Timestamp("2026-01-01", tz="UTC")
+    df = pd.DataFrame({"player_id": [1, 2, 3], "event_timestamp": [T0] * 3,
+                       "email": ["a@example.com", "b@example.com", "not-an-email"]})
+    fv.add_rule("plugins/quality/pattern.lua", column="email", pattern="^[^@]+@[^@]+$", min_share=0.5)
+    assert fv.ingest(df)["rows"] == 3
+    (res,) = fv.quality_history().to_dict("records")
+    assert res["status"] == "pass" and res["observed"] == pytest.approx(2 / 3)
+
+
+def test_re2_syntax_users_see():
+    s = pd.DataFrame({"s": ["abc123", "ABC", "a1", "", "ütf-8"], "n": [1.5, 2.0, -3.0, 10.0, 0.25]})
+
+    def share(column, pattern):
+        r = quality.check(s, [quality.rule("plugins/quality/pattern.lua", column=column, pattern=pattern, min_share=0)])
+        return r.results[0]["observed"]
+    assert share("s", "^[[:alpha:]]+[[:digit:]]+$") == pytest.approx(2 / 5)  # POSIX classes, as before
+    assert share("s", "^\\w+\\d$") == pytest.approx(2 / 5)                   # Perl classes, new
+    assert share("s", "(?i)^abc") == pytest.approx(2 / 5)                    # flags
+    assert share("s", "^.tf") == pytest.approx(1 / 5)                        # . is one UTF-8 character
+    assert share("s", "") == 1.0                                             # matches anywhere, empty too
+    assert share("n", "^-?\\d+$") == pytest.approx(3 / 5)                    # numbers match their %.17g text
+
+
+def test_hostile_patterns_run_in_linear_time():
+    import time
+    df = pd.DataFrame({"s": ["a" * 2000 + "!"] * 500})
+    start = time.process_time()
+    for pattern in ("^(a+)+$", "(a|aa)*b", "(.*a){20}$", "^(a|a?)+$"):
+        r = quality.check(df, [quality.rule("plugins/quality/pattern.lua", column="s", pattern=pattern, min_share=0)])
+        assert r.results[0]["status"] == "pass" and r.results[0]["observed"] == 0.0
+    assert time.process_time() - start < 10
