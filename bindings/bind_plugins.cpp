@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <ctime>
 
 namespace py = pybind11;
@@ -186,6 +187,26 @@ struct PyQualityStore {
         }
         return target_columns(*fs, ref, ws->role());
     }
+    //! What a reader without a grant sees instead of a stored text quoting raw values of the PII
+    //! columns `raw_pii` (comma-separated), or "" when the workspace's role may read them all.
+    std::string redaction(const std::string& ref, const std::string& raw_pii) {
+        if (raw_pii.empty()) return "";
+        auto it = masked_by_target.find(ref);
+        if (it == masked_by_target.end()) it = masked_by_target.emplace(ref, target(ref).masked).first;
+        std::string hidden;
+        size_t start = 0;
+        while (start <= raw_pii.size()) {
+            size_t comma = std::min(raw_pii.find(',', start), raw_pii.size());
+            std::string col = raw_pii.substr(start, comma - start);
+            if (std::find(it->second.begin(), it->second.end(), col) != it->second.end())
+                hidden += (hidden.empty() ? "" : ", ") + col;
+            start = comma + 1;
+        }
+        if (hidden.empty()) return "";
+        return fmt::format("(hidden: recorded with raw values of PII column(s) {}, which role '{}' may not read)", hidden,
+                           ws->role());
+    }
+    std::map<std::string, std::vector<std::string>> masked_by_target;  //!< per read call
 };
 
 py::list results_to_py(const std::vector<RuleResult>& results) {
@@ -201,6 +222,7 @@ py::list results_to_py(const std::vector<RuleResult>& results) {
         d["message"] = r.message;
         d["detail"] = value_to_py(r.detail);
         d["rule_index"] = r.rule_index;
+        d["raw_pii"] = r.raw_pii;
         out.append(d);
     }
     return out;
@@ -215,14 +237,14 @@ std::vector<Rule> rules_from_py(const py::list& rules) {
     return rs;
 }
 
-py::dict issue_dict(const DataIssue& d) {
+py::dict issue_dict(const DataIssue& d, const std::string& redaction = "") {
     py::dict o;
     o["id"] = d.id;
     o["target"] = d.target;
     o["rule"] = d.rule;
     o["column"] = d.column;
     o["severity"] = d.severity;
-    o["message"] = d.message;
+    o["message"] = redaction.empty() ? d.message : redaction;
     o["opened_at"] = d.opened_at;
     o["closed_at"] = d.closed_at ? py::object(py::int_(*d.closed_at)) : py::object(py::none());
     return o;
@@ -411,6 +433,7 @@ void bind_plugins(py::module_& m) {
                 r.message = d["message"].cast<std::string>();
                 if (d.contains("detail")) r.detail_json = d["detail"].cast<std::string>();
                 if (d.contains("rule_id") && !d["rule_id"].is_none()) r.rule_id = d["rule_id"].cast<int64_t>();
+                if (d.contains("raw_pii")) r.raw_pii = d["raw_pii"].cast<std::string>();
                 rs.push_back(std::move(r));
             }
             RecordOutcome o;
@@ -425,7 +448,13 @@ void bind_plugins(py::module_& m) {
         })
         .def("history", [](PyQualityStore& s, const std::string& target, int64_t limit) {
             py::list out;
-            for (const auto& r : s.store.history(target, limit)) {
+            s.masked_by_target.clear();
+            for (auto r : s.store.history(target, limit)) {
+                if (std::string note = s.redaction(target, r.raw_pii); !note.empty()) {
+                    r.observed_json = "null";
+                    r.detail_json = "";
+                    r.message = note;
+                }
                 py::dict d;
                 d["batch"] = r.batch;
                 d["created_at"] = r.created_at;
@@ -445,15 +474,22 @@ void bind_plugins(py::module_& m) {
         })
         .def("issues", [](PyQualityStore& s, const std::string& target, bool include_closed) {
             py::list out;
-            for (const auto& d : s.store.issues(target, include_closed)) out.append(issue_dict(d));
+            s.masked_by_target.clear();
+            for (const auto& d : s.store.issues(target, include_closed))
+                out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
             return out;
         })
         .def("issues_affecting", [](PyQualityStore& s, const std::string& ref) {
             py::list out;
-            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d));
+            s.masked_by_target.clear();
+            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
             return out;
         })
-        .def("close_issue", [](PyQualityStore& s, int64_t id) { return issue_dict(s.store.close_issue(id)); })
+        .def("close_issue", [](PyQualityStore& s, int64_t id) {
+            DataIssue d = s.store.close_issue(id);
+            s.masked_by_target.clear();
+            return issue_dict(d, s.redaction(d.target, d.raw_pii));
+        })
         .def("set_profile", [](PyQualityStore& s, const std::string& target, const std::string& column,
                                const std::string& json) { s.store.set_profile(target, column, json); })
         .def("profiles", [](PyQualityStore& s, const std::string& target) { return s.store.profiles(target); });

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -287,9 +288,16 @@ int col_null_rate(lua_State* L) {
     lua_pushnumber(L, s.col->length ? double(s.col->length - s.count) / double(s.col->length) : 0.0);
     return 1;
 }
+// PII columns whose raw values the running rule was given (the caller holds a grant): its results
+// are hidden from readers of the history who do not (see RuleResult::raw_pii).
+thread_local std::set<std::string> t_raw_pii;
+
 // A PII column the caller may not read gives no values (nil), like the feature store's masked numbers.
 bool hidden(lua_State* L, const ColumnState& s) {
-    if (!s.col->masked) return false;
+    if (!s.col->masked) {
+        if (s.col->mask) t_raw_pii.insert(s.col->name);
+        return false;
+    }
     lua_pushnil(L);
     return true;
 }
@@ -517,6 +525,7 @@ int col_not_allowed(lua_State* L) {
     auto& s = check_column(L);
     AllowedSet set = read_allowed(L, 2, s.numeric());
     const size_t top = size_t(std::clamp<lua_Integer>(luaL_optinteger(L, 3, 5), 1, 100));
+    if (s.col->mask && !s.col->masked) t_raw_pii.insert(s.col->name);
     std::unordered_map<std::string_view, size_t> strings;
     std::unordered_map<double, size_t> numbers;
     scan_allowed(s, set, [&](size_t i, bool allowed) {
@@ -543,7 +552,8 @@ int col_not_allowed(lua_State* L) {
         const auto& o = all[j];
         lua_createtable(L, 0, 2);
         if (s.col->masked) {
-            std::string m = (*s.col->mask)(s.numeric() ? fmt::format("{}", o.number) : o.text);
+            std::string text = s.numeric() ? fmt::format("{}", o.number) : o.text;
+            std::string m = s.col->mask ? (*s.col->mask)(text) : "pii:masked";
             lua_pushlstring(L, m.data(), m.size());
         } else if (s.numeric()) {
             lua_pushnumber(L, o.number);
@@ -657,10 +667,12 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     std::vector<RuleResult> out;
     for (size_t rule_index = 0; rule_index < rules.size(); ++rule_index) {
         const Rule& rule = rules[rule_index];
+        t_raw_pii.clear();
         std::string rule_name = rule.name.empty() ? stem_of(rule.plugin) : rule.name;
         std::string column = text_of(rule.args.find("column"));
         auto fail_rule = [&](std::string message) {
-            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message), Value{}, rule_index});
+            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message), Value{}, rule_index,
+                           {t_raw_pii.begin(), t_raw_pii.end()}});  // a plugin's error text may quote values
         };
         Plugin* p = nullptr;
         try {
@@ -732,6 +744,7 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             r.message = text_of(item.find("message"));
             if (const Value* d = item.find("detail")) r.detail = *d;
             r.rule_index = rule_index;
+            r.raw_pii.assign(t_raw_pii.begin(), t_raw_pii.end());
             if (r.status != "pass" && r.status != "warn" && r.status != "fail") {
                 r.message = fmt::format("{}: check() returned status '{}', expected pass, warn or fail",
                                         p->chunkname.substr(1), r.status);

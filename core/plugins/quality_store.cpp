@@ -60,15 +60,18 @@ CREATE TABLE plugins_quality_profiles (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (target, column_name));
 )",
-                                       // 2: structured result details (offending values), and the rule that
-                                       // opened an issue (removing the rule closes it).
+                                       // 2: structured result details (offending values), the rule that opened
+                                       // an issue (removing the rule closes it), and the PII columns whose raw
+                                       // values a result or issue may quote (hidden from readers without a grant).
                                        R"(
 ALTER TABLE plugins_quality_results ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+ALTER TABLE plugins_quality_results ADD COLUMN raw_pii TEXT NOT NULL DEFAULT '';
 ALTER TABLE plugins_data_issues ADD COLUMN rule_id INTEGER;
+ALTER TABLE plugins_data_issues ADD COLUMN raw_pii TEXT NOT NULL DEFAULT '';
 )"}};
 
 constexpr const char* kSelectIssue =
-    "SELECT id, target, rule, column_name, severity, message, opened_at, closed_at FROM plugins_data_issues ";
+    "SELECT id, target, rule, column_name, severity, message, opened_at, closed_at, raw_pii FROM plugins_data_issues ";
 
 // The label results carry for a rule without a name: its plugin's file stem.
 std::string rule_stem(std::string s) {
@@ -87,6 +90,7 @@ DataIssue read_issue(storage::Stmt& st) {
     d.message = st.text(5);
     d.opened_at = st.int64(6);
     d.closed_at = st.opt_int64(7);
+    d.raw_pii = st.text(8);
     return d;
 }
 
@@ -176,9 +180,9 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
         out.batch = db.last_insert_rowid();
         for (const auto& r : results) {
             db.prepare("INSERT INTO plugins_quality_results (batch, target, rule, column_name, severity, status, observed, "
-                       "expectation, message, detail) VALUES (?,?,?,?,?,?,?,?,?,?)")
+                       "expectation, message, detail, raw_pii) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
                 .bind_all(out.batch, target, r.rule, r.column, r.severity, r.status, r.observed_json, r.expectation, r.message,
-                          r.detail_json)
+                          r.detail_json, r.raw_pii)
                 .run();
             std::optional<DataIssue> open;
             {
@@ -192,11 +196,12 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
             bool failing = r.status == "fail" || r.status == "error";
             if (failing && !open) {
                 db.prepare("INSERT INTO plugins_data_issues (target, rule, column_name, severity, message, opened_at, "
-                           "rule_id) VALUES (?,?,?,?,?,?,?)")
+                           "rule_id, raw_pii) VALUES (?,?,?,?,?,?,?,?)")
                     .bind_all(target, r.rule, r.column, r.severity, r.message, now,
-                              r.rule_id ? std::optional<int64_t>(r.rule_id) : std::nullopt)
+                              r.rule_id ? std::optional<int64_t>(r.rule_id) : std::nullopt, r.raw_pii)
                     .run();
-                out.opened.push_back({db.last_insert_rowid(), target, r.rule, r.column, r.severity, r.message, now, {}});
+                out.opened.push_back({db.last_insert_rowid(), target, r.rule, r.column, r.severity, r.message, now, {},
+                                      r.raw_pii});
             } else if (r.status == "pass" && open) {
                 db.prepare("UPDATE plugins_data_issues SET closed_at = ? WHERE id = ?").bind_all(now, open->id).run();
                 open->closed_at = now;
@@ -219,13 +224,14 @@ std::vector<StoredResult> QualityStore::history(const std::string& target, int64
     auto guard = db.lock();
     auto st = db.prepare(
         "SELECT r.rule, r.column_name, r.severity, r.status, r.observed, r.expectation, r.message, b.id, b.rows, "
-        "b.accepted, b.created_at, r.detail FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
+        "b.accepted, b.created_at, r.detail, r.raw_pii FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
         "WHERE r.target = ? ORDER BY b.id DESC, r.id LIMIT ?");
     st.bind_all(target, limit);
     std::vector<StoredResult> out;
     while (st.step()) {
         StoredResult r{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6)};
         r.detail_json = st.text(11);
+        r.raw_pii = st.text(12);
         r.batch = st.int64(7);
         r.rows = st.int64(8);
         r.accepted = st.int64(9) != 0;

@@ -365,7 +365,7 @@ class Checks:
         if record and rules:
             stored = [{**r, "observed": json.dumps(r["observed"], default=str),
                        "detail": json.dumps(r["detail"], default=str) if r["detail"] is not None else "",
-                       "rule_id": ids[r["rule_index"]]} for r in report.results]
+                       "rule_id": ids[r["rule_index"]], "raw_pii": ",".join(r["raw_pii"])} for r in report.results]
             batch, opened, closed = self._store.record(self.target, report.rows, report.passed, stored)
             report.batch = batch
             for issue in opened:

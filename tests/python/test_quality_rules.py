@@ -166,9 +166,20 @@ def test_a_granted_role_records_raw_offenders(ws, fv):
     fv.add_rule("plugins/quality/allowed_values.lua", column="email", values=["ok@example.com"], severity="warn")
     fv.ingest(batch(emails=["alice@example.com"] * 4))
     assert fv.quality_history().iloc[0].detail["not_allowed"] == [{"value": "alice@example.com", "count": 4}]
+    assert "alice@example.com" in fv.quality.issues().iloc[0].message
+    # A reader without the grant (another role, or after a revoke) sees those records hidden.
+    ws.role = "analyst"
+    hist = fv.quality_history()
+    assert hist.iloc[0].detail is None and hist.iloc[0].observed is None
+    assert hist.iloc[0].message == ("(hidden: recorded with raw values of PII column(s) email, which role 'analyst' "
+                                    "may not read)")
+    assert "alice" not in _recorded_text(fv) and "alice" not in " ".join(ws.lineage.issues(fv.lineage_ref).message)
+    ws.role = "support"
     ws.access.revoke("support", "activity", ["email"])
+    assert "alice" not in _recorded_text(fv)
     fv.ingest(batch(emails=["bob@example.com"] * 4))
     assert "bob" not in _recorded_text(fv)
+    assert fv.quality_history().iloc[0].detail["not_allowed"][0]["value"].startswith("pii:")
 
 
 def test_numeric_pii_values_are_hidden_from_rules_without_a_grant(ws, tmp_path):

@@ -63,6 +63,9 @@ struct RuleResult {
     std::string message;
     Value detail;           //!< structured details a rule adds (e.g. allowed_values' not_allowed list)
     size_t rule_index = 0;  //!< which of the rules passed to run_rules gave this result
+    //! PII columns whose raw values the rule was given (the caller's role holds a grant): whoever
+    //! reads the stored result later without that grant sees it redacted.
+    std::vector<std::string> raw_pii;
 };
 
 //! Runs every rule on the batch, each in the sandbox of `host`. `context` (a map) becomes part of

@@ -35,6 +35,7 @@ struct StoredResult {
     std::string message;
     std::string detail_json;  //!< structured details (e.g. not_allowed values), "" when none
     int64_t rule_id = 0;      //!< the stored rule that gave it (0: unknown); its issue closes with it
+    std::string raw_pii;      //!< PII columns (comma-separated) whose raw values it may quote
     // Filled in by the store:
     int64_t batch = 0;
     int64_t rows = 0;
@@ -53,6 +54,7 @@ struct DataIssue {
     std::string message;
     int64_t opened_at = 0;
     std::optional<int64_t> closed_at;
+    std::string raw_pii;  //!< PII columns (comma-separated) whose raw values the message may quote
 };
 
 //! What recording a batch changed.
