@@ -164,3 +164,18 @@ def test_hostile_patterns_run_in_linear_time():
         r = quality.check(df, [quality.rule("plugins/quality/pattern.lua", column="s", pattern=pattern, min_share=0)])
         assert r.results[0]["status"] == "pass" and r.results[0]["observed"] == 0.0
     assert time.process_time() - start < 10
+
+
+def test_a_lying_len_cannot_stretch_helper_loops(plugins):
+    rule = quality.rule(write(plugins, "len.lua", "function check(batch, ctx)\n"
+                              "  local t = setmetatable({'v1', 0.5}, {__len = function() return 1e9 end})\n"
+                              "  local q = setmetatable({0, 0.5}, getmetatable(t))\n"
+                              "  local s, x = batch:column('s'), batch:column('x')\n"
+                              "  return {status='pass', observed={s:allowed_share(t), #s:not_allowed(t), x:quantile(q)}}\n"
+                              "end\n"))
+    import time
+    start = time.process_time()
+    (res,) = quality.check(frame(4), [rule]).results
+    assert time.process_time() - start < 2
+    assert res["status"] == "pass", res["message"]
+    assert res["observed"] == [0.25, 3, [0.0, 1.5]]
