@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <ctime>
 
 namespace py = pybind11;
@@ -180,7 +181,9 @@ struct PyQualityStore {
     std::shared_ptr<features::FeatureStore> fs;
     Masker mask;
     explicit PyQualityStore(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), store(*ws) {}
+    std::mutex fs_mutex;  // run() builds the feature store without the GIL
     TargetColumns target(const std::string& ref) {
+        std::lock_guard lock(fs_mutex);
         if (!fs) {
             fs = std::make_shared<features::FeatureStore>(ws);
             mask = [f = fs.get()](std::string_view v) { return f->mask_string(v); };
