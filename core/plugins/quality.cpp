@@ -506,41 +506,29 @@ void scan_allowed(ColumnState& s, const AllowedSet& set, OnValue&& on) {
         if (s.valid(i)) on(i, set.numbers.count(s.number(i)) > 0);
 }
 
-// Share of non-null values in the allowed set.
-int col_allowed_share(lua_State* L) {
-    auto& s = check_column(L);
-    AllowedSet set = read_allowed(L, 2, s.numeric());
-    size_t ok = 0, count = 0;
-    scan_allowed(s, set, [&](size_t, bool allowed) {
-        ++count;
-        ok += allowed;
-    });
-    lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
-    return 1;
-}
-
-// The values outside the allowed set that occur most often: {{value=, count=}, ...}, at most `top`
-// (default 5, at most 100), by count then value. Masked for PII columns the caller may not read.
-int col_not_allowed(lua_State* L) {
-    auto& s = check_column(L);
-    AllowedSet set = read_allowed(L, 2, s.numeric());
-    const size_t top = size_t(std::clamp<lua_Integer>(luaL_optinteger(L, 3, 5), 1, 100));
-    if (s.col->mask && !s.col->masked) t_raw_pii.insert(s.col->name);
-    std::unordered_map<std::string_view, size_t> strings;
+// Counts of the values outside an allowed set, by value.
+struct Offenders {
+    std::unordered_map<std::string_view, size_t> strings;  // views into the batch
     std::unordered_map<double, size_t> numbers;
-    scan_allowed(s, set, [&](size_t i, bool allowed) {
-        if (allowed) return;
+    void add(const ColumnState& s, size_t i) {
         if (s.numeric()) ++numbers[s.number(i)];
         else ++strings[s.str(i)];
-    });
+    }
+};
+
+// Pushes the `top` most frequent offenders as {{value=, count=}, ...}, by count then value; masked
+// for PII columns the caller may not read.
+void push_offenders(lua_State* L, const ColumnState& s, const Offenders& found, size_t top) {
+    if (s.col->mask && !s.col->masked) t_raw_pii.insert(s.col->name);
     struct Offender {
-        std::string text;
+        std::string_view text;
         double number = 0;
         size_t count = 0;
     };
     std::vector<Offender> all;
-    for (const auto& [v, c] : strings) all.push_back({std::string(v), 0, c});
-    for (const auto& [v, c] : numbers) all.push_back({"", v, c});
+    all.reserve(found.strings.size() + found.numbers.size());
+    for (const auto& [v, c] : found.strings) all.push_back({v, 0, c});
+    for (const auto& [v, c] : found.numbers) all.push_back({{}, v, c});
     auto first = [](const Offender& a, const Offender& b) {
         if (a.count != b.count) return a.count > b.count;
         return a.text != b.text ? a.text < b.text : a.number < b.number;
@@ -552,7 +540,7 @@ int col_not_allowed(lua_State* L) {
         const auto& o = all[j];
         lua_createtable(L, 0, 2);
         if (s.col->masked) {
-            std::string text = s.numeric() ? fmt::format("{}", o.number) : o.text;
+            std::string text = s.numeric() ? fmt::format("{}", o.number) : std::string(o.text);
             std::string m = s.col->mask ? (*s.col->mask)(text) : "pii:masked";
             lua_pushlstring(L, m.data(), m.size());
         } else if (s.numeric()) {
@@ -565,8 +553,52 @@ int col_not_allowed(lua_State* L) {
         lua_setfield(L, -2, "count");
         lua_rawseti(L, -2, lua_Integer(j + 1));
     }
+}
+
+size_t top_arg(lua_State* L, int index) {
+    return size_t(std::clamp<lua_Integer>(luaL_optinteger(L, index, 5), 1, 100));
+}
+
+// Share of non-null values in the allowed set; with `top`, also the most frequent values outside
+// it (as not_allowed gives them), counted in the same pass.
+int col_allowed_share(lua_State* L) {
+    auto& s = check_column(L);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
+    size_t ok = 0, count = 0;
+    if (lua_isnoneornil(L, 3)) {
+        scan_allowed(s, set, [&](size_t, bool allowed) {
+            ++count;
+            ok += allowed;
+        });
+        lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
+        return 1;
+    }
+    const size_t top = top_arg(L, 3);
+    Offenders found;
+    scan_allowed(s, set, [&](size_t i, bool allowed) {
+        ++count;
+        ok += allowed;
+        if (!allowed) found.add(s, i);
+    });
+    lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
+    push_offenders(L, s, found, top);
+    return 2;
+}
+
+// The values outside the allowed set that occur most often: {{value=, count=}, ...}, at most `top`
+// (default 5, at most 100), by count then value. Masked for PII columns the caller may not read.
+int col_not_allowed(lua_State* L) {
+    auto& s = check_column(L);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
+    const size_t top = top_arg(L, 3);
+    Offenders found;
+    scan_allowed(s, set, [&](size_t i, bool allowed) {
+        if (!allowed) found.add(s, i);
+    });
+    push_offenders(L, s, found, top);
     return 1;
 }
+
 int col_psi(lua_State* L) {
     auto& s = check_column(L);
     Value profile = to_value(L, 2);
