@@ -4,7 +4,9 @@
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/quality.hpp"
+#include "keel/features/store.hpp"
 #include "keel/plugins/quality_store.hpp"
+#include "keel/plugins/quality_target.hpp"
 #include "keel/storage/workspace.hpp"
 #include "keel/plugins/router.hpp"
 
@@ -14,6 +16,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <ctime>
 
 namespace py = pybind11;
@@ -169,20 +173,81 @@ struct PyBatch {
     }
 };
 
+// The quality store of a workspace, with what its rules need of the feature store: a target
+// view's columns (checked at add_rule) and PII masking for the caller's role (the store's salt).
 struct PyQualityStore {
     std::shared_ptr<storage::Workspace> ws;
     QualityStore store;
+    std::shared_ptr<features::FeatureStore> fs;
+    Masker mask;
     explicit PyQualityStore(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), store(*ws) {}
+    std::mutex fs_mutex;  // run() builds the feature store without the GIL
+    TargetColumns target(const std::string& ref) {
+        std::lock_guard lock(fs_mutex);
+        if (!fs) {
+            fs = std::make_shared<features::FeatureStore>(ws);
+            mask = [f = fs.get()](std::string_view v) { return f->mask_string(v); };
+        }
+        return target_columns(*fs, ref, ws->role());
+    }
+    //! What a reader without a grant sees instead of a stored text quoting raw values of the PII
+    //! columns `raw_pii` (comma-separated), or "" when the workspace's role may read them all.
+    std::string redaction(const std::string& ref, const std::string& raw_pii) {
+        if (raw_pii.empty()) return "";
+        auto it = masked_by_target.find(ref);
+        if (it == masked_by_target.end()) it = masked_by_target.emplace(ref, target(ref).masked).first;
+        std::string hidden;
+        size_t start = 0;
+        while (start <= raw_pii.size()) {
+            size_t comma = std::min(raw_pii.find(',', start), raw_pii.size());
+            std::string col = raw_pii.substr(start, comma - start);
+            if (std::find(it->second.begin(), it->second.end(), col) != it->second.end())
+                hidden += (hidden.empty() ? "" : ", ") + col;
+            start = comma + 1;
+        }
+        if (hidden.empty()) return "";
+        return fmt::format("(hidden: recorded with raw values of PII column(s) {}, which role '{}' may not read)", hidden,
+                           ws->role());
+    }
+    std::map<std::string, std::vector<std::string>> masked_by_target;  //!< per read call
 };
 
-py::dict issue_dict(const DataIssue& d) {
+py::list results_to_py(const std::vector<RuleResult>& results) {
+    py::list out;
+    for (const auto& r : results) {
+        py::dict d;
+        d["rule"] = r.rule;
+        d["column"] = r.column;
+        d["severity"] = r.severity;
+        d["status"] = r.status;
+        d["observed"] = value_to_py(r.observed);
+        d["expectation"] = r.expectation;
+        d["message"] = r.message;
+        d["detail"] = value_to_py(r.detail);
+        d["rule_index"] = r.rule_index;
+        d["raw_pii"] = r.raw_pii;
+        out.append(d);
+    }
+    return out;
+}
+
+std::vector<Rule> rules_from_py(const py::list& rules) {
+    std::vector<Rule> rs;
+    for (auto item : rules) {
+        auto t = item.cast<py::tuple>();
+        rs.push_back({t[0].cast<std::string>(), value_from_py(t[1]), t[2].cast<std::string>(), t[3].cast<std::string>()});
+    }
+    return rs;
+}
+
+py::dict issue_dict(const DataIssue& d, const std::string& redaction = "") {
     py::dict o;
     o["id"] = d.id;
     o["target"] = d.target;
     o["rule"] = d.rule;
     o["column"] = d.column;
     o["severity"] = d.severity;
-    o["message"] = d.message;
+    o["message"] = redaction.empty() ? d.message : redaction;
     o["opened_at"] = d.opened_at;
     o["closed_at"] = d.closed_at ? py::object(py::int_(*d.closed_at)) : py::object(py::none());
     return o;
@@ -269,31 +334,20 @@ void bind_plugins(py::module_& m) {
 
     m.def("quality_run", [](py::list columns, size_t rows, py::list rules, py::object context) {
         PyBatch pb(columns, rows);
-        std::vector<Rule> rs;
-        for (auto item : rules) {
-            auto t = item.cast<py::tuple>();
-            rs.push_back({t[0].cast<std::string>(), value_from_py(t[1]), t[2].cast<std::string>(), t[3].cast<std::string>()});
-        }
+        std::vector<Rule> rs = rules_from_py(rules);
         Value ctx = context.is_none() ? Value(Value::Map{}) : value_from_py(context);
         std::vector<RuleResult> results;
         {
             py::gil_scoped_release release;
             results = run_rules(pb.batch, rs, ctx);
         }
-        py::list out;
-        for (const auto& r : results) {
-            py::dict d;
-            d["rule"] = r.rule;
-            d["column"] = r.column;
-            d["severity"] = r.severity;
-            d["status"] = r.status;
-            d["observed"] = value_to_py(r.observed);
-            d["expectation"] = r.expectation;
-            d["message"] = r.message;
-            out.append(d);
-        }
-        return out;
+        return results_to_py(results);
     });
+    m.def("quality_validate", [](const std::string& plugin, py::dict args) {
+        Rule rule{plugin, value_from_py(args), "error", ""};
+        py::gil_scoped_release release;
+        validate_rule(rule, {}, "", Host::for_thread());
+    }, "Checks a rule's pattern arguments (and column arguments' types) against its plugin's schema.");
     m.def("quality_profile", [](py::list columns, size_t rows, int bins) {
         PyBatch pb(columns, rows);
         py::dict out;
@@ -316,10 +370,39 @@ void bind_plugins(py::module_& m) {
 
     py::class_<PyQualityStore, std::shared_ptr<PyQualityStore>>(m, "QualityStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
-        .def("add_rule", [](PyQualityStore& s, const std::string& target, const std::string& plugin,
+        .def("add_rule", [](PyQualityStore& s, const std::string& target, const std::string& plugin, py::dict args,
                             const std::string& args_json, const std::string& severity, const std::string& name) {
+            Rule rule{plugin, value_from_py(args), severity, name};
+            py::gil_scoped_release release;
+            TargetColumns t = s.target(target);
+            validate_rule(rule, t.columns, t.label, Host::for_thread());  // nothing is saved when it throws
             return s.store.add_rule(target, plugin, args_json, severity, name);
-        })
+        }, "Validates the rule against its plugin's schema and the target's columns, then saves it.")
+        .def("run", [](PyQualityStore& s, const std::string& target, py::list columns, size_t rows, py::list rules,
+                       py::object context) {
+            PyBatch pb(columns, rows);
+            std::vector<Rule> rs = rules_from_py(rules);
+            Value ctx = context.is_none() ? Value(Value::Map{}) : value_from_py(context);
+            std::vector<RuleResult> results;
+            {
+                py::gil_scoped_release release;
+                mark_pii(pb.batch, s.target(target), s.mask);
+                results = run_rules(pb.batch, rs, ctx);
+            }
+            return results_to_py(results);
+        }, "Runs rules on a batch of the target, PII columns masked for the workspace's role.")
+        .def("profile", [](PyQualityStore& s, const std::string& target, py::list columns, size_t rows, int bins) {
+            PyBatch pb(columns, rows);
+            std::vector<std::pair<std::string, Value>> profiles;
+            {
+                py::gil_scoped_release release;
+                mark_pii(pb.batch, s.target(target), s.mask);
+                for (const auto& c : pb.batch.columns) profiles.emplace_back(c.name, profile_column(c, bins));
+            }
+            py::dict out;
+            for (const auto& [name, v] : profiles) out[py::str(name)] = value_to_py(v);
+            return out;
+        }, "Reference profiles of a batch of the target; those of PII columns hold masked values.")
         .def("rules", [](PyQualityStore& s, const std::string& target) {
             py::list out;
             for (const auto& r : s.store.rules(target)) {
@@ -334,7 +417,11 @@ void bind_plugins(py::module_& m) {
             }
             return out;
         })
-        .def("remove_rule", [](PyQualityStore& s, const std::string& target, int64_t id) { s.store.remove_rule(target, id); })
+        .def("remove_rule", [](PyQualityStore& s, const std::string& target, int64_t id) {
+            py::list closed;
+            for (const auto& d : s.store.remove_rule(target, id)) closed.append(issue_dict(d));
+            return closed;
+        })
         .def("record", [](PyQualityStore& s, const std::string& target, int64_t rows, bool accepted, py::list results) {
             std::vector<StoredResult> rs;
             for (auto item : results) {
@@ -347,6 +434,9 @@ void bind_plugins(py::module_& m) {
                 r.observed_json = d["observed"].cast<std::string>();
                 r.expectation = d["expectation"].cast<std::string>();
                 r.message = d["message"].cast<std::string>();
+                if (d.contains("detail")) r.detail_json = d["detail"].cast<std::string>();
+                if (d.contains("rule_id") && !d["rule_id"].is_none()) r.rule_id = d["rule_id"].cast<int64_t>();
+                if (d.contains("raw_pii")) r.raw_pii = d["raw_pii"].cast<std::string>();
                 rs.push_back(std::move(r));
             }
             RecordOutcome o;
@@ -361,7 +451,13 @@ void bind_plugins(py::module_& m) {
         })
         .def("history", [](PyQualityStore& s, const std::string& target, int64_t limit) {
             py::list out;
-            for (const auto& r : s.store.history(target, limit)) {
+            s.masked_by_target.clear();
+            for (auto r : s.store.history(target, limit)) {
+                if (std::string note = s.redaction(target, r.raw_pii); !note.empty()) {
+                    r.observed_json = "null";
+                    r.detail_json = "";
+                    r.message = note;
+                }
                 py::dict d;
                 d["batch"] = r.batch;
                 d["created_at"] = r.created_at;
@@ -374,21 +470,29 @@ void bind_plugins(py::module_& m) {
                 d["observed"] = r.observed_json;
                 d["expectation"] = r.expectation;
                 d["message"] = r.message;
+                d["detail"] = r.detail_json;
                 out.append(d);
             }
             return out;
         })
         .def("issues", [](PyQualityStore& s, const std::string& target, bool include_closed) {
             py::list out;
-            for (const auto& d : s.store.issues(target, include_closed)) out.append(issue_dict(d));
+            s.masked_by_target.clear();
+            for (const auto& d : s.store.issues(target, include_closed))
+                out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
             return out;
         })
         .def("issues_affecting", [](PyQualityStore& s, const std::string& ref) {
             py::list out;
-            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d));
+            s.masked_by_target.clear();
+            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
             return out;
         })
-        .def("close_issue", [](PyQualityStore& s, int64_t id) { return issue_dict(s.store.close_issue(id)); })
+        .def("close_issue", [](PyQualityStore& s, int64_t id) {
+            DataIssue d = s.store.close_issue(id);
+            s.masked_by_target.clear();
+            return issue_dict(d, s.redaction(d.target, d.raw_pii));
+        })
         .def("set_profile", [](PyQualityStore& s, const std::string& target, const std::string& column,
                                const std::string& json) { s.store.set_profile(target, column, json); })
         .def("profiles", [](PyQualityStore& s, const std::string& target) { return s.store.profiles(target); });

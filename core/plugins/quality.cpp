@@ -3,6 +3,7 @@
 
 #include "keel/common/error.hpp"
 #include "lua_internal.hpp"
+#include "pattern.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -10,7 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-#include <regex.h>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -221,20 +222,37 @@ struct ColumnState {
     }
 };
 
-// The Lua side of a column: a userdata holding the state and the run it belongs to.
+// Everything a check() call lends to Lua (the column handles, and the batch behind batch.column and
+// batch.has) carries the epoch of its run; a plugin may keep any of it (in a global, an upvalue, a
+// required module's table), so every use checks the epoch before touching the batch's memory, which
+// is gone once run_rules returns. Epochs are unique across threads, and 0 (no run) never matches.
+using ColumnStates = std::unordered_map<std::string, ColumnState>;
 struct ColumnHandle {
     ColumnState* state;
+    uint64_t epoch;
+};
+struct BatchHandle {
+    ColumnStates* states;
     uint64_t epoch;
 };
 std::atomic<uint64_t> g_epoch_counter{1};
 thread_local uint64_t t_live_epoch = 0;
 
 constexpr const char* kColumnMeta = "keel.column";
+constexpr const char* kBatchMeta = "keel.batch";
+constexpr const char* kStaleAdvice = "keep the values a check computes, not the batch, its columns or its functions";
 
 ColumnState& check_column(lua_State* L) {
     auto* h = static_cast<ColumnHandle*>(luaL_checkudata(L, 1, kColumnMeta));
-    if (h->epoch != t_live_epoch) luaL_error(L, "column used after its check() returned");
+    if (h->epoch != t_live_epoch) luaL_error(L, "column used after check() returned: %s", kStaleAdvice);
     return *h->state;
+}
+
+// The batch behind batch.column / batch.has (upvalue 1), or a Lua error when its check() returned.
+ColumnStates& check_batch(lua_State* L, const char* what) {
+    auto* h = static_cast<BatchHandle*>(luaL_testudata(L, lua_upvalueindex(1), kBatchMeta));
+    if (!h || h->epoch != t_live_epoch) luaL_error(L, "%s used after check() returned: %s", what, kStaleAdvice);
+    return *h->states;
 }
 
 void push_number_or_nil(lua_State* L, double x) {
@@ -270,12 +288,26 @@ int col_null_rate(lua_State* L) {
     lua_pushnumber(L, s.col->length ? double(s.col->length - s.count) / double(s.col->length) : 0.0);
     return 1;
 }
+// PII columns whose raw values the running rule was given (the caller holds a grant): its results
+// are hidden from readers of the history who do not (see RuleResult::raw_pii).
+thread_local std::set<std::string> t_raw_pii;
+
+// A PII column the caller may not read gives no values (nil), like the feature store's masked numbers.
+bool hidden(lua_State* L, const ColumnState& s) {
+    if (!s.col->masked) {
+        if (s.col->mask) t_raw_pii.insert(s.col->name);
+        return false;
+    }
+    lua_pushnil(L);
+    return true;
+}
 int numeric_only(lua_State* L, ColumnState& s, const char* what) {
     return luaL_error(L, "column '%s' is a string column: %s needs numbers", s.col->name.c_str(), what);
 }
 int col_min(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "min()");
+    if (hidden(L, s)) return 1;
     s.moments();
     push_number_or_nil(L, s.min);
     return 1;
@@ -283,6 +315,7 @@ int col_min(lua_State* L) {
 int col_max(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "max()");
+    if (hidden(L, s)) return 1;
     s.moments();
     push_number_or_nil(L, s.max);
     return 1;
@@ -290,20 +323,23 @@ int col_max(lua_State* L) {
 int col_mean(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "mean()");
+    if (hidden(L, s)) return 1;
     push_number_or_nil(L, s.mean());
     return 1;
 }
 int col_stddev(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "stddev()");
+    if (hidden(L, s)) return 1;
     push_number_or_nil(L, s.std_dev());
     return 1;
 }
 int col_quantile(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "quantile()");
+    if (hidden(L, s)) return 1;
     if (lua_istable(L, 2)) {
-        lua_Integer n = luaL_len(L, 2);
+        lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // the raw length: __len cannot stretch the loop
         lua_createtable(L, int(n), 0);
         for (lua_Integer i = 1; i <= n; ++i) {
             lua_rawgeti(L, 2, i);
@@ -353,114 +389,216 @@ int col_duplicate_count(lua_State* L) {
     lua_pushinteger(L, lua_Integer(s.count - s.distinct_count()));
     return 1;
 }
-// Share of non-null values matching a POSIX extended regular expression.
+// Share of non-null values matching an RE2 pattern somewhere (anchor with ^...$ for whole values);
+// numbers are matched in their %.17g text. Linear time per value, whatever the pattern.
 int col_pattern_share(lua_State* L) {
     auto& s = check_column(L);
-    const char* pattern = luaL_checkstring(L, 2);
-    regex_t re;
-    if (int rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB); rc != 0) {
-        char buf[256];
-        regerror(rc, &re, buf, sizeof buf);
-        return luaL_error(L, "pattern_share: bad regular expression '%s': %s", pattern, buf);
+    size_t plen = 0;
+    const char* ptext = luaL_checklstring(L, 2, &plen);
+    std::shared_ptr<const Pattern> re;
+    try {
+        re = Pattern::get(std::string_view(ptext, plen));
+    } catch (const Error& e) {
+        return luaL_error(L, "pattern_share: %s", e.what());
     }
     size_t matched = 0, count = 0;
-    std::string tmp;
     char nbuf[64];
     for (size_t i = 0; i < s.col->length; ++i) {
         if (!s.valid(i)) continue;
         ++count;
-        const char* text;
         if (s.numeric()) {
-            std::snprintf(nbuf, sizeof nbuf, "%.17g", s.number(i));
-            text = nbuf;
+            int n = std::snprintf(nbuf, sizeof nbuf, "%.17g", s.number(i));
+            matched += re->search(std::string_view(nbuf, size_t(n)));
         } else {
-            tmp.assign(s.str(i));
-            text = tmp.c_str();
+            matched += re->search(s.str(i));
         }
-        matched += regexec(&re, text, 0, nullptr, 0) == 0;
     }
-    regfree(&re);
     lua_pushnumber(L, count ? double(matched) / double(count) : 1.0);
     return 1;
 }
-// Share of non-null values in the allowed set (a Lua array of strings or numbers).
+// The allowed set a rule passes (a Lua array of strings or numbers). Its length is the raw one: a
+// __len metamethod cannot make the loop run longer than the table is.
+struct AllowedSet {
+    std::unordered_set<double> numbers;
+    std::vector<std::string> strings;
+};
+AllowedSet read_allowed(lua_State* L, int index, bool numeric) {
+    luaL_checktype(L, index, LUA_TTABLE);
+    const lua_Integer n = lua_Integer(lua_rawlen(L, index));
+    AllowedSet set;
+    for (lua_Integer i = 1; i <= n; ++i) {
+        lua_rawgeti(L, index, i);
+        if (numeric) {
+            if (lua_type(L, -1) == LUA_TNUMBER) set.numbers.insert(lua_tonumber(L, -1));
+            else if (lua_type(L, -1) == LUA_TBOOLEAN) set.numbers.insert(lua_toboolean(L, -1) ? 1.0 : 0.0);
+        } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+            size_t len = 0;
+            const char* p = lua_tolstring(L, -1, &len);
+            set.strings.emplace_back(p, len);
+        }
+        lua_pop(L, 1);
+    }
+    return set;
+}
+
+// Calls on(row, allowed) for every non-null string of the column; the set decides the fastest way.
+template <class OnValue>
+void scan_allowed_strings(ColumnState& s, const std::vector<std::string>& keep, OnValue&& on) {
+    bool short_keys = keep.size() <= 16;
+    for (const auto& k : keep) short_keys = short_keys && k.size() <= 8;
+    auto word_of = [](const char* p, size_t n) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        return w;
+    };
+    const size_t n = s.col->length;
+    if (short_keys) {
+        // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
+        uint64_t words[16];
+        size_t sizes[16];
+        for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
+        const size_t nk = keep.size();
+        const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
+        const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
+        for (size_t i = 0; i < n; ++i) {
+            if (s.col->validity && !s.valid(i)) continue;
+            std::string_view v = s.str(i);
+            if (v.size() > 8) {
+                on(i, false);
+                continue;
+            }
+            uint64_t w;
+            if (v.data() <= end8 && total >= 8) {
+                // one unaligned 8-byte load, masked to the string's length (little-endian)
+                std::memcpy(&w, v.data(), 8);
+                w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
+            } else {
+                w = word_of(v.data(), v.size());
+            }
+            bool hit = false;  // branch-free over the set: values arrive in random order
+            for (size_t j = 0; j < nk; ++j) hit |= (words[j] == w) & (sizes[j] == v.size());
+            on(i, hit);
+        }
+    } else if (keep.size() <= 16) {
+        // Small sets (the usual case): length check and memcmp beat hashing every value.
+        for (size_t i = 0; i < n; ++i) {
+            if (!s.valid(i)) continue;
+            std::string_view v = s.str(i);
+            bool hit = false;
+            for (const auto& k : keep)
+                if (k.size() == v.size() && std::memcmp(k.data(), v.data(), v.size()) == 0) {
+                    hit = true;
+                    break;
+                }
+            on(i, hit);
+        }
+    } else {
+        std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
+        for (size_t i = 0; i < n; ++i)
+            if (s.valid(i)) on(i, allowed.count(s.str(i)) > 0);
+    }
+}
+
+template <class OnValue>
+void scan_allowed(ColumnState& s, const AllowedSet& set, OnValue&& on) {
+    if (!s.numeric()) return scan_allowed_strings(s, set.strings, on);
+    for (size_t i = 0; i < s.col->length; ++i)
+        if (s.valid(i)) on(i, set.numbers.count(s.number(i)) > 0);
+}
+
+// Counts of the values outside an allowed set, by value.
+struct Offenders {
+    std::unordered_map<std::string_view, size_t> strings;  // views into the batch
+    std::unordered_map<double, size_t> numbers;
+    void add(const ColumnState& s, size_t i) {
+        if (s.numeric()) ++numbers[s.number(i)];
+        else ++strings[s.str(i)];
+    }
+};
+
+// Pushes the `top` most frequent offenders as {{value=, count=}, ...}, by count then value; masked
+// for PII columns the caller may not read.
+void push_offenders(lua_State* L, const ColumnState& s, const Offenders& found, size_t top) {
+    if (s.col->mask && !s.col->masked) t_raw_pii.insert(s.col->name);
+    struct Offender {
+        std::string_view text;
+        double number = 0;
+        size_t count = 0;
+    };
+    std::vector<Offender> all;
+    all.reserve(found.strings.size() + found.numbers.size());
+    for (const auto& [v, c] : found.strings) all.push_back({v, 0, c});
+    for (const auto& [v, c] : found.numbers) all.push_back({{}, v, c});
+    auto first = [](const Offender& a, const Offender& b) {
+        if (a.count != b.count) return a.count > b.count;
+        return a.text != b.text ? a.text < b.text : a.number < b.number;
+    };
+    const size_t k = std::min(top, all.size());
+    std::partial_sort(all.begin(), all.begin() + ptrdiff_t(k), all.end(), first);
+    lua_createtable(L, int(k), 0);
+    for (size_t j = 0; j < k; ++j) {
+        const auto& o = all[j];
+        lua_createtable(L, 0, 2);
+        if (s.col->masked) {
+            std::string text = s.numeric() ? fmt::format("{}", o.number) : std::string(o.text);
+            std::string m = s.col->mask ? (*s.col->mask)(text) : "pii:masked";
+            lua_pushlstring(L, m.data(), m.size());
+        } else if (s.numeric()) {
+            lua_pushnumber(L, o.number);
+        } else {
+            lua_pushlstring(L, o.text.data(), o.text.size());
+        }
+        lua_setfield(L, -2, "value");
+        lua_pushinteger(L, lua_Integer(o.count));
+        lua_setfield(L, -2, "count");
+        lua_rawseti(L, -2, lua_Integer(j + 1));
+    }
+}
+
+size_t top_arg(lua_State* L, int index) {
+    return size_t(std::clamp<lua_Integer>(luaL_optinteger(L, index, 5), 1, 100));
+}
+
+// Share of non-null values in the allowed set; with `top`, also the most frequent values outside
+// it (as not_allowed gives them), counted in the same pass.
 int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
     size_t ok = 0, count = 0;
-    if (s.numeric()) {
-        std::unordered_set<double> allowed;
-        for (lua_Integer i = 1; i <= n; ++i) {
-            lua_rawgeti(L, 2, i);
-            if (lua_type(L, -1) == LUA_TNUMBER) allowed.insert(lua_tonumber(L, -1));
-            else if (lua_type(L, -1) == LUA_TBOOLEAN) allowed.insert(lua_toboolean(L, -1) ? 1.0 : 0.0);
-            lua_pop(L, 1);
-        }
-        for (size_t i = 0; i < s.col->length; ++i)
-            if (s.valid(i)) ++count, ok += allowed.count(s.number(i));
-    } else {
-        std::vector<std::string> keep;
-        for (lua_Integer i = 1; i <= n; ++i) {
-            lua_rawgeti(L, 2, i);
-            size_t len = 0;
-            if (const char* p = lua_tolstring(L, -1, &len)) keep.emplace_back(p, len);
-            lua_pop(L, 1);
-        }
-        bool short_keys = keep.size() <= 16;
-        for (const auto& k : keep) short_keys = short_keys && k.size() <= 8;
-        auto word_of = [](const char* p, size_t n) {
-            uint64_t w = 0;
-            std::memcpy(&w, p, n);
-            return w;
-        };
-        if (short_keys) {
-            // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
-            uint64_t words[16];
-            size_t sizes[16];
-            for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
-            const size_t nk = keep.size();
-            const size_t n = s.col->length;
-            const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
-            const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
-            for (size_t i = 0; i < n; ++i) {
-                if (s.col->validity && !s.valid(i)) continue;
-                ++count;
-                std::string_view v = s.str(i);
-                if (v.size() > 8) continue;
-                uint64_t w;
-                if (v.data() <= end8 && total >= 8) {
-                    // one unaligned 8-byte load, masked to the string's length (little-endian)
-                    std::memcpy(&w, v.data(), 8);
-                    w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
-                } else {
-                    w = word_of(v.data(), v.size());
-                }
-                bool hit = false;  // branch-free over the set: values arrive in random order
-                for (size_t j = 0; j < nk; ++j) hit |= (words[j] == w) & (sizes[j] == v.size());
-                ok += hit;
-            }
-        } else if (keep.size() <= 16) {
-            // Small sets (the usual case): length check and memcmp beat hashing every value.
-            for (size_t i = 0; i < s.col->length; ++i) {
-                if (!s.valid(i)) continue;
-                ++count;
-                std::string_view v = s.str(i);
-                for (const auto& k : keep)
-                    if (k.size() == v.size() && std::memcmp(k.data(), v.data(), v.size()) == 0) {
-                        ++ok;
-                        break;
-                    }
-            }
-        } else {
-            std::unordered_set<std::string_view> allowed(keep.begin(), keep.end());
-            for (size_t i = 0; i < s.col->length; ++i)
-                if (s.valid(i)) ++count, ok += allowed.count(s.str(i));
-        }
+    if (lua_isnoneornil(L, 3)) {
+        scan_allowed(s, set, [&](size_t, bool allowed) {
+            ++count;
+            ok += allowed;
+        });
+        lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
+        return 1;
     }
+    const size_t top = top_arg(L, 3);
+    Offenders found;
+    scan_allowed(s, set, [&](size_t i, bool allowed) {
+        ++count;
+        ok += allowed;
+        if (!allowed) found.add(s, i);
+    });
     lua_pushnumber(L, count ? double(ok) / double(count) : 1.0);
+    push_offenders(L, s, found, top);
+    return 2;
+}
+
+// The values outside the allowed set that occur most often: {{value=, count=}, ...}, at most `top`
+// (default 5, at most 100), by count then value. Masked for PII columns the caller may not read.
+int col_not_allowed(lua_State* L) {
+    auto& s = check_column(L);
+    AllowedSet set = read_allowed(L, 2, s.numeric());
+    const size_t top = top_arg(L, 3);
+    Offenders found;
+    scan_allowed(s, set, [&](size_t i, bool allowed) {
+        if (!allowed) found.add(s, i);
+    });
+    push_offenders(L, s, found, top);
     return 1;
 }
+
 int col_psi(lua_State* L) {
     auto& s = check_column(L);
     Value profile = to_value(L, 2);
@@ -486,7 +624,7 @@ void register_column_meta(lua_State* L) {
             {"null_rate", col_null_rate}, {"min", col_min}, {"max", col_max}, {"mean", col_mean},
             {"stddev", col_stddev}, {"quantile", col_quantile}, {"distinct_count", col_distinct},
             {"duplicate_count", col_duplicate_count}, {"pattern_share", col_pattern_share},
-            {"allowed_share", col_allowed_share}, {"count_outside", col_count_outside}, {"psi", col_psi}, {"profile", col_profile}, {nullptr, nullptr}};
+            {"allowed_share", col_allowed_share}, {"not_allowed", col_not_allowed}, {"count_outside", col_count_outside}, {"psi", col_psi}, {"profile", col_profile}, {nullptr, nullptr}};
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -494,12 +632,17 @@ void register_column_meta(lua_State* L) {
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
+    if (luaL_newmetatable(L, kBatchMeta)) {  // opaque: no methods, metatable hidden
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
 }
 
-// batch:column(name) -> column userdata (upvalue 1: the name -> ColumnState* map as light userdata)
+// batch:column(name) -> column userdata (upvalue 1: the run's BatchHandle)
 int batch_column(lua_State* L) {
+    auto* states = &check_batch(L, "batch.column");
     const char* name = luaL_checkstring(L, 2);
-    auto* states = static_cast<std::unordered_map<std::string, ColumnState>*>(lua_touserdata(L, lua_upvalueindex(1)));
     auto it = states->find(name);
     if (it == states->end()) {
         std::string known;
@@ -513,9 +656,9 @@ int batch_column(lua_State* L) {
     return 1;
 }
 int batch_has(lua_State* L) {
+    auto& states = check_batch(L, "batch.has");
     const char* name = luaL_checkstring(L, 2);
-    auto* states = static_cast<std::unordered_map<std::string, ColumnState>*>(lua_touserdata(L, lua_upvalueindex(1)));
-    lua_pushboolean(L, states->count(name) > 0);
+    lua_pushboolean(L, states.count(name) > 0);
     return 1;
 }
 
@@ -542,7 +685,7 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     lua_State* L = impl.L;
     register_column_meta(L);
 
-    std::unordered_map<std::string, ColumnState> states;
+    ColumnStates states;
     for (const auto& c : batch.columns) {
         if (c.length != batch.rows)
             throw_error(ErrorKind::InvalidArgument, "column '{}' has {} rows, the batch {}", c.name, c.length, batch.rows);
@@ -554,11 +697,14 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     } guard;
 
     std::vector<RuleResult> out;
-    for (const auto& rule : rules) {
+    for (size_t rule_index = 0; rule_index < rules.size(); ++rule_index) {
+        const Rule& rule = rules[rule_index];
+        t_raw_pii.clear();
         std::string rule_name = rule.name.empty() ? stem_of(rule.plugin) : rule.name;
         std::string column = text_of(rule.args.find("column"));
         auto fail_rule = [&](std::string message) {
-            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message)});
+            out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message), Value{}, rule_index,
+                           {t_raw_pii.begin(), t_raw_pii.end()}});  // a plugin's error text may quote values
         };
         Plugin* p = nullptr;
         try {
@@ -580,10 +726,12 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             lua_rawseti(L, -2, lua_Integer(i + 1));
         }
         lua_setfield(L, -2, "columns");
-        lua_pushlightuserdata(L, &states);
+        auto* bh = static_cast<BatchHandle*>(lua_newuserdatauv(L, sizeof(BatchHandle), 0));
+        *bh = {&states, t_live_epoch};
+        luaL_setmetatable(L, kBatchMeta);
+        lua_pushvalue(L, -1);
         lua_pushcclosure(L, batch_column, 1);
-        lua_setfield(L, -2, "column");
-        lua_pushlightuserdata(L, &states);
+        lua_setfield(L, -3, "column");
         lua_pushcclosure(L, batch_has, 1);
         lua_setfield(L, -2, "has");
         // ctx = context + {args=, severity=, rule=}
@@ -626,6 +774,9 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             if (const Value* o = item.find("observed")) r.observed = *o;
             r.expectation = text_of(item.find("expectation"));
             r.message = text_of(item.find("message"));
+            if (const Value* d = item.find("detail")) r.detail = *d;
+            r.rule_index = rule_index;
+            r.raw_pii.assign(t_raw_pii.begin(), t_raw_pii.end());
             if (r.status != "pass" && r.status != "warn" && r.status != "fail") {
                 r.message = fmt::format("{}: check() returned status '{}', expected pass, warn or fail",
                                         p->chunkname.substr(1), r.status);
@@ -637,23 +788,48 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
     return out;
 }
 
+namespace {
+
+// The category a value counts under in categorical profiles: strings as they are, bools as
+// "true"/"false", numbers in their shortest text.
+std::string category_of(const ColumnState& s, size_t i) {
+    switch (s.col->type) {
+    case ColumnType::String: return std::string(s.str(i));
+    case ColumnType::Bool: return s.number(i) ? "true" : "false";
+    default: return fmt::format("{}", s.number(i));
+    }
+}
+
+// Category -> count over the non-null values; for PII columns keyed by the masked value.
+std::unordered_map<std::string, size_t> category_counts(const ColumnState& s, size_t& total) {
+    std::unordered_map<std::string, size_t> counts;
+    total = 0;
+    for (size_t i = 0; i < s.col->length; ++i) {
+        if (!s.valid(i)) continue;
+        ++total;
+        ++counts[category_of(s, i)];
+    }
+    if (!s.col->mask) return counts;
+    std::unordered_map<std::string, size_t> masked;  // one hash per distinct value, not per row
+    for (const auto& [k, c] : counts) masked[(*s.col->mask)(k)] += c;
+    return masked;
+}
+
+} // namespace
+
 Value profile_column(const ColumnView& column, int bins) {
     ColumnState s;
     s.col = &column;
-    if (column.type == ColumnType::String || column.type == ColumnType::Bool) {
-        std::unordered_map<std::string, size_t> counts;
+    if (column.mask || column.type == ColumnType::String || column.type == ColumnType::Bool) {
         size_t total = 0;
-        for (size_t i = 0; i < column.length; ++i) {
-            if (!s.valid(i)) continue;
-            ++total;
-            if (column.type == ColumnType::Bool) ++counts[s.number(i) ? "true" : "false"];
-            else ++counts[std::string(s.str(i))];
-        }
+        auto counts = category_counts(s, total);
         std::vector<std::pair<std::string, size_t>> sorted(counts.begin(), counts.end());
         std::sort(sorted.begin(), sorted.end());
         Value::Map shares;
         for (const auto& [k, c] : sorted) shares.emplace_back(k, double(c) / double(total ? total : 1));
-        return Value(Value::Map{{"kind", "categorical"}, {"shares", Value(std::move(shares))}});
+        Value::Map profile{{"kind", "categorical"}, {"shares", Value(std::move(shares))}};
+        if (column.mask) profile.emplace_back("masked", true);
+        return Value(std::move(profile));
     }
     bins = std::clamp(bins, 2, 100);
     Value::Array edges;
@@ -689,15 +865,18 @@ double psi(const ColumnView& column, const Value& profile) {
     };
     double total_psi = 0;
     if (kind->str() == "categorical") {
-        std::unordered_map<std::string, size_t> counts;
+        const Value* masked = profile.find("masked");
+        bool masked_profile = masked && std::holds_alternative<bool>(masked->data) && std::get<bool>(masked->data);
+        if (masked_profile && !column.mask)
+            throw_error(ErrorKind::InvalidArgument,
+                        "psi: the reference profile of '{}' holds masked PII values, but the column is not a PII "
+                        "column here: compare it through the feature view's rules (fv.quality.run)", column.name);
+        ColumnView view = column;  // a raw reference (made before masking) compares with raw values
+        if (!masked_profile) view.mask = nullptr;
+        ColumnState cs;
+        cs.col = &view;
         size_t total = 0;
-        for (size_t i = 0; i < column.length; ++i) {
-            if (!s.valid(i)) continue;
-            ++total;
-            if (column.type == ColumnType::String) ++counts[std::string(s.str(i))];
-            else if (column.type == ColumnType::Bool) ++counts[s.number(i) ? "true" : "false"];
-            else ++counts[fmt::format("{}", s.number(i))];
-        }
+        auto counts = category_counts(cs, total);
         if (!total) return NAN;
         std::unordered_set<std::string> seen;
         for (const auto& [k, ref] : shares->map()) {

@@ -59,10 +59,26 @@ CREATE TABLE plugins_quality_profiles (
     profile TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (target, column_name));
+)",
+                                       // 2: structured result details (offending values), the rule that opened
+                                       // an issue (removing the rule closes it), and the PII columns whose raw
+                                       // values a result or issue may quote (hidden from readers without a grant).
+                                       R"(
+ALTER TABLE plugins_quality_results ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+ALTER TABLE plugins_quality_results ADD COLUMN raw_pii TEXT NOT NULL DEFAULT '';
+ALTER TABLE plugins_data_issues ADD COLUMN rule_id INTEGER;
+ALTER TABLE plugins_data_issues ADD COLUMN raw_pii TEXT NOT NULL DEFAULT '';
 )"}};
 
 constexpr const char* kSelectIssue =
-    "SELECT id, target, rule, column_name, severity, message, opened_at, closed_at FROM plugins_data_issues ";
+    "SELECT id, target, rule, column_name, severity, message, opened_at, closed_at, raw_pii FROM plugins_data_issues ";
+
+// The label results carry for a rule without a name: its plugin's file stem.
+std::string rule_stem(std::string s) {
+    if (auto slash = s.find_last_of('/'); slash != std::string::npos) s = s.substr(slash + 1);
+    if (s.size() > 4 && s.ends_with(".lua")) s.resize(s.size() - 4);
+    return s;
+}
 
 DataIssue read_issue(storage::Stmt& st) {
     DataIssue d;
@@ -74,6 +90,7 @@ DataIssue read_issue(storage::Stmt& st) {
     d.message = st.text(5);
     d.opened_at = st.int64(6);
     d.closed_at = st.opt_int64(7);
+    d.raw_pii = st.text(8);
     return d;
 }
 
@@ -106,14 +123,48 @@ std::vector<StoredRule> QualityStore::rules(const std::string& target) {
     return out;
 }
 
-void QualityStore::remove_rule(const std::string& target, int64_t id) {
+std::vector<DataIssue> QualityStore::remove_rule(const std::string& target, int64_t id) {
     auto& db = ws_.db();
-    storage::Transaction tx(db);
-    db.prepare("UPDATE plugins_quality_rules SET removed_at = ? WHERE id = ? AND target = ? AND removed_at IS NULL")
-        .bind_all(now_ms(), id, target)
-        .run();
-    if (db.changes() == 0) throw_error(ErrorKind::NotFound, "{} has no rule {}", target, id);
-    tx.commit();
+    std::vector<DataIssue> closed;
+    int64_t now = now_ms();
+    {
+        storage::Transaction tx(db);
+        std::string label;
+        {
+            auto st = db.prepare("SELECT name, plugin FROM plugins_quality_rules WHERE id = ? AND target = ? AND "
+                                 "removed_at IS NULL");
+            st.bind_all(id, target);
+            if (!st.step()) throw_error(ErrorKind::NotFound, "{} has no rule {}", target, id);
+            label = st.text(0).empty() ? rule_stem(st.text(1)) : st.text(0);
+        }
+        db.prepare("UPDATE plugins_quality_rules SET removed_at = ? WHERE id = ?").bind_all(now, id).run();
+        // The rule's open issues close with it. Issues recorded before rule ids were kept close too
+        // when no remaining rule of the target goes by the same name.
+        bool label_in_use = false;
+        {
+            auto st = db.prepare("SELECT name, plugin FROM plugins_quality_rules WHERE target = ? AND removed_at IS NULL");
+            st.bind_all(target);
+            while (st.step()) label_in_use |= (st.text(0).empty() ? rule_stem(st.text(1)) : st.text(0)) == label;
+        }
+        {
+            auto st = db.prepare(std::string(kSelectIssue) +
+                                 "WHERE target = ? AND closed_at IS NULL AND (rule_id = ? OR (rule_id IS NULL AND "
+                                 "rule = ? AND NOT ?)) ORDER BY id");
+            st.bind_all(target, id, label, int64_t(label_in_use));
+            while (st.step()) closed.push_back(read_issue(st));
+        }
+        for (auto& d : closed) {
+            d.closed_at = now;
+            db.prepare("UPDATE plugins_data_issues SET closed_at = ? WHERE id = ?").bind_all(now, d.id).run();
+        }
+        if (!closed.empty()) storage::bump_generation(db);  // endpoints stop routing around them
+        tx.commit();
+    }
+    if (!closed.empty()) {
+        lineage::Graph g(ws_);
+        g.upsert_node(target, {.tags = {{"data_issues", std::to_string(issues(target).size())}}});
+    }
+    return closed;
 }
 
 RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool accepted,
@@ -129,23 +180,28 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
         out.batch = db.last_insert_rowid();
         for (const auto& r : results) {
             db.prepare("INSERT INTO plugins_quality_results (batch, target, rule, column_name, severity, status, observed, "
-                       "expectation, message) VALUES (?,?,?,?,?,?,?,?,?)")
-                .bind_all(out.batch, target, r.rule, r.column, r.severity, r.status, r.observed_json, r.expectation, r.message)
+                       "expectation, message, detail, raw_pii) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+                .bind_all(out.batch, target, r.rule, r.column, r.severity, r.status, r.observed_json, r.expectation, r.message,
+                          r.detail_json, r.raw_pii)
                 .run();
             std::optional<DataIssue> open;
             {
+                // The issue of this rule (by id; issues from before ids were kept match by name).
                 auto st = db.prepare(std::string(kSelectIssue) +
-                                     "WHERE target = ? AND rule = ? AND column_name = ? AND closed_at IS NULL");
-                st.bind_all(target, r.rule, r.column);
+                                     "WHERE target = ? AND rule = ? AND column_name = ? AND closed_at IS NULL AND "
+                                     "(rule_id IS NULL OR rule_id = ? OR ? = 0) ORDER BY rule_id IS NULL, id");
+                st.bind_all(target, r.rule, r.column, r.rule_id, r.rule_id);
                 if (st.step()) open = read_issue(st);
             }
             bool failing = r.status == "fail" || r.status == "error";
             if (failing && !open) {
-                db.prepare("INSERT INTO plugins_data_issues (target, rule, column_name, severity, message, opened_at) "
-                           "VALUES (?,?,?,?,?,?)")
-                    .bind_all(target, r.rule, r.column, r.severity, r.message, now)
+                db.prepare("INSERT INTO plugins_data_issues (target, rule, column_name, severity, message, opened_at, "
+                           "rule_id, raw_pii) VALUES (?,?,?,?,?,?,?,?)")
+                    .bind_all(target, r.rule, r.column, r.severity, r.message, now,
+                              r.rule_id ? std::optional<int64_t>(r.rule_id) : std::nullopt, r.raw_pii)
                     .run();
-                out.opened.push_back({db.last_insert_rowid(), target, r.rule, r.column, r.severity, r.message, now, {}});
+                out.opened.push_back({db.last_insert_rowid(), target, r.rule, r.column, r.severity, r.message, now, {},
+                                      r.raw_pii});
             } else if (r.status == "pass" && open) {
                 db.prepare("UPDATE plugins_data_issues SET closed_at = ? WHERE id = ?").bind_all(now, open->id).run();
                 open->closed_at = now;
@@ -168,13 +224,20 @@ std::vector<StoredResult> QualityStore::history(const std::string& target, int64
     auto guard = db.lock();
     auto st = db.prepare(
         "SELECT r.rule, r.column_name, r.severity, r.status, r.observed, r.expectation, r.message, b.id, b.rows, "
-        "b.accepted, b.created_at FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
+        "b.accepted, b.created_at, r.detail, r.raw_pii FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
         "WHERE r.target = ? ORDER BY b.id DESC, r.id LIMIT ?");
     st.bind_all(target, limit);
     std::vector<StoredResult> out;
-    while (st.step())
-        out.push_back({st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6), st.int64(7),
-                       st.int64(8), st.int64(9) != 0, st.int64(10)});
+    while (st.step()) {
+        StoredResult r{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6)};
+        r.detail_json = st.text(11);
+        r.raw_pii = st.text(12);
+        r.batch = st.int64(7);
+        r.rows = st.int64(8);
+        r.accepted = st.int64(9) != 0;
+        r.created_at = st.int64(10);
+        out.push_back(std::move(r));
+    }
     return out;
 }
 

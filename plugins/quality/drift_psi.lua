@@ -3,7 +3,7 @@
 -- The reference comes from ctx.references[column] (a feature view stores one from its first
 -- accepted batch, or set it explicitly); without one the rule passes and says so.
 schema = {
-  column = {type = "string", required = true, doc = "the column compared with its reference profile"},
+  column = {type = "column", required = true, doc = "the column compared with its reference profile"},
   warn = {type = "number", doc = "PSI that warns (default 0.1)"},
   fail = {type = "number", doc = "PSI that fails (default 0.25)"},
 }
@@ -17,6 +17,10 @@ function check(batch, ctx)
             message = "no reference profile for " .. a.column .. " yet"}
   end
   local psi = batch:column(a.column):psi(ref)
+  if psi == nil then
+    return {status = "pass", observed = nil, expectation = "psi < " .. fail,
+            message = "no non-null values in " .. a.column .. " to compare with its reference"}
+  end
   local status = "pass"
   if psi >= fail then status = "fail" elseif psi >= warn then status = "warn" end
   return {

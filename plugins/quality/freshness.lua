@@ -1,7 +1,7 @@
 -- plugins/quality/freshness.lua: the newest timestamp is at most max_age old.
 -- args: column (timestamps), max_age (seconds, or "90s", "30m", "6h", "2d")
 schema = {
-  column = {type = "string", required = true, doc = "the timestamp column"},
+  column = {type = "column", required = true, doc = "the timestamp column"},
   max_age = {type = "any", doc = "seconds, or '90s', '30m', '6h', '2d' (default '1d')"},
 }
 

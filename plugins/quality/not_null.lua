@@ -1,7 +1,7 @@
 -- plugins/quality/not_null.lua: a column has no nulls (or at most max_null_rate of them).
 -- args: column, max_null_rate (default 0)
 schema = {
-  column = {type = "string", required = true, doc = "the column to check"},
+  column = {type = "column", required = true, doc = "the column to check"},
   max_null_rate = {type = "number", doc = "largest share of nulls allowed (default 0)"},
 }
 

@@ -1,7 +1,7 @@
 -- plugins/quality/range.lua: every non-null value lies in [min, max] (either bound optional).
 -- args: column, min, max
 schema = {
-  column = {type = "string", required = true, doc = "the numeric or timestamp column to check"},
+  column = {type = "column", required = true, doc = "the numeric or timestamp column to check"},
   min = {type = "number", doc = "smallest value allowed"},
   max = {type = "number", doc = "largest value allowed"},
 }

@@ -1,7 +1,7 @@
 -- plugins/quality/unique.lua: no non-null value appears twice.
 -- args: column
 schema = {
-  column = {type = "string", required = true, doc = "the column whose values must not repeat"},
+  column = {type = "column", required = true, doc = "the column whose values must not repeat"},
 }
 
 function check(batch, ctx)

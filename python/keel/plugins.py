@@ -97,8 +97,11 @@ def status(plugin: str | os.PathLike) -> dict:
     return _core.plugins_status(os.fspath(plugin))
 
 
+# "column", "columns" and "pattern" are quality-rule arguments naming data: the C++ quality runner
+# also checks them against the target's columns and compiles patterns with RE2 (keel.quality).
 _TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
-          "list": (list, tuple, set, frozenset), "map": (dict,), "any": (object,)}
+          "list": (list, tuple, set, frozenset), "map": (dict,), "any": (object,),
+          "column": (str,), "columns": (list, tuple), "pattern": (str,)}
 
 
 def schema(plugin: str | os.PathLike, entry: str) -> dict | None:

@@ -4,7 +4,12 @@ A rule is a plugin defining ``check(batch, ctx)`` (built-ins in ``plugins/qualit
 range, unique, allowed_values, row_count, freshness, drift_psi) plus its arguments and a severity:
 ``error`` failures reject a batch, ``warn`` ones are stored. ``batch:column(name)`` gives C++ helpers
 (null_rate, min, max, mean, stddev, quantile, distinct_count, duplicate_count, count_outside,
-pattern_share, allowed_share, psi, profile).
+pattern_share (RE2 syntax), allowed_share, not_allowed, psi, profile).
+
+Rules attached to a feature view (``fv.add_rule``) are checked when added: arguments the plugin's
+schema types as ``column`` must name a column of the view, ``pattern`` ones must compile. What they
+record (history, data issues, reference profiles) never holds raw values of PII columns the
+caller's role may not read: those come out masked like the feature store's reads.
 
 >>> report = keel.quality.check(df, [keel.quality.rule("plugins/quality/range.lua", column="spend", min=0)])
 >>> report.passed, report.to_pandas()
@@ -98,7 +103,7 @@ class QualityReport:
     def to_pandas(self):
         import pandas as pd
         return pd.DataFrame(self.results, columns=["rule", "column", "severity", "status", "observed",
-                                                   "expectation", "message"])
+                                                   "expectation", "message", "detail"])
 
     def __repr__(self) -> str:
         return f"<keel.quality.QualityReport {self.summary().splitlines()[0]}>"
@@ -205,19 +210,32 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     ``references`` maps columns to profiles (from :func:`profile`) for drift rules; ``now`` is the
     time freshness rules compare to (seconds since the epoch, default: now).
     """
-    rules = [r if isinstance(r, Rule) else rule(**r) for r in rules]
+    rules = _validated([r if isinstance(r, Rule) else rule(**r) for r in rules])
+    cols, rows = _batch(data)
+    results = _core.quality_run(cols, rows, _native_rules(rules), _context(references, now, target))
+    return QualityReport(results, rows, target)
+
+
+def _validated(rules: list[Rule]) -> list[Rule]:
+    """Arguments checked against each plugin's schema (names, types, patterns) before any runs."""
     for r in rules:
         try:
             _plugins.validate(r.plugin, "check", r.args)
+            _core.quality_validate(r.plugin, dict(r.args))
         except InvalidArgument:
             raise
         except Exception:  # noqa: BLE001 - a plugin that is missing or does not load is that rule's error
             pass
-    cols, rows = _batch(data)
-    context = {"now": float(now if now is not None else time.time()), "references": dict(references or {}),
-               "target": target}
-    results = _core.quality_run(cols, rows, [(r.plugin, dict(r.args), r.severity, r.label) for r in rules], context)
-    return QualityReport(results, rows, target)
+    return rules
+
+
+def _native_rules(rules: list[Rule]) -> list[tuple]:
+    return [(r.plugin, dict(r.args), r.severity, r.label) for r in rules]
+
+
+def _context(references, now, target) -> dict:
+    return {"now": float(now if now is not None else time.time()), "references": dict(references or {}),
+            "target": target}
 
 
 def profile(data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
@@ -298,17 +316,26 @@ class Checks:
         r = rule(plugin, severity=severity, name=name, **args)
         _plugins.resolve(r.plugin)
         _plugins.validate(r.plugin, "check", r.args)  # a typo fails now, not at the next ingest
-        return self._store.add_rule(self.target, r.plugin, json.dumps(dict(r.args)), r.severity, r.name)
+        # Columns must exist in the target view, patterns must compile (checked in C++ before saving).
+        return self._store.add_rule(self.target, r.plugin, dict(r.args), json.dumps(dict(r.args)), r.severity, r.name)
+
+    def _stored_rules(self) -> list[tuple[int, Rule]]:
+        import json
+        return [(d["id"], Rule(d["plugin"], json.loads(d["args"]), d["severity"], d["name"]))
+                for d in self._store.rules(self.target)]
 
     def rules(self) -> list[Rule]:
-        import json
-        return [Rule(d["plugin"], json.loads(d["args"]), d["severity"], d["name"]) for d in self._store.rules(self.target)]
+        return [r for _, r in self._stored_rules()]
 
     def rule_ids(self) -> list[int]:
         return [d["id"] for d in self._store.rules(self.target)]
 
-    def remove_rule(self, rule_id: int) -> None:
-        self._store.remove_rule(self.target, rule_id)
+    def remove_rule(self, rule_id: int) -> list[dict]:
+        """Detach a rule; the data issues it opened close with it (returned, and subscribers told)."""
+        closed = self._store.remove_rule(self.target, rule_id)
+        for issue in closed:
+            _notify(self._ws, "closed", issue)
+        return closed
 
     def references(self) -> dict:
         import json
@@ -317,7 +344,8 @@ class Checks:
     def set_reference(self, data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
         """Store reference profiles (for drift_psi) from a batch."""
         import json
-        profiles = profile(data, columns, bins)
+        cols, rows = _batch(data, columns)
+        profiles = self._store.profile(self.target, cols, rows, bins)  # PII columns: masked values
         for col, p in profiles.items():
             self._store.set_profile(self.target, col, json.dumps(p))
         return profiles
@@ -325,12 +353,19 @@ class Checks:
     def run(self, data, *, now: float | None = None, record: bool = True) -> QualityReport:
         """Run every attached rule on a batch; record results (and open/close data issues)."""
         import json
-        rules = self.rules()
+        stored_rules = self._stored_rules()
+        ids, rules = [i for i, _ in stored_rules], _validated([r for _, r in stored_rules])
         refs = self.references()
-        report = check(data, rules, references=refs, now=now, target=self.target) if rules else \
-            QualityReport([], len(data) if hasattr(data, "__len__") else data.num_rows, self.target)
+        if rules:
+            cols, rows = _batch(data)
+            results = self._store.run(self.target, cols, rows, _native_rules(rules), _context(refs, now, self.target))
+            report = QualityReport(results, rows, self.target)
+        else:
+            report = QualityReport([], len(data) if hasattr(data, "__len__") else data.num_rows, self.target)
         if record and rules:
-            stored = [{**r, "observed": json.dumps(r["observed"], default=str)} for r in report.results]
+            stored = [{**r, "observed": json.dumps(r["observed"], default=str),
+                       "detail": json.dumps(r["detail"], default=str) if r["detail"] is not None else "",
+                       "rule_id": ids[r["rule_index"]], "raw_pii": ",".join(r["raw_pii"])} for r in report.results]
             batch, opened, closed = self._store.record(self.target, report.rows, report.passed, stored)
             report.batch = batch
             for issue in opened:
@@ -358,8 +393,9 @@ class Checks:
         rows = self._store.history(self.target, limit)
         for r in rows:
             r["observed"] = json.loads(r["observed"]) if r["observed"] else None
+            r["detail"] = json.loads(r["detail"]) if r["detail"] else None
         frame = pd.DataFrame(rows, columns=["batch", "created_at", "rows", "accepted", "rule", "column", "severity",
-                                            "status", "observed", "expectation", "message"])
+                                            "status", "observed", "expectation", "message", "detail"])
         frame["created_at"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
         return frame
 

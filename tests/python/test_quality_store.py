@@ -64,3 +64,49 @@ def test_drift_reference_from_first_accepted_batch(ws):
 def test_add_rule_checks_the_plugin_exists(ws):
     with pytest.raises(keel.NotFound, match="nope.lua"):
         quality.checks(ws, FV).add_rule("plugins/quality/nope.lua", column="x")
+
+
+def test_a_workspace_from_before_rule_ids_upgrades_and_its_issues_still_close(tmp_path):
+    import sqlite3
+    path = tmp_path / "old.keel"
+    keel.open(path)
+    # The plugins tables as the first schema version wrote them, with an issue opened back then.
+    db = sqlite3.connect(path / "keel.db")
+    db.executescript("""
+        CREATE TABLE plugins_quality_rules (id INTEGER PRIMARY KEY, target TEXT NOT NULL, plugin TEXT NOT NULL,
+            args TEXT NOT NULL, severity TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+            removed_at INTEGER);
+        CREATE TABLE plugins_quality_batches (id INTEGER PRIMARY KEY, target TEXT NOT NULL, rows INTEGER NOT NULL,
+            accepted INTEGER NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE plugins_quality_results (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, target TEXT NOT NULL,
+            rule TEXT NOT NULL, column_name TEXT NOT NULL, severity TEXT NOT NULL, status TEXT NOT NULL,
+            observed TEXT NOT NULL, expectation TEXT NOT NULL, message TEXT NOT NULL);
+        CREATE TABLE plugins_data_issues (id INTEGER PRIMARY KEY, target TEXT NOT NULL, rule TEXT NOT NULL,
+            column_name TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, opened_at INTEGER NOT NULL,
+            closed_at INTEGER);
+        CREATE TABLE plugins_quality_profiles (target TEXT NOT NULL, column_name TEXT NOT NULL,
+            profile TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (target, column_name));
+        INSERT INTO keel_schema(module, version) VALUES ('plugins', 1);
+        INSERT INTO plugins_quality_rules VALUES (1, 'feature_view:old', 'plugins/quality/range.lua',
+            '{"column": "spend", "min": 0}', 'error', '', 1, NULL);
+        INSERT INTO plugins_quality_batches VALUES (1, 'feature_view:old', 100, 0, 1);
+        INSERT INTO plugins_quality_results VALUES (1, 1, 'feature_view:old', 'range', 'spend', 'error', 'fail',
+            '100', 'spend >= 0', 'old failure');
+        INSERT INTO plugins_data_issues VALUES (1, 'feature_view:old', 'range', 'spend', 'error', 'old failure', 1, NULL);
+        INSERT INTO plugins_quality_rules VALUES (2, 'feature_view:old', 'plugins/quality/not_null.lua',
+            '{"column": "spend"}', 'warn', '', 1, NULL);
+        INSERT INTO plugins_data_issues VALUES (2, 'feature_view:old', 'not_null', 'spend', 'warn', 'old nulls', 1, NULL);
+    """)
+    db.commit()
+    db.close()
+    c = quality.checks(keel.open(path), "feature_view:old")
+    assert c.history().iloc[0].message == "old failure" and c.history().iloc[0].detail is None
+    assert list(c.issues().message) == ["old failure", "old nulls"]
+    (legacy,) = c.remove_rule(2)  # closes the issue its rule opened before ids were kept
+    assert legacy["message"] == "old nulls"
+    c.gate(frame(5))  # a pass of the same rule closes the issue it opened before ids were kept
+    assert c.issues().empty
+    with pytest.raises(quality.DataQualityError):
+        c.gate(frame(-1))
+    (closed,) = c.remove_rule(1)
+    assert closed["rule"] == "range" and c.issues().empty

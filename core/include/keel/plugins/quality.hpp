@@ -5,12 +5,18 @@
 #include "keel/plugins/value.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace keel::plugins {
 
 enum class ColumnType { Int64, Float64, Bool, String, Timestamp };
+
+//! Turns a PII value (its text) into the masked form readers without a grant see: the feature
+//! store's salted sha256 (features::FeatureStore::mask_string).
+using Masker = std::function<std::string(std::string_view)>;
 
 //! A borrowed column (Arrow layout): values, an optional validity bitmap (bit i set = row i valid;
 //! NaN floats and INT64_MIN timestamps are nulls too) and, for strings, offsets into `chars`.
@@ -24,6 +30,12 @@ struct ColumnView {
     const int32_t* offsets32 = nullptr; //!< strings: length+1 offsets (or offsets64)
     const int64_t* offsets64 = nullptr;
     const char* chars = nullptr;
+    //! Set on PII columns (see mark_pii in quality_target.hpp). Profiles of a PII column always hold
+    //! masked values (so stored references never keep raw ones and PSI compares masked to masked);
+    //! when `masked` (the caller's role may not read the column) every helper that returns values
+    //! gives masked text instead (not_allowed) or nil (min, max, mean, stddev, quantile).
+    const Masker* mask = nullptr;
+    bool masked = false;
 };
 
 struct Batch {
@@ -49,6 +61,11 @@ struct RuleResult {
     Value observed;
     std::string expectation;
     std::string message;
+    Value detail;           //!< structured details a rule adds (e.g. allowed_values' not_allowed list)
+    size_t rule_index = 0;  //!< which of the rules passed to run_rules gave this result
+    //! PII columns whose raw values the rule was given (the caller's role holds a grant): whoever
+    //! reads the stored result later without that grant sees it redacted.
+    std::vector<std::string> raw_pii;
 };
 
 //! Runs every rule on the batch, each in the sandbox of `host`. `context` (a map) becomes part of
@@ -60,8 +77,16 @@ inline std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<R
     return run_rules(batch, rules, context, Host::for_thread());
 }
 
+//! Checks the arguments a rule's plugin schema marks as naming data, before the rule is saved or
+//! run: type "column" (must be one of `columns`), "columns" (a list of them) and "pattern" (an RE2
+//! regular expression, compiled now). `columns` empty means the target's columns are unknown and
+//! not checked; `target` names it in messages. Throws InvalidArgument naming the plugin, the
+//! argument, the value and what was expected (the columns there are, RE2's reason).
+void validate_rule(const Rule& rule, const std::vector<std::string>& columns, std::string_view target, Host& host);
+
 //! Reference profile of a column for PSI: {kind="numeric", edges={...}, shares={...}} from
-//! quantile bins, or {kind="categorical", shares={value=share}} for strings and bools.
+//! quantile bins, or {kind="categorical", shares={value=share}} for strings and bools. A PII column
+//! (column.mask set) gets a categorical profile over masked values, marked masked=true.
 Value profile_column(const ColumnView& column, int bins = 10);
 //! Population stability index of `column` against a profile from profile_column.
 double psi(const ColumnView& column, const Value& profile);

@@ -33,6 +33,9 @@ struct StoredResult {
     std::string observed_json;
     std::string expectation;
     std::string message;
+    std::string detail_json;  //!< structured details (e.g. not_allowed values), "" when none
+    int64_t rule_id = 0;      //!< the stored rule that gave it (0: unknown); its issue closes with it
+    std::string raw_pii;      //!< PII columns (comma-separated) whose raw values it may quote
     // Filled in by the store:
     int64_t batch = 0;
     int64_t rows = 0;
@@ -51,6 +54,7 @@ struct DataIssue {
     std::string message;
     int64_t opened_at = 0;
     std::optional<int64_t> closed_at;
+    std::string raw_pii;  //!< PII columns (comma-separated) whose raw values the message may quote
 };
 
 //! What recording a batch changed.
@@ -68,8 +72,9 @@ public:
     int64_t add_rule(const std::string& target, const std::string& plugin, const std::string& args_json,
                      const std::string& severity, const std::string& name);
     std::vector<StoredRule> rules(const std::string& target);
-    //! NotFound when the target has no such rule.
-    void remove_rule(const std::string& target, int64_t id);
+    //! Removes a rule and closes the data issues it opened (returned). NotFound when the target has
+    //! no such rule.
+    std::vector<DataIssue> remove_rule(const std::string& target, int64_t id);
 
     //! Stores one batch's results. A result with status fail or error opens an issue on the target
     //! (unless one is open for the same rule and column) and tags the lineage node; a pass closes
