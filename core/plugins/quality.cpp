@@ -234,6 +234,7 @@ constexpr const char* kColumnMeta = "keel.column";
 ColumnState& check_column(lua_State* L) {
     auto* h = static_cast<ColumnHandle*>(luaL_checkudata(L, 1, kColumnMeta));
     if (h->epoch != t_live_epoch) luaL_error(L, "column used after its check() returned");
+    charge(L, 1 + int64_t(h->state->col->length >> 10), "a column helper");  // a pass over the rows
     return *h->state;
 }
 
@@ -303,7 +304,7 @@ int col_quantile(lua_State* L) {
     auto& s = check_column(L);
     if (!s.numeric()) return numeric_only(L, s, "quantile()");
     if (lua_istable(L, 2)) {
-        lua_Integer n = luaL_len(L, 2);
+        lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // raw: a __len cannot claim a billion entries
         lua_createtable(L, int(n), 0);
         for (lua_Integer i = 1; i <= n; ++i) {
             lua_rawgeti(L, 2, i);
@@ -387,7 +388,7 @@ int col_pattern_share(lua_State* L) {
 int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
+    lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // raw, like the reads below: a __len cannot claim 1e9
     size_t ok = 0, count = 0;
     if (s.numeric()) {
         std::unordered_set<double> allowed;
