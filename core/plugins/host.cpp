@@ -172,7 +172,11 @@ Value to_value_in(lua_State* L, int index, int depth, size_t& left);
 
 Value to_value(lua_State* L, int index, int depth) {
     size_t left = kMaxValueNodes;
-    return to_value_in(L, index, depth, left);
+    Value v = to_value_in(L, index, depth, left);
+    // Inside a call (a C helper converting a plugin's table), the walk is work like any other: a
+    // value costs about what 64 instructions do (a string, a map entry, sorting the keys).
+    charge(L, int64_t(kMaxValueNodes - left) * 64, "converting a table to data");
+    return v;
 }
 
 namespace {

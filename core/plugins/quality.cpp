@@ -305,6 +305,7 @@ int col_quantile(lua_State* L) {
     if (!s.numeric()) return numeric_only(L, s, "quantile()");
     if (lua_istable(L, 2)) {
         lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // raw: a __len cannot claim a billion entries
+        charge(L, n, "quantile");
         lua_createtable(L, int(n), 0);
         for (lua_Integer i = 1; i <= n; ++i) {
             lua_rawgeti(L, 2, i);
@@ -389,6 +390,7 @@ int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // raw, like the reads below: a __len cannot claim 1e9
+    charge(L, n, "allowed_share");
     size_t ok = 0, count = 0;
     if (s.numeric()) {
         std::unordered_set<double> allowed;

@@ -167,3 +167,21 @@ def test_limits_are_listed_and_checked():
     with pytest.raises(keel.InvalidArgument, match="unknown plugin limit"):
         plugins.set_limits(deadline=5)
     assert plugins.limits() == lim
+
+
+@pytest.mark.parametrize("call, limit", [("col:allowed_share(big)", "allowed_share"),
+                                         ("col:psi({kind = 'categorical', shares = shares})", "converting a table")])
+def test_quality_helpers_charge_the_tables_they_walk(tmp_path, call, limit):
+    # One helper call over a plugin's big table is fine; calling it in a loop ran for minutes.
+    rule = _write(tmp_path, "walk.lua",
+                  "function check(batch, ctx)\n"
+                  "  local big, shares = {}, {}\n"
+                  "  for i = 1, 50000 do big[i] = 'v' .. i; shares[big[i]] = 0.00002 end\n"
+                  "  local col = batch:column('country')\n"
+                  f"  while true do local _ = {call} end\n"
+                  "end\n")
+    df = pd.DataFrame({"country": ["DE", "FR"] * 50})
+    t0 = time.monotonic()
+    (res,) = quality.check(df, [quality.rule(rule)]).results
+    assert time.monotonic() - t0 < BOUND
+    assert res["status"] == "error" and "walk.lua:5" in res["message"] and limit in res["message"], res
