@@ -390,7 +390,7 @@ int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // raw, like the reads below: a __len cannot claim 1e9
-    charge(L, n, "allowed_share");
+    charge(L, n * 16, "allowed_share");  // copying and hashing an entry costs ~16 instructions
     size_t ok = 0, count = 0;
     if (s.numeric()) {
         std::unordered_set<double> allowed;
