@@ -1,8 +1,10 @@
 """Lua plugins: A/B routing (weights, sticky users, tenants, shadows) and data-quality rules.
 
 Plugins are Lua 5.4 files run by Keel's C++ core in a sandbox (no ``io``, no ``os`` but time, no
-loading of bytecode, ``require`` only under ``plugins/``) with an instruction budget per call and a
-memory cap per state. Built-ins live in ``plugins/routing/`` and ``plugins/quality/``.
+loading of bytecode, ``require`` only under ``plugins/``) with an instruction budget per call (work
+inside library functions is charged to it), a memory cap per state, a per-string limit and a time
+limit per call (see :func:`limits`). A limit hit ends the call whatever the plugin's pcall/xpcall do;
+no call holds the GIL. Built-ins live in ``plugins/routing/`` and ``plugins/quality/``.
 
 >>> r = keel.plugins.Router("plugins/routing/sticky.lua", {"champion": 0.9, "challenger": 0.1},
 ...                         config={"key": "player_id"}, name="churn")
