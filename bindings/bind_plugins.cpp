@@ -319,6 +319,8 @@ void bind_plugins(py::module_& m) {
         d["call_instructions"] = l.call_instructions;
         d["load_instructions"] = l.load_instructions;
         d["memory_bytes"] = l.memory_bytes;
+        d["string_bytes"] = l.string_bytes;
+        d["call_ms"] = l.call_ms;
         d["reload_check_ms"] = l.reload_check_ms;
         return d;
     });
@@ -327,6 +329,8 @@ void bind_plugins(py::module_& m) {
         if (d.contains("call_instructions")) l.call_instructions = d["call_instructions"].cast<int64_t>();
         if (d.contains("load_instructions")) l.load_instructions = d["load_instructions"].cast<int64_t>();
         if (d.contains("memory_bytes")) l.memory_bytes = d["memory_bytes"].cast<size_t>();
+        if (d.contains("string_bytes")) l.string_bytes = d["string_bytes"].cast<size_t>();
+        if (d.contains("call_ms")) l.call_ms = d["call_ms"].cast<int>();
         if (d.contains("reload_check_ms")) l.reload_check_ms = d["reload_check_ms"].cast<int>();
         Host::for_thread().set_limits(l);
     }, "Limits of this thread's plugin host.");
@@ -513,9 +517,18 @@ void bind_plugins(py::module_& m) {
              py::arg("plugin"), py::arg("variants"), py::arg("default") = "", py::arg("config") = py::none(),
              py::arg("name") = "", py::arg("issues") = std::vector<std::string>{})
         .def("route", [](Router& r, py::dict request) {
-            // No GIL release: a decision (~0.5 us) is cheaper than releasing and re-taking it.
-            PyRequest req(request);
-            return decision_to_py(r, r.route(req.fields));
+            // The GIL is released: a hostile plugin may run up to its time limit, and other Python
+            // threads must not stall meanwhile. The fields borrow from a private copy of the dict,
+            // so no other thread can free the strings they point into.
+            py::dict own = py::reinterpret_steal<py::dict>(PyDict_Copy(request.ptr()));
+            if (!own) throw py::error_already_set();
+            PyRequest req(own);
+            Decision d;
+            {
+                py::gil_scoped_release release;
+                d = r.route(req.fields);
+            }
+            return decision_to_py(r, d);
         }, "(variant, shadows, fallback) for one request dict.")
         .def("route_many", [](Router& r, py::list requests) {
             std::vector<PyRequest> reqs;

@@ -50,6 +50,8 @@ int lua_bucket(lua_State* L) {
     size_t salt_len = 0;
     const char* salt = luaL_optlstring(L, 2, "", &salt_len);
     std::string_view s(salt, salt_len);
+    size_t key_len = lua_type(L, 1) == LUA_TSTRING ? lua_rawlen(L, 1) : 0;
+    if (salt_len + key_len > 1024) charge(L, 1 + int64_t(salt_len + key_len) / 64, "ctx.bucket");
     double r = 0;
     switch (lua_type(L, 1)) {
     case LUA_TNUMBER:
@@ -164,7 +166,25 @@ void push_value(lua_State* L, const Value& v) {
         v.data);
 }
 
+namespace {
+Value to_value_in(lua_State* L, int index, int depth, size_t& left);
+}
+
 Value to_value(lua_State* L, int index, int depth) {
+    size_t left = kMaxValueNodes;
+    Value v = to_value_in(L, index, depth, left);
+    // Inside a call (a C helper converting a plugin's table), the walk is work like any other: a
+    // value costs about what 64 instructions do (a string, a map entry, sorting the keys).
+    charge(L, int64_t(kMaxValueNodes - left) * 64, "converting a table to data");
+    return v;
+}
+
+namespace {
+Value to_value_in(lua_State* L, int index, int depth, size_t& left) {
+    if (left-- == 0)
+        throw_error(ErrorKind::PluginError,
+                    "plugin returned more than {} values (a table shared many times over?): return less data",
+                    kMaxValueNodes);
     index = lua_absindex(L, index);
     switch (lua_type(L, index)) {
     case LUA_TNIL: return Value{};
@@ -192,7 +212,7 @@ Value to_value(lua_State* L, int index, int depth) {
             arr.reserve(size_t(n));
             for (lua_Integer i = 1; i <= n; ++i) {
                 lua_rawgeti(L, index, i);
-                arr.push_back(to_value(L, -1, depth + 1));
+                arr.push_back(to_value_in(L, -1, depth + 1, left));
                 lua_pop(L, 1);
             }
             return Value(std::move(arr));
@@ -211,7 +231,7 @@ Value to_value(lua_State* L, int index, int depth) {
             } else {
                 key = luaL_typename(L, -2);
             }
-            map.emplace_back(std::move(key), to_value(L, -1, depth + 1));
+            map.emplace_back(std::move(key), to_value_in(L, -1, depth + 1, left));
             lua_pop(L, 1);
         }
         std::sort(map.begin(), map.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -220,23 +240,17 @@ Value to_value(lua_State* L, int index, int depth) {
     default: return Value(std::string("<") + luaL_typename(L, index) + ">");
     }
 }
+} // namespace
 
 // ---------------------------------------------------------------------------------------------
 // The state: allocator with a cap, budget hook, sandbox
 
 namespace {
 
-void record_location(Host::Impl& impl, std::string& out) {
-    if (!impl.L || !out.empty()) return;
-    lua_Debug ar;
-    for (int level = 0; level < 8 && lua_getstack(impl.L, level, &ar); ++level) {
-        if (lua_getinfo(impl.L, "Sl", &ar) && ar.currentline > 0) {
-            out = fmt::format("{}:{}", ar.short_src, ar.currentline);
-            return;
-        }
-    }
-}
-
+// Growth is refused over the memory cap, for a string over the per-string limit and once the call
+// is aborting; every byte grown is charged to the instruction budget (1 per 64 bytes: copying a
+// string costs about what the instructions that asked for it do), so loops that build and drop
+// big strings run out of budget, not out of time.
 void* capped_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     auto& impl = *static_cast<Host::Impl*>(ud);
     size_t old = ptr ? osize : 0;
@@ -245,29 +259,40 @@ void* capped_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
         impl.used -= old;
         return nullptr;
     }
-    if (nsize > old && impl.enforce_cap && impl.used - old + nsize > impl.limits.memory_bytes) {
-        if (!impl.memory_exceeded) {
-            impl.memory_exceeded = true;
-            record_location(impl, impl.memory_where);
+    if (nsize > old && impl.enforce_cap) {
+        if (impl.aborting()) return nullptr;
+        size_t grow = nsize - old;
+        if (impl.used + grow > impl.limits.memory_bytes) {
+            // Not an abort yet: Lua collects and asks again, and only raises (LUA_ERRMEM) if the
+            // memory is really held.
+            if (impl.memory_where.empty()) impl.memory_where = plugin_location(impl);
+            return nullptr;
         }
-        return nullptr;
+        // With ptr null, osize is the type of the object Lua creates.
+        if (!ptr && osize == LUA_TSTRING && nsize > impl.limits.string_bytes + 64) {
+            start_abort(impl, &Host::Impl::memory_exceeded,
+                        fmt::format("a string of {} bytes is over the per-string limit of {} bytes", nsize,
+                                    impl.limits.string_bytes));
+            return nullptr;
+        }
+        impl.spent += int64_t(grow >> 6);
+        if (impl.spent >= impl.budget) {
+            start_abort(impl, &Host::Impl::budget_exceeded,
+                        fmt::format("instruction budget of {} instructions exceeded (allocation counts against it)",
+                                    impl.budget));
+            return nullptr;
+        }
+        if (grow >= (size_t(64) << 10) && coarse_now_ns() > impl.deadline_ns) {
+            start_abort(impl, &Host::Impl::deadline_exceeded,
+                        fmt::format("time limit of {} ms exceeded", impl.limits.call_ms));
+            return nullptr;
+        }
     }
     void* p = std::realloc(ptr, nsize);
     if (!p) return nullptr;
     impl.used = impl.used - old + nsize;
     impl.peak = std::max(impl.peak, impl.used);
     return p;
-}
-
-void budget_hook(lua_State* L, lua_Debug* ar) {
-    auto& impl = Host::Impl::from(L);
-    impl.budget_exceeded = true;
-    // Re-arm on every instruction and line: a pcall inside the plugin cannot swallow the abort.
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    lua_getinfo(L, "Sl", ar);
-    lua_pushfstring(L, "%s:%d: instruction budget of %I instructions exceeded (an endless loop?)", ar->short_src,
-                    ar->currentline, lua_Integer(impl.budget));
-    lua_error(L);
 }
 
 int l_unknown_global(lua_State* L) {
@@ -278,14 +303,22 @@ int l_unknown_global(lua_State* L) {
                       name);
 }
 
+// print goes to stderr, one line of at most 4 KiB; its bytes are charged like any other work.
 int l_print(lua_State* L) {
+    constexpr size_t kMaxLine = 4096;
     int n = lua_gettop(L);
     std::string line;
+    size_t total = 0;
     for (int i = 1; i <= n; ++i) {
-        if (i > 1) line += '\t';
-        line += luaL_tolstring(L, i, nullptr);
+        size_t len = 0;
+        const char* s = luaL_tolstring(L, i, &len);
+        total += len + (i > 1);
+        if (i > 1 && line.size() < kMaxLine) line += '\t';
+        if (line.size() < kMaxLine) line.append(s, std::min(len, kMaxLine - line.size()));
         lua_pop(L, 1);
     }
+    charge(L, 16 + int64_t(total / 64), "print");
+    if (total > line.size()) line += fmt::format(" ... ({} bytes)", total);
     std::fprintf(stderr, "[keel plugin] %s\n", line.c_str());
     return 0;
 }
@@ -314,30 +347,54 @@ bool valid_module_name(std::string_view name) {
     return true;
 }
 
+// True when `path` is `root` or below it, compared component by component ("plugins_evil" is not
+// under "plugins"). Both must be canonical.
+bool is_under(const fs::path& root, const fs::path& path) {
+    auto p = path.begin();
+    for (const auto& part : root) {
+        if (part.empty()) continue;
+        while (p != path.end() && p->empty()) ++p;
+        if (p == path.end() || *p != part) return false;
+        ++p;
+    }
+    return true;
+}
+
 int l_require(lua_State* L) {
     size_t n = 0;
     const char* name = luaL_checklstring(L, 1, &n);
     std::string_view sv(name, n);
+    charge(L, 1, "require");
     if (!valid_module_name(sv))
-        return luaL_error(L, "require('%s') refused: plugins may only require modules under plugins/ by dotted name", name);
+        return luaL_error(L,
+                          "require('%s') refused: a module is a dotted name under plugins/ (letters, digits, _ and "
+                          "dots; no '/', '..' or absolute paths)",
+                          name);
     auto& impl = Host::Impl::from(L);
     fs::path root = lua_tostring(L, lua_upvalueindex(1));
     std::string rel(sv);
     std::replace(rel.begin(), rel.end(), '.', '/');
     fs::path file = root / (rel + ".lua");
+    // Resolve every symlink, then compare: a link (or a link's parent) leading out of plugins/ is refused.
     std::error_code ec;
-    fs::path canon = fs::weakly_canonical(file, ec);
-    fs::path canon_root = fs::weakly_canonical(root, ec);
-    std::string cs = canon.string(), rs = canon_root.string();
-    if (!fs::is_regular_file(canon, ec) || cs.compare(0, rs.size(), rs) != 0)
+    fs::path canon_root = fs::canonical(root, ec);
+    fs::path canon = ec ? fs::path() : fs::canonical(file, ec);
+    if (ec || !fs::is_regular_file(canon, ec))
         return luaL_error(L, "require('%s'): no module %s under %s (plugins may only require modules under plugins/)",
                           name, file.c_str(), root.c_str());
+    if (!is_under(canon_root, canon))
+        return luaL_error(L,
+                          "require('%s') refused: %s resolves to %s, outside %s (symlinks may not lead out of "
+                          "plugins/)",
+                          name, file.c_str(), canon.c_str(), canon_root.c_str());
+    std::string cs = canon.string();
     if (auto it = impl.modules.find(cs); it != impl.modules.end()) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, it->second);
         return 1;
     }
     std::ifstream in(canon, std::ios::binary);
     std::string src((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    charge(L, 1000 + int64_t(src.size() / 64), "require");  // file system calls and compiling
     std::string chunkname = "@plugins/" + rel + ".lua";
     impl.push_sandbox_env(root);
     int env = lua_gettop(L);
@@ -377,6 +434,7 @@ void Host::Impl::open_state() {
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
     lua_settop(L, 0);
+    install_bounded_libs(L);
 
     // string.dump goes from the real library too (strings index it through their metatable), and
     // the string metatable is hidden from getmetatable.
@@ -487,37 +545,34 @@ void Host::Impl::push_sandbox_env(const fs::path& plugins_root) {
 }
 
 CallStatus Host::Impl::pcall(int nargs, int nresults, bool loading, std::string_view chunkname) {
-    budget = loading ? limits.load_instructions : limits.call_instructions;
-    budget_exceeded = false;
-    memory_exceeded = false;
-    memory_where.clear();
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, int(std::clamp<int64_t>(budget, 1, INT32_MAX)));
+    int base = lua_gettop(L) - nargs - 1;
+    start_budget(*this, loading ? limits.load_instructions : limits.call_instructions);
     enforce_cap = true;
     int rc = lua_pcall(L, nargs, nresults, 0);
     enforce_cap = false;
     lua_sethook(L, nullptr, 0, 0);
-    if (rc == LUA_OK) return CallStatus::Ok;
+    if (rc == LUA_OK && !aborting()) return CallStatus::Ok;
 
     CallStatus status = CallStatus::Error;
     std::string where(chunkname.size() > 0 && chunkname[0] == '@' ? chunkname.substr(1) : chunkname);
-    if (budget_exceeded) {
+    if (budget_exceeded || deadline_exceeded) {
         status = CallStatus::Budget;
-        last_error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : where + ": instruction budget exceeded";
+        last_error = abort_message;
     } else if (rc == LUA_ERRMEM || memory_exceeded) {
         status = CallStatus::Memory;
-        last_error = fmt::format("{}: memory cap of {} MiB exceeded (a runaway table or string?)",
-                                 memory_where.empty() ? where : memory_where, limits.memory_bytes >> 20);
+        last_error = !abort_message.empty() ? abort_message : memory_cap_message(*this);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         last_error = lua_tostring(L, -1);
     } else {
         last_error = fmt::format("{}: error object is a {} value", where, luaL_typename(L, -1));
     }
-    lua_pop(L, 1);
-    if (status == CallStatus::Memory) {
+    lua_settop(L, base);
+    if (status != CallStatus::Error) {
+        // An aborted call leaves its garbage behind: give the memory back now.
         lua_gc(L, LUA_GCCOLLECT, 0);
         // Still full after a collection (the plugin kept the runaway data): rebuild the state
         // before its next use so the host stays healthy.
-        if (used > limits.memory_bytes / 4 * 3) needs_reset = true;
+        if (status == CallStatus::Memory && used > limits.memory_bytes / 4 * 3) needs_reset = true;
     }
     return status;
 }
@@ -675,6 +730,9 @@ Value Host::call(std::string_view ref, std::string_view entry, const std::vector
             for (int i = base + 1; i <= base + n; ++i) arr.push_back(to_value(L, i));
             out = Value(std::move(arr));
         }
+    } catch (const Error& e) {
+        lua_settop(L, base);
+        throw_error(ErrorKind::PluginError, "plugin {} failed in {}(): {}", p.chunkname.substr(1), p.entry, e.what());
     } catch (...) {
         lua_settop(L, base);
         throw;

@@ -51,10 +51,19 @@ struct Host::Impl {
     size_t used = 0;
     size_t peak = 0;
     bool enforce_cap = false;     //!< off while the state itself is built and closed
+    // The running call's budget (budget.cpp). Once a limit is hit the call is aborting: every later
+    // instruction raises again, the sandbox's pcall/xpcall rethrow, and growth is refused, so the
+    // plugin cannot catch its way past a limit.
     bool memory_exceeded = false;
-    std::string memory_where;     //!< "file:line" of the allocation refused
     bool budget_exceeded = false;
-    int64_t budget = 0;
+    bool deadline_exceeded = false;
+    std::string abort_message;    //!< "file:line: what limit was hit", set when the call starts aborting
+    std::string memory_where;     //!< "file:line" of the first allocation refused by the memory cap
+    int64_t budget = 0;           //!< instructions allowed for this call
+    int64_t spent = 0;            //!< instructions counted at hook slices, plus charges for library work
+    int slice = 0;                //!< the count hook's current period
+    int64_t deadline_ns = 0;      //!< CLOCK_MONOTONIC_COARSE time after which the call is stopped
+    bool aborting() const { return budget_exceeded || memory_exceeded || deadline_exceeded; }
     bool needs_reset = false;
     uint64_t generation = 0;
     int template_ref = LUA_NOREF; //!< table of allowed globals, copied into each plugin's _ENV
@@ -88,8 +97,37 @@ struct Host::Impl {
 };
 
 //! Lua <-> Value conversion (tables with keys 1..n become arrays, others maps with sorted keys).
+//! to_value stops with PluginError past kMaxValueNodes values (a table shared many times over
+//! would otherwise expand exponentially).
 void push_value(lua_State* L, const Value& v);
 Value to_value(lua_State* L, int index, int depth = 0);
+constexpr size_t kMaxValueNodes = 1'000'000;
+
+// Budgets (budget.cpp) -------------------------------------------------------------------------
+
+//! Arms the budget for one protected call: instruction budget, deadline, the count hook.
+void start_budget(Host::Impl& impl, int64_t instructions);
+//! Charges `units` instructions of work done in C (`what` names it in the error); aborts the call
+//! when the budget is gone. Also checks the deadline.
+void charge(lua_State* L, int64_t units, const char* what);
+//! Marks the call as aborting for `why` (with the running plugin's file:line) and makes the next
+//! instruction raise. Safe to call where raising is not (the allocator).
+void start_abort(Host::Impl& impl, bool Host::Impl::*flag, std::string why);
+//! Raises the running call's abort error (after start_abort or a charge over budget).
+[[noreturn]] void raise_abort(lua_State* L);
+//! "file:line" of the running plugin code (the innermost Lua frame with a line).
+std::string plugin_location(Host::Impl& impl);
+//! The memory cap's error for the running call ("file:line: memory cap of N MiB exceeded ...").
+std::string memory_cap_message(Host::Impl& impl);
+//! Coarse monotonic clock in ns (a few ns to read): deadlines need milliseconds, not precision.
+int64_t coarse_now_ns();
+//! The sandbox's pcall and xpcall: an aborting call is rethrown, and xpcall's handler runs after
+//! the error unwound, under the budget (Lua runs message handlers with hooks off).
+int sandbox_pcall(lua_State* L);
+int sandbox_xpcall(lua_State* L);
+//! Replaces the library functions plugins reach (string, table, utf8, tonumber, os.date) by
+//! versions that charge their work to the budget (bounded_libs.cpp). Call on a fresh state.
+void install_bounded_libs(lua_State* L);
 
 //! The ctx.bucket C function: bucket(key, salt) -> [0, 1).
 int lua_bucket(lua_State* L);

@@ -245,6 +245,7 @@ constexpr const char* kStaleAdvice = "keep the values a check computes, not the 
 ColumnState& check_column(lua_State* L) {
     auto* h = static_cast<ColumnHandle*>(luaL_checkudata(L, 1, kColumnMeta));
     if (h->epoch != t_live_epoch) luaL_error(L, "column used after check() returned: %s", kStaleAdvice);
+    charge(L, 1 + int64_t(h->state->col->length >> 10), "a column helper");  // a pass over the rows
     return *h->state;
 }
 
@@ -340,6 +341,7 @@ int col_quantile(lua_State* L) {
     if (hidden(L, s)) return 1;
     if (lua_istable(L, 2)) {
         lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // the raw length: __len cannot stretch the loop
+        charge(L, n, "quantile");
         lua_createtable(L, int(n), 0);
         for (lua_Integer i = 1; i <= n; ++i) {
             lua_rawgeti(L, 2, i);
@@ -425,6 +427,7 @@ struct AllowedSet {
 AllowedSet read_allowed(lua_State* L, int index, bool numeric) {
     luaL_checktype(L, index, LUA_TTABLE);
     const lua_Integer n = lua_Integer(lua_rawlen(L, index));
+    charge(L, n * 16, "allowed values");  // copying and hashing an entry costs ~16 instructions
     AllowedSet set;
     for (lua_Integer i = 1; i <= n; ++i) {
         lua_rawgeti(L, index, i);

@@ -1,8 +1,10 @@
 """Lua plugins: A/B routing (weights, sticky users, tenants, shadows) and data-quality rules.
 
 Plugins are Lua 5.4 files run by Keel's C++ core in a sandbox (no ``io``, no ``os`` but time, no
-loading of bytecode, ``require`` only under ``plugins/``) with an instruction budget per call and a
-memory cap per state. Built-ins live in ``plugins/routing/`` and ``plugins/quality/``.
+loading of bytecode, ``require`` only under ``plugins/``) with an instruction budget per call (work
+inside library functions is charged to it), a memory cap per state, a per-string limit and a time
+limit per call (see :func:`limits`). A limit hit ends the call whatever the plugin's pcall/xpcall do;
+no call holds the GIL. Built-ins live in ``plugins/routing/`` and ``plugins/quality/``.
 
 >>> r = keel.plugins.Router("plugins/routing/sticky.lua", {"champion": 0.9, "challenger": 0.1},
 ...                         config={"key": "player_id"}, name="churn")
@@ -67,18 +69,26 @@ def bucket(key: Any, salt: str = "") -> float:
     return _core.plugins_bucket(key, salt)
 
 
+_LIMITS = ("call_instructions", "load_instructions", "memory_bytes", "string_bytes", "call_ms", "reload_check_ms")
+
+
 def limits() -> dict:
-    """This thread's plugin host limits: instruction budgets, memory cap, reload check interval."""
+    """This thread's plugin host limits: instruction budgets per call and per load, memory cap,
+    per-string limit, time limit per call (ms), reload check interval."""
     return _core.plugins_limits()
 
 
 def set_limits(**limits: int) -> None:
     """Change this thread's host limits: call_instructions, load_instructions, memory_bytes,
-    reload_check_ms."""
-    unknown = set(limits) - {"call_instructions", "load_instructions", "memory_bytes", "reload_check_ms"}
+    string_bytes, call_ms, reload_check_ms (all positive integers; reload_check_ms may be 0)."""
+    from keel.errors import InvalidArgument
+    unknown = set(limits) - set(_LIMITS)
     if unknown:
-        from keel.errors import InvalidArgument
-        raise InvalidArgument(f"unknown plugin limit(s) {sorted(unknown)}")
+        raise InvalidArgument(f"unknown plugin limit(s) {sorted(unknown)} (known: {', '.join(_LIMITS)})")
+    for name, value in limits.items():
+        least = 0 if name == "reload_check_ms" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidArgument(f"plugin limit {name}={value!r}: expected an integer >= {least}")
     _core.plugins_set_limits(limits)
 
 

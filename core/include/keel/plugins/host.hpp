@@ -20,12 +20,17 @@ uint64_t stable_hash(std::string_view key, std::string_view salt) noexcept;
 double bucket(std::string_view key, std::string_view salt) noexcept;
 double bucket(int64_t key, std::string_view salt) noexcept;
 
-//! Per-state limits. The instruction budgets bound one call (and one load, which is tighter); the
-//! memory cap bounds everything the state holds.
+//! Per-state limits. The instruction budgets bound one call (and one load, which is tighter); work
+//! done inside library functions (pattern matching, string building, table moves, allocation) is
+//! charged to the same budget. The memory cap bounds everything the state holds, the string limit
+//! any one string, and the time limit is a wall-clock backstop per call. Hitting any of them ends
+//! the call (a plugin's pcall cannot catch it).
 struct Limits {
     int64_t call_instructions = 1'000'000;
     int64_t load_instructions = 200'000;
     size_t memory_bytes = size_t(64) << 20;
+    size_t string_bytes = size_t(1) << 20;
+    int call_ms = 2000;
     //! How often a plugin's file is checked for changes (0: on every use).
     int reload_check_ms = 200;
 };
