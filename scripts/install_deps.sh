@@ -5,7 +5,7 @@ set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 
-apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev)
+apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev libxxhash-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
