@@ -266,10 +266,11 @@ std::shared_ptr<const Segment> Segment::open(const fs::path& path) {
         throw_error(ErrorKind::Corrupt, "feature segment {} is corrupt: truncated to {} bytes (a segment has at least {}){}",
                     path.string(), seg->size_, kMinSize, kRecoveryHint);
     }
-    // MAP_POPULATE: the checksum reads every page anyway; faulting them in one call is cheaper.
-    void* p = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    void* p = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED, fd, 0);
     ::close(fd);
     if (p == MAP_FAILED) throw_error(ErrorKind::Internal, "mmap of {} failed: {}", path.string(), std::strerror(errno));
+    // Read-ahead before the checksum pass (measured: faster than MAP_POPULATE here).
+    ::madvise(p, seg->size_, MADV_WILLNEED);
     seg->data_ = static_cast<const uint8_t*>(p);
     seg->mapped_ = true;
     seg->parse();
