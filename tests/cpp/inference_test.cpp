@@ -420,4 +420,12 @@ TEST(InferencePredictor, RecommendSkipsOwnedItems) {
     error_of([&] { p.recommend(&bad, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
     Predictor lin(linear_record());
     error_of([&] { lin.recommend(users, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
+    // Indices beyond int64 are refused before any conversion (found by fuzz_predictor: the cast of
+    // 1e300 to int64 was undefined behaviour).
+    double huge[2] = {1e300, 0}, out = 0;
+    auto msg = error_of([&] { p.predict_row(huge, &out); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("user index 1e+300 is out of range"), std::string::npos) << msg;
+    double negative_item[2] = {0, -1e300};
+    msg = error_of([&] { p.predict_row(negative_item, &out); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("item index -1e+300 is out of range"), std::string::npos) << msg;
 }
