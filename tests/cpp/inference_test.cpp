@@ -352,6 +352,28 @@ TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
     EXPECT_NE(error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument).find("out of range"), std::string::npos);
 }
 
+// Found by fuzz_predictor: a tree whose offsets end past the node arrays was walked out of bounds
+// (SIGSEGV) before the next tree's offsets were checked.
+TEST(InferencePredictor, RejectsTreeOffsetsPastTheNodes) {
+    auto r = stump_record();
+    r["tree.offsets"] = Value::of_ints({0, 1000, 6});
+    auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("tree 0 ends at node 1000 of 6"), std::string::npos) << msg;
+}
+
+// Category sets are slices of the words; offsets that go back (or start elsewhere than 0) would
+// read outside them at predict time.
+TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
+    auto r = stump_record();
+    r["node.category"] = Value::of_ints({1, -1, -1, -1, -1, -1});
+    r["cat.words"] = Value::of_ints({1, 1});
+    for (auto offsets : {std::vector<int64_t>{0, -5, 2}, std::vector<int64_t>{1, 0, 2}, std::vector<int64_t>{0, 3, 2}}) {
+        r["cat.offsets"] = Value::of_ints(offsets);
+        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        EXPECT_NE(msg.find("category offsets do not cover the words"), std::string::npos) << msg;
+    }
+}
+
 TEST(InferencePredictor, SoftmaxAndBinarySigmoid) {
     auto r = base_record({"a"});
     r["model.kind"] = Value::of_string("linear");
