@@ -35,6 +35,12 @@ public:
         const auto& value = reals(r, "node.value");
         width_ = static_cast<size_t>(int_or(r, "tree.leaf_width", 1));
         n_raw_ = static_cast<size_t>(int_of(r, "tree.n_raw"));
+        // Bound both by the leaf values the record holds before anything is sized by them (every
+        // raw output is written by some leaf; a negative count turns huge as size_t).
+        if (n_raw_ == 0 || n_raw_ > value.size() || width_ == 0 || width_ > n_raw_)
+            throw_error(ErrorKind::InvalidArgument,
+                        "tree ensemble: {} raw outputs with leaves of width {} do not fit its {} leaf values",
+                        int64_t(n_raw_), int64_t(width_), value.size());
         base_ = has(r, "tree.base") ? reals(r, "tree.base") : std::vector<double>(n_raw_, 0.0);
         scale_ = real_or(r, "tree.scale", 1.0) / real_or(r, "tree.divisor", 1.0);
         auto cmp = string_or(r, "tree.compare", "le");

@@ -361,6 +361,20 @@ TEST(InferencePredictor, RejectsTreeOffsetsPastTheNodes) {
     EXPECT_NE(msg.find("tree 0 ends at node 1000 of 6"), std::string::npos) << msg;
 }
 
+// Found by fuzz_predictor: tree.n_raw = 0x18000000... without tree.base allocated that many base
+// values (out of memory); a leaf width of 2^63 made n_nodes * width wrap past the length check.
+TEST(InferencePredictor, RejectsRawOutputCountsAndLeafWidthsTheLeavesCannotHold) {
+    for (auto [n_raw, width] : std::vector<std::pair<int64_t, int64_t>>{
+             {int64_t(1) << 60, 1}, {-1, 1}, {7, 1}, {1, int64_t(1) << 63}, {1, 2}, {1, 0}}) {
+        auto r = stump_record();
+        r.erase("tree.base");
+        r["tree.n_raw"] = Value::of_ints({n_raw});
+        r["tree.leaf_width"] = Value::of_ints({width});
+        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        EXPECT_NE(msg.find("do not fit its 6 leaf values"), std::string::npos) << n_raw << " x " << width << ": " << msg;
+    }
+}
+
 // Category sets are slices of the words; offsets that go back (or start elsewhere than 0) would
 // read outside them at predict time.
 TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
