@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <xxhash.h>
+#include <xxh_x86dispatch.h>  // XXH3 with the widest SIMD the CPU has, chosen at run time
 
 #include <cstring>
 
@@ -49,7 +49,7 @@ public:
     size_t pos = 0;
     void put(const void* data, size_t size) {
         if (size) {
-            XXH3_64bits_update(hash_.get(), data, size);
+            XXH3_64bits_update_dispatch(hash_.get(), data, size);
             write(data, size);
         }
         pos += size;
@@ -322,7 +322,7 @@ void Segment::parse() {
     if (format_version_ >= 2) {
         uint64_t stored;
         std::memcpy(&stored, data_ + size_ - 8, 8);
-        const uint64_t actual = XXH3_64bits(data_, size_ - 8);
+        const uint64_t actual = XXH3_64bits_dispatch(data_, size_ - 8);
         if (stored != actual)
             corrupt(fmt::format("checksum mismatch (stored {:016x}, computed {:016x}): the file was altered or "
                                 "damaged after it was written",
