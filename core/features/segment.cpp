@@ -331,7 +331,9 @@ void Segment::parse() {
     if (header_dir_off != 0) corrupt("the header's reserved field is not zero");
     if (dir_off < kHeaderSize || dir_off > dir_end)
         corrupt(fmt::format("directory offset {} lies outside the file ({} bytes)", dir_off, size_));
+    // Every row takes at least a byte in each column, and rows without columns carry nothing.
     if (rows > kMaxRows || rows > size_) corrupt(fmt::format("claims {} rows in a file of {} bytes", rows, size_));
+    if (ncols == 0 && rows != 0) corrupt(fmt::format("claims {} rows but has no columns", rows));
     // A directory entry takes at least 39 bytes: bound the column count before reserving for it.
     if (ncols > (dir_end - dir_off) / kMinDirEntry)
         corrupt(fmt::format("claims {} columns but its directory has {} bytes", ncols, dir_end - dir_off));

@@ -173,6 +173,15 @@ TEST(Segment, ChecksumVersionsAndOverflowSafeOffsets) {
     std::memcpy(one.data() + 12, &single, 4);
     EXPECT_NE(corrupt_message([&] { Segment::from_bytes(one); }).find("unexpected bytes after the directory"),
               std::string::npos);
+    // Rows without columns (found by fuzz_segment: such a segment did not survive a write-back).
+    std::string empty("KEELSEG1", 8);
+    const uint32_t version1 = 1, no_columns = 0;
+    const uint64_t five_rows = 5, zero = 0, dir_at = 32;
+    empty.append(reinterpret_cast<const char*>(&version1), 4).append(reinterpret_cast<const char*>(&no_columns), 4);
+    empty.append(reinterpret_cast<const char*>(&five_rows), 8).append(reinterpret_cast<const char*>(&zero), 8);
+    empty.append(reinterpret_cast<const char*>(&dir_at), 8);
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(empty); }).find("claims 5 rows but has no columns"),
+              std::string::npos);
     // A future version asks for a newer Keel.
     std::string future = bytes;
     future[8] = 3;
