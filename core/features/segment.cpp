@@ -251,7 +251,8 @@ std::string Segment::to_bytes(const BatchView& batch) {
 }
 
 std::shared_ptr<const Segment> Segment::open(const fs::path& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO put in a segment's place must not block the open (it is refused below).
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw_error(ErrorKind::Corrupt, "feature segment {} cannot be opened: {}", path.string(), std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -222,3 +222,11 @@ def test_tampered_online_snapshot_is_corrupt_and_materialize_rebuilds_it(view_ws
     again = fresh.features.get_online(["activity:spend", "activity:email"], player_id=[1, 2, 3],
                                       now=T0 + pd.Timedelta(days=3))
     pd.testing.assert_frame_equal(again, expected)
+
+
+def test_a_fifo_in_a_segments_place_is_refused_without_blocking(view_ws):
+    path, seg, _ = view_ws
+    os.remove(seg)
+    os.mkfifo(seg)
+    with pytest.raises(keel.Corrupt, match="not a regular file"):
+        read(path)
