@@ -6,7 +6,7 @@ JOBS ?= 2
 # The pure-Python package and the freshly built extension, without a pip install.
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-cpp test-python test-notebooks notebooks demo bench clean
+.PHONY: all deps build test test-cpp test-python test-notebooks test-fuzz notebooks demo bench clean
 
 all: build
 
@@ -27,7 +27,7 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 	@$(PYTHON) scripts/install_cli.py  # `keel` on PATH for this Python, running this checkout
 
 test: build
-	$(MAKE) --no-print-directory test-cpp test-python test-notebooks
+	$(MAKE) --no-print-directory test-cpp test-python test-notebooks test-fuzz
 
 test-cpp:
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
@@ -44,6 +44,21 @@ test-notebooks:
 notebooks: build
 	$(PYTHON) scripts/run_notebooks.py --write notebooks
 
+# libFuzzer (clang, ASan + UBSan) on the segment reader, the model loader and the filter parser, in
+# their own build dir: FUZZ_SECONDS per target, after replaying tests/fuzz/corpus/. Fails on a finding.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_CXX ?= clang++-14
+FUZZ_CC ?= clang-14
+$(FUZZ_DIR)/CMakeCache.txt:
+	CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)) \
+	  -DKEEL_BUILD_FUZZERS=ON -DKEEL_BUILD_PYTHON=OFF -DKEEL_BUILD_TESTS=OFF
+
+test-fuzz: deps $(FUZZ_DIR)/CMakeCache.txt
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target keel_fuzzers
+	bash scripts/run_fuzzers.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
 demo: build
 	$(PYTHON) scripts/demo.py
 
@@ -51,4 +66,4 @@ bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD_DIR) python/keel/_core*.so
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) python/keel/_core*.so

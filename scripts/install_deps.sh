@@ -5,7 +5,8 @@ set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 
-apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev libre2-dev)
+apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev libre2-dev libxxhash-dev
+              clang-14 libclang-rt-14-dev)  # clang + libFuzzer/ASan runtimes for make test-fuzz
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

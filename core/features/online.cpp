@@ -46,7 +46,7 @@ std::optional<OnlineRow> latest_online(FeatureStore& store, const ViewSpec& spec
     return OnlineRow{st.int64(0), st.text(1), st.int64(2), st.int64(3)};
 }
 
-std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const OnlineRow& row) {
+std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row) {
     // Snapshots share the segment cache under negative ids.
     auto& impl = store.impl();
     {
@@ -55,6 +55,7 @@ std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const OnlineRo
         if (it != impl.segments.end()) return it->second;
     }
     auto seg = Segment::open(store.workspace().module_dir("features") / row.file);
+    detail::check_segment_columns(*seg, spec);
     std::lock_guard lock(impl.mu);
     return impl.segments.emplace(-row.id, seg).first->second;
 }
@@ -67,7 +68,7 @@ std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(
         auto row = latest_online(store, spec);
         if (!row) return std::nullopt;
         try {
-            return std::make_pair(*row, open_snapshot(store, *row));
+            return std::make_pair(*row, open_snapshot(store, spec, *row));
         } catch (const Error&) {
             if (attempt >= 2) throw;
         }
@@ -79,7 +80,13 @@ std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(
 MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt) {
     ViewSpec spec = view(name);
     const int64_t end = end_opt.value_or(now_ms());
-    auto latest = load_latest(*this, spec);
+    std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> latest;
+    try {
+        latest = load_latest(*this, spec);
+    } catch (const Error& e) {
+        // A snapshot is derived data: when the previous one is damaged, rebuild from the segments.
+        if (e.kind() != ErrorKind::Corrupt) throw;
+    }
     std::optional<OnlineRow> prev;
     std::shared_ptr<const Segment> prev_snap;
     if (latest && latest->first.end_ms <= end) {  // going back in time: rebuild from scratch

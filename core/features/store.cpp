@@ -431,8 +431,18 @@ std::vector<SegRef> list_segments(FeatureStore& store, const ViewSpec& spec, std
         while (st.step()) ids.push_back(st.int64(0));
     }
     std::vector<SegRef> out;
-    for (int64_t id : ids) out.push_back({id, store.segment(id)});
+    for (int64_t id : ids) {
+        out.push_back({id, store.segment(id)});
+        check_segment_columns(*out.back().seg, spec);
+    }
     return out;
+}
+
+void check_segment_columns(const Segment& seg, const ViewSpec& spec) {
+    std::vector<ColumnSpec> required = spec.join_keys;
+    required.push_back({spec.event_column, DType::Timestamp});
+    required.push_back({spec.created_column, DType::Timestamp});
+    seg.check_columns(required, spec.features);
 }
 
 int64_t max_segment_id(FeatureStore& store, const ViewSpec& spec) {

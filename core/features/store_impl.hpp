@@ -35,6 +35,10 @@ struct SegRef {
 
 //! The registered segments of a view version (ascending id), up to max_id when given.
 std::vector<SegRef> list_segments(FeatureStore& store, const ViewSpec& spec, std::optional<int64_t> max_id);
+//! Corrupt naming the file unless `seg` has the view's keys and timestamps, and its features (those
+//! it has: a column added later is absent from older segments) have the view's types. Readers rely
+//! on it to index columns by the view's types.
+void check_segment_columns(const Segment& seg, const ViewSpec& spec);
 //! The largest segment id of a view version (0 when empty).
 int64_t max_segment_id(FeatureStore& store, const ViewSpec& spec);
 

@@ -130,7 +130,7 @@ Record parse_record(std::string_view bytes) {
             auto raw = r.bytes(n * 8, "int values");
             v.type = Value::Type::Int;
             v.ints.resize(n);
-            std::memcpy(v.ints.data(), raw.data(), n * 8);
+            if (n) std::memcpy(v.ints.data(), raw.data(), n * 8);  // an empty vector's data() may be null
             break;
         }
         case static_cast<uint8_t>(Value::Type::Real): {
@@ -138,7 +138,7 @@ Record parse_record(std::string_view bytes) {
             auto raw = r.bytes(n * 8, "real values");
             v.type = Value::Type::Real;
             v.reals.resize(n);
-            std::memcpy(v.reals.data(), raw.data(), n * 8);
+            if (n) std::memcpy(v.reals.data(), raw.data(), n * 8);  // an empty vector's data() may be null
             break;
         }
         case static_cast<uint8_t>(Value::Type::Strings): {

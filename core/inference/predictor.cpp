@@ -250,6 +250,11 @@ void Factorization::raw(const double* x, size_t n, double* out, Scratch&) const 
         if (std::isnan(u) || std::isnan(v) || u != std::floor(u) || v != std::floor(v))
             throw_error(ErrorKind::InvalidArgument, "row {} holds ({}, {}): user and item must be integer indices", i,
                         u, v);
+        // Range-check as doubles: converting 1e300 to int64 would be undefined.
+        if (u < 0 || u >= double(n_users_))
+            throw_error(ErrorKind::InvalidArgument, "user index {} is out of range: the model has {} users", u, n_users_);
+        if (v < 0 || v >= double(n_items_))
+            throw_error(ErrorKind::InvalidArgument, "item index {} is out of range: the model has {} items", v, n_items_);
         out[i] = score(static_cast<int64_t>(u), static_cast<int64_t>(v));
     }
 }

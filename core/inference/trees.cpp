@@ -35,6 +35,12 @@ public:
         const auto& value = reals(r, "node.value");
         width_ = static_cast<size_t>(int_or(r, "tree.leaf_width", 1));
         n_raw_ = static_cast<size_t>(int_of(r, "tree.n_raw"));
+        // Bound both by the leaf values the record holds before anything is sized by them (every
+        // raw output is written by some leaf; a negative count turns huge as size_t).
+        if (n_raw_ == 0 || n_raw_ > value.size() || width_ == 0 || width_ > n_raw_)
+            throw_error(ErrorKind::InvalidArgument,
+                        "tree ensemble: {} raw outputs with leaves of width {} do not fit its {} leaf values",
+                        int64_t(n_raw_), int64_t(width_), value.size());
         base_ = has(r, "tree.base") ? reals(r, "tree.base") : std::vector<double>(n_raw_, 0.0);
         scale_ = real_or(r, "tree.scale", 1.0) / real_or(r, "tree.divisor", 1.0);
         auto cmp = string_or(r, "tree.compare", "le");
@@ -65,7 +71,10 @@ public:
         if (has(r, "cat.offsets")) {
             cat_offsets_ = ints(r, "cat.offsets");
             for (auto w : ints(r, "cat.words")) cat_words_.push_back(static_cast<uint32_t>(w));
-            if (cat_offsets_.empty() || static_cast<size_t>(cat_offsets_.back()) != cat_words_.size())
+            // Sets are slices [offsets[s], offsets[s + 1]) of the words: start at 0, never go back.
+            bool ordered = !cat_offsets_.empty() && cat_offsets_.front() == 0 &&
+                           std::is_sorted(cat_offsets_.begin(), cat_offsets_.end());
+            if (!ordered || static_cast<size_t>(cat_offsets_.back()) != cat_words_.size())
                 throw_error(ErrorKind::InvalidArgument, "tree ensemble: category offsets do not cover the words");
         }
 
@@ -75,6 +84,8 @@ public:
         for (size_t t = 0; t < n_trees; ++t) {
             int64_t begin = offsets[t], end = offsets[t + 1];
             if (end <= begin) throw_error(ErrorKind::InvalidArgument, "tree {} has no nodes", t);
+            if (end > static_cast<int64_t>(n_nodes))
+                throw_error(ErrorKind::InvalidArgument, "tree {} ends at node {} of {}", t, end, n_nodes);
             if (outputs[t] < 0 || static_cast<size_t>(outputs[t]) + width_ > n_raw_)
                 throw_error(ErrorKind::InvalidArgument, "tree {} writes output {} of {}", t, outputs[t], n_raw_);
             tree_output_.push_back(static_cast<uint32_t>(outputs[t]));

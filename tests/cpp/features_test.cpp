@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <new>
 #include <filesystem>
 #include <fstream>
@@ -112,6 +114,86 @@ TEST(Segment, RoundTripsAndDetectsCorruption) {
     } catch (const keel::Error& e) {
         EXPECT_EQ(e.kind(), keel::ErrorKind::Corrupt);
     }
+}
+
+namespace {
+
+std::string corrupt_message(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const keel::Error& e) {
+        EXPECT_EQ(e.kind(), keel::ErrorKind::Corrupt) << e.what();
+        return e.what();
+    }
+    ADD_FAILURE() << "expected Corrupt";
+    return "";
+}
+
+} // namespace
+
+// Format version 2 carries a checksum; version 1 (no checksum, the trailer is the directory offset
+// alone) still opens; every offset is checked without wrapping sums.
+TEST(Segment, ChecksumVersionsAndOverflowSafeOffsets) {
+    Rows rows;
+    rows.add(3, 1, 1.5);
+    rows.add(1, 2, 2.5);
+    const std::string bytes = Segment::to_bytes(rows.batch());
+    auto seg = Segment::from_bytes(bytes);
+    EXPECT_EQ(seg->format_version(), 2u);
+
+    std::string flipped = bytes;
+    flipped[100] ^= 0x04;
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(flipped); }).find("checksum mismatch"), std::string::npos);
+
+    std::string v1 = bytes.substr(0, bytes.size() - 8);
+    v1[8] = 1;
+    auto old = Segment::from_bytes(v1);
+    EXPECT_EQ(old->format_version(), 1u);
+    EXPECT_EQ(static_cast<const double*>(old->column("spend")->values)[1], 2.5);
+
+    // The reported crash: a validity offset of 2^64-1 whose sum with the row count wrapped. Find the
+    // "spend" entry in the directory and patch its validity offset (version 1: no checksum to pass).
+    uint64_t dir_off;
+    std::memcpy(&dir_off, v1.data() + v1.size() - 8, 8);
+    size_t at = v1.find("spend", dir_off);
+    ASSERT_NE(at, std::string::npos);
+    std::string huge = v1;
+    const uint64_t max = UINT64_MAX;
+    std::memcpy(huge.data() + at + 5 + 1 + 4 + 24, &max, 8);
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(huge); }).find("validity at offset 18446744073709551615"),
+              std::string::npos);
+    // A huge column count is refused before anything is reserved for it.
+    std::string cols = v1;
+    const uint32_t many = 0xffffffffu;
+    std::memcpy(cols.data() + 12, &many, 4);
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(cols); }).find("claims 4294967295 columns"), std::string::npos);
+    // One column in the header: the directory has bytes left over.
+    std::string one = v1;
+    const uint32_t single = 1;
+    std::memcpy(one.data() + 12, &single, 4);
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(one); }).find("unexpected bytes after the directory"),
+              std::string::npos);
+    // Rows without columns (found by fuzz_segment: such a segment did not survive a write-back).
+    std::string empty("KEELSEG1", 8);
+    const uint32_t version1 = 1, no_columns = 0;
+    const uint64_t five_rows = 5, zero = 0, dir_at = 32;
+    empty.append(reinterpret_cast<const char*>(&version1), 4).append(reinterpret_cast<const char*>(&no_columns), 4);
+    empty.append(reinterpret_cast<const char*>(&five_rows), 8).append(reinterpret_cast<const char*>(&zero), 8);
+    empty.append(reinterpret_cast<const char*>(&dir_at), 8);
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(empty); }).find("claims 5 rows but has no columns"),
+              std::string::npos);
+    // A future version asks for a newer Keel.
+    std::string future = bytes;
+    future[8] = 3;
+    EXPECT_NE(corrupt_message([&] { Segment::from_bytes(future); }).find("upgrade Keel"), std::string::npos);
+
+    // Columns are checked against what the view declares.
+    seg->check_columns({{"player_id", DType::Int64}}, {{"spend", DType::Float64}, {"later", DType::Int32}});
+    EXPECT_NE(corrupt_message([&] { seg->check_columns({{"player_id", DType::String}}, {}); })
+                  .find("column 'player_id' is int64 but the view says string"),
+              std::string::npos);
+    EXPECT_NE(corrupt_message([&] { seg->check_columns({{"region", DType::String}}, {}); }).find("has no column 'region'"),
+              std::string::npos);
 }
 
 TEST(FeatureStore, IngestRefusesNullKeysNamingTheRow) {

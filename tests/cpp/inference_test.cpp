@@ -352,6 +352,42 @@ TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
     EXPECT_NE(error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument).find("out of range"), std::string::npos);
 }
 
+// Found by fuzz_predictor: a tree whose offsets end past the node arrays was walked out of bounds
+// (SIGSEGV) before the next tree's offsets were checked.
+TEST(InferencePredictor, RejectsTreeOffsetsPastTheNodes) {
+    auto r = stump_record();
+    r["tree.offsets"] = Value::of_ints({0, 1000, 6});
+    auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("tree 0 ends at node 1000 of 6"), std::string::npos) << msg;
+}
+
+// Found by fuzz_predictor: tree.n_raw = 0x18000000... without tree.base allocated that many base
+// values (out of memory); a leaf width of 2^63 made n_nodes * width wrap past the length check.
+TEST(InferencePredictor, RejectsRawOutputCountsAndLeafWidthsTheLeavesCannotHold) {
+    for (auto [n_raw, width] : std::vector<std::pair<int64_t, int64_t>>{
+             {int64_t(1) << 60, 1}, {-1, 1}, {7, 1}, {1, int64_t(1) << 63}, {1, 2}, {1, 0}}) {
+        auto r = stump_record();
+        r.erase("tree.base");
+        r["tree.n_raw"] = Value::of_ints({n_raw});
+        r["tree.leaf_width"] = Value::of_ints({width});
+        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        EXPECT_NE(msg.find("do not fit its 6 leaf values"), std::string::npos) << n_raw << " x " << width << ": " << msg;
+    }
+}
+
+// Category sets are slices of the words; offsets that go back (or start elsewhere than 0) would
+// read outside them at predict time.
+TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
+    auto r = stump_record();
+    r["node.category"] = Value::of_ints({1, -1, -1, -1, -1, -1});
+    r["cat.words"] = Value::of_ints({1, 1});
+    for (auto offsets : {std::vector<int64_t>{0, -5, 2}, std::vector<int64_t>{1, 0, 2}, std::vector<int64_t>{0, 3, 2}}) {
+        r["cat.offsets"] = Value::of_ints(offsets);
+        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        EXPECT_NE(msg.find("category offsets do not cover the words"), std::string::npos) << msg;
+    }
+}
+
 TEST(InferencePredictor, SoftmaxAndBinarySigmoid) {
     auto r = base_record({"a"});
     r["model.kind"] = Value::of_string("linear");
@@ -420,4 +456,12 @@ TEST(InferencePredictor, RecommendSkipsOwnedItems) {
     error_of([&] { p.recommend(&bad, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
     Predictor lin(linear_record());
     error_of([&] { lin.recommend(users, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
+    // Indices beyond int64 are refused before any conversion (found by fuzz_predictor: the cast of
+    // 1e300 to int64 was undefined behaviour).
+    double huge[2] = {1e300, 0}, out = 0;
+    auto msg = error_of([&] { p.predict_row(huge, &out); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("user index 1e+300 is out of range"), std::string::npos) << msg;
+    double negative_item[2] = {0, -1e300};
+    msg = error_of([&] { p.predict_row(negative_item, &out); }, ErrorKind::InvalidArgument);
+    EXPECT_NE(msg.find("item index -1e+300 is out of range"), std::string::npos) << msg;
 }
