@@ -128,18 +128,25 @@ def _patch_all() -> None:
             _warn(f"patch {name}", exc)
 
 
-def _patch_sklearn() -> None:
+@functools.lru_cache(maxsize=1)
+def _sklearn_fit_owners() -> tuple[type, ...]:
+    """Every scikit-learn class defining its own ``fit`` (walking sklearn's modules takes seconds: once)."""
     from sklearn.model_selection._search import BaseSearchCV
     from sklearn.pipeline import Pipeline
     from sklearn.utils import all_estimators
-    _patch(BaseSearchCV, "fit", lambda f: _wrap(f, _SearchSession))
     owners = {Pipeline}
     for _, cls in all_estimators():
         for klass in cls.__mro__:
             if "fit" in klass.__dict__ and klass.__module__.startswith("sklearn.") and \
                     not issubclass(klass, BaseSearchCV):
                 owners.add(klass)
-    for klass in sorted(owners, key=lambda k: (k.__module__, k.__qualname__)):
+    return tuple(sorted(owners, key=lambda k: (k.__module__, k.__qualname__)))
+
+
+def _patch_sklearn() -> None:
+    from sklearn.model_selection._search import BaseSearchCV
+    _patch(BaseSearchCV, "fit", lambda f: _wrap(f, _SearchSession))
+    for klass in _sklearn_fit_owners():
         _patch(klass, "fit", lambda f: _wrap(f, _EstimatorSession))
 
 
