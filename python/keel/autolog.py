@@ -25,6 +25,8 @@ fit's result is returned unchanged. ``keel.autolog(disable=True)`` puts every pa
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextvars
 import functools
 import importlib
@@ -41,7 +43,7 @@ from typing import Any
 
 from keel.errors import InvalidArgument
 
-__all__ = ["autolog"]
+__all__ = ["autolog", "autolog_flush"]
 
 _MAX_PARAM = 500  # characters kept of one param value (a long grid or a nested estimator's repr)
 
@@ -54,6 +56,7 @@ class _Config:
         self.log_models = True
         self.log_every_n_iter = 1
         self.registered_model_name: str | None = None
+        self.background = True
 
 
 _config = _Config()
@@ -65,7 +68,7 @@ _searches_running = 0  # searches recording in this process (their threaded clon
 
 
 def autolog(*, workspace=None, experiment: str = "Default", log_models: bool = True, log_every_n_iter: int = 1,
-            registered_model_name: str | None = None, disable: bool = False) -> None:
+            registered_model_name: str | None = None, background: bool = True, disable: bool = False) -> None:
     """Record every scikit-learn / LightGBM / XGBoost fit as a Keel run (see the module docstring).
 
     ``workspace``: where runs go when a fit happens outside ``with ws.start_run(...)`` (default: the
@@ -73,9 +76,14 @@ def autolog(*, workspace=None, experiment: str = "Default", log_models: bool = T
     ``log_models=False`` skips storing and registering the model. ``log_every_n_iter=N`` keeps every
     N-th boosting iteration's metrics (and always the last). ``registered_model_name`` names the
     registered model (default: the estimator's class, e.g. ``lightgbm.LGBMClassifier``).
-    ``disable=True`` restores every patched function.
+    ``background=True`` converts and registers the model (and writes a search's children) on a
+    background thread so the fit returns at once: an auto-created run turns FINISHED when that is
+    done; :func:`autolog_flush` waits for it (``disable=True`` and interpreter exit do too).
+    ``background=False`` does it all before the fit returns. ``disable=True`` restores every patched
+    function.
     """
     if disable:
+        _background.wait(timeout=None)
         with _lock:
             _unpatch_all()
             _config.enabled = False
@@ -93,9 +101,61 @@ def autolog(*, workspace=None, experiment: str = "Default", log_models: bool = T
         _config.log_models = bool(log_models)
         _config.log_every_n_iter = log_every_n_iter
         _config.registered_model_name = registered_model_name
+        _config.background = bool(background)
         _config.enabled = True
         if not _patches:
             _patch_all()
+
+
+def autolog_flush(timeout: float | None = None) -> bool:
+    """Wait until every fit recorded so far has its model logged and its run ended; False when
+    `timeout` (seconds) passed first."""
+    return _background.wait(timeout)
+
+
+class _Background:
+    """One daemon thread finishing recorded fits in order: converting a 500-tree model takes
+    longer than everything else autolog does, and the user's fit need not wait for it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: collections.deque = collections.deque()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="keel-autolog", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._jobs))
+                job = self._jobs.popleft()
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - jobs guard themselves; this is the last net
+                _warn("finish recording a fit", exc)
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._cond.notify_all()
+
+    def wait(self, timeout: float | None) -> bool:
+        if threading.current_thread() is self._thread:
+            return True  # a job cannot wait for itself
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+
+_background = _Background()
+# At exit, give pending models a bounded time to land: never hang the host process on them.
+atexit.register(_background.wait, 120.0)
 
 
 # ------------------------------------------------------------------------------------------ patching
@@ -338,6 +398,8 @@ class _Session:
         self.owned = False
         self.metrics = _MetricBuffer(_config.log_every_n_iter)
         self.libraries: set[str] = set()
+        self.log_models = _config.log_models
+        self.model_name = _config.registered_model_name
 
     # what each kind says about its fit
     def name(self) -> str:
@@ -399,8 +461,14 @@ class _Session:
     def finish(self, result, seconds: float) -> None:
         self._guard("log the iteration metrics", lambda: self.metrics.flush(self.run))
         self._guard("log the training time", lambda: self.run.log_metric("training_time_s", seconds))
+        if _config.background:
+            _background.submit(functools.partial(self._complete, result))
+        else:
+            self._complete(result)
+
+    def _complete(self, result) -> None:
         self.after_fit(result)
-        if _config.log_models:
+        if self.log_models:
             model = self._guard("find the fitted model", lambda: self.model(result))
             if model is not None:
                 self._guard("log the model", lambda: self._log_model(self.run, model))
@@ -419,7 +487,7 @@ class _Session:
             run.set_tag("autolog.model", f"not logged: {str(exc).split('. Supported:')[0]}")
             return
         example = _head(self.training_frame())
-        name = _config.registered_model_name or _qualname(model)
+        name = self.model_name or _qualname(model)
         mv = run.log_model(predictor, name=name, input_example=example)
         run.set_tags({"autolog.model": getattr(mv, "ref", name)})
         if example is not None:

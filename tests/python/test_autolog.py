@@ -38,6 +38,7 @@ def data():
 
 
 def only_run(ws, **kw):
+    assert keel.autolog_flush(timeout=60)
     runs = list(ws.runs.search(**kw))
     assert len(runs) == 1, [r.name for r in runs]
     return runs[0]
@@ -101,9 +102,11 @@ def test_log_models_false_and_registered_model_name(ws, data):
     try:
         keel.autolog(workspace=ws, log_models=False)
         LinearRegression().fit(X, y)
+        assert keel.autolog_flush(timeout=60) and ws.runs.search()[0].status == "FINISHED"
         assert len(ws.models.list()) == 0
-        keel.autolog(workspace=ws, registered_model_name="churn")
-        LinearRegression().fit(X, y)
+        keel.autolog(workspace=ws, registered_model_name="churn", background=False)
+        LinearRegression().fit(X, y)  # registered before fit returns: no flush needed
+        assert ws.runs.search()[0].status == "FINISHED"
         assert ws.models.get("churn/1").ref == "churn/1"
     finally:
         keel.autolog(disable=True)
@@ -187,6 +190,7 @@ def test_xgb_sklearn_api_is_one_run_with_eval_metrics(auto, data):
 def test_a_search_is_a_parent_with_a_child_per_candidate(auto, data, make_search):
     X, y = data
     search = make_search().fit(X, y)
+    assert keel.autolog_flush(timeout=60)  # the children are written on the background thread
     parents = list(auto.runs.search(filter="tags.`autolog.estimator` LIKE 'sklearn.%SearchCV%'"))
     assert len(parents) == 1
     parent = parents[0]
@@ -239,6 +243,7 @@ def test_autolog_errors_warn_once_and_never_break_the_fit(auto, data, monkeypatc
     messages = [str(w.message) for w in caught if "keel.autolog" in str(w.message)]
     assert len(messages) == 1 and "log the fit's parameters" in messages[0] and "disk on fire" in messages[0]
     assert hasattr(first, "coef_")
+    assert keel.autolog_flush(timeout=60)
     assert [r.status for r in auto.runs.search()] == ["FINISHED", "FINISHED"]
 
 
@@ -278,7 +283,7 @@ def test_the_last_opened_workspace_is_the_default(tmp_path, data):
         keel.autolog()
         LinearRegression().fit(X, y)
     finally:
-        keel.autolog(disable=True)
+        keel.autolog(disable=True)  # waits for the background work
     assert len(list(second.runs.search())) == 1
     assert len(list(keel.open(tmp_path / "first.keel").runs.search())) == 0
 
