@@ -70,6 +70,7 @@ def main() -> None:
     data = make_data()
     Xv = data[2]
     ws = keel.open(os.path.join(root, "ws.keel"))
+    os.chdir(root)  # MLflow puts its artifacts under ./mlruns: keep them in the workdir
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     mlflow.set_experiment("bench")
     fit(data)  # warm-up: LightGBM, the first Keel run (git capture) and MLflow's imports are not measured
