@@ -249,8 +249,12 @@ def _wrap(original, session_type):
         if outer is not None:
             # Nested (a Pipeline's step, a search's clone, the train() inside an estimator's fit): only a
             # boosting train() contributes, its per-iteration metrics going to the outer run.
-            if session_type.injects_metrics and outer.wants_metrics:
-                args, kwargs = session_type.add_callback(outer, signature, args, kwargs)
+            if session_type.injects_metrics and outer.wants_metrics and not outer.has_callback:
+                try:
+                    args, kwargs = session_type.add_callback(outer, signature, args, kwargs)
+                    outer.has_callback = True
+                except Exception as exc:  # noqa: BLE001 - the fit goes on without per-iteration metrics
+                    _warn("add the metrics callback", exc)
             return original(*args, **kwargs)
         if not _config.enabled:
             return original(*args, **kwargs)
@@ -399,6 +403,7 @@ class _Session:
         self.metrics = _MetricBuffer(_config.log_every_n_iter)
         self.libraries: set[str] = set()
         self.log_models = _config.log_models
+        self.has_callback = False  # one boosting train() per recorded fit reports its metrics
         self.model_name = _config.registered_model_name
 
     # what each kind says about its fit

@@ -334,3 +334,36 @@ def test_a_training_set_frame_records_the_consumed_edge(auto):
     LogisticRegression().fit(X, df["label"])
     run = only_run(auto)
     assert ts.lineage_ref in auto.lineage.upstream(f"run:{run.id}").refs
+
+
+def test_a_failing_model_conversion_warns_and_still_ends_the_run(auto, data, monkeypatch):
+    X, y = data
+
+    def broken(model, feature_names=None):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(keel.inference, "convert", broken)
+    monkeypatch.setattr(autolog_module, "_warned", set())
+    with quiet() as caught:
+        warnings.simplefilter("always")
+        model = LinearRegression().fit(X, y)
+        run = only_run(auto)  # waits for the background thread, where the model is logged
+    assert hasattr(model, "coef_") and run.status == "FINISHED" and "training_time_s" in run.metrics
+    assert any("log the model" in str(w.message) and "converter exploded" in str(w.message) for w in caught)
+    assert len(auto.models.list()) == 0
+
+
+def test_a_broken_metrics_callback_never_breaks_the_nested_train(auto, data, monkeypatch):
+    X, y = data
+
+    def broken(*a, **k):
+        raise RuntimeError("no callbacks today")
+
+    monkeypatch.setattr(autolog_module._LightGBMTrainSession, "add_callback", staticmethod(broken))
+    monkeypatch.setattr(autolog_module, "_warned", set())
+    with quiet() as caught:
+        warnings.simplefilter("always")
+        clf = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, y, eval_X=(X,), eval_y=(y,))
+    assert clf.booster_.num_trees() == 3
+    assert any("add the metrics callback" in str(w.message) for w in caught)
+    assert only_run(auto).status == "FINISHED"
