@@ -96,7 +96,8 @@ def main() -> None:
         keel_t.append(tk)
         keel_bg.append(tb)
         mlflow_t.append(tm)
-        print(f"  repeat {i}: plain {t:.3f} s, keel.autolog {tk:.3f} s (+{tb:.3f} s in the background), mlflow.autolog {tm:.3f} s", flush=True)
+        print(f"  repeat {i}: plain {t:.3f} s, keel.autolog {tk:.3f} s (+{tb:.3f} s in the background), "
+              f"mlflow.autolog {tm:.3f} s", flush=True)
     # What each autologger recorded, so the comparison is of like with like.
     runs = list(ws.runs.search(experiment="bench", max_results=100))
     run = runs[0]
