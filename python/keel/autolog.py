@@ -19,6 +19,10 @@ LightGBM/XGBoost estimator feed the outer run. A ``GridSearchCV`` / ``Randomized
 parent run with one child per candidate (params and cv scores from ``cv_results_``; nothing is refit),
 the best one tagged ``autolog.best_candidate=true`` and the refit best estimator logged on the parent.
 
+The model is converted and registered (and a search's children written) on one background thread,
+in order, so the fit returns at once; an auto-created run ends after that. ``keel.autolog_flush()``
+waits for it; ``disable=True`` and interpreter exit (bounded) wait too.
+
 Autolog never breaks a fit: when its own bookkeeping fails it warns once, naming what failed, and the
 fit's result is returned unchanged. ``keel.autolog(disable=True)`` puts every patched function back.
 """
