@@ -318,7 +318,7 @@ def test_disable_restores_every_patched_function_exactly(ws, data):
 
 # ---- lineage ------------------------------------------------------------------------------------
 
-def test_a_training_set_frame_records_the_consumed_edge(auto):
+def make_training_set(auto):
     fs = auto.features
     fs.entity("player", join_keys=["player_id"])
     fv = fs.feature_view("activity", entities=["player"], ttl="30d", schema={"sessions": "int64", "spend": "float64"})
@@ -328,7 +328,11 @@ def test_a_training_set_frame_records_the_consumed_edge(auto):
                             "spend": ids * 1.5}))
     labels = pd.DataFrame({"player_id": ids, "event_timestamp": [t0 + pd.Timedelta(days=1)] * 40,
                            "label": (ids % 2).astype(int)})
-    ts = fs.training_set(labels, features=["activity:sessions", "activity:spend"])
+    return fs.training_set(labels, features=["activity:sessions", "activity:spend"])
+
+
+def test_a_training_set_frame_records_the_consumed_edge(auto):
+    ts = make_training_set(auto)
     df = ts.to_pandas()
     X = df[["sessions", "spend"]]  # column selection keeps the training set's mark
     LogisticRegression().fit(X, df["label"])
@@ -367,3 +371,21 @@ def test_a_broken_metrics_callback_never_breaks_the_nested_train(auto, data, mon
     assert clf.booster_.num_trees() == 3
     assert any("add the metrics callback" in str(w.message) for w in caught)
     assert only_run(auto).status == "FINISHED"
+
+
+def test_a_training_set_inside_an_lgb_dataset_records_the_consumed_edge(auto):
+    ts = make_training_set(auto)
+    df = ts.to_pandas()
+    lgb.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 2},
+              lgb.Dataset(df.drop(columns=["player_id", "event_timestamp", "label"]), df["label"]), 3)
+    run = only_run(auto)
+    assert ts.lineage_ref in auto.lineage.upstream(f"run:{run.id}").refs
+
+
+def test_a_pipelines_inner_booster_reports_its_metrics_to_the_pipeline_run(auto, data):
+    X, y = data
+    make_pipeline(StandardScaler(), lgb.LGBMClassifier(n_estimators=4, verbose=-1)).fit(
+        X, y, lgbmclassifier__eval_X=(X,), lgbmclassifier__eval_y=(y,))
+    run = only_run(auto)
+    assert run.name == "sklearn.Pipeline" and run.tags["autolog.version.lightgbm"] == lgb.__version__
+    assert run.metric_history("valid_0-binary_logloss")["step"].tolist() == [0, 1, 2, 3]
