@@ -683,7 +683,9 @@ class TrainingSet:
         return table
 
     def to_pandas(self):
-        return _arrow_to_pandas(self.to_arrow())
+        df = _arrow_to_pandas(self.to_arrow())
+        df.attrs["keel.training_set"] = self.id  # kept by column selection: keel.autolog records the lineage
+        return df
 
     def __len__(self) -> int:
         return self._labels.num_rows

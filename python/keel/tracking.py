@@ -14,6 +14,7 @@ and returns a :class:`RunList` (iterate it, or ``.to_pandas()``).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import subprocess
@@ -34,7 +35,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
-__all__ = ["Runs", "Run", "RunList", "plot_metric_history", "RUNNING", "FINISHED", "FAILED", "KILLED"]
+# Runs entered with ``with`` in this thread / async context; ended ones are skipped and pruned.
+_ENTERED: contextvars.ContextVar[tuple] = contextvars.ContextVar("keel_entered_runs", default=())
+
+
+def active_run() -> Run | None:
+    """The innermost ``with ws.start_run(...)`` block still RUNNING here, else None."""
+    for run in reversed(_ENTERED.get()):
+        if run.status == RUNNING:
+            return run
+    return None
+
+__all__ = ["Runs", "Run", "RunList", "plot_metric_history", "active_run", "RUNNING", "FINISHED", "FAILED", "KILLED"]
 
 
 # --------------------------------------------------------------------------- source and git capture
@@ -286,6 +298,8 @@ class Run:
         return self._t.run_process(self._id)
 
     def __enter__(self) -> Run:
+        # Remembered so keel.autolog adds to the run the user is inside (see active_run).
+        _ENTERED.set(tuple(r for r in _ENTERED.get() if r.status == RUNNING) + (self,))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 
 from keel import _core
+
+_last_opened: weakref.ref | None = None  # the workspace keel.autolog logs to outside a run
+
+
+def last_opened() -> Workspace | None:
+    """The workspace most recently opened in this process, while it is still alive."""
+    return _last_opened() if _last_opened is not None else None
 
 
 class Workspace:
@@ -21,6 +29,8 @@ class Workspace:
             self._native.user = user
         if role:
             self._native.role = role
+        global _last_opened
+        _last_opened = weakref.ref(self)
 
     @property
     def path(self) -> str:
