@@ -424,10 +424,10 @@ struct AllowedSet {
     std::unordered_set<double> numbers;
     std::vector<std::string> strings;
 };
-AllowedSet read_allowed(lua_State* L, int index, bool numeric) {
+AllowedSet read_allowed(lua_State* L, int index, bool numeric, const char* helper) {
     luaL_checktype(L, index, LUA_TTABLE);
     const lua_Integer n = lua_Integer(lua_rawlen(L, index));
-    charge(L, n * 16, "allowed values");  // copying and hashing an entry costs ~16 instructions
+    charge(L, n * 16, helper);  // copying and hashing an entry costs ~16 instructions
     AllowedSet set;
     for (lua_Integer i = 1; i <= n; ++i) {
         lua_rawgeti(L, index, i);
@@ -566,7 +566,7 @@ size_t top_arg(lua_State* L, int index) {
 // it (as not_allowed gives them), counted in the same pass.
 int col_allowed_share(lua_State* L) {
     auto& s = check_column(L);
-    AllowedSet set = read_allowed(L, 2, s.numeric());
+    AllowedSet set = read_allowed(L, 2, s.numeric(), "allowed_share");
     size_t ok = 0, count = 0;
     if (lua_isnoneornil(L, 3)) {
         scan_allowed(s, set, [&](size_t, bool allowed) {
@@ -592,7 +592,7 @@ int col_allowed_share(lua_State* L) {
 // (default 5, at most 100), by count then value. Masked for PII columns the caller may not read.
 int col_not_allowed(lua_State* L) {
     auto& s = check_column(L);
-    AllowedSet set = read_allowed(L, 2, s.numeric());
+    AllowedSet set = read_allowed(L, 2, s.numeric(), "not_allowed");
     const size_t top = top_arg(L, 3);
     Offenders found;
     scan_allowed(s, set, [&](size_t i, bool allowed) {

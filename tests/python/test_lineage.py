@@ -123,8 +123,13 @@ def test_plot_of_twenty_nodes_is_readable(ws, tmp_path):
 
 
 def test_alias_refs_resolve_now_and_as_of(ws):
-    ws.models.register("churn", b"v1", run_id="r1")
-    ws.models.register("churn", b"v2", run_id="r2")
+    with ws.start_run(experiment="churn") as first:
+        pass
+    with ws.start_run(experiment="churn") as second:
+        pass
+    r1, r2 = f"run:{first.id}", f"run:{second.id}"
+    ws.models.register("churn", b"v1", run_id=first.id)
+    ws.models.register("churn", b"v2", run_id=second.id)
     ws.models.set_alias("churn", "champion", version=1)
     time.sleep(0.01)
     on_one = int(time.time() * 1000)
@@ -133,15 +138,15 @@ def test_alias_refs_resolve_now_and_as_of(ws):
 
     up = ws.lineage.upstream("model:churn@champion")
     assert (up.root, up.ref) == ("model:churn/2", "model:churn@champion")
-    assert "run:r2" in up and "run:r1" not in up
+    assert r2 in up and r1 not in up
     assert "model:churn@champion" in repr(up) and "model:churn/2" in repr(up)
     then = ws.lineage.upstream("model:churn@champion", as_of=on_one)
-    assert then.root == "model:churn/1" and "run:r1" in then
+    assert then.root == "model:churn/1" and r1 in then
     assert ws.lineage.resolve("model:churn@latest") == "model:churn/2"
     assert ws.lineage.downstream("model:churn@champion").root == "model:churn/2"
 
     ws.lineage.add_edge("model:churn@champion", "serves", "endpoint:churn")  # recorded against the version
-    assert ws.lineage.upstream("endpoint:churn").refs == ["endpoint:churn", "model:churn/2", "run:r2"]
+    assert ws.lineage.upstream("endpoint:churn").refs == ["endpoint:churn", "model:churn/2", r2, "experiment:churn"]
     assert not any("@" in ref for ref in ws.lineage.nodes()["ref"])
 
     with pytest.raises(keel.NotFound, match="no alias 'nobody'"):
