@@ -3,6 +3,7 @@
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
+#include "keel/common/names.hpp"
 #include "keel/storage/artifact_store.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
@@ -90,12 +91,10 @@ std::map<std::string, std::string> decode_tags(const std::string& text) {
     return out;
 }
 
+// Entities, views and columns follow the one rule for user-given names (keel/common/names.hpp).
 void check_name(const std::string& name, const char* what) {
-    if (name.empty()) throw_error(ErrorKind::InvalidArgument, "{} name is empty", what);
-    for (char c : name)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-            throw_error(ErrorKind::InvalidArgument,
-                        "{} name '{}' has the character '{}': use letters, digits, '_', '-' and '.'", what, name, c);
+    const bool entity_or_view = std::string_view(what) == "entity" || std::string_view(what) == "feature view";
+    keel::check_name(name, what, entity_or_view ? "player_activity" : "spend_30d");
 }
 
 int64_t first_invalid(const ColumnView& col, size_t rows) {

@@ -85,3 +85,13 @@ def test_recommend_with_string_ids_on_a_model_without_ids_is_invalid_argument():
     p = FactorizationModel(rng.normal(size=(3, 2)), rng.normal(size=(7, 2)))
     with pytest.raises(keel.InvalidArgument, match="names no users"):
         p.recommend(["alice"], k=2)
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "nul\0byte", "x" * 10_000])
+def test_entity_and_view_names_follow_the_one_name_rule(ws, name):
+    with pytest.raises(keel.InvalidArgument, match="malformed"):
+        ws.features.entity(name, join_keys=["player_id"])
+    ws.features.entity("player", join_keys=["player_id"])
+    with pytest.raises(keel.InvalidArgument, match="malformed"):
+        ws.features.feature_view(name, entities=["player"], schema={"spend_30d": "float64"})
+    assert ws.features.list().to_pandas().empty

@@ -80,3 +80,22 @@ def test_revoking_another_grant_leaves_the_reader_showing(salary):
     assert lookup(before)[:, 0].tolist() == [1000.0, 2000.0]
     hr.access.revoke("hr", "salary", ["income"])
     assert np.isnan(lookup(before)).all()
+
+
+def test_an_endpoint_never_serves_a_pii_input_its_role_may_not_read(salary):
+    """The endpoint's lookup with per-value status follows the same grants as a plain lookup."""
+    from sklearn.linear_model import LinearRegression
+
+    x = pd.DataFrame(np.eye(2), columns=["income", "age"])
+    model = LinearRegression(fit_intercept=False).fit(x, [1.0, 0.0])  # prediction = income
+    with salary.start_run(experiment="pay") as run:
+        run.log_model(model, name="pay")
+    hr = keel.open(salary.path, role="hr")
+    ep = hr.endpoint("pay", model="pay/1", features=["salary:income", "salary:age"], on_missing="flag")
+    assert ep.predict({"player_id": 1})["prediction"] == pytest.approx(1000.0)
+    salary.access.revoke("hr", "salary", ["income"])
+    out = ep.predict({"player_id": 1})
+    assert np.isnan(out["prediction"]) and out["missing"] == ["income"]
+    anyone = keel.open(salary.path)  # no role: never granted
+    out = anyone.endpoint("pay").predict({"player_id": 2})
+    assert np.isnan(out["prediction"]) and out["missing"] == ["income"]
