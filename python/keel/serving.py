@@ -295,9 +295,12 @@ class Endpoint:
         versions no longer served are ended (as_of queries still see them)."""
         now = {v.lineage_ref for v in self._variants.values() if v.lineage_ref}
         lineage = self._ws.lineage
-        for ref in now:
+        # Every live serves edge, not only those this process added: a version served before the
+        # endpoint was opened here (in another process, an earlier session) is ended too.
+        live = {e["from"] for e in lineage.upstream(self.lineage_ref, depth=1).edges if e["kind"] == "serves"}
+        for ref in now - live:
             lineage.add_edge(ref, "serves", self.lineage_ref)
-        for ref in before - now:
+        for ref in (before | live) - now:
             try:
                 lineage.remove_edge(ref, "serves", self.lineage_ref)
             except Exception:  # noqa: BLE001 - another host ended it already

@@ -240,6 +240,14 @@ def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
     assert list(ep.issues().rule) == ["range"]
 
 
+def test_an_alias_move_seen_in_another_session_ends_the_old_serves_edge(served):
+    define(served, variants={"champion": ("churn@champion", 1.0)})
+    served.models.set_alias("churn", "champion", 2)  # nobody hosts the endpoint now
+    keel.open(served.path).endpoint("churn")          # a later session opens it: serves churn/2 only
+    assert "endpoint:churn" in served.lineage.downstream("model:churn/2")
+    assert "endpoint:churn" not in served.lineage.downstream("model:churn/1")
+
+
 def test_native_models_take_the_one_call_request_path(served):
     mv = served.models.get("churn/1")
     if mv.flavour != "keel-native":
