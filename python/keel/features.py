@@ -510,7 +510,7 @@ class FeatureView:
                     raise InvalidArgument(
                         f"the data has no '{spec['name']}' column, which feature view '{self.name}' requires: "
                         f"add a time-zone-aware '{spec['name']}' column saying when each row's values were true "
-                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC') for a snapshot taken now)")
+                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC').floor('ms') for a snapshot taken now)")
                 raise InvalidArgument(f"column '{spec['name']}' of feature view '{self.name}' is missing from "
                                       "the data")
             col = _convert(table.column(spec["name"]), spec)
