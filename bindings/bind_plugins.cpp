@@ -1,5 +1,6 @@
 // bindings/bind_plugins.cpp
 #include "bindings.hpp"
+#include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
@@ -86,44 +87,7 @@ struct PyRequest {
         Py_ssize_t pos = 0;
         while (PyDict_Next(d.ptr(), &pos, &key, &value)) {
             // Borrowed UTF-8 views: the dict keeps its str keys and values alive for the call.
-            Py_ssize_t n = 0;
-            const char* k = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : nullptr;
-            if (!k) throw_error(ErrorKind::InvalidArgument, "request field names must be strings");
-            Field f{std::string_view(k, size_t(n)), std::monostate{}};
-            if (value == Py_None) {
-            } else if (PyBool_Check(value)) {
-                f.value = value == Py_True;
-            } else if (PyLong_Check(value)) {
-                int overflow = 0;
-                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
-                if (overflow) {
-                    storage.push_back(py::str(value).cast<std::string>());
-                    f.value = std::string_view(storage.back());
-                } else {
-                    f.value = int64_t(x);
-                }
-            } else if (PyFloat_Check(value)) {
-                f.value = PyFloat_AS_DOUBLE(value);
-            } else if (PyUnicode_Check(value)) {
-                Py_ssize_t vn = 0;
-                const char* v = PyUnicode_AsUTF8AndSize(value, &vn);
-                if (!v) throw py::error_already_set();
-                f.value = std::string_view(v, size_t(vn));
-            } else {
-                // numpy scalars and other number-likes
-                py::handle v(value);
-                py::object item = (py::hasattr(v, "dtype") && py::hasattr(v, "item")) ? v.attr("item")()
-                                                                                     : py::reinterpret_borrow<py::object>(v);
-                if (PyBool_Check(item.ptr())) f.value = item.ptr() == Py_True;
-                else if (PyLong_Check(item.ptr())) f.value = item.cast<int64_t>();
-                else if (PyFloat_Check(item.ptr())) f.value = item.cast<double>();
-                else if (py::hasattr(item, "__index__")) f.value = py::int_(item).cast<int64_t>();
-                else if (py::hasattr(item, "__float__")) f.value = py::float_(item).cast<double>();
-                else {
-                    storage.push_back(py::str(item).cast<std::string>());
-                    f.value = std::string_view(storage.back());
-                }
-            }
+            Field f = request_field(key, value, storage);
             fields.push_back(f);
         }
     }

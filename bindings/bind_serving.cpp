@@ -1,5 +1,6 @@
 // bindings/bind_serving.cpp
 #include "bindings.hpp"
+#include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
 #include "keel/common/names.hpp"
@@ -52,44 +53,9 @@ struct Request {
         PyObject *key, *value;
         Py_ssize_t pos = 0;
         while (PyDict_Next(d.ptr(), &pos, &key, &value)) {
-            Py_ssize_t n = 0;
-            const char* k = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &n) : nullptr;
-            if (!k) throw_error(ErrorKind::InvalidArgument, "request field names must be strings");
             keep.push_back(py::reinterpret_borrow<py::object>(key));
             keep.push_back(py::reinterpret_borrow<py::object>(value));
-            plugins::Field f{std::string_view(k, size_t(n)), std::monostate{}};
-            if (value == Py_None) {
-            } else if (PyBool_Check(value)) {
-                f.value = value == Py_True;
-            } else if (PyLong_Check(value)) {
-                int overflow = 0;
-                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
-                if (overflow) {
-                    text.push_back(py::str(value).cast<std::string>());
-                    f.value = std::string_view(text.back());
-                } else {
-                    f.value = int64_t(x);
-                }
-            } else if (PyFloat_Check(value)) {
-                f.value = PyFloat_AS_DOUBLE(value);
-            } else if (PyUnicode_Check(value)) {
-                Py_ssize_t vn = 0;
-                const char* v = PyUnicode_AsUTF8AndSize(value, &vn);
-                if (!v) throw py::error_already_set();
-                f.value = std::string_view(v, size_t(vn));
-            } else {  // numpy scalars and other number-likes
-                py::handle v(value);
-                py::object item = (py::hasattr(v, "dtype") && py::hasattr(v, "item"))
-                                      ? v.attr("item")()
-                                      : py::reinterpret_borrow<py::object>(v);
-                if (PyBool_Check(item.ptr())) f.value = item.ptr() == Py_True;
-                else if (PyLong_Check(item.ptr())) f.value = item.cast<int64_t>();
-                else if (PyFloat_Check(item.ptr())) f.value = item.cast<double>();
-                else {
-                    text.push_back(py::str(item).cast<std::string>());
-                    f.value = std::string_view(text.back());
-                }
-            }
+            plugins::Field f = request_field(key, value, text);
             fields.push_back(f);
         }
     }

@@ -37,7 +37,7 @@ import numpy as np
 
 from keel import _core
 from keel import errors as keel_errors
-from keel.errors import Conflict, InvalidArgument
+from keel.errors import Conflict, InvalidArgument, NotFound
 from keel.plugins import Router
 
 # Models fitted on DataFrames warn when served numpy rows; the endpoint feeds columns in signature order.
@@ -297,7 +297,11 @@ class Endpoint:
         lineage = self._ws.lineage
         # Every live serves edge, not only those this process added: a version served before the
         # endpoint was opened here (in another process, an earlier session) is ended too.
-        live = {e["from"] for e in lineage.upstream(self.lineage_ref, depth=1).edges if e["kind"] == "serves"}
+        try:
+            edges = lineage.upstream(self.lineage_ref, depth=1).edges
+        except NotFound:  # the endpoint's first revision: no node yet
+            edges = []
+        live = {e["from"] for e in edges if e["kind"] == "serves"}
         for ref in now - live:
             lineage.add_edge(ref, "serves", self.lineage_ref)
         for ref in (before | live) - now:
