@@ -443,50 +443,27 @@ void OnlineReader::recheck_grants() {
 
 OnlineReader::~OnlineReader() = default;
 
-void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now) const {
-    std::shared_ptr<const Plan> plan = plan_.load();
-    constexpr size_t kMaxViews = 32;
-    uint32_t rows[kMaxViews];
-    const size_t nv = std::min(plan->views.size(), kMaxViews);
-    const size_t w = plan->outs.size();
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    // Granted PII shows only while no grant or revoke happened since the last check (fail closed).
-    const bool grants_current =
-        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
-    for (size_t i = 0; i < n; ++i) {
-        for (size_t v = 0; v < nv; ++v) {
-            const Plan::View& view = plan->views[v];
-            uint32_t r = plan->find(view, ids[i]);
-            if (r != Plan::kEmpty && view.ttl_ms > 0 && now - view.ev[r] > view.ttl_ms) r = Plan::kEmpty;
-            rows[v] = r;
-        }
-        double* o = out + i * w;
-        for (size_t j = 0; j < w; ++j) {
-            const Plan::Out& c = plan->outs[j];
-            uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
-            Access a = access_[j].load(std::memory_order_relaxed);
-            bool visible = a == Access::Open || (a == Access::Granted && grants_current);
-            o[j] = (r == Plan::kEmpty || !c.col || !visible) ? nan : value_at(*c.col, c.dtype, r);
-        }
-    }
-}
+namespace {
 
-void OnlineReader::lookup(const int64_t* ids, size_t n, double* out) const { lookup(ids, n, out, now_ms()); }
-
-void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now) const {
-    std::shared_ptr<const Plan> plan = plan_.load();
+// The one lookup loop: values, and with kStatus also why each NaN is one (the plain lookup compiles
+// without the status stores, so it pays nothing for them).
+template <bool kStatus>
+void lookup_rows(const OnlineReader::Plan& plan, const std::atomic<OnlineReader::Access>* access,
+                 bool grants_current, const int64_t* ids, size_t n, double* out, OnlineReader::Status* status,
+                 int64_t now) {
+    using Plan = OnlineReader::Plan;
+    using Access = OnlineReader::Access;
+    using Status = OnlineReader::Status;
     constexpr size_t kMaxViews = 32;
     uint32_t rows[kMaxViews];
     Status why[kMaxViews];
-    const size_t nv = std::min(plan->views.size(), kMaxViews);
-    const size_t w = plan->outs.size();
+    const size_t nv = std::min(plan.views.size(), kMaxViews);
+    const size_t w = plan.outs.size();
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    const bool grants_current =
-        checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
     for (size_t i = 0; i < n; ++i) {
         for (size_t v = 0; v < nv; ++v) {
-            const Plan::View& view = plan->views[v];
-            uint32_t r = plan->find(view, ids[i]);
+            const Plan::View& view = plan.views[v];
+            uint32_t r = plan.find(view, ids[i]);
             why[v] = r == Plan::kEmpty ? Status::MissingEntity : Status::Ok;
             if (r != Plan::kEmpty && view.ttl_ms > 0 && now - view.ev[r] > view.ttl_ms) {
                 r = Plan::kEmpty;
@@ -495,26 +472,44 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
             rows[v] = r;
         }
         double* o = out + i * w;
-        Status* s = status + i * w;
         for (size_t j = 0; j < w; ++j) {
-            const Plan::Out& c = plan->outs[j];
-            uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
+            const Plan::Out& c = plan.outs[j];
+            const uint32_t r = c.view < nv ? rows[c.view] : Plan::kEmpty;
+            const Access a = access[j].load(std::memory_order_relaxed);
+            Status st = Status::Ok;
             if (r == Plan::kEmpty) {
                 o[j] = nan;
-                s[j] = c.view < nv ? why[c.view] : Status::MissingEntity;
-            } else if (Access a = access_[j].load(std::memory_order_relaxed);
-                       !(a == Access::Open || (a == Access::Granted && grants_current))) {
+                st = c.view < nv ? why[c.view] : Status::MissingEntity;
+            } else if (!(a == Access::Open || (a == Access::Granted && grants_current))) {
                 o[j] = nan;
-                s[j] = Status::Masked;
+                st = Status::Masked;
             } else if (!c.col) {  // the snapshot has no such column (added to the view since)
                 o[j] = nan;
-                s[j] = Status::Null;
+                st = Status::Null;
             } else {
                 o[j] = value_at(*c.col, c.dtype, r);
-                s[j] = (c.col->valid && !c.col->valid[r]) ? Status::Null : Status::Ok;
+                if (c.col->valid && !c.col->valid[r]) st = Status::Null;
             }
+            if constexpr (kStatus) status[i * w + j] = st;
         }
     }
+}
+
+} // namespace
+
+bool OnlineReader::grants_current() const {
+    // Granted PII shows only while no grant or revoke happened since the last check (fail closed).
+    return checked_epoch_.load(std::memory_order_acquire) == detail::grants_epoch.load(std::memory_order_acquire);
+}
+
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, int64_t now) const {
+    lookup_rows<false>(*plan_.load(), access_.get(), grants_current(), ids, n, out, nullptr, now);
+}
+
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out) const { lookup(ids, n, out, now_ms()); }
+
+void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now) const {
+    lookup_rows<true>(*plan_.load(), access_.get(), grants_current(), ids, n, out, status, now);
 }
 
 bool OnlineReader::refresh() {

@@ -51,8 +51,8 @@ public:
 
     //! Why a looked-up value is NaN (serving reports missing and stale inputs apart).
     enum class Status : uint8_t { Ok = 0, MissingEntity, Null, Stale, Masked };
-    //! As lookup(), and also writes n * width() statuses into `status`. Allocation-free; a separate
-    //! loop, so the plain lookup pays nothing for it.
+    //! As lookup(), and also writes n * width() statuses into `status`. Allocation-free; the same
+    //! loop as lookup(), compiled a second time with the status stores.
     void lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now_ms) const;
 
     //! Loads newer snapshots if any were materialized, and re-reads the grants when any process
@@ -68,6 +68,7 @@ public:
     enum class Access : uint8_t { Masked, Open, Granted };
 
 private:
+    bool grants_current() const;
     FeatureStore& store_;
     std::vector<std::string> features_;
     std::string role_;
