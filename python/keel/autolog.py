@@ -214,32 +214,33 @@ def _patch_sklearn() -> None:
         _patch(klass, "fit", lambda f: _wrap(f, _EstimatorSession))
 
 
+def _patch_booster_library(train_module, modules, sklearn_module, train_session) -> None:
+    """LightGBM and XGBoost alike: ``train`` wherever the library re-exports it (one wrapper for all
+    of them, so a call through any name is recorded once), and every ``fit`` of its sklearn API."""
+    train = train_module.train
+    wrapped = {}
+    for module in modules:
+        if getattr(module, "train", None) is train:
+            _patch(module, "train", lambda f: wrapped.setdefault("w", _wrap(f, train_session)))
+    for klass in vars(sklearn_module).values():
+        if isinstance(klass, type) and "fit" in klass.__dict__ and klass.__module__ == sklearn_module.__name__:
+            _patch(klass, "fit", lambda f: _wrap(f, _EstimatorSession))
+
+
 def _patch_lightgbm() -> None:
     import lightgbm
     import lightgbm.engine
     import lightgbm.sklearn
-    train = lightgbm.engine.train
-    wrapped = {}
-    for module in (lightgbm, lightgbm.engine, lightgbm.sklearn):
-        if getattr(module, "train", None) is train:
-            _patch(module, "train", lambda f: wrapped.setdefault("w", _wrap(f, _LightGBMTrainSession)))
-    for klass in vars(lightgbm.sklearn).values():
-        if isinstance(klass, type) and "fit" in klass.__dict__ and klass.__module__ == "lightgbm.sklearn":
-            _patch(klass, "fit", lambda f: _wrap(f, _EstimatorSession))
+    _patch_booster_library(lightgbm.engine, (lightgbm, lightgbm.engine, lightgbm.sklearn), lightgbm.sklearn,
+                           _LightGBMTrainSession)
 
 
 def _patch_xgboost() -> None:
     import xgboost
     import xgboost.sklearn
     import xgboost.training
-    train = xgboost.training.train
-    wrapped = {}
-    for module in (xgboost, xgboost.training, xgboost.sklearn):
-        if getattr(module, "train", None) is train:
-            _patch(module, "train", lambda f: wrapped.setdefault("w", _wrap(f, _XGBoostTrainSession)))
-    for klass in vars(xgboost.sklearn).values():
-        if isinstance(klass, type) and "fit" in klass.__dict__ and klass.__module__ == "xgboost.sklearn":
-            _patch(klass, "fit", lambda f: _wrap(f, _EstimatorSession))
+    _patch_booster_library(xgboost.training, (xgboost, xgboost.training, xgboost.sklearn), xgboost.sklearn,
+                           _XGBoostTrainSession)
 
 
 def _wrap(original, session_type):

@@ -37,7 +37,6 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from keel import _core
-from keel import errors as keel_errors
 from keel.errors import Conflict, InvalidArgument, NotFound
 from keel.plugins import Router
 
@@ -629,7 +628,7 @@ def check_alias_move(ws, model: str, alias: str, version: int) -> None:
         except InvalidArgument as err:
             try:  # blame the move only when the endpoint can feed what the alias points at today
                 _check_definition(ws, name, d)
-            except (InvalidArgument, keel_errors.NotFound):
+            except (InvalidArgument, NotFound):
                 continue
             raise Conflict(f"moving {model}@{alias} to version {version} would break endpoint '{name}': {err}. "
                            "Change the endpoint first (features=/inputs=), or serve the new version under "
@@ -640,6 +639,7 @@ def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) ->
     """``ws.endpoint(name)`` reopens a saved endpoint; with a definition (model= or routing= and
     variants=, features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=) it
     saves a new revision when anything changed. Fields not given keep their saved values."""
+    _core.check_name(name, "endpoint", "churn")
     store = _core.EndpointStore(ws._native)
     if definition:
         before: list[str] = []
@@ -654,14 +654,12 @@ def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) ->
         if "features" in definition:
             definition["features"] = _expand_features(ws, definition["features"])
         d = _normalize(definition)
-        # Check it serves before saving: the name, the plugin loads, the models resolve and can be fed.
-        _core.check_name(name, "endpoint", "churn")
+        # Check it serves before saving: the plugin loads, the models resolve and can be fed.
         Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]], default=d["default"] or None,
                config=d["config"], name=name)
         _check_definition(ws, name, d)
         revision = store.save(name, json.dumps(d, sort_keys=True))
         _link_views(ws, name, before, _views(d["features"]))
     else:
-        _core.check_name(name, "endpoint", "churn")
         revision = store.current(name)
     return Endpoint(ws, name, revision, refresh_interval=refresh_interval)
