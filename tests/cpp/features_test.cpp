@@ -5,6 +5,8 @@
 #include "keel/features/store.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/count_allocations.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -18,16 +20,6 @@
 
 namespace fs = std::filesystem;
 using namespace keel::features;
-
-// Counts heap allocations in this test binary, to check that online lookups make none.
-static std::atomic<long> g_allocations{0};
-void* operator new(size_t size) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(size ? size : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace {
 

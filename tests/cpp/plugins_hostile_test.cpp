@@ -5,6 +5,8 @@
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/router.hpp"
 
+#include "support/plugin_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -24,23 +26,11 @@ using keel::plugins::Router;
 using keel::plugins::RouterConfig;
 using keel::plugins::Value;
 
+using keel::testing::PluginDir;
+
 namespace {
 
 constexpr double kBoundSeconds = 2.0;
-
-struct PluginDir {
-    fs::path root = fs::temp_directory_path() / ("keel-hostile-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::path dir = root / "plugins";
-    PluginDir() { fs::create_directories(dir / "lib"); }
-    ~PluginDir() { fs::remove_all(root); }
-    std::string write(const std::string& name, const std::string& source) {
-        fs::path p = dir / name;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p, std::ios::binary) << source;
-        return p.string();
-    }
-};
 
 // The defaults, except a short time limit so the cases stopped by it keep the suite quick.
 Limits hostile_limits() {

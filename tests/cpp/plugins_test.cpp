@@ -2,6 +2,8 @@
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 
+#include "support/plugin_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -17,22 +19,9 @@ using keel::plugins::Host;
 using keel::plugins::Limits;
 using keel::plugins::Value;
 
-namespace {
+using keel::testing::PluginDir;
 
-// A temporary plugins/ folder with files written by the tests.
-struct PluginDir {
-    fs::path root = fs::temp_directory_path() / ("keel-plugins-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::path dir = root / "plugins";
-    PluginDir() { fs::create_directories(dir / "lib"); }
-    ~PluginDir() { fs::remove_all(root); }
-    std::string write(const std::string& name, const std::string& source) {
-        fs::path p = dir / name;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p, std::ios::binary) << source;
-        return p.string();
-    }
-};
+namespace {
 
 Limits test_limits() {
     Limits l;

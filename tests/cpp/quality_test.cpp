@@ -3,6 +3,8 @@
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/quality.hpp"
 
+#include "support/plugin_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -15,20 +17,9 @@ using keel::Error;
 using keel::ErrorKind;
 using namespace keel::plugins;
 
-namespace {
+using keel::testing::PluginDir;
 
-struct PluginDir {
-    fs::path root = fs::temp_directory_path() / ("keel-quality-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::path dir = root / "plugins";
-    PluginDir() { fs::create_directories(dir); }
-    ~PluginDir() { fs::remove_all(root); }
-    std::string write(const std::string& name, const std::string& source) {
-        fs::path p = dir / name;
-        std::ofstream(p, std::ios::binary) << source;
-        return p.string();
-    }
-};
+namespace {
 
 Limits test_limits() {
     Limits l;

@@ -3,6 +3,8 @@
 #include "keel/common/names.hpp"
 #include "keel/serving/input_plan.hpp"
 
+#include "support/count_allocations.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,16 +12,6 @@
 #include <cstdlib>
 #include <functional>
 #include <new>
-
-// Counts heap allocations in this test binary, to check that filling a row makes none.
-static std::atomic<long> g_allocations{0};
-void* operator new(size_t size) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(size ? size : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 using namespace keel;
 using namespace keel::serving;
