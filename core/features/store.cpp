@@ -265,8 +265,8 @@ ViewSpec FeatureStore::define_view(const ViewSpec& input) {
         // A row of one vector is dim * 4 bytes in every block: past this, ingest would ask for
         // gigabytes per row.
         if (c.dtype == DType::Vector && c.dim > kMaxVectorDim)
-            throw_error(ErrorKind::InvalidArgument, "vector column '{}' has length {}: the limit is {}", c.name,
-                        c.dim, kMaxVectorDim);
+            throw_error(ErrorKind::InvalidArgument, "vector column '{}' has length {}: the limit is {} (store a longer "
+                        "embedding reduced, or as an artifact)", c.name, c.dim, kMaxVectorDim);
         if (c.dtype != DType::Vector) c.dim = 0;
     }
 
