@@ -307,7 +307,7 @@ class Endpoint:
         for ref in (before | live) - now:
             try:
                 lineage.remove_edge(ref, "serves", self.lineage_ref)
-            except Exception:  # noqa: BLE001 - another host ended it already
+            except NotFound:  # another host ended it already
                 pass
 
     def issues(self):
@@ -603,7 +603,7 @@ def _link_views(ws, name: str, before: list[str], after: list[str]) -> None:
     for view in set(before) - set(after):
         try:
             lineage.remove_edge(f"feature_view:{view}", "feeds", f"endpoint:{name}")
-        except Exception:  # noqa: BLE001 - already ended
+        except NotFound:  # already ended
             pass
 
 
