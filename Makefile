@@ -15,7 +15,8 @@ deps:
 
 # Configure once; afterwards the build is incremental (a touched .cpp rebuilds that file only).
 # ccache, when the machine has it, makes a second checkout or a clean rebuild cost seconds.
-CCACHE := $(shell command -v ccache 2>/dev/null)
+# Looked up when the recipe runs (=, not :=), after deps may have installed it.
+CCACHE = $(shell command -v ccache 2>/dev/null)
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)) \

@@ -6,7 +6,8 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 
 apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev libre2-dev libxxhash-dev
-              clang-14 libclang-rt-14-dev)  # clang + libFuzzer/ASan runtimes for make test-fuzz
+              clang-14 libclang-rt-14-dev  # clang + libFuzzer/ASan runtimes for make test-fuzz
+              ccache)                      # a second checkout or a clean rebuild costs seconds
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -15,8 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "keel: installing Debian packages: ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Waits for the package lock a fresh machine's boot-time updater may hold, instead of failing.
+  lock_wait=(-o DPkg::Lock::Timeout=600)
+  $SUDO apt-get "${lock_wait[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${lock_wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # module name -> PyPI name, for everything the build, the tests, the notebooks and the demo import.
