@@ -219,6 +219,8 @@ void bind_serving(py::module_& m) {
             return out;
         });
 
+    bind_assignment_log(m);
+
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
         .def("save", [](PyEndpointStore& s, const std::string& name, const std::string& json) {

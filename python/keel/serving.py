@@ -43,17 +43,19 @@ from keel.plugins import Router
 # Models fitted on DataFrames warn when served numpy rows; the endpoint feeds columns in signature order.
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
-_FLUSH_EVERY = 512
+# Assignment logs (C++) write every 512 rows and at least every second on their own thread; a clean
+# interpreter exit writes what is left. Closing here, not in the logs' destructors: Python need not
+# destroy objects at exit.
 _open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_all() -> None:
+def _close_logs() -> None:
     for ep in list(_open_endpoints):
         try:
-            ep.flush()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+            ep._log.close()
+        except Exception as err:  # noqa: BLE001 - say what is lost, then let the other logs close
+            warnings.warn(f"endpoint '{ep.name}': assignments not written at exit: {err}", RuntimeWarning)
 
 
 _SINGLE_ROUTING = "plugins/routing/weighted.lua"  # one variant: the plugin only names it
@@ -176,7 +178,7 @@ class Endpoint:
         self.name = name
         self._store = _core.EndpointStore(ws._native)
         self.refresh_interval = refresh_interval
-        self._log: list[tuple] = []
+        self._log = _core.AssignmentLog(ws._native, name)  # buffered in C++; see flush()
         self._models: dict[str, Any] = {}   # resolved ref -> loaded model
         self._shadow_errors = 0
         self._last_shadow_error = ""
@@ -317,7 +319,6 @@ class Endpoint:
 
     def refresh(self) -> None:
         """Pick up a new revision, moved aliases, data issues and new online snapshots now."""
-        self.flush()
         current = self._store.current_revision(self.name)
         if current != self.revision:
             self._apply(self._store.current(self.name))
@@ -342,7 +343,7 @@ class Endpoint:
         return True
 
     def _maybe_refresh(self) -> None:
-        # The interval still paces what nobody announces: new online snapshots, buffered assignments.
+        # The interval still paces what nobody announces: new online snapshots.
         if self._stale() or time.monotonic() >= self._next_refresh:
             self.refresh()
 
@@ -383,12 +384,9 @@ class Endpoint:
 
     def _record(self, request: Mapping, variant: _Variant, fallback: str, shadow: bool, prediction,
                 missing: list, stale: list) -> None:
-        self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
-                          str(request.get(self._tenant_field, "")), variant.name, variant.ref,
-                          variant.version, fallback, shadow, None if prediction is None else float(prediction),
-                          self.revision, ",".join(missing), ",".join(stale)))
-        if len(self._log) >= _FLUSH_EVERY:
-            self.flush()
+        self._log.append(request, self._key, self._tenant_field, variant.name, variant.ref, variant.version,
+                         fallback, shadow, None if prediction is None else float(prediction), self.revision,
+                         missing, stale)
 
     def _shadow(self, shadow_bits: int, request: Mapping) -> None:
         for i, v in enumerate(self._variant_list):
@@ -424,12 +422,8 @@ class Endpoint:
         if missing or stale:
             self._count(missing, stale)
         # Inline rather than _record(): this is the per-request hot path.
-        self._log.append((int(time.time() * 1000), str(request.get(self._key, "")),
-                          str(request.get(self._tenant_field, "")), v.name, v.ref, v.version, fallback, False,
-                          pred, self.revision, ",".join(missing) if missing else "",
-                          ",".join(stale) if stale else ""))
-        if len(self._log) >= _FLUSH_EVERY:
-            self.flush()
+        self._log.append(request, self._key, self._tenant_field, v.name, v.ref, v.version, fallback, False, pred,
+                         self.revision, missing, stale)
         if shadow_bits:
             self._shadow(shadow_bits, request)
         return {"prediction": pred, "variant": v.name, "model": v.ref, "version": v.version, "fallback": fallback,
@@ -467,27 +461,19 @@ class Endpoint:
                 if len(rows):
                     preds[rows] = vl[k].predict(x)
         decisions, missing, stale = b["decisions"], b["missing"], b["stale"]
-        # One pass building the log rows and the answers (no per-row method calls: this loop is most
-        # of a batch's Python time).
-        ts, key, tenant, rev = int(time.time() * 1000), self._key, self._tenant_field, self.revision
+        # The whole batch goes to the log in one call: its rows are built in C++, not here.
+        self._log.append_served(reqs, self._key, self._tenant_field, [(v.name, v.ref, v.version) for v in vl],
+                                decisions, preds, self.revision, missing, stale)
+        self._counts["missing"] += sum(map(bool, missing))
+        self._counts["stale"] += sum(map(bool, stale))
         preds = preds.tolist()
-        log, served, fallbacks = [], [], []
-        for i, (index, shadow_bits, fallback) in enumerate(decisions):
-            v, r, p, mi, st = vl[index], reqs[i], preds[i], missing[i], stale[i]
-            if mi or st:
-                self._count(mi, st)
-            log.append((ts, str(r.get(key, "")), str(r.get(tenant, "")), v.name, v.ref, v.version, fallback, False,
-                        p, rev, ",".join(mi), ",".join(st)))
-            served.append(v)
-            fallbacks.append(fallback)
-        self._log.extend(log)
-        if len(self._log) >= _FLUSH_EVERY:
-            self.flush()
-        for i, (index, shadow_bits, fallback) in enumerate(decisions):
+        served = [vl[index] for index, _, _ in decisions]
+        for i, (_, shadow_bits, _) in enumerate(decisions):
             if shadow_bits:
                 self._shadow(shadow_bits, reqs[i])
         columns = {"prediction": preds, "variant": [v.name for v in served], "model": [v.ref for v in served],
-                   "version": [v.version for v in served], "fallback": fallbacks, "missing": missing, "stale": stale}
+                   "version": [v.version for v in served], "fallback": [d[2] for d in decisions],
+                   "missing": missing, "stale": stale}
         if as_frame:  # built from columns: a frame of dicts costs more than the batch
             import pandas as pd
             return pd.DataFrame(columns, index=requests.index)
@@ -496,10 +482,10 @@ class Endpoint:
 
     # --- analysis -------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write buffered assignments to the workspace (done every 512 requests and on refresh)."""
-        if self._log:
-            rows, self._log = self._log, []
-            self._store.log(self.name, rows)
+        """Write buffered assignments to the workspace now. The log also writes on its own (in C++) once
+        512 rows wait or the oldest is 1 s old, so a killed process loses at most the last second;
+        ``stats()["log"]`` shows what was written, what waits and the last write error."""
+        self._log.flush()
 
     def assignments(self) -> "Assignments":
         """Every logged decision: time, key, tenant, variant, model, version, fallback, shadow, prediction,
@@ -524,6 +510,7 @@ class Endpoint:
         s["issues"] = list(self._issues)
         s.update(self._counts)  # requests answered with missing / stale inputs, and refused ones
         s["rejected_alias_moves"] = dict(self._rejected)
+        s["log"] = self._log.stats()  # appended, written, buffered, dropped, failed_writes, last_error
         return s
 
     def __repr__(self) -> str:
