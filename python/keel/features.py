@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from keel import _core
 from keel.display import format_ms, html_table
+from keel._time import to_epoch_ms, zoned_timestamps
 from keel.errors import InvalidArgument
 
 __all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "Access", "FeatureType", "Bool", "Int32",
@@ -137,17 +138,9 @@ def _ttl_ms(ttl) -> int:
     raise InvalidArgument(f"ttl {ttl!r} is not understood: use e.g. '30d', '12h', '15m' or a timedelta")
 
 
-def _ms_of(ts) -> int | None:
-    """A point in time as epoch milliseconds: datetime (naive means UTC), pandas Timestamp, ISO string or int ms."""
-    if ts is None:
-        return None
-    if isinstance(ts, (int, np.integer)):
-        return int(ts)
-    import pandas as pd
-    t = pd.Timestamp(ts)
-    if t.tzinfo is None:
-        t = t.tz_localize("UTC")
-    return int(t.value // 1_000_000)
+def _ms_of(ts, what: str = "time") -> int | None:
+    """A point in time as epoch milliseconds, by Keel's one rule for time (keel._time: zoned or int ms)."""
+    return to_epoch_ms(ts, what)
 
 
 def _ms_to_pandas(ms):
@@ -242,31 +235,8 @@ _INT_RANGES = {"int32": (np.iinfo(np.int32).min, np.iinfo(np.int32).max),
 
 
 def _convert_timestamp(arr: pa.Array, name: str, what: str = "column") -> tuple:
+    arr = zoned_timestamps(arr, name, what)  # strings parsed; naive, date and other types refused
     t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        import pandas as pd
-        s = arr.to_pandas()
-        parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-        bad = parsed.isna() & s.notna()
-        if bad.any():
-            i = _first_true(bad.to_numpy())
-            raise InvalidArgument(f"{what} '{name}' has an unparseable timestamp at row {i}: {s.iloc[i]!r}")
-        naive = s.notna() & ~s.astype(object).fillna("").str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$",
-                                                                                    regex=True)
-        if naive.any():
-            i = _first_true(naive.to_numpy())
-            raise InvalidArgument(f"{what} '{name}' has a timestamp without a time zone at row {i}: "
-                                  f"{s.iloc[i]!r} is ambiguous; add an offset ('...Z' or '+02:00')")
-        arr = pa.array(parsed, from_pandas=True)
-        t = arr.type
-    if pa.types.is_date(t):
-        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with pd.to_datetime(..., utc=True)")
-    if not pa.types.is_timestamp(t):
-        raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected timestamps with a time zone "
-                              "(e.g. pd.to_datetime(col, utc=True))")
-    if t.tz is None:
-        raise InvalidArgument(f"{what} '{name}' has timestamps without a time zone: they are ambiguous; localize "
-                              "them with .dt.tz_localize('UTC') (or the zone they were recorded in)")
     ints = arr.cast(pa.int64())
     scale = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}[t.unit]
     valid = _valid_bytes(arr)
@@ -563,7 +533,8 @@ class FeatureView:
         key_rows, key_cols = None, []
         if keys:
             key_rows, key_cols = _key_columns(self._info["join_keys"], keys, "keys")
-        cols = self._store._native.read(self.name, _ms_of(start), _ms_of(end), _ms_of(as_of), key_rows, key_cols,
+        cols = self._store._native.read(self.name, _ms_of(start, "start"), _ms_of(end, "end"),
+                                        _ms_of(as_of, "as_of"), key_rows, key_cols,
                                         self.version)
         return _to_table(cols)
 
@@ -824,7 +795,7 @@ class FeatureStore:
         """Copies the latest value per entity (event time <= end, default now) to the online store,
         reading only rows that arrived since the previous materialization."""
         name = view.name if isinstance(view, FeatureView) else view
-        return self._native.materialize(name, _ms_of(end))
+        return self._native.materialize(name, _ms_of(end, "end"))
 
     def get_online(self, features: Sequence[str], *, now=None, as_numpy: bool = False, **keys):
         """Online values for the given entities as a DataFrame: the key columns, each feature, and
@@ -842,14 +813,14 @@ class FeatureStore:
             if reader is None:
                 reader = self._readers[tuple(features)] = self.online_reader(list(features))
             ids = np.ascontiguousarray(np.atleast_1d(np.asarray(next(iter(keys.values())), dtype=np.int64)))
-            return reader.lookup(ids, now_ms=_ms_of(now))
+            return reader.lookup(ids, now_ms=_ms_of(now, "now"))
         join_keys: list[dict] = []
         for view in dict.fromkeys(f.split(":", 1)[0] for f in features):
             for k in self._native.view(view)["join_keys"]:
                 if k["name"] not in [j["name"] for j in join_keys]:
                     join_keys.append(k)
         rows, cols = _key_columns(join_keys, keys, "keys")
-        out = self._native.get_online(list(features), rows, cols, _ms_of(now))
+        out = self._native.get_online(list(features), rows, cols, _ms_of(now, "now"))
         return _arrow_to_pandas(_to_table([tuple(c) + (False,) for c in cols] + list(out)))
 
     def online_reader(self, features: Sequence[str]):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from keel import _core, run_guard
+from keel._time import to_epoch_ms, to_epoch_ms_array
 from keel.display import format_ms, html_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,17 +201,18 @@ class Run:
         self._t.log_params(self._id, {k: str(v) for k, v in params.items()})
         self._stale = True
 
-    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-        """One metric point; step defaults to 0 and timestamp (ms) to now. NaN and inf are kept."""
-        self._t.log_metric(self._id, key, float(value), step or 0, timestamp)
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp=None) -> None:
+        """One metric point; step defaults to 0 and timestamp to now (ms since the epoch, or a
+        zone-aware datetime). NaN and inf are kept."""
+        self._t.log_metric(self._id, key, float(value), step or 0, to_epoch_ms(timestamp, "timestamp"))
         self._stale = True
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
-                    timestamp: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp=None) -> None:
         """Several metrics at one step, in one transaction."""
         if not metrics:
             return
         n = len(metrics)
+        timestamp = to_epoch_ms(timestamp, "timestamp")
         self._t.log_metrics(self._id, list(metrics), np.fromiter((float(v) for v in metrics.values()), float, n),
                             None if step is None else np.full(n, step, dtype=np.int64),
                             None if timestamp is None else np.full(n, timestamp, dtype=np.int64))
@@ -219,11 +221,12 @@ class Run:
     def log_batch(self, key: str | list[str], values, steps=None, timestamps=None) -> None:
         """Many points in one transaction: one key for all values (or one key per value), numpy
         arrays (or sequences) of values, steps and ms timestamps. Read without copying when the
-        arrays are contiguous float64 / int64."""
+        arrays are contiguous float64 / int64. Timestamps may also be a zone-aware pandas Series;
+        numpy datetime64 (naive) is refused."""
         keys = [key] if isinstance(key, str) else list(key)
         self._t.log_metrics(self._id, keys, np.asarray(values, dtype=np.float64),
                             None if steps is None else np.asarray(steps, dtype=np.int64),
-                            None if timestamps is None else np.asarray(timestamps, dtype=np.int64))
+                            None if timestamps is None else to_epoch_ms_array(timestamps, "timestamps"))
         self._stale = True
 
     def set_tag(self, key: str, value: Any) -> None:
