@@ -125,7 +125,7 @@ def make_data(n: int) -> pd.DataFrame:
     spend[rng.choice(n, 1000, replace=False)] = np.nan    # 1000 nulls
     country = np.array(COUNTRIES, dtype=object)[rng.integers(0, len(COUNTRIES), n)]
     country[rng.choice(n, 50, replace=False)] = "XX"      # 50 not allowed
-    ts = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
+    ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
     return pd.DataFrame({"player_id": ids, "spend": spend, "country": country, "ts": ts})
 
 

@@ -114,25 +114,6 @@ py::dict column_dict(const ColumnSpec& c) {
     return d;
 }
 
-py::dict view_dict(const ViewSpec& v) {
-    py::dict d;
-    d["name"] = v.name;
-    d["version"] = v.version;
-    d["entities"] = v.entities;
-    py::list keys, features;
-    for (const auto& k : v.join_keys) keys.append(column_dict(k));
-    for (const auto& f : v.features) features.append(column_dict(f));
-    d["join_keys"] = keys;
-    d["features"] = features;
-    d["ttl_ms"] = v.ttl_ms;
-    d["owner"] = v.owner;
-    d["description"] = v.description;
-    d["tags"] = v.tags;
-    d["event_column"] = v.event_column;
-    d["created_column"] = v.created_column;
-    return d;
-}
-
 ViewSpec view_from(const py::dict& d) {
     ViewSpec v;
     v.name = d["name"].cast<std::string>();
@@ -185,7 +166,43 @@ struct PyFeatureStore {
 
 } // namespace
 
+// A feature view's definition and catalog entry cross as these read-only types (keel.FeatureView
+// holds a ViewSpec): a field added to the C++ struct is bound here once.
+static void bind_view_records(py::module_& m) {
+    py::class_<ColumnSpec>(m, "ColumnSpec", "One column of a feature view or entity (read-only).")
+        .def_readonly("name", &ColumnSpec::name)
+        .def_property_readonly("dtype", [](const ColumnSpec& c) { return std::string(dtype_name(c.dtype)); })
+        .def_readonly("dim", &ColumnSpec::dim, "length of a vector column, 0 otherwise")
+        .def_readonly("pii", &ColumnSpec::pii)
+        .def("__repr__", [](const ColumnSpec& c) {
+            return "<keel._core.ColumnSpec " + c.name + ": " + std::string(dtype_name(c.dtype)) + ">";
+        });
+    py::class_<ViewSpec>(m, "ViewSpec", "A feature view definition at one version (read-only).")
+        .def_readonly("name", &ViewSpec::name)
+        .def_readonly("version", &ViewSpec::version)
+        .def_readonly("entities", &ViewSpec::entities)
+        .def_readonly("join_keys", &ViewSpec::join_keys)
+        .def_readonly("features", &ViewSpec::features)
+        .def_readonly("ttl_ms", &ViewSpec::ttl_ms, "0: values never expire")
+        .def_readonly("owner", &ViewSpec::owner)
+        .def_readonly("description", &ViewSpec::description)
+        .def_readonly("tags", &ViewSpec::tags)
+        .def_readonly("event_column", &ViewSpec::event_column)
+        .def_readonly("created_column", &ViewSpec::created_column)
+        .def("__repr__", [](const ViewSpec& v) {
+            return "<keel._core.ViewSpec " + v.name + " v" + std::to_string(v.version) + ">";
+        });
+    py::class_<ViewInfo>(m, "ViewInfo", "A feature view's catalog entry: definition, size, freshness (read-only).")
+        .def_readonly("spec", &ViewInfo::spec)
+        .def_readonly("rows", &ViewInfo::rows)
+        .def_readonly("segments", &ViewInfo::segments)
+        .def_readonly("last_event_ms", &ViewInfo::last_event_ms)
+        .def_readonly("last_ingest_ms", &ViewInfo::last_ingest_ms)
+        .def_readonly("materialized_end_ms", &ViewInfo::materialized_end_ms);
+}
+
 void bind_features(py::module_& m) {
+    bind_view_records(m);
     py::class_<OnlineReader, std::shared_ptr<OnlineReader>>(m, "OnlineReader")
         .def_property_readonly("features", &OnlineReader::features)
         .def_property_readonly("width", &OnlineReader::width)
@@ -257,26 +274,13 @@ void bind_features(py::module_& m) {
                  for (const auto& e : s.store->entities()) out.append(entity_dict(e));
                  return out;
              })
-        .def("define_view", [](PyFeatureStore& s, const py::dict& d) { return view_dict(s.store->define_view(view_from(d))); })
+        .def("define_view", [](PyFeatureStore& s, const py::dict& d) { return s.store->define_view(view_from(d)); })
         .def("view",
              [](PyFeatureStore& s, const std::string& name, std::optional<int64_t> version) {
-                 return view_dict(s.store->view(name, version));
+                 return s.store->view(name, version);
              },
              py::arg("name"), py::arg("version") = py::none())
-        .def("list",
-             [](PyFeatureStore& s) {
-                 py::list out;
-                 for (const auto& i : s.store->list()) {
-                     py::dict d = view_dict(i.spec);
-                     d["rows"] = i.rows;
-                     d["segments"] = i.segments;
-                     d["last_event_ms"] = i.last_event_ms;
-                     d["last_ingest_ms"] = i.last_ingest_ms;
-                     d["materialized_end_ms"] = i.materialized_end_ms;
-                     out.append(d);
-                 }
-                 return out;
-             })
+        .def("list", [](PyFeatureStore& s) { return s.store->list(); })
         .def("ingest",
              [](PyFeatureStore& s, const std::string& view, size_t rows, const py::list& columns) {
                  PyBatch b = to_batch(rows, columns);

@@ -36,24 +36,6 @@ py::dict model_dict(const RegisteredModel& m) {
     return d;
 }
 
-py::dict version_dict(const ModelVersion& v) {
-    py::dict d;
-    d["name"] = v.name;
-    d["version"] = v.version;
-    d["ref"] = v.ref();
-    d["run_id"] = v.run_id;
-    d["digest"] = v.digest;
-    d["flavour"] = v.flavour;
-    d["signature"] = v.signature;
-    d["description"] = v.description;
-    d["tags"] = v.tags;
-    d["created_at"] = v.created_at;
-    d["created_by"] = v.created_by;
-    d["stage"] = std::string(stage_name(v.stage));
-    d["aliases"] = v.aliases;
-    return d;
-}
-
 py::dict event_dict(const Event& e) {
     py::dict d;
     d["id"] = e.id;
@@ -72,6 +54,9 @@ ModelInfo make_info(std::optional<std::string> description, std::optional<std::s
     return ModelInfo{std::move(description), std::move(owner), std::move(tags)};
 }
 
+// A version crosses as its bound type (ModelVersionRecord below).
+py::object version_out(const ModelVersion& v) { return py::cast(v); }
+
 // Runs `fn` without the GIL and converts its result with the GIL held again.
 template <typename Fn, typename Conv>
 auto nogil(Fn&& fn, Conv&& conv) {
@@ -85,7 +70,34 @@ auto nogil(Fn&& fn, Conv&& conv) {
 
 } // namespace
 
+// A model version crosses as this read-only type; keel.ModelVersion subclasses it, so a field added
+// to registry::ModelVersion and bound here is an attribute in Python with nothing else to change.
+// Three fields take their Python shape here: run_id None when empty, the stage by name, and the
+// signature as JSON text (keel.ModelVersion.signature parses it).
+static void bind_model_version(py::module_& m) {
+    py::class_<ModelVersion>(m, "ModelVersionRecord", "One immutable model version (read-only).")
+        .def(py::init<const ModelVersion&>(), py::arg("record"))
+        .def_readonly("name", &ModelVersion::name)
+        .def_readonly("version", &ModelVersion::version)
+        .def_property_readonly("run_id",
+                               [](const ModelVersion& v) -> py::object {
+                                   return v.run_id.empty() ? py::object(py::none()) : py::str(v.run_id);
+                               })
+        .def_readonly("digest", &ModelVersion::digest)
+        .def_readonly("flavour", &ModelVersion::flavour)
+        .def_readonly("signature_json", &ModelVersion::signature, "the input signature as JSON ('' when unknown)")
+        .def_readonly("description", &ModelVersion::description)
+        .def_readonly("tags", &ModelVersion::tags)
+        .def_readonly("created_at", &ModelVersion::created_at, "ms since the epoch")
+        .def_readonly("created_by", &ModelVersion::created_by)
+        .def_property_readonly("stage", [](const ModelVersion& v) { return std::string(stage_name(v.stage)); })
+        .def_readonly("aliases", &ModelVersion::aliases)
+        .def_property_readonly("ref", &ModelVersion::ref, "churn/3: resolves to this version everywhere")
+        .def_property_readonly("lineage_ref", &ModelVersion::lineage_ref, "model:churn/3: its lineage node");
+}
+
 void bind_registry(py::module_& m) {
+    bind_model_version(m);
     using Tags = std::map<std::string, std::string>;
     py::class_<PyRegistry>(m, "Registry")
         .def(py::init<std::shared_ptr<storage::Workspace>>(), py::arg("workspace"),
@@ -124,26 +136,26 @@ void bind_registry(py::module_& m) {
                 Tags tags, std::optional<std::string> model_description, std::optional<std::string> owner) {
                  NewVersion nv{digest, run_id, flavour, signature, description, std::move(tags)};
                  ModelInfo info{std::move(model_description), std::move(owner), {}};
-                 return nogil([&] { return r.registry.register_version(name, nv, info); }, version_dict);
+                 return nogil([&] { return r.registry.register_version(name, nv, info); }, version_out);
              },
              py::arg("name"), py::arg("digest"), py::arg("run_id") = "", py::arg("flavour") = "python",
              py::arg("signature") = "", py::arg("description") = "", py::arg("tags") = Tags{},
              py::arg("model_description") = py::none(), py::arg("owner") = py::none())
         .def("version",
              [](PyRegistry& r, const std::string& name, int64_t version) {
-                 return nogil([&] { return r.registry.version(name, version); }, version_dict);
+                 return nogil([&] { return r.registry.version(name, version); }, version_out);
              })
         .def("versions",
              [](PyRegistry& r, const std::string& name) {
                  return nogil([&] { return r.registry.versions(name); }, [](const std::vector<ModelVersion>& all) {
                      py::list out;
-                     for (const auto& v : all) out.append(version_dict(v));
+                     for (const auto& v : all) out.append(version_out(v));
                      return out;
                  });
              })
         .def("resolve",
              [](PyRegistry& r, const std::string& ref) {
-                 return nogil([&] { return r.registry.resolve(ref); }, version_dict);
+                 return nogil([&] { return r.registry.resolve(ref); }, version_out);
              })
         .def("resolve_lineage_ref",
              [](PyRegistry& r, const std::string& ref, std::optional<int64_t> as_of) {
@@ -158,7 +170,7 @@ void bind_registry(py::module_& m) {
              })
         .def("set_alias",
              [](PyRegistry& r, const std::string& name, const std::string& alias, int64_t version) {
-                 return nogil([&] { return r.registry.set_alias(name, alias, version); }, version_dict);
+                 return nogil([&] { return r.registry.set_alias(name, alias, version); }, version_out);
              })
         .def("delete_alias",
              [](PyRegistry& r, const std::string& name, const std::string& alias) {
@@ -170,7 +182,7 @@ void bind_registry(py::module_& m) {
                 bool archive_existing) {
                  return nogil(
                      [&] { return r.registry.transition_stage(name, version, parse_stage(stage), archive_existing); },
-                     version_dict);
+                     version_out);
              },
              py::arg("name"), py::arg("version"), py::arg("stage"), py::arg("archive_existing") = false)
         .def("events",

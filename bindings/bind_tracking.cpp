@@ -26,6 +26,7 @@ py::object opt(const std::optional<T>& v) {
     return v ? py::cast(*v) : py::none();
 }
 
+// ws.runs.stale() keeps its documented shape: plain dicts (a run's attributes, process, reason).
 py::dict info_dict(const RunInfo& i) {
     py::dict d;
     d["id"] = i.id;
@@ -52,14 +53,6 @@ py::dict process_dict(const RunProcess& p) {
     return d;
 }
 
-py::dict run_dict(const Run& r) {
-    py::dict d = info_dict(r.info);
-    d["params"] = r.params;
-    d["metrics"] = r.metrics;
-    d["tags"] = r.tags;
-    return d;
-}
-
 py::list artifact_list(const std::vector<ArtifactEntry>& entries) {
     py::list out;
     for (const auto& e : entries) {
@@ -83,7 +76,33 @@ StrPairs pairs(const py::dict& d) {
 
 } // namespace
 
+// Runs cross as these two read-only types (keel.Run holds them): a field added to RunInfo or Run
+// is bound here once and reaches Python with no dict keys to keep in step.
+static void bind_run_records(py::module_& m) {
+    py::class_<RunInfo>(m, "RunInfo", "A run's attributes (read-only): what keel.Run's properties read.")
+        .def_readonly("id", &RunInfo::id)
+        .def_readonly("name", &RunInfo::name)
+        .def_readonly("experiment", &RunInfo::experiment)
+        .def_readonly("status", &RunInfo::status)
+        .def_readonly("start_time", &RunInfo::start_time, "ms since the epoch")
+        .def_readonly("end_time", &RunInfo::end_time, "ms since the epoch; None while RUNNING")
+        .def_readonly("user", &RunInfo::user)
+        .def_readonly("source", &RunInfo::source)
+        .def_readonly("git_commit", &RunInfo::git_commit)
+        .def_readonly("git_dirty", &RunInfo::git_dirty)
+        .def_readonly("parent_id", &RunInfo::parent_id)
+        .def_readonly("error", &RunInfo::error)
+        .def("__repr__", [](const RunInfo& i) { return "<keel._core.RunInfo " + i.id + " " + i.status + ">"; });
+    py::class_<Run>(m, "RunRecord", "A run with its params, latest metric values and tags (read-only).")
+        .def_readonly("info", &Run::info)
+        .def_readonly("params", &Run::params)
+        .def_readonly("metrics", &Run::metrics)
+        .def_readonly("tags", &Run::tags)
+        .def("__repr__", [](const Run& r) { return "<keel._core.RunRecord " + r.info.id + ">"; });
+}
+
 void bind_tracking(py::module_& m) {
+    bind_run_records(m);
     using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
     using IArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
@@ -96,12 +115,13 @@ void bind_tracking(py::module_& m) {
                 std::optional<int64_t> start_time) {
                  NewRun spec{experiment, name, std::move(parent_id), std::move(tags), source, git_commit, git_dirty,
                              start_time};
-                 RunInfo info;
+                 Run run;
                  {
                      py::gil_scoped_release release;
-                     info = t.tracker.start_run(spec);
+                     run.info = t.tracker.start_run(spec);
                  }
-                 return info_dict(info);
+                 run.tags = spec.tags; // a new run has no params or metrics yet: no read needed
+                 return run;
              },
              py::arg("experiment"), py::arg("name") = "", py::arg("parent_id") = py::none(),
              py::arg("tags") = std::map<std::string, std::string>{}, py::arg("source") = "",
@@ -109,31 +129,19 @@ void bind_tracking(py::module_& m) {
         .def("end_run",
              [](PyTracker& t, const std::string& id, const std::string& status, std::optional<std::string> error,
                 std::optional<int64_t> end_time) {
-                 RunInfo info;
-                 {
-                     py::gil_scoped_release release;
-                     info = t.tracker.end_run(id, status, std::move(error), end_time);
-                 }
-                 return info_dict(info);
+                 py::gil_scoped_release release;
+                 return t.tracker.end_run(id, status, std::move(error), end_time);
              },
              py::arg("run_id"), py::arg("status"), py::arg("error") = py::none(), py::arg("end_time") = py::none())
         .def("get_run",
              [](PyTracker& t, const std::string& id) {
-                 Run run;
-                 {
-                     py::gil_scoped_release release;
-                     run = t.tracker.get_run(id);
-                 }
-                 return run_dict(run);
+                 py::gil_scoped_release release;
+                 return t.tracker.get_run(id);
              })
         .def("get_info",
              [](PyTracker& t, const std::string& id) {
-                 RunInfo info;
-                 {
-                     py::gil_scoped_release release;
-                     info = t.tracker.get_info(id);
-                 }
-                 return info_dict(info);
+                 py::gil_scoped_release release;
+                 return t.tracker.get_info(id);
              })
         .def("experiments",
              [](PyTracker& t) {
@@ -205,6 +213,10 @@ void bind_tracking(py::module_& m) {
         .def("delete_tag",
              [](PyTracker& t, const std::string& id, const std::string& key) { t.tracker.delete_tag(id, key); },
              py::call_guard<py::gil_scoped_release>())
+        // The lineage edge <ref> -consumed-> run:<id>, written by the tracker with the run checked.
+        .def("log_input",
+             [](PyTracker& t, const std::string& id, const std::string& ref) { return t.tracker.log_input(id, ref); },
+             py::arg("run_id"), py::arg("ref"), py::call_guard<py::gil_scoped_release>())
         .def("log_artifact",
              [](PyTracker& t, const std::string& id, const std::string& local, const std::string& artifact_path) {
                  std::vector<ArtifactEntry> entries;
@@ -233,14 +245,8 @@ void bind_tracking(py::module_& m) {
              [](PyTracker& t, std::vector<std::string> experiments, const std::string& filter,
                 std::vector<std::string> order_by, int64_t max_results, int64_t offset) {
                  SearchQuery q{std::move(experiments), filter, std::move(order_by), max_results, offset};
-                 std::vector<Run> runs;
-                 {
-                     py::gil_scoped_release release;
-                     runs = t.tracker.search(q);
-                 }
-                 py::list out;
-                 for (const auto& r : runs) out.append(run_dict(r));
-                 return out;
+                 py::gil_scoped_release release;
+                 return t.tracker.search(q);
              },
              py::arg("experiments") = std::vector<std::string>{}, py::arg("filter") = "",
              py::arg("order_by") = std::vector<std::string>{}, py::arg("max_results") = 1000,

@@ -522,6 +522,16 @@ std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const 
     return out;
 }
 
+std::string Tracker::log_input(std::string_view run_id, std::string_view ref) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    run_pk(run_id); // NotFound before anything is written
+    std::string input = lineage::Ref::parse(ref).str();
+    lineage::Graph(ws_).add_edge(input, "consumed", "run:" + std::string(run_id));
+    tx.commit();
+    return input;
+}
+
 std::vector<ArtifactEntry> Tracker::artifacts(std::string_view run_id) {
     auto& db = ws_.db();
     auto guard = db.lock();

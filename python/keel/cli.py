@@ -32,6 +32,7 @@ from datetime import date, datetime
 from typing import Any, Iterable, Sequence
 
 from keel import errors
+from keel._time import to_epoch_ms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,12 +94,9 @@ def _contract(value: Any, key: str | None = None) -> Any:
             return _iso_ms(value)
         if isinstance(value, str) and value:
             try:
-                when = datetime.fromisoformat(value)
-            except ValueError:
-                return value  # not a time after all: pass it through rather than fail the command
-            if when.tzinfo is None:
-                when = when.astimezone()
-            return _iso_ms(round(when.timestamp() * 1000))
+                return _iso_ms(to_epoch_ms(value, key))
+            except errors.InvalidArgument:
+                return value  # not a zoned time after all: pass it through rather than fail the command
     if value == "" or (key in ("stage", "from", "to") and value == "None"):  # "None": no stage
         return None
     return value
@@ -455,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = leaf(lineage, name, fn, help)
         p.add_argument("ref", help="e.g. model:churn/3, model:churn@champion, run:<id>, feature_view:player_activity")
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
-        p.add_argument("--as-of", help="read the graph as it stood then (ISO time or ms since the epoch)")
+        p.add_argument("--as-of", help="read the graph as it stood then: ISO 8601 with a zone (2026-11-01T12:00:00Z, ...+01:00) or ms since the epoch")
 
     p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (JSON)",
                           description="host saved endpoints over HTTP: POST /endpoints/<name>/predict")
@@ -469,19 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _as_of(value: str | None) -> int | None:
-    """--as-of as ms since the epoch: digits are ms already; an ISO time without a zone is local time."""
+    """--as-of as ms since the epoch: digits are ms already; a time must carry its zone (keel._time)."""
     if value is None:
         return None
-    if value.isdigit():
-        return int(value)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise errors.InvalidArgument(f"--as-of '{value}' is not a time: use ISO 8601 such as 2026-11-01 or "
-                                     "2026-11-01T12:00:00+00:00, or ms since the epoch") from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return int(when.timestamp() * 1000)
+    return to_epoch_ms(int(value) if value.isdigit() else value, "--as-of")
 
 
 def cmd_serve(args, out: _Out) -> None:

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from keel import _core
 from keel.display import format_ms, html_table
+from keel._time import to_epoch_ms, zoned_timestamps
 from keel.errors import InvalidArgument
 
 __all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "Access", "FeatureType", "Bool", "Int32",
@@ -137,17 +138,14 @@ def _ttl_ms(ttl) -> int:
     raise InvalidArgument(f"ttl {ttl!r} is not understood: use e.g. '30d', '12h', '15m' or a timedelta")
 
 
-def _ms_of(ts) -> int | None:
-    """A point in time as epoch milliseconds: datetime (naive means UTC), pandas Timestamp, ISO string or int ms."""
-    if ts is None:
-        return None
-    if isinstance(ts, (int, np.integer)):
-        return int(ts)
-    import pandas as pd
-    t = pd.Timestamp(ts)
-    if t.tzinfo is None:
-        t = t.tz_localize("UTC")
-    return int(t.value // 1_000_000)
+def _ms_of(ts, what: str = "time") -> int | None:
+    """A point in time as epoch milliseconds, by Keel's one rule for time (keel._time: zoned or int ms)."""
+    return to_epoch_ms(ts, what)
+
+
+def _column_dict(column: _core.ColumnSpec) -> dict:
+    """A core column spec as the dict the input conversion reads (name, dtype, dim, pii)."""
+    return {"name": column.name, "dtype": column.dtype, "dim": column.dim, "pii": column.pii}
 
 
 def _ms_to_pandas(ms):
@@ -242,31 +240,8 @@ _INT_RANGES = {"int32": (np.iinfo(np.int32).min, np.iinfo(np.int32).max),
 
 
 def _convert_timestamp(arr: pa.Array, name: str, what: str = "column") -> tuple:
+    arr = zoned_timestamps(arr, name, what)  # strings parsed; naive, date and other types refused
     t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        import pandas as pd
-        s = arr.to_pandas()
-        parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-        bad = parsed.isna() & s.notna()
-        if bad.any():
-            i = _first_true(bad.to_numpy())
-            raise InvalidArgument(f"{what} '{name}' has an unparseable timestamp at row {i}: {s.iloc[i]!r}")
-        naive = s.notna() & ~s.astype(object).fillna("").str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$",
-                                                                                    regex=True)
-        if naive.any():
-            i = _first_true(naive.to_numpy())
-            raise InvalidArgument(f"{what} '{name}' has a timestamp without a time zone at row {i}: "
-                                  f"{s.iloc[i]!r} is ambiguous; add an offset ('...Z' or '+02:00')")
-        arr = pa.array(parsed, from_pandas=True)
-        t = arr.type
-    if pa.types.is_date(t):
-        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with pd.to_datetime(..., utc=True)")
-    if not pa.types.is_timestamp(t):
-        raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected timestamps with a time zone "
-                              "(e.g. pd.to_datetime(col, utc=True))")
-    if t.tz is None:
-        raise InvalidArgument(f"{what} '{name}' has timestamps without a time zone: they are ambiguous; localize "
-                              "them with .dt.tz_localize('UTC') (or the zone they were recorded in)")
     ints = arr.cast(pa.int64())
     scale = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}[t.unit]
     valid = _valid_bytes(arr)
@@ -419,60 +394,59 @@ class Entity:
 class FeatureView:
     """A versioned, typed table of feature values over time, keyed by its entities' join keys."""
 
-    def __init__(self, store: FeatureStore, info: dict):
+    def __init__(self, store: FeatureStore, spec: _core.ViewSpec):
         self._store = store
-        self._info = info
+        self._spec = spec  # the core's definition, read-only; refresh() swaps it
 
     # --- definition -------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self._info["name"]
+        return self._spec.name
 
     @property
     def version(self) -> int:
-        return self._info["version"]
+        return self._spec.version
 
     @property
     def entities(self) -> list[str]:
-        return list(self._info["entities"])
+        return self._spec.entities
 
     @property
     def join_keys(self) -> list[str]:
-        return [k["name"] for k in self._info["join_keys"]]
+        return [k.name for k in self._spec.join_keys]
 
     @property
     def schema(self) -> dict[str, str]:
-        return {f["name"]: (f"vector[{f['dim']}]" if f["dtype"] == "vector" else f["dtype"])
-                for f in self._info["features"]}
+        return {f.name: (f"vector[{f.dim}]" if f.dtype == "vector" else f.dtype) for f in self._spec.features}
 
     @property
     def pii_columns(self) -> list[str]:
-        return [f["name"] for f in self._info["features"] if f["pii"]]
+        return [f.name for f in self._spec.features if f.pii]
 
     @property
     def ttl(self) -> _dt.timedelta | None:
-        ms = self._info["ttl_ms"]
+        ms = self._spec.ttl_ms
         return _dt.timedelta(milliseconds=ms) if ms else None
 
     @property
     def owner(self) -> str:
-        return self._info["owner"]
+        return self._spec.owner
 
     @property
     def description(self) -> str:
-        return self._info["description"]
+        return self._spec.description
 
     @property
     def tags(self) -> dict:
-        return dict(self._info["tags"])
+        return self._spec.tags
 
     @property
     def event_timestamp_column(self) -> str:
-        return self._info["event_column"]
+        return self._spec.event_column
 
     @property
     def created_timestamp_column(self) -> str:
-        return self._info["created_column"]
+        return self._spec.created_column
 
     @property
     def lineage_ref(self) -> str:
@@ -480,16 +454,16 @@ class FeatureView:
 
     def refresh(self) -> FeatureView:
         """Reloads the definition (another process may have changed it)."""
-        self._info = self._store._native.view(self.name)
+        self._spec = self._store._native.view(self.name)
         return self
 
     # --- offline store ----------------------------------------------------------------------
     def _input_specs(self) -> list[dict]:
-        info = self._info
-        specs = [dict(k) for k in info["join_keys"]]
-        specs.append({"name": info["event_column"], "dtype": "timestamp", "dim": 0})
-        specs.append({"name": info["created_column"], "dtype": "timestamp", "dim": 0, "optional": True})
-        specs.extend(info["features"])
+        spec = self._spec
+        specs = [_column_dict(k) for k in spec.join_keys]
+        specs.append({"name": spec.event_column, "dtype": "timestamp", "dim": 0})
+        specs.append({"name": spec.created_column, "dtype": "timestamp", "dim": 0, "optional": True})
+        specs.extend(_column_dict(f) for f in spec.features)
         return specs
 
     def _to_columns(self, data) -> tuple[pa.Table, list]:
@@ -505,7 +479,7 @@ class FeatureView:
             if spec["name"] not in table.column_names:
                 if spec.get("optional"):
                     continue
-                if spec["name"] == self._info["event_column"]:
+                if spec["name"] == self._spec.event_column:
                     # The point-in-time join and the TTL need every row's event time; there is no safe default.
                     raise InvalidArgument(
                         f"the data has no '{spec['name']}' column, which feature view '{self.name}' requires: "
@@ -516,7 +490,7 @@ class FeatureView:
             col = _convert(table.column(spec["name"]), spec)
             columns.append(col)
             valid = col[5]
-            if valid is not None and spec in self._info["join_keys"]:
+            if valid is not None and spec["name"] in self.join_keys:
                 i = _first_true(valid == 0)
                 raise InvalidArgument(f"join key '{spec['name']}' is null at row {i}: drop or fill those rows")
         return table, columns
@@ -562,8 +536,9 @@ class FeatureView:
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
         key_rows, key_cols = None, []
         if keys:
-            key_rows, key_cols = _key_columns(self._info["join_keys"], keys, "keys")
-        cols = self._store._native.read(self.name, _ms_of(start), _ms_of(end), _ms_of(as_of), key_rows, key_cols,
+            key_rows, key_cols = _key_columns(self._spec.join_keys, keys, "keys")
+        cols = self._store._native.read(self.name, _ms_of(start, "start"), _ms_of(end, "end"),
+                                        _ms_of(as_of, "as_of"), key_rows, key_cols,
                                         self.version)
         return _to_table(cols)
 
@@ -596,9 +571,9 @@ class FeatureView:
         return html_table(rows, title=title)
 
 
-def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> tuple[int, list]:
+def _key_columns(join_keys: list, keys: Mapping, what: str) -> tuple[int, list]:
     columns, rows = [], None
-    for spec in join_keys:
+    for spec in map(_column_dict, join_keys):
         if spec["name"] not in keys:
             raise InvalidArgument(f"{what} lack the join key '{spec['name']}'")
         values = keys[spec["name"]]
@@ -614,7 +589,8 @@ def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> tuple[int, 
 
 
 class FeatureViewList(list):
-    """``ws.features.list()``: feature views with owner, freshness and row counts."""
+    """``ws.features.list()``: each view's catalog entry (``keel._core.ViewInfo``: its definition
+    ``.spec``, rows, segments and freshness); ``.to_pandas()`` gives one row a view."""
 
     def to_pandas(self):
         import pandas as pd
@@ -624,23 +600,25 @@ class FeatureViewList(list):
 
     def _rows(self):
         out = []
-        for d in self:
-            out.append({"name": d["name"], "version": d["version"], "entities": ", ".join(d["entities"]),
-                        "features": len(d["features"]), "owner": d["owner"], "description": d["description"],
-                        "ttl": _dt.timedelta(milliseconds=d["ttl_ms"]) if d["ttl_ms"] else None,
-                        "rows": d["rows"], "segments": d["segments"],
-                        "last_event": _ms_to_pandas(d["last_event_ms"]),
-                        "last_ingest": _ms_to_pandas(d["last_ingest_ms"]),
-                        "materialized_until": _ms_to_pandas(d["materialized_end_ms"]),
-                        "tags": dict(d["tags"])})
+        for info in self:
+            spec = info.spec
+            out.append({"name": spec.name, "version": spec.version, "entities": ", ".join(spec.entities),
+                        "features": len(spec.features), "owner": spec.owner, "description": spec.description,
+                        "ttl": _dt.timedelta(milliseconds=spec.ttl_ms) if spec.ttl_ms else None,
+                        "rows": info.rows, "segments": info.segments,
+                        "last_event": _ms_to_pandas(info.last_event_ms),
+                        "last_ingest": _ms_to_pandas(info.last_ingest_ms),
+                        "materialized_until": _ms_to_pandas(info.materialized_end_ms),
+                        "tags": spec.tags})
         return out
 
     def _repr_html_(self) -> str:
         rows = []
-        for d in self:
-            rows.append({"view": f"{d['name']} v{d['version']}", "owner": d["owner"] or "-",
-                         "rows": d["rows"], "last event": format_ms(d["last_event_ms"]),
-                         "last ingest": format_ms(d["last_ingest_ms"]), "description": d["description"]})
+        for info in self:
+            spec = info.spec
+            rows.append({"view": f"{spec.name} v{spec.version}", "owner": spec.owner or "-",
+                         "rows": info.rows, "last event": format_ms(info.last_event_ms),
+                         "last ingest": format_ms(info.last_ingest_ms), "description": spec.description})
         return html_table(rows, title="Feature views")
 
 
@@ -765,11 +743,10 @@ class FeatureStore:
         seen = set()
         for f in features:
             view = f.split(":", 1)[0]
-            info = self._native.view(view)
-            for k in info["join_keys"]:
-                if k["name"] not in seen:
-                    seen.add(k["name"])
-                    needed.append(k)
+            for k in self._native.view(view).join_keys:
+                if k.name not in seen:
+                    seen.add(k.name)
+                    needed.append(_column_dict(k))
         columns = []
         for spec in needed:
             if spec["name"] not in labels.column_names:
@@ -824,7 +801,7 @@ class FeatureStore:
         """Copies the latest value per entity (event time <= end, default now) to the online store,
         reading only rows that arrived since the previous materialization."""
         name = view.name if isinstance(view, FeatureView) else view
-        return self._native.materialize(name, _ms_of(end))
+        return self._native.materialize(name, _ms_of(end, "end"))
 
     def get_online(self, features: Sequence[str], *, now=None, as_numpy: bool = False, **keys):
         """Online values for the given entities as a DataFrame: the key columns, each feature, and
@@ -842,14 +819,14 @@ class FeatureStore:
             if reader is None:
                 reader = self._readers[tuple(features)] = self.online_reader(list(features))
             ids = np.ascontiguousarray(np.atleast_1d(np.asarray(next(iter(keys.values())), dtype=np.int64)))
-            return reader.lookup(ids, now_ms=_ms_of(now))
+            return reader.lookup(ids, now_ms=_ms_of(now, "now"))
         join_keys: list[dict] = []
         for view in dict.fromkeys(f.split(":", 1)[0] for f in features):
-            for k in self._native.view(view)["join_keys"]:
-                if k["name"] not in [j["name"] for j in join_keys]:
+            for k in self._native.view(view).join_keys:
+                if k.name not in [j.name for j in join_keys]:
                     join_keys.append(k)
         rows, cols = _key_columns(join_keys, keys, "keys")
-        out = self._native.get_online(list(features), rows, cols, _ms_of(now))
+        out = self._native.get_online(list(features), rows, cols, _ms_of(now, "now"))
         return _arrow_to_pandas(_to_table([tuple(c) + (False,) for c in cols] + list(out)))
 
     def online_reader(self, features: Sequence[str]):

@@ -9,48 +9,16 @@ with ``as_of`` the version it pointed at then (from the registry's alias audit e
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Mapping
 
 from keel import _core
-from keel.errors import InvalidArgument
+from keel._time import to_epoch_ms
 from keel.display import format_ms, html_table
 
 
-_AS_OF_FORMS = "ms since the epoch (int), a datetime, a pandas Timestamp or an ISO 8601 string like '2026-01-31T12:00'"
-
-
 def _as_of_ms(as_of) -> int | None:
-    """Accept ms since the epoch, a datetime, or a pandas Timestamp / ISO string; anything else is
-    InvalidArgument naming the value and the accepted forms."""
-    if as_of is None:
-        return None
-    if isinstance(as_of, bool):
-        raise InvalidArgument(f"as_of={as_of!r} is not a time: pass {_AS_OF_FORMS}")
-    if isinstance(as_of, (int, float)):
-        if not math.isfinite(as_of) or abs(as_of) >= 2**62:
-            raise InvalidArgument(f"as_of={as_of!r} is not a time: pass {_AS_OF_FORMS}")
-        return int(as_of)
-    if isinstance(as_of, str):
-        import pandas as pd
-        try:
-            stamp = pd.Timestamp(as_of)
-        except (ValueError, TypeError, OverflowError):
-            stamp = None
-        if stamp is None or pd.isna(stamp):
-            raise InvalidArgument(f"as_of={as_of!r} is not a time Keel can read: pass {_AS_OF_FORMS}") from None
-        as_of = stamp.to_pydatetime()
-    elif hasattr(as_of, "to_pydatetime"):  # a pandas Timestamp: its astimezone() needs an argument
-        as_of = as_of.to_pydatetime()
-    if isinstance(as_of, datetime):
-        try:
-            if as_of.tzinfo is None:
-                as_of = as_of.astimezone()  # a naive time is the caller's local time
-            return int(as_of.timestamp() * 1000)
-        except (ValueError, OverflowError, OSError):
-            raise InvalidArgument(f"as_of={as_of!r} is out of range: pass {_AS_OF_FORMS}") from None
-    raise InvalidArgument(f"as_of must be {_AS_OF_FORMS}, not {type(as_of).__name__} {as_of!r:.60}")
+    """``as_of`` by Keel's one rule for time: zone-aware datetime / Timestamp / ISO string, or int ms."""
+    return to_epoch_ms(as_of, "as_of")
 
 
 class LineageView:

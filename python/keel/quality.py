@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from keel import _core
+from keel._time import zoned_timestamps
 from keel import plugins as _plugins  # noqa: F401  (sets the plugin search path)
 from keel.errors import InvalidArgument
 
@@ -136,6 +137,8 @@ def _arrow_column(name: str, arr):
         arr, kind, dtype = pc.cast(arr, pa.float64()), "float64", np.float64
     elif pa.types.is_timestamp(t) or pa.types.is_date(t):
         tz = getattr(t, "tz", None)
+        if pa.types.is_timestamp(t):
+            zoned_timestamps(arr, name)  # a naive column is refused: freshness rules compare instants
         arr = pc.cast(arr, pa.timestamp("ns", tz=tz)) if not pa.types.is_date(t) else pc.cast(
             pc.cast(arr, pa.timestamp("s")), pa.timestamp("ns"))
         kind, dtype = "timestamp", np.int64
@@ -168,9 +171,8 @@ def _pandas_column(name: str, s):
             return (name, "int64", np.ascontiguousarray(s.to_numpy(dtype=np.int64)), None, 0, None, None)
         if dt.kind == "b":
             return (name, "bool", np.ascontiguousarray(s.to_numpy()).view(np.uint8), None, 0, None, None)
-        if dt.kind == "M":
-            v = np.ascontiguousarray(s.to_numpy().astype("datetime64[ns]")).view(np.int64)
-            return (name, "timestamp", v, None, 0, None, None)
+        if dt.kind == "M":  # datetime64 without a zone: refused by the one rule for time
+            zoned_timestamps(pa.array(s.iloc[:0], from_pandas=True), str(name))
     if isinstance(dt, pd.DatetimeTZDtype):
         v = np.ascontiguousarray(s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]"))
         return (name, "timestamp", v.view(np.int64), None, 0, None, None)

@@ -12,6 +12,7 @@ the alias points at) and plain ``"churn"`` (the latest version).
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import re
@@ -42,36 +43,20 @@ def _frame(rows: list[dict], columns: list[str], time_columns: tuple[str, ...] =
     return frame
 
 
-class ModelVersion:
-    """One immutable version of a registered model (``ws.models.get("churn/3")``)."""
+class ModelVersion(_core.ModelVersionRecord):
+    """One immutable version of a registered model (``ws.models.get("churn/3")``).
 
-    __slots__ = ("_models", "name", "version", "run_id", "digest", "flavour", "signature", "description", "tags",
-                 "created_at", "created_by", "stage", "aliases")
+    Its fields (name, version, run_id, digest, flavour, description, tags, created_at in ms since
+    the epoch, created_by, stage, aliases, ref, lineage_ref) are the core's record, read-only."""
 
-    def __init__(self, models: "Models | None", data: Mapping):
+    def __init__(self, models: "Models | None", record: _core.ModelVersionRecord):
+        super().__init__(record)
         self._models = models
-        self.name: str = data["name"]
-        self.version: int = int(data["version"])
-        self.run_id: str | None = data["run_id"] or None
-        self.digest: str = data["digest"]
-        self.flavour: str = data["flavour"]
-        self.signature: dict | None = json.loads(data["signature"]) if data["signature"] else None
-        self.description: str = data["description"]
-        self.tags: dict[str, str] = dict(data["tags"])
-        self.created_at: int = data["created_at"]  # ms since the epoch
-        self.created_by: str = data["created_by"]
-        self.stage: str = data["stage"]
-        self.aliases: list[str] = list(data["aliases"])
 
-    @property
-    def ref(self) -> str:
-        """``churn/3``: resolves to this version everywhere."""
-        return f"{self.name}/{self.version}"
-
-    @property
-    def lineage_ref(self) -> str:
-        """``model:churn/3``: this version's node in ``ws.lineage``."""
-        return f"model:{self.ref}"
+    @functools.cached_property
+    def signature(self) -> dict | None:
+        """The input signature (``{"inputs": [{"name": ..., "dtype": ...}, ...]}``), None when unknown."""
+        return json.loads(self.signature_json) if self.signature_json else None
 
     @property
     def feature_names(self) -> list[str] | None:

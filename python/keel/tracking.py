@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from keel import _core, run_guard
+from keel._time import to_epoch_ms, to_epoch_ms_array
 from keel.display import format_ms, html_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,12 +102,13 @@ class Run:
             run.log_metric("auc", 0.91, step=10)
     """
 
-    def __init__(self, runs: Runs, data: dict):
+    def __init__(self, runs: Runs, record: _core.RunRecord):
         self._runs = runs
         self._t = runs._tracker
-        self._data = data
-        self._id = data["id"]
-        self._stale = "params" not in data
+        self._info: _core.RunInfo = record.info  # attributes; replaced when the run ends
+        self._record = record  # params, latest metrics, tags: re-read once something was logged
+        self._id = record.info.id
+        self._stale = False
 
     # ---- attributes
     @property
@@ -122,71 +124,72 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self._data["name"]
+        return self._info.name
 
     @property
     def experiment(self) -> str:
-        return self._data["experiment"]
+        return self._info.experiment
 
     @property
     def status(self) -> str:
-        return self._data["status"]
+        return self._info.status
 
     @property
     def start_time(self) -> int:
         """Milliseconds since the epoch."""
-        return self._data["start_time"]
+        return self._info.start_time
 
     @property
     def end_time(self) -> int | None:
-        return self._data["end_time"]
+        return self._info.end_time
 
     @property
     def user(self) -> str:
-        return self._data["user"]
+        return self._info.user
 
     @property
     def source(self) -> str:
-        return self._data["source"]
+        return self._info.source
 
     @property
     def git_commit(self) -> str:
-        return self._data["git_commit"]
+        return self._info.git_commit
 
     @property
     def git_dirty(self) -> bool | None:
-        return self._data["git_dirty"]
+        return self._info.git_dirty
 
     @property
     def parent_id(self) -> str | None:
-        return self._data["parent_id"]
+        return self._info.parent_id
 
     @property
     def error(self) -> str | None:
         """Why a FAILED run failed (the exception and its traceback)."""
-        return self._data["error"]
+        return self._info.error
 
     @property
     def params(self) -> dict[str, str]:
-        return dict(self._fresh()["params"])
+        return self._fresh().params
 
     @property
     def metrics(self) -> dict[str, float]:
         """The latest value of each metric (highest step, then latest timestamp)."""
-        return dict(self._fresh()["metrics"])
+        return self._fresh().metrics
 
     @property
     def tags(self) -> dict[str, str]:
-        return dict(self._fresh()["tags"])
+        return self._fresh().tags
 
-    def _fresh(self) -> dict:
+    def _fresh(self) -> _core.RunRecord:
         if self._stale:
             self.refresh()
-        return self._data
+        return self._record
 
     def refresh(self) -> Run:
         """Re-read the run from the workspace (to see what other processes logged)."""
-        self._data = self._t.get_run(self._id)
+        self._record = self._t.get_run(self._id)
+        self._info = self._record.info
         self._stale = False
         return self
 
@@ -200,17 +203,18 @@ class Run:
         self._t.log_params(self._id, {k: str(v) for k, v in params.items()})
         self._stale = True
 
-    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-        """One metric point; step defaults to 0 and timestamp (ms) to now. NaN and inf are kept."""
-        self._t.log_metric(self._id, key, float(value), step or 0, timestamp)
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp=None) -> None:
+        """One metric point; step defaults to 0 and timestamp to now (ms since the epoch, or a
+        zone-aware datetime). NaN and inf are kept."""
+        self._t.log_metric(self._id, key, float(value), step or 0, to_epoch_ms(timestamp, "timestamp"))
         self._stale = True
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
-                    timestamp: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp=None) -> None:
         """Several metrics at one step, in one transaction."""
         if not metrics:
             return
         n = len(metrics)
+        timestamp = to_epoch_ms(timestamp, "timestamp")
         self._t.log_metrics(self._id, list(metrics), np.fromiter((float(v) for v in metrics.values()), float, n),
                             None if step is None else np.full(n, step, dtype=np.int64),
                             None if timestamp is None else np.full(n, timestamp, dtype=np.int64))
@@ -219,11 +223,12 @@ class Run:
     def log_batch(self, key: str | list[str], values, steps=None, timestamps=None) -> None:
         """Many points in one transaction: one key for all values (or one key per value), numpy
         arrays (or sequences) of values, steps and ms timestamps. Read without copying when the
-        arrays are contiguous float64 / int64."""
+        arrays are contiguous float64 / int64. Timestamps may also be a zone-aware pandas Series;
+        numpy datetime64 (naive) is refused."""
         keys = [key] if isinstance(key, str) else list(key)
         self._t.log_metrics(self._id, keys, np.asarray(values, dtype=np.float64),
                             None if steps is None else np.asarray(steps, dtype=np.int64),
-                            None if timestamps is None else np.asarray(timestamps, dtype=np.int64))
+                            None if timestamps is None else to_epoch_ms_array(timestamps, "timestamps"))
         self._stale = True
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -281,13 +286,14 @@ class Run:
         ref = obj if isinstance(obj, str) else getattr(obj, "lineage_ref", None)
         if not ref:
             raise TypeError(f"log_input takes a lineage ref or an object with .lineage_ref, not {type(obj).__name__}")
-        self.workspace.lineage.add_edge(ref, "consumed", f"run:{self.id}")
+        # A model alias names the version it points at now; the tracker writes the edge (C++).
+        self._t.log_input(self._id, self.workspace.lineage.resolve(ref))
         return ref
 
     # ---- lifecycle
     def end(self, status: str = FINISHED, error: str | None = None) -> Run:
         """End the run as FINISHED, FAILED (with `error`) or KILLED."""
-        self._data = {**self._data, **self._t.end_run(self._id, status, error)}
+        self._info = self._t.end_run(self._id, status, error)
         run_guard.ended(self)
         return self
 
@@ -316,10 +322,11 @@ class Run:
 
     # ---- display
     def to_dict(self) -> dict:
-        d = self._fresh()
-        return {k: d[k] for k in ("id", "name", "experiment", "status", "start_time", "end_time", "user",
-                                  "source", "git_commit", "git_dirty", "parent_id", "error", "params",
-                                  "metrics", "tags")}
+        record, i = self._fresh(), self._info
+        return {"id": i.id, "name": i.name, "experiment": i.experiment, "status": i.status,
+                "start_time": i.start_time, "end_time": i.end_time, "user": i.user, "source": i.source,
+                "git_commit": i.git_commit, "git_dirty": i.git_dirty, "parent_id": i.parent_id, "error": i.error,
+                "params": record.params, "metrics": record.metrics, "tags": record.tags}
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Run) and other._id == self._id
@@ -331,7 +338,7 @@ class Run:
         return f"<keel.Run {self.name!r} {self._id} {self.status} experiment={self.experiment!r}>"
 
     def _repr_html_(self) -> str:
-        d = self._fresh()
+        d = self.to_dict()
         rows = [
             {"field": "run_id", "value": d["id"]},
             {"field": "name", "value": d["name"]},
@@ -379,23 +386,23 @@ class RunList:
 
     def _rows(self, times_as_ms: bool = False) -> tuple[list[dict], list[str]]:
         params, metrics, tags = set(), set(), set()
-        data = [r._fresh() for r in self._runs]
-        for d in data:
-            params.update(d["params"])
-            metrics.update(d["metrics"])
-            tags.update(d["tags"])
+        data = [(r._info, r._fresh()) for r in self._runs]
+        for _, d in data:
+            params.update(d.params)
+            metrics.update(d.metrics)
+            tags.update(d.tags)
         columns = (["run_id", "experiment", "name", "status", "start_time", "end_time"] +
                    [f"params.{k}" for k in sorted(params)] + [f"metrics.{k}" for k in sorted(metrics)] +
                    [f"tags.{k}" for k in sorted(tags)])
         rows = []
-        for d in data:
-            row = {"run_id": d["id"], "experiment": d["experiment"], "name": d["name"], "status": d["status"],
-                   "start_time": d["start_time"], "end_time": d["end_time"]}
-            for k, v in d["params"].items():
+        for i, d in data:
+            row = {"run_id": i.id, "experiment": i.experiment, "name": i.name, "status": i.status,
+                   "start_time": i.start_time, "end_time": i.end_time}
+            for k, v in d.params.items():
                 row[f"params.{k}"] = v
-            for k, v in d["metrics"].items():
+            for k, v in d.metrics.items():
                 row[f"metrics.{k}"] = v
-            for k, v in d["tags"].items():
+            for k, v in d.tags.items():
                 row[f"tags.{k}"] = v
             rows.append(row)
         return rows, columns
@@ -453,10 +460,9 @@ class Runs:
         """
         source, commit, dirty = _capture_source() if capture_source else ("", "", None)
         parent_id = parent.id if isinstance(parent, Run) else parent
-        info = self._tracker.start_run(experiment, name or "", parent_id,
-                                       {k: str(v) for k, v in (tags or {}).items()}, source, commit, dirty)
-        data = {**info, "params": {}, "metrics": {}, "tags": {k: str(v) for k, v in (tags or {}).items()}}
-        run = Run(self, data)
+        record = self._tracker.start_run(experiment, name or "", parent_id,
+                                         {k: str(v) for k, v in (tags or {}).items()}, source, commit, dirty)
+        run = Run(self, record)
         run_guard.started(run)  # SIGTERM ends it KILLED; a heartbeat shows it alive
         return run
 

@@ -212,6 +212,26 @@ TEST_F(TrackingTest, ArtifactsAndLineage) {
     EXPECT_EQ(expect_error([&] { tracker.log_artifact(run.id, dir / "missing"); }).kind(), ErrorKind::NotFound);
 }
 
+TEST_F(TrackingTest, LogInputWritesTheConsumedEdgeOnlyForAKnownRun) {
+    auto run = start("exp");
+    EXPECT_EQ(tracker.log_input(run.id, "training_set:ts1"), "training_set:ts1");
+    tracker.log_input(run.id, "training_set:ts1"); // again: one live edge, not two
+    keel::lineage::Graph graph(*ws);
+    auto up = graph.upstream("run:" + run.id, 1);
+    int consumed = 0;
+    for (const auto& e : up.edges)
+        consumed += e.from == "training_set:ts1" && e.kind == "consumed" && e.to == "run:" + run.id;
+    EXPECT_EQ(consumed, 1);
+
+    // An unknown run or a bad ref writes nothing: no node for the input appears.
+    EXPECT_EQ(expect_error([&] { tracker.log_input("0123456789abcdef0123456789abcdef", "dataset:orphan"); }).kind(),
+              ErrorKind::NotFound);
+    EXPECT_FALSE(graph.find_node("dataset:orphan"));
+    EXPECT_EQ(expect_error([&] { tracker.log_input(run.id, "no kind"); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(expect_error([&] { tracker.log_input(run.id, "model:churn@champion"); }).kind(),
+              ErrorKind::InvalidArgument);
+}
+
 TEST_F(TrackingTest, ThreadsSharingOneTrackerLoseNothing) {
     auto run = start();
     std::vector<std::thread> threads;

@@ -144,7 +144,7 @@ def test_lineage_upstream_and_downstream(registry_ws):
     assert out.returncode == 0, out.stderr
     assert f"run:{run_id(ws, 'run1')} -produced-> model:churn/1" in out.stdout
     assert "version_of" not in out.stdout  # depth 1 stops after the first hop
-    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2020-01-01", "--json", workspace=ws.path)
+    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2020-01-01T00:00Z", "--json", workspace=ws.path)
     assert out.returncode == keel.NotFound.exit_code and "did not exist yet" in out.stderr  # nothing existed then
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2999-01-01T00:00:00+00:00", "--json",
                    workspace=ws.path)
@@ -154,10 +154,12 @@ def test_lineage_upstream_and_downstream(registry_ws):
     assert out.returncode == 0, out.stderr
     aliased = json.loads(out.stdout)
     assert (aliased["ref"], aliased["root"]) == ("model:churn@champion", "model:churn/1")
-    out = keel_cli("lineage", "downstream", "model:churn@champion", "--as-of", "2020-01-01", workspace=ws.path)
+    out = keel_cli("lineage", "downstream", "model:churn@champion", "--as-of", "2020-01-01T00:00Z", workspace=ws.path)
     assert out.returncode == keel.NotFound.exit_code and "not set yet" in out.stderr
     out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "yesterday", workspace=ws.path)
     assert out.returncode == keel.InvalidArgument.exit_code and "'yesterday'" in out.stderr
+    out = keel_cli("lineage", "upstream", "model:churn/2", "--as-of", "2999-01-01", workspace=ws.path)
+    assert out.returncode == keel.InvalidArgument.exit_code and "no time zone" in out.stderr
 
 
 def test_help_and_version():

@@ -551,3 +551,15 @@ def test_custom_timestamp_columns_and_notebook_display(ws):
     assert ts.to_pandas()["score"].tolist() == [2.0]
     assert "scores" in fv._repr_html_() and ts.id in ts._repr_html_()
     assert "scores" in fs._repr_html_()
+
+
+def test_a_feature_view_holds_the_core_definition(fs, fv):
+    assert isinstance(fv._spec, keel._core.ViewSpec)
+    assert [(c.name, c.dtype, c.dim, c.pii) for c in fv._spec.features][:3] == [
+        ("sessions", "int64", 0, False), ("spend", "float64", 0, False), ("email", "string", 0, True)]
+    with pytest.raises(AttributeError):
+        fv._spec.owner = "someone"
+    (info,) = fs.list()
+    assert isinstance(info, keel._core.ViewInfo) and info.spec.name == "activity" and info.rows == 0
+    fv.ingest(frame([1, 2], [0, 1], [3, 4]))
+    assert fs.list()[0].rows == 2 and fs.list()[0].last_event_ms == int(day(1).value // 1_000_000)

@@ -21,10 +21,10 @@ def test_lineage_as_of_garbage_is_invalid_argument_naming_the_forms(ws, bad):
 
 def test_lineage_as_of_good_forms_still_work(ws):
     ws.lineage.add_edge("dataset:a", "feeds", "model:m/1")
-    for good in ("2999-01-01", pd.Timestamp("2999-01-01"), 32503680000000, None):
+    for good in ("2999-01-01T00:00Z", pd.Timestamp("2999-01-01", tz="UTC"), 32503680000000, None):
         assert "dataset:a" in ws.lineage.upstream("model:m/1", as_of=good)
     with pytest.raises(keel.NotFound, match="did not exist yet"):
-        ws.lineage.upstream("model:m/1", as_of="2000-01-01")
+        ws.lineage.upstream("model:m/1", as_of="2000-01-01T00:00:00+00:00")
 
 
 # ---- feature schemas and frames

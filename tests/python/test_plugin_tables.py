@@ -64,7 +64,7 @@ def test_quality_table(path):
         df[col] = df[col].astype("float64")
         df.loc[[r - 1 for r in rows], col] = np.nan
     for col in spec.get("timestamps") or []:
-        df[col] = pd.to_datetime(df[col], unit="s")
+        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
     for case in spec["cases"]:
         report = quality.check(df, [quality.rule(case["rule"], **case.get("args", {}))], now=spec.get("now"))
         (result,) = report.results

@@ -16,7 +16,7 @@ def df():
         "spend": rng.gamma(2.0, 10.0, n),
         "country": rng.choice(["DE", "FR", "US"], n),
         "email": [f"p{i}@example.com" for i in range(n)],
-        "ts": pd.date_range("2026-01-01", periods=n, freq="min"),
+        "ts": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
     })
 
 

@@ -284,3 +284,14 @@ def test_concurrent_alias_moves_keep_an_unbroken_audit_chain(ws):
     assert events["from"].iloc[0] == ""
     assert list(events["from"].iloc[1:]) == list(events["to"].iloc[:-1])
     assert ws.models.get("churn@champion").version == int(events["to"].iloc[-1])
+
+
+def test_a_model_version_is_the_core_record_read_only(ws):
+    mv = ws.models.register("churn", b"m", signature={"inputs": [{"name": "spend", "dtype": "float64"}]})
+    assert isinstance(mv, keel._core.ModelVersionRecord)
+    assert (mv.name, mv.version, mv.ref, mv.lineage_ref, mv.run_id, mv.stage) == (
+        "churn", 1, "churn/1", "model:churn/1", None, "None")
+    assert mv.signature == {"inputs": [{"name": "spend", "dtype": "float64"}]} and mv.feature_names == ["spend"]
+    with pytest.raises(AttributeError):
+        mv.version = 2
+    assert mv == ws.models.get("churn/1") and len({mv, ws.models.get("churn")}) == 1

@@ -557,3 +557,33 @@ def test_stale_on_another_host_goes_by_heartbeat_and_a_reused_pid_is_seen(ws):
         ws.runs.stale(heartbeat_timeout=0)
     remote.end()
     reused.end()
+
+
+def test_log_input_writes_the_consumed_edge_and_resolves_aliases(ws):
+    ws.lineage.add_edge("dataset:raw", "feeds", "model:churn/1")
+    ws.models.register("churn", b"m1")
+    ws.models.set_alias("churn", "champion", version=1)
+    run = ws.start_run(name="consumer")
+    assert run.log_input("training_set:ts1") == "training_set:ts1"
+    assert run.log_input("model:churn@champion") == "model:churn@champion"  # the version it points at now
+    up = ws.lineage.upstream(f"run:{run.id}", depth=1)
+    consumed = {e["from"] for e in up.edges if e["kind"] == "consumed"}
+    assert consumed == {"training_set:ts1", "model:churn/1"}
+    with pytest.raises(keel.InvalidArgument):
+        run.log_input("not a ref")
+    with pytest.raises(TypeError, match="lineage ref"):
+        run.log_input(42)
+
+
+def test_runs_cross_as_read_only_core_records(ws):
+    with ws.start_run(name="r", tags={"team": "growth"}) as run:
+        assert run.tags == {"team": "growth"} and run.params == {}  # known without a read
+        run.log_param("lr", 0.1)
+        assert run.params == {"lr": "0.1"}
+    assert isinstance(run._info, keel._core.RunInfo)
+    with pytest.raises(AttributeError):
+        run._info.status = "RUNNING"
+    assert run.status == "FINISHED" and run.end_time >= run.start_time
+    again = ws.runs.get(run.id)
+    assert again.to_dict() == run.to_dict()
+    assert again.to_dict()["git_dirty"] in (None, True, False) and again.to_dict()["error"] is None

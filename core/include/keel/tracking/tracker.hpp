@@ -148,6 +148,12 @@ public:
     void set_tags(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& tags);
     void delete_tag(std::string_view run_id, std::string_view key);
 
+    //! Records that the run consumed `ref` (a training set, a feature view, a dataset, any lineage
+    //! ref): the edge `<ref> -consumed-> run:<id>`, in one transaction with the run checked to exist.
+    //! Returns the input's canonical ref. NotFound for an unknown run; InvalidArgument for a ref that
+    //! is malformed or a model alias (resolve it to its version first).
+    std::string log_input(std::string_view run_id, std::string_view ref);
+
     //! Stores a file, or every file under a directory, in the artifact store and records it under
     //! `artifact_path/<file or directory name>/...`. Returns the entries recorded.
     std::vector<ArtifactEntry> log_artifact(std::string_view run_id, const std::filesystem::path& local,
