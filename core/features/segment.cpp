@@ -2,6 +2,7 @@
 #include "keel/features/segment.hpp"
 
 #include "keel/common/clock.hpp"
+#include "keel/common/endian.hpp"
 #include "keel/common/error.hpp"
 
 #include <fcntl.h>
@@ -56,12 +57,18 @@ public:
     }
     //! Appends the checksum of everything put so far (itself unhashed): the file's last 8 bytes.
     void put_checksum() {
-        uint64_t sum = XXH3_64bits_digest(hash_.get());
-        write(&sum, 8);
+        char sum[8];
+        le::store(sum, uint64_t(XXH3_64bits_digest(hash_.get())));
+        write(sum, 8);
         pos += 8;
     }
+    //! A header, directory or trailer number, little-endian like every number in the file.
     template <typename T>
-    void put_pod(const T& value) { put(&value, sizeof(T)); }
+    void put_num(T value) {
+        char bytes[sizeof(T)];
+        le::store(bytes, value);
+        put(bytes, sizeof(T));
+    }
     void pad() {
         static const char zeros[kAlign] = {};
         size_t rem = pos % kAlign;
@@ -123,12 +130,12 @@ struct DirEntry {
 void write_segment(Sink& sink, const BatchView& batch, const std::vector<uint32_t>& order) {
     const size_t rows = order.empty() ? batch.rows : order.size();
     sink.put(kMagic, 8);
-    sink.put_pod(kFormatVersion);
-    sink.put_pod(uint32_t(batch.columns.size()));
-    sink.put_pod(uint64_t(rows));
+    sink.put_num(kFormatVersion);
+    sink.put_num(uint32_t(batch.columns.size()));
+    sink.put_num(uint64_t(rows));
     // The directory offset is only known at the end: the header keeps a zero placeholder and the
     // trailer (directory offset, then checksum) holds it.
-    sink.put_pod(uint64_t(0));
+    sink.put_num(uint64_t(0));
     std::vector<DirEntry> dir;
     std::vector<uint8_t> scratch;
     for (const ColumnView& col : batch.columns) {
@@ -154,6 +161,7 @@ void write_segment(Sink& sink, const BatchView& batch, const std::vector<uint32_
             size_t width = dtype_width(col.dtype, col.dim);
             e.values_len = width * rows;
             const uint8_t* src = static_cast<const uint8_t*>(col.values);
+            // Values go out in host order, which is the file's (little-endian, keel/common/endian.hpp).
             if (order.empty()) {
                 sink.put(src, width * rows);
             } else {
@@ -199,16 +207,16 @@ void write_segment(Sink& sink, const BatchView& batch, const std::vector<uint32_
     sink.pad();
     uint64_t dir_off = sink.pos;
     for (const DirEntry& e : dir) {
-        sink.put_pod(uint16_t(e.name.size()));
+        sink.put_num(uint16_t(e.name.size()));
         sink.put(e.name.data(), e.name.size());
-        sink.put_pod(uint8_t(e.dtype));
-        sink.put_pod(e.dim);
-        sink.put_pod(e.values_off);
-        sink.put_pod(e.values_len);
-        sink.put_pod(e.offsets_off);
-        sink.put_pod(e.valid_off);
+        sink.put_num(uint8_t(e.dtype));
+        sink.put_num(e.dim);
+        sink.put_num(e.values_off);
+        sink.put_num(e.values_len);
+        sink.put_num(e.offsets_off);
+        sink.put_num(e.valid_off);
     }
-    sink.put_pod(dir_off);
+    sink.put_num(dir_off);
     sink.put_checksum();
 }
 
@@ -305,10 +313,10 @@ void Segment::parse() {
     if (std::memcmp(data_, kMagic, 8) != 0) corrupt("bad magic (not a Keel segment)");
     uint32_t ncols;
     uint64_t rows, header_dir_off, dir_off;
-    std::memcpy(&format_version_, data_ + 8, 4);
-    std::memcpy(&ncols, data_ + 12, 4);
-    std::memcpy(&rows, data_ + 16, 8);
-    std::memcpy(&header_dir_off, data_ + 24, 8);
+    format_version_ = le::load<uint32_t>(data_ + 8);
+    ncols = le::load<uint32_t>(data_ + 12);
+    rows = le::load<uint64_t>(data_ + 16);
+    header_dir_off = le::load<uint64_t>(data_ + 24);
     if (format_version_ > kFormatVersion)
         throw_error(ErrorKind::Corrupt,
                     "feature segment {} has format version {}, this Keel reads versions {} to {}: upgrade Keel to "
@@ -319,10 +327,9 @@ void Segment::parse() {
     const size_t trailer = format_version_ >= 2 ? 16 : 8;
     if (size_ < kHeaderSize + trailer) corrupt(fmt::format("truncated to {} bytes", size_));
     const size_t dir_end = size_ - trailer;
-    std::memcpy(&dir_off, data_ + dir_end, 8);
+    dir_off = le::load<uint64_t>(data_ + dir_end);
     if (format_version_ >= 2) {
-        uint64_t stored;
-        std::memcpy(&stored, data_ + size_ - 8, 8);
+        const auto stored = le::load<uint64_t>(data_ + size_ - 8);
         const uint64_t actual = XXH3_64bits_dispatch(data_, size_ - 8);
         if (stored != actual)
             corrupt(fmt::format("checksum mismatch (stored {:016x}, computed {:016x}): the file was altered or "
@@ -341,10 +348,13 @@ void Segment::parse() {
     rows_ = size_t(rows);
     const uint8_t* p = data_ + dir_off;
     const uint8_t* const end = data_ + dir_end;
-    auto take = [&](void* dst, size_t n) {
+    auto need = [&](size_t n) {
         if (n > size_t(end - p)) corrupt("directory overruns the file");
-        std::memcpy(dst, p, n);
-        p += n;
+    };
+    auto take = [&]<typename T>(T& dst) {
+        need(sizeof(T));
+        dst = le::load<T>(p);
+        p += sizeof(T);
     };
     // A block [off, off + len) must lie between the header and the directory, 64-byte aligned.
     auto check_block = [&](const std::string& col, const char* block, uint64_t off, uint64_t len) {
@@ -356,18 +366,19 @@ void Segment::parse() {
     columns_.reserve(ncols);
     for (uint32_t c = 0; c < ncols; ++c) {
         uint16_t nlen;
-        take(&nlen, 2);
-        std::string name(nlen, '\0');
-        take(name.data(), nlen);
+        take(nlen);
+        need(nlen);
+        std::string name(reinterpret_cast<const char*>(p), nlen);
+        p += nlen;
         uint8_t dtype;
         uint32_t dim;
         uint64_t values_off, values_len, offsets_off, valid_off;
-        take(&dtype, 1);
-        take(&dim, 4);
-        take(&values_off, 8);
-        take(&values_len, 8);
-        take(&offsets_off, 8);
-        take(&valid_off, 8);
+        take(dtype);
+        take(dim);
+        take(values_off);
+        take(values_len);
+        take(offsets_off);
+        take(valid_off);
         if (dtype < 1 || dtype > uint8_t(DType::Vector))
             corrupt(fmt::format("column '{}' has unknown type code {}", name, dtype));
         for (const ColumnView& other : columns_)
@@ -377,6 +388,7 @@ void Segment::parse() {
         col.dim = dim;
         if (col.dtype == DType::Vector && dim == 0) corrupt(fmt::format("vector column '{}' has length 0", name));
         check_block(name, "values", values_off, values_len);
+        // Value blocks are read in place, never converted: host order is the file's (little-endian).
         col.values = data_ + values_off;
         if (col.dtype == DType::String) {
             // rows + 1 int64 offsets: rows <= size_ so the product cannot wrap.

@@ -1,6 +1,7 @@
 // core/inference/format.cpp
 #include "keel/inference/format.hpp"
 
+#include "keel/common/endian.hpp"
 #include "keel/common/error.hpp"
 #include "keel/storage/artifact_store.hpp"
 
@@ -14,10 +15,11 @@ constexpr char kMagic[8] = {'K', 'E', 'E', 'L', 'P', 'R', 'E', 'D'};
 constexpr size_t kDigestSize = 64;
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8 + kDigestSize;
 
+// Every number in the format is little-endian (keel/common/endian.hpp).
 template <typename T>
 void put(std::string& out, T v) {
     char buf[sizeof(T)];
-    std::memcpy(buf, &v, sizeof(T));
+    le::store(buf, v);
     out.append(buf, sizeof(T));
 }
 
@@ -27,8 +29,7 @@ public:
     template <typename T>
     T get(const char* what) {
         need(sizeof(T), what);
-        T v;
-        std::memcpy(&v, data_.data() + pos_, sizeof(T));
+        T v = le::load<T>(data_.data() + pos_);
         pos_ += sizeof(T);
         return v;
     }
@@ -64,6 +65,7 @@ std::string serialize_record(const Record& record) {
         switch (value.type) {
         case Value::Type::Int:
             put<uint64_t>(body, value.ints.size());
+            // Arrays are copied whole: host order is the format's (little-endian, checked at build time).
             body.append(reinterpret_cast<const char*>(value.ints.data()), value.ints.size() * 8);
             break;
         case Value::Type::Real:

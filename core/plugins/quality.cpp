@@ -1,6 +1,7 @@
 // core/plugins/quality.cpp
 #include "keel/plugins/quality.hpp"
 
+#include "keel/common/endian.hpp"
 #include "keel/common/error.hpp"
 #include "lua_internal.hpp"
 #include "pattern.hpp"
@@ -472,8 +473,9 @@ void scan_allowed_strings(ColumnState& s, const std::vector<std::string>& keep, 
             }
             uint64_t w;
             if (v.data() <= end8 && total >= 8) {
-                // one unaligned 8-byte load, masked to the string's length (little-endian)
-                std::memcpy(&w, v.data(), 8);
+                // one unaligned 8-byte load, masked to the string's length: the string's first bytes
+                // are the word's low bytes on a little-endian host (keel/common/endian.hpp)
+                w = le::load<uint64_t>(v.data());
                 w &= v.size() == 8 ? ~uint64_t(0) : ((uint64_t(1) << (8 * v.size())) - 1);
             } else {
                 w = word_of(v.data(), v.size());

@@ -1,6 +1,5 @@
 """The keel command, driven the way a CI script drives it: a subprocess, exit codes and JSON."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -169,7 +168,6 @@ def test_help_and_version():
     assert out.returncode == 0 and keel.__version__ in out.stdout
 
 
-@pytest.mark.skipif(importlib.util.find_spec("keel.tracking") is None, reason="experiment tracking not merged yet")
 def test_runs_list_and_show(ws):
     with ws.start_run(experiment="churn", name="lr") as run:
         run.log_param("C", 1.0)

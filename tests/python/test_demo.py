@@ -18,8 +18,6 @@ import keel
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.py"
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed")
-
 
 def load_demo_module():
     spec = importlib.util.spec_from_file_location("keel_demo", DEMO)

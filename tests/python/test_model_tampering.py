@@ -11,16 +11,14 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OrdinalEncoder
 
 import keel
 from keel.inference import FactorizationModel, convert, load_predictor
-
-sklearn = pytest.importorskip("sklearn")
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import OrdinalEncoder  # noqa: E402
 
 HEADER = 8 + 4 + 4 + 8 + 64  # magic, version, reserved, body size, sha256 hex
 

@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel.registry import ModelVersion, infer_signature, log_model
@@ -128,10 +129,9 @@ def test_stages_and_audit_events(ws):
 
 
 def test_log_model_round_trips_and_infers_signature(ws):
-    sklearn = pytest.importorskip("sklearn.linear_model")
     X = pd.DataFrame({"sessions_7d": [1, 5, 0, 9, 3, 7], "spend_30d": [0.0, 9.5, 0.0, 30.0, 1.0, 12.0]})
     y = [1, 0, 1, 0, 1, 0]
-    model = sklearn.LogisticRegression().fit(X, y)
+    model = LogisticRegression().fit(X, y)
     run = FakeRun(ws)
     mv = log_model(run, model, name="churn", input_example=X.head(3), description="baseline", tags={"algo": "lr"})
     assert mv.run_id == run.id and mv.version == 1

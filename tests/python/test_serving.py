@@ -250,8 +250,8 @@ def test_an_alias_move_seen_in_another_session_ends_the_old_serves_edge(served):
 
 def test_native_models_take_the_one_call_request_path(served):
     mv = served.models.get("churn/1")
-    if mv.flavour != "keel-native":
-        pytest.skip("keel.inference did not convert the model")
+    # A LinearRegression is converted: if it is not, the native path would go untested, so fail.
+    assert mv.flavour == "keel-native", "keel.inference did not convert the fixture's LinearRegression"
     ep = define(served, variants={"a": ("churn/1", 0.5), "b": ("churn@champion", 0.5)})
     assert ep._path.native
     batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # one C++ call for the batch

@@ -16,7 +16,9 @@ namespace keel::features {
 //! aligned column blocks (values, string offsets, validity bytes), then the directory (per column:
 //! name, dtype, dim and the block offsets), then the trailer: u64 directory offset and (format
 //! version 2) the XXH3-64 checksum of every byte before it. Files are written whole to a temporary
-//! name, fsynced and renamed, so a reader never sees a partial one.
+//! name, fsynced and renamed, so a reader never sees a partial one. Every number is little-endian
+//! (header, directory, trailer, values, string offsets); value blocks are read in place through the
+//! mapping, so Keel builds only where host order is little-endian (keel/common/endian.hpp).
 //!
 //! Opening verifies the checksum and every offset, length and count (version 1 files, written
 //! before the checksum, get the structural checks only); anything wrong raises Corrupt naming the

@@ -35,7 +35,9 @@ inline constexpr uint32_t kFormatVersion = 1;
 
 //! Binary format: "KEELPRED" magic, u32 version, u32 reserved, u64 body size, 64 hex chars of the
 //! body's sha256, then the body (u32 entry count; per entry u16 key size, key, u8 type, u64 count,
-//! payload). Little-endian.
+//! payload: int64 or float64 values, or per string a u64 size and its bytes). Every number is
+//! little-endian; Keel builds only on little-endian hosts, where that is host order
+//! (keel/common/endian.hpp).
 std::string serialize_record(const Record& record);
 
 //! Parses and verifies bytes written by serialize_record. Truncated input, a bad magic, a future
