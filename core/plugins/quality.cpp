@@ -733,6 +733,9 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             continue;
         }
         L = impl.L;
+        // A rule that ran out of memory gets the state rebuilt by the next load: the column and
+        // batch metatables must exist in the new state too (a no-op when they do).
+        register_column_meta(L);
         int base = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
         // batch = {rows=, columns={names}, column=fn, has=fn}
