@@ -225,11 +225,14 @@ TEST(QualityRunner, BudgetMemoryAndTimeLimitsAreRuleErrorsAndTheNextRuleStillRun
     Host host(limits);
     HeapBatch b({"a", "b"});
     auto loop = d.write("loop.lua", "function check() while true do end end\n");
-    auto hog = d.write("hog.lua", "function check() local t = {} for i = 1, 1e9 do t[i] = {i, i, i, i} end end\n");
+    // The hog keeps what it allocated, so the state stays full and is rebuilt before the next rule.
+    auto hog = d.write("hog.lua", "local keep = {}\nfunction check() for i = 1, 1e9 do keep[i] = {i, i, i, i} end end\n");
     // Uses a column after the hog's state was rebuilt: the batch's metatables are there again.
     auto ok = d.write("ok.lua", "function check(b) return {status = 'pass', observed = b:column('x'):count()} end\n");
+    const uint64_t generation = host.generation();
     auto results = run_rules(b.batch, {{loop, Value{}, "error", ""}, {hog, Value{}, "error", ""}, {ok, Value{}, "warn", ""}},
                              Value(Value::Map{}), host);
+    EXPECT_EQ(host.generation(), generation + 1);
     ASSERT_EQ(results.size(), 3u);
     EXPECT_EQ(results[0].status, "error");
     EXPECT_NE(results[0].message.find("instruction budget of 5000000 instructions exceeded"), std::string::npos)
