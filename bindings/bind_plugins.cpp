@@ -10,6 +10,7 @@
 #include "keel/plugins/quality_target.hpp"
 #include "keel/storage/workspace.hpp"
 #include "keel/plugins/router.hpp"
+#include "keel/plugins/schema.hpp"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -45,7 +46,8 @@ static Value value_from_py(py::handle h, int depth = 0) {
         for (auto item : h) arr.push_back(value_from_py(item, depth + 1));
         return Value(std::move(arr));
     }
-    if (py::hasattr(h, "dtype") && py::hasattr(h, "item")) return value_from_py(h.attr("item")(), depth + 1);
+    // numpy scalars and arrays (and pandas Series): tolist() gives Python numbers, strs and lists.
+    if (py::hasattr(h, "dtype") && py::hasattr(h, "tolist")) return value_from_py(h.attr("tolist")(), depth + 1);
     if (py::hasattr(h, "__index__")) return Value(py::int_(py::reinterpret_borrow<py::object>(h)).cast<int64_t>());
     if (py::hasattr(h, "__float__")) return Value(py::float_(py::reinterpret_borrow<py::object>(h)).cast<double>());
     if (py::hasattr(h, "tolist")) return value_from_py(h.attr("tolist")(), depth + 1);
@@ -268,6 +270,15 @@ void bind_plugins(py::module_& m) {
         }
         return value_to_py(v);
     });
+    m.def("plugins_check_arguments", [](const std::string& ref, const std::string& entry, py::object args) {
+        Value v = args.is_none() ? Value(Value::Map{}) : value_from_py(args);
+        py::gil_scoped_release release;
+        check_arguments(Host::for_thread(), ref, entry, v);
+    }, "Checks arguments against the schema the plugin declares for entry (InvalidArgument naming the fault).");
+    m.def("plugins_needs", [](const std::string& ref, const std::string& entry) {
+        py::gil_scoped_release release;
+        return plugin_needs(Host::for_thread(), ref, entry);
+    });
     m.def("plugins_status", [](const std::string& ref) {
         auto s = Host::for_thread().status(ref);
         py::dict d;
@@ -311,11 +322,11 @@ void bind_plugins(py::module_& m) {
         }
         return results_to_py(results);
     });
-    m.def("quality_validate", [](const std::string& plugin, py::dict args) {
-        Rule rule{plugin, value_from_py(args), "error", ""};
+    m.def("quality_reference_columns", [](py::list rules) {
+        std::vector<Rule> rs = rules_from_py(rules);
         py::gil_scoped_release release;
-        validate_rule(rule, {}, "", Host::for_thread());
-    }, "Checks a rule's pattern arguments (and column arguments' types) against its plugin's schema.");
+        return reference_columns(rs, Host::for_thread());
+    }, "Columns the rules' plugins want a reference profile of (needs = {\"reference_profile\"}).");
     m.def("quality_profile", [](py::list columns, size_t rows, int bins) {
         PyBatch pb(columns, rows);
         py::dict out;

@@ -741,13 +741,13 @@ Value Host::call(std::string_view ref, std::string_view entry, const std::vector
     return out;
 }
 
-Value Host::schema(std::string_view ref, std::string_view entry) {
+Value Host::declared(std::string_view ref, std::string_view entry, std::string_view global) {
     auto& impl = *impl_;
     Plugin& p = impl.load(ref, entry);
     lua_State* L = impl.L;
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, p.env_ref);
-    lua_pushliteral(L, "schema");
+    lua_pushlstring(L, global.data(), global.size());
     lua_rawget(L, -2);
     Value v;
     try {

@@ -685,6 +685,18 @@ std::string text_of(const Value* v) {
 } // namespace
 
 std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& rules, const Value& context, Host& host) {
+    // Arguments are checked before any rule runs: a refused one fails the whole run, as it would
+    // have failed add_rule; a plugin that does not load is only that rule's error.
+    std::vector<std::string> load_errors(rules.size());
+    for (size_t i = 0; i < rules.size(); ++i) {
+        try {
+            validate_rule(rules[i], {}, "", host);
+        } catch (const Error& e) {
+            if (e.kind() == ErrorKind::InvalidArgument) throw;
+            load_errors[i] = e.what();
+        }
+    }
+
     auto& impl = host.impl();
     impl.reset_if_needed();
     lua_State* L = impl.L;
@@ -711,6 +723,10 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             out.push_back({rule_name, column, rule.severity, "error", Value{}, "", std::move(message), Value{}, rule_index,
                            {t_raw_pii.begin(), t_raw_pii.end()}});  // a plugin's error text may quote values
         };
+        if (!load_errors[rule_index].empty()) {
+            fail_rule(std::move(load_errors[rule_index]));
+            continue;
+        }
         Plugin* p = nullptr;
         try {
             p = &impl.load(rule.plugin, "check");
@@ -719,6 +735,9 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
             continue;
         }
         L = impl.L;
+        // A rule that ran out of memory gets the state rebuilt by the next load: the column and
+        // batch metatables must exist in the new state too (a no-op when they do).
+        register_column_meta(L);
         int base = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
         // batch = {rows=, columns={names}, column=fn, has=fn}

@@ -2,6 +2,7 @@
 #include "keel/plugins/router.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/plugins/schema.hpp"
 #include "lua_internal.hpp"
 
 #include <cmath>
@@ -118,8 +119,11 @@ Router::Router(RouterConfig config) : id_(g_router_ids.fetch_add(1)) {
     if (!config.default_variant.empty()) default_index_ = variant_index(config.default_variant);
     served_ = std::make_unique<std::atomic<int64_t>[]>(names_.size());
     for (size_t i = 0; i < names_.size(); ++i) served_[i] = 0;
-    // Fail at definition time, not on the first request, when the plugin does not load.
-    Host::for_thread().load(config.plugin, "route");
+    // Fail at definition time, not on the first request, when the plugin does not load or its
+    // config does not match the schema it declares.
+    Host& host = Host::for_thread();
+    host.load(config.plugin, "route");
+    check_arguments(host, config.plugin, "route", config.config);
     auto shared = std::make_shared<Shared>();
     shared->config = std::move(config);
     publish(std::move(shared));

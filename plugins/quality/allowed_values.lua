@@ -4,7 +4,7 @@
 schema = {
   column = {type = "column", required = true, doc = "the column to check"},
   values = {type = "list", required = true, doc = "the allowed values"},
-  min_share = {type = "number", doc = "smallest share of allowed values (default 1)"},
+  min_share = {type = "number", min = 0, max = 1, doc = "smallest share of allowed values (default 1)"},
 }
 
 local function quoted(v)

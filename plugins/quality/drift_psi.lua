@@ -1,11 +1,13 @@
 -- plugins/quality/drift_psi.lua: population stability index against the stored reference profile.
 -- args: column, warn (default 0.1), fail (default 0.25)
--- The reference comes from ctx.references[column] (a feature view stores one from its first
--- accepted batch, or set it explicitly); without one the rule passes and says so.
+-- The reference comes from ctx.references[column]; `needs` below asks the host for it, so a
+-- feature view stores one from its first accepted batch (or set it explicitly). Without one the
+-- rule passes and says so.
+needs = {"reference_profile"}
 schema = {
   column = {type = "column", required = true, doc = "the column compared with its reference profile"},
-  warn = {type = "number", doc = "PSI that warns (default 0.1)"},
-  fail = {type = "number", doc = "PSI that fails (default 0.25)"},
+  warn = {type = "number", min = 0, doc = "PSI that warns (default 0.1)"},
+  fail = {type = "number", min = 0, doc = "PSI that fails (default 0.25)"},
 }
 
 function check(batch, ctx)

@@ -2,7 +2,7 @@
 -- args: column, max_null_rate (default 0)
 schema = {
   column = {type = "column", required = true, doc = "the column to check"},
-  max_null_rate = {type = "number", doc = "largest share of nulls allowed (default 0)"},
+  max_null_rate = {type = "number", min = 0, max = 1, doc = "largest share of nulls allowed (default 0)"},
 }
 
 function check(batch, ctx)

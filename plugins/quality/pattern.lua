@@ -4,7 +4,7 @@
 schema = {
   column = {type = "column", required = true, doc = "the column to check"},
   pattern = {type = "pattern", required = true, doc = "an RE2 regular expression, e.g. '^[^@]+@[^@]+$'"},
-  min_share = {type = "number", doc = "smallest share of matching values (default 1)"},
+  min_share = {type = "number", min = 0, max = 1, doc = "smallest share of matching values (default 1)"},
 }
 
 function check(batch, ctx)

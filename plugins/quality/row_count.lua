@@ -1,8 +1,8 @@
 -- plugins/quality/row_count.lua: the batch has between min and max rows.
 -- args: min (default 1), max (optional)
 schema = {
-  min = {type = "integer", doc = "fewest rows allowed (default 1)"},
-  max = {type = "integer", doc = "most rows allowed"},
+  min = {type = "integer", min = 0, doc = "fewest rows allowed (default 1)"},
+  max = {type = "integer", min = 0, doc = "most rows allowed"},
 }
 
 function check(batch, ctx)

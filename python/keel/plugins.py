@@ -107,46 +107,26 @@ def status(plugin: str | os.PathLike) -> dict:
     return _core.plugins_status(os.fspath(plugin))
 
 
-# "column", "columns" and "pattern" are quality-rule arguments naming data: the C++ quality runner
-# also checks them against the target's columns and compiles patterns with RE2 (keel.quality).
-_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
-          "list": (list, tuple, set, frozenset), "map": (dict,), "any": (object,),
-          "column": (str,), "columns": (list, tuple), "pattern": (str,)}
-
-
 def schema(plugin: str | os.PathLike, entry: str) -> dict | None:
-    """The plugin's declared arguments: ``schema = {column = {type = "string", required = true,
-    doc = "..."}, ...}`` at the top of the Lua file (None when it declares none)."""
+    """The plugin's declared arguments: ``schema = {column = {type = "column", required = true,
+    doc = "..."}, ...}`` at the top of the Lua file (None when it declares none). Fields: type
+    (string, number, integer, boolean, list, map, any; for quality rules column, columns, pattern),
+    required, doc, min and max (numbers), choices (a list of allowed values)."""
     s = _core.plugins_schema(os.fspath(plugin), entry)
     return s or None
 
 
 def validate(plugin: str | os.PathLike, entry: str, args: Mapping[str, Any]) -> None:
     """Check arguments against the plugin's schema before any plugin code runs: unknown names,
-    missing required ones and wrong types are InvalidArgument naming the argument."""
-    from keel.errors import InvalidArgument
-    spec = schema(plugin, entry)
-    if not spec:
-        return
-    name = os.path.basename(os.fspath(plugin))
-    for key in args:
-        if key not in spec:
-            raise InvalidArgument(f"{name} has no argument '{key}' (arguments: {', '.join(sorted(spec))})")
-    for key, field in spec.items():
-        field = field if isinstance(field, dict) else {}
-        value = args.get(key)
-        if value is None:
-            if field.get("required"):
-                doc = f": {field['doc']}" if field.get("doc") else ""
-                raise InvalidArgument(f"{name} needs argument '{key}'{doc}")
-            continue
-        kind = field.get("type", "any")
-        types = _TYPES.get(kind, (object,))
-        ok = isinstance(value, types) and not (kind in ("number", "integer") and isinstance(value, bool))
-        if not ok and kind in ("number", "integer") and hasattr(value, "__float__") and not isinstance(value, str):
-            ok = True  # numpy scalars
-        if not ok:
-            raise InvalidArgument(f"{name} argument '{key}' must be a {kind}, not {type(value).__name__} {value!r}")
+    missing required ones, wrong types, values out of range or not among the choices are
+    InvalidArgument naming the argument. The C++ host runs the same check itself (routers when
+    built, quality rules when added or run); this is for checking a config ahead of time."""
+    _core.plugins_check_arguments(os.fspath(plugin), entry, dict(args))
+
+
+def needs(plugin: str | os.PathLike, entry: str) -> list[str]:
+    """What the plugin declares it needs from its host (``needs = {"reference_profile"}``)."""
+    return list(_core.plugins_needs(os.fspath(plugin), entry))
 
 
 class Decision(NamedTuple):
@@ -181,8 +161,7 @@ class Router:
 
     def __init__(self, plugin: str | os.PathLike, variants, *, default: str | None = None,
                  config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
-        config = dict(config or {})
-        validate(plugin, "route", config)
+        config = dict(config or {})  # checked against the plugin's schema by the C++ router
         self._key = str(config.get("key") or "user_id")
         self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))

@@ -212,23 +212,10 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     ``references`` maps columns to profiles (from :func:`profile`) for drift rules; ``now`` is the
     time freshness rules compare to (seconds since the epoch, default: now).
     """
-    rules = _validated([r if isinstance(r, Rule) else rule(**r) for r in rules])
-    cols, rows = _batch(data)
+    rules = [r if isinstance(r, Rule) else rule(**r) for r in rules]
+    cols, rows = _batch(data)  # arguments are checked against each plugin's schema in C++ before any rule runs
     results = _core.quality_run(cols, rows, _native_rules(rules), _context(references, now, target))
     return QualityReport(results, rows, target)
-
-
-def _validated(rules: list[Rule]) -> list[Rule]:
-    """Arguments checked against each plugin's schema (names, types, patterns) before any runs."""
-    for r in rules:
-        try:
-            _plugins.validate(r.plugin, "check", r.args)
-            _core.quality_validate(r.plugin, dict(r.args))
-        except InvalidArgument:
-            raise
-        except Exception:  # noqa: BLE001 - a plugin that is missing or does not load is that rule's error
-            pass
-    return rules
 
 
 def _native_rules(rules: list[Rule]) -> list[tuple]:
@@ -317,8 +304,8 @@ class Checks:
         import json
         r = rule(plugin, severity=severity, name=name, **args)
         _plugins.resolve(r.plugin)
-        _plugins.validate(r.plugin, "check", r.args)  # a typo fails now, not at the next ingest
-        # Columns must exist in the target view, patterns must compile (checked in C++ before saving).
+        # Checked in C++ before saving, so a typo fails now, not at the next ingest: the plugin's
+        # schema (names, types, ranges), columns of the target view, patterns that must compile.
         return self._store.add_rule(self.target, r.plugin, dict(r.args), json.dumps(dict(r.args)), r.severity, r.name)
 
     def _stored_rules(self) -> list[tuple[int, Rule]]:
@@ -356,7 +343,7 @@ class Checks:
         """Run every attached rule on a batch; record results (and open/close data issues)."""
         import json
         stored_rules = self._stored_rules()
-        ids, rules = [i for i, _ in stored_rules], _validated([r for _, r in stored_rules])
+        ids, rules = [i for i, _ in stored_rules], [r for _, r in stored_rules]
         refs = self.references()
         if rules:
             cols, rows = _batch(data)
@@ -374,11 +361,10 @@ class Checks:
                 _notify(self._ws, "opened", issue)
             for issue in closed:
                 _notify(self._ws, "closed", issue)
-            # The first accepted batch becomes the reference for drift rules without one.
+            # The first accepted batch becomes the reference of the columns whose rules declare
+            # needs = {"reference_profile"} (drift_psi does) and have none yet.
             if report.passed:
-                missing = [str(r.args.get("column")) for r in rules
-                           if r.label == "drift_psi" or os.path.basename(r.plugin) == "drift_psi.lua"]
-                missing = [c for c in missing if c not in refs]
+                missing = [c for c in _core.quality_reference_columns(_native_rules(rules)) if c not in refs]
                 if missing:
                     self.set_reference(data, missing)
         return report

@@ -35,4 +35,24 @@ return {
     -- a rule that names a missing column errors, naming the column (it never passes silently)
     {rule = "plugins/quality/range.lua", args = {column = "nope", min = 0}, status = "error", message = "no column 'nope'"},
   },
+  -- arguments each built-in's schema refuses before the rule runs (InvalidArgument with this text)
+  refused = {
+    {rule = "plugins/quality/not_null.lua", args = {}, error = "not_null.lua needs argument 'column': the column to check"},
+    {rule = "plugins/quality/not_null.lua", args = {column = "spend", max_null_rate = 1.5},
+     error = "argument 'max_null_rate' must be between 0 and 1, not 1.5"},
+    {rule = "plugins/quality/range.lua", args = {column = "spend", mn = 0},
+     error = "range.lua has no argument 'mn' (arguments: column, max, min)"},
+    {rule = "plugins/quality/range.lua", args = {column = "spend", min = "0"}, error = "must be a number, not string '0'"},
+    {rule = "plugins/quality/allowed_values.lua", args = {column = "country", values = "DE"},
+     error = "argument 'values' must be a list, not string 'DE'"},
+    {rule = "plugins/quality/allowed_values.lua", args = {column = "country", values = {"DE"}, min_share = -0.1},
+     error = "argument 'min_share' must be between 0 and 1, not -0.1"},
+    {rule = "plugins/quality/pattern.lua", args = {column = "country", pattern = "(DE"},
+     error = "pattern.lua argument 'pattern': pattern '(DE' cannot be used: missing )"},
+    {rule = "plugins/quality/row_count.lua", args = {min = 2.5}, error = "argument 'min' must be an integer, not number 2.5"},
+    {rule = "plugins/quality/row_count.lua", args = {max = -1}, error = "argument 'max' must be >= 0, not -1"},
+    {rule = "plugins/quality/unique.lua", args = {column = {"player_id"}},
+     error = "argument 'column' must be a column, not list ['player_id']"},
+    {rule = "plugins/quality/drift_psi.lua", args = {column = "spend", fail = -1}, error = "argument 'fail' must be >= 0"},
+  },
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import keel
 from keel import plugins
 
 TABLES = sorted((Path(__file__).resolve().parents[1] / "lua").glob("routing_*.lua"))
@@ -73,3 +74,7 @@ def test_quality_table(path):
             assert result["observed"] == pytest.approx(case["observed"]), (case, result)
         if "message" in case:
             assert case["message"] in result["message"], (case, result)
+    for case in spec.get("refused", []):
+        with pytest.raises(keel.InvalidArgument) as err:
+            quality.check(df, [quality.rule(case["rule"], **case["args"])], now=spec.get("now"))
+        assert case["error"] in str(err.value), (case, str(err.value))

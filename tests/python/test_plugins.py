@@ -137,7 +137,48 @@ def test_bench_runs_in_cpp():
 
 
 def test_routing_config_is_checked_against_the_plugin_schema():
-    with pytest.raises(keel.InvalidArgument, match="sticky.lua has no argument 'kee'"):
+    with pytest.raises(keel.InvalidArgument, match="sticky.lua has no argument 'kee' \\(arguments: avoid_data_issues, "
+                                                   "key, salt\\)"):
         plugins.Router(STICKY, {"a": 1}, config={"kee": "player_id"})
-    with pytest.raises(keel.InvalidArgument, match="'tenants' must be a map"):
+    with pytest.raises(keel.InvalidArgument, match="tenant.lua argument 'tenants' must be a map, not list \\['studio-a'\\]"):
         plugins.Router("plugins/routing/tenant.lua", {"a": 1}, config={"tenants": ["studio-a"]})
+    with pytest.raises(keel.InvalidArgument, match="argument 'avoid_data_issues' must be a boolean, not integer 1"):
+        plugins.Router(STICKY, {"a": 1}, config={"avoid_data_issues": 1})
+
+
+def test_the_schema_check_is_the_cpp_hosts_and_covers_ranges_and_choices(tmp_path):
+    plugin = tmp_path / "plugins" / "modes.lua"
+    plugin.parent.mkdir()
+    plugin.write_text("schema = {mode = {type = 'string', required = true, choices = {'fast', 'safe'}},\n"
+                      "          share = {type = 'number', min = 0, max = 1}, n = {type = 'integer', min = 1}}\n"
+                      "function route(req, ctx) return ctx.variants[1] end\n")
+    plugins.validate(plugin, "route", {"mode": "fast", "share": 0.5, "n": 3.0})  # a whole float is an integer
+    refusals = [({}, "modes.lua needs argument 'mode'"),
+                ({"mode": "quick"}, "modes.lua argument 'mode' must be one of 'fast', 'safe', not 'quick'"),
+                ({"mode": "fast", "share": 1.5}, "argument 'share' must be between 0 and 1, not 1.5"),
+                ({"mode": "fast", "share": float("nan")}, "argument 'share' must be between 0 and 1, not nan"),
+                ({"mode": "fast", "share": True}, "argument 'share' must be a number, not boolean true"),
+                ({"mode": "fast", "n": 0}, "argument 'n' must be >= 1, not 0"),
+                ({"mode": "fast", "n": 2.5}, "argument 'n' must be an integer, not number 2.5")]
+    for config, message in refusals:
+        with pytest.raises(keel.InvalidArgument) as err:
+            plugins.validate(plugin, "route", config)
+        assert message in str(err.value), config
+        with pytest.raises(keel.InvalidArgument) as err:  # the router refuses the same, in C++
+            plugins.Router(plugin, {"a": 1}, config=config)
+        assert message in str(err.value), config
+    assert plugins.Router(plugin, {"a": 1}, config={"mode": "safe"}).route({}).variant == "a"
+
+
+def test_a_malformed_schema_is_the_plugins_error(tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    cases = {"typo.lua": ("{n = {type = 'nubmer'}}", "declares argument 'n' with type string 'nubmer' (types: string"),
+             "field.lua": ("{n = {type = 'number', requried = true}}", "with unknown field 'requried' (fields: type, "),
+             "range.lua": ("{s = {type = 'string', min = 1}}", "of type string with min/max (only numbers have a range)"),
+             "flat.lua": ("{n = 'number'}", "declares argument 'n' as string 'number', not as a table")}
+    for name, (schema, message) in cases.items():
+        (folder / name).write_text(f"schema = {schema}\nfunction route(req, ctx) return 'a' end\n")
+        with pytest.raises(keel.PluginError) as err:
+            plugins.Router(folder / name, {"a": 1})
+        assert f"{name}: the schema of route()" in str(err.value) and message in str(err.value), str(err.value)

@@ -155,7 +155,7 @@ def test_rule_arguments_are_checked_against_the_plugin_schema(df, ws):
         quality.check(df, [quality.rule("plugins/quality/range.lua", colum="spend", min=0)])
     with pytest.raises(keel.InvalidArgument, match="allowed_values.lua needs argument 'values': the allowed values"):
         quality.check(df, [quality.rule("plugins/quality/allowed_values.lua", column="country")])
-    with pytest.raises(keel.InvalidArgument, match="argument 'min' must be a number, not str"):
+    with pytest.raises(keel.InvalidArgument, match="argument 'min' must be a number, not string '0'"):
         quality.checks(ws, "feature_view:x").add_rule("plugins/quality/range.lua", column="spend", min="0")
     assert quality.checks(ws, "feature_view:x").rule_ids() == []
     assert keel.plugins.schema("plugins/quality/unique.lua", "check")["column"]["required"] is True

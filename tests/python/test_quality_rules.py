@@ -36,7 +36,7 @@ def test_a_rule_naming_a_missing_column_is_refused_with_the_views_columns(fv):
                               f"does not have (columns: {COLUMNS})")
     with pytest.raises(keel.InvalidArgument, match="names column 'emb'"):  # vectors have no statistics
         fv.add_rule("plugins/quality/not_null.lua", column="emb")
-    with pytest.raises(keel.InvalidArgument, match="argument 'column' must be a column, not int"):
+    with pytest.raises(keel.InvalidArgument, match="argument 'column' must be a column, not integer 3"):
         fv.add_rule("plugins/quality/unique.lua", column=3)
     assert fv.quality.rule_ids() == []  # nothing half-saved
     assert fv.ingest(batch())["rows"] == 4

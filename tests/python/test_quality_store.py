@@ -61,6 +61,53 @@ def test_drift_reference_from_first_accepted_batch(ws):
     assert not c.issues().empty
 
 
+def test_a_users_rule_that_declares_it_needs_a_reference_gets_the_first_accepted_batchs_profile(ws, tmp_path):
+    # A user's own drift rule, in their own folder: it declares the need; its file name means nothing.
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    seen = folder / "my_shift.lua"
+    seen.write_text("needs = {'reference_profile'}\n"
+                    "schema = {col = {type = 'column', required = true}, others = {type = 'columns'}}\n"
+                    "function check(batch, ctx)\n"
+                    "  local ref = ctx.references[ctx.args.col]\n"
+                    "  return {status = 'pass', observed = ref and ref.kind or 'none'}\n"
+                    "end\n")
+    # Named like the built-in but declaring nothing: no reference is stored for it.
+    (folder / "drift_psi.lua").write_text("schema = {column = {type = 'column'}}\n"
+                                          "function check(batch, ctx) return {status = 'pass'} end\n")
+    assert keel.plugins.needs(seen, "check") == ["reference_profile"]
+    c = quality.checks(ws, "feature_view:shift")
+    c.add_rule(seen, col="spend", others=["count", "spend"])
+    c.add_rule(folder / "drift_psi.lua", column="rate")
+    data = pd.DataFrame({"spend": np.arange(50.0), "count": np.arange(50), "rate": np.ones(50)})
+
+    assert c.run(data).results[0]["observed"] == "none"  # nothing stored before the first batch
+    assert sorted(c.references()) == ["count", "spend"]  # "rate" belongs to a rule that needs none
+    assert c.run(data).results[0]["observed"] == "numeric"  # the rule now gets the profile
+
+
+def test_a_failing_first_batch_stores_no_reference(ws, tmp_path):
+    c = quality.checks(ws, "feature_view:spend")
+    c.add_rule("plugins/quality/drift_psi.lua", column="spend", severity="warn")
+    c.add_rule("plugins/quality/range.lua", column="spend", min=0)
+    assert not c.run(pd.DataFrame({"spend": [-1.0, 2.0]})).passed
+    assert c.references() == {}
+
+
+def test_an_unknown_need_is_refused_when_the_rule_is_added(ws, tmp_path):
+    plugin = tmp_path / "plugins" / "wants.lua"
+    plugin.parent.mkdir()
+    plugin.write_text("needs = {'reference_profiles'}\nfunction check(batch, ctx) return {status = 'pass'} end\n")
+    c = quality.checks(ws, "feature_view:spend")
+    with pytest.raises(keel.PluginError, match="wants.lua: needs lists string 'reference_profiles', which Keel does "
+                                               "not provide \\(it provides: reference_profile\\)"):
+        c.add_rule(plugin)
+    assert c.rule_ids() == []
+    # Run directly, the same plugin is that rule's error, not a pass.
+    (res,) = quality.check(pd.DataFrame({"x": [1]}), [quality.rule(plugin)]).results
+    assert res["status"] == "error" and "reference_profiles" in res["message"]
+
+
 def test_add_rule_checks_the_plugin_exists(ws):
     with pytest.raises(keel.NotFound, match="nope.lua"):
         quality.checks(ws, FV).add_rule("plugins/quality/nope.lua", column="x")

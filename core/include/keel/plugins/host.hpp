@@ -81,8 +81,12 @@ public:
     //! budget and memory overruns throw PluginError naming the file and line.
     Value call(std::string_view ref, std::string_view entry, const std::vector<Value>& args);
 
-    //! The plugin's declared `schema` global (argument name -> {type=, required=, doc=}), or null.
-    Value schema(std::string_view ref, std::string_view entry);
+    //! The plugin's declared `schema` global (argument name -> {type=, required=, doc=, ...}), or
+    //! null. Checked against arguments by check_arguments (schema.hpp).
+    Value schema(std::string_view ref, std::string_view entry) { return declared(ref, entry, "schema"); }
+    //! A global the plugin's top level set (`schema`, `needs`), as data; null when it set none.
+    //! Loads the plugin (NotFound / PluginError when it cannot be loaded).
+    Value declared(std::string_view ref, std::string_view entry, std::string_view global);
 
     PluginStatus status(std::string_view ref);
     //! Bytes the state holds now; the peak since creation.

@@ -69,20 +69,30 @@ struct RuleResult {
 };
 
 //! Runs every rule on the batch, each in the sandbox of `host`. `context` (a map) becomes part of
-//! ctx: now (seconds since the epoch), references (column -> profile), target. A rule that errors
-//! or runs over budget yields status "error" naming the file and line; it never passes silently.
+//! ctx: now (seconds since the epoch), references (column -> profile), target. Every rule's
+//! arguments are checked first (validate_rule, the target's columns unknown): a refused argument
+//! throws InvalidArgument and no rule runs. A rule whose plugin does not load, errors or runs over
+//! budget yields status "error" naming the file and line; it never passes silently.
 std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& rules, const Value& context,
                                   Host& host);
 inline std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& rules, const Value& context) {
     return run_rules(batch, rules, context, Host::for_thread());
 }
 
-//! Checks the arguments a rule's plugin schema marks as naming data, before the rule is saved or
-//! run: type "column" (must be one of `columns`), "columns" (a list of them) and "pattern" (an RE2
-//! regular expression, compiled now). `columns` empty means the target's columns are unknown and
-//! not checked; `target` names it in messages. Throws InvalidArgument naming the plugin, the
-//! argument, the value and what was expected (the columns there are, RE2's reason).
+//! Checks a rule against its plugin's schema before it is saved or run: names, required arguments,
+//! types, ranges and choices (check_arguments, schema.hpp), the plugin's `needs`, then the arguments
+//! naming data: type "column" (must be one of `columns`), "columns" (a list of them) and "pattern"
+//! (an RE2 regular expression, compiled now). `columns` empty means the target's columns are
+//! unknown and not checked; `target` names it in messages. Throws InvalidArgument naming the
+//! plugin, the argument, the value and what was expected (the columns there are, RE2's reason);
+//! PluginError (or NotFound) when the plugin does not load or declares a malformed schema.
 void validate_rule(const Rule& rule, const std::vector<std::string>& columns, std::string_view target, Host& host);
+
+//! The columns the rules want a reference profile of: the values of the "column" and "columns"
+//! arguments of every rule whose plugin declares `needs = {"reference_profile"}` (each once, in
+//! rule order). A store records the first accepted batch's profiles of those it has none of. Rules
+//! whose plugin does not load need nothing (running them reports the error).
+std::vector<std::string> reference_columns(const std::vector<Rule>& rules, Host& host);
 
 //! Reference profile of a column for PSI: {kind="numeric", edges={...}, shares={...}} from
 //! quantile bins, or {kind="categorical", shares={value=share}} for strings and bools. A PII column

@@ -72,7 +72,8 @@ struct RouterStats {
 //! the default variant is served and the fallback is counted.
 class Router {
 public:
-    //! Validates the configuration and loads the plugin once (PluginError if it does not load).
+    //! Validates the configuration, loads the plugin once (PluginError if it does not load) and
+    //! checks `config.config` against the schema the plugin declares (InvalidArgument, schema.hpp).
     explicit Router(RouterConfig config);
     ~Router();
     Router(const Router&) = delete;
