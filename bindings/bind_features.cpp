@@ -2,7 +2,10 @@
 // buffers are read in place (no per-row copies), results are handed over through capsules.
 #include "bindings.hpp"
 
+#include "arrow_input.hpp"
+
 #include "keel/common/error.hpp"
+#include "keel/features/input.hpp"
 #include "keel/features/online.hpp"
 #include "keel/features/store.hpp"
 #include "keel/storage/workspace.hpp"
@@ -17,49 +20,21 @@ namespace keel::bindings {
 
 namespace {
 
-// A batch borrowed from Python column tuples (name, dtype, dim, values, offsets, valid).
-struct PyBatch {
-    BatchView batch;
-    std::vector<py::buffer_info> hold;
-};
-
-const void* buffer_ptr(PyBatch& b, const py::object& obj, size_t min_bytes, const std::string& what) {
-    if (obj.is_none()) return nullptr;
-    py::buffer buf = obj.cast<py::buffer>();
-    py::buffer_info info = buf.request();
-    size_t bytes = size_t(info.size) * size_t(info.itemsize);
-    if (bytes < min_bytes)
-        throw_error(ErrorKind::InvalidArgument, "buffer for {} holds {} bytes, expected at least {}", what, bytes,
-                    min_bytes);
-    // Contiguity: the Python side passes np.ascontiguousarray results.
-    const void* p = info.ptr;
-    b.hold.push_back(std::move(info));
-    return p;
+// Columns from Python arrive as Arrow data (keel/_data.py) and are typed by the feature store's
+// input rules (keel/features/input.hpp): `specs` are (name, dtype, dim) of the columns wanted.
+std::vector<ColumnSpec> specs_from(const std::vector<std::tuple<std::string, std::string, uint32_t>>& specs) {
+    std::vector<ColumnSpec> out;
+    for (const auto& [name, dtype, dim] : specs) out.push_back({name, parse_dtype(dtype), dim});
+    return out;
 }
 
-PyBatch to_batch(size_t rows, const py::list& columns) {
-    PyBatch b;
-    b.batch.rows = rows;
-    for (const auto& item : columns) {
-        auto t = item.cast<py::tuple>();
-        ColumnView c;
-        c.name = t[0].cast<std::string>();
-        c.dtype = parse_dtype(t[1].cast<std::string>());
-        c.dim = t[2].cast<uint32_t>();
-        if (c.dtype == DType::String) {
-            c.offsets = static_cast<const int64_t*>(buffer_ptr(b, t[4], (rows + 1) * 8, c.name + " offsets"));
-            if (!c.offsets) throw_error(ErrorKind::InvalidArgument, "string column '{}' needs offsets", c.name);
-            c.values = buffer_ptr(b, t[3], size_t(c.offsets[rows]), c.name);
-            if (!c.values) c.values = "";
-        } else {
-            c.values = buffer_ptr(b, t[3], rows * dtype_width(c.dtype, c.dim), c.name);
-            if (!c.values && rows) throw_error(ErrorKind::InvalidArgument, "column '{}' has no values", c.name);
-        }
-        c.valid = static_cast<const uint8_t*>(buffer_ptr(b, t[5], rows, c.name + " validity"));
-        b.batch.columns.push_back(std::move(c));
-    }
-    return b;
+InputBatch input(const py::handle& data, const std::vector<ColumnSpec>& specs, const char* what) {
+    ImportedBatch in = import_arrow_object(data);
+    py::gil_scoped_release release;
+    return conform_columns(std::move(in), specs, what);
 }
+
+using Specs = std::vector<std::tuple<std::string, std::string, uint32_t>>;
 
 template <typename T>
 py::array hand_over(std::vector<T>&& data, std::vector<py::ssize_t> shape) {
@@ -203,6 +178,9 @@ static void bind_view_records(py::module_& m) {
 
 void bind_features(py::module_& m) {
     bind_view_records(m);
+    py::class_<InputBatch>(m, "IngestBatch")
+        .def_property_readonly("rows", [](const InputBatch& b) { return b.batch.rows; });
+
     py::class_<OnlineReader, std::shared_ptr<OnlineReader>>(m, "OnlineReader")
         .def_property_readonly("features", &OnlineReader::features)
         .def_property_readonly("width", &OnlineReader::width)
@@ -281,23 +259,31 @@ void bind_features(py::module_& m) {
              },
              py::arg("name"), py::arg("version") = py::none())
         .def("list", [](PyFeatureStore& s) { return s.store->list(); })
-        .def("ingest",
-             [](PyFeatureStore& s, const std::string& view, size_t rows, const py::list& columns) {
-                 PyBatch b = to_batch(rows, columns);
+        .def("prepare_ingest",
+             [](PyFeatureStore& s, const std::string& view, const py::object& data) {
+                 ImportedBatch in = import_arrow_object(data);
                  py::gil_scoped_release release;
-                 return s.store->ingest(view, b.batch);
+                 return std::make_unique<InputBatch>(conform_ingest(std::move(in), s.store->view(view)));
+             },
+             "Arrow data checked and typed for ingest into the view (nothing written yet).")
+        .def("ingest",
+             [](PyFeatureStore& s, const std::string& view, const InputBatch& batch) {
+                 py::gil_scoped_release release;
+                 return s.store->ingest(view, batch.batch);
              })
         .def("read",
              [](PyFeatureStore& s, const std::string& view, std::optional<int64_t> start, std::optional<int64_t> end,
-                std::optional<int64_t> as_of, std::optional<size_t> key_rows, const py::list& key_columns,
-                std::optional<int64_t> version) {
+                std::optional<int64_t> as_of, const py::object& keys_data, std::optional<int64_t> version) {
                  ReadOptions opt;
                  opt.version = version;
                  opt.start_ms = start;
                  opt.end_ms = end;
                  opt.as_of_ms = as_of;
-                 PyBatch keys = to_batch(key_rows.value_or(0), key_columns);
-                 if (key_rows) opt.keys = &keys.batch;
+                 std::optional<InputBatch> keys;
+                 if (!keys_data.is_none()) {
+                     keys = input(keys_data, s.store->view(view, version).join_keys, "key");
+                     opt.keys = &keys->batch;
+                 }
                  Table t;
                  {
                      py::gil_scoped_release release;
@@ -306,9 +292,9 @@ void bind_features(py::module_& m) {
                  return table_out(std::move(t));
              })
         .def("training_set",
-             [](PyFeatureStore& s, size_t rows, const py::list& label_columns, const std::vector<std::string>& features,
-                const std::string& ts_column, const std::string& digest) {
-                 PyBatch labels = to_batch(rows, label_columns);
+             [](PyFeatureStore& s, const py::object& label_data, const Specs& specs,
+                const std::vector<std::string>& features, const std::string& ts_column, const std::string& digest) {
+                 InputBatch labels = input(label_data, specs_from(specs), "label column");
                  TrainingSet ts;
                  {
                      py::gil_scoped_release release;
@@ -319,8 +305,8 @@ void bind_features(py::module_& m) {
         .def("training_set_record",
              [](PyFeatureStore& s, const std::string& id) { return record_dict(s.store->training_set_record(id)); })
         .def("rebuild_training_set",
-             [](PyFeatureStore& s, const std::string& id, size_t rows, const py::list& label_columns) {
-                 PyBatch labels = to_batch(rows, label_columns);
+             [](PyFeatureStore& s, const std::string& id, const py::object& label_data, const Specs& specs) {
+                 InputBatch labels = input(label_data, specs_from(specs), "label column");
                  TrainingSet ts;
                  {
                      py::gil_scoped_release release;
@@ -345,9 +331,9 @@ void bind_features(py::module_& m) {
                  return d;
              })
         .def("get_online",
-             [](PyFeatureStore& s, const std::vector<std::string>& features, size_t rows, const py::list& key_columns,
-                std::optional<int64_t> now) {
-                 PyBatch keys = to_batch(rows, key_columns);
+             [](PyFeatureStore& s, const std::vector<std::string>& features, const py::object& key_data,
+                const Specs& specs, std::optional<int64_t> now) {
+                 InputBatch keys = input(key_data, specs_from(specs), "key");
                  Table t;
                  {
                      py::gil_scoped_release release;

@@ -12,7 +12,7 @@
 namespace py = pybind11;
 using keel::inference::Predictor;
 using keel::inference::Record;
-using keel::inference::Value;
+using keel::inference::RecordValue;
 
 namespace keel::bindings {
 
@@ -24,22 +24,22 @@ Record record_from_dict(const py::dict& d) {
     for (auto [k, v] : d) {
         auto key = py::cast<std::string>(k);
         if (py::isinstance<py::str>(v)) {
-            r.emplace(key, Value::of_string(py::cast<std::string>(v)));
+            r.emplace(key, RecordValue::of_string(py::cast<std::string>(v)));
         } else if (py::isinstance<py::bool_>(v) || py::isinstance<py::int_>(v)) {
-            r.emplace(key, Value::of_ints({py::cast<int64_t>(v)}));
+            r.emplace(key, RecordValue::of_ints({py::cast<int64_t>(v)}));
         } else if (py::isinstance<py::float_>(v)) {
-            r.emplace(key, Value::of_reals({py::cast<double>(v)}));
+            r.emplace(key, RecordValue::of_reals({py::cast<double>(v)}));
         } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
-            r.emplace(key, Value::of_strings(py::cast<std::vector<std::string>>(v)));
+            r.emplace(key, RecordValue::of_strings(py::cast<std::vector<std::string>>(v)));
         } else if (py::isinstance<py::array>(v)) {
             auto a = py::cast<py::array>(v);
             char kind = a.dtype().kind();
             if (kind == 'i' || kind == 'u' || kind == 'b') {
                 auto c = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
-                r.emplace(key, Value::of_ints(std::vector<int64_t>(c.data(), c.data() + c.size())));
+                r.emplace(key, RecordValue::of_ints(std::vector<int64_t>(c.data(), c.data() + c.size())));
             } else if (kind == 'f') {
                 auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
-                r.emplace(key, Value::of_reals(std::vector<double>(c.data(), c.data() + c.size())));
+                r.emplace(key, RecordValue::of_reals(std::vector<double>(c.data(), c.data() + c.size())));
             } else {
                 throw_error(ErrorKind::InvalidArgument, "record key '{}': arrays must be numeric, not dtype kind '{}'",
                             key, kind);
@@ -56,9 +56,9 @@ py::dict record_to_dict(const Record& r) {
     py::dict d;
     for (const auto& [k, v] : r) {
         switch (v.type) {
-        case Value::Type::Int: d[py::str(k)] = py::array_t<int64_t>(v.ints.size(), v.ints.data()); break;
-        case Value::Type::Real: d[py::str(k)] = py::array_t<double>(v.reals.size(), v.reals.data()); break;
-        case Value::Type::Strings: d[py::str(k)] = py::cast(v.strings); break;
+        case RecordValue::Type::Int: d[py::str(k)] = py::array_t<int64_t>(v.ints.size(), v.ints.data()); break;
+        case RecordValue::Type::Real: d[py::str(k)] = py::array_t<double>(v.reals.size(), v.reals.data()); break;
+        case RecordValue::Type::Strings: d[py::str(k)] = py::cast(v.strings); break;
         }
     }
     return d;

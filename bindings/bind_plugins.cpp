@@ -1,5 +1,7 @@
 // bindings/bind_plugins.cpp
 #include "bindings.hpp"
+
+#include "arrow_input.hpp"
 #include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
@@ -95,48 +97,12 @@ struct PyRequest {
     }
 };
 
-// Columns from Python: (name, type, values, validity, validity_offset, offsets, chars), numpy arrays
-// borrowed without copying (keel/quality.py prepares them from pandas / pyarrow).
+// A batch from Python: Arrow data (keel/_data.py prepares it from pandas, numpy, dicts and rows),
+// imported by the core and alive as long as this object.
 struct PyBatch {
+    ImportedBatch source;
     Batch batch;
-    std::vector<py::object> keep;
-    PyBatch(const py::list& columns, size_t rows) {
-        batch.rows = rows;
-        for (auto item : columns) {
-            auto t = item.cast<py::tuple>();
-            ColumnView c;
-            c.name = t[0].cast<std::string>();
-            auto type = t[1].cast<std::string>();
-            if (type == "int64") c.type = ColumnType::Int64;
-            else if (type == "float64") c.type = ColumnType::Float64;
-            else if (type == "bool") c.type = ColumnType::Bool;
-            else if (type == "string") c.type = ColumnType::String;
-            else if (type == "timestamp") c.type = ColumnType::Timestamp;
-            else throw_error(ErrorKind::InvalidArgument, "column '{}' has unsupported type {}", c.name, type);
-            auto borrow = [&](py::handle h) -> const void* {
-                if (h.is_none()) return nullptr;
-                auto arr = py::reinterpret_borrow<py::array>(h);
-                if (!(arr.flags() & py::array::c_style)) throw_error(ErrorKind::InvalidArgument, "column '{}': array is not contiguous", c.name);
-                keep.push_back(arr);
-                return arr.data();
-            };
-            c.values = borrow(t[2]);
-            c.validity = static_cast<const uint8_t*>(borrow(t[3]));
-            c.validity_offset = t[4].cast<int64_t>();
-            if (!t[5].is_none()) {
-                auto offs = py::reinterpret_borrow<py::array>(t[5]);
-                if (offs.itemsize() == 4) c.offsets32 = static_cast<const int32_t*>(borrow(offs));
-                else c.offsets64 = static_cast<const int64_t*>(borrow(offs));
-                c.length = size_t(offs.size() - 1);
-                c.chars = static_cast<const char*>(borrow(t[6]));
-                static const char empty = 0;
-                if (!c.chars) c.chars = &empty;
-            } else {
-                c.length = size_t(py::reinterpret_borrow<py::array>(t[2]).size());
-            }
-            batch.columns.push_back(std::move(c));
-        }
-    }
+    explicit PyBatch(const py::handle& data) : source(import_arrow_object(data)), batch(source.view()) {}
 };
 
 // The quality store of a workspace, with what its rules need of the feature store: a target
@@ -311,8 +277,8 @@ void bind_plugins(py::module_& m) {
     }, "Limits of this thread's plugin host.");
     m.def("plugins_memory_used", []() { return Host::for_thread().memory_used(); });
 
-    m.def("quality_run", [](py::list columns, size_t rows, py::list rules, py::object context) {
-        PyBatch pb(columns, rows);
+    m.def("quality_run", [](py::object data, py::list rules, py::object context) {
+        PyBatch pb(data);
         std::vector<Rule> rs = rules_from_py(rules);
         Value ctx = context.is_none() ? Value(Value::Map{}) : value_from_py(context);
         std::vector<RuleResult> results;
@@ -327,24 +293,24 @@ void bind_plugins(py::module_& m) {
         py::gil_scoped_release release;
         return reference_columns(rs, Host::for_thread());
     }, "Columns the rules' plugins want a reference profile of (needs = {\"reference_profile\"}).");
-    m.def("quality_profile", [](py::list columns, size_t rows, int bins) {
-        PyBatch pb(columns, rows);
+    m.def("quality_profile", [](py::object data, int bins) {
+        PyBatch pb(data);
         py::dict out;
         for (const auto& c : pb.batch.columns) {
             Value v;
             {
                 py::gil_scoped_release release;
-                v = profile_column(c, bins);
+                v = profile_column(c, pb.batch.rows, bins);
             }
             out[py::str(c.name)] = value_to_py(v);
         }
         return out;
     });
-    m.def("quality_psi", [](py::list columns, size_t rows, py::object profile) {
-        PyBatch pb(columns, rows);
+    m.def("quality_psi", [](py::object data, py::object profile) {
+        PyBatch pb(data);
         Value p = value_from_py(profile);
         py::gil_scoped_release release;
-        return psi(pb.batch.columns.at(0), p);
+        return psi(pb.batch.columns.at(0), pb.batch.rows, p);
     });
 
     py::class_<PyQualityStore, std::shared_ptr<PyQualityStore>>(m, "QualityStore")
@@ -357,9 +323,9 @@ void bind_plugins(py::module_& m) {
             validate_rule(rule, t.columns, t.label, Host::for_thread());  // nothing is saved when it throws
             return s.store.add_rule(target, plugin, args_json, severity, name);
         }, "Validates the rule against its plugin's schema and the target's columns, then saves it.")
-        .def("run", [](PyQualityStore& s, const std::string& target, py::list columns, size_t rows, py::list rules,
+        .def("run", [](PyQualityStore& s, const std::string& target, py::object data, py::list rules,
                        py::object context) {
-            PyBatch pb(columns, rows);
+            PyBatch pb(data);
             std::vector<Rule> rs = rules_from_py(rules);
             Value ctx = context.is_none() ? Value(Value::Map{}) : value_from_py(context);
             std::vector<RuleResult> results;
@@ -370,13 +336,13 @@ void bind_plugins(py::module_& m) {
             }
             return results_to_py(results);
         }, "Runs rules on a batch of the target, PII columns masked for the workspace's role.")
-        .def("profile", [](PyQualityStore& s, const std::string& target, py::list columns, size_t rows, int bins) {
-            PyBatch pb(columns, rows);
+        .def("profile", [](PyQualityStore& s, const std::string& target, py::object data, int bins) {
+            PyBatch pb(data);
             std::vector<std::pair<std::string, Value>> profiles;
             {
                 py::gil_scoped_release release;
                 mark_pii(pb.batch, s.target(target), s.mask);
-                for (const auto& c : pb.batch.columns) profiles.emplace_back(c.name, profile_column(c, bins));
+                for (const auto& c : pb.batch.columns) profiles.emplace_back(c.name, profile_column(c, pb.batch.rows, bins));
             }
             py::dict out;
             for (const auto& [name, v] : profiles) out[py::str(name)] = value_to_py(v);

@@ -63,16 +63,16 @@ std::string serialize_record(const Record& record) {
         body.append(key);
         put<uint8_t>(body, static_cast<uint8_t>(value.type));
         switch (value.type) {
-        case Value::Type::Int:
+        case RecordValue::Type::Int:
             put<uint64_t>(body, value.ints.size());
             // Arrays are copied whole: host order is the format's (little-endian, checked at build time).
             body.append(reinterpret_cast<const char*>(value.ints.data()), value.ints.size() * 8);
             break;
-        case Value::Type::Real:
+        case RecordValue::Type::Real:
             put<uint64_t>(body, value.reals.size());
             body.append(reinterpret_cast<const char*>(value.reals.data()), value.reals.size() * 8);
             break;
-        case Value::Type::Strings:
+        case RecordValue::Type::Strings:
             put<uint64_t>(body, value.strings.size());
             for (const auto& s : value.strings) {
                 put<uint64_t>(body, s.size());
@@ -125,27 +125,27 @@ Record parse_record(std::string_view bytes) {
         std::string key(r.bytes(key_size, "key"));
         auto type = r.get<uint8_t>("type");
         auto n = r.get<uint64_t>("value count");
-        Value v;
+        RecordValue v;
         switch (type) {
-        case static_cast<uint8_t>(Value::Type::Int): {
+        case static_cast<uint8_t>(RecordValue::Type::Int): {
             if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} values", key, n);
             auto raw = r.bytes(n * 8, "int values");
-            v.type = Value::Type::Int;
+            v.type = RecordValue::Type::Int;
             v.ints.resize(n);
             if (n) std::memcpy(v.ints.data(), raw.data(), n * 8);  // an empty vector's data() may be null
             break;
         }
-        case static_cast<uint8_t>(Value::Type::Real): {
+        case static_cast<uint8_t>(RecordValue::Type::Real): {
             if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} values", key, n);
             auto raw = r.bytes(n * 8, "real values");
-            v.type = Value::Type::Real;
+            v.type = RecordValue::Type::Real;
             v.reals.resize(n);
             if (n) std::memcpy(v.reals.data(), raw.data(), n * 8);  // an empty vector's data() may be null
             break;
         }
-        case static_cast<uint8_t>(Value::Type::Strings): {
+        case static_cast<uint8_t>(RecordValue::Type::Strings): {
             if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} strings", key, n);
-            v.type = Value::Type::Strings;
+            v.type = RecordValue::Type::Strings;
             v.strings.reserve(n);
             for (uint64_t j = 0; j < n; ++j) {
                 auto size = r.get<uint64_t>("string size");

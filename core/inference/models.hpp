@@ -14,7 +14,7 @@
 namespace keel::inference::detail {
 
 //! Record accessors that raise InvalidArgument naming the missing or ill-typed key.
-const Value& need(const Record& r, std::string_view key);
+const RecordValue& need(const Record& r, std::string_view key);
 const std::vector<int64_t>& ints(const Record& r, std::string_view key);
 const std::vector<double>& reals(const Record& r, std::string_view key);
 const std::vector<std::string>& strings(const Record& r, std::string_view key);
@@ -81,7 +81,9 @@ struct Block {
     size_t width = 0;                        // output values
 };
 
-struct Stage {
+// One preprocessing step of a pipeline (scale, one-hot, ordinal blocks); registry::Stage is a model
+// version's lifecycle stage, a different thing.
+struct PreprocessStage {
     size_t n_inputs = 0, n_outputs = 0;
     std::vector<Block> blocks;
     std::vector<std::string> input_names;    // for error messages
@@ -94,7 +96,7 @@ struct Pipeline {
     Task task = Task::Regression;
     std::string kind, metadata;
     std::vector<FeatureSpec> signature;
-    std::vector<Stage> stages;
+    std::vector<PreprocessStage> stages;
     std::unique_ptr<Model> model;
     Transform transform = Transform::Identity;
     double sigmoid_scale = 1.0;

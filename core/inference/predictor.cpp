@@ -20,22 +20,22 @@ namespace detail {
 
 bool has(const Record& r, std::string_view key) { return r.find(key) != r.end(); }
 
-const Value& need(const Record& r, std::string_view key) {
+const RecordValue& need(const Record& r, std::string_view key) {
     auto it = r.find(key);
     if (it == r.end()) throw_error(ErrorKind::InvalidArgument, "model record lacks the key '{}'", key);
     return it->second;
 }
 
-static std::string_view type_name(Value::Type t) {
+static std::string_view type_name(RecordValue::Type t) {
     switch (t) {
-    case Value::Type::Int: return "ints";
-    case Value::Type::Real: return "reals";
-    case Value::Type::Strings: return "strings";
+    case RecordValue::Type::Int: return "ints";
+    case RecordValue::Type::Real: return "reals";
+    case RecordValue::Type::Strings: return "strings";
     }
     return "?";
 }
 
-static const Value& need_type(const Record& r, std::string_view key, Value::Type t) {
+static const RecordValue& need_type(const Record& r, std::string_view key, RecordValue::Type t) {
     const auto& v = need(r, key);
     if (v.type != t)
         throw_error(ErrorKind::InvalidArgument, "model record key '{}' holds {}, expected {}", key, type_name(v.type),
@@ -44,13 +44,13 @@ static const Value& need_type(const Record& r, std::string_view key, Value::Type
 }
 
 const std::vector<int64_t>& ints(const Record& r, std::string_view key) {
-    return need_type(r, key, Value::Type::Int).ints;
+    return need_type(r, key, RecordValue::Type::Int).ints;
 }
 const std::vector<double>& reals(const Record& r, std::string_view key) {
-    return need_type(r, key, Value::Type::Real).reals;
+    return need_type(r, key, RecordValue::Type::Real).reals;
 }
 const std::vector<std::string>& strings(const Record& r, std::string_view key) {
-    return need_type(r, key, Value::Type::Strings).strings;
+    return need_type(r, key, RecordValue::Type::Strings).strings;
 }
 int64_t int_of(const Record& r, std::string_view key) {
     const auto& v = ints(r, key);
@@ -95,7 +95,7 @@ static int64_t find_category(const double* cats, int64_t n, double v) {
     return -1;
 }
 
-void Stage::apply(const double* x, double* out) const {
+void PreprocessStage::apply(const double* x, double* out) const {
     for (const auto& b : blocks) {
         switch (b.kind) {
         case Block::Kind::Passthrough:
@@ -145,8 +145,8 @@ void Stage::apply(const double* x, double* out) const {
     }
 }
 
-static Stage make_stage(const Record& r, size_t index, size_t n_inputs, const std::vector<std::string>& names) {
-    Stage st;
+static PreprocessStage make_stage(const Record& r, size_t index, size_t n_inputs, const std::vector<std::string>& names) {
+    PreprocessStage st;
     st.n_inputs = n_inputs;
     st.input_names = names;
     auto prefix = fmt::format("pre.{}.", index);

@@ -21,11 +21,10 @@ namespace keel::plugins {
 
 namespace {
 
-constexpr int64_t kNaT = std::numeric_limits<int64_t>::min();
-
 // Column statistics, computed lazily and cached for the batch: several rules on one column pay once.
 struct ColumnState {
     const ColumnView* col = nullptr;
+    size_t rows = 0;  // the batch's
     bool moments_done = false;
     size_t count = 0;  // non-null
     double min = NAN, max = NAN, sum = 0;
@@ -35,44 +34,39 @@ struct ColumnState {
     std::optional<size_t> distinct;
 
     bool valid(size_t i) const {
-        if (col->validity) {
-            int64_t bit = col->validity_offset + int64_t(i);
-            if (!((col->validity[bit >> 3] >> (bit & 7)) & 1)) return false;
-        }
-        switch (col->type) {
-        case ColumnType::Float64: return !std::isnan(static_cast<const double*>(col->values)[i]);
-        case ColumnType::Timestamp: return static_cast<const int64_t*>(col->values)[i] != kNaT;
+        if (col->valid && !col->valid[i]) return false;
+        switch (col->dtype) {
+        case DType::Float64: return !std::isnan(static_cast<const double*>(col->values)[i]);
+        case DType::Float32: return !std::isnan(static_cast<const float*>(col->values)[i]);
         default: return true;
         }
     }
-    bool numeric() const { return col->type != ColumnType::String; }
+    bool numeric() const { return col->dtype != DType::String && col->dtype != DType::Vector; }
     // Numbers as Lua sees them: timestamps in seconds since the epoch.
     double number(size_t i) const {
-        switch (col->type) {
-        case ColumnType::Int64: return double(static_cast<const int64_t*>(col->values)[i]);
-        case ColumnType::Float64: return static_cast<const double*>(col->values)[i];
-        case ColumnType::Bool: return static_cast<const uint8_t*>(col->values)[i] ? 1.0 : 0.0;
-        case ColumnType::Timestamp: return double(static_cast<const int64_t*>(col->values)[i]) / 1e9;
+        switch (col->dtype) {
+        case DType::Int32: return double(static_cast<const int32_t*>(col->values)[i]);
+        case DType::Int64: return double(static_cast<const int64_t*>(col->values)[i]);
+        case DType::Float32: return double(static_cast<const float*>(col->values)[i]);
+        case DType::Float64: return static_cast<const double*>(col->values)[i];
+        case DType::Bool: return static_cast<const uint8_t*>(col->values)[i] ? 1.0 : 0.0;
+        case DType::Timestamp: return double(static_cast<const int64_t*>(col->values)[i]) / 1e3;
         default: return NAN;
         }
     }
-    std::string_view str(size_t i) const {
-        int64_t a = col->offsets32 ? col->offsets32[i] : col->offsets64[i];
-        int64_t b = col->offsets32 ? col->offsets32[i + 1] : col->offsets64[i + 1];
-        return {col->chars + a, size_t(b - a)};
-    }
+    std::string_view str(size_t i) const { return col->str(i); }
 
     void moments() {
         if (moments_done) return;
         moments_done = true;
-        const size_t n = col->length;
+        const size_t n = rows;
         if (!numeric()) {
             for (size_t i = 0; i < n; ++i) count += valid(i);
             return;
         }
         double lo = INFINITY, hi = -INFINITY, s = 0;
         size_t c = 0;
-        if (col->type == ColumnType::Float64 && !col->validity) {
+        if (col->dtype == DType::Float64 && !col->valid) {
             const double* v = static_cast<const double*>(col->values);
             for (size_t i = 0; i < n; ++i) {
                 double x = v[i];
@@ -83,7 +77,7 @@ struct ColumnState {
                     hi = x > hi ? x : hi;
                 }
             }
-        } else if (col->type == ColumnType::Int64 && !col->validity) {
+        } else if (col->dtype == DType::Int64 && !col->valid) {
             const int64_t* v = static_cast<const int64_t*>(col->values);
             int64_t ilo = std::numeric_limits<int64_t>::max(), ihi = std::numeric_limits<int64_t>::min();
             for (size_t i = 0; i < n; ++i) {
@@ -117,7 +111,7 @@ struct ColumnState {
         double m = mean();
         if (count < 2) return *(stddev = NAN);
         double ss = 0;
-        for (size_t i = 0; i < col->length; ++i)
+        for (size_t i = 0; i < rows; ++i)
             if (valid(i)) {
                 double d = number(i) - m;
                 ss += d * d;
@@ -127,15 +121,15 @@ struct ColumnState {
     const std::vector<double>& sorted_values() {
         if (sorted_done) return sorted;
         sorted_done = true;
-        const size_t n = col->length;
+        const size_t n = rows;
         std::vector<uint64_t> keys;
         keys.reserve(n);
         constexpr uint64_t kSign = uint64_t(1) << 63;
-        if (col->type == ColumnType::Int64) {
+        if (col->dtype == DType::Int64) {
             // Integers sort on their own bits: ids below 2^32 skip half the passes.
             const int64_t* v = static_cast<const int64_t*>(col->values);
             for (size_t i = 0; i < n; ++i)
-                if (!col->validity || valid(i)) keys.push_back(uint64_t(v[i]) ^ kSign);
+                if (!col->valid || valid(i)) keys.push_back(uint64_t(v[i]) ^ kSign);
             radix_sort(keys);
             sorted.resize(keys.size());
             for (size_t i = 0; i < keys.size(); ++i) sorted[i] = double(int64_t(keys[i] ^ kSign));
@@ -195,14 +189,14 @@ struct ColumnState {
         if (distinct) return *distinct;
         size_t d = 0;
         moments();
-        if (col->type == ColumnType::Int64 && count > 0 && !sorted_done &&
+        if (col->dtype == DType::Int64 && count > 0 && !sorted_done &&
             (max - min) < double(count) * 16 + 1024) {
             // Dense integers (ids): one pass over a bitmap instead of a sort.
             const int64_t* v = static_cast<const int64_t*>(col->values);
             const int64_t lo = int64_t(min);
             std::vector<uint64_t> seen(size_t((int64_t(max) - lo) / 64 + 1), 0);
-            for (size_t i = 0; i < col->length; ++i) {
-                if (col->validity && !valid(i)) continue;
+            for (size_t i = 0; i < rows; ++i) {
+                if (col->valid && !valid(i)) continue;
                 uint64_t off = uint64_t(v[i] - lo);
                 uint64_t bit = uint64_t(1) << (off & 63);
                 uint64_t& word = seen[off >> 6];
@@ -214,8 +208,8 @@ struct ColumnState {
             for (size_t i = 0; i < v.size(); ++i) d += (i == 0 || v[i] != v[i - 1]);
         } else {
             std::unordered_set<std::string_view> seen;
-            seen.reserve(std::min<size_t>(col->length, 1 << 20));
-            for (size_t i = 0; i < col->length; ++i)
+            seen.reserve(std::min<size_t>(rows, 1 << 20));
+            for (size_t i = 0; i < rows; ++i)
                 if (valid(i)) seen.insert(str(i));
             d = seen.size();
         }
@@ -246,7 +240,7 @@ constexpr const char* kStaleAdvice = "keep the values a check computes, not the 
 ColumnState& check_column(lua_State* L) {
     auto* h = static_cast<ColumnHandle*>(luaL_checkudata(L, 1, kColumnMeta));
     if (h->epoch != t_live_epoch) luaL_error(L, "column used after check() returned: %s", kStaleAdvice);
-    charge(L, 1 + int64_t(h->state->col->length >> 10), "a column helper");  // a pass over the rows
+    charge(L, 1 + int64_t(h->state->rows >> 10), "a column helper");  // a pass over the rows
     return *h->state;
 }
 
@@ -268,8 +262,18 @@ int col_name(lua_State* L) {
     return 1;
 }
 int col_type(lua_State* L) {
-    static const char* names[] = {"int64", "float64", "bool", "string", "timestamp"};
-    lua_pushstring(L, names[int(check_column(L).col->type)]);
+    // Integers and floats of every width are reported as rules have always seen them.
+    const char* name = "float64";
+    switch (check_column(L).col->dtype) {
+    case DType::Int32:
+    case DType::Int64: name = "int64"; break;
+    case DType::Bool: name = "bool"; break;
+    case DType::String: name = "string"; break;
+    case DType::Timestamp: name = "timestamp"; break;
+    case DType::Vector: name = "vector"; break;
+    default: break;
+    }
+    lua_pushstring(L, name);
     return 1;
 }
 int col_count(lua_State* L) {
@@ -281,13 +285,13 @@ int col_count(lua_State* L) {
 int col_null_count(lua_State* L) {
     auto& s = check_column(L);
     s.moments();
-    lua_pushinteger(L, lua_Integer(s.col->length - s.count));
+    lua_pushinteger(L, lua_Integer(s.rows - s.count));
     return 1;
 }
 int col_null_rate(lua_State* L) {
     auto& s = check_column(L);
     s.moments();
-    lua_pushnumber(L, s.col->length ? double(s.col->length - s.count) / double(s.col->length) : 0.0);
+    lua_pushnumber(L, s.rows ? double(s.rows - s.count) / double(s.rows) : 0.0);
     return 1;
 }
 // PII columns whose raw values the running rule was given (the caller holds a grant): its results
@@ -363,12 +367,12 @@ int col_count_outside(lua_State* L) {
     bool has_lo = !lua_isnoneornil(L, 2), has_hi = !lua_isnoneornil(L, 3);
     double lo = has_lo ? luaL_checknumber(L, 2) : 0, hi = has_hi ? luaL_checknumber(L, 3) : 0;
     size_t bad = 0;
-    const size_t n = s.col->length;
-    if (s.col->type == ColumnType::Float64 && !s.col->validity) {
+    const size_t n = s.rows;
+    if (s.col->dtype == DType::Float64 && !s.col->valid) {
         const double* v = static_cast<const double*>(s.col->values);
         double l = has_lo ? lo : -INFINITY, h = has_hi ? hi : INFINITY;
         for (size_t i = 0; i < n; ++i) bad += (v[i] < l) | (v[i] > h);  // NaN compares false
-    } else if (s.col->type == ColumnType::Int64 && !s.col->validity) {
+    } else if (s.col->dtype == DType::Int64 && !s.col->valid) {
         const int64_t* v = static_cast<const int64_t*>(s.col->values);
         double l = has_lo ? lo : -INFINITY, h = has_hi ? hi : INFINITY;
         for (size_t i = 0; i < n; ++i) bad += (double(v[i]) < l) | (double(v[i]) > h);
@@ -406,7 +410,7 @@ int col_pattern_share(lua_State* L) {
     }
     size_t matched = 0, count = 0;
     char nbuf[64];
-    for (size_t i = 0; i < s.col->length; ++i) {
+    for (size_t i = 0; i < s.rows; ++i) {
         if (!s.valid(i)) continue;
         ++count;
         if (s.numeric()) {
@@ -455,17 +459,17 @@ void scan_allowed_strings(ColumnState& s, const std::vector<std::string>& keep, 
         std::memcpy(&w, p, n);
         return w;
     };
-    const size_t n = s.col->length;
+    const size_t n = s.rows;
     if (short_keys) {
         // Small sets of short codes (countries, tiers): compare (length, 8-byte word) pairs.
         uint64_t words[16];
         size_t sizes[16];
         for (size_t j = 0; j < keep.size(); ++j) words[j] = word_of(keep[j].data(), sizes[j] = keep[j].size());
         const size_t nk = keep.size();
-        const int64_t total = s.col->offsets32 ? s.col->offsets32[n] : (n ? s.col->offsets64[n] : 0);
-        const char* end8 = s.col->chars + std::max<int64_t>(total - 8, 0);
+        const int64_t total = s.col->offsets[n];
+        const char* end8 = static_cast<const char*>(s.col->values) + std::max<int64_t>(total - 8, 0);
         for (size_t i = 0; i < n; ++i) {
-            if (s.col->validity && !s.valid(i)) continue;
+            if (s.col->valid && !s.valid(i)) continue;
             std::string_view v = s.str(i);
             if (v.size() > 8) {
                 on(i, false);
@@ -507,7 +511,7 @@ void scan_allowed_strings(ColumnState& s, const std::vector<std::string>& keep, 
 template <class OnValue>
 void scan_allowed(ColumnState& s, const AllowedSet& set, OnValue&& on) {
     if (!s.numeric()) return scan_allowed_strings(s, set.strings, on);
-    for (size_t i = 0; i < s.col->length; ++i)
+    for (size_t i = 0; i < s.rows; ++i)
         if (s.valid(i)) on(i, set.numbers.count(s.number(i)) > 0);
 }
 
@@ -609,7 +613,7 @@ int col_psi(lua_State* L) {
     Value profile = to_value(L, 2);
     double v = 0;
     try {
-        v = psi(*s.col, profile);
+        v = psi(*s.col, s.rows, profile);
     } catch (const Error& e) {
         return luaL_error(L, "%s", e.what());
     }
@@ -618,7 +622,7 @@ int col_psi(lua_State* L) {
 }
 int col_profile(lua_State* L) {
     auto& s = check_column(L);
-    push_value(L, profile_column(*s.col, int(luaL_optinteger(L, 2, 10))));
+    push_value(L, profile_column(*s.col, s.rows, int(luaL_optinteger(L, 2, 10))));
     return 1;
 }
 
@@ -704,9 +708,8 @@ std::vector<RuleResult> run_rules(const Batch& batch, const std::vector<Rule>& r
 
     ColumnStates states;
     for (const auto& c : batch.columns) {
-        if (c.length != batch.rows)
-            throw_error(ErrorKind::InvalidArgument, "column '{}' has {} rows, the batch {}", c.name, c.length, batch.rows);
         states[c.name].col = &c;
+        states[c.name].rows = batch.rows;
     }
     t_live_epoch = ++g_epoch_counter;
     struct EpochGuard {
@@ -817,9 +820,9 @@ namespace {
 // The category a value counts under in categorical profiles: strings as they are, bools as
 // "true"/"false", numbers in their shortest text.
 std::string category_of(const ColumnState& s, size_t i) {
-    switch (s.col->type) {
-    case ColumnType::String: return std::string(s.str(i));
-    case ColumnType::Bool: return s.number(i) ? "true" : "false";
+    switch (s.col->dtype) {
+    case DType::String: return std::string(s.str(i));
+    case DType::Bool: return s.number(i) ? "true" : "false";
     default: return fmt::format("{}", s.number(i));
     }
 }
@@ -828,7 +831,7 @@ std::string category_of(const ColumnState& s, size_t i) {
 std::unordered_map<std::string, size_t> category_counts(const ColumnState& s, size_t& total) {
     std::unordered_map<std::string, size_t> counts;
     total = 0;
-    for (size_t i = 0; i < s.col->length; ++i) {
+    for (size_t i = 0; i < s.rows; ++i) {
         if (!s.valid(i)) continue;
         ++total;
         ++counts[category_of(s, i)];
@@ -841,10 +844,11 @@ std::unordered_map<std::string, size_t> category_counts(const ColumnState& s, si
 
 } // namespace
 
-Value profile_column(const ColumnView& column, int bins) {
+Value profile_column(const ColumnView& column, size_t rows, int bins) {
     ColumnState s;
     s.col = &column;
-    if (column.mask || column.type == ColumnType::String || column.type == ColumnType::Bool) {
+    s.rows = rows;
+    if (column.mask || column.dtype == DType::String || column.dtype == DType::Bool) {
         size_t total = 0;
         auto counts = category_counts(s, total);
         std::vector<std::pair<std::string, size_t>> sorted(counts.begin(), counts.end());
@@ -874,13 +878,14 @@ Value profile_column(const ColumnView& column, int bins) {
     return Value(Value::Map{{"kind", "numeric"}, {"edges", Value(std::move(edges))}, {"shares", Value(std::move(shares))}});
 }
 
-double psi(const ColumnView& column, const Value& profile) {
+double psi(const ColumnView& column, size_t rows, const Value& profile) {
     const Value* kind = profile.find("kind");
     const Value* shares = profile.find("shares");
     if (!kind || !kind->is_string() || !shares)
         throw_error(ErrorKind::InvalidArgument, "psi: the reference profile needs kind and shares (make it with profile())");
     ColumnState s;
     s.col = &column;
+    s.rows = rows;
     static constexpr double eps = 1e-4;
     auto term = [](double cur, double ref) {
         cur = std::max(cur, eps);
@@ -899,6 +904,7 @@ double psi(const ColumnView& column, const Value& profile) {
         if (!masked_profile) view.mask = nullptr;
         ColumnState cs;
         cs.col = &view;
+        cs.rows = rows;
         size_t total = 0;
         auto counts = category_counts(cs, total);
         if (!total) return NAN;
@@ -925,7 +931,7 @@ double psi(const ColumnView& column, const Value& profile) {
         throw_error(ErrorKind::InvalidArgument, "psi: profile has {} edges but {} shares", cuts.size(), ref.size());
     std::vector<size_t> counts(cuts.size() + 1, 0);
     size_t total = 0;
-    for (size_t i = 0; i < column.length; ++i) {
+    for (size_t i = 0; i < rows; ++i) {
         if (!s.valid(i)) continue;
         ++counts[size_t(std::upper_bound(cuts.begin(), cuts.end(), s.number(i)) - cuts.begin())];
         ++total;

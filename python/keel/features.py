@@ -9,8 +9,8 @@
     ws.features.materialize("player_activity")
     ws.features.get_online(["player_activity:spend_30d"], player_id=[1, 2, 3])
 
-The work happens in the C++ core (keel::features); this module converts pandas / pyarrow data to
-column buffers (numeric columns are passed without copies) and results back to Arrow and pandas.
+The work happens in the C++ core (keel::features): input of any kind (keel._data) crosses as Arrow
+data, read in place where its layout allows; results come back as buffers made into Arrow and pandas.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from keel import _core
+from keel import _core, _data
 from keel.display import format_ms, html_table
 from keel._time import to_epoch_ms, zoned_timestamps
 from keel.errors import InvalidArgument
@@ -154,179 +153,11 @@ def _ms_to_pandas(ms):
 
 
 # ------------------------------------------------------------------------------------------------
-# Input conversion: pandas / pyarrow -> (name, dtype, dim, values, offsets, valid) column tuples.
+# Input: any tabular data becomes a pyarrow Table (keel._data), which the core imports through the
+# Arrow C Data Interface and types by the view's schema (core/features/input.cpp holds the rules).
 
-def _refuse_duplicate_columns(names) -> None:
-    """Two columns of one name would be read as one (or crash pandas/arrow deep inside)."""
-    seen = set()
-    for name in names:
-        key = str(name)
-        if key in seen:
-            raise InvalidArgument(f"column '{key}' appears more than once in the data: rename or drop the "
-                                  f"duplicate (e.g. df.loc[:, ~df.columns.duplicated()])")
-        seen.add(key)
-
-
-def _to_arrow_table(data) -> pa.Table:
-    if isinstance(data, pa.Table):
-        _refuse_duplicate_columns(data.column_names)
-        return data
-    if isinstance(data, pa.RecordBatch):
-        _refuse_duplicate_columns(data.schema.names)
-        return pa.Table.from_batches([data])
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover
-        pd = None
-    if pd is not None and isinstance(data, pd.DataFrame):
-        _refuse_duplicate_columns(data.columns)
-        arrays, names = [], []
-        for name in data.columns:
-            s = data[name]
-            try:
-                arrays.append(pa.array(s, from_pandas=True))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
-                bad = _first_bad_object(s)
-                where = f" at row {bad[0]} ({bad[1]!r})" if bad else ""
-                raise InvalidArgument(f"column '{name}' has mixed or unsupported values{where}: {e}") from None
-            names.append(str(name))
-        return pa.Table.from_arrays(arrays, names=names)
-    if isinstance(data, Mapping):
-        return _to_arrow_table(__import__("pandas").DataFrame(data))
-    raise InvalidArgument(f"expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
-
-
-def _first_bad_object(series):
-    kinds = {}
-    for i, v in enumerate(series.tolist()):
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        k = type(v)
-        kinds.setdefault(k, i)
-        if len(kinds) > 1:
-            return i, v
-    return None
-
-
-def _type_name(t: pa.DataType) -> str:
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_boolean(t):
-        return "bool"
-    return str(t)
-
-
-def _valid_bytes(arr: pa.Array):
-    if arr.null_count == 0:
-        return None
-    return np.ascontiguousarray(np.asarray(arr.is_valid()).astype(np.uint8))
-
-
-def _first_true(mask) -> int:
-    return int(np.argmax(mask))
-
-
-def _numeric(arr: pa.Array, np_dtype, name):
-    """Values of a primitive arrow array as a numpy view (no copy when no nulls)."""
-    if arr.null_count:
-        arr = arr.fill_null(0)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False)).astype(np_dtype, copy=False)
-
-
-_INT_RANGES = {"int32": (np.iinfo(np.int32).min, np.iinfo(np.int32).max),
-               "int64": (np.iinfo(np.int64).min, np.iinfo(np.int64).max)}
-
-
-def _convert_timestamp(arr: pa.Array, name: str, what: str = "column") -> tuple:
-    arr = zoned_timestamps(arr, name, what)  # strings parsed; naive, date and other types refused
-    t = arr.type
-    ints = arr.cast(pa.int64())
-    scale = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}[t.unit]
-    valid = _valid_bytes(arr)
-    values = _numeric(ints, np.int64, name)
-    if t.unit == "s":
-        values = values * 1000
-    elif scale != 1:
-        rem = values % scale
-        if valid is not None:
-            rem = np.where(valid.astype(bool), rem, 0)
-        if rem.any():
-            i = _first_true(rem != 0)
-            raise InvalidArgument(f"{what} '{name}' has sub-millisecond precision at row {i}: Keel stores "
-                                  "milliseconds; round with .dt.floor('ms') first")
-        values = values // scale
-    return "timestamp", 0, np.ascontiguousarray(values), None, valid
-
-
-def _convert(arr, spec: dict, what: str = "column") -> tuple:
-    """One arrow column converted for the C++ core, validated against its spec."""
-    name, dtype, dim = spec["name"], spec["dtype"], spec.get("dim", 0)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    t = arr.type
-    valid = _valid_bytes(arr)
-    if pa.types.is_dictionary(t):
-        arr = arr.dictionary_decode()
-        t = arr.type
-    if dtype == "timestamp":
-        return (name,) + _convert_timestamp(arr, name, what)
-    if dtype == "string":
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected string: cast it with .astype(str) first")
-        arr = arr.cast(pa.large_string())
-        bufs = arr.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-        return (name, "string", 0, data, np.ascontiguousarray(offsets), valid)
-    if dtype == "bool":
-        if not pa.types.is_boolean(t):
-            raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected bool: cast it first")
-        values = np.asarray(arr.fill_null(False)).astype(np.uint8)
-        return (name, "bool", 0, values, None, valid)
-    if dtype == "vector":
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
-            raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected lists of {dim} floats")
-        lengths = np.asarray(pc.list_value_length(arr).fill_null(dim))
-        if (lengths != dim).any():
-            i = _first_true(lengths != dim)
-            raise InvalidArgument(f"{what} '{name}' has a vector of length {lengths[i]} at row {i}, expected {dim}")
-        filled = arr
-        if arr.null_count:
-            filled = pc.if_else(arr.is_valid(), arr, pa.scalar([0.0] * dim, type=arr.type))
-        flat = np.asarray(pc.list_flatten(filled).cast(pa.float32()).to_numpy(zero_copy_only=False), np.float32)
-        return (name, "vector", dim, np.ascontiguousarray(flat), None, valid)
-    # numeric
-    is_int = pa.types.is_integer(t)
-    is_float = pa.types.is_floating(t)
-    if not (is_int or is_float):
-        raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected {dtype}: cast it first")
-    if dtype in ("int32", "int64"):
-        if is_float:
-            vals = _numeric(arr, np.float64, name)
-            ok = np.isfinite(vals) & (vals == np.round(vals))
-            if valid is not None:
-                ok |= valid == 0
-            if not ok.all():
-                i = _first_true(~ok)
-                raise InvalidArgument(f"{what} '{name}' has the non-integer value {vals[i]} at row {i}, expected "
-                                      f"{dtype}: round or cast it first")
-        lo, hi = _INT_RANGES[dtype]
-        if pa.types.is_uint64(t):
-            vals = _numeric(arr, np.uint64, name)
-            bad = vals > np.uint64(hi)
-        else:
-            vals = _numeric(arr, np.float64 if is_float else np.int64, name)
-            bad = (vals < lo) | (vals > hi)
-        if bad.any():
-            i = _first_true(bad)
-            raise InvalidArgument(f"{what} '{name}' has the value {vals[i]} at row {i}, out of {dtype} range")
-        np_t = np.int32 if dtype == "int32" else np.int64
-        return (name, dtype, 0, np.ascontiguousarray(_numeric(arr, np_t, name)), None, valid)
-    # float32 / float64 targets accept ints and floats
-    np_t = np.float32 if dtype == "float32" else np.float64
-    return (name, dtype, 0, np.ascontiguousarray(_numeric(arr, np_t, name)), None, valid)
+def _spec_tuples(specs) -> list[tuple]:
+    return [(s["name"], s["dtype"], int(s.get("dim", 0))) for s in specs]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -458,43 +289,6 @@ class FeatureView:
         return self
 
     # --- offline store ----------------------------------------------------------------------
-    def _input_specs(self) -> list[dict]:
-        spec = self._spec
-        specs = [_column_dict(k) for k in spec.join_keys]
-        specs.append({"name": spec.event_column, "dtype": "timestamp", "dim": 0})
-        specs.append({"name": spec.created_column, "dtype": "timestamp", "dim": 0, "optional": True})
-        specs.extend(_column_dict(f) for f in spec.features)
-        return specs
-
-    def _to_columns(self, data) -> tuple[pa.Table, list]:
-        table = _to_arrow_table(data)
-        specs = self._input_specs()
-        known = {s["name"] for s in specs}
-        for name in table.column_names:
-            if name not in known:
-                raise InvalidArgument(f"column '{name}' is not in feature view '{self.name}' (version "
-                                      f"{self.version}): drop it, or add it to the schema")
-        columns = []
-        for spec in specs:
-            if spec["name"] not in table.column_names:
-                if spec.get("optional"):
-                    continue
-                if spec["name"] == self._spec.event_column:
-                    # The point-in-time join and the TTL need every row's event time; there is no safe default.
-                    raise InvalidArgument(
-                        f"the data has no '{spec['name']}' column, which feature view '{self.name}' requires: "
-                        f"add a time-zone-aware '{spec['name']}' column saying when each row's values were true "
-                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC').floor('ms') for a snapshot taken now)")
-                raise InvalidArgument(f"column '{spec['name']}' of feature view '{self.name}' is missing from "
-                                      "the data")
-            col = _convert(table.column(spec["name"]), spec)
-            columns.append(col)
-            valid = col[5]
-            if valid is not None and spec["name"] in self.join_keys:
-                i = _first_true(valid == 0)
-                raise InvalidArgument(f"join key '{spec['name']}' is null at row {i}: drop or fill those rows")
-        return table, columns
-
     def _run_quality_rules(self, table: pa.Table) -> None:
         """Pre-write hook: the view's data-quality rules (keel.quality, fv.add_rule) run here on the
         batch (a pyarrow Table whose types already passed the schema check), before anything is
@@ -528,18 +322,17 @@ class FeatureView:
         column (default: the ingest time) and every schema column. For the same entity and event
         time, the row with the latest created timestamp wins.
         """
-        table, columns = self._to_columns(data)
+        table = _data.parse_timestamp_strings(_data.to_table(data), [self.event_timestamp_column,
+                                                                     self.created_timestamp_column])
+        batch = self._store._native.prepare_ingest(self.name, table)  # checked and typed; nothing written
         self._run_quality_rules(table)
-        segment = self._store._native.ingest(self.name, table.num_rows, columns)
-        return {"view": self.name, "version": self.version, "rows": table.num_rows, "segment": segment}
+        segment = self._store._native.ingest(self.name, batch)
+        return {"view": self.name, "version": self.version, "rows": batch.rows, "segment": segment}
 
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
-        key_rows, key_cols = None, []
-        if keys:
-            key_rows, key_cols = _key_columns(self._spec.join_keys, keys, "keys")
+        key_table = _key_columns([_column_dict(k) for k in self._spec.join_keys], keys, "keys") if keys else None
         cols = self._store._native.read(self.name, _ms_of(start, "start"), _ms_of(end, "end"),
-                                        _ms_of(as_of, "as_of"), key_rows, key_cols,
-                                        self.version)
+                                        _ms_of(as_of, "as_of"), key_table, self.version)
         return _to_table(cols)
 
     def to_arrow(self, start=None, end=None) -> pa.Table:
@@ -571,21 +364,20 @@ class FeatureView:
         return html_table(rows, title=title)
 
 
-def _key_columns(join_keys: list, keys: Mapping, what: str) -> tuple[int, list]:
-    columns, rows = [], None
-    for spec in map(_column_dict, join_keys):
+def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> pa.Table:
+    """The join key values given as keyword arguments (a value or a list each), as one table."""
+    arrays = []
+    for spec in join_keys:
         if spec["name"] not in keys:
             raise InvalidArgument(f"{what} lack the join key '{spec['name']}'")
         values = keys[spec["name"]]
         if np.isscalar(values) or isinstance(values, str):
             values = [values]
-        arr = pa.array(values if not isinstance(values, np.ndarray) else values, from_pandas=True)
-        if rows is None:
-            rows = len(arr)
-        elif len(arr) != rows:
-            raise InvalidArgument(f"join key '{spec['name']}' has {len(arr)} values, others have {rows}")
-        columns.append(_convert(arr, spec, what="key"))
-    return rows or 0, columns
+        arr = pa.array(values, from_pandas=True)
+        if arrays and len(arr) != len(arrays[0]):
+            raise InvalidArgument(f"join key '{spec['name']}' has {len(arr)} values, others have {len(arrays[0])}")
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, names=[k["name"] for k in join_keys])
 
 
 class FeatureViewList(list):
@@ -747,18 +539,17 @@ class FeatureStore:
                 if k.name not in seen:
                     seen.add(k.name)
                     needed.append(_column_dict(k))
-        columns = []
         for spec in needed:
             if spec["name"] not in labels.column_names:
                 raise InvalidArgument(f"labels lack the join key column '{spec['name']}' needed by the requested "
                                       "features")
-            columns.append(_convert(labels.column(spec["name"]), spec, what="label column"))
         if timestamp_column not in labels.column_names:
             raise InvalidArgument(f"labels have no timestamp column '{timestamp_column}': name it with "
                                   "timestamp_column=")
-        columns.append(_convert(labels.column(timestamp_column),
-                                {"name": timestamp_column, "dtype": "timestamp"}, what="label column"))
-        return columns
+        specs = needed + [{"name": timestamp_column, "dtype": "timestamp", "dim": 0}]
+        table = _data.parse_timestamp_strings(labels.select([s["name"] for s in specs]), [timestamp_column],
+                                              "label column")
+        return table, _spec_tuples(specs)
 
     def training_set(self, labels=None, features: Sequence[str] | None = None, *, id: str | None = None,  # noqa: A002
                      timestamp_column: str = "event_timestamp", run=None) -> TrainingSet:
@@ -778,22 +569,22 @@ class FeatureStore:
             record = self._native.training_set_record(id)
             blob = self._ws.get_artifact(record["labels_digest"])
             table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-            cols = self._label_columns(table, record["features"], record["timestamp_column"])
-            record, out = self._native.rebuild_training_set(id, table.num_rows, cols)
+            keys, specs = self._label_columns(table, record["features"], record["timestamp_column"])
+            record, out = self._native.rebuild_training_set(id, keys, specs)
             return TrainingSet(record, table, out)
         if labels is None or not features:
             raise InvalidArgument("training_set needs labels and features=[\"view:column\", ...] (or id=)")
         if isinstance(features, str):
             features = [features]
-        table = _to_arrow_table(labels)
+        table = _data.to_table(labels, what="labels")
         if table.schema.metadata:
             table = table.replace_schema_metadata(None)
-        cols = self._label_columns(table, features, timestamp_column)
+        keys, specs = self._label_columns(table, features, timestamp_column)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         digest = self._ws.put_artifact(sink.getvalue().to_pybytes())
-        record, out = self._native.training_set(table.num_rows, cols, list(features), timestamp_column, digest)
+        record, out = self._native.training_set(keys, specs, list(features), timestamp_column, digest)
         return TrainingSet(record, table, out)
 
     # --- online store -----------------------------------------------------------------------
@@ -823,11 +614,16 @@ class FeatureStore:
         join_keys: list[dict] = []
         for view in dict.fromkeys(f.split(":", 1)[0] for f in features):
             for k in self._native.view(view).join_keys:
-                if k.name not in [j.name for j in join_keys]:
-                    join_keys.append(k)
-        rows, cols = _key_columns(join_keys, keys, "keys")
-        out = self._native.get_online(list(features), rows, cols, _ms_of(now, "now"))
-        return _arrow_to_pandas(_to_table([tuple(c) + (False,) for c in cols] + list(out)))
+                if k.name not in [j["name"] for j in join_keys]:
+                    join_keys.append(_column_dict(k))
+        key_table = _key_columns(join_keys, keys, "keys")
+        out = _to_table(self._native.get_online(list(features), key_table, _spec_tuples(join_keys),
+                                                         _ms_of(now, "now"))))
+        # The keys as the core read them: int64 or string, like the view declares them.
+        key_arrays = [key_table.column(k["name"]).cast(pa.int64() if k["dtype"] == "int64" else pa.string())
+                      for k in join_keys]
+        return _arrow_to_pandas(pa.Table.from_arrays(key_arrays + out.columns,
+                                                     names=[k["name"] for k in join_keys] + out.column_names))
 
     def online_reader(self, features: Sequence[str]):
         """A compiled reader for numeric features of int64-keyed views: ``reader.lookup(ids)`` returns

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from keel import _core
+from keel import _core, _data
 from keel.errors import Corrupt, InvalidArgument
 
 __all__ = ["convert", "Predictor", "FactorizationModel", "load_predictor", "native_flavour"]
@@ -29,8 +29,9 @@ FLAVOUR = "keel-native"
 
 class Predictor:
     """A native predictor. ``predict(X)`` and ``predict_proba(X)`` accept a 2-D numpy array (float64
-    or float32, read in place when C-contiguous), a pandas DataFrame (columns matched to the signature
-    by name), a dict (one row by feature name) or a 1-D array (one row). A single row gives a single
+    or float32, read in place when C-contiguous), a pandas DataFrame or pyarrow Table or list of row
+    dicts (columns matched to the signature by name), a dict (one row by feature name) or a 1-D array
+    (one row). A single row gives a single
     value (a label, a number, or a 1-D array of class probabilities)."""
 
     def __init__(self, native: Any):
@@ -118,6 +119,8 @@ class Predictor:
             import pandas as pd
         except ImportError:  # pragma: no cover
             pd = None
+        if _data.is_arrow(X) or _data.is_rows(X):  # pyarrow, other Arrow producers, a list of row dicts
+            return self._rows(_data.to_table(X).to_pandas())
         if pd is not None and isinstance(X, pd.Series):
             return self._rows(X.to_dict())
         if pd is not None and isinstance(X, pd.DataFrame):

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import numpy as np
+import pyarrow as pa
 
-from keel import _core
+from keel import _core, _data
 from keel._time import zoned_timestamps
 from keel import plugins as _plugins  # noqa: F401  (sets the plugin search path)
 from keel.errors import InvalidArgument
@@ -114,95 +114,44 @@ class QualityReport:
         return html_table(self.results, title=self.summary().splitlines()[0])
 
 
-# --- batches: pandas / pyarrow columns as borrowed numpy buffers -------------------------------
+# --- batches: any tabular input as Arrow data (keel._data), read by the core in place -----------
 
-def _arrow_column(name: str, arr):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    t = arr.type
+def _checkable(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A column as rules see it: categories decoded, decimals as floats, other scalar types (times of
+    day, durations, ...) as their text; nested and binary columns (vectors, structs, bytes) have no
+    column statistics, so rules cannot name them (None)."""
+    t = column.type
     if pa.types.is_dictionary(t):
-        arr = arr.dictionary_decode()
-        t = arr.type
-    if pa.types.is_null(t):
-        arr = pa.array([None] * len(arr), type=pa.float64())
-        t = arr.type
-    if pa.types.is_boolean(t):
-        arr, kind, dtype = pc.cast(arr, pa.uint8()), "bool", np.uint8
-    elif pa.types.is_integer(t):
-        arr, kind, dtype = pc.cast(arr, pa.int64()), "int64", np.int64
-    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
-        arr, kind, dtype = pc.cast(arr, pa.float64()), "float64", np.float64
-    elif pa.types.is_timestamp(t) or pa.types.is_date(t):
-        tz = getattr(t, "tz", None)
+        column, t = column.cast(t.value_type), t.value_type
+    if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return None
+    if pa.types.is_decimal(t) or pa.types.is_float16(t):
+        return column.cast(pa.float64())
+    if (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t)
+            or pa.types.is_date(t)):
         if pa.types.is_timestamp(t):
-            zoned_timestamps(arr, name)  # a naive column is refused: freshness rules compare instants
-        arr = pc.cast(arr, pa.timestamp("ns", tz=tz)) if not pa.types.is_date(t) else pc.cast(
-            pc.cast(arr, pa.timestamp("s")), pa.timestamp("ns"))
-        kind, dtype = "timestamp", np.int64
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        validity, offsets, data = arr.buffers()
-        odt = np.int32 if pa.types.is_string(t) else np.int64
-        offs = np.frombuffer(offsets, dtype=odt)[arr.offset: arr.offset + len(arr) + 1]
-        chars = np.frombuffer(data, dtype=np.uint8) if data is not None else None
-        valid = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
-        return (name, "string", None, valid, arr.offset, offs, chars)
-    elif pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return None  # vectors, structs, bytes: no column statistics; rules cannot name them
-    else:
-        return _arrow_column(name, pc.cast(arr, pa.string()))
-    validity, data = arr.buffers()[:2]
-    values = np.frombuffer(data, dtype=dtype)[arr.offset: arr.offset + len(arr)]
-    valid = np.frombuffer(validity, dtype=np.uint8) if validity is not None and arr.null_count else None
-    return (name, kind, values, valid, arr.offset, None, None)
+            zoned_timestamps(column, name)  # a naive column is refused: freshness rules compare instants
+        return column
+    return column.cast(pa.string())
 
 
-def _pandas_column(name: str, s):
-    import pandas as pd
-    import pyarrow as pa
-
-    dt = s.dtype
-    if isinstance(dt, np.dtype):
-        if dt.kind == "f":
-            return (name, "float64", np.ascontiguousarray(s.to_numpy(dtype=np.float64)), None, 0, None, None)
-        if dt.kind in "iu":
-            return (name, "int64", np.ascontiguousarray(s.to_numpy(dtype=np.int64)), None, 0, None, None)
-        if dt.kind == "b":
-            return (name, "bool", np.ascontiguousarray(s.to_numpy()).view(np.uint8), None, 0, None, None)
-        if dt.kind == "M":  # datetime64 without a zone: refused by the one rule for time
-            zoned_timestamps(pa.array(s.iloc[:0], from_pandas=True), str(name))
-    if isinstance(dt, pd.DatetimeTZDtype):
-        v = np.ascontiguousarray(s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]"))
-        return (name, "timestamp", v.view(np.int64), None, 0, None, None)
-    return _arrow_column(name, pa.array(s, from_pandas=True))
-
-
-def _batch(data, columns: Iterable[str] | None = None):
-    """(column tuples, rows) from a DataFrame, a pyarrow Table/RecordBatch or a dict of arrays."""
-    try:
-        import pyarrow as pa
-        arrow_types = (pa.Table, pa.RecordBatch)
-    except ImportError:  # pragma: no cover
-        arrow_types = ()
+def _batch(data, columns: Iterable[str] | None = None) -> pa.Table:
+    """The columns of a DataFrame, a pyarrow Table/RecordBatch, a numpy array, a dict of columns or
+    a list of row dicts (keel._data), as the table the core reads."""
+    table = _data.to_table(data, what="quality checks")
     wanted = set(columns) if columns is not None else None
-    cols = []
-    if arrow_types and isinstance(data, arrow_types):
-        rows = data.num_rows
-        for name in data.column_names:
-            if wanted is None or name in wanted:
-                cols.append(_arrow_column(str(name), data.column(name)))
-        return [c for c in cols if c is not None], rows
-    import pandas as pd
-    if isinstance(data, Mapping):
-        data = pd.DataFrame(dict(data))
-    if not isinstance(data, pd.DataFrame):
-        raise InvalidArgument(f"quality checks take a pandas DataFrame or a pyarrow Table, not {type(data).__name__}")
-    for name in data.columns:
-        if wanted is None or name in wanted:
-            cols.append(_pandas_column(str(name), data[name]))
-    return [c for c in cols if c is not None], len(data)
+    names, arrays = [], []
+    for name, column in zip(table.column_names, table.columns):
+        if wanted is not None and name not in wanted:
+            continue
+        column = _checkable(name, column)
+        if column is not None:
+            names.append(name)
+            arrays.append(column)
+    if not names:  # no column rules can read; the row count still matters (row_count)
+        return pa.table({"_": pa.nulls(table.num_rows)}).drop_columns(["_"])
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None = None, now: float | None = None,
@@ -213,9 +162,10 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     time freshness rules compare to (seconds since the epoch, default: now).
     """
     rules = [r if isinstance(r, Rule) else rule(**r) for r in rules]
-    cols, rows = _batch(data)  # arguments are checked against each plugin's schema in C++ before any rule runs
-    results = _core.quality_run(cols, rows, _native_rules(rules), _context(references, now, target))
-    return QualityReport(results, rows, target)
+    table = _batch(data)
+    # Arguments are checked against each plugin's schema in C++ before any rule runs.
+    results = _core.quality_run(table, _native_rules(rules), _context(references, now, target))
+    return QualityReport(results, table.num_rows, target)
 
 
 def _native_rules(rules: list[Rule]) -> list[tuple]:
@@ -229,16 +179,15 @@ def _context(references, now, target) -> dict:
 
 def profile(data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
     """Reference profiles per column (quantile bins for numbers, shares for strings), for drift_psi."""
-    cols, rows = _batch(data, columns)
-    return _core.quality_profile(cols, rows, bins)
+    return _core.quality_profile(_batch(data, columns), bins)
 
 
 def psi(data, column: str, reference: Mapping) -> float:
     """Population stability index of one column against a reference profile."""
-    cols, rows = _batch(data, [column])
-    if not cols:
+    table = _batch(data, [column])
+    if not table.num_columns:
         raise InvalidArgument(f"no column {column!r} in the batch")
-    return _core.quality_psi(cols, rows, dict(reference))
+    return _core.quality_psi(table, dict(reference))
 
 
 # --- rules attached to a workspace target, history, reference profiles, data issues ------------
@@ -333,8 +282,7 @@ class Checks:
     def set_reference(self, data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
         """Store reference profiles (for drift_psi) from a batch."""
         import json
-        cols, rows = _batch(data, columns)
-        profiles = self._store.profile(self.target, cols, rows, bins)  # PII columns: masked values
+        profiles = self._store.profile(self.target, _batch(data, columns), bins)  # PII columns: masked values
         for col, p in profiles.items():
             self._store.set_profile(self.target, col, json.dumps(p))
         return profiles
@@ -346,9 +294,9 @@ class Checks:
         ids, rules = [i for i, _ in stored_rules], [r for _, r in stored_rules]
         refs = self.references()
         if rules:
-            cols, rows = _batch(data)
-            results = self._store.run(self.target, cols, rows, _native_rules(rules), _context(refs, now, self.target))
-            report = QualityReport(results, rows, self.target)
+            table = _batch(data)
+            results = self._store.run(self.target, table, _native_rules(rules), _context(refs, now, self.target))
+            report = QualityReport(results, table.num_rows, self.target)
         else:
             report = QualityReport([], len(data) if hasattr(data, "__len__") else data.num_rows, self.target)
         if record and rules:

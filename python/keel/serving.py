@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from keel import _core
+from keel import _core, _data
 from keel.errors import Conflict, InvalidArgument, NotFound
 from keel.plugins import Router
 
@@ -430,9 +430,10 @@ class Endpoint:
                 "missing": missing, "stale": stale}
 
     def predict_batch(self, requests):
-        """Many requests (a list of dicts or a DataFrame) in one call: routed, looked up and (for native
-        models) predicted in one C++ call, one vectorized predict per variant. Returns a DataFrame for a
-        DataFrame, else a list of dicts (the keys of :meth:`predict`)."""
+        """Many requests (a list of dicts, a DataFrame, a pyarrow Table or RecordBatch, a dict of
+        columns: keel._data) in one call: routed, looked up and (for native models) predicted in one
+        C++ call, one vectorized predict per variant. Returns a DataFrame for a DataFrame, else a
+        list of dicts (the keys of :meth:`predict`)."""
         # A batch allocates a few small acyclic objects per request; in a process holding many objects
         # (a notebook, a training script) the cyclic collector would otherwise rescan them all every few
         # hundred requests and cost more than the batch itself.
@@ -446,7 +447,7 @@ class Endpoint:
 
     def _predict_batch(self, requests):
         as_frame = hasattr(requests, "to_dict") and hasattr(requests, "columns")
-        reqs = requests.to_dict("records") if as_frame else [dict(r) for r in requests]
+        reqs = _data.to_rows(requests)  # every input kind (keel._data); a list of dicts row by row
         self._maybe_refresh()
         path, vl = self._serving
         try:

@@ -30,35 +30,35 @@ std::string error_of(auto&& fn, ErrorKind expected) {
 Record base_record(std::vector<std::string> names) {
     Record r;
     std::vector<std::string> dtypes(names.size(), "float64");
-    r["features.names"] = Value::of_strings(std::move(names));
-    r["features.dtypes"] = Value::of_strings(std::move(dtypes));
+    r["features.names"] = RecordValue::of_strings(std::move(names));
+    r["features.dtypes"] = RecordValue::of_strings(std::move(dtypes));
     return r;
 }
 
 // y = 1 + 2 x0 - 3 x1
 Record linear_record() {
     auto r = base_record({"a", "b"});
-    r["model.kind"] = Value::of_string("linear");
-    r["linear.coef"] = Value::of_reals({2.0, -3.0});
-    r["linear.intercept"] = Value::of_reals({1.0});
+    r["model.kind"] = RecordValue::of_string("linear");
+    r["linear.coef"] = RecordValue::of_reals({2.0, -3.0});
+    r["linear.intercept"] = RecordValue::of_reals({1.0});
     return r;
 }
 
 // One stump on feature 0 at 0.5 (NaN goes right) and one on feature 1 at 0 (NaN goes left).
 Record stump_record(const std::string& compare = "le") {
     auto r = base_record({"a", "b"});
-    r["model.kind"] = Value::of_string("trees");
-    r["tree.n_raw"] = Value::of_ints({1});
-    r["tree.compare"] = Value::of_string(compare);
-    r["tree.base"] = Value::of_reals({10.0});
-    r["tree.offsets"] = Value::of_ints({0, 3, 6});
-    r["tree.output"] = Value::of_ints({0, 0});
-    r["node.feature"] = Value::of_ints({0, -1, -1, 1, -1, -1});
-    r["node.threshold"] = Value::of_reals({0.5, 0, 0, 0.0, 0, 0});
-    r["node.left"] = Value::of_ints({1, -1, -1, 1, -1, -1});
-    r["node.right"] = Value::of_ints({2, -1, -1, 2, -1, -1});
-    r["node.value"] = Value::of_reals({0, 1.0, 2.0, 0, 100.0, 200.0});
-    r["node.default_left"] = Value::of_ints({0, 0, 0, 1, 0, 0});
+    r["model.kind"] = RecordValue::of_string("trees");
+    r["tree.n_raw"] = RecordValue::of_ints({1});
+    r["tree.compare"] = RecordValue::of_string(compare);
+    r["tree.base"] = RecordValue::of_reals({10.0});
+    r["tree.offsets"] = RecordValue::of_ints({0, 3, 6});
+    r["tree.output"] = RecordValue::of_ints({0, 0});
+    r["node.feature"] = RecordValue::of_ints({0, -1, -1, 1, -1, -1});
+    r["node.threshold"] = RecordValue::of_reals({0.5, 0, 0, 0.0, 0, 0});
+    r["node.left"] = RecordValue::of_ints({1, -1, -1, 1, -1, -1});
+    r["node.right"] = RecordValue::of_ints({2, -1, -1, 2, -1, -1});
+    r["node.value"] = RecordValue::of_reals({0, 1.0, 2.0, 0, 100.0, 200.0});
+    r["node.default_left"] = RecordValue::of_ints({0, 0, 0, 1, 0, 0});
     return r;
 }
 
@@ -122,19 +122,19 @@ struct RandomForest {
         std::vector<std::string> names;
         for (size_t j = 0; j < n_features; ++j) names.push_back("f" + std::to_string(j));
         record = base_record(names);
-        record["model.kind"] = Value::of_string("trees");
-        record["tree.n_raw"] = Value::of_ints({2});
-        record["tree.leaf_width"] = Value::of_ints({static_cast<int64_t>(width)});
-        record["tree.compare"] = Value::of_string(compare);
-        record["tree.base"] = Value::of_reals({0.25, -0.5});
-        record["tree.offsets"] = Value::of_ints(offsets);
-        record["tree.output"] = Value::of_ints(output);
-        record["node.feature"] = Value::of_ints(feature);
-        record["node.threshold"] = Value::of_reals(threshold);
-        record["node.left"] = Value::of_ints(left);
-        record["node.right"] = Value::of_ints(right);
-        record["node.value"] = Value::of_reals(value);
-        record["node.default_left"] = Value::of_ints(default_left);
+        record["model.kind"] = RecordValue::of_string("trees");
+        record["tree.n_raw"] = RecordValue::of_ints({2});
+        record["tree.leaf_width"] = RecordValue::of_ints({static_cast<int64_t>(width)});
+        record["tree.compare"] = RecordValue::of_string(compare);
+        record["tree.base"] = RecordValue::of_reals({0.25, -0.5});
+        record["tree.offsets"] = RecordValue::of_ints(offsets);
+        record["tree.output"] = RecordValue::of_ints(output);
+        record["node.feature"] = RecordValue::of_ints(feature);
+        record["node.threshold"] = RecordValue::of_reals(threshold);
+        record["node.left"] = RecordValue::of_ints(left);
+        record["node.right"] = RecordValue::of_ints(right);
+        record["node.value"] = RecordValue::of_reals(value);
+        record["node.default_left"] = RecordValue::of_ints(default_left);
     }
 
     // The library's rule, written out plainly: NaN takes the default direction, else compare.
@@ -177,9 +177,9 @@ struct RandomForest {
 
 TEST(InferenceFormat, RoundTripsEveryValueType) {
     Record r;
-    r["i"] = Value::of_ints({1, -2, 3});
-    r["r"] = Value::of_reals({0.5, std::numeric_limits<double>::quiet_NaN()});
-    r["s"] = Value::of_strings({"a", "", "c\nd"});
+    r["i"] = RecordValue::of_ints({1, -2, 3});
+    r["r"] = RecordValue::of_reals({0.5, std::numeric_limits<double>::quiet_NaN()});
+    r["s"] = RecordValue::of_strings({"a", "", "c\nd"});
     auto back = parse_record(serialize_record(r));
     EXPECT_EQ(back.at("i").ints, (std::vector<int64_t>{1, -2, 3}));
     EXPECT_EQ(back.at("r").reals[0], 0.5);
@@ -221,7 +221,7 @@ TEST(InferenceFormat, FutureVersionIsCorrupt) {
 
 TEST(InferenceFormat, ValidBytesWithAnInvalidModelAreCorrupt) {
     auto r = linear_record();
-    r["linear.coef"] = Value::of_reals({1.0});
+    r["linear.coef"] = RecordValue::of_reals({1.0});
     auto bytes = serialize_record(r);
     auto msg = error_of([&] { load_predictor(bytes); }, ErrorKind::Corrupt);
     EXPECT_NE(msg.find("linear model"), std::string::npos) << msg;
@@ -299,16 +299,16 @@ TEST(InferencePredictor, MlpBatchesMatchPlainSumsForEveryWidth) {
     std::uniform_real_distribution<double> u(-1, 1);
     const std::vector<size_t> widths{7, 13, 16, 3};  // inputs, two hidden layers, outputs
     auto r = base_record({"a", "b", "c", "d", "e", "f", "g"});
-    r["model.kind"] = Value::of_string("mlp");
-    r["mlp.layers"] = Value::of_ints({3});
-    r["mlp.activation"] = Value::of_string("tanh");
+    r["model.kind"] = RecordValue::of_string("mlp");
+    r["mlp.layers"] = RecordValue::of_ints({3});
+    r["mlp.activation"] = RecordValue::of_string("tanh");
     std::vector<std::vector<double>> weights, biases;
     for (size_t i = 0; i + 1 < widths.size(); ++i) {
         std::vector<double> w(widths[i] * widths[i + 1]), b(widths[i + 1]);
         for (auto& v : w) v = u(rng);
         for (auto& v : b) v = u(rng);
-        r["mlp." + std::to_string(i) + ".weights"] = Value::of_reals(w);
-        r["mlp." + std::to_string(i) + ".bias"] = Value::of_reals(b);
+        r["mlp." + std::to_string(i) + ".weights"] = RecordValue::of_reals(w);
+        r["mlp." + std::to_string(i) + ".bias"] = RecordValue::of_reals(b);
         weights.push_back(w);
         biases.push_back(b);
     }
@@ -334,9 +334,9 @@ TEST(InferencePredictor, MlpBatchesMatchPlainSumsForEveryWidth) {
 
 TEST(InferencePredictor, CategoricalBitsetsSendListedCategoriesLeft) {
     auto r = stump_record();
-    r["node.category"] = Value::of_ints({0, -1, -1, -1, -1, -1});
-    r["cat.offsets"] = Value::of_ints({0, 2});
-    r["cat.words"] = Value::of_ints({(1 << 3) | (1 << 7), 1});  // categories 3, 7 and 32
+    r["node.category"] = RecordValue::of_ints({0, -1, -1, -1, -1, -1});
+    r["cat.offsets"] = RecordValue::of_ints({0, 2});
+    r["cat.words"] = RecordValue::of_ints({(1 << 3) | (1 << 7), 1});  // categories 3, 7 and 32
     Predictor p(r);
     for (auto [cat, left] : std::vector<std::pair<double, bool>>{{3, true}, {7, true}, {32, true}, {4, false},
                                                                   {-1, false}, {1000, false}}) {
@@ -348,7 +348,7 @@ TEST(InferencePredictor, CategoricalBitsetsSendListedCategoriesLeft) {
 
 TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
     auto r = stump_record();
-    r["node.left"] = Value::of_ints({1, -1, -1, 7, -1, -1});
+    r["node.left"] = RecordValue::of_ints({1, -1, -1, 7, -1, -1});
     EXPECT_NE(error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument).find("out of range"), std::string::npos);
 }
 
@@ -356,7 +356,7 @@ TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
 // (SIGSEGV) before the next tree's offsets were checked.
 TEST(InferencePredictor, RejectsTreeOffsetsPastTheNodes) {
     auto r = stump_record();
-    r["tree.offsets"] = Value::of_ints({0, 1000, 6});
+    r["tree.offsets"] = RecordValue::of_ints({0, 1000, 6});
     auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
     EXPECT_NE(msg.find("tree 0 ends at node 1000 of 6"), std::string::npos) << msg;
 }
@@ -368,8 +368,8 @@ TEST(InferencePredictor, RejectsRawOutputCountsAndLeafWidthsTheLeavesCannotHold)
              {int64_t(1) << 60, 1}, {-1, 1}, {7, 1}, {1, int64_t(1) << 63}, {1, 2}, {1, 0}}) {
         auto r = stump_record();
         r.erase("tree.base");
-        r["tree.n_raw"] = Value::of_ints({n_raw});
-        r["tree.leaf_width"] = Value::of_ints({width});
+        r["tree.n_raw"] = RecordValue::of_ints({n_raw});
+        r["tree.leaf_width"] = RecordValue::of_ints({width});
         auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
         EXPECT_NE(msg.find("do not fit its 6 leaf values"), std::string::npos) << n_raw << " x " << width << ": " << msg;
     }
@@ -379,10 +379,10 @@ TEST(InferencePredictor, RejectsRawOutputCountsAndLeafWidthsTheLeavesCannotHold)
 // read outside them at predict time.
 TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
     auto r = stump_record();
-    r["node.category"] = Value::of_ints({1, -1, -1, -1, -1, -1});
-    r["cat.words"] = Value::of_ints({1, 1});
+    r["node.category"] = RecordValue::of_ints({1, -1, -1, -1, -1, -1});
+    r["cat.words"] = RecordValue::of_ints({1, 1});
     for (auto offsets : {std::vector<int64_t>{0, -5, 2}, std::vector<int64_t>{1, 0, 2}, std::vector<int64_t>{0, 3, 2}}) {
-        r["cat.offsets"] = Value::of_ints(offsets);
+        r["cat.offsets"] = RecordValue::of_ints(offsets);
         auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
         EXPECT_NE(msg.find("category offsets do not cover the words"), std::string::npos) << msg;
     }
@@ -390,11 +390,11 @@ TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
 
 TEST(InferencePredictor, SoftmaxAndBinarySigmoid) {
     auto r = base_record({"a"});
-    r["model.kind"] = Value::of_string("linear");
-    r["linear.coef"] = Value::of_reals({1.0, 0.0, -1.0});
-    r["linear.intercept"] = Value::of_reals({0.0, 0.0, 0.0});
-    r["output.transform"] = Value::of_string("softmax");
-    r["task"] = Value::of_string("classification");
+    r["model.kind"] = RecordValue::of_string("linear");
+    r["linear.coef"] = RecordValue::of_reals({1.0, 0.0, -1.0});
+    r["linear.intercept"] = RecordValue::of_reals({0.0, 0.0, 0.0});
+    r["output.transform"] = RecordValue::of_string("softmax");
+    r["task"] = RecordValue::of_string("classification");
     Predictor p(r);
     ASSERT_EQ(p.num_outputs(), 3u);
     double x = std::log(2.0), out[3];
@@ -402,7 +402,7 @@ TEST(InferencePredictor, SoftmaxAndBinarySigmoid) {
     EXPECT_NEAR(out[0], 2.0 / 3.5, 1e-15);
     EXPECT_NEAR(out[2], 0.5 / 3.5, 1e-15);
     auto b = linear_record();
-    b["output.transform"] = Value::of_string("binary_sigmoid");
+    b["output.transform"] = RecordValue::of_string("binary_sigmoid");
     Predictor pb(b);
     double row[2] = {1.0, 1.0}, o2[2];
     pb.predict_row(row, o2);
@@ -412,19 +412,19 @@ TEST(InferencePredictor, SoftmaxAndBinarySigmoid) {
 
 TEST(InferencePredictor, OneHotAndScalingInFront) {
     auto r = base_record({"color", "size"});
-    r["pre.count"] = Value::of_ints({1});
-    r["pre.0.blocks"] = Value::of_ints({2});
-    r["pre.0.0.kind"] = Value::of_string("onehot");
-    r["pre.0.0.columns"] = Value::of_ints({0});
-    r["pre.0.0.categories"] = Value::of_reals({1, 2, 3});
-    r["pre.0.0.offsets"] = Value::of_ints({0, 3});
-    r["pre.0.1.kind"] = Value::of_string("scale");
-    r["pre.0.1.columns"] = Value::of_ints({1});
-    r["pre.0.1.mean"] = Value::of_reals({10});
-    r["pre.0.1.scale"] = Value::of_reals({2});
-    r["model.kind"] = Value::of_string("linear");
-    r["linear.coef"] = Value::of_reals({100, 200, 300, 1});
-    r["linear.intercept"] = Value::of_reals({0});
+    r["pre.count"] = RecordValue::of_ints({1});
+    r["pre.0.blocks"] = RecordValue::of_ints({2});
+    r["pre.0.0.kind"] = RecordValue::of_string("onehot");
+    r["pre.0.0.columns"] = RecordValue::of_ints({0});
+    r["pre.0.0.categories"] = RecordValue::of_reals({1, 2, 3});
+    r["pre.0.0.offsets"] = RecordValue::of_ints({0, 3});
+    r["pre.0.1.kind"] = RecordValue::of_string("scale");
+    r["pre.0.1.columns"] = RecordValue::of_ints({1});
+    r["pre.0.1.mean"] = RecordValue::of_reals({10});
+    r["pre.0.1.scale"] = RecordValue::of_reals({2});
+    r["model.kind"] = RecordValue::of_string("linear");
+    r["linear.coef"] = RecordValue::of_reals({100, 200, 300, 1});
+    r["linear.intercept"] = RecordValue::of_reals({0});
     Predictor p(r);
     double row[2] = {2, 14}, out = 0;
     p.predict_row(row, &out);
@@ -441,11 +441,11 @@ TEST(InferencePredictor, OneHotAndScalingInFront) {
 
 TEST(InferencePredictor, RecommendSkipsOwnedItems) {
     auto r = base_record({"user", "item"});
-    r["task"] = Value::of_string("factorization");
-    r["model.kind"] = Value::of_string("factorization");
-    r["mf.dim"] = Value::of_ints({1});
-    r["mf.user_factors"] = Value::of_reals({1.0, -1.0});
-    r["mf.item_factors"] = Value::of_reals({1.0, 2.0, 3.0, 4.0});
+    r["task"] = RecordValue::of_string("factorization");
+    r["model.kind"] = RecordValue::of_string("factorization");
+    r["mf.dim"] = RecordValue::of_ints({1});
+    r["mf.user_factors"] = RecordValue::of_reals({1.0, -1.0});
+    r["mf.item_factors"] = RecordValue::of_reals({1.0, 2.0, 3.0, 4.0});
     Predictor p(r);
     int64_t users[2] = {0, 1};
     int64_t indptr[3] = {0, 1, 1}, indices[1] = {3};

@@ -30,7 +30,7 @@ Limits test_limits() {
 // A batch whose memory lives on the heap, so a test can free it between two checks.
 struct HeapBatch {
     std::unique_ptr<std::vector<double>> x = std::make_unique<std::vector<double>>();
-    std::unique_ptr<std::vector<int32_t>> offsets = std::make_unique<std::vector<int32_t>>();
+    std::unique_ptr<std::vector<int64_t>> offsets = std::make_unique<std::vector<int64_t>>();
     std::unique_ptr<std::string> chars = std::make_unique<std::string>();
     Batch batch;
     explicit HeapBatch(const std::vector<std::string>& strings) {
@@ -38,20 +38,18 @@ struct HeapBatch {
         for (size_t i = 0; i < strings.size(); ++i) {
             x->push_back(double(i));
             *chars += strings[i];
-            offsets->push_back(int32_t(chars->size()));
+            offsets->push_back(int64_t(chars->size()));
         }
         batch.rows = strings.size();
         ColumnView cx;
         cx.name = "x";
-        cx.type = ColumnType::Float64;
-        cx.length = strings.size();
+        cx.dtype = keel::DType::Float64;
         cx.values = x->data();
         ColumnView cs;
         cs.name = "s";
-        cs.type = ColumnType::String;
-        cs.length = strings.size();
-        cs.offsets32 = offsets->data();
-        cs.chars = chars->data();
+        cs.dtype = keel::DType::String;
+        cs.offsets = offsets->data();
+        cs.values = chars->data();
         batch.columns = {cx, cs};
     }
 };
@@ -152,13 +150,13 @@ TEST(QualityPii, MaskedColumnsGiveMaskedOffendersAndProfilesButPsiStillCompares)
     EXPECT_EQ(o.array()[0].find("value")->str(), "m:***3");
     EXPECT_EQ(o.array()[0].find("count")->number(), 2);
 
-    Value profile = profile_column(b.batch.columns[1]);
+    Value profile = profile_column(b.batch.columns[1], b.batch.rows);
     EXPECT_TRUE(std::get<bool>(profile.find("masked")->data));
     for (const auto& [k, share] : profile.find("shares")->map()) EXPECT_EQ(k.rfind("m:", 0), 0u) << k;
-    EXPECT_NEAR(psi(b.batch.columns[1], profile), 0.0, 1e-12);
+    EXPECT_NEAR(psi(b.batch.columns[1], b.batch.rows, profile), 0.0, 1e-12);
     ColumnView plain = b.batch.columns[1];
     plain.mask = nullptr;
-    EXPECT_THROW(psi(plain, profile), Error);  // a masked reference needs the column's masker
+    EXPECT_THROW(psi(plain, b.batch.rows, profile), Error);  // a masked reference needs the column's masker
 }
 
 // --- the rule runner: results, severities, failures of the rule itself ---------------------------

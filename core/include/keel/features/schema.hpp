@@ -1,6 +1,8 @@
 // core/include/keel/features/schema.hpp
 #pragma once
 
+#include "keel/common/columns.hpp"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -10,16 +12,11 @@
 
 namespace keel::features {
 
-//! The value types a feature column can hold. Timestamps are int64 milliseconds since the epoch
-//! (UTC); vectors are fixed-length float32 (embeddings); strings are UTF-8 bytes.
-enum class DType : uint8_t { Bool = 1, Int32, Int64, Float32, Float64, String, Timestamp, Vector };
-
-//! "bool", "int32", ... "vector": the names users write in schemas.
-std::string_view dtype_name(DType type);
-//! Parses a dtype name ("float64", "vector"); throws InvalidArgument naming the accepted ones.
-DType parse_dtype(std::string_view name);
-//! Bytes one row of this type takes in a fixed-width buffer (strings: 0; vectors: 4 * dim).
-size_t dtype_width(DType type, uint32_t dim);
+// Feature columns hold the core's column types (keel/common/columns.hpp).
+using keel::DType;
+using keel::dtype_name;
+using keel::dtype_width;
+using keel::parse_dtype;
 
 //! One typed column of a feature view (or a join key, or a timestamp column).
 struct ColumnSpec {

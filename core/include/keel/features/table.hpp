@@ -1,6 +1,7 @@
 // core/include/keel/features/table.hpp
 #pragma once
 
+#include "keel/common/columns.hpp"
 #include "keel/features/schema.hpp"
 
 #include <cstdint>
@@ -10,28 +11,9 @@
 
 namespace keel::features {
 
-//! A borrowed column handed to the core (from numpy/arrow buffers without copies).
-//! Fixed-width types: `values` holds rows * dtype_width bytes. Strings: `offsets` holds rows + 1
-//! int64 offsets into `values` (Arrow large_string layout). `valid` is one byte per row (1 = value,
-//! 0 = null) or nullptr when every row has a value.
-struct ColumnView {
-    std::string name;
-    DType dtype = DType::Float64;
-    uint32_t dim = 0;
-    const void* values = nullptr;
-    const int64_t* offsets = nullptr;
-    const uint8_t* valid = nullptr;
-
-    bool is_valid(size_t row) const { return valid == nullptr || valid[row] != 0; }
-};
-
-//! A batch of borrowed columns, all `rows` long.
-struct BatchView {
-    size_t rows = 0;
-    std::vector<ColumnView> columns;
-    //! The column called `name`, or nullptr.
-    const ColumnView* find(std::string_view name) const;
-};
+// Borrowed columns are the core's one column view (keel/common/columns.hpp).
+using keel::BatchView;
+using keel::ColumnView;
 
 //! A column the core produced and owns (handed to Python without a copy).
 struct Column {

@@ -9,26 +9,30 @@
 
 namespace keel::inference {
 
-//! One named value of a model record: an array of int64, an array of float64, or a list of strings.
+//! One named value of a model record (not plugins::Value, the Lua-facing variant): an array of int64, an array of float64, or a list of strings.
 //! Scalars are arrays of length one; a single string is a list of one.
-struct Value {
+struct RecordValue {
     enum class Type : uint8_t { Int = 1, Real = 2, Strings = 3 };
     Type type = Type::Real;
     std::vector<int64_t> ints;
     std::vector<double> reals;
     std::vector<std::string> strings;
 
-    static Value of_ints(std::vector<int64_t> v) { Value x; x.type = Type::Int; x.ints = std::move(v); return x; }
-    static Value of_reals(std::vector<double> v) { Value x; x.type = Type::Real; x.reals = std::move(v); return x; }
-    static Value of_strings(std::vector<std::string> v) {
-        Value x; x.type = Type::Strings; x.strings = std::move(v); return x;
+    static RecordValue of_ints(std::vector<int64_t> v) {
+        RecordValue x; x.type = Type::Int; x.ints = std::move(v); return x;
     }
-    static Value of_string(std::string s) { return of_strings({std::move(s)}); }
+    static RecordValue of_reals(std::vector<double> v) {
+        RecordValue x; x.type = Type::Real; x.reals = std::move(v); return x;
+    }
+    static RecordValue of_strings(std::vector<std::string> v) {
+        RecordValue x; x.type = Type::Strings; x.strings = std::move(v); return x;
+    }
+    static RecordValue of_string(std::string s) { return of_strings({std::move(s)}); }
 };
 
 //! A model as data: dotted keys ("model.kind", "tree.threshold", "pre.0.mean") to values. Importers
 //! (Python or C++) build a Record; build_predictor() validates it; the binary format stores it.
-using Record = std::map<std::string, Value, std::less<>>;
+using Record = std::map<std::string, RecordValue, std::less<>>;
 
 //! Current version of the binary format. Readers refuse newer versions with Corrupt.
 inline constexpr uint32_t kFormatVersion = 1;

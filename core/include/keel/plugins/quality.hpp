@@ -1,6 +1,7 @@
 // core/include/keel/plugins/quality.hpp
 #pragma once
 
+#include "keel/common/columns.hpp"
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/value.hpp"
 
@@ -12,36 +13,15 @@
 
 namespace keel::plugins {
 
-enum class ColumnType { Int64, Float64, Bool, String, Timestamp };
-
-//! Turns a PII value (its text) into the masked form readers without a grant see: the feature
-//! store's salted sha256 (features::FeatureStore::mask_string).
-using Masker = std::function<std::string(std::string_view)>;
-
-//! A borrowed column (Arrow layout): values, an optional validity bitmap (bit i set = row i valid;
-//! NaN floats and INT64_MIN timestamps are nulls too) and, for strings, offsets into `chars`.
-struct ColumnView {
-    std::string name;
-    ColumnType type = ColumnType::Float64;
-    size_t length = 0;
-    const void* values = nullptr;       //!< int64 / double / uint8 (bool); unused for strings
-    const uint8_t* validity = nullptr;  //!< nullptr: no nulls besides NaN / NaT
-    int64_t validity_offset = 0;        //!< bit offset of row 0 in `validity`
-    const int32_t* offsets32 = nullptr; //!< strings: length+1 offsets (or offsets64)
-    const int64_t* offsets64 = nullptr;
-    const char* chars = nullptr;
-    //! Set on PII columns (see mark_pii in quality_target.hpp). Profiles of a PII column always hold
-    //! masked values (so stored references never keep raw ones and PSI compares masked to masked);
-    //! when `masked` (the caller's role may not read the column) every helper that returns values
-    //! gives masked text instead (not_allowed) or nil (min, max, mean, stddev, quantile).
-    const Masker* mask = nullptr;
-    bool masked = false;
-};
-
-struct Batch {
-    size_t rows = 0;
-    std::vector<ColumnView> columns;
-};
+// Rules check the core's one column view (keel/common/columns.hpp): values as the feature store
+// holds them, one validity byte per row (NaN floats count as nulls too), and for PII columns the
+// masker (`mask`) and whether the caller's role may not read them (`masked`). Profiles of a PII
+// column always hold masked values (so stored references never keep raw ones and PSI compares
+// masked to masked); when `masked`, every helper that returns values gives masked text instead
+// (not_allowed) or nil (min, max, mean, stddev, quantile).
+using keel::ColumnView;
+using keel::Masker;
+using Batch = keel::BatchView;
 
 //! A data-quality rule: a plugin defining check(batch, ctx), its arguments (ctx.args) and the
 //! severity of a failure ("error" rejects the batch, "warn" is stored).
@@ -97,8 +77,8 @@ std::vector<std::string> reference_columns(const std::vector<Rule>& rules, Host&
 //! Reference profile of a column for PSI: {kind="numeric", edges={...}, shares={...}} from
 //! quantile bins, or {kind="categorical", shares={value=share}} for strings and bools. A PII column
 //! (column.mask set) gets a categorical profile over masked values, marked masked=true.
-Value profile_column(const ColumnView& column, int bins = 10);
-//! Population stability index of `column` against a profile from profile_column.
-double psi(const ColumnView& column, const Value& profile);
+Value profile_column(const ColumnView& column, size_t rows, int bins = 10);
+//! Population stability index of `column` (`rows` long) against a profile from profile_column.
+double psi(const ColumnView& column, size_t rows, const Value& profile);
 
 } // namespace keel::plugins
