@@ -45,8 +45,8 @@ TEST(ByteOrder, HelpersReadAndWriteLittleEndianAtAnyAlignment) {
 
 TEST(ByteOrder, ModelRecordBytesAreLittleEndian) {
     keel::inference::Record record;
-    record.emplace("k", keel::inference::Value::of_ints({0x0102}));
-    record.emplace("r", keel::inference::Value::of_reals({1.0}));
+    record.emplace("k", keel::inference::RecordValue::of_ints({0x0102}));
+    record.emplace("r", keel::inference::RecordValue::of_reals({1.0}));
     const std::string out = keel::inference::serialize_record(record);
     const std::string body = bytes({2, 0, 0, 0,                      // u32 entry count
                                     1, 0, 'k', 1, 1, 0, 0, 0, 0, 0, 0, 0,  // u16 key size, key, u8 Int, u64 count
