@@ -183,7 +183,6 @@ class Router:
                  config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
         config = dict(config or {})
         validate(plugin, "route", config)
-        self._key = str(config.get("key") or "user_id")
         self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))
 
@@ -206,6 +205,11 @@ class Router:
         self._native.set_issues(list(variants))
 
     @property
+    def native(self) -> _core.Router:
+        """The ``keel._core.Router`` this wraps: what an endpoint's request path runs."""
+        return self._native
+
+    @property
     def variants(self) -> dict[str, float]:
         return dict(self._native.variants)
 
@@ -223,11 +227,6 @@ class Router:
         except Exception:  # noqa: BLE001 - not loaded in this thread yet
             s.update(plugin_version=0, reloads_refused=0, reload_error="")
         return s
-
-    def bench(self, n: int = 1_000_000, distinct_keys: int = 100_000, key_field: str | None = None) -> dict:
-        """Time ``n`` decisions inside C++ (no Python per call) with integer keys in ``key_field``
-        (default: the configured sticky key): median/p99 ns, decisions/s (wall) and per CPU-second."""
-        return self._native.bench(n, distinct_keys, key_field or self._key)
 
     def __repr__(self) -> str:
         return f"<keel.plugins.Router {self._native.plugin!r} {self.variants}>"
