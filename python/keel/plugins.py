@@ -15,6 +15,7 @@ no call holds the GIL. Built-ins live in ``plugins/routing/`` and ``plugins/qual
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
@@ -33,12 +34,22 @@ def _builtin_root() -> Path:
 BUILTIN_ROOT = _builtin_root()
 
 
-def _init_search_path() -> None:
-    roots = [str(BUILTIN_ROOT)] if (BUILTIN_ROOT / "plugins").is_dir() else []
-    _core.plugins_set_search_path(roots)
+_search_path_lock = threading.Lock()
+_search_path_set = False  # whether the core's search path holds the built-ins (or the user's roots)
 
 
-_init_search_path()
+def ensure_search_path() -> None:
+    """Puts the built-in plugins' folder on the core's plugin search path, once, before the first
+    plugin ref is resolved (not on import: importing keel changes no process-wide state). Every
+    function here that reaches a plugin calls it; so does the rest of Keel before the core runs a
+    plugin by ref. A search path set with :func:`set_search_path` is kept."""
+    global _search_path_set
+    if _search_path_set:
+        return
+    with _search_path_lock:
+        if not _search_path_set:
+            _core.plugins_set_search_path([str(BUILTIN_ROOT)] if (BUILTIN_ROOT / "plugins").is_dir() else [])
+            _search_path_set = True
 
 
 def set_search_path(roots: Iterable[str | os.PathLike]) -> None:
@@ -46,18 +57,23 @@ def set_search_path(roots: Iterable[str | os.PathLike]) -> None:
 
     Keel's own checkout stays last so the built-ins are always found.
     """
+    global _search_path_set
     paths = [os.fspath(r) for r in roots]
     if (BUILTIN_ROOT / "plugins").is_dir():
         paths.append(str(BUILTIN_ROOT))
-    _core.plugins_set_search_path(paths)
+    with _search_path_lock:
+        _core.plugins_set_search_path(paths)
+        _search_path_set = True
 
 
 def search_path() -> list[str]:
+    ensure_search_path()
     return [str(p) for p in _core.plugins_search_path()]
 
 
 def resolve(plugin: str | os.PathLike) -> str:
     """The file a plugin ref names (NotFound says where it looked)."""
+    ensure_search_path()
     return str(_core.plugins_resolve(os.fspath(plugin)))
 
 
@@ -94,16 +110,19 @@ def set_limits(**limits: int) -> None:
 
 def call(plugin: str | os.PathLike, entry: str, *args: Any) -> Any:
     """Call ``entry(*args)`` of a plugin in the sandbox; results come back as Python data."""
+    ensure_search_path()
     return _core.plugins_call(os.fspath(plugin), entry, list(args))
 
 
 def eval_file(path: str | os.PathLike) -> Any:
     """Run a Lua file in the sandbox and return what it returns, as data (test tables, configs)."""
+    ensure_search_path()
     return _core.plugins_eval_file(os.fspath(path))
 
 
 def status(plugin: str | os.PathLike) -> dict:
     """Version of a loaded plugin in this thread's host, and why its last reload was refused."""
+    ensure_search_path()
     return _core.plugins_status(os.fspath(plugin))
 
 
@@ -117,6 +136,7 @@ _TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "boolean"
 def schema(plugin: str | os.PathLike, entry: str) -> dict | None:
     """The plugin's declared arguments: ``schema = {column = {type = "string", required = true,
     doc = "..."}, ...}`` at the top of the Lua file (None when it declares none)."""
+    ensure_search_path()
     s = _core.plugins_schema(os.fspath(plugin), entry)
     return s or None
 
@@ -183,6 +203,7 @@ class Router:
                  config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
         config = dict(config or {})
         validate(plugin, "route", config)
+        ensure_search_path()
         self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from keel import _core
-from keel import plugins as _plugins  # noqa: F401  (sets the plugin search path)
+from keel import plugins as _plugins
 from keel.errors import InvalidArgument
 
 SEVERITIES = ("error", "warn")

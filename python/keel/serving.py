@@ -40,9 +40,6 @@ from keel import _core
 from keel.errors import Conflict, InvalidArgument, NotFound
 from keel.plugins import Router
 
-# Models fitted on DataFrames warn when served numpy rows; the endpoint feeds columns in signature order.
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
-
 _FLUSH_EVERY = 512
 _open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
 
@@ -152,10 +149,14 @@ class _Variant:
         self.model = None
         self.names: list[str] = []   # the model's input names from its signature
         self._predict = None
+        self._fitted_on_names = False
 
     def bind(self, mv, model, output: str) -> None:
         self.ref, self.version, self.lineage_ref, self.model = mv.ref, mv.version, mv.lineage_ref, model
         self.names = mv.feature_names or []
+        # Fitted on a DataFrame, it warns when served numpy rows; the endpoint feeds columns in
+        # signature order, so that warning is silenced around its calls (and nowhere else).
+        self._fitted_on_names = getattr(model, "feature_names_in_", None) is not None
         proba = getattr(model, "predict_proba", None)
         if output in ("auto", "proba") and proba is not None:
             self._predict = lambda x: np.asarray(proba(x))[:, -1]
@@ -165,7 +166,11 @@ class _Variant:
             self._predict = lambda x: np.asarray(model.predict(x)).reshape(len(x), -1)[:, 0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._predict(x)
+        if not self._fitted_on_names:
+            return self._predict(x)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return self._predict(x)
 
 
 class Endpoint:
