@@ -480,7 +480,7 @@ class FeatureView:
 
     def refresh(self) -> FeatureView:
         """Reloads the definition (another process may have changed it)."""
-        self._info = self._store._native.view(self.name)
+        self._info = self._store.native.view(self.name)
         return self
 
     # --- offline store ----------------------------------------------------------------------
@@ -534,7 +534,7 @@ class FeatureView:
     def quality(self):
         """The view's quality rules, results history, reference profiles and data issues."""
         from keel.quality import checks
-        return checks(self._store._ws, self.lineage_ref)
+        return checks(self._store.workspace, self.lineage_ref)
 
     def add_rule(self, plugin, *, severity: str = "error", name: str = "", **args) -> int:
         """Attach a quality rule run on every ingest before anything is written:
@@ -556,14 +556,14 @@ class FeatureView:
         """
         table, columns = self._to_columns(data)
         self._run_quality_rules(table)
-        segment = self._store._native.ingest(self.name, table.num_rows, columns)
+        segment = self._store.native.ingest(self.name, table.num_rows, columns)
         return {"view": self.name, "version": self.version, "rows": table.num_rows, "segment": segment}
 
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
         key_rows, key_cols = None, []
         if keys:
             key_rows, key_cols = _key_columns(self._info["join_keys"], keys, "keys")
-        cols = self._store._native.read(self.name, _ms_of(start), _ms_of(end), _ms_of(as_of), key_rows, key_cols,
+        cols = self._store.native.read(self.name, _ms_of(start), _ms_of(end), _ms_of(as_of), key_rows, key_cols,
                                         self.version)
         return _to_table(cols)
 
@@ -706,8 +706,18 @@ class FeatureStore:
 
     def __init__(self, workspace):
         self._ws = workspace
-        self._native = _core.FeatureStore(workspace._native)
+        self._native = _core.FeatureStore(workspace.native)
         self._readers: dict[tuple, object] = {}
+
+    @property
+    def workspace(self):
+        """The workspace this feature store lives in."""
+        return self._ws
+
+    @property
+    def native(self) -> _core.FeatureStore:
+        """The ``keel._core.FeatureStore`` behind ``ws.features``."""
+        return self._native
 
     # --- definitions ------------------------------------------------------------------------
     def entity(self, name: str, join_keys: Sequence[str] | Mapping[str, str] | None = None,
@@ -877,7 +887,7 @@ class Access:
 
     @property
     def _native(self):
-        return self._ws.features._native
+        return self._ws.features.native
 
     def grant(self, role: str, view: str, columns: Iterable[str] | str = "*") -> None:
         if isinstance(columns, str):

@@ -298,7 +298,7 @@ def _issue_frame(rows: list[dict]):
 
 def issues_affecting(ws, ref: str):
     """Open data issues on ``ref`` or anything upstream of it in the lineage graph (a DataFrame)."""
-    return _issue_frame(_core.QualityStore(ws._native).issues_affecting(ref))
+    return _issue_frame(_core.QualityStore(ws.native).issues_affecting(ref))
 
 
 class Checks:
@@ -308,7 +308,7 @@ class Checks:
     def __init__(self, ws, target: str):
         self._ws = ws
         self.target = target
-        self._store = _core.QualityStore(ws._native)
+        self._store = _core.QualityStore(ws.native)
 
     def add_rule(self, plugin: str | os.PathLike, *, severity: str = "error", name: str = "", **args) -> int:
         """Attach a rule; the plugin must exist and load (checked now, not at the next ingest)."""

@@ -144,7 +144,7 @@ def _beat_forever() -> None:
         with _lock:
             by_tracker: dict[int, tuple[object, list[str]]] = {}
             for run_id, run in _active.items():
-                by_tracker.setdefault(id(run._t), (run._t, []))[1].append(run_id)
+                by_tracker.setdefault(id(run.tracker), (run.tracker, []))[1].append(run_id)
         for tracker, ids in by_tracker.values():
             try:
                 tracker.heartbeat(ids)

@@ -179,7 +179,7 @@ class Endpoint:
     def __init__(self, ws, name: str, revision: Mapping, refresh_interval: float = 0.5):
         self._ws = ws
         self.name = name
-        self._store = _core.EndpointStore(ws._native)
+        self._store = _core.EndpointStore(ws.native)
         self.refresh_interval = refresh_interval
         self._log: list[tuple] = []
         self._models: dict[str, Any] = {}   # resolved ref -> loaded model
@@ -188,8 +188,8 @@ class Endpoint:
         self._issues: list[str] = []
         self._counts = {"missing": 0, "stale": 0, "refused": 0}
         self._rejected: dict[str, str] = {}  # variant -> why its alias move was not followed
-        self._token = ws._native.change_token()
-        self._generation = ws._native.serving_generation()  # read before what it guards
+        self._token = ws.native.change_token()
+        self._generation = ws.native.serving_generation()  # read before what it guards
         self._apply(revision)
         _open_endpoints.add(self)
 
@@ -230,10 +230,10 @@ class Endpoint:
         then every request is one call (native models predict inside it, others in Python)."""
         self._variant_list = list(self._variants.values())
         self._plan = _plan(self.name, self.definition, self._bound())
-        natives = [getattr(v.model, "_native", None) if self.definition.get("output", "auto") == "auto" else None
+        natives = [getattr(v.model, "native", None) if self.definition.get("output", "auto") == "auto" else None
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
-        self._path = _core.RequestPath(self._router._native, self._reader, self._key, self._plan, natives)
+        self._path = _core.RequestPath(self._router.native, self._reader, self._key, self._plan, natives)
         self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
         self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
                             for k in range(len(self._variant_list))]
@@ -335,7 +335,7 @@ class Endpoint:
     def _stale(self) -> bool:
         """Did a writer, in this process or another, move an alias, save a revision or open a data
         issue since we last looked? A change token first (no table read), the counter only then."""
-        native = self._ws._native
+        native = self._ws.native
         token = native.change_token()
         if token == self._token:
             return False
@@ -615,7 +615,7 @@ def _link_views(ws, name: str, before: list[str], after: list[str]) -> None:
 def check_alias_move(ws, model: str, alias: str, version: int) -> None:
     """Conflict when pointing ``model@alias`` at ``version`` would give an endpoint serving that alias
     a model it cannot feed (called by ``ws.models.set_alias`` before it moves anything)."""
-    store = _core.EndpointStore(ws._native)
+    store = _core.EndpointStore(ws.native)
     target = None
     for name in store.names():
         d = json.loads(store.current(name)["definition"])
@@ -645,7 +645,7 @@ def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) ->
     variants=, features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=) it
     saves a new revision when anything changed. Fields not given keep their saved values."""
     _core.check_name(name, "endpoint", "churn")
-    store = _core.EndpointStore(ws._native)
+    store = _core.EndpointStore(ws.native)
     if definition:
         before: list[str] = []
         if store.current_revision(name):

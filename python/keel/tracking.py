@@ -103,7 +103,7 @@ class Run:
 
     def __init__(self, runs: Runs, data: dict):
         self._runs = runs
-        self._t = runs._tracker
+        self._t = runs.native
         self._data = data
         self._id = data["id"]
         self._stale = "params" not in data
@@ -118,7 +118,12 @@ class Run:
     @property
     def workspace(self) -> Workspace:
         """The workspace the run lives in."""
-        return self._runs._ws
+        return self._runs.workspace
+
+    @property
+    def tracker(self) -> _core.Tracker:
+        """The ``keel._core.Tracker`` this run writes through (its heartbeat goes through it too)."""
+        return self._t
 
     @property
     def name(self) -> str:
@@ -379,7 +384,7 @@ class RunList:
 
     def _rows(self, times_as_ms: bool = False) -> tuple[list[dict], list[str]]:
         params, metrics, tags = set(), set(), set()
-        data = [r._fresh() for r in self._runs]
+        data = [r.to_dict() for r in self._runs]
         for d in data:
             params.update(d["params"])
             metrics.update(d["metrics"])
@@ -442,7 +447,17 @@ class Runs:
 
     def __init__(self, ws: Workspace):
         self._ws = ws
-        self._tracker = _core.Tracker(ws._native)
+        self._tracker = _core.Tracker(ws.native)
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace these runs live in."""
+        return self._ws
+
+    @property
+    def native(self) -> _core.Tracker:
+        """The ``keel._core.Tracker`` every run of this workspace writes through."""
+        return self._tracker
 
     def start(self, experiment: str = "Default", name: str | None = None, parent: Run | str | None = None,
               tags: Mapping[str, Any] | None = None, *, capture_source: bool = True) -> Run:
