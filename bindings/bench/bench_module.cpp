@@ -3,8 +3,9 @@
 // no benchmark hooks; `import keel` never imports it. It takes the objects keel._core made (pybind11
 // shares class registrations between modules built with the same compiler and pybind11).
 //
-// This module links its own copy of the core: function-local state (the per-thread plugin host and
-// the plugin search path) is its own, so route_decisions() copies keel._core's search path first.
+// This module links its own copy of the core, so the core's process-wide state (the per-thread plugin
+// hosts, the plugin search path) is separate from keel._core's: route_decisions() copies keel._core's
+// search path first, and the router's plugin is loaded again into this module's host.
 #include "keel/common/error.hpp"
 #include "keel/features/online.hpp"
 #include "keel/inference/predictor.hpp"
