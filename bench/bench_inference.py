@@ -4,7 +4,7 @@
 Models (100 features, binary churn-like target): logistic regression, an MLP 100-64-32-1, LightGBM
 and XGBoost with 500 trees of depth 8, a random forest of 200 trees. For each:
   1. single-row latency from Python (one row per call, as a server would), and from C++ (the same
-     predict_row call timed in a C++ loop through a timing hook); each runtime is timed in a fresh
+     predict_row call timed in a C++ loop by keel._bench); each runtime is timed in a fresh
      process of its own,
   2. batch throughput on 100,000 rows with 1 and 2 threads.
 Outputs are checked against the source library before any timing. Ratios are peer time / Keel
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 import keel  # noqa: E402
 import keel.inference  # noqa: E402
+from keel import _bench  # noqa: E402  (timing loops in C++; not part of `import keel`)
 
 QUICK = os.environ.get("QUICK") == "1"
 ROWS = int(os.environ.get("ROWS", 100_000))
@@ -86,7 +87,7 @@ def _single_row_worker(runtime: str, blob: bytes, row: np.ndarray, calls: int) -
     """Times one runtime on one model in a fresh process: (us from Python, us from C++ or NaN)."""
     if runtime == "keel":
         p = keel.inference.load_predictor(blob)
-        return per_call(lambda: p.predict_proba(row), calls), p._time_single_row(row, calls * 10) / 1000.0
+        return per_call(lambda: p.predict_proba(row), calls), _bench.time_single_row(p.native, row, calls * 10) / 1000.0
     if runtime == "own":
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)  # BLAS and OpenMP pools: one thread, like every other runtime here

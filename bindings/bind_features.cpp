@@ -209,29 +209,7 @@ void bind_features(py::module_& m) {
                  r.lookup(ids.data(), size_t(ids.size()), out.mutable_data());
              })
         .def("refresh", &OnlineReader::refresh, py::call_guard<py::gil_scoped_release>())
-        .def_property_readonly("snapshot_key", &OnlineReader::snapshot_key)
-        .def("bench_lookup",
-             [](const OnlineReader& r, py::array_t<int64_t, py::array::c_style> ids, int64_t repeat) {
-                 // Times `repeat` single-id lookups inside C++ (no Python per call); returns ns per lookup.
-                 std::vector<double> out(r.width());
-                 size_t n = size_t(ids.size());
-                 const int64_t* p = ids.data();
-                 py::gil_scoped_release release;
-                 auto t0 = std::chrono::steady_clock::now();
-                 int64_t now = 0;
-                 {
-                     auto tp = std::chrono::system_clock::now().time_since_epoch();
-                     now = std::chrono::duration_cast<std::chrono::milliseconds>(tp).count();
-                 }
-                 double sink = 0;
-                 for (int64_t i = 0; i < repeat; ++i) {
-                     r.lookup(p + size_t(i) % n, 1, out.data(), now);
-                     sink += out[0];
-                 }
-                 auto t1 = std::chrono::steady_clock::now();
-                 (void)sink;
-                 return std::chrono::duration<double, std::nano>(t1 - t0).count() / double(repeat);
-             });
+        .def_property_readonly("snapshot_key", &OnlineReader::snapshot_key);
 
     py::class_<PyFeatureStore>(m, "FeatureStore")
         .def(py::init([](std::shared_ptr<storage::Workspace> ws) {

@@ -3,11 +3,10 @@
 
 #include "keel/common/error.hpp"
 #include "keel/inference/predictor.hpp"
+#include "keel/inference/record_keys.hpp"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
-
-#include <chrono>
 
 namespace py = pybind11;
 using keel::inference::Predictor;
@@ -108,7 +107,39 @@ py::array predict(const Predictor& p, const py::array& x, int threads, bool raw)
 
 } // namespace
 
+// keel._core.model_keys: the model record's keys (record_keys.hpp) as Python constants, so the
+// Python importers write exactly the keys the core reads.
+void bind_model_keys(py::module_& m) {
+    namespace k = keel::inference::keys;
+    auto keys = m.def_submodule("model_keys", "Keys of a native model record (core/include/keel/inference/"
+                                              "record_keys.hpp); templates hold {} placeholders for str.format.");
+    const std::pair<const char*, std::string_view> all[] = {
+        {"TASK", k::kTask}, {"MODEL_KIND", k::kModelKind}, {"FEATURE_NAMES", k::kFeatureNames},
+        {"FEATURE_DTYPES", k::kFeatureDtypes}, {"METADATA", k::kMetadata}, {"OUTPUT_TRANSFORM", k::kOutputTransform},
+        {"OUTPUT_SIGMOID_SCALE", k::kOutputSigmoidScale}, {"PRE_COUNT", k::kPreCount},
+        {"PRE_STAGE_BLOCKS", k::kPreStageBlocks}, {"PRE_BLOCK", k::kPreBlock}, {"BLOCK_KIND", k::kBlockKind},
+        {"BLOCK_COLUMNS", k::kBlockColumns}, {"BLOCK_MEAN", k::kBlockMean}, {"BLOCK_SCALE", k::kBlockScale},
+        {"BLOCK_CATEGORIES", k::kBlockCategories}, {"BLOCK_OFFSETS", k::kBlockOffsets}, {"BLOCK_DROP", k::kBlockDrop},
+        {"BLOCK_HANDLE_UNKNOWN", k::kBlockHandleUnknown}, {"BLOCK_UNKNOWN_VALUE", k::kBlockUnknownValue},
+        {"BLOCK_MISSING_VALUE", k::kBlockMissingValue}, {"LINEAR_COEF", k::kLinearCoef},
+        {"LINEAR_INTERCEPT", k::kLinearIntercept}, {"MLP_LAYERS", k::kMlpLayers}, {"MLP_ACTIVATION", k::kMlpActivation},
+        {"MLP_LAYER_WEIGHTS", k::kMlpLayerWeights}, {"MLP_LAYER_BIAS", k::kMlpLayerBias}, {"TREE_N_RAW", k::kTreeNRaw},
+        {"TREE_LEAF_WIDTH", k::kTreeLeafWidth}, {"TREE_BASE", k::kTreeBase}, {"TREE_SCALE", k::kTreeScale},
+        {"TREE_DIVISOR", k::kTreeDivisor}, {"TREE_COMPARE", k::kTreeCompare}, {"TREE_OFFSETS", k::kTreeOffsets},
+        {"TREE_OUTPUT", k::kTreeOutput}, {"NODE_FEATURE", k::kNodeFeature}, {"NODE_THRESHOLD", k::kNodeThreshold},
+        {"NODE_LEFT", k::kNodeLeft}, {"NODE_RIGHT", k::kNodeRight}, {"NODE_VALUE", k::kNodeValue},
+        {"NODE_DEFAULT_LEFT", k::kNodeDefaultLeft}, {"NODE_MISSING", k::kNodeMissing},
+        {"NODE_CATEGORY", k::kNodeCategory}, {"CAT_OFFSETS", k::kCatOffsets}, {"CAT_WORDS", k::kCatWords},
+        {"MF_DIM", k::kMfDim}, {"MF_USER_FACTORS", k::kMfUserFactors}, {"MF_ITEM_FACTORS", k::kMfItemFactors},
+        {"MF_USER_BIAS", k::kMfUserBias}, {"MF_ITEM_BIAS", k::kMfItemBias}, {"MF_GLOBAL_BIAS", k::kMfGlobalBias},
+        {"META_SOURCE", k::kMetaSource}, {"META_CLASSES", k::kMetaClasses}, {"META_VOCABULARIES", k::kMetaVocabularies},
+        {"META_USER_IDS", k::kMetaUserIds}, {"META_ITEM_IDS", k::kMetaItemIds},
+    };
+    for (const auto& [name, value] : all) keys.attr(name) = py::str(value.data(), value.size());
+}
+
 void bind_inference(py::module_& m) {
+    bind_model_keys(m);
     py::class_<Predictor, PredictorPtr>(m, "NativePredictor")
         .def(py::init([](const py::dict& record) { return std::make_shared<Predictor>(record_from_dict(record)); }),
              py::arg("record"))
@@ -185,23 +216,7 @@ void bind_inference(py::module_& m) {
                  return py::make_tuple(items, scores);
              },
              py::arg("users"), py::arg("k"), py::arg("indptr") = py::none(), py::arg("indices") = py::none(),
-             py::arg("threads") = 0)
-        .def("time_single_row",
-             [](const Predictor& p, py::array_t<double, py::array::c_style | py::array::forcecast> row, int iterations) {
-                 if (static_cast<size_t>(row.size()) != p.num_features())
-                     throw_error(ErrorKind::InvalidArgument, "row has {} values, the model reads {}", row.size(),
-                                 p.num_features());
-                 std::vector<double> out(p.num_outputs());
-                 const double* x = row.data();
-                 py::gil_scoped_release release;
-                 p.predict_row(x, out.data());
-                 auto start = std::chrono::steady_clock::now();
-                 for (int i = 0; i < iterations; ++i) p.predict_row(x, out.data());
-                 auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
-                 return ns / std::max(1, iterations);
-             },
-             py::arg("row"), py::arg("iterations") = 10000,
-             "Mean nanoseconds of one predict_row call timed inside C++ (no Python in the loop).");
+             py::arg("threads") = 0);
 }
 
 } // namespace keel::bindings

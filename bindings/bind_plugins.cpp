@@ -19,10 +19,8 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <mutex>
-#include <ctime>
 
 namespace py = pybind11;
 using namespace keel::plugins;
@@ -511,46 +509,7 @@ void bind_plugins(py::module_& m) {
             d["served"] = served;
             d["last_error"] = s.last_error;
             return d;
-        })
-        .def("bench", [](Router& r, int64_t n, int64_t distinct_keys, const std::string& key_field) {
-            // Times n decisions in C++ (integer keys cycling over distinct_keys), in batches of 64:
-            // per-decision cost is each batch's time / 64; the median and p99 are over batches.
-            std::vector<double> per_batch;
-            int64_t total_ns = 0, cpu_ns = 0;
-            {
-                py::gil_scoped_release release;
-                constexpr int kBatch = 64;
-                per_batch.reserve(size_t(n / kBatch + 1));
-                Field f{key_field, int64_t(0)};
-                int64_t key = 0;
-                for (int i = 0; i < 1000; ++i) r.route(std::span<const Field>(&f, 1));  // warm up
-                auto start = std::chrono::steady_clock::now();
-                timespec cpu0{}, cpu1{};
-                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
-                for (int64_t done = 0; done < n; done += kBatch) {
-                    auto t0 = std::chrono::steady_clock::now();
-                    for (int j = 0; j < kBatch; ++j) {
-                        f.value = key;
-                        if (++key == distinct_keys) key = 0;
-                        r.route(std::span<const Field>(&f, 1));
-                    }
-                    auto t1 = std::chrono::steady_clock::now();
-                    per_batch.push_back(double(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) / kBatch);
-                }
-                total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
-                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
-                cpu_ns = (cpu1.tv_sec - cpu0.tv_sec) * 1'000'000'000LL + (cpu1.tv_nsec - cpu0.tv_nsec);
-                std::sort(per_batch.begin(), per_batch.end());
-            }
-            py::dict d;
-            d["decisions"] = int64_t(per_batch.size()) * 64;
-            d["median_ns"] = per_batch[per_batch.size() / 2];
-            d["p99_ns"] = per_batch[std::min(per_batch.size() - 1, per_batch.size() * 99 / 100)];
-            d["per_second"] = double(per_batch.size() * 64) / (double(total_ns) / 1e9);  // wall clock
-            // per core: decisions per second of this thread's CPU time (robust on a shared machine)
-            d["per_cpu_second"] = double(per_batch.size() * 64) / (double(cpu_ns) / 1e9);
-            return d;
-        }, py::arg("n") = 1'000'000, py::arg("distinct_keys") = 100'000, py::arg("key_field") = "user_id");
+        });
 }
 
 } // namespace keel::bindings

@@ -3,6 +3,7 @@
 #include "models.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/inference/record_keys.hpp"
 
 #include <Eigen/Dense>
 #if defined(__SSE2__)
@@ -28,8 +29,8 @@ void grow(std::vector<double>& v, size_t n) {
 class Linear : public Model {
 public:
     Linear(const Record& r, size_t n_in) : n_in_(n_in) {
-        coef_ = reals(r, "linear.coef");
-        intercept_ = reals(r, "linear.intercept");
+        coef_ = reals(r, keys::kLinearCoef);
+        intercept_ = reals(r, keys::kLinearIntercept);
         n_raw_ = intercept_.size();
         if (n_raw_ == 0 || coef_.size() != n_raw_ * n_in_)
             throw_error(ErrorKind::InvalidArgument, "linear model: {} coefficients do not make {} rows of {} inputs",
@@ -93,14 +94,14 @@ void activate(Activation a, double* v, size_t n) {
 class Mlp : public Model {
 public:
     Mlp(const Record& r, size_t n_in) : n_in_(n_in) {
-        activation_ = parse_activation(string_or(r, "mlp.activation", "relu"));
-        auto n_layers = int_of(r, "mlp.layers");
+        activation_ = parse_activation(string_or(r, keys::kMlpActivation, "relu"));
+        auto n_layers = int_of(r, keys::kMlpLayers);
         if (n_layers < 1) throw_error(ErrorKind::InvalidArgument, "an MLP needs at least one layer");
         size_t width = n_in;
         for (int64_t i = 0; i < n_layers; ++i) {
             Layer l;
-            l.w = reals(r, fmt::format("mlp.{}.weights", i));
-            l.b = reals(r, fmt::format("mlp.{}.bias", i));
+            l.w = reals(r, fmt::format(keys::kMlpLayerWeights, i));
+            l.b = reals(r, fmt::format(keys::kMlpLayerBias, i));
             l.in = width;
             l.out = l.b.size();
             if (l.out == 0 || l.w.size() != l.in * l.out)

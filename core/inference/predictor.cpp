@@ -2,6 +2,7 @@
 #include "keel/inference/predictor.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/inference/record_keys.hpp"
 #include "models.hpp"
 
 #include <algorithm>
@@ -149,13 +150,13 @@ static PreprocessStage make_stage(const Record& r, size_t index, size_t n_inputs
     PreprocessStage st;
     st.n_inputs = n_inputs;
     st.input_names = names;
-    auto prefix = fmt::format("pre.{}.", index);
-    auto n_blocks = int_of(r, prefix + "blocks");
+    auto n_blocks = int_of(r, fmt::format(keys::kPreStageBlocks, index));
     for (int64_t j = 0; j < n_blocks; ++j) {
-        auto p = fmt::format("{}{}.", prefix, j);
+        auto p = fmt::format(keys::kPreBlock, index, j);
+        auto field = [&p](std::string_view name) { return p + std::string(name); };
         Block b;
-        auto kind = string_or(r, p + "kind", "");
-        b.columns = ints(r, p + "columns");
+        auto kind = string_or(r, field(keys::kBlockKind), "");
+        b.columns = ints(r, field(keys::kBlockColumns));
         for (auto c : b.columns)
             if (c < 0 || static_cast<size_t>(c) >= n_inputs)
                 throw_error(ErrorKind::InvalidArgument, "preprocessing block '{}' reads column {} of {}", p, c,
@@ -166,29 +167,29 @@ static PreprocessStage make_stage(const Record& r, size_t index, size_t n_inputs
             b.width = nc;
         } else if (kind == "scale") {
             b.kind = Block::Kind::Scale;
-            b.mean = reals(r, p + "mean");
-            b.scale = reals(r, p + "scale");
+            b.mean = reals(r, field(keys::kBlockMean));
+            b.scale = reals(r, field(keys::kBlockScale));
             if (b.mean.size() != nc || b.scale.size() != nc)
                 throw_error(ErrorKind::InvalidArgument, "scale block '{}' needs {} means and scales", p, nc);
             b.width = nc;
         } else if (kind == "onehot" || kind == "ordinal") {
-            b.categories = reals(r, p + "categories");
-            b.offsets = ints(r, p + "offsets");
+            b.categories = reals(r, field(keys::kBlockCategories));
+            b.offsets = ints(r, field(keys::kBlockOffsets));
             if (b.offsets.size() != nc + 1 || b.offsets.front() != 0 ||
                 b.offsets.back() != static_cast<int64_t>(b.categories.size()) ||
                 !std::is_sorted(b.offsets.begin(), b.offsets.end()))
                 throw_error(ErrorKind::InvalidArgument, "encoder block '{}' has inconsistent category offsets", p);
-            b.unknown_error = string_or(r, p + "handle_unknown", "error") == "error";
+            b.unknown_error = string_or(r, field(keys::kBlockHandleUnknown), "error") == "error";
             if (kind == "onehot") {
                 b.kind = Block::Kind::OneHot;
-                b.drop = has(r, p + "drop") ? ints(r, p + "drop") : std::vector<int64_t>(nc, -1);
+                b.drop = has(r, field(keys::kBlockDrop)) ? ints(r, field(keys::kBlockDrop)) : std::vector<int64_t>(nc, -1);
                 if (b.drop.size() != nc)
                     throw_error(ErrorKind::InvalidArgument, "one-hot block '{}' needs {} drop indices", p, nc);
                 for (size_t c = 0; c < nc; ++c) b.width += (b.offsets[c + 1] - b.offsets[c]) - (b.drop[c] >= 0 ? 1 : 0);
             } else {
                 b.kind = Block::Kind::Ordinal;
-                b.unknown_value = real_or(r, p + "unknown_value", std::numeric_limits<double>::quiet_NaN());
-                b.missing_value = real_or(r, p + "missing_value", std::numeric_limits<double>::quiet_NaN());
+                b.unknown_value = real_or(r, field(keys::kBlockUnknownValue), std::numeric_limits<double>::quiet_NaN());
+                b.missing_value = real_or(r, field(keys::kBlockMissingValue), std::numeric_limits<double>::quiet_NaN());
                 b.width = nc;
             }
         } else {
@@ -203,20 +204,20 @@ static PreprocessStage make_stage(const Record& r, size_t index, size_t n_inputs
 // ---- factorization ---------------------------------------------------------------------------------
 
 Factorization::Factorization(const Record& r) {
-    dim_ = static_cast<size_t>(int_of(r, "mf.dim"));
-    users_ = reals(r, "mf.user_factors");
-    items_ = reals(r, "mf.item_factors");
+    dim_ = static_cast<size_t>(int_of(r, keys::kMfDim));
+    users_ = reals(r, keys::kMfUserFactors);
+    items_ = reals(r, keys::kMfItemFactors);
     if (dim_ == 0 || users_.size() % dim_ || items_.size() % dim_)
         throw_error(ErrorKind::InvalidArgument, "factor matrices of {} and {} values do not split into rows of {}",
                     users_.size(), items_.size(), dim_);
     n_users_ = users_.size() / dim_;
     n_items_ = items_.size() / dim_;
-    user_bias_ = has(r, "mf.user_bias") ? reals(r, "mf.user_bias") : std::vector<double>(n_users_, 0.0);
-    item_bias_ = has(r, "mf.item_bias") ? reals(r, "mf.item_bias") : std::vector<double>(n_items_, 0.0);
+    user_bias_ = has(r, keys::kMfUserBias) ? reals(r, keys::kMfUserBias) : std::vector<double>(n_users_, 0.0);
+    item_bias_ = has(r, keys::kMfItemBias) ? reals(r, keys::kMfItemBias) : std::vector<double>(n_items_, 0.0);
     if (user_bias_.size() != n_users_ || item_bias_.size() != n_items_)
         throw_error(ErrorKind::InvalidArgument, "biases must have one value per user ({}) and per item ({})", n_users_,
                     n_items_);
-    global_bias_ = real_or(r, "mf.global_bias", 0.0);
+    global_bias_ = real_or(r, keys::kMfGlobalBias, 0.0);
 }
 
 double Factorization::score(int64_t user, int64_t item) const {
@@ -273,14 +274,14 @@ static Transform parse_transform(const std::string& s) {
 }
 
 Pipeline::Pipeline(const Record& r) {
-    auto task_name = string_or(r, "task", "regression");
+    auto task_name = string_or(r, keys::kTask, "regression");
     if (task_name == "regression") task = Task::Regression;
     else if (task_name == "classification") task = Task::Classification;
     else if (task_name == "factorization") task = Task::Factorization;
     else throw_error(ErrorKind::InvalidArgument, "unknown task '{}'", task_name);
-    metadata = string_or(r, "metadata", "{}");
-    const auto& names = strings(r, "features.names");
-    const auto& dtypes = strings(r, "features.dtypes");
+    metadata = string_or(r, keys::kMetadata, "{}");
+    const auto& names = strings(r, keys::kFeatureNames);
+    const auto& dtypes = strings(r, keys::kFeatureDtypes);
     if (names.size() != dtypes.size())
         throw_error(ErrorKind::InvalidArgument, "signature has {} names but {} dtypes", names.size(), dtypes.size());
     for (size_t i = 0; i < names.size(); ++i) signature.push_back({names[i], dtypes[i]});
@@ -291,7 +292,7 @@ Pipeline::Pipeline(const Record& r) {
     size_t width = n_features;
     max_width = width;
     std::vector<std::string> stage_names = names;
-    auto n_stages = int_or(r, "pre.count", 0);
+    auto n_stages = int_or(r, keys::kPreCount, 0);
     for (int64_t i = 0; i < n_stages; ++i) {
         stages.push_back(make_stage(r, static_cast<size_t>(i), width, stage_names));
         width = stages.back().n_outputs;
@@ -300,7 +301,7 @@ Pipeline::Pipeline(const Record& r) {
         for (size_t j = 0; j < width; ++j) stage_names[j] = fmt::format("step{}[{}]", i + 1, j);
     }
 
-    kind = string_or(r, "model.kind", "");
+    kind = string_or(r, keys::kModelKind, "");
     if (kind == "linear") model = make_linear(r, width);
     else if (kind == "mlp") model = make_mlp(r, width);
     else if (kind == "trees") model = make_trees(r, width);
@@ -310,8 +311,8 @@ Pipeline::Pipeline(const Record& r) {
         throw_error(ErrorKind::InvalidArgument, "the model reads {} inputs but preprocessing yields {}",
                     model->n_inputs(), width);
     n_raw = model->n_raw();
-    transform = parse_transform(string_or(r, "output.transform", "identity"));
-    sigmoid_scale = real_or(r, "output.sigmoid_scale", 1.0);
+    transform = parse_transform(string_or(r, keys::kOutputTransform, "identity"));
+    sigmoid_scale = real_or(r, keys::kOutputSigmoidScale, 1.0);
     n_outputs = n_raw;
     if (transform == Transform::BinarySigmoid || transform == Transform::Binary) {
         if (n_raw != 1) throw_error(ErrorKind::InvalidArgument, "binary transforms need one raw output, not {}", n_raw);

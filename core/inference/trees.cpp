@@ -5,6 +5,7 @@
 #include "tree_node.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/inference/record_keys.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -26,24 +27,24 @@ enum class Compare { Le, LeFloat, LtFloat };
 class Trees : public Model {
 public:
     Trees(const Record& r, size_t n_in) : n_in_(n_in) {
-        const auto& offsets = ints(r, "tree.offsets");
-        const auto& outputs = ints(r, "tree.output");
-        const auto& feature = ints(r, "node.feature");
-        const auto& threshold = reals(r, "node.threshold");
-        const auto& left = ints(r, "node.left");
-        const auto& right = ints(r, "node.right");
-        const auto& value = reals(r, "node.value");
-        width_ = static_cast<size_t>(int_or(r, "tree.leaf_width", 1));
-        n_raw_ = static_cast<size_t>(int_of(r, "tree.n_raw"));
+        const auto& offsets = ints(r, keys::kTreeOffsets);
+        const auto& outputs = ints(r, keys::kTreeOutput);
+        const auto& feature = ints(r, keys::kNodeFeature);
+        const auto& threshold = reals(r, keys::kNodeThreshold);
+        const auto& left = ints(r, keys::kNodeLeft);
+        const auto& right = ints(r, keys::kNodeRight);
+        const auto& value = reals(r, keys::kNodeValue);
+        width_ = static_cast<size_t>(int_or(r, keys::kTreeLeafWidth, 1));
+        n_raw_ = static_cast<size_t>(int_of(r, keys::kTreeNRaw));
         // Bound both by the leaf values the record holds before anything is sized by them (every
         // raw output is written by some leaf; a negative count turns huge as size_t).
         if (n_raw_ == 0 || n_raw_ > value.size() || width_ == 0 || width_ > n_raw_)
             throw_error(ErrorKind::InvalidArgument,
                         "tree ensemble: {} raw outputs with leaves of width {} do not fit its {} leaf values",
                         int64_t(n_raw_), int64_t(width_), value.size());
-        base_ = has(r, "tree.base") ? reals(r, "tree.base") : std::vector<double>(n_raw_, 0.0);
-        scale_ = real_or(r, "tree.scale", 1.0) / real_or(r, "tree.divisor", 1.0);
-        auto cmp = string_or(r, "tree.compare", "le");
+        base_ = has(r, keys::kTreeBase) ? reals(r, keys::kTreeBase) : std::vector<double>(n_raw_, 0.0);
+        scale_ = real_or(r, keys::kTreeScale, 1.0) / real_or(r, keys::kTreeDivisor, 1.0);
+        auto cmp = string_or(r, keys::kTreeCompare, "le");
         if (cmp == "le") compare_ = Compare::Le;
         else if (cmp == "le_float") compare_ = Compare::LeFloat;
         else if (cmp == "lt_float") compare_ = Compare::LtFloat;
@@ -61,16 +62,16 @@ public:
         if (offsets.empty() || offsets.front() != 0 || static_cast<size_t>(offsets.back()) != n_nodes ||
             outputs.size() + 1 != offsets.size())
             throw_error(ErrorKind::InvalidArgument, "tree ensemble: tree offsets do not cover the {} nodes", n_nodes);
-        auto opt = [&](const char* key) { return has(r, key) ? ints(r, key) : std::vector<int64_t>(n_nodes, 0); };
-        auto default_left = opt("node.default_left");
-        auto missing = opt("node.missing");
-        std::vector<int64_t> category = has(r, "node.category") ? ints(r, "node.category")
+        auto opt = [&](std::string_view key) { return has(r, key) ? ints(r, key) : std::vector<int64_t>(n_nodes, 0); };
+        auto default_left = opt(keys::kNodeDefaultLeft);
+        auto missing = opt(keys::kNodeMissing);
+        std::vector<int64_t> category = has(r, keys::kNodeCategory) ? ints(r, keys::kNodeCategory)
                                                                  : std::vector<int64_t>(n_nodes, -1);
         if (default_left.size() != n_nodes || missing.size() != n_nodes || category.size() != n_nodes)
             throw_error(ErrorKind::InvalidArgument, "tree ensemble: node flag arrays must have {} entries", n_nodes);
-        if (has(r, "cat.offsets")) {
-            cat_offsets_ = ints(r, "cat.offsets");
-            for (auto w : ints(r, "cat.words")) cat_words_.push_back(static_cast<uint32_t>(w));
+        if (has(r, keys::kCatOffsets)) {
+            cat_offsets_ = ints(r, keys::kCatOffsets);
+            for (auto w : ints(r, keys::kCatWords)) cat_words_.push_back(static_cast<uint32_t>(w));
             // Sets are slices [offsets[s], offsets[s + 1]) of the words: start at 0, never go back.
             bool ordered = !cat_offsets_.empty() && cat_offsets_.front() == 0 &&
                            std::is_sorted(cat_offsets_.begin(), cat_offsets_.end());

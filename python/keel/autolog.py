@@ -132,6 +132,8 @@ class _Background:
             self._jobs.append(job)
             self._pending += 1
             if self._thread is None:
+                # At exit, give pending models a bounded time to land: never hang the host on them.
+                atexit.register(self.wait, 120.0)
                 self._thread = threading.Thread(target=self._loop, name="keel-autolog", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
@@ -158,8 +160,6 @@ class _Background:
 
 
 _background = _Background()
-# At exit, give pending models a bounded time to land: never hang the host process on them.
-atexit.register(_background.wait, 120.0)
 
 
 # ------------------------------------------------------------------------------------------ patching

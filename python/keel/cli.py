@@ -301,7 +301,7 @@ def cmd_models_list(args, out: _Out) -> None:
     ws = _open_workspace(args)
     models = ws.models.list()
     data = [_model_json(m) for m in models]
-    text = _table([m._row() for m in models]) if models else "no registered models"
+    text = _table([m.display_row() for m in models]) if models else "no registered models"
     out.emit(data, text)
 
 

@@ -285,7 +285,7 @@ class FeatureView:
 
     def refresh(self) -> FeatureView:
         """Reloads the definition (another process may have changed it)."""
-        self._spec = self._store._native.view(self.name)
+        self._spec = self._store.native.view(self.name)
         return self
 
     # --- offline store ----------------------------------------------------------------------
@@ -302,7 +302,7 @@ class FeatureView:
     def quality(self):
         """The view's quality rules, results history, reference profiles and data issues."""
         from keel.quality import checks
-        return checks(self._store._ws, self.lineage_ref)
+        return checks(self._store.workspace, self.lineage_ref)
 
     def add_rule(self, plugin, *, severity: str = "error", name: str = "", **args) -> int:
         """Attach a quality rule run on every ingest before anything is written:
@@ -324,14 +324,14 @@ class FeatureView:
         """
         table = _data.parse_timestamp_strings(_data.to_table(data), [self.event_timestamp_column,
                                                                      self.created_timestamp_column])
-        batch = self._store._native.prepare_ingest(self.name, table)  # checked and typed; nothing written
+        batch = self._store.native.prepare_ingest(self.name, table)  # checked and typed; nothing written
         self._run_quality_rules(table)
-        segment = self._store._native.ingest(self.name, batch)
+        segment = self._store.native.ingest(self.name, batch)
         return {"view": self.name, "version": self.version, "rows": batch.rows, "segment": segment}
 
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
         key_table = _key_columns([_column_dict(k) for k in self._spec.join_keys], keys, "keys") if keys else None
-        cols = self._store._native.read(self.name, _ms_of(start, "start"), _ms_of(end, "end"),
+        cols = self._store.native.read(self.name, _ms_of(start, "start"), _ms_of(end, "end"),
                                         _ms_of(as_of, "as_of"), key_table, self.version)
         return _to_table(cols)
 
@@ -476,8 +476,18 @@ class FeatureStore:
 
     def __init__(self, workspace):
         self._ws = workspace
-        self._native = _core.FeatureStore(workspace._native)
+        self._native = _core.FeatureStore(workspace.native)
         self._readers: dict[tuple, object] = {}
+
+    @property
+    def workspace(self):
+        """The workspace this feature store lives in."""
+        return self._ws
+
+    @property
+    def native(self) -> _core.FeatureStore:
+        """The ``keel._core.FeatureStore`` behind ``ws.features``."""
+        return self._native
 
     # --- definitions ------------------------------------------------------------------------
     def entity(self, name: str, join_keys: Sequence[str] | Mapping[str, str] | None = None,
@@ -650,7 +660,7 @@ class Access:
 
     @property
     def _native(self):
-        return self._ws.features._native
+        return self._ws.features.native
 
     def grant(self, role: str, view: str, columns: Iterable[str] | str = "*") -> None:
         if isinstance(columns, str):

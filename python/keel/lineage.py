@@ -93,7 +93,7 @@ class Lineage:
     """``ws.lineage``: read the graph, and add the edges Keel cannot see (an external data source)."""
 
     def __init__(self, workspace):
-        self._graph = _core.LineageGraph(workspace._native)
+        self._graph = _core.LineageGraph(workspace.native)
         self._ws = workspace
 
     def resolve(self, ref: str, as_of=None) -> str:
@@ -101,7 +101,7 @@ class Lineage:
         points at now, or at ``as_of``); any other ref unchanged."""
         if not (isinstance(ref, str) and ref.startswith("model:") and "@" in ref):
             return ref  # only model aliases need the registry
-        return self._ws.models._reg.resolve_lineage_ref(ref, _as_of_ms(as_of))
+        return self._ws.models.native.resolve_lineage_ref(ref, _as_of_ms(as_of))
 
     def upstream(self, ref: str, depth: int | None = None, as_of=None) -> LineageView:
         """Everything ``ref`` was made from. ``as_of`` reads the graph as it stood at a past time."""

@@ -15,6 +15,7 @@ no call holds the GIL. Built-ins live in ``plugins/routing/`` and ``plugins/qual
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
@@ -33,12 +34,22 @@ def _builtin_root() -> Path:
 BUILTIN_ROOT = _builtin_root()
 
 
-def _init_search_path() -> None:
-    roots = [str(BUILTIN_ROOT)] if (BUILTIN_ROOT / "plugins").is_dir() else []
-    _core.plugins_set_search_path(roots)
+_search_path_lock = threading.Lock()
+_search_path_set = False  # whether the core's search path holds the built-ins (or the user's roots)
 
 
-_init_search_path()
+def ensure_search_path() -> None:
+    """Puts the built-in plugins' folder on the core's plugin search path, once, before the first
+    plugin ref is resolved (not on import: importing keel changes no process-wide state). Every
+    function here that reaches a plugin calls it; so does the rest of Keel before the core runs a
+    plugin by ref. A search path set with :func:`set_search_path` is kept."""
+    global _search_path_set
+    if _search_path_set:
+        return
+    with _search_path_lock:
+        if not _search_path_set:
+            _core.plugins_set_search_path([str(BUILTIN_ROOT)] if (BUILTIN_ROOT / "plugins").is_dir() else [])
+            _search_path_set = True
 
 
 def set_search_path(roots: Iterable[str | os.PathLike]) -> None:
@@ -46,18 +57,23 @@ def set_search_path(roots: Iterable[str | os.PathLike]) -> None:
 
     Keel's own checkout stays last so the built-ins are always found.
     """
+    global _search_path_set
     paths = [os.fspath(r) for r in roots]
     if (BUILTIN_ROOT / "plugins").is_dir():
         paths.append(str(BUILTIN_ROOT))
-    _core.plugins_set_search_path(paths)
+    with _search_path_lock:
+        _core.plugins_set_search_path(paths)
+        _search_path_set = True
 
 
 def search_path() -> list[str]:
+    ensure_search_path()
     return [str(p) for p in _core.plugins_search_path()]
 
 
 def resolve(plugin: str | os.PathLike) -> str:
     """The file a plugin ref names (NotFound says where it looked)."""
+    ensure_search_path()
     return str(_core.plugins_resolve(os.fspath(plugin)))
 
 
@@ -94,16 +110,19 @@ def set_limits(**limits: int) -> None:
 
 def call(plugin: str | os.PathLike, entry: str, *args: Any) -> Any:
     """Call ``entry(*args)`` of a plugin in the sandbox; results come back as Python data."""
+    ensure_search_path()
     return _core.plugins_call(os.fspath(plugin), entry, list(args))
 
 
 def eval_file(path: str | os.PathLike) -> Any:
     """Run a Lua file in the sandbox and return what it returns, as data (test tables, configs)."""
+    ensure_search_path()
     return _core.plugins_eval_file(os.fspath(path))
 
 
 def status(plugin: str | os.PathLike) -> dict:
     """Version of a loaded plugin in this thread's host, and why its last reload was refused."""
+    ensure_search_path()
     return _core.plugins_status(os.fspath(plugin))
 
 
@@ -112,6 +131,7 @@ def schema(plugin: str | os.PathLike, entry: str) -> dict | None:
     doc = "..."}, ...}`` at the top of the Lua file (None when it declares none). Fields: type
     (string, number, integer, boolean, list, map, any; for quality rules column, columns, pattern),
     required, doc, min and max (numbers), choices (a list of allowed values)."""
+    ensure_search_path()
     s = _core.plugins_schema(os.fspath(plugin), entry)
     return s or None
 
@@ -121,11 +141,13 @@ def validate(plugin: str | os.PathLike, entry: str, args: Mapping[str, Any]) -> 
     missing required ones, wrong types, values out of range or not among the choices are
     InvalidArgument naming the argument. The C++ host runs the same check itself (routers when
     built, quality rules when added or run); this is for checking a config ahead of time."""
+    ensure_search_path()
     _core.plugins_check_arguments(os.fspath(plugin), entry, dict(args))
 
 
 def needs(plugin: str | os.PathLike, entry: str) -> list[str]:
     """What the plugin declares it needs from its host (``needs = {"reference_profile"}``)."""
+    ensure_search_path()
     return list(_core.plugins_needs(os.fspath(plugin), entry))
 
 
@@ -163,6 +185,7 @@ class Router:
                  config: Mapping | None = None, name: str = "", issues: Iterable[str] = ()):
         config = dict(config or {})  # checked against the plugin's schema by the C++ router
         self._key = str(config.get("key") or "user_id")
+        ensure_search_path()
         self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))
 
@@ -185,6 +208,11 @@ class Router:
         self._native.set_issues(list(variants))
 
     @property
+    def native(self) -> _core.Router:
+        """The ``keel._core.Router`` this wraps: what an endpoint's request path runs."""
+        return self._native
+
+    @property
     def variants(self) -> dict[str, float]:
         return dict(self._native.variants)
 
@@ -202,11 +230,6 @@ class Router:
         except Exception:  # noqa: BLE001 - not loaded in this thread yet
             s.update(plugin_version=0, reloads_refused=0, reload_error="")
         return s
-
-    def bench(self, n: int = 1_000_000, distinct_keys: int = 100_000, key_field: str | None = None) -> dict:
-        """Time ``n`` decisions inside C++ (no Python per call) with integer keys in ``key_field``
-        (default: the configured sticky key): median/p99 ns, decisions/s (wall) and per CPU-second."""
-        return self._native.bench(n, distinct_keys, key_field or self._key)
 
     def __repr__(self) -> str:
         return f"<keel.plugins.Router {self._native.plugin!r} {self.variants}>"

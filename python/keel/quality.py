@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 
 from keel import _core, _data
+from keel import plugins as _plugins
 from keel._time import zoned_timestamps
-from keel import plugins as _plugins  # noqa: F401  (sets the plugin search path)
 from keel.errors import InvalidArgument
 
 SEVERITIES = ("error", "warn")
@@ -163,6 +163,7 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     """
     rules = [r if isinstance(r, Rule) else rule(**r) for r in rules]
     table = _batch(data)
+    _plugins.ensure_search_path()  # rules name plugins by ref; the C++ host resolves them
     # Arguments are checked against each plugin's schema in C++ before any rule runs.
     results = _core.quality_run(table, _native_rules(rules), _context(references, now, target))
     return QualityReport(results, table.num_rows, target)
@@ -236,7 +237,7 @@ def _issue_frame(rows: list[dict]):
 
 def issues_affecting(ws, ref: str):
     """Open data issues on ``ref`` or anything upstream of it in the lineage graph (a DataFrame)."""
-    return _issue_frame(_core.QualityStore(ws._native).issues_affecting(ref))
+    return _issue_frame(_core.QualityStore(ws.native).issues_affecting(ref))
 
 
 class Checks:
@@ -246,7 +247,7 @@ class Checks:
     def __init__(self, ws, target: str):
         self._ws = ws
         self.target = target
-        self._store = _core.QualityStore(ws._native)
+        self._store = _core.QualityStore(ws.native)
 
     def add_rule(self, plugin: str | os.PathLike, *, severity: str = "error", name: str = "", **args) -> int:
         """Attach a rule; the plugin must exist and load (checked now, not at the next ingest)."""
@@ -295,6 +296,7 @@ class Checks:
         refs = self.references()
         if rules:
             table = _batch(data)
+            _plugins.ensure_search_path()
             results = self._store.run(self.target, table, _native_rules(rules), _context(refs, now, self.target))
             report = QualityReport(results, table.num_rows, self.target)
         else:

@@ -70,7 +70,7 @@ class ModelVersion(_core.ModelVersionRecord):
         """The tracking run that produced this version (None when registered without one)."""
         if self.run_id is None or self._models is None:
             return None
-        return self._models._ws.runs.get(self.run_id)
+        return self._models.workspace.runs.get(self.run_id)
 
     def load(self):
         """The model itself (see :meth:`Models.load`)."""
@@ -85,7 +85,8 @@ class ModelVersion(_core.ModelVersionRecord):
                 "signature": self.signature, "description": self.description, "tags": dict(self.tags),
                 "created_at": format_ms(self.created_at), "created_by": self.created_by}
 
-    def _row(self) -> dict:
+    def display_row(self) -> dict:
+        """One row of a listing table (the CLI's and the notebook's)."""
         return {"name": self.name, "version": self.version, "stage": self.stage, "aliases": ", ".join(self.aliases),
                 "run_id": self.run_id, "flavour": self.flavour, "digest": self.digest[:12],
                 "description": self.description, "created_at": format_ms(self.created_at),
@@ -102,7 +103,7 @@ class ModelVersion(_core.ModelVersionRecord):
         return f"<ModelVersion {self.ref}{aliases} stage={self.stage} flavour={self.flavour} run={self.run_id}>"
 
     def _repr_html_(self) -> str:
-        rows = [{"field": k, "value": v} for k, v in dict(self._row(), digest=self.digest).items()]
+        rows = [{"field": k, "value": v} for k, v in dict(self.display_row(), digest=self.digest).items()]
         if self.feature_names:
             rows.append({"field": "inputs", "value": ", ".join(self.feature_names)})
         rows.extend({"field": f"tags.{k}", "value": v} for k, v in self.tags.items())
@@ -116,11 +117,11 @@ class ModelVersionList(list):
                 "created_by"]
 
     def to_pandas(self):
-        rows = [dict(v._row(), digest=v.digest, created_at=v.created_at) for v in self]
+        rows = [dict(v.display_row(), digest=v.digest, created_at=v.created_at) for v in self]
         return _frame(rows, self._columns)
 
     def _repr_html_(self) -> str:
-        return html_table([v._row() for v in self], title=f"{len(self)} model versions")
+        return html_table([v.display_row() for v in self], title=f"{len(self)} model versions")
 
 
 class RegisteredModel:
@@ -145,7 +146,8 @@ class RegisteredModel:
                 "latest_version": self.latest_version, "aliases": dict(self.aliases),
                 "created_at": format_ms(self.created_at), "created_by": self.created_by}
 
-    def _row(self) -> dict:
+    def display_row(self) -> dict:
+        """One row of a listing table (the CLI's and the notebook's)."""
         return {"name": self.name, "latest_version": self.latest_version,
                 "aliases": ", ".join(f"{a}={v}" for a, v in sorted(self.aliases.items())), "owner": self.owner,
                 "description": self.description, "created_at": format_ms(self.created_at)}
@@ -154,18 +156,18 @@ class RegisteredModel:
         return f"<RegisteredModel {self.name!r} latest={self.latest_version} aliases={self.aliases}>"
 
     def _repr_html_(self) -> str:
-        return html_table([self._row()], title=f"Registered model {self.name}")
+        return html_table([self.display_row()], title=f"Registered model {self.name}")
 
 
 class ModelList(list):
     """Registered models by name; ``.to_pandas()`` gives one row a model."""
 
     def to_pandas(self):
-        rows = [dict(m._row(), created_at=m.created_at) for m in self]
+        rows = [dict(m.display_row(), created_at=m.created_at) for m in self]
         return _frame(rows, ["name", "latest_version", "aliases", "owner", "description", "created_at"])
 
     def _repr_html_(self) -> str:
-        return html_table([m._row() for m in self], title=f"{len(self)} registered models")
+        return html_table([m.display_row() for m in self], title=f"{len(self)} registered models")
 
 
 # ------------------------------------------------------------------------------------- signatures
@@ -263,7 +265,17 @@ class Models:
 
     def __init__(self, workspace):
         self._ws = workspace
-        self._reg = _core.Registry(workspace._native)
+        self._reg = _core.Registry(workspace.native)
+
+    @property
+    def workspace(self):
+        """The workspace these models live in."""
+        return self._ws
+
+    @property
+    def native(self) -> _core.Registry:
+        """The ``keel._core.Registry`` behind ``ws.models`` (lineage resolves model aliases with it)."""
+        return self._reg
 
     # registered models
     def create(self, name: str, description: str | None = None, owner: str | None = None,
@@ -370,12 +382,10 @@ def _run_id(run) -> str | None:
 
 
 def _workspace_of(run):
-    holders = (run, getattr(run, "_runs", None))  # keel.tracking.Run keeps it on its Runs
-    for holder in holders:
-        for attr in ("workspace", "_workspace", "_ws", "ws"):
-            ws = getattr(holder, attr, None)
-            if ws is not None and hasattr(ws, "models"):
-                return ws
+    for attr in ("workspace", "ws"):  # keel.tracking.Run.workspace, or a run-like object's
+        ws = getattr(run, attr, None)
+        if ws is not None and hasattr(ws, "models"):
+            return ws
     raise InvalidArgument(f"cannot tell which workspace run {getattr(run, 'id', run)!r} belongs to: "
                           "call ws.models.log_model(run, obj, name=...) instead")
 

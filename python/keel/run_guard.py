@@ -41,13 +41,21 @@ def _forget_after_fork() -> None:
     _beat_thread = None
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+_fork_hook_registered = False
+
+
+def _register_fork_hook() -> None:
+    """Once, when the first run starts (not on import): fork children forget their parent's runs."""
+    global _fork_hook_registered
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_after_fork)
+        _fork_hook_registered = True
 
 
 def started(run: Run) -> None:
     """Called when this process starts a run."""
     with _lock:
+        _register_fork_hook()
         _active[run.id] = run
         _install()
         _ensure_heartbeat()
@@ -136,7 +144,7 @@ def _beat_forever() -> None:
         with _lock:
             by_tracker: dict[int, tuple[object, list[str]]] = {}
             for run_id, run in _active.items():
-                by_tracker.setdefault(id(run._t), (run._t, []))[1].append(run_id)
+                by_tracker.setdefault(id(run.tracker), (run.tracker, []))[1].append(run_id)
         for tracker, ids in by_tracker.values():
             try:
                 tracker.heartbeat(ids)

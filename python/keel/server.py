@@ -52,7 +52,7 @@ class EndpointHost:
         return ep
 
     def saved(self) -> list[dict]:
-        store = _core.EndpointStore(self.ws._native)
+        store = _core.EndpointStore(self.ws.native)
         names = [n for n in store.names() if self.names is None or n in self.names]
         return [{"name": n, "revision": store.current_revision(n)} for n in names]
 

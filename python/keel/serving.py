@@ -40,16 +40,19 @@ from keel import _core, _data
 from keel.errors import Conflict, InvalidArgument, NotFound
 from keel.plugins import Router
 
-# Models fitted on DataFrames warn when served numpy rows; the endpoint feeds columns in signature order.
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
-
 # Assignment logs (C++) write every 512 rows and at least every second on their own thread; a clean
-# interpreter exit writes what is left. Closing here, not in the logs' destructors: Python need not
-# destroy objects at exit.
+# interpreter exit writes what is left. Closing at exit, not in the logs' destructors: Python need not
+# destroy objects at exit. The hook is registered when the first endpoint opens, not on import.
 _open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
 
 
-@atexit.register
+def _track_open(ep: Endpoint) -> None:
+    if not _open_endpoints:
+        atexit.unregister(_close_logs)  # registered once, however many endpoints come and go
+        atexit.register(_close_logs)
+    _open_endpoints.add(ep)
+
+
 def _close_logs() -> None:
     for ep in list(_open_endpoints):
         try:
@@ -154,10 +157,14 @@ class _Variant:
         self.model = None
         self.names: list[str] = []   # the model's input names from its signature
         self._predict = None
+        self._fitted_on_names = False
 
     def bind(self, mv, model, output: str) -> None:
         self.ref, self.version, self.lineage_ref, self.model = mv.ref, mv.version, mv.lineage_ref, model
         self.names = mv.feature_names or []
+        # Fitted on a DataFrame, it warns when served numpy rows; the endpoint feeds columns in
+        # signature order, so that warning is silenced around its calls (and nowhere else).
+        self._fitted_on_names = getattr(model, "feature_names_in_", None) is not None
         proba = getattr(model, "predict_proba", None)
         if output in ("auto", "proba") and proba is not None:
             self._predict = lambda x: np.asarray(proba(x))[:, -1]
@@ -167,7 +174,11 @@ class _Variant:
             self._predict = lambda x: np.asarray(model.predict(x)).reshape(len(x), -1)[:, 0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._predict(x)
+        if not self._fitted_on_names:
+            return self._predict(x)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return self._predict(x)
 
 
 class Endpoint:
@@ -176,19 +187,19 @@ class Endpoint:
     def __init__(self, ws, name: str, revision: Mapping, refresh_interval: float = 0.5):
         self._ws = ws
         self.name = name
-        self._store = _core.EndpointStore(ws._native)
+        self._store = _core.EndpointStore(ws.native)
         self.refresh_interval = refresh_interval
-        self._log = _core.AssignmentLog(ws._native, name)  # buffered in C++; see flush()
+        self._log = _core.AssignmentLog(ws.native, name)  # buffered in C++; see flush()
         self._models: dict[str, Any] = {}   # resolved ref -> loaded model
         self._shadow_errors = 0
         self._last_shadow_error = ""
         self._issues: list[str] = []
         self._counts = {"missing": 0, "stale": 0, "refused": 0}
         self._rejected: dict[str, str] = {}  # variant -> why its alias move was not followed
-        self._token = ws._native.change_token()
-        self._generation = ws._native.serving_generation()  # read before what it guards
+        self._token = ws.native.change_token()
+        self._generation = ws.native.serving_generation()  # read before what it guards
         self._apply(revision)
-        _open_endpoints.add(self)
+        _track_open(self)
 
     # --- definition -----------------------------------------------------------------------------
     def _apply(self, revision: Mapping) -> None:
@@ -227,10 +238,10 @@ class Endpoint:
         then every request is one call (native models predict inside it, others in Python)."""
         self._variant_list = list(self._variants.values())
         self._plan = _plan(self.name, self.definition, self._bound())
-        natives = [getattr(v.model, "_native", None) if self.definition.get("output", "auto") == "auto" else None
+        natives = [getattr(v.model, "native", None) if self.definition.get("output", "auto") == "auto" else None
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
-        self._path = _core.RequestPath(self._router._native, self._reader, self._key, self._plan, natives)
+        self._path = _core.RequestPath(self._router.native, self._reader, self._key, self._plan, natives)
         self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
         self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
                             for k in range(len(self._variant_list))]
@@ -331,7 +342,7 @@ class Endpoint:
     def _stale(self) -> bool:
         """Did a writer, in this process or another, move an alias, save a revision or open a data
         issue since we last looked? A change token first (no table read), the counter only then."""
-        native = self._ws._native
+        native = self._ws.native
         token = native.change_token()
         if token == self._token:
             return False
@@ -598,7 +609,7 @@ def _link_views(ws, name: str, before: list[str], after: list[str]) -> None:
 def check_alias_move(ws, model: str, alias: str, version: int) -> None:
     """Conflict when pointing ``model@alias`` at ``version`` would give an endpoint serving that alias
     a model it cannot feed (called by ``ws.models.set_alias`` before it moves anything)."""
-    store = _core.EndpointStore(ws._native)
+    store = _core.EndpointStore(ws.native)
     target = None
     for name in store.names():
         d = json.loads(store.current(name)["definition"])
@@ -628,7 +639,7 @@ def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) ->
     variants=, features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=) it
     saves a new revision when anything changed. Fields not given keep their saved values."""
     _core.check_name(name, "endpoint", "churn")
-    store = _core.EndpointStore(ws._native)
+    store = _core.EndpointStore(ws.native)
     if definition:
         before: list[str] = []
         if store.current_revision(name):

@@ -104,7 +104,7 @@ class Run:
 
     def __init__(self, runs: Runs, record: _core.RunRecord):
         self._runs = runs
-        self._t = runs._tracker
+        self._t = runs.native
         self._info: _core.RunInfo = record.info  # attributes; replaced when the run ends
         self._record = record  # params, latest metrics, tags: re-read once something was logged
         self._id = record.info.id
@@ -120,7 +120,12 @@ class Run:
     @property
     def workspace(self) -> Workspace:
         """The workspace the run lives in."""
-        return self._runs._ws
+        return self._runs.workspace
+
+    @property
+    def tracker(self) -> _core.Tracker:
+        """The ``keel._core.Tracker`` this run writes through (its heartbeat goes through it too)."""
+        return self._t
 
     @property
     def name(self) -> str:
@@ -386,23 +391,22 @@ class RunList:
 
     def _rows(self, times_as_ms: bool = False) -> tuple[list[dict], list[str]]:
         params, metrics, tags = set(), set(), set()
-        data = [(r._info, r._fresh()) for r in self._runs]
-        for _, d in data:
-            params.update(d.params)
-            metrics.update(d.metrics)
-            tags.update(d.tags)
+        data = [r.to_dict() for r in self._runs]
+        for d in data:
+            params.update(d["params"])
+            metrics.update(d["metrics"])
+            tags.update(d["tags"])
         columns = (["run_id", "experiment", "name", "status", "start_time", "end_time"] +
                    [f"params.{k}" for k in sorted(params)] + [f"metrics.{k}" for k in sorted(metrics)] +
                    [f"tags.{k}" for k in sorted(tags)])
         rows = []
-        for i, d in data:
-            row = {"run_id": i.id, "experiment": i.experiment, "name": i.name, "status": i.status,
-                   "start_time": i.start_time, "end_time": i.end_time}
-            for k, v in d.params.items():
+        for d in data:
+            row = {"run_id": d["id"], **{k: d[k] for k in ("experiment", "name", "status", "start_time", "end_time")}}
+            for k, v in d["params"].items():
                 row[f"params.{k}"] = v
-            for k, v in d.metrics.items():
+            for k, v in d["metrics"].items():
                 row[f"metrics.{k}"] = v
-            for k, v in d.tags.items():
+            for k, v in d["tags"].items():
                 row[f"tags.{k}"] = v
             rows.append(row)
         return rows, columns
@@ -449,7 +453,17 @@ class Runs:
 
     def __init__(self, ws: Workspace):
         self._ws = ws
-        self._tracker = _core.Tracker(ws._native)
+        self._tracker = _core.Tracker(ws.native)
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace these runs live in."""
+        return self._ws
+
+    @property
+    def native(self) -> _core.Tracker:
+        """The ``keel._core.Tracker`` every run of this workspace writes through."""
+        return self._tracker
 
     def start(self, experiment: str = "Default", name: str | None = None, parent: Run | str | None = None,
               tags: Mapping[str, Any] | None = None, *, capture_source: bool = True) -> Run:

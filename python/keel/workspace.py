@@ -33,6 +33,12 @@ class Workspace:
         _last_opened = weakref.ref(self)
 
     @property
+    def native(self) -> _core.Workspace:
+        """The ``keel._core.Workspace`` handle the other modules (runs, models, features, serving)
+        open their C++ stores on."""
+        return self._native
+
+    @property
     def path(self) -> str:
         return self._native.path
 

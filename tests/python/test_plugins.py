@@ -129,13 +129,6 @@ def test_sandbox_from_python(tmp_path):
         plugins.call(p, "route")
 
 
-def test_bench_runs_in_cpp():
-    r = plugins.Router(STICKY, {"champion": 0.9, "challenger": 0.1}, config={"key": "player_id"})
-    b = r.bench(20_000, 1000)  # keys go into the configured sticky key field: no fallbacks
-    assert b["decisions"] >= 20_000 and b["median_ns"] > 0 and b["per_second"] > 0
-    assert r.stats()["fallbacks"] == 0
-
-
 def test_routing_config_is_checked_against_the_plugin_schema():
     with pytest.raises(keel.InvalidArgument, match="sticky.lua has no argument 'kee' \\(arguments: avoid_data_issues, "
                                                    "key, salt\\)"):

@@ -177,7 +177,7 @@ def test_log_model_needs_to_find_the_workspace(ws):
     assert log_model(FakeRun(None, r1), Doubler(), name="x", workspace=ws).run_id == r1
     assert ws.models.log_model(r2, Doubler(), name="x").run_id == r2
     tracked = FakeRun(None, r3)
-    tracked._runs = type("Runs", (), {"_ws": ws})()  # where keel.tracking.Run keeps its workspace
+    tracked.workspace = ws  # as keel.tracking.Run.workspace
     assert log_model(tracked, Doubler(), name="x").run_id == r3
     with pytest.raises(keel.InvalidArgument, match="no string id"):
         ws.models.log_model(object(), Doubler(), name="x")
