@@ -2,6 +2,7 @@
 #include "bindings.hpp"
 
 #include "arrow_input.hpp"
+#include "plugin_values.hpp"
 #include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
@@ -28,7 +29,7 @@ using namespace keel::plugins;
 namespace keel::bindings {
 
 // Python data <-> plugins::Value (dicts keep their order; numpy scalars become numbers).
-static Value value_from_py(py::handle h, int depth = 0) {
+Value value_from_py(py::handle h, int depth) {
     if (depth > 32) throw_error(ErrorKind::InvalidArgument, "plugin argument nested deeper than 32 levels");
     if (h.is_none()) return Value{};
     if (py::isinstance<py::bool_>(h)) return Value(h.cast<bool>());
@@ -54,7 +55,7 @@ static Value value_from_py(py::handle h, int depth = 0) {
     return Value(py::str(h).cast<std::string>());
 }
 
-static py::object value_to_py(const Value& v) {
+py::object value_to_py(const Value& v) {
     return std::visit(
         [](const auto& x) -> py::object {
             using T = std::decay_t<decltype(x)>;

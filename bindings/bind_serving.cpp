@@ -1,9 +1,13 @@
 // bindings/bind_serving.cpp
 #include "bindings.hpp"
+#include "plugin_values.hpp"
 #include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
 #include "keel/common/names.hpp"
+#include "keel/serving/alias_check.hpp"
+#include "keel/serving/definition_check.hpp"
+#include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/features/online.hpp"
 #include "keel/inference/predictor.hpp"
@@ -28,14 +32,60 @@ struct PyEndpointStore {
     explicit PyEndpointStore(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), store(*ws) {}
 };
 
-py::dict revision_dict(const EndpointRevision& r) {
-    py::dict d;
-    d["name"] = r.name;
-    d["revision"] = r.revision;
-    d["definition"] = r.definition_json;
-    d["created_by"] = r.created_by;
-    d["created_at"] = r.created_at;
-    return d;
+py::dict defaults_dict(const EndpointDefinition& d) {
+    py::dict out;
+    for (const auto& [name, value] : d.defaults) out[py::str(name)] = value;
+    return out;
+}
+
+void bind_definition(py::module_& m) {
+    py::class_<EndpointVariant>(m, "EndpointVariant")
+        .def_readonly("name", &EndpointVariant::name)
+        .def_readonly("model", &EndpointVariant::model)
+        .def_readonly("weight", &EndpointVariant::weight)
+        .def_readonly("signature", &EndpointVariant::signature)
+        .def("__repr__", [](const EndpointVariant& v) {
+            return fmt::format("<EndpointVariant {} {} weight={}>", v.name, v.model, v.weight);
+        });
+
+    // Immutable from Python: a changed definition is a new object (update(), with_weights()).
+    py::class_<EndpointDefinition>(m, "EndpointDefinition")
+        .def_static("from_json", &EndpointDefinition::from_json, py::arg("json"))
+        .def_static("update", [](const EndpointDefinition* saved, py::dict given) {
+            return EndpointDefinition::update(saved, value_from_py(given));
+        }, py::arg("saved").none(true), py::arg("given"),
+           "A partial update over `saved` (None: a new endpoint): fields not given keep their saved values, "
+           "model= replaces the variants. Checked as a whole; InvalidArgument names the field.")
+        .def_readonly("routing", &EndpointDefinition::routing)
+        .def_readonly("variants", &EndpointDefinition::variants)
+        .def_readonly("features", &EndpointDefinition::features)
+        .def_readonly("inputs", &EndpointDefinition::inputs)
+        .def_readonly("default", &EndpointDefinition::default_variant)
+        .def_property_readonly("config", [](const EndpointDefinition& d) { return value_to_py(d.config); })
+        .def_readonly("key", &EndpointDefinition::key)
+        .def_readonly("tenant_field", &EndpointDefinition::tenant_field)
+        .def_readonly("output", &EndpointDefinition::output)
+        .def_property_readonly("on_missing", [](const EndpointDefinition& d) {
+            return std::string(on_missing_name(d.on_missing));
+        })
+        .def_property_readonly("defaults", &defaults_dict)
+        .def_readonly("signature", &EndpointDefinition::signature)
+        .def_property_readonly("views", &EndpointDefinition::views)
+        .def("with_weights", &EndpointDefinition::with_weights)
+        .def("to_json", &EndpointDefinition::to_json, "The canonical JSON (keys sorted): what is stored.")
+        .def("to_dict", [](const EndpointDefinition& d) { return value_to_py(d.to_value()); })
+        .def("__eq__", [](const EndpointDefinition& a, const EndpointDefinition& b) { return a == b; })
+        .def("__repr__", [](const EndpointDefinition& d) { return "<EndpointDefinition " + d.to_json() + ">"; });
+
+    py::class_<EndpointRevision>(m, "EndpointRevision")
+        .def_readonly("name", &EndpointRevision::name)
+        .def_readonly("revision", &EndpointRevision::revision)
+        .def_readonly("definition", &EndpointRevision::definition)
+        .def_readonly("created_by", &EndpointRevision::created_by)
+        .def_readonly("created_at", &EndpointRevision::created_at)
+        .def("__repr__", [](const EndpointRevision& r) {
+            return fmt::format("<EndpointRevision {} r{}>", r.name, r.revision);
+        });
 }
 
 // A request dict as fields that stay valid with the GIL released: the keys and values are held by
@@ -93,6 +143,13 @@ py::array_t<double> to_array(std::span<const double> row) {
 } // namespace
 
 void bind_serving(py::module_& m) {
+    bind_definition(m);
+    m.def("check_alias_move", [](std::shared_ptr<storage::Workspace> ws, const std::string& model,
+                                 const std::string& alias, int64_t version) {
+        py::gil_scoped_release release;
+        check_alias_move(*ws, model, alias, version);
+    }, py::arg("ws"), py::arg("model"), py::arg("alias"), py::arg("version"),
+       "Conflict when moving model@alias to version would break an endpoint serving the alias.");
     m.def("check_name", [](const std::string& name, const std::string& what, const std::string& example) {
         keel::check_name(name, what, example);
     }, "InvalidArgument unless `name` follows the rule model and endpoint names follow.");
@@ -110,6 +167,13 @@ void bind_serving(py::module_& m) {
              }),
              py::arg("endpoint"), py::arg("features"), py::arg("inputs"), py::arg("on_missing"), py::arg("defaults"),
              py::arg("variants"))
+        .def_static("for_definition", [](const std::string& endpoint, const EndpointDefinition& definition,
+                                         const std::vector<std::pair<std::string, std::vector<std::string>>>& models) {
+            std::vector<ServedModel> served;
+            for (const auto& [ref, names] : models) served.push_back({ref, names});
+            return std::const_pointer_cast<InputPlan>(plan_inputs(endpoint, definition, served));
+        }, py::arg("endpoint"), py::arg("definition"), py::arg("models"),
+           "The plan of `definition` with models[i] = (resolved ref, input names) serving variant i.")
         .def("names", &InputPlan::names)
         .def("features_read", &InputPlan::features_read);
 
@@ -223,16 +287,21 @@ void bind_serving(py::module_& m) {
 
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
-        .def("save", [](PyEndpointStore& s, const std::string& name, const std::string& json) {
-            return revision_dict(s.store.save(name, json));
+        .def("save", [](PyEndpointStore& s, const std::string& name, const EndpointDefinition& definition) {
+            py::gil_scoped_release release;  // loads the routing plugin, reads the registry and features
+            return s.store.save(name, definition);
         })
-        .def("current", [](PyEndpointStore& s, const std::string& name) { return revision_dict(s.store.current(name)); })
+        .def("define", [](PyEndpointStore& s, const std::string& name, py::dict given) {
+            auto value = value_from_py(given);
+            py::gil_scoped_release release;
+            return s.store.define(name, value);
+        })
+        .def("link_views", [](PyEndpointStore& s, const std::string& name, const EndpointDefinition& definition) {
+            s.store.link_views(name, definition);
+        })
+        .def("current", [](PyEndpointStore& s, const std::string& name) { return s.store.current(name); })
         .def("current_revision", [](PyEndpointStore& s, const std::string& name) { return s.store.current_revision(name); })
-        .def("revisions", [](PyEndpointStore& s, const std::string& name) {
-            py::list out;
-            for (const auto& r : s.store.revisions(name)) out.append(revision_dict(r));
-            return out;
-        })
+        .def("revisions", [](PyEndpointStore& s, const std::string& name) { return s.store.revisions(name); })
         .def("names", [](PyEndpointStore& s) { return s.store.names(); })
         // rows: (ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision[, missing, stale])
         .def("log", [](PyEndpointStore& s, const std::string& name, py::list rows) {

@@ -4,9 +4,16 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/common/names.hpp"
+#include "keel/features/store.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/registry/registry.hpp"
+#include "keel/serving/definition_check.hpp"
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
+
+#include <algorithm>
+#include <set>
 
 namespace keel::serving {
 
@@ -39,42 +46,117 @@ ALTER TABLE serving_assignments ADD COLUMN missing TEXT NOT NULL DEFAULT '';
 ALTER TABLE serving_assignments ADD COLUMN stale TEXT NOT NULL DEFAULT '';
 )"}};
 
+constexpr const char* kSelectRevision =
+    "SELECT revision, definition, created_by, created_at FROM serving_endpoint_revisions WHERE name = ? ";
+
+EndpointRevision read_revision(const std::string& name, storage::Stmt& st) {
+    EndpointRevision r{name, st.int64(0), {}, st.text(2), st.int64(3)};
+    try {
+        r.definition = EndpointDefinition::from_json(st.text(1));
+    } catch (const Error& e) {
+        throw_error(ErrorKind::Corrupt, "endpoint '{}' revision {} is unreadable ({}): save the endpoint again", name,
+                    r.revision, e.what());
+    }
+    return r;
+}
+
+// Ends a live edge; one another host (or an earlier save) already ended is fine, anything else is not.
+void end_edge(lineage::Graph& graph, const std::string& from, const char* kind, const std::string& to) {
+    try {
+        graph.remove_edge(from, kind, to);
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::NotFound) throw;
+    }
+}
+
+// feeds edges for the views read now (ending those of views `before` read and `now` does not) and
+// serves edges for the versions served now (ending every other live one). Inside the caller's
+// transaction: Graph's own transactions nest into it.
+void link_lineage(lineage::Graph& graph, const std::string& name, const std::vector<std::string>& before,
+                  const EndpointDefinition& now, const std::vector<registry::ModelVersion>& versions) {
+    const std::string endpoint = "endpoint:" + name;
+    auto views = now.views();
+    for (const auto& view : views) graph.add_edge("feature_view:" + view, "feeds", endpoint);
+    for (const auto& view : before)
+        if (!std::binary_search(views.begin(), views.end(), view)) end_edge(graph, "feature_view:" + view, "feeds", endpoint);
+    std::set<std::string> served;
+    for (const auto& mv : versions) served.insert(mv.lineage_ref());
+    std::vector<std::string> live;
+    if (graph.find_node(endpoint))
+        for (const auto& hop : graph.upstream(endpoint, 1).edges)
+            if (hop.kind == "serves" && hop.to == endpoint && !served.count(hop.from)) live.push_back(hop.from);
+    for (const auto& ref : served) graph.add_edge(ref, "serves", endpoint);
+    for (const auto& ref : live) end_edge(graph, ref, "serves", endpoint);
+}
+
+// A FeatureStore over the caller's workspace for the length of one call (the store wants shared
+// ownership; the EndpointStore only borrows the workspace, which outlives the call).
+std::shared_ptr<storage::Workspace> borrowed(storage::Workspace& ws) {
+    return std::shared_ptr<storage::Workspace>(std::shared_ptr<storage::Workspace>{}, &ws);
+}
+
 } // namespace
 
 EndpointStore::EndpointStore(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
-EndpointRevision EndpointStore::save(const std::string& name, const std::string& definition_json) {
+std::optional<EndpointRevision> EndpointStore::newest(const std::string& name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare(std::string(kSelectRevision) + "ORDER BY revision DESC LIMIT 1");
+    st.bind_all(name);
+    if (!st.step()) return std::nullopt;
+    return read_revision(name, st);
+}
+
+EndpointRevision EndpointStore::save(const std::string& name, const EndpointDefinition& given) {
     check_name(name, "endpoint", "churn");
+    EndpointDefinition definition = given;
+    {
+        features::FeatureStore features(borrowed(ws_));
+        expand_features(features, definition);
+    }
+    // Checked before the transaction (loading a plugin, reading the registry), so the write lock is
+    // held only for the writes; nothing is written when a check fails.
+    auto versions = check_definition(ws_, name, definition);
+    lineage::Graph graph(ws_);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    EndpointRevision cur;
-    {
-        auto st = db.prepare("SELECT revision, definition, created_by, created_at FROM serving_endpoint_revisions "
-                             "WHERE name = ? ORDER BY revision DESC LIMIT 1");
-        st.bind_all(name);
-        if (st.step()) cur = {name, st.int64(0), st.text(1), st.text(2), st.int64(3)};
+    auto cur = newest(name);
+    EndpointRevision out;
+    if (cur && cur->definition == definition) {
+        out = *cur;
+    } else {
+        out = {name, cur ? cur->revision + 1 : 1, definition, ws_.user(), now_ms()};
+        db.prepare("INSERT INTO serving_endpoint_revisions (name, revision, definition, created_by, created_at) "
+                   "VALUES (?,?,?,?,?)")
+            .bind_all(name, out.revision, definition.to_json(), out.created_by, out.created_at)
+            .run();
+        storage::bump_generation(db); // every hosting process picks the revision up on its next request
     }
-    if (cur.revision > 0 && cur.definition_json == definition_json) return cur;
-    EndpointRevision next{name, cur.revision + 1, definition_json, ws_.user(), now_ms()};
-    db.prepare("INSERT INTO serving_endpoint_revisions (name, revision, definition, created_by, created_at) "
-               "VALUES (?,?,?,?,?)")
-        .bind_all(name, next.revision, next.definition_json, next.created_by, next.created_at)
-        .run();
-    storage::bump_generation(db); // every hosting process picks the revision up on its next request
+    link_lineage(graph, name, cur ? cur->definition.views() : std::vector<std::string>{}, definition, versions);
     tx.commit();
-    return next;
+    return out;
+}
+
+EndpointRevision EndpointStore::define(const std::string& name, const plugins::Value& given) {
+    check_name(name, "endpoint", "churn");
+    auto cur = newest(name);
+    return save(name, EndpointDefinition::update(cur ? &cur->definition : nullptr, given));
+}
+
+void EndpointStore::link_views(const std::string& name, const EndpointDefinition& definition) {
+    lineage::Graph graph(ws_);
+    storage::Transaction tx(ws_.db());
+    for (const auto& view : definition.views()) graph.add_edge("feature_view:" + view, "feeds", "endpoint:" + name);
+    tx.commit();
 }
 
 EndpointRevision EndpointStore::current(const std::string& name) {
-    auto& db = ws_.db();
-    auto guard = db.lock();
-    auto st = db.prepare("SELECT revision, definition, created_by, created_at FROM serving_endpoint_revisions "
-                         "WHERE name = ? ORDER BY revision DESC LIMIT 1");
-    st.bind_all(name);
-    if (!st.step())
+    auto cur = newest(name);
+    if (!cur)
         throw_error(ErrorKind::NotFound,
                     "endpoint '{}' is not defined: define it with ws.endpoint('{}', routing=..., variants=...)", name, name);
-    return {name, st.int64(0), st.text(1), st.text(2), st.int64(3)};
+    return *std::move(cur);
 }
 
 int64_t EndpointStore::current_revision(const std::string& name) {
@@ -88,11 +170,10 @@ int64_t EndpointStore::current_revision(const std::string& name) {
 std::vector<EndpointRevision> EndpointStore::revisions(const std::string& name) {
     auto& db = ws_.db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT revision, definition, created_by, created_at FROM serving_endpoint_revisions "
-                         "WHERE name = ? ORDER BY revision");
+    auto st = db.prepare(std::string(kSelectRevision) + "ORDER BY revision");
     st.bind_all(name);
     std::vector<EndpointRevision> out;
-    while (st.step()) out.push_back({name, st.int64(0), st.text(1), st.text(2), st.int64(3)});
+    while (st.step()) out.push_back(read_revision(name, st));
     return out;
 }
 

@@ -346,8 +346,7 @@ class Models:
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
         """Point ``alias`` at ``version`` (create or move it, atomically); the move is an audit event.
         Conflict when an endpoint serving ``name@alias`` could not feed that version's inputs."""
-        from keel.serving import check_alias_move  # serving sits above the registry
-        check_alias_move(self._ws, name, alias, int(version))
+        _core.check_alias_move(self._ws._native, name, alias, int(version))  # asks serving, which sits above
         return ModelVersion(self, self._reg.set_alias(name, alias, int(version)))
 
     def delete_alias(self, name: str, alias: str) -> None:

@@ -2,7 +2,8 @@
 
 ``ws.endpoint(name, routing=..., variants={name: (model_ref, weight)}, features=[...])`` defines (or
 revises) an endpoint and returns it; ``ws.endpoint(name)`` reopens the saved definition, in any
-process. Definitions are saved with every revision; ``ep.set_weights``, new definitions, alias moves
+process. Definitions are checked, normalized and saved by the core (``_core.EndpointDefinition``,
+``_core.EndpointStore``: the same rules for the CLI and a C++ server) with every revision; ``ep.set_weights``, new definitions, alias moves
 (``churn@champion`` is re-resolved) and data issues on the variants' lineage (``ctx.issues``) reach
 every process hosting the endpoint on its next request: each request compares the workspace's change
 token (about a microsecond) and reloads only when the serving generation moved. New online snapshots
@@ -27,18 +28,17 @@ from __future__ import annotations
 
 import atexit
 import gc
-import json
 import math
 import time
 import warnings
 import weakref
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from keel import _core, _data
-from keel.errors import Conflict, InvalidArgument, NotFound
-from keel.plugins import Router
+from keel.errors import InvalidArgument, NotFound
+from keel.plugins import Router, ensure_search_path
 
 # Assignment logs (C++) write every 512 rows and at least every second on their own thread; a clean
 # interpreter exit writes what is left. Closing at exit, not in the logs' destructors: Python need not
@@ -59,92 +59,6 @@ def _close_logs() -> None:
             ep._log.close()
         except Exception as err:  # noqa: BLE001 - say what is lost, then let the other logs close
             warnings.warn(f"endpoint '{ep.name}': assignments not written at exit: {err}", RuntimeWarning)
-
-
-_SINGLE_ROUTING = "plugins/routing/weighted.lua"  # one variant: the plugin only names it
-_ON_MISSING = ("error", "default", "flag")
-
-
-def _normalize(definition: Mapping[str, Any]) -> dict:
-    d = dict(definition)
-    variants = d.get("variants")
-    model = d.pop("model", None)
-    if model is not None:
-        if variants:
-            raise InvalidArgument("give an endpoint either model= (one model) or variants={...}, not both")
-        if not isinstance(model, str) or not model:
-            raise InvalidArgument("model= needs a model ref such as 'churn@champion' or 'churn/3'")
-        variants = {"main": (model, 1.0)}
-    if not variants:
-        raise InvalidArgument("an endpoint needs model='churn@champion' or variants={name: (model_ref, weight)}")
-    items = variants.items() if isinstance(variants, Mapping) else variants
-    out = []
-    for item in items:
-        if isinstance(variants, Mapping):
-            name, spec = item
-        else:
-            name, spec = item[0], item[1:] if len(item) > 2 else item[1]
-        signature = []
-        if isinstance(spec, Mapping):
-            model, weight, signature = spec.get("model"), spec.get("weight", 1.0), spec.get("signature") or []
-        elif isinstance(spec, (tuple, list)):
-            model, weight = spec[0], (spec[1] if len(spec) > 1 else 1.0)
-        else:
-            model, weight = spec, 1.0
-        if not isinstance(model, str) or not model:
-            raise InvalidArgument(f"variant '{name}' needs a model ref such as 'churn@champion' or 'churn/3'")
-        v = {"name": str(name), "model": model, "weight": float(weight)}
-        if signature:
-            v["signature"] = [str(c) for c in signature]
-        out.append(v)
-    routing = d.get("routing")
-    if not routing:
-        if len(out) > 1:
-            raise InvalidArgument(f"an endpoint with {len(out)} variants needs routing= (a routing plugin, e.g. "
-                                  "'plugins/routing/sticky.lua')")
-        routing = _SINGLE_ROUTING
-    on_missing = d.get("on_missing") or "error"
-    if on_missing not in _ON_MISSING:
-        raise InvalidArgument(f"on_missing={on_missing!r} is unknown: use 'error' (refuse the request), 'default' "
-                              "(use defaults={...}) or 'flag' (predict with NaN, listed in the answer)")
-    defaults = {str(k): float(v) for k, v in dict(d.get("defaults") or {}).items()}
-    return {"routing": str(routing), "variants": out, "features": list(d.get("features") or []),
-            "inputs": list(d.get("inputs") or []), "default": d.get("default") or "",
-            "config": dict(d.get("config") or {}), "key": d.get("key") or "",
-            "tenant_field": d.get("tenant_field") or "tenant", "output": d.get("output") or "auto",
-            "on_missing": on_missing, "defaults": defaults, "signature": [str(c) for c in d.get("signature") or []]}
-
-
-def _expand_features(ws, features) -> list[str]:
-    """``"view"`` stands for every numeric feature of the view, in schema order; ``"view:column"`` as is."""
-    out = []
-    for f in features or []:
-        if not isinstance(f, str) or not f:
-            raise InvalidArgument(f"features= takes 'view:column' or 'view' strings, got {f!r}")
-        if ":" in f:
-            out.append(f)
-            continue
-        schema = ws.features.feature_view(f).schema
-        numeric = [c for c, t in schema.items() if t != "string" and not t.startswith("vector")]
-        if not numeric:
-            raise InvalidArgument(f"feature view '{f}' has no numeric feature to serve (columns: {', '.join(schema)})")
-        out.extend(f"{f}:{c}" for c in numeric)
-    return out
-
-
-def _views(features) -> list[str]:
-    return sorted({f.split(":", 1)[0] for f in features})
-
-
-def _plan(name: str, d: dict, bound: list[tuple[str, str, list[str] | None, list[str]]]):
-    """The C++ input plan: refuses (InvalidArgument) a variant whose model the endpoint cannot feed."""
-    return _core.InputPlan(name, d["features"], d["inputs"], d.get("on_missing", "error"),
-                           list(d.get("defaults", {}).items()),
-                           [(v, ref, list(names or []), list(declared)) for v, ref, names, declared in bound])
-
-
-def _declared(d: dict, v: Mapping) -> list[str]:
-    return list(v.get("signature") or d.get("signature") or [])
 
 
 class _Variant:
@@ -184,7 +98,7 @@ class _Variant:
 class Endpoint:
     """A named endpoint hosted in this process. The same object is what ``keel serve`` hosts."""
 
-    def __init__(self, ws, name: str, revision: Mapping, refresh_interval: float = 0.5):
+    def __init__(self, ws, name: str, revision: "_core.EndpointRevision", refresh_interval: float = 0.5):
         self._ws = ws
         self.name = name
         self._store = _core.EndpointStore(ws.native)
@@ -202,53 +116,58 @@ class Endpoint:
         _track_open(self)
 
     # --- definition -----------------------------------------------------------------------------
-    def _apply(self, revision: Mapping) -> None:
-        d = json.loads(revision["definition"])
-        d.setdefault("on_missing", "error")
-        d.setdefault("defaults", {})
-        d.setdefault("signature", [])
-        self.revision = revision["revision"]
-        self.definition = d
-        self._key = d["key"] or self._default_key(d)
-        self._tenant_field = d["tenant_field"]
-        self._reader = self._ws.features.online_reader(d["features"]) if d["features"] else None
-        # Also for revisions saved before endpoints recorded them (add_edge is a no-op when live).
-        _link_views(self._ws, self.name, [], _views(d["features"]))
-        self._variants = {v["name"]: _Variant(v["name"], v["model"]) for v in d["variants"]}
+    def _apply(self, revision: "_core.EndpointRevision") -> None:
+        d = revision.definition  # checked and normalized by the core when it was saved
+        self.revision = revision.revision
+        self._definition = d
+        self._key = d.key or self._default_key(d)
+        self._tenant_field = d.tenant_field
+        self._reader = self._ws.features.online_reader(list(d.features)) if d.features else None
+        # Also for revisions saved before endpoints recorded them (a no-op when the edges are live).
+        self._store.link_views(self.name, d)
+        self._variants = {v.name: _Variant(v.name, v.model) for v in d.variants}
         self._rejected = {}
-        self._router = Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]],
-                              default=d["default"] or None, config={**d["config"], "key": self._key},
+        self._router = Router(d.routing, [(v.name, v.weight) for v in d.variants],
+                              default=d.default or None, config={**d.config, "key": self._key},
                               name=self.name, issues=self._issues)
         self._path = None
         self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
-    def _bound(self, override: "tuple[str, Any] | None" = None) -> list:
-        out = []
-        for spec in self.definition["variants"]:
-            v = self._variants[spec["name"]]
+    @property
+    def definition(self) -> dict:
+        """The saved definition as data (routing, variants, features, inputs, on_missing, ...)."""
+        return self._definition.to_dict()
+
+    def _plan(self, override: "tuple[str, Any] | None" = None):
+        """The C++ input plan for the variants' current models (``override``: one variant's model
+        replaced, to check an alias move); InvalidArgument when a model cannot be fed."""
+        models = []
+        for spec in self._definition.variants:
+            v = self._variants[spec.name]
             ref, names = v.ref, v.names
             if override is not None and override[0] == v.name:
                 ref, names = override[1].ref, override[1].feature_names or []
-            out.append((v.name, ref, names, _declared(self.definition, spec)))
-        return out
+            models.append((ref, list(names or [])))
+        return _core.InputPlan.for_definition(self.name, self._definition, models)
 
     def _build_path(self) -> None:
         """One C++ request path per revision and set of model versions: inputs mapped by name once,
         then every request is one call (native models predict inside it, others in Python)."""
         self._variant_list = list(self._variants.values())
-        self._plan = _plan(self.name, self.definition, self._bound())
-        natives = [getattr(v.model, "native", None) if self.definition.get("output", "auto") == "auto" else None
+        plan = self._plan()
+        natives = [getattr(v.model, "native", None) if self._definition.output == "auto" else None
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
-        self._path = _core.RequestPath(self._router.native, self._reader, self._key, self._plan, natives)
+        self._path = _core.RequestPath(self._router.native, self._reader, self._key, plan, natives)
         self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
-        self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
+        features = self._definition.features
+        self._views_read = [{features[i].split(":", 1)[0] for i in plan.features_read(k)}
                             for k in range(len(self._variant_list))]
 
-    def _default_key(self, d: dict) -> str:
-        if d["features"]:
-            view = d["features"][0].split(":", 1)[0]
+    def _default_key(self, d: "_core.EndpointDefinition") -> str:
+        if d.features:
+            view = d.features[0].split(":", 1)[0]
             keys = self._ws.features.feature_view(view).join_keys
             if keys:
                 return keys[0]
@@ -267,14 +186,14 @@ class Endpoint:
                 continue
             if v.ref:  # an alias moved under a running endpoint: check the new version before switching
                 try:
-                    _plan(self.name, self.definition, self._bound((v.name, mv)))
+                    self._plan((v.name, mv))
                 except InvalidArgument as err:
                     rejected[v.name] = f"{v.model_ref} moved to {mv.ref}, not followed: {err}"
                     continue
             model = self._models.get(mv.ref)
             if model is None:
                 model = self._models[mv.ref] = self._ws.models.load(mv.ref)
-            v.bind(mv, model, self.definition.get("output", "auto"))
+            v.bind(mv, model, self._definition.output)
             changed = True
         for name, why in rejected.items():
             if self._rejected.get(name) != why:
@@ -360,28 +279,21 @@ class Endpoint:
 
     def set_weights(self, weights: Mapping[str, float]) -> int:
         """Change the split live; saved as a new revision that every hosting process picks up."""
-        d = json.loads(json.dumps(self.definition))
-        known = {v["name"] for v in d["variants"]}
-        for name, w in weights.items():
-            if name not in known:
-                raise InvalidArgument(f"unknown variant '{name}' (variants: {', '.join(sorted(known))})")
-        for v in d["variants"]:
-            if v["name"] in weights:
-                v["weight"] = float(weights[v["name"]])
-        self._router.set_weights(weights)  # validates before anything is saved
-        _check_definition(self._ws, self.name, d)
-        rev = self._store.save(self.name, json.dumps(d, sort_keys=True))
-        self.revision, self.definition = rev["revision"], d
+        changed = [(str(name), float(w)) for name, w in weights.items()]
+        rev = self._store.save(self.name, self._definition.with_weights(changed))  # checked before it is saved
+        self._router.set_weights(dict(changed))
+        self.revision, self._definition = rev.revision, rev.definition
         return self.revision
 
     @property
     def weights(self) -> dict[str, float]:
-        return {v["name"]: v["weight"] for v in self.definition["variants"]}
+        return {v.name: v.weight for v in self._definition.variants}
 
     def revisions(self):
-        """Every saved revision of the definition (a DataFrame)."""
+        """Every saved revision of the definition (a DataFrame; ``definition`` is its canonical JSON)."""
         import pandas as pd
-        rows = self._store.revisions(self.name)
+        rows = [{"revision": r.revision, "created_by": r.created_by, "created_at": r.created_at,
+                 "definition": r.definition.to_json()} for r in self._store.revisions(self.name)]
         frame = pd.DataFrame(rows, columns=["revision", "created_by", "created_at", "definition"])
         frame["created_at"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
         return frame
@@ -528,7 +440,7 @@ class Endpoint:
     def __repr__(self) -> str:
         models = ", ".join(f"{v.name}={v.ref}@{w:g}" for v, w in
                            zip(self._variants.values(), self.weights.values()))
-        return f"<keel.Endpoint {self.name} r{self.revision} {self.definition['routing']} [{models}]>"
+        return f"<keel.Endpoint {self.name} r{self.revision} {self._definition.routing} [{models}]>"
 
     def _repr_html_(self) -> str:
         from keel.display import html_table
@@ -537,7 +449,7 @@ class Endpoint:
                  "served": s["served"].get(v.name, 0), "data issue": "yes" if v.name in self._issues else ""}
                 for v in self._variants.values()]
         return html_table(rows, title=f"Endpoint {self.name} (revision {self.revision}, "
-                                      f"{self.definition['routing']}, {s['fallbacks']} fallbacks)")
+                                      f"{self._definition.routing}, {s['fallbacks']} fallbacks)")
 
 
 class Assignments:
@@ -583,57 +495,6 @@ def compare_variants(assignments, outcomes, outcome: str, *, key: str, control: 
     return pd.DataFrame(rows)
 
 
-def _check_definition(ws, name: str, d: dict) -> None:
-    """Refuses (InvalidArgument) a definition whose models the endpoint cannot feed, naming the
-    endpoint, variant, the missing and the extra inputs."""
-    bound = []
-    for v in d["variants"]:
-        mv = ws.models.get(v["model"])
-        bound.append((v["name"], mv.ref, mv.feature_names or [], _declared(d, v)))
-    _plan(name, d, bound)
-
-
-def _link_views(ws, name: str, before: list[str], after: list[str]) -> None:
-    """feature_view:<view> -feeds-> endpoint:<name> for every view the revision reads online, so data
-    issues on them reach ep.issues() and routing; edges of views no longer read are ended."""
-    lineage = ws.lineage
-    for view in after:
-        lineage.add_edge(f"feature_view:{view}", "feeds", f"endpoint:{name}")
-    for view in set(before) - set(after):
-        try:
-            lineage.remove_edge(f"feature_view:{view}", "feeds", f"endpoint:{name}")
-        except NotFound:  # already ended
-            pass
-
-
-def check_alias_move(ws, model: str, alias: str, version: int) -> None:
-    """Conflict when pointing ``model@alias`` at ``version`` would give an endpoint serving that alias
-    a model it cannot feed (called by ``ws.models.set_alias`` before it moves anything)."""
-    store = _core.EndpointStore(ws.native)
-    target = None
-    for name in store.names():
-        d = json.loads(store.current(name)["definition"])
-        d.setdefault("on_missing", "error")
-        if not any(v["model"] == f"{model}@{alias}" for v in d["variants"]):
-            continue
-        if target is None:
-            target = ws.models.get(f"{model}/{int(version)}")
-        bound = []
-        for v in d["variants"]:
-            mv = target if v["model"] == f"{model}@{alias}" else ws.models.get(v["model"])
-            bound.append((v["name"], mv.ref, mv.feature_names or [], _declared(d, v)))
-        try:
-            _plan(name, d, bound)
-        except InvalidArgument as err:
-            try:  # blame the move only when the endpoint can feed what the alias points at today
-                _check_definition(ws, name, d)
-            except (InvalidArgument, NotFound):
-                continue
-            raise Conflict(f"moving {model}@{alias} to version {version} would break endpoint '{name}': {err}. "
-                           "Change the endpoint first (features=/inputs=), or serve the new version under "
-                           "another alias") from None
-
-
 def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) -> Endpoint:
     """``ws.endpoint(name)`` reopens a saved endpoint; with a definition (model= or routing= and
     variants=, features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=) it
@@ -641,24 +502,13 @@ def open_endpoint(ws, name: str, refresh_interval: float = 0.5, **definition) ->
     _core.check_name(name, "endpoint", "churn")
     store = _core.EndpointStore(ws.native)
     if definition:
-        before: list[str] = []
-        if store.current_revision(name):
-            saved = json.loads(store.current(name)["definition"])
-            before = _views(saved.get("features") or [])
-            saved["variants"] = {v["name"]: ({"model": v["model"], "weight": v["weight"],
-                                              "signature": v.get("signature")}) for v in saved["variants"]}
-            if "model" in definition:
-                saved.pop("variants")
-            definition = {**saved, **definition}
-        if "features" in definition:
-            definition["features"] = _expand_features(ws, definition["features"])
-        d = _normalize(definition)
-        # Check it serves before saving: the plugin loads, the models resolve and can be fed.
-        Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]], default=d["default"] or None,
-               config=d["config"], name=name)
-        _check_definition(ws, name, d)
-        revision = store.save(name, json.dumps(d, sort_keys=True))
-        _link_views(ws, name, before, _views(d["features"]))
+        saved = store.current(name).definition if store.current_revision(name) else None
+        d = _core.EndpointDefinition.update(saved, definition)  # fields not given keep their saved values
+        ensure_search_path()  # the core resolves the routing plugin's ref
+        # The core expands bare view names, checks that the plugin loads with a config its schema
+        # accepts and that the models resolve and can be fed, and saves the revision with its lineage
+        # edges in one transaction.
+        revision = store.save(name, d)
     else:
         revision = store.current(name)
     return Endpoint(ws, name, revision, refresh_interval=refresh_interval)

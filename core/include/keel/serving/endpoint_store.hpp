@@ -1,6 +1,8 @@
 // core/include/keel/serving/endpoint_store.hpp
 #pragma once
 
+#include "keel/serving/endpoint_definition.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,11 +14,11 @@ class Workspace;
 
 namespace keel::serving {
 
-//! One saved revision of an endpoint's definition (JSON written and read by the caller).
+//! One saved revision of an endpoint's definition.
 struct EndpointRevision {
     std::string name;
     int64_t revision = 0;
-    std::string definition_json;
+    EndpointDefinition definition;
     std::string created_by;
     int64_t created_at = 0;
 };
@@ -38,12 +40,27 @@ struct Assignment {
 };
 
 //! Saved endpoint definitions (with every revision) and the assignment log, in serving_* tables.
+//! Saving writes the endpoint's lineage in the revision's transaction: `feature_view:<view> -feeds->
+//! endpoint:<name>` for every view read online (edges of views no longer read are ended) and
+//! `model:<name>/<version> -serves-> endpoint:<name>` for the versions the variants resolve to at
+//! save time (edges of versions no longer resolved are ended). An alias moved later is followed by
+//! the hosting endpoint, which moves its serves edges then.
 class EndpointStore {
 public:
     explicit EndpointStore(storage::Workspace& ws);
 
-    //! Saves a new revision (InvalidArgument for a malformed name: the rule models follow) unless `definition_json` equals the current one; returns the current revision.
-    EndpointRevision save(const std::string& name, const std::string& definition_json);
+    //! Expands bare view names (expand_features), checks the definition against the workspace
+    //! (check_definition: the plugin loads, every model ref resolves and can be fed) and saves it as a
+    //! new revision with its lineage, all or nothing; an unchanged definition is no new revision
+    //! (its lineage edges are still re-added). InvalidArgument for a malformed name (the rule models
+    //! follow). Returns the current revision.
+    EndpointRevision save(const std::string& name, const EndpointDefinition& definition);
+    //! save() of a partial update over the current revision (EndpointDefinition::update): fields
+    //! not given keep their saved values. The rule every caller (Python, CLI, server) shares.
+    EndpointRevision define(const std::string& name, const plugins::Value& given);
+    //! Re-adds the feeds edges of the views `definition` reads (no-op when live): a revision saved
+    //! before endpoints recorded them gets them when it is opened.
+    void link_views(const std::string& name, const EndpointDefinition& definition);
     //! The newest revision; NotFound naming the endpoint when none is saved.
     EndpointRevision current(const std::string& name);
     //! The newest revision number, 0 when none (cheap: used to poll for changes).
@@ -57,6 +74,7 @@ public:
     std::vector<Assignment> assignments(const std::string& name, int64_t limit = -1);
 
 private:
+    std::optional<EndpointRevision> newest(const std::string& name);
     storage::Workspace& ws_;
 };
 

@@ -1,0 +1,20 @@
+// core/include/keel/serving/alias_check.hpp
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace keel::storage {
+class Workspace;
+}
+
+namespace keel::serving {
+
+//! Conflict when pointing `model@alias` at `version` would give an endpoint serving that alias a
+//! model it cannot feed, naming the endpoint and the missing and extra inputs. An endpoint that
+//! cannot feed what the alias points at today is not the move's fault and is passed over. The
+//! registry cannot ask this itself (serving sits above it): whoever moves an alias for a user calls
+//! this first (keel.Models.set_alias, the CLI, a server). NotFound when the version does not exist.
+void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version);
+
+} // namespace keel::serving
