@@ -65,11 +65,11 @@ struct EndpointTest : ::testing::Test {
         std::string sig = R"({"inputs": [)";
         for (size_t i = 0; i < names.size(); ++i) sig += (i ? ", " : "") + ("{\"name\": \"" + names[i] + "\"}");
         sig += "]}";
-        r["features.dtypes"] = inference::Value::of_strings(std::vector<std::string>(names.size(), "float64"));
-        r["features.names"] = inference::Value::of_strings(std::move(names));
-        r["model.kind"] = inference::Value::of_string("linear");
-        r["linear.coef"] = inference::Value::of_reals(std::move(coef));
-        r["linear.intercept"] = inference::Value::of_reals({intercept});
+        r["features.dtypes"] = inference::RecordValue::of_strings(std::vector<std::string>(names.size(), "float64"));
+        r["features.names"] = inference::RecordValue::of_strings(std::move(names));
+        r["model.kind"] = inference::RecordValue::of_string("linear");
+        r["linear.coef"] = inference::RecordValue::of_reals(std::move(coef));
+        r["linear.intercept"] = inference::RecordValue::of_reals({intercept});
         auto digest = ws->artifacts().put_bytes(inference::Predictor(std::move(r)).to_bytes());
         return reg.register_version(model, {.digest = digest, .flavour = "keel-native", .signature = sig});
     }
