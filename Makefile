@@ -6,7 +6,7 @@ JOBS ?= 2
 # The pure-Python package and the freshly built extension, without a pip install.
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-cpp test-python test-notebooks test-fuzz notebooks demo bench clean
+.PHONY: all deps build test test-cpp test-python test-notebooks test-fuzz notebooks demo bench clean lint
 
 all: build
 
@@ -27,7 +27,12 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 	@$(PYTHON) scripts/install_cli.py  # `keel` on PATH for this Python, running this checkout
 
 test: build
-	$(MAKE) --no-print-directory test-cpp test-python test-notebooks test-fuzz
+	$(MAKE) --no-print-directory lint test-cpp test-python test-notebooks test-fuzz
+
+# ruff (rules in pyproject.toml: bugs and old syntax, no formatter, no import sorting).
+LINT_PATHS := python tests/python scripts bench
+lint:
+	$(PYTHON) -m ruff check $(LINT_PATHS)
 
 test-cpp:
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

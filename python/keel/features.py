@@ -260,7 +260,8 @@ def _convert_timestamp(arr: pa.Array, name: str, what: str = "column") -> tuple:
         arr = pa.array(parsed, from_pandas=True)
         t = arr.type
     if pa.types.is_date(t):
-        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with pd.to_datetime(..., utc=True)")
+        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: "
+                              "convert with pd.to_datetime(..., utc=True)")
     if not pa.types.is_timestamp(t):
         raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected timestamps with a time zone "
                               "(e.g. pd.to_datetime(col, utc=True))")
@@ -299,7 +300,8 @@ def _convert(arr, spec: dict, what: str = "column") -> tuple:
         return (name,) + _convert_timestamp(arr, name, what)
     if dtype == "string":
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected string: cast it with .astype(str) first")
+            raise InvalidArgument(f"{what} '{name}' has type {_type_name(t)}, expected string: "
+                                  "cast it with .astype(str) first")
         arr = arr.cast(pa.large_string())
         bufs = arr.buffers()
         offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
@@ -358,7 +360,7 @@ def _convert(arr, spec: dict, what: str = "column") -> tuple:
 # Output conversion: C++ column tuples -> pyarrow arrays.
 
 def _to_arrow_array(col) -> pa.Array:
-    name, dtype, dim, values, offsets, valid, _masked = col
+    _name, dtype, dim, values, offsets, valid, _masked = col
     n = len(valid) if valid is not None else (len(offsets) - 1 if offsets is not None else len(values))
     mask = None if valid is None else (valid == 0)
     if dtype == "string":
@@ -510,7 +512,8 @@ class FeatureView:
                     raise InvalidArgument(
                         f"the data has no '{spec['name']}' column, which feature view '{self.name}' requires: "
                         f"add a time-zone-aware '{spec['name']}' column saying when each row's values were true "
-                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC').floor('ms') for a snapshot taken now)")
+                        f"(e.g. df['{spec['name']}'] = pd.Timestamp.now(tz='UTC').floor('ms') "
+                        "for a snapshot taken now)")
                 raise InvalidArgument(f"column '{spec['name']}' of feature view '{self.name}' is missing from "
                                       "the data")
             col = _convert(table.column(spec["name"]), spec)
@@ -604,7 +607,7 @@ def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> tuple[int, 
         values = keys[spec["name"]]
         if np.isscalar(values) or isinstance(values, str):
             values = [values]
-        arr = pa.array(values if not isinstance(values, np.ndarray) else values, from_pandas=True)
+        arr = pa.array(values, from_pandas=True)
         if rows is None:
             rows = len(arr)
         elif len(arr) != rows:

@@ -38,7 +38,7 @@ class Predictor:
         try:  # the native record verified its checksum; what Python reads from it is checked here
             self._names = [name for name, _ in native.signature]
             self._task = native.task
-            native.kind
+            _ = native.kind  # read now, so a name that is not UTF-8 fails here
             self._meta = _read_metadata(native.metadata, self._task, native.num_outputs)
         except UnicodeDecodeError as exc:
             raise Corrupt(f"predictor is malformed: a name or its metadata is not valid UTF-8 ({exc})") from None
@@ -371,7 +371,7 @@ def _is_missing(v: Any) -> bool:
     if v is None:
         return True
     try:
-        return isinstance(v, float) and math.isnan(v) or (isinstance(v, np.floating) and np.isnan(v))
+        return (isinstance(v, float) and math.isnan(v)) or (isinstance(v, np.floating) and np.isnan(v))
     except TypeError:
         return False
 
@@ -1097,7 +1097,7 @@ def _add_xgboost(rec: dict, meta: dict, est: Any, width: int) -> None:
         transform, classifier = "softmax", True
     elif obj in ("count:poisson", "reg:gamma", "reg:tweedie"):
         transform = "exp"
-    elif obj.startswith("reg:") or obj.startswith("rank:") or obj == "binary:logitraw":
+    elif obj.startswith(("reg:", "rank:")) or obj == "binary:logitraw":
         transform = "identity"
     else:
         raise _unsupported(f"the XGBoost objective {obj!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Mapping
+from collections.abc import Mapping
 
 from keel import _core
 from keel.errors import InvalidArgument
@@ -159,7 +159,8 @@ class Lineage:
     def add_node(self, ref: str, *, owner: str | None = None, description: str | None = None,
                  tags: Mapping[str, str] | None = None) -> str:
         """Declare a node Keel does not create itself (an upstream table, a dashboard)."""
-        return self._graph.upsert_node(self.resolve(ref), owner, description, {k: str(v) for k, v in (tags or {}).items()})
+        return self._graph.upsert_node(self.resolve(ref), owner, description,
+                                       {k: str(v) for k, v in (tags or {}).items()})
 
     def add_edge(self, from_ref: str, kind: str, to_ref: str) -> None:
         """Record that ``from_ref`` feeds ``to_ref``; missing nodes are created."""

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from keel import _core
-from keel import plugins as _plugins  # noqa: F401  (sets the plugin search path)
+from keel import plugins as _plugins  # importing it also sets the plugin search path
 from keel.errors import InvalidArgument
 
 SEVERITIES = ("error", "warn")
@@ -56,7 +57,7 @@ def rule(plugin: str | os.PathLike, *, severity: str = "error", name: str = "", 
 class DataQualityError(InvalidArgument):
     """A batch failed error-severity rules; ``.report`` holds every result."""
 
-    def __init__(self, message: str, report: "QualityReport"):
+    def __init__(self, message: str, report: QualityReport):
         super().__init__(message)
         self.report = report
 
@@ -95,7 +96,7 @@ class QualityReport:
                          f"observed {r['observed']})")
         return "\n".join(lines)
 
-    def raise_if_failed(self) -> "QualityReport":
+    def raise_if_failed(self) -> QualityReport:
         if not self.passed:
             raise DataQualityError(self.summary(), self)
         return self
@@ -261,7 +262,7 @@ def _ws_key(ws) -> str:
     return os.path.realpath(ws.path)
 
 
-def subscribe(ws, callback) -> "callable":
+def subscribe(ws, callback) -> callable:
     """Call ``callback(event, issue)`` when a data issue opens or closes in this workspace (this
     process). ``issue`` is a dict with target, rule, column, message and ``downstream`` (the refs
     affected). Returns a function that unsubscribes."""

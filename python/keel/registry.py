@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from keel import _core
 from keel.display import format_ms, html_table
@@ -48,7 +49,7 @@ class ModelVersion:
     __slots__ = ("_models", "name", "version", "run_id", "digest", "flavour", "signature", "description", "tags",
                  "created_at", "created_by", "stage", "aliases")
 
-    def __init__(self, models: "Models | None", data: Mapping):
+    def __init__(self, models: Models | None, data: Mapping):
         self._models = models
         self.name: str = data["name"]
         self.version: int = int(data["version"])
@@ -127,8 +128,8 @@ class ModelVersion:
 class ModelVersionList(list):
     """Model versions, oldest first; ``.to_pandas()`` gives one row a version."""
 
-    _columns = ["name", "version", "stage", "aliases", "run_id", "flavour", "digest", "description", "created_at",
-                "created_by"]
+    _columns: ClassVar[list[str]] = ["name", "version", "stage", "aliases", "run_id", "flavour", "digest",
+                                     "description", "created_at", "created_by"]
 
     def to_pandas(self):
         rows = [dict(v._row(), digest=v.digest, created_at=v.created_at) for v in self]
@@ -141,7 +142,7 @@ class ModelVersionList(list):
 class RegisteredModel:
     """A registered model: the name its versions are filed under (``ws.models.model("churn")``)."""
 
-    def __init__(self, models: "Models", data: Mapping):
+    def __init__(self, models: Models, data: Mapping):
         self._models = models
         self.name: str = data["name"]
         self.description: str = data["description"]

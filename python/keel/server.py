@@ -1,6 +1,7 @@
 """``keel serve``: hosts saved endpoints over HTTP (JSON), the same Endpoint objects a notebook uses.
 
-    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model, version, fallback, missing, stale}
+    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model,
+                                                                                  version, fallback, missing, stale}
                                      [{...}, {...}]                          -> [{...}, {...}] (one batch)
     GET  /endpoints                  saved endpoints and their revisions
     GET  /endpoints/<name>           the endpoint's definition, revision, weights and counters
@@ -22,7 +23,7 @@ import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable
+from collections.abc import Iterable
 
 from keel import _core, errors
 

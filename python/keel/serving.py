@@ -32,7 +32,8 @@ import math
 import time
 import warnings
 import weakref
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from keel.plugins import Router
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 _FLUSH_EVERY = 512
-_open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+_open_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
 
 @atexit.register
@@ -210,7 +211,7 @@ class Endpoint:
         self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
-    def _bound(self, override: "tuple[str, Any] | None" = None) -> list:
+    def _bound(self, override: tuple[str, Any] | None = None) -> list:
         out = []
         for spec in self.definition["variants"]:
             v = self._variants[spec["name"]]
@@ -350,7 +351,7 @@ class Endpoint:
         """Change the split live; saved as a new revision that every hosting process picks up."""
         d = json.loads(json.dumps(self.definition))
         known = {v["name"] for v in d["variants"]}
-        for name, w in weights.items():
+        for name in weights:
             if name not in known:
                 raise InvalidArgument(f"unknown variant '{name}' (variants: {', '.join(sorted(known))})")
         for v in d["variants"]:
@@ -472,7 +473,7 @@ class Endpoint:
         ts, key, tenant, rev = int(time.time() * 1000), self._key, self._tenant_field, self.revision
         preds = preds.tolist()
         log, served, fallbacks = [], [], []
-        for i, (index, shadow_bits, fallback) in enumerate(decisions):
+        for i, (index, _shadow_bits, fallback) in enumerate(decisions):
             v, r, p, mi, st = vl[index], reqs[i], preds[i], missing[i], stale[i]
             if mi or st:
                 self._count(mi, st)
@@ -483,7 +484,7 @@ class Endpoint:
         self._log.extend(log)
         if len(self._log) >= _FLUSH_EVERY:
             self.flush()
-        for i, (index, shadow_bits, fallback) in enumerate(decisions):
+        for i, (_index, shadow_bits, _fallback) in enumerate(decisions):
             if shadow_bits:
                 self._shadow(shadow_bits, reqs[i])
         columns = {"prediction": preds, "variant": [v.name for v in served], "model": [v.ref for v in served],
@@ -501,7 +502,7 @@ class Endpoint:
             rows, self._log = self._log, []
             self._store.log(self.name, rows)
 
-    def assignments(self) -> "Assignments":
+    def assignments(self) -> Assignments:
         """Every logged decision: time, key, tenant, variant, model, version, fallback, shadow, prediction,
         revision, missing and stale (comma-separated model inputs, "" when none)."""
         self.flush()

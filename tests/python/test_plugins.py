@@ -74,7 +74,7 @@ def test_failures_fall_back_to_default_and_are_counted(tmp_path):
 
 
 def test_router_definition_errors(tmp_path):
-    with pytest.raises(keel.NotFound, match="missing.lua"):
+    with pytest.raises(keel.NotFound, match=r"missing\.lua"):
         plugins.Router("plugins/routing/missing.lua", {"a": 1})
     with pytest.raises(keel.InvalidArgument, match="default variant 'x'"):
         plugins.Router(STICKY, {"a": 1}, default="x")
@@ -85,7 +85,7 @@ def test_router_definition_errors(tmp_path):
         r.set_weights({"zz": 1})
     broken = tmp_path / "broken.lua"
     broken.write_text("function route(req, ctx) return 'a' \n")
-    with pytest.raises(keel.PluginError, match="broken.lua"):
+    with pytest.raises(keel.PluginError, match=r"broken\.lua"):
         plugins.Router(broken, {"a": 1})
 
 
@@ -137,7 +137,7 @@ def test_bench_runs_in_cpp():
 
 
 def test_routing_config_is_checked_against_the_plugin_schema():
-    with pytest.raises(keel.InvalidArgument, match="sticky.lua has no argument 'kee'"):
+    with pytest.raises(keel.InvalidArgument, match=r"sticky\.lua has no argument 'kee'"):
         plugins.Router(STICKY, {"a": 1}, config={"kee": "player_id"})
     with pytest.raises(keel.InvalidArgument, match="'tenants' must be a map"):
         plugins.Router("plugins/routing/tenant.lua", {"a": 1}, config={"tenants": ["studio-a"]})
