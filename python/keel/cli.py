@@ -28,8 +28,8 @@ import json
 import math
 import os
 import sys
-from datetime import date, datetime
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 from keel import errors

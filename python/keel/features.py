@@ -199,7 +199,7 @@ def _to_arrow_table(data) -> pa.Table:
 
 
 def _first_bad_object(series):
-    kinds = {}
+    kinds: dict[type, int] = {}
     for i, v in enumerate(series.tolist()):
         if v is None or (isinstance(v, float) and v != v):
             continue
@@ -349,7 +349,7 @@ def _convert(arr, spec: dict, what: str = "column") -> tuple:
         if bad.any():
             i = _first_true(bad)
             raise InvalidArgument(f"{what} '{name}' has the value {vals[i]} at row {i}, out of {dtype} range")
-        np_t = np.int32 if dtype == "int32" else np.int64
+        np_t: type[np.number] = np.int32 if dtype == "int32" else np.int64
         return (name, dtype, 0, np.ascontiguousarray(_numeric(arr, np_t, name)), None, valid)
     # float32 / float64 targets accept ints and floats
     np_t = np.float32 if dtype == "float32" else np.float64
@@ -563,7 +563,8 @@ class FeatureView:
         return {"view": self.name, "version": self.version, "rows": table.num_rows, "segment": segment}
 
     def _read(self, start=None, end=None, as_of=None, keys: dict | None = None) -> pa.Table:
-        key_rows, key_cols = None, []
+        key_rows: int | None = None
+        key_cols: list = []
         if keys:
             key_rows, key_cols = _key_columns(self._info["join_keys"], keys, "keys")
         cols = self._store._native.read(self.name, _ms_of(start), _ms_of(end), _ms_of(as_of), key_rows, key_cols,
@@ -710,7 +711,7 @@ class FeatureStore:
     def __init__(self, workspace):
         self._ws = workspace
         self._native = _core.FeatureStore(workspace._native)
-        self._readers: dict[tuple, object] = {}
+        self._readers: dict[tuple, _core.OnlineReader] = {}
 
     # --- definitions ------------------------------------------------------------------------
     def entity(self, name: str, join_keys: Sequence[str] | Mapping[str, str] | None = None,

@@ -191,6 +191,7 @@ class Predictor:
         when there are several). ``threads``: 0 uses all cores for large batches, 1 the caller's only."""
         out, single = self._run(X, threads)
         if self.task == "classification":
+            assert self.classes_ is not None  # a classifier's record always carries its classes
             labels = self.classes_[np.argmax(out, axis=1)]
             return labels[0] if single else labels
         if out.shape[1] == 1:
@@ -1002,7 +1003,14 @@ def _lgb_categorical_features(booster: Any, n: int) -> list[int]:
 
 
 def _add_lgb_tree(b: _TreeBuilder, root: dict, output: int) -> None:
-    feature, threshold, left, right, value, dleft, missing, category = [], [], [], [], [], [], [], []
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[float] = []
+    dleft: list[int] = []
+    missing: list[int] = []
+    category: list[int] = []
 
     def visit(node: dict) -> int:
         i = len(feature)
@@ -1079,10 +1087,10 @@ def _add_xgboost(rec: dict, meta: dict, est: Any, width: int) -> None:
         raise _unsupported("XGBoost multi-target models")
     n_raw = max(1, n_class)
     obj = learner["objective"]["name"]
-    base = _parse_floats(mp.get("base_score", "0.5"))
-    if len(base) == 1:
-        base = base * n_raw
-    base = np.asarray(base[:n_raw], dtype=np.float64)
+    scores = _parse_floats(mp.get("base_score", "0.5"))
+    if len(scores) == 1:
+        scores = scores * n_raw
+    base = np.asarray(scores[:n_raw], dtype=np.float64)
     if obj in ("binary:logistic", "reg:logistic"):
         base = np.log(base / (1.0 - base))
     elif obj in ("count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft"):

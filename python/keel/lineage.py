@@ -10,8 +10,8 @@ with ``as_of`` the version it pointed at then (from the registry's alias audit e
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 
 from keel import _core
 from keel.errors import InvalidArgument

@@ -15,8 +15,8 @@ no call holds the GIL. Built-ins live in ``plugins/routing/`` and ``plugins/qual
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from keel import _core
@@ -159,6 +159,7 @@ class Decision(NamedTuple):
 
 
 def _variants(variants: Mapping[str, float] | Sequence) -> list[tuple[str, float]]:
+    items: list[Sequence[Any]]
     if isinstance(variants, Mapping):
         items = list(variants.items())
     else:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -129,6 +129,7 @@ def _arrow_column(name: str, arr):
     if pa.types.is_null(t):
         arr = pa.array([None] * len(arr), type=pa.float64())
         t = arr.type
+    dtype: type[np.generic]
     if pa.types.is_boolean(t):
         arr, kind, dtype = pc.cast(arr, pa.uint8()), "bool", np.uint8
     elif pa.types.is_integer(t):
@@ -180,6 +181,7 @@ def _pandas_column(name: str, s):
 
 def _batch(data, columns: Iterable[str] | None = None):
     """(column tuples, rows) from a DataFrame, a pyarrow Table/RecordBatch or a dict of arrays."""
+    arrow_types: tuple[type[Any], ...]
     try:
         import pyarrow as pa
         arrow_types = (pa.Table, pa.RecordBatch)
@@ -262,7 +264,7 @@ def _ws_key(ws) -> str:
     return os.path.realpath(ws.path)
 
 
-def subscribe(ws, callback) -> callable:
+def subscribe(ws, callback) -> Callable[[], None]:
     """Call ``callback(event, issue)`` when a data issue opens or closes in this workspace (this
     process). ``issue`` is a dict with target, rule, column, message and ``downstream`` (the refs
     affected). Returns a function that unsubscribes."""

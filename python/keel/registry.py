@@ -194,7 +194,7 @@ def infer_signature(model=None, input_example=None) -> dict | None:
     """An input signature ``{"inputs": [{"name", "dtype"}...]}`` from a pandas/numpy example, else the
     model's ``feature_names_in_`` / ``n_features_in_`` (scikit-learn); classes when the model has them.
     None when nothing is known."""
-    inputs = None
+    inputs: list[dict[str, str | None]] | None = None
     if input_example is not None:
         try:
             import pandas as pd

@@ -33,7 +33,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def _normalize(definition: Mapping[str, Any]) -> dict:
             name, spec = item
         else:
             name, spec = item[0], item[1:] if len(item) > 2 else item[1]
-        signature = []
+        signature: list[dict] = []
         if isinstance(spec, Mapping):
             model, weight, signature = spec.get("model"), spec.get("weight", 1.0), spec.get("signature") or []
         elif isinstance(spec, (tuple, list)):
@@ -150,9 +150,9 @@ class _Variant:
         self.ref = ""          # resolved, e.g. churn/3
         self.version = 0
         self.lineage_ref = ""
-        self.model = None
+        self.model: Any = None
         self.names: list[str] = []   # the model's input names from its signature
-        self._predict = None
+        self._predict: Callable[[np.ndarray], np.ndarray] | None = None
 
     def bind(self, mv, model, output: str) -> None:
         self.ref, self.version, self.lineage_ref, self.model = mv.ref, mv.version, mv.lineage_ref, model
@@ -166,6 +166,7 @@ class _Variant:
             self._predict = lambda x: np.asarray(model.predict(x)).reshape(len(x), -1)[:, 0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        assert self._predict is not None  # bind() comes first: a variant serves once its model resolved
         return self._predict(x)
 
 
@@ -207,7 +208,7 @@ class Endpoint:
         self._router = Router(d["routing"], [(v["name"], v["weight"]) for v in d["variants"]],
                               default=d["default"] or None, config={**d["config"], "key": self._key},
                               name=self.name, issues=self._issues)
-        self._path = None
+        self._path: _core.RequestPath | None = None
         self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
@@ -229,7 +230,10 @@ class Endpoint:
         natives = [getattr(v.model, "_native", None) if self.definition.get("output", "auto") == "auto" else None
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
-        self._path = _core.RequestPath(self._router._native, self._reader, self._key, self._plan, natives)
+        # pybind11 passes None as an empty holder (no feature reader; a variant that predicts in
+        # Python), which the signatures it generates do not say.
+        router, reader = self._router._native, self._reader
+        self._path = _core.RequestPath(router, reader, self._key, self._plan, natives)  # type: ignore[arg-type]
         self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
         self._views_read = [{self.definition["features"][i].split(":", 1)[0] for i in self._plan.features_read(k)}
                             for k in range(len(self._variant_list))]
@@ -391,11 +395,12 @@ class Endpoint:
         if len(self._log) >= _FLUSH_EVERY:
             self.flush()
 
-    def _shadow(self, shadow_bits: int, request: Mapping) -> None:
+    def _shadow(self, shadow_bits: int, request: dict) -> None:
         for i, v in enumerate(self._variant_list):
             if not shadow_bits >> i & 1:
                 continue
             try:
+                assert self._path is not None  # a shadow runs after a request, so after _build_path
                 row, missing, stale, pred = self._path.inputs(i, request)
                 if pred is None:
                     pred = float(v.predict(row.reshape(1, -1))[0])
@@ -405,7 +410,7 @@ class Endpoint:
                 continue
             self._record(request, v, "", True, pred, missing, stale)
 
-    def predict(self, request: Mapping) -> dict:
+    def predict(self, request: dict) -> dict:
         """One request dict (``{"player_id": 42, "tenant": "studio-a"}``) -> ``{prediction, variant,
         model, version, fallback, missing, stale}``. Routing failures serve the default variant;
         shadows never affect the answer; inputs without a fresh value follow ``on_missing``."""
