@@ -6,7 +6,8 @@ JOBS ?= 2
 # The pure-Python package and the freshly built extension, without a pip install.
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: all deps build test test-cpp test-python test-notebooks test-fuzz notebooks demo bench clean
+.PHONY: all deps build test test-cpp test-python test-notebooks test-fuzz notebooks demo bench clean \
+        lint typecheck stubs check-stubs
 
 all: build
 
@@ -28,7 +29,24 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 	@$(PYTHON) scripts/install_cli.py  # `keel` on PATH for this Python, running this checkout
 
 test: build
-	$(MAKE) --no-print-directory test-cpp test-python test-notebooks test-fuzz
+	$(MAKE) --no-print-directory lint typecheck check-stubs test-cpp test-python test-notebooks test-fuzz
+
+# ruff (rules in pyproject.toml: bugs and old syntax, no formatter, no import sorting).
+LINT_PATHS := python tests/python scripts bench
+lint:
+	$(PYTHON) -m ruff check $(LINT_PATHS)
+
+# mypy over the package python/keel, typed against the checked-in stubs of keel._core.
+typecheck:
+	$(PYTHON) -m mypy
+
+# Regenerates python/keel/_core.pyi from the built extension (pybind11-stubgen); commit the result.
+stubs: build
+	$(PYTHON) scripts/stubs.py
+
+# Fails when the checked-in stubs no longer match the built extension.
+check-stubs:
+	$(PYTHON) scripts/stubs.py --check
 
 test-cpp:
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

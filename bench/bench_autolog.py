@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import keel  # noqa: E402
+import keel
 
 ROWS = int(os.environ.get("ROWS", 50_000))
 FEATURES = int(os.environ.get("FEATURES", 20))

@@ -179,16 +179,16 @@ def bench(name: str, model, native_fn, X: np.ndarray) -> None:
     # -- batch (BLAS and OpenMP pools limited too: scikit-learn's n_jobs does not reach the BLAS under
     # LogisticRegression and MLP)
     from threadpoolctl import threadpool_limits
-    for threads in (1, 2):
+    for threads in (1, 2):  # each lambda below runs within its iteration: no late-binding surprise
         with threadpool_limits(threads):
-            keel_s = per_batch(lambda: p.predict_proba(X, threads=threads))
-            own_s = per_batch(lambda: native_fn(model, X, threads), repeat=1 if name == "random_forest" else 3)
+            keel_s = per_batch(lambda: p.predict_proba(X, threads=threads))  # noqa: B023
+            own_s = per_batch(lambda: native_fn(model, X, threads), repeat=1 if name == "random_forest" else 3)  # noqa: B023
             sess = sess1 if threads == 1 else sess2
-            ort_s = per_batch(lambda: sess.run(None, {sess.get_inputs()[0].name: X32})) if sess else float("nan")
+            ort_s = per_batch(lambda: sess.run(None, {sess.get_inputs()[0].name: X32})) if sess else float("nan")  # noqa: B023
             tl_s = float("nan")
             if tl is not None:
                 import treelite
-                tl_s = per_batch(lambda: treelite.gtil.predict(tl, X32, nthread=threads), repeat=1)
+                tl_s = per_batch(lambda: treelite.gtil.predict(tl, X32, nthread=threads), repeat=1)  # noqa: B023
             rows_batch.append((name, threads, keel_s, own_s, ort_s, tl_s))
             print(f"  batch {len(X):,} rows, {threads} thread(s): keel {len(X) / keel_s / 1e6:7.2f} M rows/s  "
                   f"{native_fn.__name__} {own_s / keel_s:6.2f}x  onnxruntime {ort_s / keel_s:6.2f}x  "
@@ -245,7 +245,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, kp, kc, own, ort in rows_single:
         print(f"| {name} | {kp:.2f} | {kc:.2f} | {own:.1f} | {ort:.2f} | {own / kp:.1f}x | {ort / kp:.1f}x |")
-    print(f"\n| model | threads | Keel (M rows/s) | own runtime | onnxruntime | treelite (gtil) |")
+    print("\n| model | threads | Keel (M rows/s) | own runtime | onnxruntime | treelite (gtil) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, t, ks, own, ort, tl in rows_batch:
         print(f"| {name} | {t} | {ROWS / ks / 1e6:.2f} | {own / ks:.2f}x | {ort / ks:.2f}x | {tl / ks:.2f}x |")

@@ -23,7 +23,7 @@ import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import keel  # noqa: E402
+import keel
 
 VERSIONS = int(os.environ.get("VERSIONS", 300))
 ALIAS_MOVES = int(os.environ.get("ALIAS_MOVES", 500))

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import keel  # noqa: E402
+import keel
 
 KEEL_CALLS = int(os.environ.get("KEEL_CALLS", 100_000))
 MLFLOW_CALLS = int(os.environ.get("MLFLOW_CALLS", 2_000))
@@ -149,7 +149,7 @@ def mlflow_bulk_fill(client, exp_id, indices, aucs, losses, lrs, depths, teams, 
 
 
 def bench_search(ws, client) -> None:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     rng = np.random.default_rng(2)
     aucs = rng.uniform(0.5, 1.0, SEARCH_RUNS)
     losses = rng.uniform(0.1, 0.9, SEARCH_RUNS)
@@ -175,7 +175,7 @@ def bench_search(ws, client) -> None:
                          params=[Param("lr", str(lrs[i])), Param("depth", str(depths[i]))])
         client.set_terminated(r.info.run_id, "FINISHED")
     mlflow_fill = time.perf_counter() - t0
-    if SEARCH_RUNS > api_runs:
+    if api_runs < SEARCH_RUNS:
         mlflow_bulk_fill(client, exp_id, range(api_runs, SEARCH_RUNS), aucs, losses, lrs, depths, teams, now)
     print(f"  (filling {SEARCH_RUNS:,} runs, not timed below: keel {keel_fill:.1f} s through its API; mlflow "
           f"{mlflow_fill:.1f} s for the first {api_runs:,} through its API, the rest inserted in bulk with "

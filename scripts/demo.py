@@ -27,7 +27,7 @@ import pandas as pd
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "python"))  # when run without make
 
-import keel  # noqa: E402
+import keel
 
 SEED = 7
 N_PLAYERS = 3000
@@ -227,7 +227,7 @@ def log_artifacts(run, model, frame: pd.DataFrame, tables: dict[str, pd.DataFram
 
 # -------------------------------------------------------------------------------------- registry
 
-def register(ws, run, model, recipe: dict, X_valid) -> "keel.registry.ModelVersion":
+def register(ws, run, model, recipe: dict, X_valid) -> keel.registry.ModelVersion:
     if MODEL not in ws.models:
         ws.models.create(MODEL, description="Will a player stop playing in the next 14 days?", owner="growth-ml",
                          tags={"team": "growth"})
@@ -324,7 +324,8 @@ def serve(ws, frame: pd.DataFrame) -> None:
          f"{single_us:.0f} µs (wall clock on this machine: varies with load)")
     print("   assignment log (last 4 rows; times are when each request was served):")
     for _, r in log.tail(4).iterrows():
-        print(f"     {r['ts']:%H:%M:%S}.{r['ts'].microsecond // 1000:03d} key={r['key']:<5} variant={r['variant']:<10} model={r['model']:<8} "
+        print(f"     {r['ts']:%H:%M:%S}.{r['ts'].microsecond // 1000:03d} key={r['key']:<5} "
+              f"variant={r['variant']:<10} model={r['model']:<8} "
               f"revision={r['revision']} prediction={r['prediction']:.4f}")
     issues = ep.issues()
     item("data issues upstream", "none" if issues.empty else
@@ -360,13 +361,13 @@ def main() -> int:
     recipe = recipe_for(run_number)
     print(f"Keel demo: churn prediction for a gaming loyalty program (run {run_number})\n   workspace: {ws.path}")
 
-    say("1. Data: synthetic players, sessions, installs, rewards (seed %d, the same every run)" % SEED)
+    say(f"1. Data: synthetic players, sessions, installs, rewards (seed {SEED}, the same every run)")
     tables = make_dataset()
     for name, table in tables.items():
         item(name, f"{len(table):>7,} rows  {', '.join(table.columns)}")
     frame = build_features(tables)
     item("churn rate", f"{frame['churned'].mean():.1%}")
-    fv, ingested = publish_features(ws, frame)
+    _fv, ingested = publish_features(ws, frame)
     item("feature view", f"player_loyalty ({len(FEATURES)} features): " +
          (f"{ingested:,} rows ingested at {WINDOW_END:%Y-%m-%d %H:%M} UTC" if ingested else
           f"today's snapshot ({WINDOW_END:%Y-%m-%d}) is already there, nothing ingested"))
@@ -398,7 +399,7 @@ def main() -> int:
          f"{np.abs(loaded.predict_proba(sample) - model.predict_proba(sample)).max():.1e}")
 
     say("4. The promotion gate: better on the held-out players, or no promotion")
-    promoted, decision = gate(ws, mv, auc, X_valid, y_valid)
+    _promoted, decision = gate(ws, mv, auc, X_valid, y_valid)
     item("decision", decision)
     aliases = ws.models.model(MODEL).aliases
     item("aliases", ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())))

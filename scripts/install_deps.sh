@@ -29,6 +29,8 @@ python_packages=(
   "numpy:numpy" "pandas:pandas>=2" "pyarrow:pyarrow" "matplotlib:matplotlib"
   "pytest:pytest" "hypothesis:hypothesis" "nbclient:nbclient" "nbformat:nbformat" "ipykernel:ipykernel"
   "sklearn:scikit-learn" "lightgbm:lightgbm" "xgboost:xgboost"
+  # make lint / make typecheck / make stubs: pinned, since a newer release adds rules or changes output
+  "ruff:ruff==0.17.6" "mypy:mypy==2.4.1" "pybind11_stubgen:pybind11-stubgen==3.0.0"
 )
 to_install=()
 for entry in "${python_packages[@]}"; do

@@ -7,14 +7,15 @@ a lineage graph, native inference and Lua-routed endpoints, in one process.
 from keel.errors import (AlreadyExists, Conflict, Corrupt, Internal, InvalidArgument, KeelError,
                          NotFound, PermissionDenied, PluginError)
 from keel.workspace import Workspace, open  # noqa: A004
-from keel.inference import convert  # noqa: E402  (native inference: keel.convert(model))
-from keel.autolog import autolog, autolog_flush  # noqa: E402  (keel.autolog(): a plain fit records a run)
+from keel.inference import convert  # native inference: keel.convert(model)
+from keel.autolog import autolog, autolog_flush  # keel.autolog(): a plain fit records a run
 
 # Feature store type markers: schema={"email": keel.String(pii=True), "emb": keel.Vector(64)}
-from keel.features import Bool, Float32, Float64, Int32, Int64, String, Timestamp, Vector  # noqa: E402
+from keel.features import Bool, Float32, Float64, Int32, Int64, String, Timestamp, Vector
 
 __version__ = "0.1.0"
 
 __all__ = ["open", "Workspace", "KeelError", "NotFound", "AlreadyExists", "InvalidArgument", "Conflict",
            "Corrupt", "PermissionDenied", "PluginError", "Internal",
-           "Bool", "Int32", "Int64", "Float32", "Float64", "String", "Timestamp", "Vector", "convert", "autolog", "autolog_flush"]
+           "Bool", "Int32", "Int64", "Float32", "Float64", "String", "Timestamp", "Vector",
+           "convert", "autolog", "autolog_flush"]

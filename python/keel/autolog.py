@@ -43,9 +43,12 @@ import threading
 import time
 import traceback
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from keel.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from keel.workspace import Workspace
 
 __all__ = ["autolog", "autolog_flush"]
 
@@ -55,7 +58,7 @@ _MAX_PARAM = 500  # characters kept of one param value (a long grid or a nested 
 class _Config:
     def __init__(self) -> None:
         self.enabled = False
-        self.workspace = None
+        self.workspace: Workspace | None = None
         self.experiment = "Default"
         self.log_models = True
         self.log_every_n_iter = 1
@@ -218,7 +221,7 @@ def _patch_booster_library(train_module, modules, sklearn_module, train_session)
     """LightGBM and XGBoost alike: ``train`` wherever the library re-exports it (one wrapper for all
     of them, so a call through any name is recorded once), and every ``fit`` of its sklearn API."""
     train = train_module.train
-    wrapped = {}
+    wrapped: dict[str, Callable[..., Any]] = {}
     for module in modules:
         if getattr(module, "train", None) is train:
             _patch(module, "train", lambda f: wrapped.setdefault("w", _wrap(f, train_session)))
@@ -403,7 +406,7 @@ class _Session:
 
     def __init__(self, signature, args, kwargs) -> None:
         self.bound = signature.bind_partial(*args, **kwargs).arguments
-        self.run = None
+        self.run: Any = None  # the keel Run that begin() picks; every other use comes after begin()
         self.owned = False
         self.metrics = _MetricBuffer(_config.log_every_n_iter)
         self.libraries: set[str] = set()
@@ -624,7 +627,9 @@ class _LightGBMTrainSession(_Session):
             for item in env.evaluation_result_list or ():
                 buffer.add(f"{item[0]}-{item[1]}", float(item[2]), env.iteration)
 
-        keel_autolog_metrics.order = 25  # after record_evaluation (20), before early_stopping (30)
+        # After record_evaluation (20), before early_stopping (30); LightGBM itself keeps a callback's
+        # order in its __dict__ (it setdefaults one there).
+        keel_autolog_metrics.__dict__["order"] = 25
         return _with_callback(signature, args, kwargs, keel_autolog_metrics)
 
 

@@ -28,8 +28,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from keel import errors
 from keel._time import to_epoch_ms
@@ -255,7 +256,8 @@ _STALE_COLUMNS = ["run_id", "name", "experiment", "start_time", "host", "pid", "
 
 def _stale_rows(stale: Iterable[dict]) -> list[dict]:
     return [{"run_id": r["id"], "name": r["name"], "experiment": r["experiment"], "status": r["status"],
-             "start_time": _iso_ms(r["start_time"]), "end_time": None if r["end_time"] is None else _iso_ms(r["end_time"]),
+             "start_time": _iso_ms(r["start_time"]),
+             "end_time": None if r["end_time"] is None else _iso_ms(r["end_time"]),
              "host": r["process"]["host"], "pid": r["process"]["pid"],
              "heartbeat_at": _iso_ms(r["process"]["heartbeat_at"]), "reason": r["reason"]} for r in stale]
 

@@ -9,7 +9,8 @@ with nothing (or is left out, and the title says how many). Runs are shown by na
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Callable
 
 # Colours by node kind (colour-blind-safe Okabe-Ito tones); unknown kinds take the spare ones in turn.
 _KIND_COLOURS = {

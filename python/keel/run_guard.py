@@ -20,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from keel import _core
     from keel.tracking import Run
 
 HEARTBEAT_SECONDS = 30.0
@@ -142,7 +143,7 @@ def _beat_forever() -> None:
     stop = threading.Event()  # never set: the daemon thread ends with the process
     while not stop.wait(_heartbeat_interval()):
         with _lock:
-            by_tracker: dict[int, tuple[object, list[str]]] = {}
+            by_tracker: dict[int, tuple[_core.Tracker, list[str]]] = {}
             for run_id, run in _active.items():
                 by_tracker.setdefault(id(run.tracker), (run.tracker, []))[1].append(run_id)
         for tracker, ids in by_tracker.values():

@@ -1,6 +1,7 @@
 """``keel serve``: hosts saved endpoints over HTTP (JSON), the same Endpoint objects a notebook uses.
 
-    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model, version, fallback, missing, stale}
+    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model,
+                                                                                  version, fallback, missing, stale}
                                      [{...}, {...}]                          -> [{...}, {...}] (one batch)
     GET  /endpoints                  saved endpoints and their revisions
     GET  /endpoints/<name>           the endpoint's definition, revision, weights and counters
@@ -21,8 +22,8 @@ import hmac
 import json
 import secrets
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable
 
 from keel import _core, errors
 
@@ -160,8 +161,14 @@ def _handler(host: EndpointHost, token: str | None):
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+class EndpointServer(ThreadingHTTPServer):
+    """The HTTP server of ``keel serve``, holding the endpoints it hosts."""
+
+    endpoints: EndpointHost
+
+
 def make_server(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080, *,
-                token: str | None):
+                token: str | None) -> EndpointServer:
     """A ThreadingHTTPServer hosting the workspace's saved endpoints (call ``serve_forever()``).
 
     ``token`` is the bearer token every request but /healthz must carry. ``None`` turns auth off,
@@ -174,7 +181,7 @@ def make_server(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1",
         raise errors.InvalidArgument(f"the serving token is {len(token)} characters long: use at least 16 "
                                      "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     endpoints = EndpointHost(ws, names)
-    server = ThreadingHTTPServer((host, port), _handler(endpoints, token))
+    server = EndpointServer((host, port), _handler(endpoints, token))
     server.daemon_threads = True
     server.endpoints = endpoints
     return server

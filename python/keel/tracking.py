@@ -21,7 +21,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -313,7 +313,7 @@ class Run:
         _ENTERED.set(tuple(r for r in _ENTERED.get() if r.status == RUNNING) + (self,))
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self.status != RUNNING:
             return False  # ended inside the block
         if exc_type is None:

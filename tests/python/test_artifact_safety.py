@@ -125,7 +125,7 @@ def _bounded(fn, seconds=10):
     def target():
         try:
             result["value"] = fn()
-        except BaseException as exc:  # handed back to the test
+        except BaseException as exc:  # noqa: BLE001  (handed back to the test)
             result["error"] = exc
 
     t = threading.Thread(target=target, daemon=True)

@@ -171,7 +171,7 @@ def test_xgb_train_logs_metrics_with_steps_and_the_booster(auto, data):
 
 
 def test_xgb_sklearn_api_is_one_run_with_eval_metrics(auto, data):
-    X, y = data
+    X, _ = data
     reg = xgb.XGBRegressor(n_estimators=4, max_depth=2).fit(X, X["age"] * 2, eval_set=[(X, X["age"] * 2)],
                                                              verbose=False)
     run = only_run(auto)
@@ -220,9 +220,8 @@ def test_a_failing_fit_ends_its_run_failed_and_still_raises(auto, data):
 
 def test_a_failing_fit_inside_a_run_leaves_ending_to_the_block(auto, data):
     X, _ = data
-    with pytest.raises(ValueError):
-        with auto.start_run(name="mine"):
-            LogisticRegression().fit(X, np.full(len(X), np.nan))
+    with pytest.raises(ValueError), auto.start_run(name="mine"):
+        LogisticRegression().fit(X, np.full(len(X), np.nan))
     run = only_run(auto)
     assert run.name == "mine" and run.status == "FAILED"
 

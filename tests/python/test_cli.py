@@ -33,7 +33,8 @@ def run_id(ws, name):
 def registry_ws(ws):
     ws.models.create("churn", description="who leaves", owner="growth")
     ws.models.register("churn", b"v1", run_id=ws.start_run(name="run1").id)  # source runs must exist
-    ws.models.register("churn", b"v2", run_id=ws.start_run(name="run2").id, signature={"inputs": [{"name": "spend", "dtype": "float64"}]})
+    ws.models.register("churn", b"v2", run_id=ws.start_run(name="run2").id,
+                       signature={"inputs": [{"name": "spend", "dtype": "float64"}]})
     return ws
 
 
@@ -138,7 +139,8 @@ def test_lineage_upstream_and_downstream(registry_ws):
     assert out.returncode == 0, out.stderr
     up = json.loads(out.stdout)
     assert up["root"] == "model:churn/2"
-    assert {"from": f"run:{run_id(ws, 'run2')}", "kind": "produced", "to": "model:churn/2"}.items() <= up["edges"][0].items()
+    edge = {"from": f"run:{run_id(ws, 'run2')}", "kind": "produced", "to": "model:churn/2"}
+    assert edge.items() <= up["edges"][0].items()
     out = keel_cli("lineage", "downstream", f"run:{run_id(ws, 'run1')}", "--depth", "1", workspace=ws.path)
     assert out.returncode == 0, out.stderr
     assert f"run:{run_id(ws, 'run1')} -produced-> model:churn/1" in out.stdout

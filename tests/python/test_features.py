@@ -326,7 +326,7 @@ def test_training_set_matches_brute_force(ws, seed):
     a = fs.feature_view("a", entities=["player"], ttl=f"{ttl_days}d", schema={"x": "float64", "n": "int64"})
     b = fs.feature_view("b", entities=["player", "game"], schema={"s": "string", "y": "float32"})
     all_a, all_b = [], []
-    for batch in range(3):  # several segments, later ones carrying late data
+    for _ in range(3):  # several segments, later ones carrying late data
         n = 60
         df = pd.DataFrame({"player_id": rng.integers(0, 8, n) * spread,
                            "event_timestamp": [day(int(d)) for d in rng.integers(0, 12, n)],
@@ -510,7 +510,8 @@ def test_files_left_by_a_crash_are_swept_once_old(ws, fs, fv):
     old = [os.path.join(seg_dir, "1-dead.kseg.tmp-abc"), os.path.join(seg_dir, "2-unregistered.kseg")]
     young = os.path.join(seg_dir, "3-inflight.kseg.tmp-def")
     for p in old + [young]:
-        open(p, "wb").write(b"partial")
+        with open(p, "wb") as f:
+            f.write(b"partial")
     for p in old:
         os.utime(p, (time.time() - 7200, time.time() - 7200))
     fv.ingest(frame([2], [0], [2]))

@@ -72,7 +72,7 @@ def check(model, X, proba=None, rtol=RTOL64, atol=1e-12):
 
 def test_linear_models_match_sklearn():
     rng = np.random.default_rng(1)
-    for i in range(6):
+    for _ in range(6):
         X, y = data(rng)
         for model in (LinearRegression(), Ridge(alpha=rng.uniform(0.01, 10)), Lasso(alpha=rng.uniform(0.001, 0.1)),
                       ElasticNet(alpha=rng.uniform(0.001, 0.1), l1_ratio=rng.uniform(0.1, 0.9))):
@@ -353,7 +353,7 @@ def test_unsupported_models_name_themselves():
     from sklearn.svm import SVC
     rng = np.random.default_rng(13)
     X, y = data(rng, classes=2)
-    with pytest.raises(keel.InvalidArgument, match="sklearn.SVC"):
+    with pytest.raises(keel.InvalidArgument, match=r"sklearn\.SVC"):
         convert(SVC().fit(X, y))
     with pytest.raises(keel.InvalidArgument, match="linear trees"):
         convert(lgb.LGBMRegressor(linear_tree=True, n_estimators=3, verbose=-1).fit(X, y))

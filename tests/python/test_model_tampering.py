@@ -3,7 +3,6 @@ raise keel.Corrupt, never a UnicodeDecodeError, JSONDecodeError, TypeError or At
 (issue 10, item 10). The mutations target the metadata JSON and the string entries, where Python
 reads the decoded record, as well as random bytes anywhere in the body."""
 import hashlib
-import json
 import pickle
 import random
 import struct
@@ -53,7 +52,7 @@ def entries(body: bytes):
 def with_metadata(data: bytes, meta_text: bytes) -> bytes:
     """The model with its metadata string replaced by arbitrary bytes, re-sealed."""
     body = data[HEADER:]
-    for key, kind, start, end in entries(body):
+    for key, _kind, start, end in entries(body):
         if key == "metadata":
             new = struct.pack("<Q", 1) + struct.pack("<Q", len(meta_text)) + meta_text
             # the count field sits 8 bytes before the payload start
@@ -83,7 +82,7 @@ def exercise(p, x):
     """What a user does right after loading: look at it and predict."""
     repr(p)
     p._repr_html_()
-    p.signature, p.feature_names, p.source, p.n_features
+    _ = p.signature, p.feature_names, p.source, p.n_features
     if p.task == "factorization":
         p.recommend(["a", "b"], k=3)
     else:

@@ -69,7 +69,8 @@ def test_check_ignores_changed_values_but_not_missing_outputs_or_errors():
     # a plot missing from the committed copy is stale
     number, cell = next((n, c) for n, c in numbered if any("image/png" in o.get("data", {}) for o in c.outputs))
     stale = copy.deepcopy(nb)
-    stale.cells[number - 1].outputs = [o for o in stale.cells[number - 1].outputs if "image/png" not in o.get("data", {})]
+    cell = stale.cells[number - 1]
+    cell.outputs = [o for o in cell.outputs if "image/png" not in o.get("data", {})]
     assert any(p.startswith(f"cell {number} shows") for p in run_notebooks.check_committed(stale, fresh=nb))
 
     # an error output, or cells run out of order, fail even without a fresh run

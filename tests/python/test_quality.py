@@ -151,9 +151,10 @@ def test_allowed_share_matches_pandas_on_short_and_long_codes(values):
 
 
 def test_rule_arguments_are_checked_against_the_plugin_schema(df, ws):
-    with pytest.raises(keel.InvalidArgument, match="range.lua has no argument 'colum' \\(arguments: column, max, min\\)"):
+    with pytest.raises(keel.InvalidArgument,
+                       match=r"range\.lua has no argument 'colum' \(arguments: column, max, min\)"):
         quality.check(df, [quality.rule("plugins/quality/range.lua", colum="spend", min=0)])
-    with pytest.raises(keel.InvalidArgument, match="allowed_values.lua needs argument 'values': the allowed values"):
+    with pytest.raises(keel.InvalidArgument, match=r"allowed_values\.lua needs argument 'values': the allowed values"):
         quality.check(df, [quality.rule("plugins/quality/allowed_values.lua", column="country")])
     with pytest.raises(keel.InvalidArgument, match="argument 'min' must be a number, not string '0'"):
         quality.checks(ws, "feature_view:x").add_rule("plugins/quality/range.lua", column="spend", min="0")

@@ -51,7 +51,7 @@ def test_the_column_check_follows_the_schema_marker_of_custom_plugins(fv, tmp_pa
     plugin.write_text("schema = {left = {type = 'column', required = true}, right = {type = 'columns'},\n"
                       "          label = {type = 'string'}}\n"
                       "function check(batch, ctx) return {status = 'pass'} end\n")
-    with pytest.raises(keel.InvalidArgument, match="pair.lua argument 'right' names column 'nope'"):
+    with pytest.raises(keel.InvalidArgument, match=r"pair\.lua argument 'right' names column 'nope'"):
         fv.add_rule(plugin, left="spend", right=["sessions", "nope"])
     fv.add_rule(plugin, left="spend", right=["sessions", "country"], label="not a column")
     assert len(fv.quality.rule_ids()) == 1
@@ -157,7 +157,7 @@ def test_offenders_and_profiles_of_pii_columns_are_masked_without_a_grant(ws, fv
     drift = hist[hist.rule == "drift_psi"]
     assert drift.iloc[0].status == "pass" and drift.iloc[0].observed == pytest.approx(0.0)
     shifted = fv.quality.run(batch(emails=["dave@example.com"] * 4), record=False)
-    assert [r for r in shifted.results if r["rule"] == "drift_psi"][0]["status"] == "fail"
+    assert next(r for r in shifted.results if r["rule"] == "drift_psi")["status"] == "fail"
 
 
 def test_a_granted_role_records_raw_offenders(ws, fv):

@@ -33,7 +33,8 @@ def write(d, name, body):
 KEEPERS = {
     "column_closure_in_module": ("local stash = require('stash')\n"
                                  "function check(batch, ctx)\n"
-                                 "  if stash.fn then return {status='pass', observed=stash.fn(stash.b, 'x'):mean()} end\n"
+                                 "  if stash.fn then "
+                                 "return {status='pass', observed=stash.fn(stash.b, 'x'):mean()} end\n"
                                  "  stash.fn, stash.b = batch.column, batch\n"
                                  "  return {status='pass'}\nend\n"),
     "has_closure_in_global": ("kept = false\nfunction check(batch, ctx)\n"
@@ -53,7 +54,8 @@ KEEPERS = {
                     "  keep = batch\n  return {status='pass'}\nend\n"),
     "has_via_pcall": ("local keep\n"
                       "function check(batch, ctx)\n"
-                      "  if keep then local ok, err = pcall(keep, batch, 'x'); return {status='fail', message=err} end\n"
+                      "  if keep then "
+                      "local ok, err = pcall(keep, batch, 'x'); return {status='fail', message=err} end\n"
                       "  keep = batch.has\n  return {status='pass'}\nend\n"),
 }
 
@@ -108,7 +110,8 @@ def test_the_batch_handle_is_opaque(plugins):
 
 def test_a_backreference_pattern_is_a_rule_error_not_a_crash(plugins):
     rule = quality.rule(write(plugins, "bad.lua", "function check(batch, ctx)\n"
-                              "  return {status='pass', observed=batch:column('s'):pattern_share('(|)(\\\\1\\\\1)*')}\nend\n"))
+                              "  return {status='pass', "
+                              "observed=batch:column('s'):pattern_share('(|)(\\\\1\\\\1)*')}\nend\n"))
     for _ in range(2):
         (res,) = quality.check(frame(), [rule]).results
         assert res["status"] == "error"
@@ -171,7 +174,8 @@ def test_a_lying_len_cannot_stretch_helper_loops(plugins):
                               "  local t = setmetatable({'v1', 0.5}, {__len = function() return 1e9 end})\n"
                               "  local q = setmetatable({0, 0.5}, getmetatable(t))\n"
                               "  local s, x = batch:column('s'), batch:column('x')\n"
-                              "  return {status='pass', observed={s:allowed_share(t), #s:not_allowed(t), x:quantile(q)}}\n"
+                              "  return {status='pass', "
+                              "observed={s:allowed_share(t), #s:not_allowed(t), x:quantile(q)}}\n"
                               "end\n"))
     import time
     start = time.process_time()

@@ -109,7 +109,7 @@ def test_an_unknown_need_is_refused_when_the_rule_is_added(ws, tmp_path):
 
 
 def test_add_rule_checks_the_plugin_exists(ws):
-    with pytest.raises(keel.NotFound, match="nope.lua"):
+    with pytest.raises(keel.NotFound, match=r"nope\.lua"):
         quality.checks(ws, FV).add_rule("plugins/quality/nope.lua", column="x")
 
 
@@ -139,10 +139,12 @@ def test_a_workspace_from_before_rule_ids_upgrades_and_its_issues_still_close(tm
         INSERT INTO plugins_quality_batches VALUES (1, 'feature_view:old', 100, 0, 1);
         INSERT INTO plugins_quality_results VALUES (1, 1, 'feature_view:old', 'range', 'spend', 'error', 'fail',
             '100', 'spend >= 0', 'old failure');
-        INSERT INTO plugins_data_issues VALUES (1, 'feature_view:old', 'range', 'spend', 'error', 'old failure', 1, NULL);
+        INSERT INTO plugins_data_issues VALUES (1, 'feature_view:old', 'range', 'spend', 'error', 'old failure',
+            1, NULL);
         INSERT INTO plugins_quality_rules VALUES (2, 'feature_view:old', 'plugins/quality/not_null.lua',
             '{"column": "spend"}', 'warn', '', 1, NULL);
-        INSERT INTO plugins_data_issues VALUES (2, 'feature_view:old', 'not_null', 'spend', 'warn', 'old nulls', 1, NULL);
+        INSERT INTO plugins_data_issues VALUES (2, 'feature_view:old', 'not_null', 'spend', 'warn', 'old nulls',
+            1, NULL);
     """)
     db.commit()
     db.close()

@@ -252,7 +252,7 @@ def test_log_model_prefers_a_native_flavour(ws, monkeypatch):
 def test_unknown_flavour_cannot_load(ws, monkeypatch):
     monkeypatch.setitem(sys.modules, "keel.inference", None)  # as if keel.inference were not installed
     ws.models.register("m", b"\x00", flavour="onnx")
-    with pytest.raises(keel.InvalidArgument, match="flavour .onnx."):
+    with pytest.raises(keel.InvalidArgument, match=r"flavour .onnx."):
         ws.models.load("m")
 
 

@@ -8,6 +8,7 @@ import glob
 import os
 import random
 import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def mutations(data, rng, count, version=2):
 
 def test_tampered_segments_read_back_exactly_or_raise_corrupt(view_ws):
     path, seg, original = view_ws
-    data = open(seg, "rb").read()
+    data = Path(seg).read_bytes()
     rng = random.Random(10)
     outcomes = {"same": 0, "corrupt": 0}
     for mutated in mutations(data, rng, 360):
@@ -121,7 +122,7 @@ def test_tampered_segments_read_back_exactly_or_raise_corrupt(view_ws):
 
 def test_version1_segments_still_open_and_are_checked_structurally(view_ws):
     path, seg, original = view_ws
-    data = open(seg, "rb").read()
+    data = Path(seg).read_bytes()
     old = as_version1(data)
     with open(seg, "wb") as f:
         f.write(old)
@@ -153,7 +154,7 @@ def test_version1_mutations_do_not_use_the_version2_trailer():
 
 def test_reported_cases_name_the_file_and_the_fault(view_ws):
     path, seg, _ = view_ws
-    data = open(seg, "rb").read()
+    data = Path(seg).read_bytes()
     cases = {
         "one column in the header": lambda b: struct.pack_into("<I", b, 12, 1),
         "validity offset 2^64-1": lambda b: struct.pack_into("<Q", b, dict(directory(data))["spend"] + 1 + 4 + 24,
@@ -175,7 +176,7 @@ def test_reported_cases_name_the_file_and_the_fault(view_ws):
     struct.pack_into("<I", b, 12, 1)
     with open(seg, "wb") as f:
         f.write(bytes(b))
-    with pytest.raises(keel.Corrupt, match="unexpected bytes after the directory|has no column"):
+    with pytest.raises(keel.Corrupt, match=r"unexpected bytes after the directory|has no column"):
         read(path)
     b = bytearray(old)
     struct.pack_into("<Q", b, dict(directory(old, 1))["spend"] + 1 + 4 + 24, U64_MAX)
@@ -187,11 +188,11 @@ def test_reported_cases_name_the_file_and_the_fault(view_ws):
 
 def test_future_format_version_asks_for_a_newer_keel(view_ws):
     path, seg, _ = view_ws
-    b = bytearray(open(seg, "rb").read())
+    b = bytearray(Path(seg).read_bytes())
     struct.pack_into("<I", b, 8, 3)
     with open(seg, "wb") as f:
         f.write(bytes(b))
-    with pytest.raises(keel.Corrupt, match="format version 3.*upgrade Keel"):
+    with pytest.raises(keel.Corrupt, match=r"format version 3.*upgrade Keel"):
         read(path)
 
 
@@ -209,7 +210,7 @@ def test_tampered_online_snapshot_is_corrupt_and_materialize_rebuilds_it(view_ws
     expected = ws.features.get_online(["activity:spend", "activity:email"], player_id=[1, 2, 3],
                                       now=T0 + pd.Timedelta(days=3))
     (snap,) = glob.glob(str(path / "features" / "online" / "**" / "*.kseg"), recursive=True)
-    data = open(snap, "rb").read()
+    data = Path(snap).read_bytes()
     rng = random.Random(3)
     for mutated in mutations(data, rng, 60):
         with open(snap, "wb") as f:

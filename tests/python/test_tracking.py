@@ -7,7 +7,6 @@ import textwrap
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import keel
@@ -44,18 +43,16 @@ def test_run_context_manager_finishes_and_records_attributes(ws):
 
 
 def test_failed_run_records_error_and_exception_propagates(ws):
-    with pytest.raises(ZeroDivisionError):
-        with ws.start_run(experiment="churn") as run:
-            1 / 0
+    with pytest.raises(ZeroDivisionError), ws.start_run(experiment="churn") as run:
+        _ = 1 / 0
     got = ws.runs.get(run.id)
     assert got.status == "FAILED"
     assert "ZeroDivisionError" in got.error
 
 
 def test_keyboard_interrupt_marks_run_killed(ws):
-    with pytest.raises(KeyboardInterrupt):
-        with ws.start_run(experiment="churn") as run:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), ws.start_run(experiment="churn") as run:
+        raise KeyboardInterrupt
     assert ws.runs.get(run.id).status == "KILLED"
 
 
@@ -229,7 +226,7 @@ def test_tampered_artifact_download_raises_corrupt(ws, tmp_path):
 def test_artifact_paths_stay_inside_the_run(ws, tmp_path):
     (tmp_path / "f.txt").write_text("x")
     run = ws.start_run()
-    with pytest.raises(keel.InvalidArgument, match="'..'"):
+    with pytest.raises(keel.InvalidArgument, match=r"'\.\.'"):
         run.log_artifact(tmp_path / "f.txt", artifact_path="../../escape")
     assert run.log_artifact(tmp_path / "f.txt", artifact_path="/abs/./dir/")[0]["path"] == "abs/dir/f.txt"
     run.download_artifacts(tmp_path / "dl")

@@ -23,7 +23,7 @@ def test_open_refuses_a_folder_of_other_files_but_takes_an_empty_one(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.py").write_text("print('hi')")
-    with pytest.raises(keel.InvalidArgument, match="exists but is not a Keel workspace \\(no keel.db\\)"):
+    with pytest.raises(keel.InvalidArgument, match=r"exists but is not a Keel workspace \(no keel\.db\)"):
         keel.open(project)
     assert sorted(os.listdir(project)) == ["train.py"]  # nothing scattered among the user's files
     (tmp_path / "empty").mkdir()
