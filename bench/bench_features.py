@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-import keel  # noqa: E402
-from keel import _bench  # noqa: E402  (timing loops in C++; not part of `import keel`)
+import keel
+from keel import _bench
 
 SCALE = float(os.environ.get("KEEL_BENCH_SCALE", "1"))
 N_ENTITIES = int(100_000 * SCALE)
@@ -129,7 +129,7 @@ def bench_offline(tmp):
     print(f"data: {N_ROWS:,} feature rows, {N_ENTITIES:,} entities, {N_LABELS:,} labels, {N_FEATURES} features",
           flush=True)
     feats, labels = make_data(N_ROWS, N_ENTITIES, N_LABELS)
-    ws, fv, t_ingest = keel_setup(os.path.join(tmp, "keel"), feats)
+    ws, _fv, t_ingest = keel_setup(os.path.join(tmp, "keel"), feats)
     results.append(("ingest rows/s", f"{len(feats) / t_ingest:,.0f}", "", "", ""))
     print(f"  keel ingest: {len(feats):,} rows in {t_ingest:.2f} s = {len(feats) / t_ingest:,.0f} rows/s", flush=True)
 
@@ -164,7 +164,7 @@ def bench_offline(tmp):
 
 def bench_feast(tmp, keel_ws_unused):
     try:
-        import feast  # noqa: F401
+        import feast
         from feast import Entity, FeatureStore, FeatureView, Field, FileSource
         from feast.types import Float64
     except Exception as e:  # noqa: BLE001
@@ -191,7 +191,7 @@ def bench_feast(tmp, keel_ws_unused):
     store.apply([player, view])
 
     # Keel on the same data.
-    ws, fv, t_ki = keel_setup(os.path.join(tmp, "keel_feast"), feats)
+    ws, _fv, t_ki = keel_setup(os.path.join(tmp, "keel_feast"), feats)
     ws.features.feature_view("activity", entities=["player"], ttl="3650d", schema={f: "float64" for f in FEATS})
     record(f"ingest {len(feats):,} rows (Feast: write its parquet source)", t_ki, "Feast (parquet write)", t_fi)
     t_keel, k = timed(lambda: keel_join(ws, labels), repeat=2)
@@ -228,7 +228,7 @@ def bench_feast(tmp, keel_ws_unused):
     reader.lookup(one)
     n_single = 20000
     t0 = time.perf_counter()
-    for i in range(n_single):
+    for _i in range(n_single):
         reader.lookup(one)
     t_k1 = (time.perf_counter() - t0) / n_single
     t_k1000, km = timed(lambda: reader.lookup(ids), repeat=20)

@@ -51,9 +51,9 @@ void bind_definition(py::module_& m) {
     // Immutable from Python: a changed definition is a new object (update(), with_weights()).
     py::class_<EndpointDefinition>(m, "EndpointDefinition")
         .def_static("from_json", &EndpointDefinition::from_json, py::arg("json"))
-        .def_static("update", [](const EndpointDefinition* saved, py::dict given) {
-            return EndpointDefinition::update(saved, value_from_py(given));
-        }, py::arg("saved").none(true), py::arg("given"),
+        .def_static("update", [](const std::optional<EndpointDefinition>& saved, py::dict given) {
+            return EndpointDefinition::update(saved ? &*saved : nullptr, value_from_py(given));
+        }, py::arg("saved"), py::arg("given"),
            "A partial update over `saved` (None: a new endpoint): fields not given keep their saved values, "
            "model= replaces the variants. Checked as a whole; InvalidArgument names the field.")
         .def_readonly("routing", &EndpointDefinition::routing)
@@ -74,7 +74,10 @@ void bind_definition(py::module_& m) {
         .def("with_weights", &EndpointDefinition::with_weights)
         .def("to_json", &EndpointDefinition::to_json, "The canonical JSON (keys sorted): what is stored.")
         .def("to_dict", [](const EndpointDefinition& d) { return value_to_py(d.to_value()); })
-        .def("__eq__", [](const EndpointDefinition& a, const EndpointDefinition& b) { return a == b; })
+        .def("__eq__", [](const EndpointDefinition& a, const py::object& b) {
+            return py::isinstance<EndpointDefinition>(b) && a == b.cast<const EndpointDefinition&>();
+        })
+        .def("__hash__", [](const EndpointDefinition& d) { return std::hash<std::string>{}(d.to_json()); })
         .def("__repr__", [](const EndpointDefinition& d) { return "<EndpointDefinition " + d.to_json() + ">"; });
 
     py::class_<EndpointRevision>(m, "EndpointRevision")

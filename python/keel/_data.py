@@ -73,7 +73,7 @@ def _is_pandas(data) -> bool:
 
 
 def _first_bad_object(series):
-    kinds = {}
+    kinds: dict[type, int] = {}
     for i, v in enumerate(series.tolist()):
         if v is None or (isinstance(v, float) and v != v):
             continue

@@ -135,7 +135,8 @@ def zoned_timestamps(arr, name: str, what: str = "column"):
         arr = pa.array(parsed, from_pandas=True)
         t = arr.type
     if pa.types.is_date(t):
-        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with pd.to_datetime(..., utc=True)")
+        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with "
+                              "pd.to_datetime(..., utc=True)")
     if not pa.types.is_timestamp(t):
         raise InvalidArgument(f"{what} '{name}' has type {t}, expected timestamps with a time zone "
                               "(e.g. pd.to_datetime(col, utc=True))")

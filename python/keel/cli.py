@@ -95,9 +95,10 @@ def _contract(value: Any, key: str | None = None) -> Any:
             return _iso_ms(value)
         if isinstance(value, str) and value:
             try:
-                return _iso_ms(to_epoch_ms(value, key))
+                ms = to_epoch_ms(value, key)
             except errors.InvalidArgument:
                 return value  # not a zoned time after all: pass it through rather than fail the command
+            return value if ms is None else _iso_ms(ms)
     if value == "" or (key in ("stage", "from", "to") and value == "None"):  # "None": no stage
         return None
     return value
@@ -455,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = leaf(lineage, name, fn, help)
         p.add_argument("ref", help="e.g. model:churn/3, model:churn@champion, run:<id>, feature_view:player_activity")
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
-        p.add_argument("--as-of", help="read the graph as it stood then: ISO 8601 with a zone (2026-11-01T12:00:00Z, ...+01:00) or ms since the epoch")
+        p.add_argument("--as-of", help="read the graph as it stood then: ISO 8601 with a zone "
+                                       "(2026-11-01T12:00:00Z, ...+01:00) or ms since the epoch")
 
     p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (JSON)",
                           description="host saved endpoints over HTTP: POST /endpoints/<name>/predict")

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from keel import _core, _data
 from keel.display import format_ms, html_table
-from keel._time import to_epoch_ms, zoned_timestamps
+from keel._time import to_epoch_ms
 from keel.errors import InvalidArgument
 
 __all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "Access", "FeatureType", "Bool", "Int32",
@@ -164,7 +164,7 @@ def _spec_tuples(specs) -> list[tuple]:
 # Output conversion: C++ column tuples -> pyarrow arrays.
 
 def _to_arrow_array(col) -> pa.Array:
-    name, dtype, dim, values, offsets, valid, _masked = col
+    _name, dtype, dim, values, offsets, valid, _masked = col
     n = len(valid) if valid is not None else (len(offsets) - 1 if offsets is not None else len(values))
     mask = None if valid is None else (valid == 0)
     if dtype == "string":
@@ -366,7 +366,7 @@ class FeatureView:
 
 def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> pa.Table:
     """The join key values given as keyword arguments (a value or a list each), as one table."""
-    arrays = []
+    arrays: list[pa.Array] = []
     for spec in join_keys:
         if spec["name"] not in keys:
             raise InvalidArgument(f"{what} lack the join key '{spec['name']}'")
@@ -477,7 +477,7 @@ class FeatureStore:
     def __init__(self, workspace):
         self._ws = workspace
         self._native = _core.FeatureStore(workspace.native)
-        self._readers: dict[tuple, object] = {}
+        self._readers: dict[tuple, _core.OnlineReader] = {}
 
     @property
     def workspace(self):
@@ -628,7 +628,7 @@ class FeatureStore:
                     join_keys.append(_column_dict(k))
         key_table = _key_columns(join_keys, keys, "keys")
         out = _to_table(self._native.get_online(list(features), key_table, _spec_tuples(join_keys),
-                                                         _ms_of(now, "now"))))
+                                                _ms_of(now, "now")))
         # The keys as the core read them: int64 or string, like the view declares them.
         key_arrays = [key_table.column(k["name"]).cast(pa.int64() if k["dtype"] == "int64" else pa.string())
                       for k in join_keys]

@@ -9,7 +9,7 @@ with ``as_of`` the version it pointed at then (from the registry's alias audit e
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from keel import _core
 from keel._time import to_epoch_ms
@@ -127,7 +127,8 @@ class Lineage:
     def add_node(self, ref: str, *, owner: str | None = None, description: str | None = None,
                  tags: Mapping[str, str] | None = None) -> str:
         """Declare a node Keel does not create itself (an upstream table, a dashboard)."""
-        return self._graph.upsert_node(self.resolve(ref), owner, description, {k: str(v) for k, v in (tags or {}).items()})
+        tag_text = {k: str(v) for k, v in (tags or {}).items()}
+        return self._graph.upsert_node(self.resolve(ref), owner, description, tag_text)
 
     def add_edge(self, from_ref: str, kind: str, to_ref: str) -> None:
         """Record that ``from_ref`` feeds ``to_ref``; missing nodes are created."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from keel import _core
 
@@ -160,6 +161,7 @@ class Decision(NamedTuple):
 
 
 def _variants(variants: Mapping[str, float] | Sequence) -> list[tuple[str, float]]:
+    items: list[Sequence[Any]]
     if isinstance(variants, Mapping):
         items = list(variants.items())
     else:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -57,7 +58,7 @@ def rule(plugin: str | os.PathLike, *, severity: str = "error", name: str = "", 
 class DataQualityError(InvalidArgument):
     """A batch failed error-severity rules; ``.report`` holds every result."""
 
-    def __init__(self, message: str, report: "QualityReport"):
+    def __init__(self, message: str, report: QualityReport):
         super().__init__(message)
         self.report = report
 
@@ -96,7 +97,7 @@ class QualityReport:
                          f"observed {r['observed']})")
         return "\n".join(lines)
 
-    def raise_if_failed(self) -> "QualityReport":
+    def raise_if_failed(self) -> QualityReport:
         if not self.passed:
             raise DataQualityError(self.summary(), self)
         return self
@@ -200,7 +201,7 @@ def _ws_key(ws) -> str:
     return os.path.realpath(ws.path)
 
 
-def subscribe(ws, callback) -> "callable":
+def subscribe(ws, callback) -> Callable[[], None]:
     """Call ``callback(event, issue)`` when a data issue opens or closes in this workspace (this
     process). ``issue`` is a dict with target, rule, column, message and ``downstream`` (the refs
     affected). Returns a function that unsubscribes."""

@@ -16,7 +16,8 @@ import functools
 import json
 import pickle
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from keel import _core
 from keel.display import format_ms, html_table
@@ -34,7 +35,7 @@ def _str_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (tags or {}).items()}
 
 
-def _frame(rows: list[dict], columns: list[str], time_columns: tuple[str, ...] = ("created_at",)):
+def _frame(rows: list[dict], columns: Sequence[str], time_columns: tuple[str, ...] = ("created_at",)):
     import pandas as pd
     frame = pd.DataFrame(rows, columns=columns)
     for col in time_columns:
@@ -49,7 +50,7 @@ class ModelVersion(_core.ModelVersionRecord):
     Its fields (name, version, run_id, digest, flavour, description, tags, created_at in ms since
     the epoch, created_by, stage, aliases, ref, lineage_ref) are the core's record, read-only."""
 
-    def __init__(self, models: "Models | None", record: _core.ModelVersionRecord):
+    def __init__(self, models: Models | None, record: _core.ModelVersionRecord):
         super().__init__(record)
         self._models = models
 
@@ -113,8 +114,8 @@ class ModelVersion(_core.ModelVersionRecord):
 class ModelVersionList(list):
     """Model versions, oldest first; ``.to_pandas()`` gives one row a version."""
 
-    _columns = ["name", "version", "stage", "aliases", "run_id", "flavour", "digest", "description", "created_at",
-                "created_by"]
+    _columns = ("name", "version", "stage", "aliases", "run_id", "flavour", "digest", "description", "created_at",
+                "created_by")
 
     def to_pandas(self):
         rows = [dict(v.display_row(), digest=v.digest, created_at=v.created_at) for v in self]
@@ -127,7 +128,7 @@ class ModelVersionList(list):
 class RegisteredModel:
     """A registered model: the name its versions are filed under (``ws.models.model("churn")``)."""
 
-    def __init__(self, models: "Models", data: Mapping):
+    def __init__(self, models: Models, data: Mapping):
         self._models = models
         self.name: str = data["name"]
         self.description: str = data["description"]
@@ -180,7 +181,7 @@ def infer_signature(model=None, input_example=None) -> dict | None:
     """An input signature ``{"inputs": [{"name", "dtype"}...]}`` from a pandas/numpy example, else the
     model's ``feature_names_in_`` / ``n_features_in_`` (scikit-learn); classes when the model has them.
     None when nothing is known."""
-    inputs = None
+    inputs: list[dict[str, str | None]] | None = None
     if input_example is not None:
         try:
             import pandas as pd

@@ -3,7 +3,8 @@
 ``ws.endpoint(name, routing=..., variants={name: (model_ref, weight)}, features=[...])`` defines (or
 revises) an endpoint and returns it; ``ws.endpoint(name)`` reopens the saved definition, in any
 process. Definitions are checked, normalized and saved by the core (``_core.EndpointDefinition``,
-``_core.EndpointStore``: the same rules for the CLI and a C++ server) with every revision; ``ep.set_weights``, new definitions, alias moves
+``_core.EndpointStore``: the same rules for the CLI and a C++ server) with every revision;
+``ep.set_weights``, new definitions, alias moves
 (``churn@champion`` is re-resolved) and data issues on the variants' lineage (``ctx.issues``) reach
 every process hosting the endpoint on its next request: each request compares the workspace's change
 token (about a microsecond) and reloads only when the serving generation moved. New online snapshots
@@ -32,7 +33,8 @@ import math
 import time
 import warnings
 import weakref
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +45,7 @@ from keel.plugins import Router, ensure_search_path
 # Assignment logs (C++) write every 512 rows and at least every second on their own thread; a clean
 # interpreter exit writes what is left. Closing at exit, not in the logs' destructors: Python need not
 # destroy objects at exit. The hook is registered when the first endpoint opens, not on import.
-_open_endpoints: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+_open_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
 
 def _track_open(ep: Endpoint) -> None:
@@ -58,7 +60,8 @@ def _close_logs() -> None:
         try:
             ep._log.close()
         except Exception as err:  # noqa: BLE001 - say what is lost, then let the other logs close
-            warnings.warn(f"endpoint '{ep.name}': assignments not written at exit: {err}", RuntimeWarning)
+            warnings.warn(f"endpoint '{ep.name}': assignments not written at exit: {err}", RuntimeWarning,
+                          stacklevel=1)
 
 
 class _Variant:
@@ -68,9 +71,9 @@ class _Variant:
         self.ref = ""          # resolved, e.g. churn/3
         self.version = 0
         self.lineage_ref = ""
-        self.model = None
+        self.model: Any = None
         self.names: list[str] = []   # the model's input names from its signature
-        self._predict = None
+        self._predict: Callable[[np.ndarray], np.ndarray] | None = None
         self._fitted_on_names = False
 
     def bind(self, mv, model, output: str) -> None:
@@ -88,6 +91,7 @@ class _Variant:
             self._predict = lambda x: np.asarray(model.predict(x)).reshape(len(x), -1)[:, 0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        assert self._predict is not None  # bind() comes first: a variant serves once its model resolved
         if not self._fitted_on_names:
             return self._predict(x)
         with warnings.catch_warnings():
@@ -98,7 +102,7 @@ class _Variant:
 class Endpoint:
     """A named endpoint hosted in this process. The same object is what ``keel serve`` hosts."""
 
-    def __init__(self, ws, name: str, revision: "_core.EndpointRevision", refresh_interval: float = 0.5):
+    def __init__(self, ws, name: str, revision: _core.EndpointRevision, refresh_interval: float = 0.5):
         self._ws = ws
         self.name = name
         self._store = _core.EndpointStore(ws.native)
@@ -116,7 +120,7 @@ class Endpoint:
         _track_open(self)
 
     # --- definition -----------------------------------------------------------------------------
-    def _apply(self, revision: "_core.EndpointRevision") -> None:
+    def _apply(self, revision: _core.EndpointRevision) -> None:
         d = revision.definition  # checked and normalized by the core when it was saved
         self.revision = revision.revision
         self._definition = d
@@ -130,7 +134,7 @@ class Endpoint:
         self._router = Router(d.routing, [(v.name, v.weight) for v in d.variants],
                               default=d.default or None, config={**d.config, "key": self._key},
                               name=self.name, issues=self._issues)
-        self._path = None
+        self._path: _core.RequestPath | None = None
         self._resolve_models()
         self._next_refresh = time.monotonic() + self.refresh_interval
 
@@ -139,7 +143,7 @@ class Endpoint:
         """The saved definition as data (routing, variants, features, inputs, on_missing, ...)."""
         return self._definition.to_dict()
 
-    def _plan(self, override: "tuple[str, Any] | None" = None):
+    def _plan(self, override: tuple[str, Any] | None = None):
         """The C++ input plan for the variants' current models (``override``: one variant's model
         replaced, to check an alias move); InvalidArgument when a model cannot be fed."""
         models = []
@@ -159,13 +163,16 @@ class Endpoint:
         natives = [getattr(v.model, "native", None) if self._definition.output == "auto" else None
                    for v in self._variant_list]
         natives = [n if isinstance(n, _core.NativePredictor) else None for n in natives]
-        self._path = _core.RequestPath(self._router.native, self._reader, self._key, plan, natives)
+        # pybind11 passes None as an empty holder (no feature reader; a variant that predicts in
+        # Python), which the signatures it generates do not say.
+        router, reader = self._router.native, self._reader
+        self._path = _core.RequestPath(router, reader, self._key, plan, natives)  # type: ignore[arg-type]
         self._serving = (self._path, self._variant_list)  # swapped as one: a request reads both at once
         features = self._definition.features
         self._views_read = [{features[i].split(":", 1)[0] for i in plan.features_read(k)}
                             for k in range(len(self._variant_list))]
 
-    def _default_key(self, d: "_core.EndpointDefinition") -> str:
+    def _default_key(self, d: _core.EndpointDefinition) -> str:
         if d.features:
             view = d.features[0].split(":", 1)[0]
             keys = self._ws.features.feature_view(view).join_keys
@@ -305,13 +312,14 @@ class Endpoint:
         if stale:
             self._counts["stale"] += 1
 
-    def _record(self, request: Mapping, variant: _Variant, fallback: str, shadow: bool, prediction,
+    def _record(self, request: dict, variant: _Variant, fallback: str, shadow: bool, prediction,
                 missing: list, stale: list) -> None:
         self._log.append(request, self._key, self._tenant_field, variant.name, variant.ref, variant.version,
                          fallback, shadow, None if prediction is None else float(prediction), self.revision,
                          missing, stale)
 
-    def _shadow(self, shadow_bits: int, request: Mapping) -> None:
+    def _shadow(self, shadow_bits: int, request: dict) -> None:
+        assert self._path is not None  # a shadow runs after a request, so after _build_path
         for i, v in enumerate(self._variant_list):
             if not shadow_bits >> i & 1:
                 continue
@@ -325,7 +333,7 @@ class Endpoint:
                 continue
             self._record(request, v, "", True, pred, missing, stale)
 
-    def predict(self, request: Mapping) -> dict:
+    def predict(self, request: dict) -> dict:
         """One request dict (``{"player_id": 42, "tenant": "studio-a"}``) -> ``{prediction, variant,
         model, version, fallback, missing, stale}``. Routing failures serve the default variant;
         shadows never affect the answer; inputs without a fresh value follow ``on_missing``."""
@@ -411,7 +419,7 @@ class Endpoint:
         ``stats()["log"]`` shows what was written, what waits and the last write error."""
         self._log.flush()
 
-    def assignments(self) -> "Assignments":
+    def assignments(self) -> Assignments:
         """Every logged decision: time, key, tenant, variant, model, version, fallback, shadow, prediction,
         revision, missing and stale (comma-separated model inputs, "" when none)."""
         self.flush()

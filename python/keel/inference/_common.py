@@ -32,7 +32,7 @@ def is_missing(v: Any) -> bool:
     if v is None:
         return True
     try:
-        return isinstance(v, float) and math.isnan(v) or (isinstance(v, np.floating) and np.isnan(v))
+        return (isinstance(v, float) and math.isnan(v)) or (isinstance(v, np.floating) and np.isnan(v))
     except TypeError:
         return False
 

@@ -92,7 +92,14 @@ def _lgb_categorical_features(booster: Any, n: int) -> list[int]:
 
 
 def _add_lgb_tree(b: TreeBuilder, root: dict, output: int) -> None:
-    feature, threshold, left, right, value, dleft, missing, category = [], [], [], [], [], [], [], []
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[float] = []
+    dleft: list[int] = []
+    missing: list[int] = []
+    category: list[int] = []
 
     def visit(node: dict) -> int:
         i = len(feature)

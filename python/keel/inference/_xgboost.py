@@ -57,10 +57,10 @@ def add_estimator(rec: dict, meta: dict, est: Any, width: int) -> None:
         raise unsupported("XGBoost multi-target models")
     n_raw = max(1, n_class)
     obj = learner["objective"]["name"]
-    base = _parse_floats(mp.get("base_score", "0.5"))
-    if len(base) == 1:
-        base = base * n_raw
-    base = np.asarray(base[:n_raw], dtype=np.float64)
+    scores = _parse_floats(mp.get("base_score", "0.5"))
+    if len(scores) == 1:
+        scores = scores * n_raw
+    base = np.asarray(scores[:n_raw], dtype=np.float64)
     if obj in ("binary:logistic", "reg:logistic"):
         base = np.log(base / (1.0 - base))
     elif obj in ("count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft"):
@@ -75,7 +75,7 @@ def add_estimator(rec: dict, meta: dict, est: Any, width: int) -> None:
         transform, classifier = "softmax", True
     elif obj in ("count:poisson", "reg:gamma", "reg:tweedie"):
         transform = "exp"
-    elif obj.startswith("reg:") or obj.startswith("rank:") or obj == "binary:logitraw":
+    elif obj.startswith(("reg:", "rank:")) or obj == "binary:logitraw":
         transform = "identity"
     else:
         raise unsupported(f"the XGBoost objective {obj!r}")

@@ -33,7 +33,7 @@ class Predictor:
         try:  # the native record verified its checksum; what Python reads from it is checked here
             self._names = [name for name, _ in native.signature]
             self._task = native.task
-            native.kind
+            _ = native.kind  # read it: a malformed record fails here, not on first use
             self._meta = _read_metadata(native.metadata, self._task, native.num_outputs)
         except UnicodeDecodeError as exc:
             raise Corrupt(f"predictor is malformed: a name or its metadata is not valid UTF-8 ({exc})") from None
@@ -193,6 +193,7 @@ class Predictor:
         when there are several). ``threads``: 0 uses all cores for large batches, 1 the caller's only."""
         out, single = self._run(X, threads)
         if self.task == "classification":
+            assert self.classes_ is not None  # a classifier's record always carries its classes
             labels = self.classes_[np.argmax(out, axis=1)]
             return labels[0] if single else labels
         if out.shape[1] == 1:
