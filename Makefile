@@ -40,7 +40,7 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy
 
-# Regenerates python/keel/_core.pyi from the built extension (pybind11-stubgen); commit the result.
+# Regenerates python/keel/_core/*.pyi from the built extension (pybind11-stubgen); commit the result.
 stubs: build
 	$(PYTHON) scripts/stubs.py
 

@@ -20,7 +20,7 @@ def _stubs_script():
     return module
 
 
-@pytest.mark.parametrize("name", ["py.typed", "_core.pyi"])
+@pytest.mark.parametrize("name", ["py.typed", "_core/__init__.pyi", "_core/model_keys.pyi"])
 def test_type_information_is_in_the_package_and_shipped(name):
     assert (PACKAGE / name).is_file(), f"python/keel/{name} is missing"
     if shutil.which("git") is None or not (ROOT / ".git").exists():
@@ -39,10 +39,10 @@ def test_generated_stubs_carry_no_addresses_and_no_checkout_path():
 
 def test_the_stub_check_passes_on_fresh_stubs_and_names_make_stubs_on_drift(tmp_path, monkeypatch, capsys):
     stubs = _stubs_script()
-    assert stubs.generate(tmp_path) == [Path("_core.pyi")]
+    assert stubs.generate(tmp_path) == [Path("_core/__init__.pyi"), Path("_core/model_keys.pyi")]
     monkeypatch.setattr(stubs, "PACKAGE", tmp_path)
     assert stubs.check() == 0, capsys.readouterr().err
-    with open(tmp_path / "_core.pyi", "a", encoding="utf-8") as f:
+    with open(tmp_path / "_core" / "__init__.pyi", "a", encoding="utf-8") as f:
         f.write("def removed_from_the_bindings() -> None: ...\n")
     assert stubs.check() == 1
     err = capsys.readouterr().err
