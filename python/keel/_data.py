@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from keel._time import zoned_timestamps
 from keel.errors import InvalidArgument
 
 __all__ = ["to_table", "to_rows", "parse_timestamp_strings", "is_arrow", "is_rows"]
@@ -181,24 +182,8 @@ def parse_timestamp_strings(table: pa.Table, columns: Sequence[str], what: str =
             t = col.type
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             continue
-        table = table.set_column(i, name, _parse_iso(col, name, what))
+        table = table.set_column(i, name, zoned_timestamps(col, name, what))  # keel._time: the one rule
     return table
-
-
-def _parse_iso(col, name: str, what: str) -> pa.Array:
-    pd = _pandas()
-    s = col.to_pandas()
-    parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna() & s.notna()
-    if bad.any():
-        i = int(np.argmax(bad.to_numpy()))
-        raise InvalidArgument(f"{what} '{name}' has an unparseable timestamp at row {i}: {s.iloc[i]!r}")
-    naive = s.notna() & ~s.astype(object).fillna("").str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-    if naive.any():
-        i = int(np.argmax(naive.to_numpy()))
-        raise InvalidArgument(f"{what} '{name}' has a timestamp without a time zone at row {i}: "
-                              f"{s.iloc[i]!r} is ambiguous; add an offset ('...Z' or '+02:00')")
-    return pa.array(parsed, from_pandas=True)
 
 
 # --- rows (requests to an endpoint, single predictions) ---------------------------------------------
