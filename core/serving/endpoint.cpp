@@ -1,6 +1,7 @@
 // core/serving/endpoint.cpp
 #include "keel/serving/endpoint.hpp"
 
+#include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/features/online.hpp"
 #include "keel/features/store.hpp"
@@ -21,9 +22,36 @@ struct Endpoint::State {
     std::shared_ptr<plugins::Router> router;
     std::shared_ptr<features::OnlineReader> reader;  // null when the endpoint reads no online feature
     std::shared_ptr<RequestPath> path;
+    std::string key;  // the entity key field: the sticky key, logged per assignment
 };
 
 namespace {
+
+//! A request field's value as the assignment log stores it: as Python's str() writes it, so a row
+//! reads the same whichever host served it ("" when the request lacks the field).
+std::string field_text(std::span<const plugins::Field> request, std::string_view name) {
+    for (const auto& f : request) {
+        if (f.name != name) continue;
+        return std::visit([](const auto& v) -> std::string {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::monostate>) return "None";
+            else if constexpr (std::is_same_v<T, bool>) return v ? "True" : "False";
+            else if constexpr (std::is_same_v<T, std::string_view>) return std::string(v);
+            else if constexpr (std::is_same_v<T, double>) {
+                std::string text = fmt::format("{}", v);  // shortest round trip, like Python's repr
+                if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+                return text;
+            } else return fmt::format("{}", v);
+        }, f.value);
+    }
+    return "";
+}
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
+    return out;
+}
 
 void check_output(std::string_view endpoint, const EndpointVariant& v, const registry::ModelVersion& mv,
                   const inference::Predictor& p, std::string_view output) {
@@ -42,8 +70,9 @@ void check_output(std::string_view endpoint, const EndpointVariant& v, const reg
 
 } // namespace
 
-Endpoint::Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name)
-    : ws_(std::move(ws)), name_(std::move(name)), features_(std::make_unique<features::FeatureStore>(ws_)) {
+Endpoint::Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, AssignmentLogOptions log_options)
+    : ws_(std::move(ws)), name_(std::move(name)), features_(std::make_unique<features::FeatureStore>(ws_)),
+      log_(ws_, name_, log_options) {
     auto& db = ws_->db();
     token_ = db.change_token();
     generation_ = storage::read_generation(db);  // read before what it guards
@@ -114,6 +143,7 @@ void Endpoint::reload() {
         if (!d.features.empty()) next->reader = features_->online_reader(d.features);
     }
     next->path = std::make_shared<RequestPath>(next->router, next->reader, key, std::move(plan), std::move(predictors));
+    next->key = key;
     std::lock_guard lock(mutex_);
     state_ = std::move(next);
     rejected_.clear();
@@ -149,6 +179,19 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
         if (a.states[j] == InputState::Missing) out.missing.push_back(names[j]);
         else if (a.states[j] == InputState::Stale) out.stale.push_back(names[j]);
     }
+    Assignment row;
+    row.ts = now_ms();
+    row.key = field_text(request, s->key);
+    row.tenant = field_text(request, s->definition.tenant_field);
+    row.variant = out.variant;
+    row.model = out.model;
+    row.version = out.version;
+    row.fallback = out.fallback;
+    row.prediction = out.prediction;
+    row.revision = s->revision;
+    row.missing = joined(out.missing);
+    row.stale = joined(out.stale);
+    log_.append(std::move(row));
     return out;
 }
 

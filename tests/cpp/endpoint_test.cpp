@@ -117,6 +117,32 @@ TEST_F(EndpointTest, ASavedEndpointServesPredictionsThroughTheCoreAlone) {
     EXPECT_EQ(ep.stats().decisions, 4);
 }
 
+TEST_F(EndpointTest, EveryAnswerIsLoggedWithoutPython) {
+    linear("churn", {"visits", "spend"}, {1.0, 0.5}, 2.0);
+    reg.set_alias("churn", "champion", 1);
+    EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                                        {"features", Value(Value::Array{Value("activity")})}}));
+    {
+        Endpoint ep(ws, "churn");
+        Field first[] = {{"player_id", int64_t(4)}, {"tenant", std::string_view("studio-a")}};
+        Field second[] = {{"player_id", int64_t(4)}, {"visits", 1.5}};
+        ep.predict(first);
+        ep.predict(second);
+        ep.log().flush();
+        auto rows = EndpointStore(*ws).assignments("churn");
+        ASSERT_EQ(rows.size(), 2u);
+        EXPECT_EQ(rows[0].key, "4");
+        EXPECT_EQ(rows[0].tenant, "studio-a");
+        EXPECT_EQ(rows[0].variant, "main");
+        EXPECT_EQ(rows[0].model, "churn/1");
+        EXPECT_EQ(rows[0].revision, 1);
+        EXPECT_DOUBLE_EQ(*rows[0].prediction, 2.0 + 4.0 + 40.0 / 2);
+        EXPECT_EQ(rows[1].tenant, "");  // the request named no tenant
+        ep.predict(first);  // not flushed: the endpoint's close writes it
+    }
+    EXPECT_EQ(EndpointStore(*ws).assignments("churn").size(), 3u);
+}
+
 TEST_F(EndpointTest, ANewRevisionIsServedFromTheNextRequest) {
     linear("a", {"spend"}, {1.0}, 0.0);
     linear("b", {"spend"}, {0.0}, 7.0);

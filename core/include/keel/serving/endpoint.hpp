@@ -2,6 +2,7 @@
 #pragma once
 
 #include "keel/plugins/router.hpp"
+#include "keel/serving/assignment_log.hpp"
 #include "keel/serving/endpoint_definition.hpp"
 
 #include <atomic>
@@ -29,12 +30,14 @@ namespace keel::serving {
 //! per request); an alias moved onto a version the endpoint cannot feed is not followed (the endpoint
 //! keeps serving its version and rejected() says why). Only native models ("keel-native") can be
 //! served here; output must be "auto" or what the model gives ("proba" for a classifier, "predict"
-//! for a regressor). Thread-safe. The assignment log is not written here.
+//! for a regressor). Thread-safe. Every answer is appended to the endpoint's assignment log
+//! (AssignmentLog: written within `max_age` of the request, flushed when the endpoint closes);
+//! shadow variants are not run here.
 class Endpoint {
 public:
     //! Opens the saved endpoint `name` (NotFound when it is not defined). InvalidArgument when a variant
     //! is not a native model or cannot be fed.
-    Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name);
+    Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, AssignmentLogOptions log_options = {});
     ~Endpoint();
     Endpoint(const Endpoint&) = delete;
     Endpoint& operator=(const Endpoint&) = delete;
@@ -60,6 +63,8 @@ public:
     plugins::RouterStats stats() const;
     //! Why an alias move was not followed ("" when every move was).
     std::string rejected() const;
+    //! The assignment log every answer goes to (flush() it to read the rows back at once).
+    AssignmentLog& log() { return log_; }
 
     struct State;  // one revision with its resolved models (internal)
 
@@ -75,6 +80,7 @@ private:
     std::string rejected_;
     std::atomic<uint64_t> token_{0};
     std::atomic<int64_t> generation_{0};
+    AssignmentLog log_;  // last: destroyed first, so the final flush runs while everything else lives
 };
 
 } // namespace keel::serving
