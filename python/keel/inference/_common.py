@@ -60,6 +60,18 @@ def unsupported(obj: Any, why: str = "") -> InvalidArgument:
                            "StandardScaler / OneHotEncoder / OrdinalEncoder / ColumnTransformer in front of them")
 
 
+def set_task(rec: dict, meta: dict, est: Any, classifier: bool, n_raw: int, transform: str) -> None:
+    """The task and output transform of a boosted model (LightGBM, XGBoost), with a classifier's
+    classes: the estimator's own, or 0..n-1 for a booster trained without the sklearn API."""
+    if classifier:
+        classes = getattr(est, "classes_", None)
+        if classes is None:
+            classes = np.arange(max(2, n_raw))
+        meta[K.META_CLASSES] = [plain(c) for c in classes]
+    rec[K.TASK] = "classification" if classifier else "regression"
+    rec[K.OUTPUT_TRANSFORM] = transform
+
+
 class TreeBuilder:
     """Collects trees into the record's flat node arrays."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keel.inference._common import K, TreeBuilder, plain, qualname, unsupported
+from keel.inference._common import K, TreeBuilder, plain, qualname, set_task, unsupported
 
 
 def booster_of(est: Any) -> Any:
@@ -59,13 +59,7 @@ def add_estimator(rec: dict, meta: dict, est: Any, width: int, names: list[str],
         transform, classifier = "sigmoid", False
     else:
         raise unsupported(f"the LightGBM objective {obj!r}")
-    if classifier:
-        classes = getattr(est, "classes_", None)
-        if classes is None:
-            classes = np.arange(max(2, n_raw))
-        meta[K.META_CLASSES] = [plain(c) for c in classes]
-    rec[K.TASK] = "classification" if classifier else "regression"
-    rec[K.OUTPUT_TRANSFORM] = transform
+    set_task(rec, meta, est, classifier, n_raw, transform)
     # Pandas category columns: LightGBM keeps each one's categories and codes values by position.
     pandas_cats = getattr(booster, "pandas_categorical", None) or []
     if pandas_cats:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from keel.inference._common import K, TreeBuilder, plain, qualname, unsupported
+from keel.inference._common import TreeBuilder, qualname, set_task, unsupported
 
 
 def booster_of(est: Any) -> Any:
@@ -91,13 +91,7 @@ def add_estimator(rec: dict, meta: dict, est: Any, width: int) -> None:
         tree = trees[t]
         w = 1.0 if weights is None else float(weights[t])
         _add_xgb_tree(b, tree, int(info[t]), w)
-    if classifier:
-        classes = getattr(est, "classes_", None)
-        if classes is None:
-            classes = np.arange(max(2, n_raw))
-        meta[K.META_CLASSES] = [plain(c) for c in classes]
-    rec[K.TASK] = "classification" if classifier else "regression"
-    rec[K.OUTPUT_TRANSFORM] = transform
+    set_task(rec, meta, est, classifier, n_raw, transform)
     b.write(rec, n_raw, base, "lt_float")
 
 
