@@ -5,6 +5,8 @@
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,19 +17,13 @@
 #include <unistd.h>
 
 namespace fs = std::filesystem;
+using keel::testing::TempDir;
 using namespace keel;
 using namespace keel::serving;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct TempDir {
-    fs::path path = fs::temp_directory_path() / ("keel-test-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
-    TempDir() { fs::create_directories(path); }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 Assignment row(const std::string& key, int64_t version = 3) {
     Assignment a;
@@ -231,13 +227,13 @@ TEST(AssignmentLog, PastMaxBufferedTheOldestRowsAreDroppedAndCounted) {
 TEST(AssignmentLog, DestructorThatCannotWriteSaysHowManyRowsItLoses) {
     TempDir dir;
     auto ws = storage::Workspace::open(dir.path / "ws");
-    testing::internal::CaptureStderr();
+    ::testing::internal::CaptureStderr();
     {
         AssignmentLog log(ws, "churn", {.flush_rows = 100, .max_age = 60s});
         for (int i = 0; i < 4; ++i) log.append(row(std::to_string(i)));
         set_read_only(*ws, true);
     }
-    auto err = testing::internal::GetCapturedStderr();
+    auto err = ::testing::internal::GetCapturedStderr();
     set_read_only(*ws, false);
     EXPECT_NE(err.find("endpoint 'churn': 4 assignments could not be written"), std::string::npos) << err;
 }

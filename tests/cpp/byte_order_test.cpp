@@ -5,6 +5,8 @@
 #include "keel/features/segment.hpp"
 #include "keel/inference/format.hpp"
 
+#include "support/expect_corrupt.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -12,23 +14,14 @@
 #include <string>
 #include <vector>
 
+using keel::testing::corrupt_message;
+
 namespace {
 
 std::string bytes(std::initializer_list<int> values) {
     std::string out;
     for (int v : values) out.push_back(char(v));
     return out;
-}
-
-std::string corrupt_message(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const keel::Error& e) {
-        EXPECT_EQ(e.kind(), keel::ErrorKind::Corrupt) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "expected Corrupt";
-    return "";
 }
 
 } // namespace

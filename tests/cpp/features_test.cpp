@@ -6,6 +6,7 @@
 #include "keel/storage/workspace.hpp"
 
 #include "support/count_allocations.hpp"
+#include "support/expect_corrupt.hpp"
 
 #include <gtest/gtest.h>
 
@@ -108,20 +109,7 @@ TEST(Segment, RoundTripsAndDetectsCorruption) {
     }
 }
 
-namespace {
-
-std::string corrupt_message(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const keel::Error& e) {
-        EXPECT_EQ(e.kind(), keel::ErrorKind::Corrupt) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "expected Corrupt";
-    return "";
-}
-
-} // namespace
+using keel::testing::corrupt_message;
 
 // Format version 2 carries a checksum; version 1 (no checksum, the trailer is the directory offset
 // alone) still opens; every offset is checked without wrapping sums.

@@ -2,24 +2,20 @@
 #include "keel/common/error.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 namespace fs = std::filesystem;
+using keel::testing::TempDir;
 using keel::Error;
 using keel::ErrorKind;
 using keel::storage::Workspace;
 
 namespace {
-
-struct TempDir {
-    fs::path path = fs::temp_directory_path() / ("keel-test-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(reinterpret_cast<uintptr_t>(this)));
-    TempDir() { fs::create_directories(path); }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 ErrorKind kind_of(auto&& fn) {
     try {
