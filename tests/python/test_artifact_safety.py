@@ -162,4 +162,4 @@ def test_put_artifact_file_on_a_pipe_is_refused(ws, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     with pytest.raises(keel.InvalidArgument, match="not a regular file"):
-        _bounded(lambda: ws._native.put_artifact_file(str(fifo)))
+        _bounded(lambda: ws.native.put_artifact_file(str(fifo)))

@@ -32,7 +32,7 @@ def endpoint_ws(tmp_path):
 
 
 def logged_keys(ws) -> list[str]:
-    return _core.EndpointStore(ws._native).assignments("churn", -1)["key"]
+    return _core.EndpointStore(ws.native).assignments("churn", -1)["key"]
 
 
 def serve(ws, script: str) -> subprocess.Popen:
@@ -134,13 +134,13 @@ def test_missing_and_stale_inputs_are_logged_comma_separated(endpoint_ws):
 
 def test_log_options_are_checked(endpoint_ws):
     with pytest.raises(keel.InvalidArgument, match="max_age=0"):
-        _core.AssignmentLog(endpoint_ws._native, "churn", max_age=0)
+        _core.AssignmentLog(endpoint_ws.native, "churn", max_age=0)
     with pytest.raises(keel.InvalidArgument, match="flush_rows must be at least 1"):
-        _core.AssignmentLog(endpoint_ws._native, "churn", flush_rows=0)
+        _core.AssignmentLog(endpoint_ws.native, "churn", flush_rows=0)
 
 
 def test_append_served_refuses_columns_of_other_lengths(endpoint_ws):
-    log = _core.AssignmentLog(endpoint_ws._native, "churn")
+    log = _core.AssignmentLog(endpoint_ws.native, "churn")
     with pytest.raises(keel.InvalidArgument, match="predictions has 1 entries for 2 requests"):
         log.append_served([{"user_id": 1}, {"user_id": 2}], "user_id", "tenant", [("main", "churn/1", 1)],
                           [(0, 0, ""), (0, 0, "")], np.zeros(1), 1, [[], []], [[], []])

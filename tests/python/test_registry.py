@@ -197,7 +197,7 @@ def test_source_run_must_exist(ws):
 
 def test_tampered_model_artifact_raises_corrupt(ws):
     mv = ws.models.register("churn", pickle.dumps(Doubler()))
-    path = ws._native.artifact_path(mv.digest)
+    path = ws.native.artifact_path(mv.digest)
     os.chmod(path, 0o644)
     with open(path, "r+b") as f:
         first = f.read(1)

@@ -134,7 +134,7 @@ def test_alias_move_to_an_incompatible_version_is_refused_and_not_followed(shop)
         shop.models.set_alias("churn", "champion", 2)
     assert shop.models.get("churn@champion").version == 1
     # Moved anyway below the Python API (another tool): the endpoint keeps serving version 1 and says so.
-    shop.models._reg.set_alias("churn", "champion", 2)
+    shop.models.native.set_alias("churn", "champion", 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = ep.predict({"player_id": 1})

@@ -201,7 +201,7 @@ def test_artifacts_file_and_directory_round_trip(ws, tmp_path):
     assert (dest / "eval/plots/sub/pr.csv").read_text() == "p,r\n"
     # lineage side effects
     digest = entries[0]["digest"]
-    down = ws._native  # the lineage binding is read through the native graph
+    down = ws.native  # the lineage binding is read through the native graph
     graph = keel._core.LineageGraph(down)
     edges = graph.downstream(f"artifact:{digest}")["edges"]
     assert {"from": f"artifact:{digest}", "kind": "logged_by", "to": f"run:{run.id}"} in [
@@ -214,7 +214,7 @@ def test_tampered_artifact_download_raises_corrupt(ws, tmp_path):
     (tmp_path / "m.bin").write_bytes(b"x" * 100)
     run = ws.start_run()
     digest = run.log_artifact(tmp_path / "m.bin")[0]["digest"]
-    blob = ws._native.artifact_path(digest)
+    blob = ws.native.artifact_path(digest)
     os.chmod(blob, 0o644)
     with open(blob, "r+b") as f:
         f.write(b"y")

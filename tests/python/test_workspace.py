@@ -32,7 +32,7 @@ def test_open_refuses_a_folder_of_other_files_but_takes_an_empty_one(tmp_path):
 
 def test_tampered_artifact_raises_corrupt(ws):
     digest = ws.put_artifact(b"x" * 1000)
-    path = ws._native.artifact_path(digest)
+    path = ws.native.artifact_path(digest)
     with open(path, "r+b") as f:
         f.seek(10)
         f.write(b"Y")
