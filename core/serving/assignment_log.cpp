@@ -38,9 +38,10 @@ AssignmentLog::~AssignmentLog() {
     }
 }
 
-void AssignmentLog::enqueue(std::vector<Assignment>& rows) {
-    if (rows.empty()) return;
+bool AssignmentLog::enqueue(std::vector<Assignment>& rows) {
+    if (rows.empty()) return false;
     bool wake = false;
+    bool write_through = false;
     {
         std::lock_guard lock(mutex_);
         const size_t before = buffer_.size();
@@ -53,9 +54,11 @@ void AssignmentLog::enqueue(std::vector<Assignment>& rows) {
         stats_.appended += buffer_.size() - before;
         // The flusher needs to know only when a deadline appears (first row) or the count is reached.
         wake = before == 0 || (before < options_.flush_rows && buffer_.size() >= options_.flush_rows);
+        write_through = closed_;
         if (closed_) wake = false;
     }
     if (wake) wake_.notify_one();
+    return write_through;
 }
 
 void AssignmentLog::append(Assignment row) {
@@ -65,13 +68,7 @@ void AssignmentLog::append(Assignment row) {
 }
 
 void AssignmentLog::append(std::vector<Assignment> rows) {
-    enqueue(rows);
-    bool write_through;
-    {
-        std::lock_guard lock(mutex_);
-        write_through = closed_;
-    }
-    if (write_through) flush();
+    if (enqueue(rows)) flush();  // closed: no flusher thread any more
 }
 
 void AssignmentLog::flush() { write_buffered(true); }
@@ -108,6 +105,18 @@ void AssignmentLog::write_buffered(bool rethrow) {
     try {
         store_.log(endpoint_, rows);
     } catch (const std::exception& e) {
+        keep_failed(rows, oldest, e.what());
+        if (rethrow) throw;
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    stats_.written += rows.size();
+    stats_.last_error.clear();
+    in_flight_ = 0;
+}
+
+void AssignmentLog::keep_failed(std::vector<Assignment>& rows, Clock::time_point oldest, const char* error) {
+    {
         std::lock_guard lock(mutex_);
         // Kept ahead of the rows appended meanwhile, so the log stays in append order.
         if (!buffer_.empty())
@@ -121,15 +130,12 @@ void AssignmentLog::write_buffered(bool rethrow) {
             stats_.dropped += excess;
         }
         ++stats_.failed_writes;
-        stats_.last_error = e.what();
+        stats_.last_error = error;
         retry_at_ = Clock::now() + options_.max_age;
-        if (rethrow) throw;
-        return;
     }
-    std::lock_guard lock(mutex_);
-    stats_.written += rows.size();
-    stats_.last_error.clear();
-    in_flight_ = 0;
+    // The flusher may have gone to sleep while the buffer was empty (taken by this write): wake it,
+    // or the rows would wait for the next append however long that takes.
+    wake_.notify_one();
 }
 
 void AssignmentLog::run() {

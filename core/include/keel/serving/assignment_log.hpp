@@ -87,7 +87,10 @@ private:
     void run();
     //! Takes the buffer and writes it; on failure puts the rows back and records the error.
     void write_buffered(bool rethrow);
-    void enqueue(std::vector<Assignment>& rows);
+    //! Puts a failed write's rows back ahead of newer ones, records the error, wakes the flusher.
+    void keep_failed(std::vector<Assignment>& rows, Clock::time_point oldest, const char* error);
+    //! Moves rows into the buffer; true when the log is closed and the caller must write them.
+    bool enqueue(std::vector<Assignment>& rows);
 
     std::shared_ptr<storage::Workspace> ws_;
     std::string endpoint_;
