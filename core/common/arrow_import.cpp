@@ -169,7 +169,8 @@ void import_integer(State& st, ImportedColumn& c, const ArrowArray& a, char f, i
             const uint64_t* p = static_cast<const uint64_t*>(src) + off;
             for (size_t i = 0; i < n; ++i)
                 if (p[i] > uint64_t(std::numeric_limits<int64_t>::max()) && v.is_valid(i))
-                    throw_error(ErrorKind::InvalidArgument, "column '{}' has the value {} at row {}, out of int64 range",
+                    throw_error(ErrorKind::InvalidArgument, "column '{}' has the value {} at row {}, out of int64 range: "
+                                "drop that row, or store the column as float64 or string",
                                 v.name, p[i], i);
             v.dtype = DType::Int64;
             v.values = p;  // every value fits: the same bits read as int64
@@ -208,7 +209,8 @@ void import_timestamp(State& st, ImportedColumn& c, const ArrowArray& a, const s
         constexpr int64_t lim = std::numeric_limits<int64_t>::max() / 1000;
         for (size_t i = 0; i < n; ++i) {
             if ((src[i] > lim || src[i] < -lim) && v.is_valid(i))
-                throw_error(ErrorKind::InvalidArgument, "column '{}' has the timestamp {} s at row {}, out of range",
+                throw_error(ErrorKind::InvalidArgument, "column '{}' has the timestamp {} s at row {}, out of range "
+                                                        "(past year 292,000): drop or correct that row",
                             v.name, src[i], i);
             out[i] = src[i] * 1000;
         }

@@ -52,15 +52,15 @@ void to_integer(InputBatch& b, ColumnView& out, const ImportedColumn& c, const C
                                 v.name, d, i, name);
                 // 2^63 is the first double past int64: compare as doubles before converting.
                 if (d < double(lo) || d >= -double(std::numeric_limits<int64_t>::min()) || (to32 && d > double(hi)))
-                    throw_error(ErrorKind::InvalidArgument, "{} '{}' has the value {} at row {}, out of {} range", what,
-                                v.name, d, i, name);
+                    throw_error(ErrorKind::InvalidArgument, "{} '{}' has the value {} at row {}, out of {} range: drop or "
+                                "correct that row, or declare the column with a wider type", what, v.name, d, i, name);
                 x = int64_t(d);
             } else {
                 x = v.dtype == DType::Int32 ? static_cast<const int32_t*>(v.values)[i]
                                             : static_cast<const int64_t*>(v.values)[i];
                 if (x < lo || x > hi)
-                    throw_error(ErrorKind::InvalidArgument, "{} '{}' has the value {} at row {}, out of {} range", what,
-                                v.name, x, i, name);
+                    throw_error(ErrorKind::InvalidArgument, "{} '{}' has the value {} at row {}, out of {} range: drop or "
+                                "correct that row, or declare the column with a wider type", what, v.name, x, i, name);
             }
         }
         if (to32) static_cast<int32_t*>(dst)[i] = int32_t(x);

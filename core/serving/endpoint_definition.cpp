@@ -151,7 +151,7 @@ std::vector<EndpointVariant> parse_variants(const Value& variants) {
     std::set<std::string> seen;
     for (const auto& v : out)
         if (!seen.insert(v.name).second)
-            throw_error(ErrorKind::InvalidArgument, "variant '{}' is listed twice", v.name);
+            throw_error(ErrorKind::InvalidArgument, "variant '{}' is listed twice: give each variant once", v.name);
     return out;
 }
 

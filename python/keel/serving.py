@@ -46,12 +46,14 @@ from keel.plugins import Router, ensure_search_path
 # interpreter exit writes what is left. Closing at exit, not in the logs' destructors: Python need not
 # destroy objects at exit. The hook is registered when the first endpoint opens, not on import.
 _open_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+_exit_hook_registered = False
 
 
 def _track_open(ep: Endpoint) -> None:
-    if not _open_endpoints:
-        atexit.unregister(_close_logs)  # registered once, however many endpoints come and go
+    global _exit_hook_registered
+    if not _exit_hook_registered:
         atexit.register(_close_logs)
+        _exit_hook_registered = True
     _open_endpoints.add(ep)
 
 

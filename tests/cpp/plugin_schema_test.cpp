@@ -19,14 +19,9 @@ using keel::ErrorKind;
 using namespace keel::plugins;
 
 using keel::testing::PluginDir;
+using keel::testing::reload_every_call_limits;
 
 namespace {
-
-Limits test_limits() {
-    Limits l;
-    l.reload_check_ms = 0;
-    return l;
-}
 
 Value map(Value::Map m) { return Value(std::move(m)); }
 
@@ -116,7 +111,7 @@ TEST(PluginSchema, AMalformedSchemaIsThePluginsErrorNamingTheEntry) {
 }
 
 TEST(PluginSchema, EveryBuiltInDeclaresAWellFormedSchema) {
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     int checked = 0;
     for (const auto& folder : {"routing", "quality"}) {
         for (const auto& file : fs::directory_iterator(fs::path(KEEL_SOURCE_DIR) / "plugins" / folder)) {
@@ -142,7 +137,7 @@ TEST(PluginSchema, EveryBuiltInDeclaresAWellFormedSchema) {
 
 TEST(PluginSchema, NeedsAreReadAndUnknownOnesRefused) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     auto none = d.write("none.lua", "function check() return {status = 'pass'} end\n");
     auto wants = d.write("wants.lua", "needs = {'reference_profile'}\nfunction check() return {status = 'pass'} end\n");
     auto typo = d.write("typo.lua", "needs = {'reference_profiles'}\nfunction check() return {status = 'pass'} end\n");

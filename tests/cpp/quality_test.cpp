@@ -18,14 +18,9 @@ using keel::ErrorKind;
 using namespace keel::plugins;
 
 using keel::testing::PluginDir;
+using keel::testing::reload_every_call_limits;
 
 namespace {
-
-Limits test_limits() {
-    Limits l;
-    l.reload_check_ms = 0;
-    return l;
-}
 
 // A batch whose memory lives on the heap, so a test can free it between two checks.
 struct HeapBatch {
@@ -65,7 +60,7 @@ RuleResult run_one(Host& host, const Batch& b, const std::string& plugin, Value 
 TEST(QualitySandbox, EveryKeptObjectRaisesAfterItsCheckReturnedAndTheBatchIsFreed) {
     PluginDir d;
     d.write("stash.lua", "return {}\n");
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     // Each keeper stores one kind of object on the first call and uses it on every later one.
     const std::vector<std::pair<std::string, std::string>> keepers = {
         {"column_fn", "local s = require('stash')\nfunction check(b)\n"
@@ -104,7 +99,7 @@ TEST(QualitySandbox, EveryKeptObjectRaisesAfterItsCheckReturnedAndTheBatchIsFree
 
 TEST(QualityPatterns, HostilePatternsAreRuleErrorsAndAddRuleRefusesThem) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     HeapBatch b({"a@x.io", "nope", "b@y.io"});
     std::string bad = d.write("bad.lua", "function check(b) return {status='pass', observed=b:column('s'):pattern_share("
                                          "'(|)(\\\\1\\\\1)*')} end\n");
@@ -138,7 +133,7 @@ TEST(QualityPatterns, HostilePatternsAreRuleErrorsAndAddRuleRefusesThem) {
 
 TEST(QualityPii, MaskedColumnsGiveMaskedOffendersAndProfilesButPsiStillCompares) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     HeapBatch b({"ann", "ann", "bob", "cy"});
     Masker mask = [](std::string_view v) { return "m:" + std::string(v.size(), '*') + std::to_string(v.size()); };
     b.batch.columns[1].mask = &mask;
@@ -163,7 +158,7 @@ TEST(QualityPii, MaskedColumnsGiveMaskedOffendersAndProfilesButPsiStillCompares)
 
 TEST(QualityRunner, ResultsCarryTheirRuleSeverityColumnAndIndex) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     HeapBatch b({"a", "b", "c"});
     auto two = d.write("two.lua", "function check(b, ctx)\n"
                                   "  return {{status = 'pass', observed = b.rows, message = ctx.rule .. '/' .. ctx.severity},\n"
@@ -196,7 +191,7 @@ TEST(QualityRunner, ResultsCarryTheirRuleSeverityColumnAndIndex) {
 
 TEST(QualityRunner, ABrokenRuleIsAnErrorNamingItsFileNeverAPass) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     HeapBatch b({"a"});
     const std::vector<std::pair<std::string, std::string>> cases = {
         {d.write("nil.lua", "function check() return nil end\n"), "nil.lua: check() must return a result table"},
@@ -217,7 +212,7 @@ TEST(QualityRunner, ABrokenRuleIsAnErrorNamingItsFileNeverAPass) {
 
 TEST(QualityRunner, BudgetMemoryAndTimeLimitsAreRuleErrorsAndTheNextRuleStillRuns) {
     PluginDir d;
-    Limits limits = test_limits();
+    Limits limits = reload_every_call_limits();
     limits.call_instructions = 5'000'000;  // the hog reaches the memory cap well within it
     limits.memory_bytes = 8 << 20;
     Host host(limits);
@@ -253,7 +248,7 @@ TEST(QualityRunner, BudgetMemoryAndTimeLimitsAreRuleErrorsAndTheNextRuleStillRun
 
 TEST(QualityRunner, ArgumentsAreCheckedAgainstTheSchemaBeforeAnyRuleRuns) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     HeapBatch b({"a"});
     d.write("count.lua", "return {n = 0}\n");
     auto counts = d.write("counts.lua", "local c = require('count')\n"
@@ -285,7 +280,7 @@ TEST(QualityRunner, ArgumentsAreCheckedAgainstTheSchemaBeforeAnyRuleRuns) {
 }
 
 TEST(QualityRunner, ValidateRuleChecksTheSchemaThenTheTargetsColumns) {
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     const std::string range = std::string(KEEL_SOURCE_DIR) + "/plugins/quality/range.lua";
     Rule rule{range, Value(Value::Map{{"column", "spend"}, {"max", true}}), "error", ""};
     try {
@@ -308,7 +303,7 @@ TEST(QualityRunner, ValidateRuleChecksTheSchemaThenTheTargetsColumns) {
 
 TEST(QualityRunner, ReferenceColumnsFollowTheDeclaredNeedNotTheFileName) {
     PluginDir d;
-    Host host(test_limits());
+    Host host(reload_every_call_limits());
     auto ks = d.write("ks.lua", "needs = {'reference_profile'}\n"
                                 "schema = {left = {type = 'column'}, more = {type = 'columns'}, label = {type = 'string'}}\n"
                                 "function check() return {status = 'pass'} end\n");

@@ -1,6 +1,8 @@
 // tests/cpp/support/plugin_dir.hpp
 #pragma once
 
+#include "keel/plugins/host.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -29,5 +31,12 @@ struct PluginDir {
         return p.string();
     }
 };
+
+//! Default host limits, except that a plugin file is re-checked on every call: tests rewrite files.
+inline keel::plugins::Limits reload_every_call_limits() {
+    keel::plugins::Limits l;
+    l.reload_check_ms = 0;
+    return l;
+}
 
 } // namespace keel::testing
