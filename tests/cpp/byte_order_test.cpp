@@ -5,7 +5,7 @@
 #include "keel/features/segment.hpp"
 #include "keel/inference/format.hpp"
 
-#include "support/expect_corrupt.hpp"
+#include "support/expect_error.hpp"
 
 #include <gtest/gtest.h>
 

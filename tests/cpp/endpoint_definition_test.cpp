@@ -10,40 +10,29 @@
 #include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/expect_error.hpp"
+#include "support/workspace_test.hpp"
+
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <algorithm>
 #include <chrono>
 #include <functional>
 #include <thread>
-#include <unistd.h>
 
-namespace fs = std::filesystem;
 using namespace keel;
 using namespace keel::serving;
 using plugins::Value;
+using keel::testing::error_message;
 
 namespace {
-
-// The error `f` throws (kind checked), or a test failure when it throws none.
-std::string message_of(ErrorKind kind, const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), kind) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no error";
-    return "";
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 EndpointDefinition parse(const std::string& json) { return EndpointDefinition::from_json(json); }
 
 std::string refusal(const std::string& json) {
-    return message_of(ErrorKind::InvalidArgument, [&] { parse(json); });
+    return error_message(ErrorKind::InvalidArgument, [&] { parse(json); });
 }
 
 } // namespace
@@ -176,7 +165,7 @@ TEST(EndpointDefinition, UpdatesKeepWhatIsNotGiven) {
     // Nothing saved: the update is the whole definition.
     auto first = EndpointDefinition::update(nullptr, Value(Value::Map{{"model", "m/1"}}));
     EXPECT_EQ(first.variants[0].model, "m/1");
-    auto msg = message_of(ErrorKind::InvalidArgument, [&] {
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] {
         EndpointDefinition::update(&saved, Value(Value::Map{{"model", "m/1"}, {"variants", Value(Value::Map{{"z", "m/2"}})}}));
     });
     EXPECT_TRUE(contains(msg, "not both")) << msg;
@@ -187,7 +176,7 @@ TEST(EndpointDefinition, WithWeightsNamesUnknownVariants) {
     auto changed = d.with_weights({{"a", 0.0}});
     EXPECT_EQ(changed.variants[1].weight, 0.0);
     EXPECT_EQ(changed.variants[0].weight, 1.0);
-    auto msg = message_of(ErrorKind::InvalidArgument, [&] { d.with_weights({{"nope", 1.0}}); });
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { d.with_weights({{"nope", 1.0}}); });
     EXPECT_EQ(msg, "unknown variant 'nope' (variants: a, b)");
 }
 
@@ -195,10 +184,7 @@ TEST(EndpointDefinition, WithWeightsNamesUnknownVariants) {
 
 namespace {
 
-struct EndpointStoreTest : ::testing::Test {
-    fs::path dir = fs::temp_directory_path() / ("keel-endpoints-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::shared_ptr<storage::Workspace> ws = storage::Workspace::open(dir);
+struct EndpointStoreTest : keel::testing::WorkspaceTest {
     std::shared_ptr<features::FeatureStore> fs_ = std::make_shared<features::FeatureStore>(ws);
     registry::Registry reg{*ws};
     lineage::Graph graph{*ws};
@@ -217,7 +203,6 @@ struct EndpointStoreTest : ::testing::Test {
             fs_->define_view(v);
         }
     }
-    ~EndpointStoreTest() override { fs::remove_all(dir); }
 
     // A model version reading `inputs` by name.
     registry::ModelVersion model(const std::string& name, const std::vector<std::string>& inputs) {
@@ -279,7 +264,7 @@ TEST_F(EndpointStoreTest, AChangedDefinitionEndsTheEdgesOfWhatItNoLongerReads) {
 
 TEST_F(EndpointStoreTest, AFailedCheckWritesNeitherRevisionNorEdges) {
     model("churn", {"spend", "loyalty"});
-    auto msg = message_of(ErrorKind::InvalidArgument, [&] {
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] {
         store.define("churn", Value(Value::Map{{"model", "churn/1"}, {"features", Value(Value::Array{Value("activity")})}}));
     });
     EXPECT_TRUE(contains(msg, "endpoint 'churn', variant 'main': model churn/1 reads inputs the endpoint does not provide: "
@@ -289,21 +274,21 @@ TEST_F(EndpointStoreTest, AFailedCheckWritesNeitherRevisionNorEdges) {
     EXPECT_FALSE(graph.find_node("endpoint:churn"));
     int64_t edges = count("SELECT COUNT(*) FROM lineage_edges");
     // Every other check refuses before writing, too.
-    message_of(ErrorKind::NotFound, [&] { store.define("churn", Value(Value::Map{{"model", "nope/1"}})); });
-    message_of(ErrorKind::NotFound, [&] {
+    error_message(ErrorKind::NotFound, [&] { store.define("churn", Value(Value::Map{{"model", "nope/1"}})); });
+    error_message(ErrorKind::NotFound, [&] {
         store.define("churn", Value(Value::Map{{"model", "churn/1"}, {"features", Value(Value::Array{Value("ghost")})}}));
     });
-    msg = message_of(ErrorKind::InvalidArgument, [&] {
+    msg = error_message(ErrorKind::InvalidArgument, [&] {
         store.define("churn", Value(Value::Map{{"model", "churn/1"},
                                                {"features", Value(Value::Array{Value("activity:loyalty")})}}));
     });
     EXPECT_TRUE(contains(msg, "view 'activity' has no feature 'loyalty'")) << msg;
-    msg = message_of(ErrorKind::InvalidArgument, [&] {
+    msg = error_message(ErrorKind::InvalidArgument, [&] {
         store.define("churn", Value(Value::Map{{"model", "churn/1"}, {"inputs", Value(Value::Array{Value("spend"), Value("loyalty")})},
                                                {"default", "ghost"}}));
     });
     EXPECT_TRUE(contains(msg, "default variant 'ghost'")) << msg;
-    msg = message_of(ErrorKind::InvalidArgument, [&] {
+    msg = error_message(ErrorKind::InvalidArgument, [&] {
         store.define("bad/name", Value(Value::Map{{"model", "churn/1"}}));
     });
     EXPECT_TRUE(contains(msg, "malformed")) << msg;
@@ -344,7 +329,7 @@ TEST_F(EndpointStoreTest, AnUnreadableStoredRevisionIsCorrupt) {
         db.exec("INSERT INTO serving_endpoint_revisions (name, revision, definition, created_by, created_at) "
                 "VALUES ('churn', 1, '{\"model\": 7}', 'x', 1)");
     }
-    auto msg = message_of(ErrorKind::Corrupt, [&] { store.current("churn"); });
+    auto msg = error_message(ErrorKind::Corrupt, [&] { store.current("churn"); });
     EXPECT_TRUE(contains(msg, "endpoint 'churn' revision 1 is unreadable")) << msg;
 }
 
@@ -354,7 +339,7 @@ TEST_F(EndpointStoreTest, AnAliasMoveThatWouldBreakAnEndpointIsAConflict) {
     model("churn", {"visits", "spend"});
     reg.set_alias("churn", "champion", 1);
     store.define("churn", Value(Value::Map{{"model", "churn@champion"}, {"features", Value(Value::Array{Value("activity")})}}));
-    auto msg = message_of(ErrorKind::Conflict, [&] { check_alias_move(*ws, "churn", "champion", 2); });
+    auto msg = error_message(ErrorKind::Conflict, [&] { check_alias_move(*ws, "churn", "champion", 2); });
     EXPECT_TRUE(contains(msg, "moving churn@champion to version 2 would break endpoint 'churn': endpoint 'churn', "
                               "variant 'main': model churn/2 reads inputs the endpoint does not provide: missing [loyalty]"))
         << msg;
@@ -362,7 +347,7 @@ TEST_F(EndpointStoreTest, AnAliasMoveThatWouldBreakAnEndpointIsAConflict) {
         << msg;
     check_alias_move(*ws, "churn", "champion", 3);    // fed by name, in any order
     check_alias_move(*ws, "churn", "challenger", 2);  // no endpoint serves that alias
-    message_of(ErrorKind::NotFound, [&] { check_alias_move(*ws, "churn", "champion", 9); });
+    error_message(ErrorKind::NotFound, [&] { check_alias_move(*ws, "churn", "champion", 9); });
     // An endpoint already unable to feed what the alias points at today is not the move's fault.
     reg.set_alias("churn", "champion", 2);
     check_alias_move(*ws, "churn", "champion", 2);

@@ -9,12 +9,11 @@
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/workspace_test.hpp"
+
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <unistd.h>
 
-namespace fs = std::filesystem;
 using namespace keel;
 using namespace keel::serving;
 using plugins::Field;
@@ -22,10 +21,7 @@ using plugins::Value;
 
 namespace {
 
-struct EndpointTest : ::testing::Test {
-    fs::path dir = fs::temp_directory_path() / ("keel-endpoint-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::shared_ptr<storage::Workspace> ws = storage::Workspace::open(dir);
+struct EndpointTest : keel::testing::WorkspaceTest {
     std::shared_ptr<features::FeatureStore> store = std::make_shared<features::FeatureStore>(ws);
     registry::Registry reg{*ws};
 
@@ -56,7 +52,6 @@ struct EndpointTest : ::testing::Test {
         store->ingest("activity", b);
         store->materialize("activity");
     }
-    ~EndpointTest() override { fs::remove_all(dir); }
 
     // A native linear model y = intercept + sum(coef * input), reading `names` by name.
     registry::ModelVersion linear(const std::string& model, std::vector<std::string> names, std::vector<double> coef,

@@ -6,7 +6,8 @@
 #include "keel/storage/workspace.hpp"
 
 #include "support/count_allocations.hpp"
-#include "support/expect_corrupt.hpp"
+#include "support/expect_error.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -21,20 +22,11 @@
 
 namespace fs = std::filesystem;
 using namespace keel::features;
+using keel::testing::TempDir;
 
 namespace {
 
 constexpr int64_t kDay = 86'400'000;
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("keel-features-" + std::to_string(::getpid()) + "-" +
-                                            std::to_string(reinterpret_cast<uintptr_t>(this)));
-        fs::remove_all(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 // A small owned batch of player rows: ids, event days, a float feature and a PII string.
 struct Rows {
@@ -80,7 +72,6 @@ std::shared_ptr<FeatureStore> make_store(const fs::path& path) {
 
 TEST(Segment, RoundTripsAndDetectsCorruption) {
     TempDir dir;
-    fs::create_directories(dir.path);
     Rows rows;
     rows.add(3, 1, 1.5);
     rows.add(1, 2, 2.5);

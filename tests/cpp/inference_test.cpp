@@ -2,6 +2,8 @@
 #include "keel/common/error.hpp"
 #include "keel/inference/predictor.hpp"
 
+#include "support/expect_error.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,19 +15,9 @@
 using keel::Error;
 using keel::ErrorKind;
 using namespace keel::inference;
+using keel::testing::error_message;
 
 namespace {
-
-std::string error_of(auto&& fn, ErrorKind expected) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), expected) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "expected keel::Error";
-    return {};
-}
 
 Record base_record(std::vector<std::string> names) {
     Record r;
@@ -61,7 +53,6 @@ Record stump_record(const std::string& compare = "le") {
     r["node.default_left"] = RecordValue::of_ints({0, 0, 0, 1, 0, 0});
     return r;
 }
-
 
 // A random ensemble: leaves at mixed depths, splits on random features with random default
 // directions, trees alternating between two outputs. A tree `chain_depth` deep (a chain) is added
@@ -190,7 +181,7 @@ TEST(InferenceFormat, RoundTripsEveryValueType) {
 TEST(InferenceFormat, EveryTruncationIsCorrupt) {
     auto bytes = Predictor(linear_record()).to_bytes();
     for (size_t n = 0; n < bytes.size(); ++n) {
-        auto msg = error_of([&] { load_predictor(std::string_view(bytes).substr(0, n)); }, ErrorKind::Corrupt);
+        auto msg = error_message(ErrorKind::Corrupt, [&] { load_predictor(std::string_view(bytes).substr(0, n)); });
         EXPECT_NE(msg.find("truncated"), std::string::npos) << n << ": " << msg;
     }
 }
@@ -200,21 +191,21 @@ TEST(InferenceFormat, TamperedBytesAreCorrupt) {
     for (size_t i = 88; i < bytes.size(); i += 7) {
         auto copy = bytes;
         copy[i] ^= 0x20;
-        auto msg = error_of([&] { load_predictor(copy); }, ErrorKind::Corrupt);
+        auto msg = error_message(ErrorKind::Corrupt, [&] { load_predictor(copy); });
         EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
     }
     auto bad_magic = bytes;
     bad_magic[0] = 'X';
-    EXPECT_NE(error_of([&] { load_predictor(bad_magic); }, ErrorKind::Corrupt).find("magic"), std::string::npos);
+    EXPECT_NE(error_message(ErrorKind::Corrupt, [&] { load_predictor(bad_magic); }).find("magic"), std::string::npos);
     auto trailing = bytes + "x";
-    EXPECT_NE(error_of([&] { load_predictor(trailing); }, ErrorKind::Corrupt).find("trailing"), std::string::npos);
+    EXPECT_NE(error_message(ErrorKind::Corrupt, [&] { load_predictor(trailing); }).find("trailing"), std::string::npos);
 }
 
 TEST(InferenceFormat, FutureVersionIsCorrupt) {
     auto bytes = Predictor(linear_record()).to_bytes();
     uint32_t future = kFormatVersion + 1;
     std::memcpy(bytes.data() + 8, &future, 4);
-    auto msg = error_of([&] { load_predictor(bytes); }, ErrorKind::Corrupt);
+    auto msg = error_message(ErrorKind::Corrupt, [&] { load_predictor(bytes); });
     EXPECT_NE(msg.find("version 2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("upgrade Keel"), std::string::npos) << msg;
 }
@@ -223,7 +214,7 @@ TEST(InferenceFormat, ValidBytesWithAnInvalidModelAreCorrupt) {
     auto r = linear_record();
     r["linear.coef"] = RecordValue::of_reals({1.0});
     auto bytes = serialize_record(r);
-    auto msg = error_of([&] { load_predictor(bytes); }, ErrorKind::Corrupt);
+    auto msg = error_message(ErrorKind::Corrupt, [&] { load_predictor(bytes); });
     EXPECT_NE(msg.find("linear model"), std::string::npos) << msg;
 }
 
@@ -242,7 +233,7 @@ TEST(InferencePredictor, LinearSingleRowAndBatch) {
 TEST(InferencePredictor, MissingKeyNamesIt) {
     auto r = linear_record();
     r.erase("linear.intercept");
-    auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { Predictor p(r); });
     EXPECT_NE(msg.find("'linear.intercept'"), std::string::npos) << msg;
 }
 
@@ -349,7 +340,7 @@ TEST(InferencePredictor, CategoricalBitsetsSendListedCategoriesLeft) {
 TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
     auto r = stump_record();
     r["node.left"] = RecordValue::of_ints({1, -1, -1, 7, -1, -1});
-    EXPECT_NE(error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument).find("out of range"), std::string::npos);
+    EXPECT_NE(error_message(ErrorKind::InvalidArgument, [&] { Predictor p(r); }).find("out of range"), std::string::npos);
 }
 
 // Found by fuzz_predictor: a tree whose offsets end past the node arrays was walked out of bounds
@@ -357,7 +348,7 @@ TEST(InferencePredictor, RejectsCyclesAndOutOfRangeChildren) {
 TEST(InferencePredictor, RejectsTreeOffsetsPastTheNodes) {
     auto r = stump_record();
     r["tree.offsets"] = RecordValue::of_ints({0, 1000, 6});
-    auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { Predictor p(r); });
     EXPECT_NE(msg.find("tree 0 ends at node 1000 of 6"), std::string::npos) << msg;
 }
 
@@ -370,7 +361,7 @@ TEST(InferencePredictor, RejectsRawOutputCountsAndLeafWidthsTheLeavesCannotHold)
         r.erase("tree.base");
         r["tree.n_raw"] = RecordValue::of_ints({n_raw});
         r["tree.leaf_width"] = RecordValue::of_ints({width});
-        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        auto msg = error_message(ErrorKind::InvalidArgument, [&] { Predictor p(r); });
         EXPECT_NE(msg.find("do not fit its 6 leaf values"), std::string::npos) << n_raw << " x " << width << ": " << msg;
     }
 }
@@ -383,7 +374,7 @@ TEST(InferencePredictor, RejectsUnorderedCategoryOffsets) {
     r["cat.words"] = RecordValue::of_ints({1, 1});
     for (auto offsets : {std::vector<int64_t>{0, -5, 2}, std::vector<int64_t>{1, 0, 2}, std::vector<int64_t>{0, 3, 2}}) {
         r["cat.offsets"] = RecordValue::of_ints(offsets);
-        auto msg = error_of([&] { Predictor p(r); }, ErrorKind::InvalidArgument);
+        auto msg = error_message(ErrorKind::InvalidArgument, [&] { Predictor p(r); });
         EXPECT_NE(msg.find("category offsets do not cover the words"), std::string::npos) << msg;
     }
 }
@@ -430,13 +421,13 @@ TEST(InferencePredictor, OneHotAndScalingInFront) {
     p.predict_row(row, &out);
     EXPECT_DOUBLE_EQ(out, 202);
     double unknown[2] = {5, 10};
-    auto msg = error_of([&] { p.predict_row(unknown, &out); }, ErrorKind::InvalidArgument);
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { p.predict_row(unknown, &out); });
     EXPECT_NE(msg.find("column 'color' has the category 5"), std::string::npos) << msg;
     // The same error from a worker thread reaches the caller.
     std::vector<double> rows(2 * 5000, 2.0);
     rows[2 * 4321] = 9;
     std::vector<double> outs(5000);
-    error_of([&] { p.predict(rows.data(), 5000, outs.data(), 2); }, ErrorKind::InvalidArgument);
+    error_message(ErrorKind::InvalidArgument, [&] { p.predict(rows.data(), 5000, outs.data(), 2); });
 }
 
 TEST(InferencePredictor, RecommendSkipsOwnedItems) {
@@ -453,15 +444,15 @@ TEST(InferencePredictor, RecommendSkipsOwnedItems) {
     EXPECT_EQ(rec.items, (std::vector<int64_t>{2, 1, 0, 1}));
     EXPECT_EQ(rec.scores, (std::vector<double>{3, 2, -1, -2}));
     int64_t bad = 5;
-    error_of([&] { p.recommend(&bad, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
+    error_message(ErrorKind::InvalidArgument, [&] { p.recommend(&bad, 1, 2, nullptr, nullptr, 1); });
     Predictor lin(linear_record());
-    error_of([&] { lin.recommend(users, 1, 2, nullptr, nullptr, 1); }, ErrorKind::InvalidArgument);
+    error_message(ErrorKind::InvalidArgument, [&] { lin.recommend(users, 1, 2, nullptr, nullptr, 1); });
     // Indices beyond int64 are refused before any conversion (found by fuzz_predictor: the cast of
     // 1e300 to int64 was undefined behaviour).
     double huge[2] = {1e300, 0}, out = 0;
-    auto msg = error_of([&] { p.predict_row(huge, &out); }, ErrorKind::InvalidArgument);
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { p.predict_row(huge, &out); });
     EXPECT_NE(msg.find("user index 1e+300 is out of range"), std::string::npos) << msg;
     double negative_item[2] = {0, -1e300};
-    msg = error_of([&] { p.predict_row(negative_item, &out); }, ErrorKind::InvalidArgument);
+    msg = error_message(ErrorKind::InvalidArgument, [&] { p.predict_row(negative_item, &out); });
     EXPECT_NE(msg.find("item index -1e+300 is out of range"), std::string::npos) << msg;
 }

@@ -71,13 +71,17 @@ void expect_has(const std::string& msg, const std::string& needle) {
 
 const char* kLoop = "function() while true do end end";
 
+// Each test gets its own plugins/ folder and a host with the short limits above.
+struct PluginHostile : ::testing::Test {
+    PluginDir d;
+    Host host{hostile_limits()};
+};
+
 } // namespace
 
 // --- 4. Message handlers and protected calls ----------------------------------------------------
 
-TEST(PluginHostile, XpcallHandlerThatLoopsAfterALoopIsStopped) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, XpcallHandlerThatLoopsAfterALoopIsStopped) {
     // The original hang: the budget error is raised inside the hook, where Lua runs the handler with
     // hooks off.
     auto msg = hostile(d, host, "xp_loop.lua", std::string("return xpcall(") + kLoop + ", " + kLoop + ")");
@@ -85,16 +89,12 @@ TEST(PluginHostile, XpcallHandlerThatLoopsAfterALoopIsStopped) {
     expect_has(msg, "instruction budget");
 }
 
-TEST(PluginHostile, XpcallHandlerThatLoopsAfterAnErrorIsStopped) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, XpcallHandlerThatLoopsAfterAnErrorIsStopped) {
     auto msg = hostile(d, host, "xp_err.lua", std::string("return xpcall(function() error('x') end, ") + kLoop + ")");
     expect_has(msg, "instruction budget");
 }
 
-TEST(PluginHostile, BudgetCannotBeCaughtByAHandlerOrPcall) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, BudgetCannotBeCaughtByAHandlerOrPcall) {
     auto msg = hostile(d, host, "xp_catch.lua",
                        std::string("local ok = xpcall(") + kLoop + ", function() return 'caught' end)\n"
                        "while true do end");
@@ -106,9 +106,7 @@ TEST(PluginHostile, BudgetCannotBeCaughtByAHandlerOrPcall) {
     expect_has(msg3, "instruction budget");
 }
 
-TEST(PluginHostile, HandlerThatErrorsRecursivelyReturns) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, HandlerThatErrorsRecursivelyReturns) {
     // A handler that fails: xpcall returns false and the handler's error, as data.
     auto p = d.write("xp_rec.lua",
                      "function route()\n"
@@ -138,16 +136,12 @@ TEST(PluginHostile, HandlerThatErrorsRecursivelyReturns) {
     EXPECT_EQ(host.call(r, "route", {}).number(), 42);
 }
 
-TEST(PluginHostile, CoroutinesAreNotReachable) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, CoroutinesAreNotReachable) {
     auto msg = hostile(d, host, "co.lua", std::string("return coroutine.wrap(") + kLoop + ")()");
     expect_has(msg, "unknown global 'coroutine'");
 }
 
-TEST(PluginHostile, ErrorObjectsWithLoopingMetamethods) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, ErrorObjectsWithLoopingMetamethods) {
     // The host never runs an error object's metamethods...
     auto msg = hostile(d, host, "errobj.lua",
                        std::string("error(setmetatable({}, {__tostring = ") + kLoop + ", __index = " + kLoop +
@@ -168,9 +162,7 @@ TEST(PluginHostile, ErrorObjectsWithLoopingMetamethods) {
 
 // --- 5. Work inside C functions ------------------------------------------------------------------
 
-TEST(PluginHostile, BacktrackingPatternsAreRefusedByTheirCost) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, BacktrackingPatternsAreRefusedByTheirCost) {
     auto msg = hostile(d, host, "pat.lua", "return string.find(string.rep('a', 200), '.-.-.-.-b')");
     expect_has(msg, "pat.lua:2");
     expect_has(msg, "string.find");
@@ -186,9 +178,7 @@ TEST(PluginHostile, BacktrackingPatternsAreRefusedByTheirCost) {
                "instruction budget");
 }
 
-TEST(PluginHostile, EverydayPatternsStillWork) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, EverydayPatternsStillWork) {
     auto p = d.write("pat_ok.lua",
                      "function route(ua)\n"
                      "  local trimmed = ua:match('^%s*(.-)%s*$')\n"
@@ -208,9 +198,7 @@ TEST(PluginHostile, EverydayPatternsStillWork) {
     EXPECT_TRUE(std::get<bool>(v.find("mobile")->data));
 }
 
-TEST(PluginHostile, StringRepAndTableFunctionsAreBounded) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, StringRepAndTableFunctionsAreBounded) {
     // rep of nothing is nothing, however many times.
     auto p = d.write("rep_empty.lua", "function route() return string.rep('', 2^40) .. string.rep('', 2^40, '') end\n");
     auto t0 = std::chrono::steady_clock::now();
@@ -226,9 +214,7 @@ TEST(PluginHostile, StringRepAndTableFunctionsAreBounded) {
     expect_has(hostile(d, host, "sort.lua", "table.sort(" + fake + ")"), "table.sort");
 }
 
-TEST(PluginHostile, RepeatedLinearWorkIsCharged) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, RepeatedLinearWorkIsCharged) {
     const std::string big = "local s = string.rep('7', 1000000)\n";
     expect_has(hostile(d, host, "concat_loop.lua", big + "while true do local t = s .. 'y' end"), "instruction budget");
     expect_has(hostile(d, host, "upper_loop.lua", big + "while true do s:upper() end"), "instruction budget");
@@ -238,28 +224,23 @@ TEST(PluginHostile, RepeatedLinearWorkIsCharged) {
     expect_has(hostile(d, host, "sub_loop.lua", big + "while true do s:sub(2) end"), "instruction budget");
 }
 
-TEST(PluginHostile, SlowInstructionsHitTheTimeLimit) {
-    PluginDir d;
+TEST_F(PluginHostile, SlowInstructionsHitTheTimeLimit) {
     Limits l = hostile_limits();
     l.call_instructions = 1'000'000'000;  // the budget alone would allow hours of string compares
-    Host host(l);
-    auto msg = hostile(d, host, "compare.lua",
+    Host slow_host(l);
+    auto msg = hostile(d, slow_host, "compare.lua",
                        "local a, b = string.rep('x', 1000000) .. 'a', string.rep('x', 1000000) .. 'b'\n"
                        "local n = 0\n"
                        "while true do if a < b then n = n + 1 end end");
     expect_has(msg, "time limit of 300 ms");
 }
 
-TEST(PluginHostile, ResultsSharingTablesCannotExplode) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, ResultsSharingTablesCannotExplode) {
     auto msg = hostile(d, host, "dag.lua", "local t = {}\nfor i = 1, 30 do t = {t, t} end\nreturn t");
     expect_has(msg, "more than 1000000 values");
 }
 
-TEST(PluginHostile, RoutingFallsBackWithinTheBound) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, RoutingFallsBackWithinTheBound) {
     auto path = d.write("route_xp.lua", std::string("function route(req, ctx)\n"
                                                     "  if req.mode == 'xp' then xpcall(") +
                                             kLoop + ", " + kLoop + ") end\n"
@@ -284,9 +265,7 @@ TEST(PluginHostile, RoutingFallsBackWithinTheBound) {
 
 // --- 7. require stays under plugins/ ---------------------------------------------------------
 
-TEST(PluginHostile, RequireComparesResolvedPathsComponentByComponent) {
-    PluginDir d;
-    Host host(hostile_limits());
+TEST_F(PluginHostile, RequireComparesResolvedPathsComponentByComponent) {
     // plugins_evil/ starts with "plugins": a string-prefix check let a link to it through.
     fs::create_directories(d.root / "plugins_evil");
     std::ofstream(d.root / "plugins_evil" / "x.lua") << "return 'escaped'\n";

@@ -2,6 +2,7 @@
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 
+#include "support/expect_error.hpp"
 #include "support/plugin_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@ using keel::plugins::Host;
 using keel::plugins::Limits;
 using keel::plugins::Value;
 
+using keel::testing::error_message;
 using keel::testing::PluginDir;
 
 namespace {
@@ -34,19 +36,18 @@ Limits test_limits() {
 
 // Runs route() of a plugin whose body is `body`, expecting a PluginError containing `needle`.
 std::string plugin_error(Host& host, const std::string& path) {
-    try {
-        host.call(path, "route", {});
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::PluginError) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "expected a PluginError from " << path;
-    return "";
+    return error_message(ErrorKind::PluginError, [&] { host.call(path, "route", {}); });
 }
 
 std::string escape(PluginDir& d, Host& host, const std::string& name, const std::string& body) {
     return plugin_error(host, d.write(name, "function route(req, ctx)\n" + body + "\nend\n"));
 }
+
+// Each sandbox test gets its own plugins/ folder and a host with the limits above.
+struct PluginSandbox : ::testing::Test {
+    PluginDir d;
+    Host host{test_limits()};
+};
 
 } // namespace
 
@@ -61,17 +62,13 @@ TEST(PluginHost, CallsAFunctionAndConvertsValues) {
     EXPECT_EQ(out.find("s")->str(), "ok");
 }
 
-TEST(PluginSandbox, IoIsRefused) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, IoIsRefused) {
     auto msg = escape(d, host, "io.lua", "return io.open('/etc/passwd')");
     EXPECT_NE(msg.find("unknown global 'io'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("io.lua:2"), std::string::npos) << msg;
 }
 
-TEST(PluginSandbox, OsExecuteIsRefusedButTimeWorks) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, OsExecuteIsRefusedButTimeWorks) {
     auto msg = escape(d, host, "os.lua", "return os.execute('true')");
     EXPECT_NE(msg.find("os.lua:2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("call a nil value (field 'execute')"), std::string::npos) << msg;
@@ -79,49 +76,34 @@ TEST(PluginSandbox, OsExecuteIsRefusedButTimeWorks) {
     EXPECT_TRUE(std::get<bool>(host.call(p, "route", {}).data));
 }
 
-TEST(PluginSandbox, LoadDofileLoadfileAreRefused) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, LoadDofileLoadfileAreRefused) {
     for (std::string fn : {"load", "dofile", "loadfile", "loadstring", "debug", "collectgarbage", "coroutine"}) {
         auto msg = escape(d, host, fn + ".lua", "return " + fn);
         EXPECT_NE(msg.find("unknown global '" + fn + "'"), std::string::npos) << msg;
     }
 }
 
-TEST(PluginSandbox, BytecodeFilesAreRefused) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, BytecodeFilesAreRefused) {
     auto p = d.write("binary.lua", std::string("\x1bLua\x54\x00garbage", 12));
-    try {
-        host.load(p, "route");
-        FAIL() << "bytecode was loaded";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::PluginError);
-        EXPECT_NE(std::string(e.what()).find("binary chunk"), std::string::npos) << e.what();
-    }
+    auto msg = error_message(ErrorKind::PluginError, [&] { host.load(p, "route"); });
+    EXPECT_NE(msg.find("binary chunk"), std::string::npos) << msg;
 }
 
-TEST(PluginSandbox, StringDumpIsGone) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, StringDumpIsGone) {
     auto msg = escape(d, host, "dump.lua", "return string.dump(route)");
     EXPECT_NE(msg.find("dump"), std::string::npos) << msg;
     auto msg2 = escape(d, host, "dump2.lua", "return ('x').dump(route)");
     EXPECT_NE(msg2.find("dump"), std::string::npos) << msg2;
 }
 
-TEST(PluginSandbox, StringMetatableIsHidden) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, StringMetatableIsHidden) {
     auto p = d.write("strmeta.lua", "function route() return getmetatable('') end\n");
     EXPECT_FALSE(std::get<bool>(host.call(p, "route", {}).data));
     auto msg = escape(d, host, "strmeta2.lua", "setmetatable('', {__index = function() return 1 end})");
     EXPECT_NE(msg.find("table expected"), std::string::npos) << msg;
 }
 
-TEST(PluginSandbox, RequireOnlyUnderPlugins) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, RequireOnlyUnderPlugins) {
     d.write("lib/helper.lua", "return {twice = function(x) return 2 * x end}\n");
     auto ok = d.write("req.lua", "local h = require('lib.helper')\nfunction route() return h.twice(21) end\n");
     EXPECT_EQ(host.call(ok, "route", {}).number(), 42);
@@ -136,9 +118,7 @@ TEST(PluginSandbox, RequireOnlyUnderPlugins) {
     EXPECT_NE(msg.find("outside"), std::string::npos) << msg;
 }
 
-TEST(PluginSandbox, EnvTricksStayInsideThePlugin) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, EnvTricksStayInsideThePlugin) {
     // rawset on _ENV only writes the plugin's own globals; the real ones stay unreachable.
     auto p = d.write("env.lua",
                      "function route()\n"
@@ -157,9 +137,7 @@ TEST(PluginSandbox, EnvTricksStayInsideThePlugin) {
     EXPECT_NE(gc.find("__gc"), std::string::npos) << gc;
 }
 
-TEST(PluginSandbox, InfiniteLoopIsStoppedWithFileAndLine) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, InfiniteLoopIsStoppedWithFileAndLine) {
     auto msg = escape(d, host, "loop.lua", "while true do end");
     EXPECT_NE(msg.find("loop.lua:2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("instruction budget"), std::string::npos) << msg;
@@ -171,39 +149,30 @@ TEST(PluginSandbox, InfiniteLoopIsStoppedWithFileAndLine) {
     EXPECT_EQ(host.call(ok, "route", {}).str(), "ok");
 }
 
-TEST(PluginSandbox, LoadingHasATighterBudget) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, LoadingHasATighterBudget) {
     auto p = d.write("slowload.lua", "for i = 1, 80000 do end\nfunction route() return 1 end\n");
-    try {
-        host.load(p, "route");
-        FAIL() << "a slow top level was accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("instruction budget of 50000"), std::string::npos) << e.what();
-    }
+    auto msg = error_message(ErrorKind::PluginError, [&] { host.load(p, "route"); });
+    EXPECT_NE(msg.find("instruction budget of 50000"), std::string::npos) << msg;
 }
 
-TEST(PluginSandbox, MemoryBombIsStoppedAndTheHostRecovers) {
-    PluginDir d;
+TEST_F(PluginSandbox, MemoryBombIsStoppedAndTheHostRecovers) {
     Limits l = test_limits();
     l.call_instructions = 100'000'000;  // allocation is charged to the budget: let the cap hit first
-    Host host(l);
-    auto msg = escape(d, host, "bomb.lua", "local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end");
+    Host bomb_host(l);
+    auto msg = escape(d, bomb_host, "bomb.lua", "local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end");
     EXPECT_NE(msg.find("memory cap of 8 MiB"), std::string::npos) << msg;
     EXPECT_NE(msg.find("bomb.lua:3"), std::string::npos) << msg;
-    auto msg2 = escape(d, host, "strbomb.lua", "return string.rep('x', 1 << 30)");
+    auto msg2 = escape(d, bomb_host, "strbomb.lua", "return string.rep('x', 1 << 30)");
     EXPECT_NE(msg2.find("per-string limit"), std::string::npos) << msg2;
     // A bomb that keeps its garbage alive in a global: the state is rebuilt before the next use.
-    auto msg3 = escape(d, host, "keep.lua", "big = {}\nfor i = 1, 1e9 do big[i] = string.rep('y', 4096) .. i end");
+    auto msg3 = escape(d, bomb_host, "keep.lua", "big = {}\nfor i = 1, 1e9 do big[i] = string.rep('y', 4096) .. i end");
     EXPECT_NE(msg3.find("memory cap"), std::string::npos) << msg3;
     auto ok = d.write("fine.lua", "function route() return 'ok' end\n");
-    EXPECT_EQ(host.call(ok, "route", {}).str(), "ok");
-    EXPECT_LT(host.memory_used(), size_t(2) << 20);
+    EXPECT_EQ(bomb_host.call(ok, "route", {}).str(), "ok");
+    EXPECT_LT(bomb_host.memory_used(), size_t(2) << 20);
 }
 
-TEST(PluginSandbox, UnknownGlobalReadNamesIt) {
-    PluginDir d;
-    Host host(test_limits());
+TEST_F(PluginSandbox, UnknownGlobalReadNamesIt) {
     auto msg = escape(d, host, "typo.lua", "return varaints");
     EXPECT_NE(msg.find("unknown global 'varaints'"), std::string::npos) << msg;
 }

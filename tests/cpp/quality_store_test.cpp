@@ -5,26 +5,23 @@
 #include "keel/plugins/quality_store.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/expect_error.hpp"
+#include "support/workspace_test.hpp"
+
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <unistd.h>
 
-namespace fs = std::filesystem;
 using keel::Error;
 using keel::ErrorKind;
 using namespace keel::plugins;
+using keel::testing::error_message;
 
 namespace {
 
 constexpr const char* kView = "feature_view:activity";
 
-struct QualityStoreTest : ::testing::Test {
-    fs::path dir = fs::temp_directory_path() / ("keel-quality-store-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+struct QualityStoreTest : keel::testing::WorkspaceTest {
     QualityStore store{*ws};
-    ~QualityStoreTest() override { fs::remove_all(dir); }
 
     std::string data_issues_tag(const std::string& ref) {
         auto node = keel::lineage::Graph(*ws).find_node(ref);
@@ -65,24 +62,15 @@ TEST_F(QualityStoreTest, RulesRoundTripAndRemovedOnesAreGone) {
     store.remove_rule(kView, a);
     ASSERT_EQ(store.rules(kView).size(), 1u);
     EXPECT_EQ(store.rules(kView)[0].id, b);
-    try {
-        store.remove_rule(kView, a);
-        ADD_FAILURE() << "a removed rule was removed twice";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::NotFound);
-        EXPECT_STREQ(e.what(), fmt::format("feature_view:activity has no rule {}", a).c_str());
-    }
+    EXPECT_EQ(error_message(ErrorKind::NotFound, [&] { store.remove_rule(kView, a); }),
+              fmt::format("feature_view:activity has no rule {}", a));
     EXPECT_THROW(store.remove_rule("feature_view:other", b), Error);  // another target's id
 }
 
 TEST_F(QualityStoreTest, AnUnknownSeverityIsRefusedAndNothingIsSaved) {
-    try {
-        store.add_rule(kView, "plugins/quality/range.lua", "{}", "fatal", "");
-        ADD_FAILURE() << "severity 'fatal' was accepted";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
-        EXPECT_STREQ(e.what(), "severity 'fatal' must be 'error' or 'warn'");
-    }
+    EXPECT_EQ(error_message(ErrorKind::InvalidArgument,
+                            [&] { store.add_rule(kView, "plugins/quality/range.lua", "{}", "fatal", ""); }),
+              "severity 'fatal' must be 'error' or 'warn'");
     EXPECT_TRUE(store.rules(kView).empty());
 }
 
@@ -180,13 +168,8 @@ TEST_F(QualityStoreTest, IssuesReachEverythingDownstreamAndCloseByHandOnce) {
     DataIssue closed = store.close_issue(opened.opened[0].id);
     EXPECT_TRUE(closed.closed_at);
     EXPECT_TRUE(store.issues_affecting("model:churn/1").empty());
-    try {
-        store.close_issue(opened.opened[0].id);
-        ADD_FAILURE() << "a closed issue was closed twice";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::NotFound);
-        EXPECT_STREQ(e.what(), fmt::format("data issue {} is not open", opened.opened[0].id).c_str());
-    }
+    EXPECT_EQ(error_message(ErrorKind::NotFound, [&] { store.close_issue(opened.opened[0].id); }),
+              fmt::format("data issue {} is not open", opened.opened[0].id));
 }
 
 TEST_F(QualityStoreTest, ReferenceProfilesRoundTripAndAreReplaced) {

@@ -7,6 +7,9 @@
 #include "keel/storage/workspace.hpp"
 #include "keel/tracking/tracker.hpp"
 
+#include "support/expect_error.hpp"
+#include "support/workspace_test.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -20,13 +23,11 @@ namespace fs = std::filesystem;
 using keel::Error;
 using keel::ErrorKind;
 using namespace keel::registry;
+using keel::testing::thrown_error;
 
 namespace {
 
-struct RegistryTest : ::testing::Test {
-    fs::path dir = fs::temp_directory_path() / ("keel-registry-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+struct RegistryTest : keel::testing::WorkspaceTest {
     Registry reg{*ws};
     std::string digest = ws->artifacts().put_bytes("model bytes");
     std::string run_id = keel::tracking::Tracker(*ws).start_run({}).id; // a source run that exists
@@ -35,20 +36,7 @@ struct RegistryTest : ::testing::Test {
         if (run.empty()) run = run_id;
         return reg.register_version(name, NewVersion{.digest = digest, .run_id = run});
     }
-    ~RegistryTest() override { fs::remove_all(dir); }
 };
-
-// Runs fn and returns the error it throws; fails the test when it throws nothing.
-template <typename Fn>
-Error error_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e;
-    }
-    ADD_FAILURE() << "no keel::Error thrown";
-    return Error(ErrorKind::Internal, "");
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -65,7 +53,7 @@ TEST(ModelRef, ParsesTheThreeShapes) {
     EXPECT_EQ(ModelRef::parse("churn@champion").str(), "churn@champion");
     for (const char* bad : {"", "/3", "churn/", "churn/x", "churn/0", "churn/-1", "churn@", "churn/3@champion",
                             "ch urn", "churn@cham pion", "@x"}) {
-        auto e = error_of([&] { ModelRef::parse(bad); });
+        auto e = thrown_error([&] { ModelRef::parse(bad); });
         EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << bad;
         EXPECT_TRUE(contains(e.what(), "'" + std::string(bad) + "'")) << e.what();
     }
@@ -75,7 +63,7 @@ TEST(Stage, ParsesCaseInsensitively) {
     EXPECT_EQ(parse_stage("production"), Stage::Production);
     EXPECT_EQ(parse_stage("Staging"), Stage::Staging);
     EXPECT_EQ(stage_name(Stage::Archived), "Archived");
-    auto e = error_of([] { parse_stage("prod"); });
+    auto e = thrown_error([] { parse_stage("prod"); });
     EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
     EXPECT_TRUE(contains(e.what(), "'prod'"));
 }
@@ -86,11 +74,11 @@ TEST_F(RegistryTest, CreateModelAndDuplicates) {
     EXPECT_EQ(m.owner, "growth");
     EXPECT_EQ(m.tags.at("team"), "g");
     EXPECT_FALSE(m.latest_version);
-    auto dup = error_of([&] { reg.create_model("churn"); });
+    auto dup = thrown_error([&] { reg.create_model("churn"); });
     EXPECT_EQ(dup.kind(), ErrorKind::AlreadyExists);
     EXPECT_TRUE(contains(dup.what(), "'churn'"));
-    EXPECT_EQ(error_of([&] { reg.create_model("a/b"); }).kind(), ErrorKind::InvalidArgument);
-    auto missing = error_of([&] { reg.model("nope"); });
+    EXPECT_EQ(thrown_error([&] { reg.create_model("a/b"); }).kind(), ErrorKind::InvalidArgument);
+    auto missing = thrown_error([&] { reg.model("nope"); });
     EXPECT_EQ(missing.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(missing.what(), "'nope'"));
 }
@@ -120,7 +108,7 @@ TEST_F(RegistryTest, VersionsCountUpPerModel) {
 }
 
 TEST_F(RegistryTest, RegisterNeedsAStoredArtifact) {
-    auto e = error_of([&] { reg.register_version("churn", NewVersion{.digest = std::string(64, 'a')}); });
+    auto e = thrown_error([&] { reg.register_version("churn", NewVersion{.digest = std::string(64, 'a')}); });
     EXPECT_EQ(e.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(e.what(), std::string(64, 'a')));
     EXPECT_FALSE(reg.find_model("churn")); // nothing half-written
@@ -141,19 +129,19 @@ TEST_F(RegistryTest, ResolveRefs) {
     EXPECT_EQ(champion.aliases, std::vector<std::string>{"champion"});
     EXPECT_EQ(reg.load_artifact("churn@champion"), "model bytes");
 
-    auto no_version = error_of([&] { reg.resolve("churn/7"); });
+    auto no_version = thrown_error([&] { reg.resolve("churn/7"); });
     EXPECT_EQ(no_version.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(no_version.what(), "'churn/7'")) << no_version.what();
     EXPECT_TRUE(contains(no_version.what(), "versions 1 to 2")) << no_version.what();
-    auto no_alias = error_of([&] { reg.resolve("churn@challenger"); });
+    auto no_alias = thrown_error([&] { reg.resolve("churn@challenger"); });
     EXPECT_EQ(no_alias.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(no_alias.what(), "'churn@challenger'")) << no_alias.what();
     EXPECT_TRUE(contains(no_alias.what(), "champion")) << no_alias.what();
-    auto no_model = error_of([&] { reg.resolve("ltv@champion"); });
+    auto no_model = thrown_error([&] { reg.resolve("ltv@champion"); });
     EXPECT_EQ(no_model.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(no_model.what(), "'ltv'"));
     reg.create_model("empty");
-    EXPECT_EQ(error_of([&] { reg.resolve("empty"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { reg.resolve("empty"); }).kind(), ErrorKind::NotFound);
 }
 
 TEST_F(RegistryTest, AliasesMoveAndDeleteWithEvents) {
@@ -166,11 +154,11 @@ TEST_F(RegistryTest, AliasesMoveAndDeleteWithEvents) {
     EXPECT_TRUE(reg.version("churn", 1).aliases.empty());
     EXPECT_EQ(reg.model("churn").aliases.at("champion"), 2);
     reg.delete_alias("churn", "champion");
-    EXPECT_EQ(error_of([&] { reg.resolve("churn@champion"); }).kind(), ErrorKind::NotFound);
-    EXPECT_EQ(error_of([&] { reg.delete_alias("churn", "champion"); }).kind(), ErrorKind::NotFound);
-    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "champion", 9); }).kind(), ErrorKind::NotFound);
-    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "latest", 1); }).kind(), ErrorKind::InvalidArgument);
-    EXPECT_EQ(error_of([&] { reg.set_alias("churn", "3", 1); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(thrown_error([&] { reg.resolve("churn@champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { reg.delete_alias("churn", "champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { reg.set_alias("churn", "champion", 9); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { reg.set_alias("churn", "latest", 1); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(thrown_error([&] { reg.set_alias("churn", "3", 1); }).kind(), ErrorKind::InvalidArgument);
 
     auto events = reg.events("churn");
     ASSERT_EQ(events.size(), 3u);
@@ -209,11 +197,11 @@ TEST_F(RegistryTest, StagesArchiveThePreviousProduction) {
     EXPECT_EQ(events[3].to, "Archived");
     EXPECT_EQ(events[4].subject, "2");
     EXPECT_EQ(reg.events().size(), 5u);
-    EXPECT_EQ(error_of([&] { reg.transition_stage("churn", 4, Stage::Staging); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { reg.transition_stage("churn", 4, Stage::Staging); }).kind(), ErrorKind::NotFound);
 }
 
 TEST_F(RegistryTest, SourceRunMustExist) {
-    auto e = error_of([&] { reg.register_version("churn", NewVersion{.digest = digest, .run_id = "nope"}); });
+    auto e = thrown_error([&] { reg.register_version("churn", NewVersion{.digest = digest, .run_id = "nope"}); });
     EXPECT_EQ(e.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(e.what(), "'nope'")) << e.what();
     EXPECT_FALSE(reg.find_model("churn")); // nothing half-written
@@ -276,7 +264,7 @@ TEST_F(RegistryTest, TamperedArtifactIsCorruptOnLoad) {
         f.seekp(0);
         f.put('X');
     }
-    auto e = error_of([&] { reg.load_artifact("churn/1"); });
+    auto e = thrown_error([&] { reg.load_artifact("churn/1"); });
     EXPECT_EQ(e.kind(), ErrorKind::Corrupt);
     EXPECT_TRUE(contains(e.what(), v.digest)) << e.what();
     EXPECT_EQ(reg.resolve("churn/1").digest, v.digest); // metadata still resolves
@@ -309,18 +297,18 @@ TEST_F(RegistryTest, LineageRefsResolveAliasesNowAndAsOfAPastTime) {
     for (const char* plain : {"model:churn/1", "model:churn", "run:abc", "feature_view:fv"})
         EXPECT_EQ(resolve_lineage_ref(reg, plain), plain);
 
-    auto deleted = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion"); });
+    auto deleted = thrown_error([&] { resolve_lineage_ref(reg, "model:churn@champion"); });
     EXPECT_EQ(deleted.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(deleted.what(), "challenger")) << deleted.what(); // names the aliases there are
-    auto not_yet = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion", before_alias); });
+    auto not_yet = thrown_error([&] { resolve_lineage_ref(reg, "model:churn@champion", before_alias); });
     EXPECT_EQ(not_yet.kind(), ErrorKind::NotFound);
     EXPECT_TRUE(contains(not_yet.what(), "not set yet")) << not_yet.what();
-    auto gone = error_of([&] { resolve_lineage_ref(reg, "model:churn@champion", keel::now_ms()); });
+    auto gone = thrown_error([&] { resolve_lineage_ref(reg, "model:churn@champion", keel::now_ms()); });
     EXPECT_TRUE(contains(gone.what(), "deleted")) << gone.what();
-    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:churn@nobody", on_one); }).kind(), ErrorKind::NotFound);
-    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:ltv@champion"); }).kind(), ErrorKind::NotFound);
-    EXPECT_EQ(error_of([&] { resolve_lineage_ref(reg, "model:churn@bad alias"); }).kind(),
+    EXPECT_EQ(thrown_error([&] { resolve_lineage_ref(reg, "model:churn@nobody", on_one); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { resolve_lineage_ref(reg, "model:ltv@champion"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { resolve_lineage_ref(reg, "model:churn@bad alias"); }).kind(),
               ErrorKind::InvalidArgument);
-    auto early = error_of([&] { resolve_lineage_ref(reg, "model:churn@latest", 1); });
+    auto early = thrown_error([&] { resolve_lineage_ref(reg, "model:churn@latest", 1); });
     EXPECT_TRUE(contains(early.what(), "no versions yet")) << early.what();
 }

@@ -6,6 +6,9 @@
 #include "keel/tracking/filter.hpp"
 #include "keel/tracking/tracker.hpp"
 
+#include "support/expect_error.hpp"
+#include "support/workspace_test.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,15 +23,12 @@ namespace fs = std::filesystem;
 using keel::Error;
 using keel::ErrorKind;
 using namespace keel::tracking;
+using keel::testing::thrown_error;
 
 namespace {
 
-struct TrackingTest : ::testing::Test {
-    fs::path dir = fs::temp_directory_path() / ("keel-tracking-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::shared_ptr<keel::storage::Workspace> ws = keel::storage::Workspace::open(dir);
+struct TrackingTest : keel::testing::WorkspaceTest {
     Tracker tracker{*ws};
-    ~TrackingTest() override { fs::remove_all(dir); }
 
     RunInfo start(std::string experiment = "exp", std::string name = "") {
         NewRun spec;
@@ -37,17 +37,6 @@ struct TrackingTest : ::testing::Test {
         return tracker.start_run(spec);
     }
 };
-
-template <typename F>
-Error expect_error(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e;
-    }
-    ADD_FAILURE() << "expected a keel::Error";
-    return Error(ErrorKind::Internal, "none");
-}
 
 std::vector<std::string> names(const std::vector<Run>& runs) {
     std::vector<std::string> out;
@@ -79,16 +68,16 @@ TEST(Filter, ParsesTermsOfEveryEntity) {
 }
 
 TEST(Filter, MalformedFilterNamesPositionAndToken) {
-    auto e = expect_error([] { parse_filter("metrics.auc >> 0.8"); });
+    auto e = thrown_error([] { parse_filter("metrics.auc >> 0.8"); });
     EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
     EXPECT_NE(std::string(e.what()).find("position 14 (token '>')"), std::string::npos) << e.what();
-    e = expect_error([] { parse_filter("params.lr = 0.1"); });
+    e = thrown_error([] { parse_filter("params.lr = 0.1"); });
     EXPECT_NE(std::string(e.what()).find("position 13 (token '0.1')"), std::string::npos) << e.what();
-    e = expect_error([] { parse_filter("metrics.auc > 1 and"); });
+    e = thrown_error([] { parse_filter("metrics.auc > 1 and"); });
     EXPECT_NE(std::string(e.what()).find("<end of filter>"), std::string::npos) << e.what();
-    e = expect_error([] { parse_filter("bogus = '1'"); });
+    e = thrown_error([] { parse_filter("bogus = '1'"); });
     EXPECT_NE(std::string(e.what()).find("token 'bogus'"), std::string::npos) << e.what();
-    e = expect_error([] { parse_order_key("metrics.auc UP"); });
+    e = thrown_error([] { parse_order_key("metrics.auc UP"); });
     EXPECT_NE(std::string(e.what()).find("token 'UP'"), std::string::npos) << e.what();
     auto k = parse_order_key("metrics.auc desc");
     EXPECT_EQ(k.entity, Entity::Metric);
@@ -103,8 +92,8 @@ TEST_F(TrackingTest, RunLifecycle) {
     EXPECT_EQ(ended.status, "FAILED");
     EXPECT_EQ(ended.error.value_or(""), "boom");
     EXPECT_TRUE(ended.end_time.has_value());
-    EXPECT_EQ(expect_error([&] { tracker.end_run(run.id, "DONE"); }).kind(), ErrorKind::InvalidArgument);
-    auto e = expect_error([&] { tracker.get_run("feedface"); });
+    EXPECT_EQ(thrown_error([&] { tracker.end_run(run.id, "DONE"); }).kind(), ErrorKind::InvalidArgument);
+    auto e = thrown_error([&] { tracker.get_run("feedface"); });
     EXPECT_EQ(e.kind(), ErrorKind::NotFound);
     EXPECT_NE(std::string(e.what()).find("feedface"), std::string::npos);
     ASSERT_EQ(tracker.experiments().size(), 1u);
@@ -115,7 +104,7 @@ TEST_F(TrackingTest, ParamsAreImmutable) {
     auto run = start();
     tracker.log_param(run.id, "lr", "0.1");
     tracker.log_param(run.id, "lr", "0.1");
-    auto e = expect_error([&] { tracker.log_param(run.id, "lr", "0.2"); });
+    auto e = thrown_error([&] { tracker.log_param(run.id, "lr", "0.2"); });
     EXPECT_EQ(e.kind(), ErrorKind::Conflict);
     std::string msg = e.what();
     EXPECT_NE(msg.find("'lr'"), std::string::npos);
@@ -147,7 +136,7 @@ TEST_F(TrackingTest, MetricsKeepHistoryLatestAndNonFinite) {
     EXPECT_DOUBLE_EQ(tracker.get_run(run.id).metrics.at("curve"), 2.0);
     EXPECT_EQ(tracker.metric_history(run.id, "curve").size(), 3u);
     std::vector<int64_t> bad_steps{1};
-    EXPECT_EQ(expect_error([&] { tracker.log_metrics(run.id, key, values, bad_steps); }).kind(),
+    EXPECT_EQ(thrown_error([&] { tracker.log_metrics(run.id, key, values, bad_steps); }).kind(),
               ErrorKind::InvalidArgument);
 }
 
@@ -175,7 +164,7 @@ TEST_F(TrackingTest, SearchFiltersOrdersAndLoadsPage) {
     q.order_by = {"metrics.auc"};
     EXPECT_EQ(names(tracker.search(q)), (std::vector<std::string>{"r2", "r3"}));
     q.experiments = {"missing"};
-    EXPECT_EQ(expect_error([&] { tracker.search(q); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { tracker.search(q); }).kind(), ErrorKind::NotFound);
     SearchQuery all;
     EXPECT_EQ(tracker.search(all).size(), 7u);
 }
@@ -209,7 +198,7 @@ TEST_F(TrackingTest, ArtifactsAndLineage) {
     }
     EXPECT_TRUE(artifact);
     EXPECT_TRUE(experiment);
-    EXPECT_EQ(expect_error([&] { tracker.log_artifact(run.id, dir / "missing"); }).kind(), ErrorKind::NotFound);
+    EXPECT_EQ(thrown_error([&] { tracker.log_artifact(run.id, dir / "missing"); }).kind(), ErrorKind::NotFound);
 }
 
 TEST_F(TrackingTest, LogInputWritesTheConsumedEdgeOnlyForAKnownRun) {
@@ -224,11 +213,11 @@ TEST_F(TrackingTest, LogInputWritesTheConsumedEdgeOnlyForAKnownRun) {
     EXPECT_EQ(consumed, 1);
 
     // An unknown run or a bad ref writes nothing: no node for the input appears.
-    EXPECT_EQ(expect_error([&] { tracker.log_input("0123456789abcdef0123456789abcdef", "dataset:orphan"); }).kind(),
+    EXPECT_EQ(thrown_error([&] { tracker.log_input("0123456789abcdef0123456789abcdef", "dataset:orphan"); }).kind(),
               ErrorKind::NotFound);
     EXPECT_FALSE(graph.find_node("dataset:orphan"));
-    EXPECT_EQ(expect_error([&] { tracker.log_input(run.id, "no kind"); }).kind(), ErrorKind::InvalidArgument);
-    EXPECT_EQ(expect_error([&] { tracker.log_input(run.id, "model:churn@champion"); }).kind(),
+    EXPECT_EQ(thrown_error([&] { tracker.log_input(run.id, "no kind"); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(thrown_error([&] { tracker.log_input(run.id, "model:churn@champion"); }).kind(),
               ErrorKind::InvalidArgument);
 }
 
@@ -297,5 +286,5 @@ TEST_F(TrackingTest, RunsWhoseProcessExitedAreStaleAndCloseKilled) {
     EXPECT_TRUE(tracker.close_stale_runs(30'000).empty());
     EXPECT_EQ(tracker.get_info(alive.id).status, "RUNNING");
     EXPECT_EQ(tracker.get_info(silent.id).status, "RUNNING");
-    EXPECT_EQ(expect_error([&] { tracker.stale_runs(0); }).kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(thrown_error([&] { tracker.stale_runs(0); }).kind(), ErrorKind::InvalidArgument);
 }

@@ -3,25 +3,21 @@
 
 #include "keel/plugins/host.hpp"
 
-#include <cstdint>
+#include "temp_dir.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 namespace keel::testing {
 
 //! A temporary plugins/ folder (with a lib/ for required modules) holding files the test writes;
 //! removed with everything in it when the test ends.
 struct PluginDir {
-    std::filesystem::path root = std::filesystem::temp_directory_path() /
-                                 ("keel-plugins-" + std::to_string(::getpid()) + "-" +
-                                  std::to_string(reinterpret_cast<uintptr_t>(this)));
-    std::filesystem::path dir = root / "plugins";
+    TempDir tmp;
+    const std::filesystem::path root = tmp.path;
+    const std::filesystem::path dir = root / "plugins";
     PluginDir() { std::filesystem::create_directories(dir / "lib"); }
-    ~PluginDir() { std::filesystem::remove_all(root); }
-    PluginDir(const PluginDir&) = delete;
-    PluginDir& operator=(const PluginDir&) = delete;
 
     //! Writes `source` to plugins/<name> (folders made as needed); returns the file's path.
     std::string write(const std::string& name, const std::string& source) const {
