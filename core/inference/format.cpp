@@ -6,6 +6,7 @@
 #include "keel/storage/artifact_store.hpp"
 
 #include <cstring>
+#include <vector>
 
 namespace keel::inference {
 
@@ -41,6 +42,7 @@ public:
     }
     bool done() const { return pos_ == data_.size(); }
     size_t pos() const { return pos_; }
+    size_t size() const { return data_.size(); }
 
 private:
     void need(size_t n, const char* what) {
@@ -51,6 +53,23 @@ private:
     std::string_view data_;
     size_t pos_ = 0;
 };
+
+// Refuses an entry's count of values when the body could not hold that many (each takes at least 8
+// bytes), before anything is allocated for them.
+void check_count(const Reader& r, uint64_t n, const std::string& key, const char* noun) {
+    if (n > r.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} {}", key, n, noun);
+}
+
+// An array of n 8-byte numbers, copied whole: host order is the format's (little-endian, checked at
+// build time).
+template <typename T>
+std::vector<T> read_array(Reader& r, uint64_t n, const char* what) {
+    static_assert(sizeof(T) == 8);
+    auto raw = r.bytes(n * 8, what);
+    std::vector<T> out(n);
+    if (n) std::memcpy(out.data(), raw.data(), n * 8);  // an empty vector's data() may be null
+    return out;
+}
 
 } // namespace
 
@@ -127,24 +146,18 @@ Record parse_record(std::string_view bytes) {
         auto n = r.get<uint64_t>("value count");
         RecordValue v;
         switch (type) {
-        case static_cast<uint8_t>(RecordValue::Type::Int): {
-            if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} values", key, n);
-            auto raw = r.bytes(n * 8, "int values");
+        case static_cast<uint8_t>(RecordValue::Type::Int):
+            check_count(r, n, key, "values");
             v.type = RecordValue::Type::Int;
-            v.ints.resize(n);
-            if (n) std::memcpy(v.ints.data(), raw.data(), n * 8);  // an empty vector's data() may be null
+            v.ints = read_array<int64_t>(r, n, "int values");
             break;
-        }
-        case static_cast<uint8_t>(RecordValue::Type::Real): {
-            if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} values", key, n);
-            auto raw = r.bytes(n * 8, "real values");
+        case static_cast<uint8_t>(RecordValue::Type::Real):
+            check_count(r, n, key, "values");
             v.type = RecordValue::Type::Real;
-            v.reals.resize(n);
-            if (n) std::memcpy(v.reals.data(), raw.data(), n * 8);  // an empty vector's data() may be null
+            v.reals = read_array<double>(r, n, "real values");
             break;
-        }
         case static_cast<uint8_t>(RecordValue::Type::Strings): {
-            if (n > body.size() / 8) throw_error(ErrorKind::Corrupt, "predictor entry '{}' claims {} strings", key, n);
+            check_count(r, n, key, "strings");
             v.type = RecordValue::Type::Strings;
             v.strings.reserve(n);
             for (uint64_t j = 0; j < n; ++j) {

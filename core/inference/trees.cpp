@@ -13,6 +13,7 @@
 #include <deque>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 namespace keel::inference::detail {
 
@@ -244,21 +245,31 @@ private:
         return n;
     }
 
+    // R chains stepped together under the general rule until all sit on leaves (at most `depth`
+    // steps): lane k walks the tree at lane(k).first with the row at lane(k).second. Callers pass
+    // either R rows through one tree (batches) or one row through R trees (single rows); `lane` is
+    // inlined, so each keeps its own indexing.
+    template <Compare C, size_t R, typename Lane>
+    void general_lanes(uint32_t depth, Lane lane, int32_t (&idx)[R]) const {
+        for (uint32_t d = 0; d < depth; ++d) {
+            bool active = false;
+            for (size_t k = 0; k < R; ++k) {
+                auto [tree, row] = lane(k);
+                const Node& n = tree[idx[k]];
+                if (n.left == 0) continue;
+                active = true;
+                idx[k] = n.left + (goes_left_general<C>(n, row[n.meta & kFeatureMask]) ? 0 : 1);
+            }
+            if (!active) break;
+        }
+    }
+
     // Eight rows through one tree at once under the general rule (the batch path).
     template <Compare C>
     void general_rows8(const Node* tree, uint32_t depth, const double* x, const Node** leaves) const {
         constexpr size_t R = 8;
         int32_t idx[R] = {};
-        for (uint32_t d = 0; d < depth; ++d) {
-            bool active = false;
-            for (size_t r = 0; r < R; ++r) {
-                const Node& n = tree[idx[r]];
-                if (n.left == 0) continue;
-                active = true;
-                idx[r] = n.left + (goes_left_general<C>(n, x[r * n_in_ + (n.meta & kFeatureMask)]) ? 0 : 1);
-            }
-            if (!active) break;
-        }
+        general_lanes<C>(depth, [&](size_t r) { return std::pair{tree, x + r * n_in_}; }, idx);
         for (size_t r = 0; r < R; ++r) leaves[r] = tree + idx[r];
     }
 
@@ -269,36 +280,50 @@ private:
         const Node* base[R];
         int32_t idx[R] = {};
         for (size_t k = 0; k < R; ++k) base[k] = nodes_.data() + tree_start_[t0 + k];
-        for (uint32_t d = 0; d < depth; ++d) {
-            bool active = false;
-            for (size_t k = 0; k < R; ++k) {
-                const Node& n = base[k][idx[k]];
-                if (n.left == 0) continue;
-                active = true;
-                idx[k] = n.left + (goes_left_general<C>(n, x[n.meta & kFeatureMask]) ? 0 : 1);
-            }
-            if (!active) break;
-        }
+        general_lanes<C>(depth, [&](size_t k) { return std::pair{base[k], x}; }, idx);
         for (size_t k = 0; k < R; ++k) add_leaf(base[k][idx[k]], out + tree_output_[t0 + k]);
     }
 
-    // Branch-free walk for plain numeric splits: NaN fails every comparison, so a node whose missing
-    // values go left asks !(v > t) (or !(v >= t) when strict) instead of v <= t (v < t).
+    // The child a plain numeric split sends `row` to, without a branch: its left child's index plus 0
+    // or 1. NaN fails every comparison, so a node whose missing values go left asks !(v > t) (or
+    // !(v >= t) when strict) instead of v <= t (v < t).
+    template <typename V, bool Strict>
+    static int32_t fast_child(const Node& n, const V* row) {
+        V v = row[n.meta & kFeatureMask];
+        V t;
+        if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n.threshold, sizeof t);
+        else t = n.threshold;
+        unsigned dl = (n.meta >> 24) & 1u;
+        unsigned lt = Strict ? (v < t) : (v <= t);
+        unsigned ngt = Strict ? !(v >= t) : !(v > t);
+        unsigned right = ((lt & ~dl) | (ngt & dl)) ^ 1u;
+        return n.left + static_cast<int32_t>(right);
+    }
+
+    // Branch-free walk of one row through one tree for plain numeric splits.
     template <typename V, bool Strict>
     static const Node* fast_leaf(const Node* tree, const V* x) {
         const Node* n = tree;
-        while (n->left != 0) {
-            V v = x[n->meta & kFeatureMask];
-            V t;
-            if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
-            else t = n->threshold;
-            unsigned dl = (n->meta >> 24) & 1u;
-            unsigned lt = Strict ? (v < t) : (v <= t);
-            unsigned ngt = Strict ? !(v >= t) : !(v > t);
-            unsigned left = (lt & ~dl) | (ngt & dl);
-            n = tree + n->left + (left ^ 1u);
-        }
+        while (n->left != 0) n = tree + fast_child<V, Strict>(*n, x);
         return n;
+    }
+
+    // R chains stepped together until all sit on leaves (at most `depth` steps), lane k walking the
+    // tree at lane(k).first with the row at lane(k).second: no branch per node, a leaf keeps its
+    // index, independent chains hide the memory latency.
+    template <typename V, bool Strict, size_t R, typename Lane>
+    static void fast_lanes(uint32_t depth, Lane lane, int32_t (&idx)[R]) {
+        for (uint32_t d = 0; d < depth; ++d) {
+            bool active = false;
+            for (size_t k = 0; k < R; ++k) {
+                auto [tree, row] = lane(k);
+                const Node* n = tree + idx[k];
+                active |= n->left != 0;
+                int32_t next = fast_child<V, Strict>(*n, row);
+                idx[k] = n->left != 0 ? next : idx[k];
+            }
+            if (!active) break;
+        }
     }
 
     static uint32_t depth_of(const Node* tree) {
@@ -316,30 +341,11 @@ private:
         return best;
     }
 
-    // KEEL_TREE_LANES (16) rows walk one tree in lock step until all sit on leaves (at most its depth): no
-    // branch per node, a leaf keeps its index, independent chains hide the memory latency (16 beat 8
-    // and 32 on XGBoost/LightGBM).
+    // KEEL_TREE_LANES (16) rows walk one tree in lock step (16 beat 8 and 32 on XGBoost/LightGBM).
     template <typename V, bool Strict, size_t R>
     void walk(const Node* tree, uint32_t depth, const V* x, const Node** leaves) const {
         int32_t idx[R] = {};
-        for (uint32_t d = 0; d < depth; ++d) {
-            bool active = false;
-            for (size_t r = 0; r < R; ++r) {
-                const Node* n = tree + idx[r];
-                active |= n->left != 0;
-                V v = x[r * n_in_ + (n->meta & kFeatureMask)];
-                V t;
-                if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
-                else t = n->threshold;
-                unsigned dl = (n->meta >> 24) & 1u;
-                unsigned lt = Strict ? (v < t) : (v <= t);
-                unsigned ngt = Strict ? !(v >= t) : !(v > t);
-                unsigned right = ((lt & ~dl) | (ngt & dl)) ^ 1u;
-                int32_t next = n->left + static_cast<int32_t>(right);
-                idx[r] = n->left != 0 ? next : idx[r];
-            }
-            if (!active) break;
-        }
+        fast_lanes<V, Strict>(depth, [&](size_t r) { return std::pair{tree, x + r * n_in_}; }, idx);
         for (size_t r = 0; r < R; ++r) leaves[r] = tree + idx[r];
     }
 
@@ -352,24 +358,7 @@ private:
         const Node* base[R];
         int32_t idx[R] = {};
         for (size_t k = 0; k < R; ++k) base[k] = nodes_.data() + tree_start_[t0 + k];
-        for (uint32_t d = 0; d < depth; ++d) {
-            bool active = false;
-            for (size_t k = 0; k < R; ++k) {
-                const Node* n = base[k] + idx[k];
-                active |= n->left != 0;
-                V v = x[n->meta & kFeatureMask];
-                V t;
-                if constexpr (std::is_same_v<V, float>) std::memcpy(&t, &n->threshold, sizeof t);
-                else t = n->threshold;
-                unsigned dl = (n->meta >> 24) & 1u;
-                unsigned lt = Strict ? (v < t) : (v <= t);
-                unsigned ngt = Strict ? !(v >= t) : !(v > t);
-                unsigned right = ((lt & ~dl) | (ngt & dl)) ^ 1u;
-                int32_t next = n->left + static_cast<int32_t>(right);
-                idx[k] = n->left != 0 ? next : idx[k];
-            }
-            if (!active) break;
-        }
+        fast_lanes<V, Strict>(depth, [&](size_t k) { return std::pair{base[k], x}; }, idx);
         for (size_t k = 0; k < R; ++k) add_leaf(base[k][idx[k]], out + tree_output_[t0 + k]);
     }
 
