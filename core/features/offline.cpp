@@ -146,6 +146,15 @@ void gather_strings(Column& out, const std::vector<const ColumnView*>& cols, con
     }
 }
 
+void gather_column(Column& out, const ColumnSpec& spec, const std::vector<const ColumnView*>& cols,
+                   const int32_t* seg_of, const uint32_t* row_of, size_t rows) {
+    prepare_column(out, spec, rows);
+    if (spec.dtype == DType::String)
+        gather_strings(out, cols, seg_of, row_of, rows);
+    else
+        gather(out, cols, seg_of, row_of, 0, rows);
+}
+
 void compact_valid(Column& out) {
     for (uint8_t v : out.valid)
         if (!v) return;
@@ -552,11 +561,7 @@ Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
         std::vector<const ColumnView*> cols;
         for (const auto& s : segs) cols.push_back(s.seg->column(cs.name));
         Column out;
-        detail::prepare_column(out, cs, n);
-        if (cs.dtype == DType::String)
-            detail::gather_strings(out, cols, seg_of.data(), row_of.data(), n);
-        else
-            detail::gather(out, cols, seg_of.data(), row_of.data(), 0, n);
+        detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
         detail::mask_if_needed(*this, role, name, cs, out);
         detail::compact_valid(out);
         table.columns.push_back(std::move(out));

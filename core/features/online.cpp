@@ -140,11 +140,7 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         std::vector<const ColumnView*> cols;
         for (const auto& s : sources) cols.push_back(s ? s->column(cs.name) : nullptr);
         Column out;
-        detail::prepare_column(out, cs, n);
-        if (cs.dtype == DType::String)
-            detail::gather_strings(out, cols, seg_of.data(), row_of.data(), n);
-        else
-            detail::gather(out, cols, seg_of.data(), row_of.data(), 0, n);
+        detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
         detail::compact_valid(out);
         snap.columns.push_back(std::move(out));
     }
@@ -279,11 +275,7 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
             const ColumnSpec& cs = *spec.feature(refs[f].column);
             std::vector<const ColumnView*> cols{snap->column(cs.name)};
             Column& out = feature_cols[f];
-            detail::prepare_column(out, cs, n);
-            if (cs.dtype == DType::String)
-                detail::gather_strings(out, cols, seg_of.data(), row_of.data(), n);
-            else
-                detail::gather(out, cols, seg_of.data(), row_of.data(), 0, n);
+            detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
             detail::mask_if_needed(*this, role, vname, cs, out);
             detail::compact_valid(out);
             if (name_count[cs.name] > 1) out.name = vname + "__" + cs.name;

@@ -104,6 +104,16 @@ int64_t first_invalid(const ColumnView& col, size_t rows) {
     return -1;
 }
 
+// The first column of every row `sql` returns. The lock is held only while reading: callers then
+// read each name's record, which takes it again.
+std::vector<std::string> first_column(storage::Db& db, const char* sql) {
+    auto guard = db.lock();
+    std::vector<std::string> out;
+    auto st = db.prepare(sql);
+    while (st.step()) out.push_back(st.text(0));
+    return out;
+}
+
 } // namespace
 
 FeatureRef FeatureRef::parse(std::string_view text) {
@@ -197,14 +207,9 @@ EntitySpec FeatureStore::entity(const std::string& name) {
 }
 
 std::vector<EntitySpec> FeatureStore::entities() {
-    std::vector<std::string> names;
-    {
-        auto guard = ws_->db().lock();
-        auto st = ws_->db().prepare("SELECT name FROM features_entities ORDER BY name");
-        while (st.step()) names.push_back(st.text(0));
-    }
     std::vector<EntitySpec> out;
-    for (const auto& n : names) out.push_back(entity(n));
+    for (const auto& n : first_column(ws_->db(), "SELECT name FROM features_entities ORDER BY name"))
+        out.push_back(entity(n));
     return out;
 }
 
@@ -385,14 +390,9 @@ ViewInfo FeatureStore::info(const std::string& name) {
 }
 
 std::vector<ViewInfo> FeatureStore::list() {
-    std::vector<std::string> names;
-    {
-        auto guard = ws_->db().lock();
-        auto st = ws_->db().prepare("SELECT DISTINCT name FROM features_views ORDER BY name");
-        while (st.step()) names.push_back(st.text(0));
-    }
     std::vector<ViewInfo> out;
-    for (const auto& n : names) out.push_back(info(n));
+    for (const auto& n : first_column(ws_->db(), "SELECT DISTINCT name FROM features_views ORDER BY name"))
+        out.push_back(info(n));
     return out;
 }
 

@@ -85,6 +85,10 @@ void prepare_column(Column& out, const ColumnSpec& spec, size_t rows);
 //! Strings need a sequential pass: gathers the whole column.
 void gather_strings(Column& out, const std::vector<const ColumnView*>& cols, const int32_t* seg_of,
                     const uint32_t* row_of, size_t rows);
+//! prepare_column, then gather or gather_strings as the type needs: row i of `out` from
+//! cols[seg_of[i]] at row_of[i], for all `rows` rows.
+void gather_column(Column& out, const ColumnSpec& spec, const std::vector<const ColumnView*>& cols,
+                   const int32_t* seg_of, const uint32_t* row_of, size_t rows);
 //! Drops validity bytes when every row is valid.
 void compact_valid(Column& out);
 
