@@ -310,40 +310,35 @@ bool hidden(lua_State* L, const ColumnState& s) {
 int numeric_only(lua_State* L, ColumnState& s, const char* what) {
     return luaL_error(L, "column '%s' is a string column: %s needs numbers", s.col->name.c_str(), what);
 }
-int col_min(lua_State* L) {
+// The column a statistic `what` reads: a string column raises, naming it; a PII column hidden from
+// the caller gives null, with the nil result already pushed.
+ColumnState* numeric_column(lua_State* L, const char* what) {
     auto& s = check_column(L);
-    if (!s.numeric()) return numeric_only(L, s, "min()");
-    if (hidden(L, s)) return 1;
-    s.moments();
-    push_number_or_nil(L, s.min);
+    if (!s.numeric()) numeric_only(L, s, what);  // raises
+    return hidden(L, s) ? nullptr : &s;
+}
+// Pushes one number computed from a numeric column (nil when hidden or when there are no values).
+template <typename Stat>
+int push_stat(lua_State* L, const char* what, Stat stat) {
+    if (ColumnState* s = numeric_column(L, what)) push_number_or_nil(L, stat(*s));
     return 1;
+}
+int col_min(lua_State* L) {
+    return push_stat(L, "min()", [](ColumnState& s) { s.moments(); return s.min; });
 }
 int col_max(lua_State* L) {
-    auto& s = check_column(L);
-    if (!s.numeric()) return numeric_only(L, s, "max()");
-    if (hidden(L, s)) return 1;
-    s.moments();
-    push_number_or_nil(L, s.max);
-    return 1;
+    return push_stat(L, "max()", [](ColumnState& s) { s.moments(); return s.max; });
 }
 int col_mean(lua_State* L) {
-    auto& s = check_column(L);
-    if (!s.numeric()) return numeric_only(L, s, "mean()");
-    if (hidden(L, s)) return 1;
-    push_number_or_nil(L, s.mean());
-    return 1;
+    return push_stat(L, "mean()", [](ColumnState& s) { return s.mean(); });
 }
 int col_stddev(lua_State* L) {
-    auto& s = check_column(L);
-    if (!s.numeric()) return numeric_only(L, s, "stddev()");
-    if (hidden(L, s)) return 1;
-    push_number_or_nil(L, s.std_dev());
-    return 1;
+    return push_stat(L, "stddev()", [](ColumnState& s) { return s.std_dev(); });
 }
 int col_quantile(lua_State* L) {
-    auto& s = check_column(L);
-    if (!s.numeric()) return numeric_only(L, s, "quantile()");
-    if (hidden(L, s)) return 1;
+    ColumnState* col = numeric_column(L, "quantile()");
+    if (!col) return 1;
+    auto& s = *col;
     if (lua_istable(L, 2)) {
         lua_Integer n = lua_Integer(lua_rawlen(L, 2));  // the raw length: __len cannot stretch the loop
         charge(L, n, "quantile");
