@@ -8,12 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <unistd.h>
 
-namespace fs = std::filesystem;
 using keel::Error;
 using keel::ErrorKind;
 using namespace keel::plugins;

@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 namespace fs = std::filesystem;
-using keel::Error;
 using keel::ErrorKind;
 using namespace keel::registry;
 using keel::testing::thrown_error;

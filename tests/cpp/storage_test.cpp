@@ -14,7 +14,6 @@ namespace fs = std::filesystem;
 using keel::testing::corrupt_message;
 using keel::testing::TempDir;
 using keel::testing::thrown_error;
-using keel::Error;
 using keel::ErrorKind;
 using keel::storage::Workspace;
 
