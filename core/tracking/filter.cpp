@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 
 namespace keel::tracking {
 
@@ -30,6 +31,17 @@ std::string upper(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = char(std::toupper(static_cast<unsigned char>(c)));
     return out;
+}
+
+// The token a character stands for on its own, if it is one of those.
+std::optional<Tok> punctuation(char c) {
+    switch (c) {
+    case '(': return Tok::LParen;
+    case ')': return Tok::RParen;
+    case ',': return Tok::Comma;
+    case '.': return Tok::Dot;
+    default: return std::nullopt;
+    }
 }
 
 [[noreturn]] void bad(std::string_view filter, size_t pos, std::string_view token, std::string_view why) {
@@ -92,17 +104,8 @@ std::vector<Token> tokenize(std::string_view s) {
             if (op == "==") op = "=";
             if (op == "<>") op = "!=";
             out.push_back({Tok::Op, op, start, std::string(s.substr(start, i - start))});
-        } else if (c == '(') {
-            out.push_back({Tok::LParen, "(", start, "("});
-            ++i;
-        } else if (c == ')') {
-            out.push_back({Tok::RParen, ")", start, ")"});
-            ++i;
-        } else if (c == ',') {
-            out.push_back({Tok::Comma, ",", start, ","});
-            ++i;
-        } else if (c == '.') {
-            out.push_back({Tok::Dot, ".", start, "."});
+        } else if (auto kind = punctuation(c)) {
+            out.push_back({*kind, std::string(1, c), start, std::string(1, c)});
             ++i;
         } else {
             bad(s, start, s.substr(start, 1), "unexpected character");
