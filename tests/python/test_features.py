@@ -113,49 +113,36 @@ def test_missing_event_timestamp_says_what_to_add(fs):
     assert scores.to_pandas().empty and custom.to_pandas().empty
 
 
+def ingest_refused(fv, df, column, values, match):
+    """Ingesting `df` with `column` replaced by `values` raises InvalidArgument matching `match`."""
+    bad = df.copy()
+    bad[column] = values
+    with pytest.raises(keel.InvalidArgument, match=match):
+        fv.ingest(bad)
+
+
 def test_wrong_and_lossy_dtypes_name_column_and_row(fv):
     df = frame([1, 2, 3], [0, 1, 2], [1, 2, 3])
-    bad = df.copy()
-    bad["sessions"] = [1.0, 2.5, 3.0]
-    with pytest.raises(keel.InvalidArgument, match=r"column 'sessions' has the non-integer value 2.5 at row 1"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["spend"] = ["a", "b", "c"]
-    with pytest.raises(keel.InvalidArgument, match="column 'spend' has type string, expected float64"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["level"] = [1, 2**40, 3]
-    with pytest.raises(keel.InvalidArgument, match="column 'level' has the value 1099511627776 at row 1, out of int32"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["emb"] = [[1.0, 2.0], [1.0], [3.0, 4.0]]
-    with pytest.raises(keel.InvalidArgument, match="column 'emb' has a vector of length 1 at row 1, expected 2"):
-        fv.ingest(bad)
+    ingest_refused(fv, df, "sessions", [1.0, 2.5, 3.0], r"column 'sessions' has the non-integer value 2.5 at row 1")
+    ingest_refused(fv, df, "spend", ["a", "b", "c"], "column 'spend' has type string, expected float64")
+    ingest_refused(fv, df, "level", [1, 2**40, 3],
+                   "column 'level' has the value 1099511627776 at row 1, out of int32")
+    ingest_refused(fv, df, "emb", [[1.0, 2.0], [1.0], [3.0, 4.0]],
+                   "column 'emb' has a vector of length 1 at row 1, expected 2")
     assert fv.to_pandas().empty
 
 
 def test_null_join_key_and_bad_timestamps_are_refused(fv):
     df = frame([1, 2, 3], [0, 1, 2], [1, 2, 3])
-    bad = df.copy()
-    bad["player_id"] = pd.array([1, None, 3], dtype="Int64")
-    with pytest.raises(keel.InvalidArgument, match="join key 'player_id' is null at row 1"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["event_timestamp"] = bad["event_timestamp"].dt.tz_localize(None)
-    with pytest.raises(keel.InvalidArgument, match="without a time zone"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["event_timestamp"] = ["2024-01-01T00:00:00Z", "not a time", "2024-01-02T00:00:00Z"]
-    with pytest.raises(keel.InvalidArgument, match="unparseable timestamp at row 1: 'not a time'"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["event_timestamp"] = ["2024-01-01T00:00:00", "2024-01-01T00:00:00", "2024-01-02T00:00:00"]
-    with pytest.raises(keel.InvalidArgument, match="without a time zone"):
-        fv.ingest(bad)
-    bad = df.copy()
-    bad["event_timestamp"] = bad["event_timestamp"] + pd.to_timedelta([0, 0, 1500], unit="us")
-    with pytest.raises(keel.InvalidArgument, match="sub-millisecond precision at row 2"):
-        fv.ingest(bad)
+    ingest_refused(fv, df, "player_id", pd.array([1, None, 3], dtype="Int64"), "join key 'player_id' is null at row 1")
+    ts = df["event_timestamp"]
+    ingest_refused(fv, df, "event_timestamp", ts.dt.tz_localize(None), "without a time zone")
+    ingest_refused(fv, df, "event_timestamp", ["2024-01-01T00:00:00Z", "not a time", "2024-01-02T00:00:00Z"],
+                   "unparseable timestamp at row 1: 'not a time'")
+    ingest_refused(fv, df, "event_timestamp", ["2024-01-01T00:00:00", "2024-01-01T00:00:00", "2024-01-02T00:00:00"],
+                   "without a time zone")
+    ingest_refused(fv, df, "event_timestamp", ts + pd.to_timedelta([0, 0, 1500], unit="us"),
+                   "sub-millisecond precision at row 2")
     assert fv.to_pandas().empty
     # ISO strings with an offset are fine.
     ok = df.copy()
