@@ -14,16 +14,14 @@ Environment knobs: VERSIONS, ALIAS_MOVES, RESOLVES, TRANSITIONS.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import tempfile
 import time
-import warnings
 
+# The in-tree keel package (mlflow_peer, beside this file, imports it).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import keel
+from mlflow_peer import open_both, print_table
 
 VERSIONS = int(os.environ.get("VERSIONS", 300))
 ALIAS_MOVES = int(os.environ.get("ALIAS_MOVES", 500))
@@ -46,15 +44,6 @@ def timed(fn, calls: int) -> float:
     for i in range(calls):
         fn(i)
     return time.perf_counter() - t0
-
-
-def mlflow_client(root: str):
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
-    from mlflow.tracking import MlflowClient
-    uri = f"sqlite:///{root}/mlflow.db"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def bench_register(ws, client, source: str) -> None:
@@ -101,20 +90,14 @@ def bench_stages(ws, client) -> None:
 
 
 def main() -> None:
-    import mlflow
-    root = tempfile.mkdtemp(prefix="keel-bench-registry-")
-    print(f"keel {keel.__version__} vs mlflow {mlflow.__version__} (SQLite backend); workdir {root}", flush=True)
-    ws = keel.open(os.path.join(root, "ws.keel"))
-    client = mlflow_client(root)
+    root, ws, client = open_both("registry")
     source = os.path.join(root, "model")
     os.makedirs(source)
     bench_register(ws, client, source)
     bench_alias(ws, client)
     bench_resolve(ws, client)
     bench_stages(ws, client)
-    print("\n| workload | Keel | MLflow (SQLite) | Keel speed-up |\n| --- | --- | --- | --- |")
-    for name, k, m, ratio in rows:
-        print(f"| {name} | {k} | {m} | {ratio} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -15,19 +15,17 @@ Environment knobs: KEEL_CALLS, MLFLOW_CALLS, BATCH_POINTS, CREATE_RUNS, SEARCH_R
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 
 import numpy as np
 
+# The in-tree keel package (mlflow_peer, beside this file, imports it).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import keel
+from mlflow_peer import open_both, print_table
 
 KEEL_CALLS = int(os.environ.get("KEEL_CALLS", 100_000))
 MLFLOW_CALLS = int(os.environ.get("MLFLOW_CALLS", 2_000))
@@ -51,14 +49,6 @@ def record(name: str, keel_s: float, mlflow_s: float, unit: str = "s") -> None:
         k, m = f"{keel_s:.4f} s", f"{mlflow_s:.3f} s"
     rows.append((name, k, m, f"{ratio:,.0f}x"))
     print(f"{name:<48} keel {k:>16}   mlflow {m:>16}   keel is {ratio:,.1f}x faster", flush=True)
-
-
-def mlflow_client(root: str):
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
-    from mlflow.tracking import MlflowClient
-    return MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
 
 
 def bench_per_call(ws, client, exp_id) -> None:
@@ -220,19 +210,13 @@ def bench_search(ws, client) -> None:
 
 
 def main() -> None:
-    import mlflow
-    root = tempfile.mkdtemp(prefix="keel-bench-tracking-")
-    print(f"keel {keel.__version__} vs mlflow {mlflow.__version__} (SQLite backend); workdir {root}", flush=True)
-    ws = keel.open(os.path.join(root, "ws.keel"))
-    client = mlflow_client(root)
+    _, ws, client = open_both("tracking")
     exp_id = client.create_experiment("bench")
     bench_per_call(ws, client, exp_id)
     bench_batch(ws, client, exp_id)
     bench_create(ws, client, client.create_experiment("create"))
     bench_search(ws, client)
-    print("\n| workload | Keel | MLflow (SQLite) | Keel speed-up |\n| --- | --- | --- | --- |")
-    for name, k, m, ratio in rows:
-        print(f"| {name} | {k} | {m} | {ratio} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":
