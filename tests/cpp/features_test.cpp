@@ -22,6 +22,8 @@
 
 namespace fs = std::filesystem;
 using namespace keel::features;
+using keel::testing::corrupt_message;
+using keel::testing::error_message;
 using keel::testing::TempDir;
 
 namespace {
@@ -92,15 +94,8 @@ TEST(Segment, RoundTripsAndDetectsCorruption) {
     EXPECT_EQ(seg->column("missing"), nullptr);
 
     std::ofstream(dir.path / "bad.kseg") << "KEELSEG1 but truncated";
-    try {
-        Segment::open(dir.path / "bad.kseg");
-        FAIL() << "expected Corrupt";
-    } catch (const keel::Error& e) {
-        EXPECT_EQ(e.kind(), keel::ErrorKind::Corrupt);
-    }
+    corrupt_message([&] { Segment::open(dir.path / "bad.kseg"); });
 }
-
-using keel::testing::corrupt_message;
 
 // Format version 2 carries a checksum; version 1 (no checksum, the trailer is the directory offset
 // alone) still opens; every offset is checked without wrapping sums.
@@ -176,13 +171,8 @@ TEST(FeatureStore, IngestRefusesNullKeysNamingTheRow) {
     std::vector<uint8_t> valid{1, 0};
     BatchView b = rows.batch();
     b.columns[0].valid = valid.data();
-    try {
-        store->ingest("activity", b);
-        FAIL() << "expected InvalidArgument";
-    } catch (const keel::Error& e) {
-        EXPECT_EQ(e.kind(), keel::ErrorKind::InvalidArgument);
-        EXPECT_STREQ(e.what(), "join key 'player_id' is null at row 1: drop or fill those rows");
-    }
+    EXPECT_EQ(error_message(keel::ErrorKind::InvalidArgument, [&] { store->ingest("activity", b); }),
+              "join key 'player_id' is null at row 1: drop or fill those rows");
     EXPECT_EQ(store->info("activity").rows, 0);
 }
 
