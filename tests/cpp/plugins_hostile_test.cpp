@@ -5,6 +5,7 @@
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/router.hpp"
 
+#include "support/expect_error.hpp"
 #include "support/plugin_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -16,15 +17,9 @@
 namespace fs = std::filesystem;
 using keel::Error;
 using keel::ErrorKind;
-using keel::plugins::Decision;
-using keel::plugins::Fallback;
-using keel::plugins::Field;
-using keel::plugins::Host;
-using keel::plugins::Limits;
-using keel::plugins::Router;
-using keel::plugins::RouterConfig;
-using keel::plugins::Value;
+using namespace keel::plugins;
 
+using keel::testing::error_message;
 using keel::testing::PluginDir;
 
 namespace {
@@ -48,14 +43,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 std::string hostile(PluginDir& d, Host& host, const std::string& name, const std::string& body) {
     auto path = d.write(name, "function route(req, ctx)\n" + body + "\nend\n");
     auto t0 = std::chrono::steady_clock::now();
-    std::string msg;
-    try {
-        host.call(path, "route", {});
-        ADD_FAILURE() << name << ": expected a PluginError";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::PluginError) << e.what();
-        msg = e.what();
-    }
+    auto msg = error_message(ErrorKind::PluginError, [&] { host.call(path, "route", {}); });
     EXPECT_LT(seconds_since(t0), kBoundSeconds) << name << ": " << msg;
     EXPECT_NE(msg.find(name), std::string::npos) << "the error names the file: " << msg;
     auto ok = d.write("fine.lua", "function route() return 'ok' end\n");

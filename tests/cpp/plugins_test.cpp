@@ -17,14 +17,7 @@
 
 namespace fs = std::filesystem;
 using keel::ErrorKind;
-using keel::plugins::Decision;
-using keel::plugins::Fallback;
-using keel::plugins::Field;
-using keel::plugins::Host;
-using keel::plugins::Limits;
-using keel::plugins::Router;
-using keel::plugins::RouterConfig;
-using keel::plugins::Value;
+using namespace keel::plugins;
 
 using keel::testing::error_message;
 using keel::testing::PluginDir;
