@@ -2,6 +2,7 @@
 // The request dicts, decisions and predictions go in as they come out of RequestPath, so building a
 // logged row costs no Python per row (a batch of 1,000 is one call).
 #include "bindings.hpp"
+#include "records.hpp"
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
@@ -73,17 +74,11 @@ void check_length(const char* what, size_t got, size_t n) {
                     what, got, n);
 }
 
-py::dict stats_dict(const AssignmentLog& log) {
-    auto s = log.stats();
-    py::dict d;
-    d["appended"] = s.appended;
-    d["written"] = s.written;
-    d["buffered"] = s.buffered;
-    d["dropped"] = s.dropped;
-    d["failed_writes"] = s.failed_writes;
-    d["last_error"] = s.last_error;
-    return d;
-}
+const auto kStatsFields = fields(
+    field("appended", &serving::AssignmentLogStats::appended), field("written", &serving::AssignmentLogStats::written),
+    field("buffered", &serving::AssignmentLogStats::buffered), field("dropped", &serving::AssignmentLogStats::dropped),
+    field("failed_writes", &serving::AssignmentLogStats::failed_writes),
+    field("last_error", &serving::AssignmentLogStats::last_error));
 
 } // namespace
 
@@ -178,7 +173,7 @@ void bind_assignment_log(py::module_& m) {
              "Writes every buffered row now; raises the write's error (the rows stay buffered).")
         .def("close", &AssignmentLog::close, py::call_guard<py::gil_scoped_release>(),
              "Stops the background writer and writes what is buffered; later appends write at once.")
-        .def("stats", &stats_dict,
+        .def("stats", [](const AssignmentLog& log) { return record_dict(log.stats(), kStatsFields); },
              "appended, written, buffered, dropped (past max_buffered while writes failed), failed_writes, "
              "last_error ('' once a write succeeds again).");
 }

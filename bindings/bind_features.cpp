@@ -3,6 +3,7 @@
 #include "bindings.hpp"
 
 #include "arrow_input.hpp"
+#include "records.hpp"
 
 #include "keel/common/error.hpp"
 #include "keel/features/input.hpp"
@@ -80,15 +81,6 @@ py::list table_out(Table&& t) {
     return out;
 }
 
-py::dict column_dict(const ColumnSpec& c) {
-    py::dict d;
-    d["name"] = c.name;
-    d["dtype"] = std::string(dtype_name(c.dtype));
-    d["dim"] = c.dim;
-    d["pii"] = c.pii;
-    return d;
-}
-
 ViewSpec view_from(const py::dict& d) {
     ViewSpec v;
     v.name = d["name"].cast<std::string>();
@@ -107,31 +99,11 @@ ViewSpec view_from(const py::dict& d) {
     return v;
 }
 
-py::dict entity_dict(const EntitySpec& e) {
-    py::dict d;
-    d["name"] = e.name;
-    py::list keys;
-    for (const auto& k : e.join_keys) keys.append(column_dict(k));
-    d["join_keys"] = keys;
-    d["description"] = e.description;
-    return d;
-}
-
-py::dict record_dict(const TrainingSetRecord& r) {
-    py::dict d;
-    d["id"] = r.id;
-    d["features"] = r.features;
-    d["view_versions"] = r.view_versions;
-    d["segment_cutoffs"] = r.segment_cutoffs;
-    d["timestamp_column"] = r.timestamp_column;
-    d["labels_digest"] = r.labels_digest;
-    d["label_rows"] = r.label_rows;
-    d["min_ts_ms"] = r.min_ts_ms;
-    d["max_ts_ms"] = r.max_ts_ms;
-    d["created_at_ms"] = r.created_at_ms;
-    d["created_by"] = r.created_by;
-    return d;
-}
+// A materialization's outcome stays a dict (ws.features.materialize returns it as it is).
+const auto kMaterializeFields =
+    fields(field("view", &MaterializeResult::view), field("version", &MaterializeResult::version),
+           field("end_ms", &MaterializeResult::end_ms), field("entities", &MaterializeResult::entities),
+           field("changed", &MaterializeResult::changed), field("snapshot_id", &MaterializeResult::snapshot_id));
 
 // Keeps the workspace alive as long as the store.
 struct PyFeatureStore {
@@ -141,43 +113,50 @@ struct PyFeatureStore {
 
 } // namespace
 
-// A feature view's definition and catalog entry cross as these read-only types (keel.FeatureView
-// holds a ViewSpec): a field added to the C++ struct is bound here once.
-static void bind_view_records(py::module_& m) {
-    py::class_<ColumnSpec>(m, "ColumnSpec", "One column of a feature view or entity (read-only).")
-        .def_readonly("name", &ColumnSpec::name)
-        .def_property_readonly("dtype", [](const ColumnSpec& c) { return std::string(dtype_name(c.dtype)); })
-        .def_readonly("dim", &ColumnSpec::dim, "length of a vector column, 0 otherwise")
-        .def_readonly("pii", &ColumnSpec::pii)
+// A feature view's definition and catalog entry, an entity and a training set's record cross as
+// these read-only types (keel.FeatureView, keel.Entity and keel.TrainingSet hold them): a field
+// added to the C++ struct is added to its list here once.
+static void bind_feature_records(py::module_& m) {
+    bind_record<ColumnSpec>(m, "ColumnSpec", "One column of a feature view or entity (read-only).",
+        fields(field("name", &ColumnSpec::name),
+               field("dtype", [](const ColumnSpec& c) { return std::string(dtype_name(c.dtype)); }),
+               field("dim", &ColumnSpec::dim, "length of a vector column, 0 otherwise"), field("pii", &ColumnSpec::pii)))
         .def("__repr__", [](const ColumnSpec& c) {
             return "<keel._core.ColumnSpec " + c.name + ": " + std::string(dtype_name(c.dtype)) + ">";
         });
-    py::class_<ViewSpec>(m, "ViewSpec", "A feature view definition at one version (read-only).")
-        .def_readonly("name", &ViewSpec::name)
-        .def_readonly("version", &ViewSpec::version)
-        .def_readonly("entities", &ViewSpec::entities)
-        .def_readonly("join_keys", &ViewSpec::join_keys)
-        .def_readonly("features", &ViewSpec::features)
-        .def_readonly("ttl_ms", &ViewSpec::ttl_ms, "0: values never expire")
-        .def_readonly("owner", &ViewSpec::owner)
-        .def_readonly("description", &ViewSpec::description)
-        .def_readonly("tags", &ViewSpec::tags)
-        .def_readonly("event_column", &ViewSpec::event_column)
-        .def_readonly("created_column", &ViewSpec::created_column)
+    bind_record<EntitySpec>(m, "EntitySpec", "An entity: what feature rows are about (read-only).",
+        fields(field("name", &EntitySpec::name), field("join_keys", &EntitySpec::join_keys, "each int64 or string"),
+               field("description", &EntitySpec::description)))
+        .def("__repr__", [](const EntitySpec& e) { return "<keel._core.EntitySpec " + e.name + ">"; });
+    bind_record<ViewSpec>(m, "ViewSpec", "A feature view definition at one version (read-only).",
+        fields(field("name", &ViewSpec::name), field("version", &ViewSpec::version), field("entities", &ViewSpec::entities),
+               field("join_keys", &ViewSpec::join_keys), field("features", &ViewSpec::features),
+               field("ttl_ms", &ViewSpec::ttl_ms, "0: values never expire"), field("owner", &ViewSpec::owner),
+               field("description", &ViewSpec::description), field("tags", &ViewSpec::tags),
+               field("event_column", &ViewSpec::event_column), field("created_column", &ViewSpec::created_column)))
         .def("__repr__", [](const ViewSpec& v) {
             return "<keel._core.ViewSpec " + v.name + " v" + std::to_string(v.version) + ">";
         });
-    py::class_<ViewInfo>(m, "ViewInfo", "A feature view's catalog entry: definition, size, freshness (read-only).")
-        .def_readonly("spec", &ViewInfo::spec)
-        .def_readonly("rows", &ViewInfo::rows)
-        .def_readonly("segments", &ViewInfo::segments)
-        .def_readonly("last_event_ms", &ViewInfo::last_event_ms)
-        .def_readonly("last_ingest_ms", &ViewInfo::last_ingest_ms)
-        .def_readonly("materialized_end_ms", &ViewInfo::materialized_end_ms);
+    bind_record<ViewInfo>(m, "ViewInfo", "A feature view's catalog entry: definition, size, freshness (read-only).",
+        fields(field("spec", &ViewInfo::spec), field("rows", &ViewInfo::rows), field("segments", &ViewInfo::segments),
+               field("last_event_ms", &ViewInfo::last_event_ms), field("last_ingest_ms", &ViewInfo::last_ingest_ms),
+               field("materialized_end_ms", &ViewInfo::materialized_end_ms)));
+    // Reads like the dict it used to be too (training_set.record["id"]).
+    auto record = bind_record<TrainingSetRecord>(m, "TrainingSetRecord",
+        "What rebuilds a training set: features, view versions and segment cutoffs, labels (read-only).",
+        fields(field("id", &TrainingSetRecord::id), field("features", &TrainingSetRecord::features, "view:column"),
+               field("view_versions", &TrainingSetRecord::view_versions),
+               field("segment_cutoffs", &TrainingSetRecord::segment_cutoffs, "view -> last segment id included"),
+               field("timestamp_column", &TrainingSetRecord::timestamp_column),
+               field("labels_digest", &TrainingSetRecord::labels_digest, "the artifact holding the label frame"),
+               field("label_rows", &TrainingSetRecord::label_rows), field("min_ts_ms", &TrainingSetRecord::min_ts_ms),
+               field("max_ts_ms", &TrainingSetRecord::max_ts_ms), field("created_at_ms", &TrainingSetRecord::created_at_ms),
+               field("created_by", &TrainingSetRecord::created_by)));
+    add_mapping_access(record);
 }
 
 void bind_features(py::module_& m) {
-    bind_view_records(m);
+    bind_feature_records(m);
     py::class_<InputBatch>(m, "IngestBatch")
         .def_property_readonly("rows", [](const InputBatch& b) { return b.batch.rows; });
 
@@ -221,15 +200,10 @@ void bind_features(py::module_& m) {
                 const std::string& description) {
                  EntitySpec e{name, {}, description};
                  for (const auto& [k, t] : keys) e.join_keys.push_back({k, parse_dtype(t)});
-                 return entity_dict(s.store->define_entity(e));
+                 return s.store->define_entity(e);
              })
-        .def("entity", [](PyFeatureStore& s, const std::string& name) { return entity_dict(s.store->entity(name)); })
-        .def("entities",
-             [](PyFeatureStore& s) {
-                 py::list out;
-                 for (const auto& e : s.store->entities()) out.append(entity_dict(e));
-                 return out;
-             })
+        .def("entity", [](PyFeatureStore& s, const std::string& name) { return s.store->entity(name); })
+        .def("entities", [](PyFeatureStore& s) { return s.store->entities(); })
         .def("define_view", [](PyFeatureStore& s, const py::dict& d) { return s.store->define_view(view_from(d)); })
         .def("view",
              [](PyFeatureStore& s, const std::string& name, std::optional<int64_t> version) {
@@ -278,10 +252,10 @@ void bind_features(py::module_& m) {
                      py::gil_scoped_release release;
                      ts = s.store->training_set(labels.batch, features, ts_column, digest);
                  }
-                 return py::make_tuple(record_dict(ts.record), table_out(std::move(ts.features)));
+                 return py::make_tuple(py::cast(std::move(ts.record)), table_out(std::move(ts.features)));
              })
         .def("training_set_record",
-             [](PyFeatureStore& s, const std::string& id) { return record_dict(s.store->training_set_record(id)); })
+             [](PyFeatureStore& s, const std::string& id) { return s.store->training_set_record(id); })
         .def("rebuild_training_set",
              [](PyFeatureStore& s, const std::string& id, const py::object& label_data, const Specs& specs) {
                  InputBatch labels = input(label_data, specs_from(specs), "label column");
@@ -290,7 +264,7 @@ void bind_features(py::module_& m) {
                      py::gil_scoped_release release;
                      ts = s.store->rebuild_training_set(id, labels.batch);
                  }
-                 return py::make_tuple(record_dict(ts.record), table_out(std::move(ts.features)));
+                 return py::make_tuple(py::cast(std::move(ts.record)), table_out(std::move(ts.features)));
              })
         .def("materialize",
              [](PyFeatureStore& s, const std::string& view, std::optional<int64_t> end) {
@@ -299,14 +273,7 @@ void bind_features(py::module_& m) {
                      py::gil_scoped_release release;
                      r = s.store->materialize(view, end);
                  }
-                 py::dict d;
-                 d["view"] = r.view;
-                 d["version"] = r.version;
-                 d["end_ms"] = r.end_ms;
-                 d["entities"] = r.entities;
-                 d["changed"] = r.changed;
-                 d["snapshot_id"] = r.snapshot_id;
-                 return d;
+                 return record_dict(r, kMaterializeFields);
              })
         .def("get_online",
              [](PyFeatureStore& s, const std::vector<std::string>& features, const py::object& key_data,

@@ -3,6 +3,7 @@
 
 #include "arrow_input.hpp"
 #include "plugin_values.hpp"
+#include "records.hpp"
 #include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
@@ -140,27 +141,35 @@ struct PyQualityStore {
         return fmt::format("(hidden: recorded with raw values of PII column(s) {}, which role '{}' may not read)", hidden,
                            ws->role());
     }
+    //! Issues as the workspace's role may see them: every issue crossing to Python goes through here
+    //! (also those a rule removal or a passing batch closes, which another role may have opened).
+    std::vector<DataIssue> visible(std::vector<DataIssue> issues) {
+        masked_by_target.clear();
+        for (auto& d : issues)
+            if (std::string note = redaction(d.target, d.raw_pii); !note.empty()) d.message = note;
+        return issues;
+    }
+    //! History rows likewise: a row quoting unreadable raw values keeps its status, not what it saw.
+    std::vector<StoredResult> visible(const std::string& target, std::vector<StoredResult> rows) {
+        masked_by_target.clear();
+        for (auto& r : rows)
+            if (std::string note = redaction(target, r.raw_pii); !note.empty()) {
+                r.observed_json = "null";
+                r.detail_json = "";
+                r.message = note;
+            }
+        return rows;
+    }
     std::map<std::string, std::vector<std::string>> masked_by_target;  //!< per read call
 };
 
-py::list results_to_py(const std::vector<RuleResult>& results) {
-    py::list out;
-    for (const auto& r : results) {
-        py::dict d;
-        d["rule"] = r.rule;
-        d["column"] = r.column;
-        d["severity"] = r.severity;
-        d["status"] = r.status;
-        d["observed"] = value_to_py(r.observed);
-        d["expectation"] = r.expectation;
-        d["message"] = r.message;
-        d["detail"] = value_to_py(r.detail);
-        d["rule_index"] = r.rule_index;
-        d["raw_pii"] = r.raw_pii;
-        out.append(d);
-    }
-    return out;
-}
+// A rule's result stays a dict (QualityReport.results, its DataFrame and HTML table read them).
+const auto kRuleResultFields = fields(
+    field("rule", &RuleResult::rule), field("column", &RuleResult::column), field("severity", &RuleResult::severity),
+    field("status", &RuleResult::status), field("observed", [](const RuleResult& r) { return value_to_py(r.observed); }),
+    field("expectation", &RuleResult::expectation), field("message", &RuleResult::message),
+    field("detail", [](const RuleResult& r) { return value_to_py(r.detail); }),
+    field("rule_index", &RuleResult::rule_index), field("raw_pii", &RuleResult::raw_pii));
 
 std::vector<Rule> rules_from_py(const py::list& rules) {
     std::vector<Rule> rs;
@@ -171,18 +180,25 @@ std::vector<Rule> rules_from_py(const py::list& rules) {
     return rs;
 }
 
-py::dict issue_dict(const DataIssue& d, const std::string& redaction = "") {
-    py::dict o;
-    o["id"] = d.id;
-    o["target"] = d.target;
-    o["rule"] = d.rule;
-    o["column"] = d.column;
-    o["severity"] = d.severity;
-    o["message"] = redaction.empty() ? d.message : redaction;
-    o["opened_at"] = d.opened_at;
-    o["closed_at"] = d.closed_at ? py::object(py::int_(*d.closed_at)) : py::object(py::none());
-    return o;
-}
+// A plugin's status, the host's limits and a router's counters cross as dicts (keel.plugins and the
+// endpoint's stats() return them as they are).
+const auto kStatusFields =
+    fields(field("path", &PluginStatus::path), field("version", &PluginStatus::version),
+           field("reloads_refused", &PluginStatus::reloads_refused), field("last_error", &PluginStatus::last_error));
+const auto kLimitFields =
+    fields(field("call_instructions", &Limits::call_instructions), field("load_instructions", &Limits::load_instructions),
+           field("memory_bytes", &Limits::memory_bytes), field("string_bytes", &Limits::string_bytes),
+           field("call_ms", &Limits::call_ms), field("reload_check_ms", &Limits::reload_check_ms));
+const auto kRouterStatsFields = fields(
+    field("decisions", &RouterStats::decisions), field("fallbacks", &RouterStats::fallbacks),
+    field("errors", &RouterStats::errors), field("unknown_variant", &RouterStats::unknown_variant),
+    field("budget", &RouterStats::budget), field("memory", &RouterStats::memory), field("data_issue", &RouterStats::data_issue),
+    field("served", [](const RouterStats& s) {
+        py::dict served;
+        for (const auto& [name, count] : s.served) served[py::str(name)] = count;
+        return served;
+    }),
+    field("last_error", &RouterStats::last_error));
 
 py::tuple decision_to_py(const Router& r, const Decision& d) {
     py::list shadows;
@@ -192,6 +208,33 @@ py::tuple decision_to_py(const Router& r, const Decision& d) {
 }
 
 } // namespace
+
+// What the quality store keeps crosses as read-only records (keel.quality reads their attributes;
+// a data issue and a history row also read like the dicts they used to be: issue["target"]).
+static void bind_quality_records(py::module_& m) {
+    auto issue = bind_record<DataIssue>(m, "DataIssueRecord", "A data issue: a rule failing on a target (read-only).",
+        fields(field("id", &DataIssue::id), field("target", &DataIssue::target), field("rule", &DataIssue::rule),
+               field("column", &DataIssue::column), field("severity", &DataIssue::severity),
+               field("message", &DataIssue::message, "hidden when it quotes PII the caller's role may not read"),
+               field("opened_at", &DataIssue::opened_at, "ms since the epoch"),
+               field("closed_at", &DataIssue::closed_at, "ms since the epoch; None while open")));
+    add_mapping_access(issue);
+    auto rule = bind_record<StoredRule>(m, "QualityRuleRecord", "A rule attached to a target (read-only).",
+        fields(field("id", &StoredRule::id), field("target", &StoredRule::target), field("plugin", &StoredRule::plugin),
+               field("args_json", &StoredRule::args_json, "the plugin's arguments as JSON"),
+               field("severity", &StoredRule::severity), field("name", &StoredRule::name),
+               field("created_at", &StoredRule::created_at, "ms since the epoch")));
+    add_mapping_access(rule);
+    auto result = bind_record<StoredResult>(m, "QualityResultRecord", "One recorded rule result of a batch (read-only).",
+        fields(field("batch", &StoredResult::batch), field("created_at", &StoredResult::created_at, "ms since the epoch"),
+               field("rows", &StoredResult::rows), field("accepted", &StoredResult::accepted),
+               field("rule", &StoredResult::rule), field("column", &StoredResult::column),
+               field("severity", &StoredResult::severity), field("status", &StoredResult::status),
+               field("observed_json", &StoredResult::observed_json, "what the rule observed, as JSON"),
+               field("expectation", &StoredResult::expectation), field("message", &StoredResult::message),
+               field("detail_json", &StoredResult::detail_json, "its structured details as JSON ('' when none)")));
+    add_mapping_access(result);
+}
 
 void bind_plugins(py::module_& m) {
     m.def("plugins_bucket", [](py::handle key, const std::string& salt) {
@@ -244,34 +287,11 @@ void bind_plugins(py::module_& m) {
         py::gil_scoped_release release;
         return plugin_needs(Host::for_thread(), ref, entry);
     });
-    m.def("plugins_status", [](const std::string& ref) {
-        auto s = Host::for_thread().status(ref);
-        py::dict d;
-        d["path"] = s.path;
-        d["version"] = s.version;
-        d["reloads_refused"] = s.reloads_refused;
-        d["last_error"] = s.last_error;
-        return d;
-    });
-    m.def("plugins_limits", []() {
-        const auto& l = Host::for_thread().limits();
-        py::dict d;
-        d["call_instructions"] = l.call_instructions;
-        d["load_instructions"] = l.load_instructions;
-        d["memory_bytes"] = l.memory_bytes;
-        d["string_bytes"] = l.string_bytes;
-        d["call_ms"] = l.call_ms;
-        d["reload_check_ms"] = l.reload_check_ms;
-        return d;
-    });
-    m.def("plugins_set_limits", [](py::dict d) {
+    m.def("plugins_status", [](const std::string& ref) { return record_dict(Host::for_thread().status(ref), kStatusFields); });
+    m.def("plugins_limits", []() { return record_dict(Host::for_thread().limits(), kLimitFields); });
+    m.def("plugins_set_limits", [](py::dict given) {
         Limits l = Host::for_thread().limits();
-        if (d.contains("call_instructions")) l.call_instructions = d["call_instructions"].cast<int64_t>();
-        if (d.contains("load_instructions")) l.load_instructions = d["load_instructions"].cast<int64_t>();
-        if (d.contains("memory_bytes")) l.memory_bytes = d["memory_bytes"].cast<size_t>();
-        if (d.contains("string_bytes")) l.string_bytes = d["string_bytes"].cast<size_t>();
-        if (d.contains("call_ms")) l.call_ms = d["call_ms"].cast<int>();
-        if (d.contains("reload_check_ms")) l.reload_check_ms = d["reload_check_ms"].cast<int>();
+        assign_fields(l, given, kLimitFields, "plugin limit");
         Host::for_thread().set_limits(l);
     }, "Limits of this thread's plugin host.");
     m.def("plugins_memory_used", []() { return Host::for_thread().memory_used(); });
@@ -285,7 +305,7 @@ void bind_plugins(py::module_& m) {
             py::gil_scoped_release release;
             results = run_rules(pb.batch, rs, ctx);
         }
-        return results_to_py(results);
+        return dict_list(results, kRuleResultFields);
     });
     m.def("quality_reference_columns", [](py::list rules) {
         std::vector<Rule> rs = rules_from_py(rules);
@@ -312,6 +332,7 @@ void bind_plugins(py::module_& m) {
         return psi(pb.batch.columns.at(0), pb.batch.rows, p);
     });
 
+    bind_quality_records(m);
     py::class_<PyQualityStore, std::shared_ptr<PyQualityStore>>(m, "QualityStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
         .def("add_rule", [](PyQualityStore& s, const std::string& target, const std::string& plugin, py::dict args,
@@ -333,7 +354,7 @@ void bind_plugins(py::module_& m) {
                 mark_pii(pb.batch, s.target(target), s.mask);
                 results = run_rules(pb.batch, rs, ctx);
             }
-            return results_to_py(results);
+            return dict_list(results, kRuleResultFields);
         }, "Runs rules on a batch of the target, PII columns masked for the workspace's role.")
         .def("profile", [](PyQualityStore& s, const std::string& target, py::object data, int bins) {
             PyBatch pb(data);
@@ -347,25 +368,10 @@ void bind_plugins(py::module_& m) {
             for (const auto& [name, v] : profiles) out[py::str(name)] = value_to_py(v);
             return out;
         }, "Reference profiles of a batch of the target; those of PII columns hold masked values.")
-        .def("rules", [](PyQualityStore& s, const std::string& target) {
-            py::list out;
-            for (const auto& r : s.store.rules(target)) {
-                py::dict d;
-                d["id"] = r.id;
-                d["plugin"] = r.plugin;
-                d["args"] = r.args_json;
-                d["severity"] = r.severity;
-                d["name"] = r.name;
-                d["created_at"] = r.created_at;
-                out.append(d);
-            }
-            return out;
-        })
+        .def("rules", [](PyQualityStore& s, const std::string& target) { return s.store.rules(target); })
         .def("remove_rule", [](PyQualityStore& s, const std::string& target, int64_t id) {
-            py::list closed;
-            for (const auto& d : s.store.remove_rule(target, id)) closed.append(issue_dict(d));
-            return closed;
-        })
+            return s.visible(s.store.remove_rule(target, id));
+        }, "Removes a rule; returns the issues it opened, closed with it.")
         .def("record", [](PyQualityStore& s, const std::string& target, int64_t rows, bool accepted, py::list results) {
             std::vector<StoredResult> rs;
             for (auto item : results) {
@@ -388,55 +394,18 @@ void bind_plugins(py::module_& m) {
                 py::gil_scoped_release release;
                 o = s.store.record(target, rows, accepted, rs);
             }
-            py::list opened, closed;
-            for (const auto& d : o.opened) opened.append(issue_dict(d));
-            for (const auto& d : o.closed) closed.append(issue_dict(d));
-            return py::make_tuple(o.batch, opened, closed);
+            return py::make_tuple(o.batch, s.visible(std::move(o.opened)), s.visible(std::move(o.closed)));
         })
         .def("history", [](PyQualityStore& s, const std::string& target, int64_t limit) {
-            py::list out;
-            s.masked_by_target.clear();
-            for (auto r : s.store.history(target, limit)) {
-                if (std::string note = s.redaction(target, r.raw_pii); !note.empty()) {
-                    r.observed_json = "null";
-                    r.detail_json = "";
-                    r.message = note;
-                }
-                py::dict d;
-                d["batch"] = r.batch;
-                d["created_at"] = r.created_at;
-                d["rows"] = r.rows;
-                d["accepted"] = r.accepted;
-                d["rule"] = r.rule;
-                d["column"] = r.column;
-                d["severity"] = r.severity;
-                d["status"] = r.status;
-                d["observed"] = r.observed_json;
-                d["expectation"] = r.expectation;
-                d["message"] = r.message;
-                d["detail"] = r.detail_json;
-                out.append(d);
-            }
-            return out;
-        })
+            return s.visible(target, s.store.history(target, limit));
+        }, "Recorded results, newest first.")
         .def("issues", [](PyQualityStore& s, const std::string& target, bool include_closed) {
-            py::list out;
-            s.masked_by_target.clear();
-            for (const auto& d : s.store.issues(target, include_closed))
-                out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
-            return out;
+            return s.visible(s.store.issues(target, include_closed));
         })
         .def("issues_affecting", [](PyQualityStore& s, const std::string& ref) {
-            py::list out;
-            s.masked_by_target.clear();
-            for (const auto& d : s.store.issues_affecting(ref)) out.append(issue_dict(d, s.redaction(d.target, d.raw_pii)));
-            return out;
-        })
-        .def("close_issue", [](PyQualityStore& s, int64_t id) {
-            DataIssue d = s.store.close_issue(id);
-            s.masked_by_target.clear();
-            return issue_dict(d, s.redaction(d.target, d.raw_pii));
-        })
+            return s.visible(s.store.issues_affecting(ref));
+        }, "Open issues on ref or anything upstream of it.")
+        .def("close_issue", [](PyQualityStore& s, int64_t id) { return s.visible({s.store.close_issue(id)}).front(); })
         .def("set_profile", [](PyQualityStore& s, const std::string& target, const std::string& column,
                                const std::string& json) { s.store.set_profile(target, column, json); })
         .def("profiles", [](PyQualityStore& s, const std::string& target) { return s.store.profiles(target); });
@@ -495,22 +464,7 @@ void bind_plugins(py::module_& m) {
             return c.default_variant.empty() ? c.variants.front().name : c.default_variant;
         })
         .def_property_readonly("plugin", [](const Router& r) { return r.config().plugin; })
-        .def("stats", [](const Router& r) {
-            auto s = r.stats();
-            py::dict d;
-            d["decisions"] = s.decisions;
-            d["fallbacks"] = s.fallbacks;
-            d["errors"] = s.errors;
-            d["unknown_variant"] = s.unknown_variant;
-            d["budget"] = s.budget;
-            d["memory"] = s.memory;
-            d["data_issue"] = s.data_issue;
-            py::dict served;
-            for (const auto& [n, c] : s.served) served[py::str(n)] = c;
-            d["served"] = served;
-            d["last_error"] = s.last_error;
-            return d;
-        });
+        .def("stats", [](const Router& r) { return record_dict(r.stats(), kRouterStatsFields); });
 }
 
 } // namespace keel::bindings

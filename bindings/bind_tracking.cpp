@@ -1,5 +1,6 @@
 // bindings/bind_tracking.cpp
 #include "bindings.hpp"
+#include "records.hpp"
 
 #include "keel/storage/workspace.hpp"
 #include "keel/tracking/tracker.hpp"
@@ -14,56 +15,21 @@ namespace keel::bindings {
 
 namespace {
 
-// The tracker and the workspace it writes to, kept alive together.
-struct PyTracker {
-    std::shared_ptr<storage::Workspace> ws;
-    Tracker tracker;
-    explicit PyTracker(std::shared_ptr<storage::Workspace> w) : ws(std::move(w)), tracker(*ws) {}
-};
-
-template <typename T>
-py::object opt(const std::optional<T>& v) {
-    return v ? py::cast(*v) : py::none();
-}
-
-// ws.runs.stale() keeps its documented shape: plain dicts (a run's attributes, process, reason).
-py::dict info_dict(const RunInfo& i) {
-    py::dict d;
-    d["id"] = i.id;
-    d["name"] = i.name;
-    d["experiment"] = i.experiment;
-    d["status"] = i.status;
-    d["start_time"] = i.start_time;
-    d["end_time"] = opt(i.end_time);
-    d["user"] = i.user;
-    d["source"] = i.source;
-    d["git_commit"] = i.git_commit;
-    d["git_dirty"] = opt(i.git_dirty);
-    d["parent_id"] = opt(i.parent_id);
-    d["error"] = opt(i.error);
-    return d;
-}
-
-py::dict process_dict(const RunProcess& p) {
-    py::dict d;
-    d["host"] = p.host;
-    d["pid"] = p.pid;
-    d["process_start"] = p.process_start;
-    d["heartbeat_at"] = p.heartbeat_at;
-    return d;
-}
-
-py::list artifact_list(const std::vector<ArtifactEntry>& entries) {
-    py::list out;
-    for (const auto& e : entries) {
-        py::dict d;
-        d["path"] = e.path;
-        d["digest"] = e.digest;
-        d["size"] = e.size;
-        out.append(d);
-    }
-    return out;
-}
+// A run's attributes: the fields of keel._core.RunInfo, and the dicts ws.runs.stale() returns.
+const auto kRunInfoFields = fields(
+    field("id", &RunInfo::id), field("name", &RunInfo::name), field("experiment", &RunInfo::experiment),
+    field("status", &RunInfo::status), field("start_time", &RunInfo::start_time, "ms since the epoch"),
+    field("end_time", &RunInfo::end_time, "ms since the epoch; None while RUNNING"), field("user", &RunInfo::user),
+    field("source", &RunInfo::source), field("git_commit", &RunInfo::git_commit), field("git_dirty", &RunInfo::git_dirty),
+    field("parent_id", &RunInfo::parent_id), field("error", &RunInfo::error));
+// These stay dicts: the process running a run, an artifact entry, an experiment.
+const auto kProcessFields = fields(field("host", &RunProcess::host), field("pid", &RunProcess::pid),
+                                   field("process_start", &RunProcess::process_start),
+                                   field("heartbeat_at", &RunProcess::heartbeat_at));
+const auto kArtifactFields =
+    fields(field("path", &ArtifactEntry::path), field("digest", &ArtifactEntry::digest), field("size", &ArtifactEntry::size));
+const auto kExperimentFields = fields(field("name", &Experiment::name), field("created_at", &Experiment::created_at),
+                                      field("created_by", &Experiment::created_by), field("runs", &Experiment::run_count));
 
 using StrPairs = std::vector<std::pair<std::string, std::string>>;
 
@@ -74,30 +40,26 @@ StrPairs pairs(const py::dict& d) {
     return out;
 }
 
+// log_params and set_tags: a dict of str(key) -> str(value) written in one call, without the GIL.
+auto pairs_call(void (Tracker::*write)(std::string_view, const StrPairs&)) {
+    return [write](Tracker& t, const std::string& id, const py::dict& d) {
+        StrPairs p = pairs(d);
+        py::gil_scoped_release release;
+        (t.*write)(id, p);
+    };
+}
+
 } // namespace
 
 // Runs cross as these two read-only types (keel.Run holds them): a field added to RunInfo or Run
-// is bound here once and reaches Python with no dict keys to keep in step.
+// is listed here once and reaches Python with no dict keys to keep in step.
 static void bind_run_records(py::module_& m) {
-    py::class_<RunInfo>(m, "RunInfo", "A run's attributes (read-only): what keel.Run's properties read.")
-        .def_readonly("id", &RunInfo::id)
-        .def_readonly("name", &RunInfo::name)
-        .def_readonly("experiment", &RunInfo::experiment)
-        .def_readonly("status", &RunInfo::status)
-        .def_readonly("start_time", &RunInfo::start_time, "ms since the epoch")
-        .def_readonly("end_time", &RunInfo::end_time, "ms since the epoch; None while RUNNING")
-        .def_readonly("user", &RunInfo::user)
-        .def_readonly("source", &RunInfo::source)
-        .def_readonly("git_commit", &RunInfo::git_commit)
-        .def_readonly("git_dirty", &RunInfo::git_dirty)
-        .def_readonly("parent_id", &RunInfo::parent_id)
-        .def_readonly("error", &RunInfo::error)
+    bind_record<RunInfo>(m, "RunInfo", "A run's attributes (read-only): what keel.Run's properties read.",
+                         kRunInfoFields)
         .def("__repr__", [](const RunInfo& i) { return "<keel._core.RunInfo " + i.id + " " + i.status + ">"; });
-    py::class_<Run>(m, "RunRecord", "A run with its params, latest metric values and tags (read-only).")
-        .def_readonly("info", &Run::info)
-        .def_readonly("params", &Run::params)
-        .def_readonly("metrics", &Run::metrics)
-        .def_readonly("tags", &Run::tags)
+    bind_record<Run>(m, "RunRecord", "A run with its params, latest metric values and tags (read-only).",
+                     fields(field("info", &Run::info), field("params", &Run::params), field("metrics", &Run::metrics),
+                            field("tags", &Run::tags)))
         .def("__repr__", [](const Run& r) { return "<keel._core.RunRecord " + r.info.id + ">"; });
 }
 
@@ -106,10 +68,11 @@ void bind_tracking(py::module_& m) {
     using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
     using IArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
-    py::class_<PyTracker>(m, "Tracker")
-        .def(py::init<std::shared_ptr<storage::Workspace>>(), py::arg("workspace"))
+    // Tracker holds a reference to its workspace: keep_alive keeps the workspace for as long.
+    py::class_<Tracker>(m, "Tracker")
+        .def(py::init<storage::Workspace&>(), py::arg("workspace"), py::keep_alive<1, 2>())
         .def("start_run",
-             [](PyTracker& t, const std::string& experiment, const std::string& name,
+             [](Tracker& t, const std::string& experiment, const std::string& name,
                 std::optional<std::string> parent_id, std::map<std::string, std::string> tags,
                 const std::string& source, const std::string& git_commit, std::optional<bool> git_dirty,
                 std::optional<int64_t> start_time) {
@@ -118,7 +81,7 @@ void bind_tracking(py::module_& m) {
                  Run run;
                  {
                      py::gil_scoped_release release;
-                     run.info = t.tracker.start_run(spec);
+                     run.info = t.start_run(spec);
                  }
                  run.tags = spec.tags; // a new run has no params or metrics yet: no read needed
                  return run;
@@ -127,53 +90,37 @@ void bind_tracking(py::module_& m) {
              py::arg("tags") = std::map<std::string, std::string>{}, py::arg("source") = "",
              py::arg("git_commit") = "", py::arg("git_dirty") = py::none(), py::arg("start_time") = py::none())
         .def("end_run",
-             [](PyTracker& t, const std::string& id, const std::string& status, std::optional<std::string> error,
+             [](Tracker& t, const std::string& id, const std::string& status, std::optional<std::string> error,
                 std::optional<int64_t> end_time) {
                  py::gil_scoped_release release;
-                 return t.tracker.end_run(id, status, std::move(error), end_time);
+                 return t.end_run(id, status, std::move(error), end_time);
              },
              py::arg("run_id"), py::arg("status"), py::arg("error") = py::none(), py::arg("end_time") = py::none())
         .def("get_run",
-             [](PyTracker& t, const std::string& id) {
+             [](Tracker& t, const std::string& id) {
                  py::gil_scoped_release release;
-                 return t.tracker.get_run(id);
+                 return t.get_run(id);
              })
         .def("get_info",
-             [](PyTracker& t, const std::string& id) {
+             [](Tracker& t, const std::string& id) {
                  py::gil_scoped_release release;
-                 return t.tracker.get_info(id);
+                 return t.get_info(id);
              })
         .def("experiments",
-             [](PyTracker& t) {
-                 py::list out;
-                 for (const auto& e : t.tracker.experiments()) {
-                     py::dict d;
-                     d["name"] = e.name;
-                     d["created_at"] = e.created_at;
-                     d["created_by"] = e.created_by;
-                     d["runs"] = e.run_count;
-                     out.append(d);
-                 }
-                 return out;
-             })
+             [](Tracker& t) { return dict_list(t.experiments(), kExperimentFields); })
         .def("log_param",
-             [](PyTracker& t, const std::string& id, const std::string& key, const std::string& value) {
-                 t.tracker.log_param(id, key, value);
+             [](Tracker& t, const std::string& id, const std::string& key, const std::string& value) {
+                 t.log_param(id, key, value);
              },
              py::call_guard<py::gil_scoped_release>())
-        .def("log_params",
-             [](PyTracker& t, const std::string& id, const py::dict& params) {
-                 StrPairs p = pairs(params);
-                 py::gil_scoped_release release;
-                 t.tracker.log_params(id, p);
-             })
+        .def("log_params", pairs_call(&Tracker::log_params), py::arg("run_id"), py::arg("params"))
         // The hot path: one prepared INSERT and one upsert in one transaction, GIL released.
         .def("log_metric",
-             [](PyTracker& t, const std::string& id, const std::string& key, double value, int64_t step,
-                std::optional<int64_t> timestamp) { t.tracker.log_metric(id, key, value, step, timestamp); },
+             [](Tracker& t, const std::string& id, const std::string& key, double value, int64_t step,
+                std::optional<int64_t> timestamp) { t.log_metric(id, key, value, step, timestamp); },
              py::call_guard<py::gil_scoped_release>())
         .def("log_metrics",
-             [](PyTracker& t, const std::string& id, std::vector<std::string> keys, DArray values,
+             [](Tracker& t, const std::string& id, std::vector<std::string> keys, DArray values,
                 std::optional<IArray> steps, std::optional<IArray> timestamps) {
                  auto v = values.unchecked<1>();
                  std::span<const double> vs(values.data(), size_t(v.shape(0)));
@@ -181,16 +128,16 @@ void bind_tracking(py::module_& m) {
                  if (steps) ss = {steps->data(), size_t(steps->size())};
                  if (timestamps) ts = {timestamps->data(), size_t(timestamps->size())};
                  py::gil_scoped_release release;
-                 t.tracker.log_metrics(id, keys, vs, ss, ts);
+                 t.log_metrics(id, keys, vs, ss, ts);
              },
              py::arg("run_id"), py::arg("keys"), py::arg("values"), py::arg("steps") = py::none(),
              py::arg("timestamps") = py::none())
         .def("metric_history",
-             [](PyTracker& t, const std::string& id, const std::string& key) {
+             [](Tracker& t, const std::string& id, const std::string& key) {
                  std::vector<MetricPoint> points;
                  {
                      py::gil_scoped_release release;
-                     points = t.tracker.metric_history(id, key);
+                     points = t.metric_history(id, key);
                  }
                  py::array_t<int64_t> steps(points.size()), stamps(points.size());
                  py::array_t<double> values(points.size());
@@ -204,37 +151,32 @@ void bind_tracking(py::module_& m) {
                  }
                  return py::make_tuple(steps, values, stamps);
              })
-        .def("set_tags",
-             [](PyTracker& t, const std::string& id, const py::dict& tags) {
-                 StrPairs p = pairs(tags);
-                 py::gil_scoped_release release;
-                 t.tracker.set_tags(id, p);
-             })
+        .def("set_tags", pairs_call(&Tracker::set_tags), py::arg("run_id"), py::arg("tags"))
         .def("delete_tag",
-             [](PyTracker& t, const std::string& id, const std::string& key) { t.tracker.delete_tag(id, key); },
+             [](Tracker& t, const std::string& id, const std::string& key) { t.delete_tag(id, key); },
              py::call_guard<py::gil_scoped_release>())
         // The lineage edge <ref> -consumed-> run:<id>, written by the tracker with the run checked.
         .def("log_input",
-             [](PyTracker& t, const std::string& id, const std::string& ref) { return t.tracker.log_input(id, ref); },
+             [](Tracker& t, const std::string& id, const std::string& ref) { return t.log_input(id, ref); },
              py::arg("run_id"), py::arg("ref"), py::call_guard<py::gil_scoped_release>())
         .def("log_artifact",
-             [](PyTracker& t, const std::string& id, const std::string& local, const std::string& artifact_path) {
+             [](Tracker& t, const std::string& id, const std::string& local, const std::string& artifact_path) {
                  std::vector<ArtifactEntry> entries;
                  {
                      py::gil_scoped_release release;
-                     entries = t.tracker.log_artifact(id, local, artifact_path);
+                     entries = t.log_artifact(id, local, artifact_path);
                  }
-                 return artifact_list(entries);
+                 return dict_list(entries, kArtifactFields);
              },
              py::arg("run_id"), py::arg("local_path"), py::arg("artifact_path") = "")
         .def("artifacts",
-             [](PyTracker& t, const std::string& id) { return artifact_list(t.tracker.artifacts(id)); })
+             [](Tracker& t, const std::string& id) { return dict_list(t.artifacts(id), kArtifactFields); })
         .def("download_artifacts",
-             [](PyTracker& t, const std::string& id, const std::string& dest, const std::string& prefix) {
+             [](Tracker& t, const std::string& id, const std::string& dest, const std::string& prefix) {
                  std::vector<std::filesystem::path> files;
                  {
                      py::gil_scoped_release release;
-                     files = t.tracker.download_artifacts(id, dest, prefix);
+                     files = t.download_artifacts(id, dest, prefix);
                  }
                  py::list out;
                  for (const auto& f : files) out.append(f.string());
@@ -242,39 +184,39 @@ void bind_tracking(py::module_& m) {
              },
              py::arg("run_id"), py::arg("dest"), py::arg("prefix") = "")
         .def("search",
-             [](PyTracker& t, std::vector<std::string> experiments, const std::string& filter,
+             [](Tracker& t, std::vector<std::string> experiments, const std::string& filter,
                 std::vector<std::string> order_by, int64_t max_results, int64_t offset) {
                  SearchQuery q{std::move(experiments), filter, std::move(order_by), max_results, offset};
                  py::gil_scoped_release release;
-                 return t.tracker.search(q);
+                 return t.search(q);
              },
              py::arg("experiments") = std::vector<std::string>{}, py::arg("filter") = "",
              py::arg("order_by") = std::vector<std::string>{}, py::arg("max_results") = 1000,
              py::arg("offset") = 0)
         // Stale runs: the process running each run, its heartbeat, and runs whose process is gone.
         .def("heartbeat",
-             [](PyTracker& t, std::vector<std::string> run_ids) { t.tracker.heartbeat(run_ids); },
+             [](Tracker& t, std::vector<std::string> run_ids) { t.heartbeat(run_ids); },
              py::arg("run_ids"), py::call_guard<py::gil_scoped_release>())
         .def("run_process",
-             [](PyTracker& t, const std::string& id) -> py::object {
+             [](Tracker& t, const std::string& id) -> py::object {
                  std::optional<RunProcess> p;
                  {
                      py::gil_scoped_release release;
-                     p = t.tracker.run_process(id);
+                     p = t.run_process(id);
                  }
-                 return p ? py::object(process_dict(*p)) : py::object(py::none());
+                 return p ? py::object(record_dict(*p, kProcessFields)) : py::object(py::none());
              })
         .def("stale_runs",
-             [](PyTracker& t, int64_t timeout_ms, bool close) {
+             [](Tracker& t, int64_t timeout_ms, bool close) {
                  std::vector<StaleRun> runs;
                  {
                      py::gil_scoped_release release;
-                     runs = close ? t.tracker.close_stale_runs(timeout_ms) : t.tracker.stale_runs(timeout_ms);
+                     runs = close ? t.close_stale_runs(timeout_ms) : t.stale_runs(timeout_ms);
                  }
                  py::list out;
                  for (const auto& r : runs) {
-                     py::dict d = info_dict(r.info);
-                     d["process"] = process_dict(r.process);
+                     py::dict d = record_dict(r.info, kRunInfoFields);  // a run's attributes, process, reason
+                     d["process"] = record_dict(r.process, kProcessFields);
                      d["reason"] = r.reason;
                      out.append(d);
                  }

@@ -204,21 +204,30 @@ def _arrow_to_pandas(table: pa.Table):
 # ------------------------------------------------------------------------------------------------
 
 class Entity:
-    """What feature rows are about, identified by join keys."""
+    """What feature rows are about, identified by join keys. ``.spec`` is the core's record
+    (``keel._core.EntitySpec``: name, join_keys with their types, description), read-only."""
 
-    def __init__(self, info: dict):
-        self._info = info
+    def __init__(self, spec: _core.EntitySpec):
+        self._spec = spec
+
+    @property
+    def spec(self) -> _core.EntitySpec:
+        return self._spec
 
     @property
     def name(self) -> str:
-        return self._info["name"]
+        return self._spec.name
 
     @property
     def join_keys(self) -> list[str]:
-        return [k["name"] for k in self._info["join_keys"]]
+        return [k.name for k in self._spec.join_keys]
+
+    @property
+    def description(self) -> str:
+        return self._spec.description
 
     def __repr__(self) -> str:
-        keys = ", ".join(f"{k['name']}: {k['dtype']}" for k in self._info["join_keys"])
+        keys = ", ".join(f"{k.name}: {k.dtype}" for k in self._spec.join_keys)
         return f"<keel.Entity {self.name} ({keys})>"
 
 
@@ -418,9 +427,11 @@ class TrainingSet:
     """A point-in-time correct training set: the label frame plus one column per feature.
 
     ``.id`` identifies it; ``ws.features.training_set(id=...)`` rebuilds the identical data later.
+    ``.record`` is the core's record of it (``keel._core.TrainingSetRecord``: features, view
+    versions, segment cutoffs, labels digest, ...), read-only; ``record["id"]`` reads like a dict.
     """
 
-    def __init__(self, record: dict, labels: pa.Table, feature_columns: list):
+    def __init__(self, record: _core.TrainingSetRecord, labels: pa.Table, feature_columns: list):
         self.record = record
         self._labels = labels
         self._features = _to_table(feature_columns)
@@ -431,7 +442,7 @@ class TrainingSet:
 
     @property
     def id(self) -> str:
-        return self.record["id"]
+        return self.record.id
 
     @property
     def lineage_ref(self) -> str:
@@ -440,11 +451,11 @@ class TrainingSet:
 
     @property
     def features(self) -> list[str]:
-        return list(self.record["features"])
+        return list(self.record.features)
 
     @property
     def view_versions(self) -> dict[str, int]:
-        return dict(self.record["view_versions"])
+        return dict(self.record.view_versions)
 
     def to_arrow(self) -> pa.Table:
         table = self._labels
@@ -465,9 +476,9 @@ class TrainingSet:
 
     def _repr_html_(self) -> str:
         r = self.record
-        rows = [{"id": self.id, "rows": r["label_rows"], "features": ", ".join(r["features"]),
-                 "views": ", ".join(f"{k} v{v}" for k, v in r["view_versions"].items()),
-                 "from": format_ms(r["min_ts_ms"]), "to": format_ms(r["max_ts_ms"])}]
+        rows = [{"id": self.id, "rows": r.label_rows, "features": ", ".join(r.features),
+                 "views": ", ".join(f"{k} v{v}" for k, v in r.view_versions.items()),
+                 "from": format_ms(r.min_ts_ms), "to": format_ms(r.max_ts_ms)}]
         return html_table(rows, title="Training set")
 
 
@@ -577,9 +588,9 @@ class FeatureStore:
     def _training_set(self, labels, features, id, timestamp_column) -> TrainingSet:  # noqa: A002
         if id is not None:
             record = self._native.training_set_record(id)
-            blob = self._ws.get_artifact(record["labels_digest"])
+            blob = self._ws.get_artifact(record.labels_digest)
             table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-            keys, specs = self._label_columns(table, record["features"], record["timestamp_column"])
+            keys, specs = self._label_columns(table, record.features, record.timestamp_column)
             record, out = self._native.rebuild_training_set(id, keys, specs)
             return TrainingSet(record, table, out)
         if labels is None or not features:

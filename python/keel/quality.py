@@ -17,6 +17,8 @@ caller's role may not read: those come out masked like the feature store's reads
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ import pyarrow as pa
 from keel import _core, _data
 from keel import plugins as _plugins
 from keel._time import zoned_timestamps
-from keel.errors import InvalidArgument
+from keel.errors import InvalidArgument, KeelError
 
 SEVERITIES = ("error", "warn")
 
@@ -201,10 +203,36 @@ def _ws_key(ws) -> str:
     return os.path.realpath(ws.path)
 
 
+class DataIssue(_core.DataIssueRecord):
+    """A data issue: a rule failing on a target (a lineage ref). Read-only; its fields (id, target,
+    rule, column, severity, message, opened_at and closed_at in ms since the epoch, None while open)
+    are the core's record, readable as attributes or like a dict (``issue["target"]``).
+    ``downstream`` lists the refs the issue affects (everything downstream of the target in the
+    lineage graph), looked up when first read."""
+
+    _fields = (*_core.DataIssueRecord._fields, "downstream")
+    _ws: Any
+
+    def __init__(self, ws, record: _core.DataIssueRecord):
+        super().__init__(record)
+        object.__setattr__(self, "_ws", ws)
+
+    @functools.cached_property
+    def downstream(self) -> list[str]:
+        try:
+            refs = self._ws.lineage.downstream(self.target).refs
+        except KeelError:  # a target the graph does not know (or cannot parse) has nothing downstream
+            return []
+        return [r for r in refs if r != self.target]
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"a data issue is read-only: cannot set {name!r}")
+
+
 def subscribe(ws, callback) -> Callable[[], None]:
     """Call ``callback(event, issue)`` when a data issue opens or closes in this workspace (this
-    process). ``issue`` is a dict with target, rule, column, message and ``downstream`` (the refs
-    affected). Returns a function that unsubscribes."""
+    process). ``issue`` is a :class:`DataIssue` (target, rule, column, message, ... and ``downstream``,
+    the refs affected; ``issue["target"]`` reads like a dict). Returns a function that unsubscribes."""
     subs = _subscribers.setdefault(_ws_key(ws), [])
     subs.append(callback)
 
@@ -214,23 +242,17 @@ def subscribe(ws, callback) -> Callable[[], None]:
     return unsubscribe
 
 
-def _notify(ws, event: str, issue: dict) -> None:
+def _notify(ws, event: str, issues: Iterable[DataIssue]) -> None:
     subs = list(_subscribers.get(_ws_key(ws), []))
-    if not subs:
-        return
-    try:
-        issue = {**issue, "downstream": [r for r in ws.lineage.downstream(issue["target"]).refs
-                                         if r != issue["target"]]}
-    except Exception:  # noqa: BLE001 - a target the graph does not know has nothing downstream
-        issue = {**issue, "downstream": []}
-    for cb in subs:
-        cb(event, issue)
+    for issue in issues:
+        for cb in subs:
+            cb(event, issue)
 
 
-def _issue_frame(rows: list[dict]):
+def _issue_frame(records: list[_core.DataIssueRecord]):
     import pandas as pd
-    frame = pd.DataFrame(rows, columns=["id", "target", "rule", "column", "severity", "message", "opened_at",
-                                        "closed_at"])
+    columns = list(_core.DataIssueRecord._fields)
+    frame = pd.DataFrame([r.to_dict() for r in records], columns=columns)
     for c in ("opened_at", "closed_at"):
         frame[c] = pd.to_datetime(frame[c], unit="ms", utc=True)
     return frame
@@ -239,6 +261,18 @@ def _issue_frame(rows: list[dict]):
 def issues_affecting(ws, ref: str):
     """Open data issues on ``ref`` or anything upstream of it in the lineage graph (a DataFrame)."""
     return _issue_frame(_core.QualityStore(ws.native).issues_affecting(ref))
+
+
+#: The columns of ``Checks.history()``: a recorded result with what it observed and its details decoded.
+_HISTORY_COLUMNS = ["batch", "created_at", "rows", "accepted", "rule", "column", "severity", "status", "observed",
+                    "expectation", "message", "detail"]
+
+
+def _history_row(r: _core.QualityResultRecord) -> dict:
+    row = r.to_dict()
+    row["observed"] = json.loads(r.observed_json) if r.observed_json else None
+    row["detail"] = json.loads(r.detail_json) if r.detail_json else None
+    return row
 
 
 class Checks:
@@ -252,7 +286,6 @@ class Checks:
 
     def add_rule(self, plugin: str | os.PathLike, *, severity: str = "error", name: str = "", **args) -> int:
         """Attach a rule; the plugin must exist and load (checked now, not at the next ingest)."""
-        import json
         r = rule(plugin, severity=severity, name=name, **args)
         _plugins.resolve(r.plugin)
         # Checked in C++ before saving, so a typo fails now, not at the next ingest: the plugin's
@@ -260,30 +293,29 @@ class Checks:
         return self._store.add_rule(self.target, r.plugin, dict(r.args), json.dumps(dict(r.args)), r.severity, r.name)
 
     def _stored_rules(self) -> list[tuple[int, Rule]]:
-        import json
-        return [(d["id"], Rule(d["plugin"], json.loads(d["args"]), d["severity"], d["name"]))
-                for d in self._store.rules(self.target)]
+        return [(r.id, Rule(r.plugin, json.loads(r.args_json), r.severity, r.name))
+                for r in self._store.rules(self.target)]
 
     def rules(self) -> list[Rule]:
         return [r for _, r in self._stored_rules()]
 
     def rule_ids(self) -> list[int]:
-        return [d["id"] for d in self._store.rules(self.target)]
+        return [r.id for r in self._store.rules(self.target)]
 
-    def remove_rule(self, rule_id: int) -> list[dict]:
+    def _issues(self, records: list[_core.DataIssueRecord]) -> list[DataIssue]:
+        return [DataIssue(self._ws, r) for r in records]
+
+    def remove_rule(self, rule_id: int) -> list[DataIssue]:
         """Detach a rule; the data issues it opened close with it (returned, and subscribers told)."""
-        closed = self._store.remove_rule(self.target, rule_id)
-        for issue in closed:
-            _notify(self._ws, "closed", issue)
+        closed = self._issues(self._store.remove_rule(self.target, rule_id))
+        _notify(self._ws, "closed", closed)
         return closed
 
     def references(self) -> dict:
-        import json
         return {col: json.loads(p) for col, p in self._store.profiles(self.target)}
 
     def set_reference(self, data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
         """Store reference profiles (for drift_psi) from a batch."""
-        import json
         profiles = self._store.profile(self.target, _batch(data, columns), bins)  # PII columns: masked values
         for col, p in profiles.items():
             self._store.set_profile(self.target, col, json.dumps(p))
@@ -291,7 +323,6 @@ class Checks:
 
     def run(self, data, *, now: float | None = None, record: bool = True) -> QualityReport:
         """Run every attached rule on a batch; record results (and open/close data issues)."""
-        import json
         stored_rules = self._stored_rules()
         ids, rules = [i for i, _ in stored_rules], [r for _, r in stored_rules]
         refs = self.references()
@@ -308,10 +339,8 @@ class Checks:
                        "rule_id": ids[r["rule_index"]], "raw_pii": ",".join(r["raw_pii"])} for r in report.results]
             batch, opened, closed = self._store.record(self.target, report.rows, report.passed, stored)
             report.batch = batch
-            for issue in opened:
-                _notify(self._ws, "opened", issue)
-            for issue in closed:
-                _notify(self._ws, "closed", issue)
+            _notify(self._ws, "opened", self._issues(opened))
+            _notify(self._ws, "closed", self._issues(closed))
             # The first accepted batch becomes the reference of the columns whose rules declare
             # needs = {"reference_profile"} (drift_psi does) and have none yet.
             if report.passed:
@@ -326,24 +355,19 @@ class Checks:
 
     def history(self, limit: int = 1000):
         """Results of every recorded batch, newest first (a DataFrame)."""
-        import json
-
         import pandas as pd
-        rows = self._store.history(self.target, limit)
-        for r in rows:
-            r["observed"] = json.loads(r["observed"]) if r["observed"] else None
-            r["detail"] = json.loads(r["detail"]) if r["detail"] else None
-        frame = pd.DataFrame(rows, columns=["batch", "created_at", "rows", "accepted", "rule", "column", "severity",
-                                            "status", "observed", "expectation", "message", "detail"])
+        rows = [_history_row(r) for r in self._store.history(self.target, limit)]
+        frame = pd.DataFrame(rows, columns=_HISTORY_COLUMNS)
         frame["created_at"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
         return frame
 
     def issues(self, include_closed: bool = False):
         return _issue_frame(self._store.issues(self.target, include_closed))
 
-    def close_issue(self, issue_id: int) -> dict:
-        issue = self._store.close_issue(issue_id)
-        _notify(self._ws, "closed", issue)
+    def close_issue(self, issue_id: int) -> DataIssue:
+        """Close an open issue by hand (after a backfill, say); subscribers are told."""
+        issue = DataIssue(self._ws, self._store.close_issue(issue_id))
+        _notify(self._ws, "closed", [issue])
         return issue
 
     def __repr__(self) -> str:

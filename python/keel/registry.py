@@ -125,19 +125,15 @@ class ModelVersionList(list):
         return html_table([v.display_row() for v in self], title=f"{len(self)} model versions")
 
 
-class RegisteredModel:
-    """A registered model: the name its versions are filed under (``ws.models.model("churn")``)."""
+class RegisteredModel(_core.RegisteredModelRecord):
+    """A registered model: the name its versions are filed under (``ws.models.model("churn")``).
 
-    def __init__(self, models: Models, data: Mapping):
+    Its fields (name, description, owner, tags, created_at in ms since the epoch, created_by,
+    latest_version, aliases: alias -> version) are the core's record, read-only."""
+
+    def __init__(self, models: Models, record: _core.RegisteredModelRecord):
+        super().__init__(record)
         self._models = models
-        self.name: str = data["name"]
-        self.description: str = data["description"]
-        self.owner: str = data["owner"]
-        self.tags: dict[str, str] = dict(data["tags"])
-        self.created_at: int = data["created_at"]
-        self.created_by: str = data["created_by"]
-        self.latest_version: int | None = data["latest_version"]
-        self.aliases: dict[str, int] = dict(data["aliases"])
 
     def versions(self) -> ModelVersionList:
         return self._models.versions(self.name)
@@ -298,7 +294,7 @@ class Models:
         return ModelList(RegisteredModel(self, m) for m in self._reg.models())
 
     def __contains__(self, name: str) -> bool:
-        return any(m["name"] == name for m in self._reg.models())
+        return any(m.name == name for m in self._reg.models())
 
     # versions
     def versions(self, name: str) -> ModelVersionList:

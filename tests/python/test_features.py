@@ -61,6 +61,18 @@ def test_view_definition_roundtrip(fs, fv):
     assert again.join_keys == ["player_id"]
 
 
+def test_an_entity_holds_the_core_record(fs):
+    game = fs.entity("game", join_keys={"region": "string", "game_id": "int64"}, description="a match")
+    assert isinstance(game.spec, keel._core.EntitySpec)
+    assert game.name == "game" and game.join_keys == ["region", "game_id"] and game.description == "a match"
+    assert [(k.name, k.dtype) for k in fs.entity("game").spec.join_keys] == [("region", "string"),
+                                                                            ("game_id", "int64")]
+    assert sorted(e.name for e in fs.entities()) == ["game", "player"]
+    assert repr(game) == "<keel.Entity game (region: string, game_id: int64)>"
+    with pytest.raises(AttributeError):
+        game.spec.name = "match"
+
+
 def test_unknown_view_and_entity_are_named(fs):
     with pytest.raises(keel.NotFound, match="feature view 'nope' not found"):
         fs.feature_view("nope")
@@ -271,6 +283,12 @@ def test_training_set_is_rebuilt_identically_by_id(fs, fv):
     fv.ingest(frame([1], [1], [99]))  # late data, after the set was built
     again = fs.training_set(id=ts.id)
     pd.testing.assert_frame_equal(ts.to_pandas(), again.to_pandas())
+    # The record is the core's, read-only; it still reads like the dict it was (record["id"]).
+    assert isinstance(ts.record, keel._core.TrainingSetRecord) and ts.record["id"] == ts.record.id == ts.id
+    assert again.record.labels_digest == ts.record.labels_digest and again.view_versions == {"activity": 1}
+    assert dict(ts.record)["features"] == ["activity:sessions"] and ts.record.label_rows == 2
+    with pytest.raises(AttributeError):
+        ts.record.label_rows = 3
     fresh = fs.training_set(labels, features=["activity:sessions"])
     assert fresh.id != ts.id and fresh.to_pandas()["sessions"].tolist() == [99, 2]
     with pytest.raises(keel.NotFound, match="training set 'nope' not found"):

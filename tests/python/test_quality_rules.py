@@ -182,6 +182,56 @@ def test_a_granted_role_records_raw_offenders(ws, fv):
     assert fv.quality_history().iloc[0].detail["not_allowed"][0]["value"].startswith("pii:")
 
 
+def test_issues_closed_for_a_role_without_the_grant_do_not_quote_raw_values(ws, fv):
+    ws.access.grant("support", "activity", ["email"])
+    ws.role = "support"
+    rid = fv.add_rule("plugins/quality/allowed_values.lua", column="email", values=["ok@example.com"], severity="warn")
+    fv.ingest(batch(emails=["alice@example.com"] * 4))
+    events = []
+    ws.lineage.on_issue(lambda event, issue: events.append((event, issue)))
+    ws.role = "analyst"
+    # Closed by a passing batch the analyst ingests: told to subscribers, hidden as on every read.
+    fv.ingest(batch(emails=["ok@example.com"] * 4))
+    ((event, issue),) = events
+    assert event == "closed" and issue.closed_at is not None
+    assert issue.message.startswith("(hidden: recorded with raw values of PII column(s) email")
+    assert "alice" not in repr(issue) and "alice" not in str(issue.to_dict())
+    # Closed by removing the rule (reopened first by the granted role).
+    ws.role = "support"
+    fv.ingest(batch(emails=["alice@example.com"] * 4))
+    ws.role = "analyst"
+    (closed,) = fv.quality.remove_rule(rid)
+    assert "alice" not in closed.message and "alice" not in closed["message"]
+    assert "alice" not in events[-1][1].message
+
+
+def test_subscribers_get_a_read_only_issue_that_also_reads_like_a_dict(ws, fv):
+    ws.lineage.add_edge(fv.lineage_ref, "feeds", "training_set:ts1")
+    events = []
+    unsubscribe = ws.lineage.on_issue(lambda event, issue: events.append((event, issue)))
+    fv.add_rule("plugins/quality/range.lua", column="spend", min=0, severity="warn")
+    fv.ingest(batch(spend=-1.0))
+    unsubscribe()
+    ((event, issue),) = events
+    assert event == "opened" and isinstance(issue, quality.DataIssue)
+    assert issue.target == issue["target"] == fv.lineage_ref and issue.rule == "range" and issue.column == "spend"
+    assert issue.closed_at is None and issue.get("closed_at", 0) is None and issue.get("nope") is None
+    assert issue.downstream == issue["downstream"] == ["training_set:ts1"]
+    assert list(issue) == ["id", "target", "rule", "column", "severity", "message", "opened_at", "closed_at",
+                           "downstream"]
+    assert dict(issue) == {**issue} and dict(issue)["severity"] == "warn" and "message" in issue
+    with pytest.raises(KeyError):
+        issue["nope"]
+    with pytest.raises(AttributeError):
+        issue.message = "edited"
+    with pytest.raises(AttributeError):
+        issue.note = "new"
+    (row,) = fv.quality.issues().itertuples()  # the DataFrame has the record's columns
+    assert row.id == issue.id and row.message == issue.message and pd.isna(row.closed_at)
+    (closed,) = fv.quality.remove_rule(fv.quality.rule_ids()[0])
+    assert closed.id == issue.id and closed.closed_at is not None and closed != issue
+
+
 def test_numeric_pii_values_are_hidden_from_rules_without_a_grant(ws, tmp_path):
     ws.features.entity("player", join_keys=["player_id"])
     fv = ws.features.feature_view("ages", entities=["player"], schema={"age": keel.Int64(pii=True)})

@@ -295,3 +295,20 @@ def test_a_model_version_is_the_core_record_read_only(ws):
     with pytest.raises(AttributeError):
         mv.version = 2
     assert mv == ws.models.get("churn/1") and len({mv, ws.models.get("churn")}) == 1
+
+
+def test_a_registered_model_is_the_core_record_read_only(ws):
+    ws.models.create("churn", description="who leaves", owner="ml-team", tags={"team": "growth"})
+    ws.models.register("churn", b"m")
+    ws.models.set_alias("churn", "champion", version=1)
+    model = ws.models.model("churn")
+    assert isinstance(model, keel._core.RegisteredModelRecord)
+    assert (model.name, model.description, model.owner, model.tags) == ("churn", "who leaves", "ml-team",
+                                                                        {"team": "growth"})
+    assert model.latest_version == 1 and model.aliases == {"champion": 1} and model.created_by == ws.user
+    assert [v.ref for v in model.versions()] == ["churn/1"] and "churn" in ws.models
+    assert model.to_dict()["aliases"] == {"champion": 1}
+    with pytest.raises(AttributeError):
+        model.owner = "someone else"
+    assert ws.models.create("empty").latest_version is None
+

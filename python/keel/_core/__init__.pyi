@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityStore', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -39,6 +39,9 @@ class ColumnSpec:
     """
     One column of a feature view or entity (read-only).
     """
+    _fields: typing.ClassVar[tuple] = ('name', 'dtype', 'dim', 'pii')
+    def __init__(self, record: ColumnSpec) -> None:
+        ...
     def __repr__(self) -> str:
         ...
     @property
@@ -54,6 +57,65 @@ class ColumnSpec:
         ...
     @property
     def pii(self) -> bool:
+        ...
+class DataIssueRecord:
+    """
+    A data issue: a rule failing on a target (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('id', 'target', 'rule', 'column', 'severity', 'message', 'opened_at', 'closed_at')
+    def __contains__(self, arg0: typing.Any) -> bool:
+        ...
+    def __eq__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __getitem__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __init__(self, record: DataIssueRecord) -> None:
+        ...
+    def __iter__(self) -> collections.abc.Iterator:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+        ...
+    def keys(self) -> list:
+        ...
+    def to_dict(self) -> dict:
+        """
+        The fields as a plain dict (a copy).
+        """
+    @property
+    def closed_at(self) -> int | None:
+        """
+        ms since the epoch; None while open
+        """
+    @property
+    def column(self) -> str:
+        ...
+    @property
+    def id(self) -> int:
+        ...
+    @property
+    def message(self) -> str:
+        """
+        hidden when it quotes PII the caller's role may not read
+        """
+    @property
+    def opened_at(self) -> int:
+        """
+        ms since the epoch
+        """
+    @property
+    def rule(self) -> str:
+        ...
+    @property
+    def severity(self) -> str:
+        ...
+    @property
+    def target(self) -> str:
         ...
 class EndpointDefinition:
     @staticmethod
@@ -171,18 +233,38 @@ class EndpointVariant:
     @property
     def weight(self) -> float:
         ...
+class EntitySpec:
+    """
+    An entity: what feature rows are about (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('name', 'join_keys', 'description')
+    def __init__(self, record: EntitySpec) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def join_keys(self) -> list[ColumnSpec]:
+        """
+        each int64 or string
+        """
+    @property
+    def name(self) -> str:
+        ...
 class FeatureStore:
     def __init__(self, workspace: Workspace) -> None:
         ...
     def can_read(self, arg0: str, arg1: str, arg2: str) -> bool:
         ...
-    def define_entity(self, arg0: str, arg1: collections.abc.Sequence[tuple[str, str]], arg2: str) -> dict:
+    def define_entity(self, arg0: str, arg1: collections.abc.Sequence[tuple[str, str]], arg2: str) -> EntitySpec:
         ...
     def define_view(self, arg0: dict) -> ViewSpec:
         ...
-    def entities(self) -> builtins.list:
+    def entities(self) -> builtins.list[EntitySpec]:
         ...
-    def entity(self, arg0: str) -> dict:
+    def entity(self, arg0: str) -> EntitySpec:
         ...
     def get_online(self, arg0: collections.abc.Sequence[str], arg1: typing.Any, arg2: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg3: typing.SupportsInt | typing.SupportsIndex | None) -> builtins.list:
         ...
@@ -204,13 +286,13 @@ class FeatureStore:
         """
     def read(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex | None, arg2: typing.SupportsInt | typing.SupportsIndex | None, arg3: typing.SupportsInt | typing.SupportsIndex | None, arg4: typing.Any, arg5: typing.SupportsInt | typing.SupportsIndex | None) -> builtins.list:
         ...
-    def rebuild_training_set(self, arg0: str, arg1: typing.Any, arg2: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]]) -> tuple[dict, builtins.list]:
+    def rebuild_training_set(self, arg0: str, arg1: typing.Any, arg2: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]]) -> tuple[typing.Any, builtins.list]:
         ...
     def revoke(self, arg0: str, arg1: str, arg2: collections.abc.Sequence[str]) -> None:
         ...
-    def training_set(self, arg0: typing.Any, arg1: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg2: collections.abc.Sequence[str], arg3: str, arg4: str) -> tuple[dict, builtins.list]:
+    def training_set(self, arg0: typing.Any, arg1: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg2: collections.abc.Sequence[str], arg3: str, arg4: str) -> tuple[typing.Any, builtins.list]:
         ...
-    def training_set_record(self, arg0: str) -> dict:
+    def training_set_record(self, arg0: str) -> TrainingSetRecord:
         ...
     def view(self, name: str, version: typing.SupportsInt | typing.SupportsIndex | None = None) -> ViewSpec:
         ...
@@ -251,6 +333,7 @@ class ModelVersionRecord:
     """
     One immutable model version (read-only).
     """
+    _fields: typing.ClassVar[tuple] = ('name', 'version', 'run_id', 'digest', 'flavour', 'signature_json', 'description', 'tags', 'created_at', 'created_by', 'stage', 'aliases', 'ref', 'lineage_ref')
     def __init__(self, record: ModelVersionRecord) -> None:
         ...
     @property
@@ -356,6 +439,131 @@ class OnlineReader:
     @property
     def width(self) -> int:
         ...
+class QualityResultRecord:
+    """
+    One recorded rule result of a batch (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('batch', 'created_at', 'rows', 'accepted', 'rule', 'column', 'severity', 'status', 'observed_json', 'expectation', 'message', 'detail_json')
+    def __contains__(self, arg0: typing.Any) -> bool:
+        ...
+    def __eq__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __getitem__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __init__(self, record: QualityResultRecord) -> None:
+        ...
+    def __iter__(self) -> collections.abc.Iterator:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+        ...
+    def keys(self) -> list:
+        ...
+    def to_dict(self) -> dict:
+        """
+        The fields as a plain dict (a copy).
+        """
+    @property
+    def accepted(self) -> bool:
+        ...
+    @property
+    def batch(self) -> int:
+        ...
+    @property
+    def column(self) -> str:
+        ...
+    @property
+    def created_at(self) -> int:
+        """
+        ms since the epoch
+        """
+    @property
+    def detail_json(self) -> str:
+        """
+        its structured details as JSON ('' when none)
+        """
+    @property
+    def expectation(self) -> str:
+        ...
+    @property
+    def message(self) -> str:
+        ...
+    @property
+    def observed_json(self) -> str:
+        """
+        what the rule observed, as JSON
+        """
+    @property
+    def rows(self) -> int:
+        ...
+    @property
+    def rule(self) -> str:
+        ...
+    @property
+    def severity(self) -> str:
+        ...
+    @property
+    def status(self) -> str:
+        ...
+class QualityRuleRecord:
+    """
+    A rule attached to a target (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('id', 'target', 'plugin', 'args_json', 'severity', 'name', 'created_at')
+    def __contains__(self, arg0: typing.Any) -> bool:
+        ...
+    def __eq__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __getitem__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __init__(self, record: QualityRuleRecord) -> None:
+        ...
+    def __iter__(self) -> collections.abc.Iterator:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+        ...
+    def keys(self) -> list:
+        ...
+    def to_dict(self) -> dict:
+        """
+        The fields as a plain dict (a copy).
+        """
+    @property
+    def args_json(self) -> str:
+        """
+        the plugin's arguments as JSON
+        """
+    @property
+    def created_at(self) -> int:
+        """
+        ms since the epoch
+        """
+    @property
+    def id(self) -> int:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def plugin(self) -> str:
+        ...
+    @property
+    def severity(self) -> str:
+        ...
+    @property
+    def target(self) -> str:
+        ...
 class QualityStore:
     def __init__(self, arg0: Workspace) -> None:
         ...
@@ -363,25 +571,31 @@ class QualityStore:
         """
         Validates the rule against its plugin's schema and the target's columns, then saves it.
         """
-    def close_issue(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> dict:
+    def close_issue(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> DataIssueRecord:
         ...
-    def history(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> list:
+    def history(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> list[QualityResultRecord]:
+        """
+        Recorded results, newest first.
+        """
+    def issues(self, arg0: str, arg1: bool) -> list[DataIssueRecord]:
         ...
-    def issues(self, arg0: str, arg1: bool) -> list:
-        ...
-    def issues_affecting(self, arg0: str) -> list:
-        ...
+    def issues_affecting(self, arg0: str) -> list[DataIssueRecord]:
+        """
+        Open issues on ref or anything upstream of it.
+        """
     def profile(self, arg0: str, arg1: typing.Any, arg2: typing.SupportsInt | typing.SupportsIndex) -> dict:
         """
         Reference profiles of a batch of the target; those of PII columns hold masked values.
         """
     def profiles(self, arg0: str) -> list[tuple[str, str]]:
         ...
-    def record(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: bool, arg3: list) -> tuple[int, list, list]:
+    def record(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: bool, arg3: list) -> tuple[int, list[DataIssueRecord], list[DataIssueRecord]]:
         ...
-    def remove_rule(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> list:
-        ...
-    def rules(self, arg0: str) -> list:
+    def remove_rule(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> list[DataIssueRecord]:
+        """
+        Removes a rule; returns the issues it opened, closed with it.
+        """
+    def rules(self, arg0: str) -> list[QualityRuleRecord]:
         ...
     def run(self, arg0: str, arg1: typing.Any, arg2: list, arg3: typing.Any) -> list:
         """
@@ -389,10 +603,47 @@ class QualityStore:
         """
     def set_profile(self, arg0: str, arg1: str, arg2: str) -> None:
         ...
+class RegisteredModelRecord:
+    """
+    A registered model (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('name', 'description', 'owner', 'tags', 'created_at', 'created_by', 'latest_version', 'aliases')
+    def __init__(self, record: RegisteredModelRecord) -> None:
+        ...
+    @property
+    def aliases(self) -> dict[str, int]:
+        """
+        alias -> version
+        """
+    @property
+    def created_at(self) -> int:
+        """
+        ms since the epoch
+        """
+    @property
+    def created_by(self) -> str:
+        ...
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def latest_version(self) -> int | None:
+        """
+        None before the first version
+        """
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def owner(self) -> str:
+        ...
+    @property
+    def tags(self) -> dict[str, str]:
+        ...
 class Registry:
     def __init__(self, workspace: Workspace) -> None:
         ...
-    def create_model(self, name: str, description: str | None = None, owner: str | None = None, tags: collections.abc.Mapping[str, str] = {}) -> dict:
+    def create_model(self, name: str, description: str | None = None, owner: str | None = None, tags: collections.abc.Mapping[str, str] = {}) -> typing.Any:
         ...
     def delete_alias(self, arg0: str, arg1: str) -> None:
         ...
@@ -400,9 +651,9 @@ class Registry:
         ...
     def load_artifact(self, arg0: str) -> bytes:
         ...
-    def model(self, arg0: str) -> dict:
+    def model(self, arg0: str) -> typing.Any:
         ...
-    def models(self) -> list:
+    def models(self) -> typing.Any:
         ...
     def register_version(self, name: str, digest: str, run_id: str = '', flavour: str = 'python', signature: str = '', description: str = '', tags: collections.abc.Mapping[str, str] = {}, model_description: str | None = None, owner: str | None = None) -> typing.Any:
         ...
@@ -414,11 +665,11 @@ class Registry:
         ...
     def transition_stage(self, name: str, version: typing.SupportsInt | typing.SupportsIndex, stage: str, archive_existing: bool = False) -> typing.Any:
         ...
-    def update_model(self, name: str, description: str | None = None, owner: str | None = None, tags: collections.abc.Mapping[str, str] = {}) -> dict:
+    def update_model(self, name: str, description: str | None = None, owner: str | None = None, tags: collections.abc.Mapping[str, str] = {}) -> typing.Any:
         ...
     def version(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
-    def versions(self, arg0: str) -> list:
+    def versions(self, arg0: str) -> typing.Any:
         ...
 class RequestPath:
     def __init__(self, arg0: Router, arg1: OnlineReader, arg2: str, arg3: InputPlan, arg4: collections.abc.Sequence[NativePredictor]) -> None:
@@ -462,6 +713,9 @@ class RunInfo:
     """
     A run's attributes (read-only): what keel.Run's properties read.
     """
+    _fields: typing.ClassVar[tuple] = ('id', 'name', 'experiment', 'status', 'start_time', 'end_time', 'user', 'source', 'git_commit', 'git_dirty', 'parent_id', 'error')
+    def __init__(self, record: RunInfo) -> None:
+        ...
     def __repr__(self) -> str:
         ...
     @property
@@ -508,6 +762,9 @@ class RunRecord:
     """
     A run with its params, latest metric values and tags (read-only).
     """
+    _fields: typing.ClassVar[tuple] = ('info', 'params', 'metrics', 'tags')
+    def __init__(self, record: RunRecord) -> None:
+        ...
     def __repr__(self) -> str:
         ...
     @property
@@ -551,7 +808,7 @@ class Tracker:
         ...
     def log_param(self, arg0: str, arg1: str, arg2: str) -> None:
         ...
-    def log_params(self, arg0: str, arg1: dict) -> None:
+    def log_params(self, run_id: str, params: dict) -> None:
         ...
     def metric_history(self, arg0: str, arg1: str) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.int64]]:
         ...
@@ -559,16 +816,87 @@ class Tracker:
         ...
     def search(self, experiments: collections.abc.Sequence[str] = [], filter: str = '', order_by: collections.abc.Sequence[str] = [], max_results: typing.SupportsInt | typing.SupportsIndex = 1000, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> list[RunRecord]:
         ...
-    def set_tags(self, arg0: str, arg1: dict) -> None:
+    def set_tags(self, run_id: str, tags: dict) -> None:
         ...
     def stale_runs(self, heartbeat_timeout_ms: typing.SupportsInt | typing.SupportsIndex, close: bool = False) -> list:
         ...
     def start_run(self, experiment: str, name: str = '', parent_id: str | None = None, tags: collections.abc.Mapping[str, str] = {}, source: str = '', git_commit: str = '', git_dirty: bool | None = None, start_time: typing.SupportsInt | typing.SupportsIndex | None = None) -> RunRecord:
         ...
+class TrainingSetRecord:
+    """
+    What rebuilds a training set: features, view versions and segment cutoffs, labels (read-only).
+    """
+    _fields: typing.ClassVar[tuple] = ('id', 'features', 'view_versions', 'segment_cutoffs', 'timestamp_column', 'labels_digest', 'label_rows', 'min_ts_ms', 'max_ts_ms', 'created_at_ms', 'created_by')
+    def __contains__(self, arg0: typing.Any) -> bool:
+        ...
+    def __eq__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __getitem__(self, arg0: typing.Any) -> typing.Any:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __init__(self, record: TrainingSetRecord) -> None:
+        ...
+    def __iter__(self) -> collections.abc.Iterator:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+        ...
+    def keys(self) -> list:
+        ...
+    def to_dict(self) -> dict:
+        """
+        The fields as a plain dict (a copy).
+        """
+    @property
+    def created_at_ms(self) -> int:
+        ...
+    @property
+    def created_by(self) -> str:
+        ...
+    @property
+    def features(self) -> list[str]:
+        """
+        view:column
+        """
+    @property
+    def id(self) -> str:
+        ...
+    @property
+    def label_rows(self) -> int:
+        ...
+    @property
+    def labels_digest(self) -> str:
+        """
+        the artifact holding the label frame
+        """
+    @property
+    def max_ts_ms(self) -> int | None:
+        ...
+    @property
+    def min_ts_ms(self) -> int | None:
+        ...
+    @property
+    def segment_cutoffs(self) -> dict[str, int]:
+        """
+        view -> last segment id included
+        """
+    @property
+    def timestamp_column(self) -> str:
+        ...
+    @property
+    def view_versions(self) -> dict[str, int]:
+        ...
 class ViewInfo:
     """
     A feature view's catalog entry: definition, size, freshness (read-only).
     """
+    _fields: typing.ClassVar[tuple] = ('spec', 'rows', 'segments', 'last_event_ms', 'last_ingest_ms', 'materialized_end_ms')
+    def __init__(self, record: ViewInfo) -> None:
+        ...
     @property
     def last_event_ms(self) -> int | None:
         ...
@@ -591,6 +919,9 @@ class ViewSpec:
     """
     A feature view definition at one version (read-only).
     """
+    _fields: typing.ClassVar[tuple] = ('name', 'version', 'entities', 'join_keys', 'features', 'ttl_ms', 'owner', 'description', 'tags', 'event_column', 'created_column')
+    def __init__(self, record: ViewSpec) -> None:
+        ...
     def __repr__(self) -> str:
         ...
     @property
