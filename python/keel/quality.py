@@ -244,7 +244,8 @@ def subscribe(ws, callback) -> Callable[[], None]:
 
 def _notify(ws, event: str, issues: Iterable[DataIssue]) -> None:
     subs = list(_subscribers.get(_ws_key(ws), []))
-    for issue in issues:
+    for issue in issues if subs else ():
+        issue.downstream  # noqa: B018 - looked up now: subscribers see what the issue affected when it happened
         for cb in subs:
             cb(event, issue)
 

@@ -166,8 +166,10 @@ def test_limits_are_listed_and_checked():
     assert lim["call_ms"] == 2000 and lim["string_bytes"] == 1 << 20
     with pytest.raises(keel.InvalidArgument, match="call_ms=0"):
         plugins.set_limits(call_ms=0)
-    with pytest.raises(keel.InvalidArgument, match="unknown plugin limit"):
-        plugins.set_limits(deadline=5)
+    with pytest.raises(keel.InvalidArgument, match=r"unknown plugin limit\(s\) deadline \(known: call_instructions, "
+                                                   "load_instructions, memory_bytes, string_bytes, call_ms, "
+                                                   r"reload_check_ms\)"):
+        plugins.set_limits(deadline=5, call_ms=100)
     assert plugins.limits() == lim
 
 

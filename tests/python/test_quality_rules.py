@@ -216,6 +216,7 @@ def test_subscribers_get_a_read_only_issue_that_also_reads_like_a_dict(ws, fv):
     assert event == "opened" and isinstance(issue, quality.DataIssue)
     assert issue.target == issue["target"] == fv.lineage_ref and issue.rule == "range" and issue.column == "spend"
     assert issue.closed_at is None and issue.get("closed_at", 0) is None and issue.get("nope") is None
+    ws.lineage.add_edge("training_set:ts1", "trains", "model:churn/1")  # after the event: not in it
     assert issue.downstream == issue["downstream"] == ["training_set:ts1"]
     assert list(issue) == ["id", "target", "rule", "column", "severity", "message", "opened_at", "closed_at",
                            "downstream"]
