@@ -389,26 +389,12 @@ class RunList:
     def ids(self) -> list[str]:
         return [r.id for r in self._runs]
 
-    def _rows(self, times_as_ms: bool = False) -> tuple[list[dict], list[str]]:
-        params, metrics, tags = set(), set(), set()
-        data = [r.to_dict() for r in self._runs]
-        for d in data:
-            params.update(d["params"])
-            metrics.update(d["metrics"])
-            tags.update(d["tags"])
-        columns = (["run_id", "experiment", "name", "status", "start_time", "end_time"] +
-                   [f"params.{k}" for k in sorted(params)] + [f"metrics.{k}" for k in sorted(metrics)] +
-                   [f"tags.{k}" for k in sorted(tags)])
-        rows = []
-        for d in data:
-            row = {"run_id": d["id"], **{k: d[k] for k in ("experiment", "name", "status", "start_time", "end_time")}}
-            for k, v in d["params"].items():
-                row[f"params.{k}"] = v
-            for k, v in d["metrics"].items():
-                row[f"metrics.{k}"] = v
-            for k, v in d["tags"].items():
-                row[f"tags.{k}"] = v
-            rows.append(row)
+    def _rows(self) -> tuple[list[dict], list[str]]:
+        rows = _core.run_rows([r._fresh() for r in self._runs])  # one dict per run, built in C++
+        keys: set[str] = set().union(*rows)
+        columns = ["run_id", "experiment", "name", "status", "start_time", "end_time"]
+        for group in ("params.", "metrics.", "tags."):
+            columns += sorted(k for k in keys if k.startswith(group))
         return rows, columns
 
     def to_pandas(self) -> pd.DataFrame:

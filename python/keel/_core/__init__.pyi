@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -1039,3 +1039,7 @@ def quality_reference_columns(arg0: list) -> list[str]:
     """
 def quality_run(arg0: typing.Any, arg1: list, arg2: typing.Any) -> list:
     ...
+def run_rows(runs: collections.abc.Sequence[RunRecord]) -> list:
+    """
+    One dict per run: run_id, experiment, name, status, start_time, end_time, then params.*, metrics.* (latest value) and tags.*.
+    """
