@@ -91,41 +91,6 @@ void bind_definition(py::module_& m) {
         });
 }
 
-// A request dict as fields that stay valid with the GIL released: the keys and values are held by
-// `keep` (another thread may change the dict meanwhile). Storage is reused per thread.
-struct Request {
-    std::vector<plugins::Field> fields;
-    std::vector<py::object> keep;
-    std::vector<std::string> text;  // values that are neither str nor number
-
-    void parse(const py::dict& d) {
-        fields.clear();
-        keep.clear();
-        text.clear();
-        text.reserve(d.size());
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(d.ptr(), &pos, &key, &value)) {
-            keep.push_back(py::reinterpret_borrow<py::object>(key));
-            keep.push_back(py::reinterpret_borrow<py::object>(value));
-            plugins::Field f = request_field(key, value, text);
-            fields.push_back(f);
-        }
-    }
-};
-
-// The calling thread's Request, emptied again (references dropped while the GIL is held) when the
-// call ends, so no Python object outlives the call in a thread_local.
-struct ThreadRequest {
-    Request& r;
-    ThreadRequest() : r(get()) {}
-    ~ThreadRequest() { r.keep.clear(); }
-    static Request& get() {
-        thread_local Request r;
-        return r;
-    }
-};
-
 // (missing, stale) model input names of one answer.
 std::pair<py::list, py::list> flags(const InputPlan& plan, size_t variant, std::span<const InputState> states) {
     py::list missing, stale;
@@ -287,6 +252,7 @@ void bind_serving(py::module_& m) {
         });
 
     bind_assignment_log(m);
+    bind_endpoint(m);
 
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())

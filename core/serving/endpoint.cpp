@@ -280,15 +280,20 @@ void Endpoint::set_rejected(std::vector<std::pair<std::string, std::string>> rej
 }
 
 void Endpoint::maybe_reload() {
+    // What nobody announces is looked for every refresh_interval: online snapshots materialized in
+    // another process, lineage edges that put a data issue upstream of a variant.
+    int64_t now = steady_ms(), due = next_snapshot_check_.load(std::memory_order_relaxed);
+    bool interval = now >= due &&
+                    next_snapshot_check_.compare_exchange_strong(due, now + options_.refresh_interval.count());
     auto& db = ws_->db();
     uint64_t token = db.change_token();
+    bool moved = false;
     if (token_.exchange(token) != token) {
         int64_t generation = storage::read_generation(db);
-        if (generation_.exchange(generation) != generation) reload();
+        moved = generation_.exchange(generation) != generation;
     }
-    // New online snapshots: materialize() in another process bumps no serving generation.
-    int64_t now = steady_ms(), due = next_snapshot_check_.load(std::memory_order_relaxed);
-    if (now >= due && next_snapshot_check_.compare_exchange_strong(due, now + options_.refresh_interval.count()))
+    if (moved || interval) reload();
+    if (interval)
         if (auto s = current(); s->reader) s->reader->refresh();
 }
 

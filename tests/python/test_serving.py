@@ -253,7 +253,7 @@ def test_native_models_take_the_one_call_request_path(served):
     # A LinearRegression is converted: if it is not, the native path would go untested, so fail.
     assert mv.flavour == "keel-native", "keel.inference did not convert the fixture's LinearRegression"
     ep = define(served, variants={"a": ("churn/1", 0.5), "b": ("churn@champion", 0.5)})
-    assert ep._path.native
+    assert ep.native
     batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # one C++ call for the batch
     for i, b in enumerate(batch):
         one = ep.predict({"player_id": i, "tenant": "t"})
@@ -263,7 +263,7 @@ def test_native_models_take_the_one_call_request_path(served):
         ep.predict({"tenant": "t"})
     served.models.set_alias("churn", "champion", 2)   # not native: back to the Python path
     ep.refresh()
-    assert not ep._path.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
+    assert not ep.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
 
 
 def test_keel_serve_command_requires_the_token(served, tmp_path):

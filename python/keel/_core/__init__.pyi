@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityStore', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityStore', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -54,6 +54,56 @@ class ColumnSpec:
         ...
     @property
     def pii(self) -> bool:
+        ...
+class Endpoint:
+    def __init__(self, ws: Workspace, name: str, refresh_interval: typing.SupportsFloat | typing.SupportsIndex = 0.5, load_model: typing.Any = None) -> None:
+        """
+        Opens the saved endpoint `name`. `load_model(ref, output)` returns a function mapping an (n, width) array of model inputs to n answers for a variant the core cannot run (None: native models only).
+        """
+    def close(self) -> None:
+        """
+        Closes the assignment log (later answers are written at once).
+        """
+    def definition(self) -> EndpointDefinition:
+        ...
+    def flush(self) -> None:
+        """
+        Writes the buffered assignments now.
+        """
+    def predict(self, request: dict) -> dict:
+        ...
+    def predict_batch(self, requests: list, as_columns: bool = False) -> typing.Any:
+        """
+        A list of request dicts in one call: a dict of columns (as_columns) or a list of answer dicts.
+        """
+    def refresh(self) -> None:
+        ...
+    def set_weights(self, weights: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]]) -> int:
+        ...
+    def stats(self) -> dict:
+        """
+        The router's counters with the endpoint's: shadow_errors, last_shadow_error, revision, issues, missing, stale, refused, rejected_alias_moves and log (the assignment log's).
+        """
+    def variants(self) -> list:
+        """
+        (variant, model version served, version number) in definition order.
+        """
+    @property
+    def key(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def native(self) -> bool:
+        """
+        True when every variant predicts in C++.
+        """
+    @property
+    def revision(self) -> int:
+        ...
+    @property
+    def router(self) -> Router:
         ...
 class EndpointDefinition:
     @staticmethod

@@ -46,8 +46,8 @@ using ModelLoader =
 
 struct EndpointOptions {
     AssignmentLogOptions log;
-    //! How often online snapshots materialized by other processes are looked for (they bump no
-    //! serving generation); 0 looks on every request.
+    //! How often what bumps no serving generation is looked for: online snapshots materialized by
+    //! other processes, lineage edges that put a data issue upstream of a variant. 0: every request.
     std::chrono::milliseconds refresh_interval{500};
     //! Empty: only native models are served (a C++ host); the Python binding supplies one.
     ModelLoader load_model;
@@ -78,8 +78,8 @@ struct EndpointStats {
 //! endpoint cannot feed the new version (that variant keeps serving its version, stats().rejected
 //! says why); the `serves` lineage edges follow the versions served (live edges of versions no
 //! longer served are ended, whoever wrote them); the variants whose model or whose online views
-//! have an open data issue upstream are passed to the router (ctx.issues). Online snapshots of
-//! other processes are looked for every `refresh_interval`.
+//! have an open data issue upstream are passed to the router (ctx.issues). Every `refresh_interval`
+//! the same is checked without an announcement, and online snapshots of other processes are read.
 //!
 //! Shadows the routing plugin asks for run after the answer, are logged with shadow=true and never
 //! reach the answer: their errors are counted. Thread-safe. Every answer is appended to the
