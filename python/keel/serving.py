@@ -8,7 +8,9 @@ process. Definitions are checked, normalized and saved by the core (``_core.Endp
 (``churn@champion`` is re-resolved) and data issues on the variants' lineage (``ctx.issues``) reach
 every process hosting the endpoint on its next request: each request compares the workspace's change
 token (about a microsecond) and reloads only when the serving generation moved. New online snapshots
-are picked up every ``refresh_interval`` seconds.
+are picked up every ``refresh_interval`` seconds. All of it is the core's ``serving::Endpoint``
+(``_core.Endpoint``), which a C++ server hosts too; this module converts inputs and outputs and loads
+the models the core cannot run (scikit-learn and other Python objects), which the core calls back.
 
 >>> ep = ws.endpoint("churn", routing="plugins/routing/sticky.lua",
 ...                  variants={"champion": ("churn@champion", 0.9), "challenger": ("churn@challenger", 0.1)},
@@ -17,7 +19,7 @@ are picked up every ``refresh_interval`` seconds.
 {'prediction': 0.12, 'variant': 'champion', 'model': 'churn/3', 'version': 3, 'fallback': '',
  'missing': [], 'stale': []}
 
-Every model input is fed by name from the model's signature (``_core.InputPlan``, one rule in C++ for
+Every model input is fed by name from the model's signature (the core's ``InputPlan``, one rule for
 the native and the Python path): online feature ``view:column`` feeds input ``column``, a request field
 feeds the input of its name (and wins over the online value). A definition whose models read names the
 endpoint does not provide is refused; so is an alias move onto such a version. Inputs without a fresh

@@ -136,6 +136,20 @@ def test_routing_failure_falls_back_and_shadow_never_reaches_response(served, tm
     assert list(a.shadow) == [False, True] and list(a.variant) == ["champion", "challenger"]
 
 
+def test_a_python_models_error_reaches_the_caller_unchanged(served):
+    broken(served)
+    ep = served.endpoint("fails", refresh_interval=0, model="broken/1",
+                         features=["activity:sessions", "activity:spend"])
+    assert not ep.native  # served by the core, predicted by Python
+    with pytest.raises(RuntimeError, match="boom"):
+        ep.predict({"player_id": 2})
+    with pytest.raises(RuntimeError, match="boom"):
+        ep.predict_batch([{"player_id": 1}, {"player_id": 2}])
+    ep.flush()
+    assert len(ep.assignments()) == 0  # nothing answered, nothing logged
+    assert ep.stats()["refused"] == 0  # a failing model is not a refused request
+
+
 def test_compare_variants_with_confidence_interval(served):
     ep = define(served)
     ep.predict_batch([{"player_id": i} for i in range(200)])

@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityStore', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityStore', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -196,8 +196,6 @@ class EndpointStore:
         ...
     def define(self, arg0: str, arg1: dict) -> EndpointRevision:
         ...
-    def link_views(self, arg0: str, arg1: EndpointDefinition) -> None:
-        ...
     def log(self, arg0: str, arg1: list) -> None:
         ...
     def names(self) -> list[str]:
@@ -267,18 +265,6 @@ class FeatureStore:
 class IngestBatch:
     @property
     def rows(self) -> int:
-        ...
-class InputPlan:
-    @staticmethod
-    def for_definition(endpoint: str, definition: EndpointDefinition, models: collections.abc.Sequence[tuple[str, collections.abc.Sequence[str]]]) -> InputPlan:
-        """
-        The plan of `definition` with models[i] = (resolved ref, input names) serving variant i.
-        """
-    def __init__(self, endpoint: str, features: collections.abc.Sequence[str], inputs: collections.abc.Sequence[str], on_missing: str, defaults: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]], variants: collections.abc.Sequence[tuple[str, str, collections.abc.Sequence[str], collections.abc.Sequence[str]]]) -> None:
-        ...
-    def features_read(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
-        ...
-    def names(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> list[str]:
         ...
 class LineageGraph:
     def __init__(self, workspace: Workspace) -> None:
@@ -469,20 +455,6 @@ class Registry:
     def version(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
     def versions(self, arg0: str) -> list:
-        ...
-class RequestPath:
-    def __init__(self, arg0: Router, arg1: OnlineReader, arg2: str, arg3: InputPlan, arg4: collections.abc.Sequence[NativePredictor]) -> None:
-        ...
-    def inputs(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: dict) -> tuple[numpy.typing.NDArray[numpy.float64], list, list, typing.Any]:
-        ...
-    def prepare(self, arg0: dict) -> tuple[int, int, str, numpy.typing.NDArray[numpy.float64], list, list]:
-        ...
-    def serve(self, arg0: dict) -> tuple[int, int, str, float, list, list]:
-        ...
-    def serve_many(self, arg0: list, arg1: bool) -> dict:
-        ...
-    @property
-    def native(self) -> bool:
         ...
 class Router:
     def __init__(self, plugin: str, variants: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]], default: str = '', config: typing.Any = None, name: str = '', issues: collections.abc.Sequence[str] = []) -> None:
