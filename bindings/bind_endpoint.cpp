@@ -15,6 +15,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <set>
 
 namespace py = pybind11;
@@ -120,6 +121,20 @@ struct PyEndpoint {
     uint64_t rejections_seen = 0;
 };
 
+// The keys of an answer dict, made once (never destroyed: they would outlive the interpreter).
+enum Key { Prediction, Variant, Model, Version, Fallback, Missing, Stale, Keys };
+const std::array<py::object, Keys>& answer_keys() {
+    static const auto* keys = new std::array<py::object, Keys>{
+        py::str("prediction"), py::str("variant"), py::str("model"), py::str("version"),
+        py::str("fallback"), py::str("missing"), py::str("stale")};
+    return *keys;
+}
+
+// dict[key] = value, with no new key object per call.
+void put(py::dict& d, Key key, const py::object& value) {
+    if (PyDict_SetItem(d.ptr(), answer_keys()[key].ptr(), value.ptr()) < 0) throw py::error_already_set();
+}
+
 py::list names(const std::vector<std::string>& v) {
     py::list out(v.size());
     for (size_t i = 0; i < v.size(); ++i) out[i] = py::str(v[i]);
@@ -183,13 +198,13 @@ void bind_endpoint(py::module_& m) {
             auto a = run(true, [&] { return e.ep->predict(r.fields); });
             e.after_call();
             py::dict out;
-            out["prediction"] = a.prediction;
-            out["variant"] = a.variant;
-            out["model"] = a.model;
-            out["version"] = a.version;
-            out["fallback"] = a.fallback;
-            out["missing"] = names(a.missing);
-            out["stale"] = names(a.stale);
+            put(out, Prediction, py::float_(a.prediction));
+            put(out, Variant, py::str(a.variant));
+            put(out, Model, py::str(a.model));
+            put(out, Version, py::int_(a.version));
+            put(out, Fallback, py::str(a.fallback));
+            put(out, Missing, names(a.missing));
+            put(out, Stale, names(a.stale));
             return out;
         }, py::arg("request"))
         .def("predict_batch", [](PyEndpoint& e, py::list requests, bool as_columns) {
@@ -197,7 +212,7 @@ void bind_endpoint(py::module_& m) {
             std::vector<Request> reqs(n);
             std::vector<std::span<const plugins::Field>> spans(n);
             for (size_t i = 0; i < n; ++i) {
-                py::handle item = requests[i];
+                py::handle item = PyList_GET_ITEM(requests.ptr(), py::ssize_t(i));  // borrowed: the list holds it
                 if (!PyDict_Check(item.ptr()))
                     throw_error(ErrorKind::InvalidArgument, "request {} must be a dict, got {}", i,
                                 py::str(py::type::of(item)).cast<std::string>());
@@ -215,30 +230,32 @@ void bind_endpoint(py::module_& m) {
             std::vector<py::object> fallbacks;
             for (int f = 0; f <= int(plugins::Fallback::DataIssue); ++f)
                 fallbacks.push_back(py::str(std::string(plugins::fallback_name(plugins::Fallback(f)))));
-            py::list prediction(n), variants(n), models(n), versions(n), fallback(n), missing(n), stale(n);
-            for (size_t i = 0; i < n; ++i) {
+            auto answer = [&](size_t i, Key key) -> py::object {
                 const auto& d = b.decisions[i];
-                const size_t v = size_t(d.variant);
-                prediction[i] = py::float_(b.predictions[i]);
-                variants[i] = variant[v];
-                models[i] = model[v];
-                versions[i] = version[v];
-                fallback[i] = fallbacks[size_t(d.fallback)];
-                missing[i] = names(b.missing[i]);
-                stale[i] = names(b.stale[i]);
-            }
-            const char* keys[] = {"prediction", "variant", "model", "version", "fallback", "missing", "stale"};
-            py::list columns[] = {prediction, variants, models, versions, fallback, missing, stale};
+                switch (key) {
+                case Prediction: return py::float_(b.predictions[i]);
+                case Variant: return variant[size_t(d.variant)];
+                case Model: return model[size_t(d.variant)];
+                case Version: return version[size_t(d.variant)];
+                case Fallback: return fallbacks[size_t(d.fallback)];
+                case Missing: return names(b.missing[i]);
+                default: return names(b.stale[i]);
+                }
+            };
             if (as_columns) {
                 py::dict out;
-                for (size_t k = 0; k < 7; ++k) out[keys[k]] = columns[k];
+                for (int k = 0; k < Keys; ++k) {
+                    py::list column(n);
+                    for (size_t i = 0; i < n; ++i) PyList_SET_ITEM(column.ptr(), i, answer(i, Key(k)).release().ptr());
+                    put(out, Key(k), column);
+                }
                 return py::object(out);
             }
             py::list out(n);
             for (size_t i = 0; i < n; ++i) {
                 py::dict row;
-                for (size_t k = 0; k < 7; ++k) row[keys[k]] = columns[k][i];
-                out[i] = row;
+                for (int k = 0; k < Keys; ++k) put(row, Key(k), answer(i, Key(k)));
+                PyList_SET_ITEM(out.ptr(), i, row.release().ptr());
             }
             return py::object(out);
         }, py::arg("requests"), py::arg("as_columns") = false,
