@@ -150,6 +150,33 @@ def test_a_python_models_error_reaches_the_caller_unchanged(served):
     assert ep.stats()["refused"] == 0  # a failing model is not a refused request
 
 
+def test_threads_serve_python_and_native_models_while_an_alias_moves(served):
+    # keel serve answers from many threads: Python models take the GIL only around their call, and
+    # an alias moved meanwhile (a reload loading a Python model) blocks no thread for good.
+    import threading
+    ep = define(served)  # refresh_interval=0: every request also looks for changes
+    errors, answers = [], []
+
+    def serve(start):
+        try:
+            for i in range(start, start + 150):
+                answers.append(ep.predict({"player_id": i % 200})["model"])
+                ep.stats()
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=serve, args=(k * 7,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for version in (2, 1, 2):
+        served.models.set_alias("churn", "champion", version)
+        ep.refresh()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors
+    assert len(answers) == 600 and set(answers) <= {"churn/1", "churn/2"}
+
+
 def test_compare_variants_with_confidence_interval(served):
     ep = define(served)
     ep.predict_batch([{"player_id": i} for i in range(200)])
