@@ -1,23 +1,16 @@
 // bindings/bind_serving.cpp
 #include "bindings.hpp"
 #include "plugin_values.hpp"
-#include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
 #include "keel/common/names.hpp"
 #include "keel/serving/alias_check.hpp"
-#include "keel/serving/definition_check.hpp"
 #include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/endpoint_store.hpp"
-#include "keel/features/online.hpp"
-#include "keel/inference/predictor.hpp"
-#include "keel/serving/request_path.hpp"
 #include "keel/storage/workspace.hpp"
 
-#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
 
 namespace py = pybind11;
 using namespace keel::serving;
@@ -91,58 +84,6 @@ void bind_definition(py::module_& m) {
         });
 }
 
-// A request dict as fields that stay valid with the GIL released: the keys and values are held by
-// `keep` (another thread may change the dict meanwhile). Storage is reused per thread.
-struct Request {
-    std::vector<plugins::Field> fields;
-    std::vector<py::object> keep;
-    std::vector<std::string> text;  // values that are neither str nor number
-
-    void parse(const py::dict& d) {
-        fields.clear();
-        keep.clear();
-        text.clear();
-        text.reserve(d.size());
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(d.ptr(), &pos, &key, &value)) {
-            keep.push_back(py::reinterpret_borrow<py::object>(key));
-            keep.push_back(py::reinterpret_borrow<py::object>(value));
-            plugins::Field f = request_field(key, value, text);
-            fields.push_back(f);
-        }
-    }
-};
-
-// The calling thread's Request, emptied again (references dropped while the GIL is held) when the
-// call ends, so no Python object outlives the call in a thread_local.
-struct ThreadRequest {
-    Request& r;
-    ThreadRequest() : r(get()) {}
-    ~ThreadRequest() { r.keep.clear(); }
-    static Request& get() {
-        thread_local Request r;
-        return r;
-    }
-};
-
-// (missing, stale) model input names of one answer.
-std::pair<py::list, py::list> flags(const InputPlan& plan, size_t variant, std::span<const InputState> states) {
-    py::list missing, stale;
-    const auto& names = plan.names(variant);
-    for (size_t j = 0; j < states.size(); ++j) {
-        if (states[j] == InputState::Missing) missing.append(names[j]);
-        else if (states[j] == InputState::Stale) stale.append(names[j]);
-    }
-    return {missing, stale};
-}
-
-py::array_t<double> to_array(std::span<const double> row) {
-    py::array_t<double> out{py::ssize_t(row.size())};
-    std::copy(row.begin(), row.end(), out.mutable_data());
-    return out;
-}
-
 } // namespace
 
 void bind_serving(py::module_& m) {
@@ -156,137 +97,8 @@ void bind_serving(py::module_& m) {
     m.def("check_name", [](const std::string& name, const std::string& what, const std::string& example) {
         keel::check_name(name, what, example);
     }, "InvalidArgument unless `name` follows the rule model and endpoint names follow.");
-    py::class_<InputPlan, std::shared_ptr<InputPlan>>(m, "InputPlan")
-        .def(py::init([](const std::string& endpoint, std::vector<std::string> features, std::vector<std::string> inputs,
-                         const std::string& on_missing, std::vector<std::pair<std::string, double>> defaults,
-                         const std::vector<std::tuple<std::string, std::string, std::vector<std::string>,
-                                                      std::vector<std::string>>>& variants) {
-                 InputSpec spec{endpoint, std::move(features), std::move(inputs), parse_on_missing(on_missing),
-                                std::move(defaults)};
-                 std::vector<ModelInputs> vs;
-                 for (const auto& [variant, model, names, declared] : variants)
-                     vs.push_back({variant, model, names, declared});
-                 return std::make_shared<InputPlan>(std::move(spec), std::move(vs));
-             }),
-             py::arg("endpoint"), py::arg("features"), py::arg("inputs"), py::arg("on_missing"), py::arg("defaults"),
-             py::arg("variants"))
-        .def_static("for_definition", [](const std::string& endpoint, const EndpointDefinition& definition,
-                                         const std::vector<std::pair<std::string, std::vector<std::string>>>& models) {
-            std::vector<ServedModel> served;
-            for (const auto& [ref, names] : models) served.push_back({ref, names});
-            return std::const_pointer_cast<InputPlan>(plan_inputs(endpoint, definition, served));
-        }, py::arg("endpoint"), py::arg("definition"), py::arg("models"),
-           "The plan of `definition` with models[i] = (resolved ref, input names) serving variant i.")
-        .def("names", &InputPlan::names)
-        .def("features_read", &InputPlan::features_read);
-
-    // The endpoint's request path: one C++ call per request (or per batch).
-    py::class_<RequestPath, std::shared_ptr<RequestPath>>(m, "RequestPath")
-        .def(py::init([](std::shared_ptr<plugins::Router> router, std::shared_ptr<features::OnlineReader> reader,
-                         const std::string& key, std::shared_ptr<InputPlan> plan,
-                         std::vector<std::shared_ptr<inference::Predictor>> predictors) {
-            std::vector<std::shared_ptr<const inference::Predictor>> ps(predictors.begin(), predictors.end());
-            return std::make_shared<RequestPath>(std::move(router), std::move(reader), key, std::move(plan),
-                                                 std::move(ps));
-        }))
-        .def_property_readonly("native", &RequestPath::native)
-        .def("serve", [](const RequestPath& p, py::dict request) {
-            // (variant index, shadow bits, fallback, prediction, missing, stale). The model runs with
-            // the GIL released: other Python threads keep going during the trees.
-            ThreadRequest guard;
-            Request& r = guard.r;
-            r.parse(request);
-            RequestPath::Answer a;
-            {
-                py::gil_scoped_release release;
-                a = p.serve(r.fields);
-            }
-            auto [missing, stale] = flags(p.plan(), size_t(a.decision.variant), a.states);
-            return py::make_tuple(a.decision.variant, a.decision.shadows,
-                                  std::string(plugins::fallback_name(a.decision.fallback)), a.prediction, missing,
-                                  stale);
-        })
-        .def("prepare", [](const RequestPath& p, py::dict request) {
-            // (variant index, shadow bits, fallback, model input row, missing, stale) for Python models.
-            ThreadRequest guard;
-            Request& r = guard.r;
-            r.parse(request);
-            auto a = p.prepare(r.fields);
-            auto [missing, stale] = flags(p.plan(), size_t(a.decision.variant), a.states);
-            return py::make_tuple(a.decision.variant, a.decision.shadows,
-                                  std::string(plugins::fallback_name(a.decision.fallback)), to_array(a.row), missing,
-                                  stale);
-        })
-        .def("inputs", [](const RequestPath& p, int index, py::dict request) {
-            // (model input row, missing, stale, prediction or None) of variant `index` (shadows).
-            ThreadRequest guard;
-            Request& r = guard.r;
-            r.parse(request);
-            auto a = p.inputs(index, r.fields);
-            auto [missing, stale] = flags(p.plan(), size_t(index), a.states);
-            bool native = p.native();
-            return py::make_tuple(to_array(a.row), missing, stale,
-                                  native ? py::object(py::float_(a.prediction)) : py::object(py::none()));
-        })
-        .def("serve_many", [](const RequestPath& p, py::list requests, bool predict) {
-            // {"decisions": [(variant, shadows, fallback)], "predictions": array or None,
-            //  "rows": [index array per variant], "inputs": [matrix per variant],
-            //  "missing": [names per request], "stale": [...]}
-            const size_t n = requests.size();
-            std::vector<Request> reqs(n);
-            std::vector<std::span<const plugins::Field>> spans(n);
-            std::vector<int64_t> ids(n, 0);
-            bool need_key = !p.plan().spec().features.empty();
-            for (size_t i = 0; i < n; ++i) {
-                reqs[i].parse(requests[i].cast<py::dict>());
-                spans[i] = reqs[i].fields;
-                if (need_key) {
-                    try {
-                        ids[i] = p.entity_id(spans[i]);
-                    } catch (const Error& e) {
-                        throw Error(e.kind(), fmt::format("request {}: {}", i, e.what()));
-                    }
-                }
-            }
-            RequestPath::Batch b;
-            {
-                py::gil_scoped_release release;
-                b = p.serve_many(spans, ids.data(), predict);
-            }
-            py::dict out;
-            py::list decisions, rows, inputs, missing(n), stale(n);
-            for (const auto& d : b.decisions)
-                decisions.append(py::make_tuple(d.variant, d.shadows, std::string(plugins::fallback_name(d.fallback))));
-            for (size_t v = 0; v < b.rows_of.size(); ++v) {
-                const size_t m = b.rows_of[v].size(), w = p.plan().width(v);
-                py::array_t<int64_t> idx{py::ssize_t(m)};
-                std::copy(b.rows_of[v].begin(), b.rows_of[v].end(), idx.mutable_data());
-                py::array_t<double> x({py::ssize_t(m), py::ssize_t(w)});
-                std::copy(b.inputs[v].begin(), b.inputs[v].end(), x.mutable_data());
-                rows.append(idx);
-                inputs.append(x);
-                for (size_t k = 0; k < m; ++k) {
-                    auto [mi, st] = flags(p.plan(), v, std::span<const InputState>(b.states[v].data() + k * w, w));
-                    missing[b.rows_of[v][k]] = mi;
-                    stale[b.rows_of[v][k]] = st;
-                }
-            }
-            out["decisions"] = decisions;
-            if (!b.predictions.empty()) {
-                py::array_t<double> preds{py::ssize_t(n)};
-                std::copy(b.predictions.begin(), b.predictions.end(), preds.mutable_data());
-                out["predictions"] = preds;
-            } else {
-                out["predictions"] = py::none();
-            }
-            out["rows"] = rows;
-            out["inputs"] = inputs;
-            out["missing"] = missing;
-            out["stale"] = stale;
-            return out;
-        });
-
     bind_assignment_log(m);
+    bind_endpoint(m);
 
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())
@@ -298,9 +110,6 @@ void bind_serving(py::module_& m) {
             auto value = value_from_py(given);
             py::gil_scoped_release release;
             return s.store.define(name, value);
-        })
-        .def("link_views", [](PyEndpointStore& s, const std::string& name, const EndpointDefinition& definition) {
-            s.store.link_views(name, definition);
         })
         .def("current", [](PyEndpointStore& s, const std::string& name) { return s.store.current(name); })
         .def("current_revision", [](PyEndpointStore& s, const std::string& name) { return s.store.current_revision(name); })

@@ -16,5 +16,6 @@ void bind_inference(pybind11::module_& m);
 void bind_plugins(pybind11::module_& m);
 void bind_serving(pybind11::module_& m);
 void bind_assignment_log(pybind11::module_& m); // called by bind_serving
+void bind_endpoint(pybind11::module_& m);       // called by bind_serving
 
 } // namespace keel::bindings

@@ -6,6 +6,7 @@
 #include "keel/features/online.hpp"
 #include "keel/features/store.hpp"
 #include "keel/inference/predictor.hpp"
+#include "keel/plugins/quality_store.hpp"
 #include "keel/registry/registry.hpp"
 #include "keel/serving/definition_check.hpp"
 #include "keel/serving/endpoint_store.hpp"
@@ -13,19 +14,31 @@
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include <algorithm>
+#include <set>
+
 namespace keel::serving {
 
 struct Endpoint::State {
     int64_t revision = 0;
     EndpointDefinition definition;
     std::vector<registry::ModelVersion> versions;  // per variant
+    // Per variant, exactly one of the two: the core's predictor, or the host's model.
+    std::vector<std::shared_ptr<const inference::Predictor>> natives;
+    std::vector<std::shared_ptr<const VariantModel>> hosted;
     std::shared_ptr<plugins::Router> router;
     std::shared_ptr<features::OnlineReader> reader;  // null when the endpoint reads no online feature
     std::shared_ptr<RequestPath> path;
     std::string key;  // the entity key field: the sticky key, logged per assignment
+    std::vector<std::string> issues;  // variants with an open data issue upstream (sorted)
 };
 
 namespace {
+
+int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 //! A request field's value as the assignment log stores it: as Python's str() writes it, so a row
 //! reads the same whichever host served it ("" when the request lacks the field).
@@ -53,6 +66,16 @@ std::string joined(const std::vector<std::string>& names) {
     return out;
 }
 
+//! Model inputs without a fresh value, by name.
+void flagged(const InputPlan& plan, size_t variant, std::span<const InputState> states, std::vector<std::string>& missing,
+             std::vector<std::string>& stale) {
+    const auto& names = plan.names(variant);
+    for (size_t j = 0; j < states.size(); ++j) {
+        if (states[j] == InputState::Missing) missing.push_back(names[j]);
+        else if (states[j] == InputState::Stale) stale.push_back(names[j]);
+    }
+}
+
 void check_output(std::string_view endpoint, const EndpointVariant& v, const registry::ModelVersion& mv,
                   const inference::Predictor& p, std::string_view output) {
     bool classifier = p.task() == inference::Task::Classification;
@@ -68,15 +91,43 @@ void check_output(std::string_view endpoint, const EndpointVariant& v, const reg
                     endpoint, v.name, output, mv.ref(), classifier ? "classifier" : "regressor");
 }
 
+//! `n` rows of variant `v`'s inputs -> n answers, natively or through the host's model.
+void predict_rows(const Endpoint::State& s, size_t v, const double* rows, size_t n, double* out) {
+    if (const auto& p = s.natives[v]) {
+        const size_t k = p->num_outputs();
+        const bool last = p->task() == inference::Task::Classification;
+        if (n == 1) {
+            thread_local std::vector<double> one;
+            one.resize(k);
+            p->predict_row(rows, one.data());
+            out[0] = last ? one.back() : one.front();
+            return;
+        }
+        std::vector<double> all(n * k);
+        p->predict(rows, n, all.data());
+        for (size_t r = 0; r < n; ++r) out[r] = all[r * k + (last ? k - 1 : 0)];
+        return;
+    }
+    auto got = s.hosted[v]->predict(rows, n, s.path->plan().width(v));
+    if (got.size() != n)
+        throw_error(ErrorKind::Internal, "variant '{}': its model answered {} values for {} rows",
+                    s.definition.variants[v].name, got.size(), n);
+    std::copy(got.begin(), got.end(), out);
+}
+
 } // namespace
 
 Endpoint::Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, AssignmentLogOptions log_options)
-    : ws_(std::move(ws)), name_(std::move(name)), features_(std::make_unique<features::FeatureStore>(ws_)),
-      log_(ws_, name_, log_options) {
+    : Endpoint(std::move(ws), std::move(name), EndpointOptions{.log = log_options}) {}
+
+Endpoint::Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, EndpointOptions options)
+    : ws_(std::move(ws)), name_(std::move(name)), options_(std::move(options)),
+      features_(std::make_unique<features::FeatureStore>(ws_)), log_(ws_, name_, options_.log) {
     auto& db = ws_->db();
     token_ = db.change_token();
     generation_ = storage::read_generation(db);  // read before what it guards
     reload();
+    next_snapshot_check_ = steady_ms() + options_.refresh_interval.count();
 }
 
 Endpoint::~Endpoint() = default;
@@ -86,47 +137,112 @@ std::shared_ptr<const Endpoint::State> Endpoint::current() const {
     return state_;
 }
 
+std::vector<std::string> Endpoint::variants_with_issues(const State& s) const {
+    plugins::QualityStore quality(*ws_);
+    const auto& features = s.definition.features;
+    std::map<std::string, bool> view_has_issue;  // views read online -> an open issue upstream
+    std::vector<std::string> out;
+    for (size_t k = 0; k < s.versions.size(); ++k) {
+        bool bad = !quality.issues_affecting(s.versions[k].lineage_ref()).empty();
+        for (size_t i : s.path->plan().features_read(k)) {
+            if (bad) break;
+            std::string view = features[i].substr(0, features[i].find(':'));
+            auto [it, fresh] = view_has_issue.try_emplace(view, false);
+            if (fresh) it->second = !quality.issues_affecting("feature_view:" + view).empty();
+            bad = it->second;
+        }
+        if (bad) out.push_back(s.definition.variants[k].name);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 void Endpoint::reload() {
     std::lock_guard reloading(reload_mutex_);
     EndpointStore store(*ws_);
     auto rev = store.current(name_);
     auto previous = current();
+    const bool same_revision = previous && previous->revision == rev.revision;
     auto next = std::make_shared<State>();
     next->revision = rev.revision;
-    next->definition = rev.definition;
+    next->definition = same_revision ? previous->definition : rev.definition;
     const auto& d = next->definition;
     registry::Registry registry(*ws_);
     next->versions = resolve_variants(registry, d);
-    bool same_models = previous && previous->revision == rev.revision;
+    auto plan_of = [&](const std::vector<registry::ModelVersion>& versions) {
+        std::vector<ServedModel> models;
+        for (const auto& mv : versions) models.push_back({mv.ref(), model_input_names(mv)});
+        return plan_inputs(name_, d, models);
+    };
+    // An alias moved (below the API) onto a version the endpoint cannot feed: that variant keeps
+    // serving its version, the others follow their moves.
+    std::vector<std::pair<std::string, std::string>> rejected;
+    if (same_revision)
+        for (size_t i = 0; i < next->versions.size(); ++i) {
+            if (next->versions[i].ref() == previous->versions[i].ref()) continue;
+            auto trial = previous->versions;
+            trial[i] = next->versions[i];
+            try {
+                plan_of(trial);
+            } catch (const Error& e) {
+                if (e.kind() != ErrorKind::InvalidArgument) throw;
+                rejected.emplace_back(d.variants[i].name, fmt::format("{} moved to {}, not followed: {}",
+                                                                      d.variants[i].model, next->versions[i].ref(),
+                                                                      e.what()));
+                next->versions[i] = previous->versions[i];
+            }
+        }
+    bool same_models = same_revision;
     for (size_t i = 0; same_models && i < next->versions.size(); ++i)
         same_models = next->versions[i].ref() == previous->versions[i].ref();
-    if (same_models) return;  // nothing moved
-    std::vector<ServedModel> models;
-    for (const auto& mv : next->versions) models.push_back({mv.ref(), model_input_names(mv)});
-    std::shared_ptr<const InputPlan> plan;
-    try {
-        plan = plan_inputs(name_, d, models);
-    } catch (const Error& e) {
-        // An alias moved (below the API) onto a version the endpoint cannot feed: keep serving.
-        if (!previous || e.kind() != ErrorKind::InvalidArgument) throw;
+    if (same_models) {
+        auto issues = variants_with_issues(*previous);
         std::lock_guard lock(mutex_);
-        rejected_ = e.what();
+        set_rejected(std::move(rejected));
+        if (issues != previous->issues) {
+            previous->router->set_issues(issues);
+            auto updated = std::make_shared<State>(*previous);
+            updated->issues = std::move(issues);
+            state_ = std::move(updated);
+        }
         return;
     }
-    std::vector<std::shared_ptr<const inference::Predictor>> predictors;
-    for (size_t i = 0; i < d.variants.size(); ++i) {
+    auto plan = plan_of(next->versions);  // a new revision was checked when it was saved
+    const size_t nv = d.variants.size();
+    next->natives.resize(nv);
+    next->hosted.resize(nv);
+    for (size_t i = 0; i < nv; ++i) {
         const auto& mv = next->versions[i];
-        if (mv.flavour != "keel-native")
+        bool reused = false;
+        for (size_t j = 0; previous && j < previous->versions.size() && !reused; ++j)
+            if (previous->versions[j].ref() == mv.ref() && previous->definition.output == d.output) {
+                next->natives[i] = previous->natives[j];
+                next->hosted[i] = previous->hosted[j];
+                reused = true;
+            }
+        if (reused) continue;
+        if (mv.flavour == "keel-native") {
+            auto p = inference::load_predictor(registry.load_artifact(mv.ref()));
+            try {
+                check_output(name_, d.variants[i], mv, *p, d.output);
+                next->natives[i] = std::move(p);
+                continue;
+            } catch (const Error&) {
+                if (!options_.load_model) throw;  // the host may serve what the core does not
+            }
+        } else if (!options_.load_model) {
             throw_error(ErrorKind::InvalidArgument,
                         "endpoint '{}', variant '{}': model {} is a '{}' model, which only a Python host can run; the "
                         "core serves native models (log a model keel.inference can convert)",
                         name_, d.variants[i].name, mv.ref(), mv.flavour);
-        auto p = inference::load_predictor(registry.load_artifact(mv.ref()));
-        check_output(name_, d.variants[i], mv, *p, d.output);
-        predictors.push_back(std::move(p));
+        }
+        next->hosted[i] = options_.load_model(mv, d.output);
+        if (!next->hosted[i])
+            throw_error(ErrorKind::InvalidArgument, "endpoint '{}', variant '{}': the host cannot serve model {}",
+                        name_, d.variants[i].name, mv.ref());
     }
     const std::string key = entity_key(*features_, d);
-    if (previous && previous->revision == rev.revision) {  // an alias moved: same router (and counters), reader
+    if (same_revision) {  // an alias moved: same router (and counters), reader
         next->router = previous->router;
         next->reader = previous->reader;
     } else {
@@ -141,12 +257,44 @@ void Endpoint::reload() {
         config.name = name_;
         next->router = std::make_shared<plugins::Router>(std::move(config));
         if (!d.features.empty()) next->reader = features_->online_reader(d.features);
+        store.link_views(name_, d);  // also for revisions saved before endpoints recorded their views
     }
+    std::vector<std::shared_ptr<const inference::Predictor>> predictors(next->natives);
     next->path = std::make_shared<RequestPath>(next->router, next->reader, key, std::move(plan), std::move(predictors));
     next->key = key;
+    // The versions served now serve this endpoint in the lineage graph; the others stop.
+    std::vector<std::string> served;
+    for (const auto& mv : next->versions) served.push_back(mv.lineage_ref());
+    store.link_serves(name_, served);
+    next->issues = variants_with_issues(*next);
+    next->router->set_issues(next->issues);
     std::lock_guard lock(mutex_);
     state_ = std::move(next);
-    rejected_.clear();
+    set_rejected(std::move(rejected));
+}
+
+void Endpoint::set_rejected(std::vector<std::pair<std::string, std::string>> rejected) {
+    if (rejected == rejected_) return;
+    rejected_ = std::move(rejected);
+    rejections_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Endpoint::maybe_reload() {
+    // What nobody announces is looked for every refresh_interval: online snapshots materialized in
+    // another process, lineage edges that put a data issue upstream of a variant.
+    int64_t now = steady_ms(), due = next_snapshot_check_.load(std::memory_order_relaxed);
+    bool interval = now >= due &&
+                    next_snapshot_check_.compare_exchange_strong(due, now + options_.refresh_interval.count());
+    auto& db = ws_->db();
+    uint64_t token = db.change_token();
+    bool moved = false;
+    if (token_.exchange(token) != token) {
+        int64_t generation = storage::read_generation(db);
+        moved = generation_.exchange(generation) != generation;
+    }
+    if (moved || interval) reload();
+    if (interval)
+        if (auto s = current(); s->reader) s->reader->refresh();
 }
 
 void Endpoint::refresh() {
@@ -154,31 +302,83 @@ void Endpoint::refresh() {
     token_ = db.change_token();
     generation_ = storage::read_generation(db);
     reload();
-    // New online snapshots: materialize() in another process bumps no serving generation.
     if (auto s = current(); s->reader) s->reader->refresh();
+    next_snapshot_check_ = steady_ms() + options_.refresh_interval.count();
+}
+
+int64_t Endpoint::set_weights(const std::vector<std::pair<std::string, double>>& weights) {
+    auto s = current();
+    EndpointStore store(*ws_);
+    auto rev = store.save(name_, s->definition.with_weights(weights));  // checked before it is saved
+    s->router->set_weights(weights);
+    std::lock_guard reloading(reload_mutex_);
+    std::lock_guard lock(mutex_);
+    if (state_->revision < rev.revision) {  // same models and router: only the definition moved
+        auto next = std::make_shared<State>(*state_);
+        next->revision = rev.revision;
+        next->definition = rev.definition;
+        state_ = std::move(next);
+    }
+    return state_->revision;
+}
+
+void Endpoint::run_shadows(const State& s, uint64_t bits, std::span<const plugins::Field> request, int64_t ts) {
+    std::vector<Assignment> rows;
+    for (size_t i = 0; i < s.versions.size(); ++i) {
+        if (!(bits >> i & 1)) continue;
+        Assignment row;
+        std::vector<std::string> missing, stale;
+        try {  // a shadow never reaches the answer: its failures are counted
+            auto a = s.path->inputs(int(i), request);
+            double prediction = a.prediction;
+            flagged(s.path->plan(), i, a.states, missing, stale);
+            if (!s.natives[i]) {
+                std::vector<double> inputs(a.row.begin(), a.row.end());
+                predict_rows(s, i, inputs.data(), 1, &prediction);
+            }
+            row.prediction = prediction;
+        } catch (const std::exception& e) {
+            shadow_errors_.fetch_add(1, std::memory_order_relaxed);
+            std::lock_guard lock(mutex_);
+            last_shadow_error_ = fmt::format("{}: {}", s.definition.variants[i].name, e.what());
+            continue;
+        }
+        row.ts = ts;
+        row.key = field_text(request, s.key);
+        row.tenant = field_text(request, s.definition.tenant_field);
+        row.variant = s.definition.variants[i].name;
+        row.model = s.versions[i].ref();
+        row.version = s.versions[i].version;
+        row.shadow = true;
+        row.revision = s.revision;
+        row.missing = joined(missing);
+        row.stale = joined(stale);
+        rows.push_back(std::move(row));
+    }
+    if (!rows.empty()) log_.append(std::move(rows));
 }
 
 Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
-    auto& db = ws_->db();
-    uint64_t token = db.change_token();
-    if (token_.exchange(token) != token) {
-        int64_t generation = storage::read_generation(db);
-        if (generation_.exchange(generation) != generation) reload();
-    }
+    maybe_reload();
     auto s = current();
-    auto a = s->path->serve(request);
-    Answer out;
+    RequestPath::Answer a;
+    try {
+        a = s->path->native() ? s->path->serve(request) : s->path->prepare(request);
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::InvalidArgument) refused_.fetch_add(1, std::memory_order_relaxed);
+        throw;
+    }
     size_t index = size_t(a.decision.variant);
-    out.prediction = a.prediction;
+    Answer out;
+    flagged(s->path->plan(), index, a.states, out.missing, out.stale);
+    if (s->path->native()) out.prediction = a.prediction;
+    else predict_rows(*s, index, a.row.data(), 1, &out.prediction);  // the row outlives no other request path call
     out.variant = s->definition.variants[index].name;
     out.model = s->versions[index].ref();
     out.version = s->versions[index].version;
     out.fallback = std::string(plugins::fallback_name(a.decision.fallback));
-    const auto& names = s->path->plan().names(index);
-    for (size_t j = 0; j < a.states.size(); ++j) {
-        if (a.states[j] == InputState::Missing) out.missing.push_back(names[j]);
-        else if (a.states[j] == InputState::Stale) out.stale.push_back(names[j]);
-    }
+    if (!out.missing.empty()) missing_.fetch_add(1, std::memory_order_relaxed);
+    if (!out.stale.empty()) stale_.fetch_add(1, std::memory_order_relaxed);
     Assignment row;
     row.ts = now_ms();
     row.key = field_text(request, s->key);
@@ -191,17 +391,127 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
     row.revision = s->revision;
     row.missing = joined(out.missing);
     row.stale = joined(out.stale);
+    const int64_t ts = row.ts;
     log_.append(std::move(row));
+    if (a.decision.shadows) run_shadows(*s, a.decision.shadows, request, ts);
+    return out;
+}
+
+Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const plugins::Field>> requests) {
+    maybe_reload();
+    auto s = current();
+    const size_t n = requests.size();
+    const auto& path = *s->path;
+    RequestPath::Batch b;
+    try {
+        std::vector<int64_t> ids(n, 0);
+        if (s->reader)
+            for (size_t i = 0; i < n; ++i) {
+                try {
+                    ids[i] = path.entity_id(requests[i]);
+                } catch (const Error& e) {
+                    throw Error(e.kind(), fmt::format("request {}: {}", i, e.what()));
+                }
+            }
+        b = path.serve_many(requests, ids.data(), true);
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::InvalidArgument) refused_.fetch_add(int64_t(n), std::memory_order_relaxed);
+        throw;
+    }
+    BatchAnswer out;
+    const size_t nv = s->versions.size();
+    for (size_t v = 0; v < nv; ++v)
+        out.variants.push_back({s->definition.variants[v].name, s->versions[v].ref(), s->versions[v].version});
+    if (b.predictions.empty()) {  // some variant is the host's: one call per variant for its rows
+        b.predictions.assign(n, 0.0);
+        std::vector<double> answers;
+        for (size_t v = 0; v < nv; ++v) {
+            const size_t m = b.rows_of[v].size();
+            if (!m) continue;
+            answers.resize(m);
+            predict_rows(*s, v, b.inputs[v].data(), m, answers.data());
+            for (size_t k = 0; k < m; ++k) b.predictions[b.rows_of[v][k]] = answers[k];
+        }
+    }
+    out.missing.resize(n);
+    out.stale.resize(n);
+    int64_t with_missing = 0, with_stale = 0;
+    for (size_t v = 0; v < nv; ++v) {
+        const size_t w = path.plan().width(v);
+        for (size_t k = 0; k < b.rows_of[v].size(); ++k) {
+            const size_t i = b.rows_of[v][k];
+            flagged(path.plan(), v, std::span<const InputState>(b.states[v].data() + k * w, w), out.missing[i],
+                    out.stale[i]);
+            with_missing += !out.missing[i].empty();
+            with_stale += !out.stale[i].empty();
+        }
+    }
+    missing_.fetch_add(with_missing, std::memory_order_relaxed);
+    stale_.fetch_add(with_stale, std::memory_order_relaxed);
+    std::vector<Assignment> rows(n);
+    const int64_t ts = now_ms();
+    for (size_t i = 0; i < n; ++i) {
+        const auto& d = b.decisions[i];
+        const auto& served = out.variants[size_t(d.variant)];
+        auto& row = rows[i];
+        row.ts = ts;
+        row.key = field_text(requests[i], s->key);
+        row.tenant = field_text(requests[i], s->definition.tenant_field);
+        row.variant = served.variant;
+        row.model = served.model;
+        row.version = served.version;
+        row.fallback = std::string(plugins::fallback_name(d.fallback));
+        row.prediction = b.predictions[i];
+        row.revision = s->revision;
+        row.missing = joined(out.missing[i]);
+        row.stale = joined(out.stale[i]);
+    }
+    log_.append(std::move(rows));  // the whole batch in one append
+    for (size_t i = 0; i < n; ++i)
+        if (b.decisions[i].shadows) run_shadows(*s, b.decisions[i].shadows, requests[i], ts);
+    out.decisions = std::move(b.decisions);
+    out.predictions = std::move(b.predictions);
     return out;
 }
 
 int64_t Endpoint::revision() const { return current()->revision; }
 EndpointDefinition Endpoint::definition() const { return current()->definition; }
-plugins::RouterStats Endpoint::stats() const { return current()->router->stats(); }
+std::string Endpoint::key() const { return current()->key; }
+std::shared_ptr<plugins::Router> Endpoint::router() const { return current()->router; }
+bool Endpoint::native() const { return current()->path->native(); }
+
+std::vector<Endpoint::Served> Endpoint::variants() const {
+    auto s = current();
+    std::vector<Served> out;
+    for (size_t v = 0; v < s->versions.size(); ++v)
+        out.push_back({s->definition.variants[v].name, s->versions[v].ref(), s->versions[v].version});
+    return out;
+}
+
+EndpointStats Endpoint::stats() const {
+    auto s = current();
+    EndpointStats out;
+    out.router = s->router->stats();
+    out.revision = s->revision;
+    out.issues = s->issues;
+    out.missing = missing_.load();
+    out.stale = stale_.load();
+    out.refused = refused_.load();
+    out.shadow_errors = shadow_errors_.load();
+    {
+        std::lock_guard lock(mutex_);
+        out.last_shadow_error = last_shadow_error_;
+        out.rejected = rejected_;
+    }
+    out.log = log_.stats();
+    return out;
+}
 
 std::string Endpoint::rejected() const {
     std::lock_guard lock(mutex_);
-    return rejected_;
+    std::string out;
+    for (const auto& [variant, why] : rejected_) out += (out.empty() ? "" : "; ") + variant + ": " + why;
+    return out;
 }
 
 } // namespace keel::serving

@@ -69,6 +69,17 @@ void end_edge(lineage::Graph& graph, const std::string& from, const char* kind, 
     }
 }
 
+// serves edges for the versions served now (lineage refs); every other live one is ended, whoever
+// wrote it (another process, an earlier session).
+void link_served(lineage::Graph& graph, const std::string& endpoint, const std::set<std::string>& served) {
+    std::vector<std::string> live;
+    if (graph.find_node(endpoint))
+        for (const auto& hop : graph.upstream(endpoint, 1).edges)
+            if (hop.kind == "serves" && hop.to == endpoint && !served.count(hop.from)) live.push_back(hop.from);
+    for (const auto& ref : served) graph.add_edge(ref, "serves", endpoint);
+    for (const auto& ref : live) end_edge(graph, ref, "serves", endpoint);
+}
+
 // feeds edges for the views read now (ending those of views `before` read and `now` does not) and
 // serves edges for the versions served now (ending every other live one). Inside the caller's
 // transaction: Graph's own transactions nest into it.
@@ -81,12 +92,7 @@ void link_lineage(lineage::Graph& graph, const std::string& name, const std::vec
         if (!std::binary_search(views.begin(), views.end(), view)) end_edge(graph, "feature_view:" + view, "feeds", endpoint);
     std::set<std::string> served;
     for (const auto& mv : versions) served.insert(mv.lineage_ref());
-    std::vector<std::string> live;
-    if (graph.find_node(endpoint))
-        for (const auto& hop : graph.upstream(endpoint, 1).edges)
-            if (hop.kind == "serves" && hop.to == endpoint && !served.count(hop.from)) live.push_back(hop.from);
-    for (const auto& ref : served) graph.add_edge(ref, "serves", endpoint);
-    for (const auto& ref : live) end_edge(graph, ref, "serves", endpoint);
+    link_served(graph, endpoint, served);
 }
 
 // A FeatureStore over the caller's workspace for the length of one call (the store wants shared
@@ -157,6 +163,13 @@ EndpointRevision EndpointStore::current(const std::string& name) {
         throw_error(ErrorKind::NotFound,
                     "endpoint '{}' is not defined: define it with ws.endpoint('{}', routing=..., variants=...)", name, name);
     return *std::move(cur);
+}
+
+void EndpointStore::link_serves(const std::string& name, const std::vector<std::string>& served) {
+    lineage::Graph graph(ws_);
+    storage::Transaction tx(ws_.db());
+    link_served(graph, "endpoint:" + name, std::set<std::string>(served.begin(), served.end()));
+    tx.commit();
 }
 
 int64_t EndpointStore::current_revision(const std::string& name) {

@@ -186,6 +186,15 @@ class Router:
         self._native = _core.Router(os.fspath(plugin), _variants(variants), default or "", config,
                                     name, list(issues))
 
+    @classmethod
+    def wrap(cls, native: _core.Router) -> Router:
+        """The Router over a ``keel._core.Router`` built elsewhere (an endpoint's: its counters and
+        weights are the endpoint's)."""
+        router = cls.__new__(cls)
+        router._key = "user_id"
+        router._native = native
+        return router
+
     def route(self, request: Mapping) -> Decision:
         """Route one request dict (``{"player_id": 42, "tenant": "studio-a"}``)."""
         return Decision(*self._native.route(dict(request)))

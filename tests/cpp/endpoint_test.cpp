@@ -4,6 +4,8 @@
 #include "keel/features/store.hpp"
 #include "keel/inference/format.hpp"
 #include "keel/inference/predictor.hpp"
+#include "keel/lineage/graph.hpp"
+#include "keel/plugins/quality_store.hpp"
 #include "keel/registry/registry.hpp"
 #include "keel/serving/endpoint.hpp"
 #include "keel/serving/endpoint_store.hpp"
@@ -13,6 +15,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <unistd.h>
 
 using namespace keel;
 using namespace keel::serving;
@@ -68,7 +74,51 @@ struct EndpointTest : keel::testing::WorkspaceTest {
         auto digest = ws->artifacts().put_bytes(inference::Predictor(std::move(r)).to_bytes());
         return reg.register_version(model, {.digest = digest, .flavour = "keel-native", .signature = sig});
     }
+
+    // A model the core cannot run ("python" flavour), reading `spend`.
+    registry::ModelVersion hosted(const std::string& model) {
+        auto digest = ws->artifacts().put_bytes("pickled " + model);
+        return reg.register_version(model, {.digest = digest, .flavour = "python",
+                                            .signature = R"({"inputs": [{"name": "spend"}]})"});
+    }
+
+    // Two variants: `a` and `b` (model refs), split by `routing` with `config`.
+    void define_ab(const std::string& name, const std::string& routing, const std::string& a, const std::string& b,
+                   Value config = Value(Value::Map{})) {
+        EndpointStore(*ws).define(name, Value(Value::Map{
+            {"routing", Value(routing)},
+            {"variants", Value(Value::Map{{"a", Value(Value::Array{Value(a), Value(0.5)})},
+                                          {"b", Value(Value::Array{Value(b), Value(0.5)})}})},
+            {"features", Value(Value::Array{Value("activity:spend")})},
+            {"config", std::move(config)}}));
+    }
+
+    // Live serves edges into endpoint:<name>, by model version.
+    std::set<std::string> served_by(const std::string& name) {
+        std::set<std::string> out;
+        for (const auto& hop : lineage::Graph(*ws).upstream("endpoint:" + name, 1).edges)
+            if (hop.kind == "serves") out.insert(hop.from);
+        return out;
+    }
 };
+
+// A host's model: `factor` times its first input, or an error when `fail`.
+struct TestModel : VariantModel {
+    double factor = 2.0;
+    bool fail = false;
+    mutable std::atomic<int> calls{0};
+    std::vector<double> predict(const double* rows, size_t n, size_t width) const override {
+        calls++;
+        if (fail) throw std::runtime_error("boom");
+        std::vector<double> out(n);
+        for (size_t i = 0; i < n; ++i) out[i] = factor * rows[i * width];
+        return out;
+    }
+};
+
+ModelLoader loader_of(std::shared_ptr<TestModel> model) {
+    return [model](const registry::ModelVersion&, const std::string&) { return model; };
+}
 
 } // namespace
 
@@ -109,7 +159,7 @@ TEST_F(EndpointTest, ASavedEndpointServesPredictionsThroughTheCoreAlone) {
     a = ep.predict(request);
     EXPECT_EQ(a.model, "churn/2");
     EXPECT_DOUBLE_EQ(a.prediction, -40.0);
-    EXPECT_EQ(ep.stats().decisions, 4);
+    EXPECT_EQ(ep.stats().router.decisions, 4);
 }
 
 TEST_F(EndpointTest, EveryAnswerIsLoggedWithoutPython) {
@@ -193,4 +243,174 @@ TEST_F(EndpointTest, OnlyNativeModelsAreServedByTheCore) {
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::NotFound);
     }
+}
+
+TEST_F(EndpointTest, AModelTheCoreCannotRunIsServedThroughTheHostsLoader) {
+    hosted("py");
+    EndpointStore(*ws).define("py", Value(Value::Map{{"model", "py/1"},
+                                                     {"features", Value(Value::Array{Value("activity:spend")})}}));
+    auto model = std::make_shared<TestModel>();
+    std::vector<std::string> asked;
+    EndpointOptions options;
+    options.load_model = [&](const registry::ModelVersion& mv, const std::string& output) {
+        asked.push_back(mv.ref() + " " + output);
+        return model;
+    };
+    Endpoint ep(ws, "py", options);
+    EXPECT_FALSE(ep.native());
+    EXPECT_EQ(asked, std::vector<std::string>{"py/1 auto"});
+    Field r[] = {{"player_id", int64_t(3)}};
+    auto a = ep.predict(r);
+    EXPECT_DOUBLE_EQ(a.prediction, 60.0);  // 2 * spend
+    EXPECT_EQ(a.model, "py/1");
+    model->fail = true;  // the answer's own model failing fails the request
+    EXPECT_THROW(ep.predict(r), std::runtime_error);
+}
+
+TEST_F(EndpointTest, DataIssuesUpstreamOfAVariantReachTheRouter) {
+    linear("a", {"spend"}, {1.0}, 0.0);
+    linear("b", {"spend"}, {0.0}, 7.0);
+    define_ab("ab", "plugins/routing/sticky.lua", "a/1", "b/1", Value(Value::Map{{"avoid_data_issues", Value(true)}}));
+    Endpoint ep(ws, "ab");
+    std::set<std::string> seen;
+    for (int64_t id = 0; id < 10; ++id) {
+        Field r[] = {{"player_id", id}};
+        seen.insert(ep.predict(r).variant);
+    }
+    ASSERT_EQ(seen, (std::set<std::string>{"a", "b"}));
+    EXPECT_TRUE(ep.stats().issues.empty());
+
+    // An issue opens on model a/1 (in any process): the next request sees it, with no refresh().
+    plugins::QualityStore quality(*ws);
+    plugins::StoredResult fail;
+    fail.rule = "range";
+    fail.column = "spend";
+    fail.severity = "error";
+    fail.status = "fail";
+    fail.message = "spend out of range";
+    auto opened = quality.record("model:a/1", 1, false, {fail});
+    ASSERT_EQ(opened.opened.size(), 1u);
+    for (int64_t id = 0; id < 10; ++id) {
+        Field r[] = {{"player_id", id}};
+        auto answer = ep.predict(r);
+        EXPECT_EQ(answer.variant, "b") << id;
+    }
+    EXPECT_EQ(ep.stats().issues, std::vector<std::string>{"a"});
+    EXPECT_GT(ep.stats().router.data_issue, 0);
+
+    // Closed: the split comes back.
+    quality.close_issue(opened.opened[0].id);
+    seen.clear();
+    for (int64_t id = 0; id < 10; ++id) {
+        Field r[] = {{"player_id", id}};
+        seen.insert(ep.predict(r).variant);
+    }
+    EXPECT_EQ(seen, (std::set<std::string>{"a", "b"}));
+    EXPECT_TRUE(ep.stats().issues.empty());
+}
+
+TEST_F(EndpointTest, ShadowsAreLoggedAndTheirFailuresOnlyCounted) {
+    linear("a", {"spend"}, {1.0}, 0.0);
+    hosted("py");
+    define_ab("mirrored", "plugins/routing/shadow.lua", "a/1", "py/1");
+    auto model = std::make_shared<TestModel>();
+    EndpointOptions options;
+    options.load_model = loader_of(model);
+    Endpoint ep(ws, "mirrored", options);
+    Field r[] = {{"player_id", int64_t(2)}, {"tenant", std::string_view("studio-a")}};
+    auto a = ep.predict(r);
+    EXPECT_EQ(a.variant, "a");
+    EXPECT_DOUBLE_EQ(a.prediction, 20.0);
+    ep.log().flush();
+    auto rows = EndpointStore(*ws).assignments("mirrored");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_FALSE(rows[0].shadow);
+    EXPECT_TRUE(rows[1].shadow);
+    EXPECT_EQ(rows[1].variant, "b");
+    EXPECT_EQ(rows[1].model, "py/1");
+    EXPECT_EQ(rows[1].key, "2");
+    EXPECT_EQ(rows[1].tenant, "studio-a");
+    EXPECT_DOUBLE_EQ(*rows[1].prediction, 40.0);
+    EXPECT_EQ(ep.stats().shadow_errors, 0);
+
+    model->fail = true;  // a failing shadow: the answer is unchanged, the failure counted, nothing logged
+    a = ep.predict(r);
+    EXPECT_DOUBLE_EQ(a.prediction, 20.0);
+    auto stats = ep.stats();
+    EXPECT_EQ(stats.shadow_errors, 1);
+    EXPECT_EQ(stats.last_shadow_error, "b: boom");
+    ep.log().flush();
+    EXPECT_EQ(EndpointStore(*ws).assignments("mirrored").size(), 3u);
+}
+
+TEST_F(EndpointTest, ServesEdgesFollowTheVersionAnAliasMovesTo) {
+    linear("churn", {"spend"}, {1.0}, 0.0);
+    linear("churn", {"spend"}, {2.0}, 0.0);
+    linear("churn", {"spend"}, {3.0}, 0.0);
+    reg.set_alias("churn", "champion", 1);
+    EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                                        {"features", Value(Value::Array{Value("activity:spend")})}}));
+    Endpoint ep(ws, "churn");
+    EXPECT_EQ(served_by("churn"), std::set<std::string>{"model:churn/1"});
+    reg.set_alias("churn", "champion", 2);
+    Field r[] = {{"player_id", int64_t(1)}};
+    EXPECT_DOUBLE_EQ(ep.predict(r).prediction, 20.0);
+    EXPECT_EQ(served_by("churn"), std::set<std::string>{"model:churn/2"});
+    // Another host followed the move first and ended the edge: fine.
+    reg.set_alias("churn", "champion", 3);
+    lineage::Graph(*ws).remove_edge("model:churn/2", "serves", "endpoint:churn");
+    EXPECT_DOUBLE_EQ(ep.predict(r).prediction, 30.0);
+    EXPECT_EQ(served_by("churn"), std::set<std::string>{"model:churn/3"});
+}
+
+TEST_F(EndpointTest, ABatchAnswersAsManyRequestsWouldOneByOne) {
+    linear("a", {"spend"}, {1.0}, 0.5);
+    hosted("py");
+    define_ab("ab", "plugins/routing/sticky.lua", "a/1", "py/1");
+    auto model = std::make_shared<TestModel>();
+    EndpointOptions options;
+    options.load_model = loader_of(model);
+    Endpoint ep(ws, "ab", options);
+    std::vector<std::vector<Field>> fields;
+    for (int64_t id = 0; id < 12; ++id) fields.push_back({{"player_id", id % 10}});
+    fields[11].push_back({"spend", 1000.0});  // a request field wins over the online value
+    std::vector<std::span<const Field>> requests(fields.begin(), fields.end());
+    int calls = model->calls;
+    auto batch = ep.predict_batch(requests);
+    EXPECT_EQ(model->calls - calls, 1);  // one call for every row of the host's variant
+    ASSERT_EQ(batch.predictions.size(), 12u);
+    for (size_t i = 0; i < requests.size(); ++i) {
+        auto one = ep.predict(requests[i]);
+        const auto& served = batch.variants[size_t(batch.decisions[i].variant)];
+        EXPECT_EQ(served.variant, one.variant) << i;
+        EXPECT_EQ(served.model, one.model) << i;
+        EXPECT_DOUBLE_EQ(batch.predictions[i], one.prediction) << i;
+        EXPECT_EQ(batch.missing[i], one.missing) << i;
+    }
+    ep.log().flush();
+    EXPECT_EQ(EndpointStore(*ws).assignments("ab").size(), 24u);
+}
+
+TEST_F(EndpointTest, RefusedRequestsAreCountedAndNotLogged) {
+    linear("churn", {"spend"}, {1.0}, 0.0);
+    EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn/1"},
+                                                        {"features", Value(Value::Array{Value("activity:spend")})}}));
+    Endpoint ep(ws, "churn");
+    Field keyless[] = {{"tenant", std::string_view("studio-a")}};
+    EXPECT_THROW(ep.predict(keyless), Error);
+    Field unknown[] = {{"player_id", int64_t(999)}};  // no fresh value under on_missing='error'
+    EXPECT_THROW(ep.predict(unknown), Error);
+    EXPECT_EQ(ep.stats().refused, 2);
+    std::vector<std::vector<Field>> fields{{{"player_id", int64_t(1)}}, {{"tenant", std::string_view("x")}}};
+    std::vector<std::span<const Field>> requests(fields.begin(), fields.end());
+    try {
+        ep.predict_batch(requests);
+        ADD_FAILURE() << "a batch with a keyless request was answered";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("request 1:"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(ep.stats().refused, 4);  // the whole batch
+    ep.log().flush();
+    EXPECT_TRUE(EndpointStore(*ws).assignments("churn").empty());
 }

@@ -136,6 +136,47 @@ def test_routing_failure_falls_back_and_shadow_never_reaches_response(served, tm
     assert list(a.shadow) == [False, True] and list(a.variant) == ["champion", "challenger"]
 
 
+def test_a_python_models_error_reaches_the_caller_unchanged(served):
+    broken(served)
+    ep = served.endpoint("fails", refresh_interval=0, model="broken/1",
+                         features=["activity:sessions", "activity:spend"])
+    assert not ep.native  # served by the core, predicted by Python
+    with pytest.raises(RuntimeError, match="boom"):
+        ep.predict({"player_id": 2})
+    with pytest.raises(RuntimeError, match="boom"):
+        ep.predict_batch([{"player_id": 1}, {"player_id": 2}])
+    ep.flush()
+    assert len(ep.assignments()) == 0  # nothing answered, nothing logged
+    assert ep.stats()["refused"] == 0  # a failing model is not a refused request
+
+
+def test_threads_serve_python_and_native_models_while_an_alias_moves(served):
+    # keel serve answers from many threads: Python models take the GIL only around their call, and
+    # an alias moved meanwhile (a reload loading a Python model) blocks no thread for good.
+    import threading
+    ep = define(served)  # refresh_interval=0: every request also looks for changes
+    errors, answers = [], []
+
+    def serve(start):
+        try:
+            for i in range(start, start + 150):
+                answers.append(ep.predict({"player_id": i % 200})["model"])
+                ep.stats()
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=serve, args=(k * 7,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for version in (2, 1, 2):
+        served.models.set_alias("churn", "champion", version)
+        ep.refresh()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors
+    assert len(answers) == 600 and set(answers) <= {"churn/1", "churn/2"}
+
+
 def test_compare_variants_with_confidence_interval(served):
     ep = define(served)
     ep.predict_batch([{"player_id": i} for i in range(200)])
@@ -253,7 +294,7 @@ def test_native_models_take_the_one_call_request_path(served):
     # A LinearRegression is converted: if it is not, the native path would go untested, so fail.
     assert mv.flavour == "keel-native", "keel.inference did not convert the fixture's LinearRegression"
     ep = define(served, variants={"a": ("churn/1", 0.5), "b": ("churn@champion", 0.5)})
-    assert ep._path.native
+    assert ep.native
     batch = ep.predict_batch([{"player_id": i} for i in range(50)])  # one C++ call for the batch
     for i, b in enumerate(batch):
         one = ep.predict({"player_id": i, "tenant": "t"})
@@ -263,7 +304,7 @@ def test_native_models_take_the_one_call_request_path(served):
         ep.predict({"tenant": "t"})
     served.models.set_alias("churn", "champion", 2)   # not native: back to the Python path
     ep.refresh()
-    assert not ep._path.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
+    assert not ep.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
 
 
 def test_keel_serve_command_requires_the_token(served, tmp_path):

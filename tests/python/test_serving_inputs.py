@@ -75,7 +75,7 @@ def test_features_listed_in_another_order_are_fed_by_name(shop, native):
         assert shop.models.get(ref).flavour != "keel-native"
     shuffled = [f"player_activity:{c}" for c in reversed(COLS)]
     ep = shop.endpoint("churn", model=ref, features=shuffled)
-    assert ep._path.native == native
+    assert ep.native == native
     row = shop.test_rows.iloc[42]
     out = ep.predict({"player_id": 42})
     assert out["prediction"] == pytest.approx(expected(model, row), rel=1e-6)

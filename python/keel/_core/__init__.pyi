@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'InputPlan', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'RequestPath', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -117,6 +117,56 @@ class DataIssueRecord:
     @property
     def target(self) -> str:
         ...
+class Endpoint:
+    def __init__(self, ws: Workspace, name: str, refresh_interval: typing.SupportsFloat | typing.SupportsIndex = 0.5, load_model: typing.Any = None) -> None:
+        """
+        Opens the saved endpoint `name`. `load_model(ref, output)` returns a function mapping an (n, width) array of model inputs to n answers for a variant the core cannot run (None: native models only).
+        """
+    def close(self) -> None:
+        """
+        Closes the assignment log (later answers are written at once).
+        """
+    def definition(self) -> EndpointDefinition:
+        ...
+    def flush(self) -> None:
+        """
+        Writes the buffered assignments now.
+        """
+    def predict(self, request: dict) -> dict:
+        ...
+    def predict_batch(self, requests: list, as_columns: bool = False) -> typing.Any:
+        """
+        A list of request dicts in one call: a dict of columns (as_columns) or a list of answer dicts.
+        """
+    def refresh(self) -> None:
+        ...
+    def set_weights(self, weights: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]]) -> int:
+        ...
+    def stats(self) -> dict:
+        """
+        The router's counters with the endpoint's: shadow_errors, last_shadow_error, revision, issues, missing, stale, refused, rejected_alias_moves and log (the assignment log's).
+        """
+    def variants(self) -> list:
+        """
+        (variant, model version served, version number) in definition order.
+        """
+    @property
+    def key(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def native(self) -> bool:
+        """
+        True when every variant predicts in C++.
+        """
+    @property
+    def revision(self) -> int:
+        ...
+    @property
+    def router(self) -> Router:
+        ...
 class EndpointDefinition:
     @staticmethod
     def from_json(json: str) -> EndpointDefinition:
@@ -208,8 +258,6 @@ class EndpointStore:
         ...
     def define(self, arg0: str, arg1: dict) -> EndpointRevision:
         ...
-    def link_views(self, arg0: str, arg1: EndpointDefinition) -> None:
-        ...
     def log(self, arg0: str, arg1: list) -> None:
         ...
     def names(self) -> list[str]:
@@ -299,18 +347,6 @@ class FeatureStore:
 class IngestBatch:
     @property
     def rows(self) -> int:
-        ...
-class InputPlan:
-    @staticmethod
-    def for_definition(endpoint: str, definition: EndpointDefinition, models: collections.abc.Sequence[tuple[str, collections.abc.Sequence[str]]]) -> InputPlan:
-        """
-        The plan of `definition` with models[i] = (resolved ref, input names) serving variant i.
-        """
-    def __init__(self, endpoint: str, features: collections.abc.Sequence[str], inputs: collections.abc.Sequence[str], on_missing: str, defaults: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]], variants: collections.abc.Sequence[tuple[str, str, collections.abc.Sequence[str], collections.abc.Sequence[str]]]) -> None:
-        ...
-    def features_read(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
-        ...
-    def names(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> list[str]:
         ...
 class LineageGraph:
     def __init__(self, workspace: Workspace) -> None:
@@ -670,20 +706,6 @@ class Registry:
     def version(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
     def versions(self, arg0: str) -> typing.Any:
-        ...
-class RequestPath:
-    def __init__(self, arg0: Router, arg1: OnlineReader, arg2: str, arg3: InputPlan, arg4: collections.abc.Sequence[NativePredictor]) -> None:
-        ...
-    def inputs(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: dict) -> tuple[numpy.typing.NDArray[numpy.float64], list, list, typing.Any]:
-        ...
-    def prepare(self, arg0: dict) -> tuple[int, int, str, numpy.typing.NDArray[numpy.float64], list, list]:
-        ...
-    def serve(self, arg0: dict) -> tuple[int, int, str, float, list, list]:
-        ...
-    def serve_many(self, arg0: list, arg1: bool) -> dict:
-        ...
-    @property
-    def native(self) -> bool:
         ...
 class Router:
     def __init__(self, plugin: str, variants: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex]], default: str = '', config: typing.Any = None, name: str = '', issues: collections.abc.Sequence[str] = []) -> None:

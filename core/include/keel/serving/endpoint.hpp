@@ -6,11 +6,14 @@
 #include "keel/serving/endpoint_definition.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace keel::storage {
@@ -19,29 +22,84 @@ class Workspace;
 namespace keel::features {
 class FeatureStore;
 }
+namespace keel::registry {
+struct ModelVersion;
+}
 
 namespace keel::serving {
 
-//! A saved endpoint served by the core alone, with no Python: the current revision's variants are
-//! resolved through the registry (an alias to the version it points at), their native predictors
-//! loaded from the artifact store, and every request goes entity key -> online features -> routing
-//! plugin -> inputs by name -> prediction (RequestPath). A new revision or a moved alias is picked up
-//! on the next request after the writer bumped the serving generation (one cheap change-token check
-//! per request); an alias moved onto a version the endpoint cannot feed is not followed (the endpoint
-//! keeps serving its version and rejected() says why). Only native models ("keel-native") can be
-//! served here; output must be "auto" or what the model gives ("proba" for a classifier, "predict"
-//! for a regressor). Thread-safe. Every answer is appended to the endpoint's assignment log
-//! (AssignmentLog: written within `max_age` of the request, flushed when the endpoint closes);
-//! shadow variants are not run here.
+//! A model the core cannot run (a scikit-learn estimator, any Python object), supplied by the host
+//! through EndpointOptions::load_model. Called from any serving thread, possibly at once.
+class VariantModel {
+public:
+    virtual ~VariantModel() = default;
+    //! `n` rows of `width` model inputs (row-major, in signature order) -> n answers: what the
+    //! endpoint serves (a classifier's probability of its last class, a regressor's value).
+    virtual std::vector<double> predict(const double* rows, size_t n, size_t width) const = 0;
+};
+
+//! Loads a variant's model that the core does not serve itself: a version that is not
+//! "keel-native", or a native one whose output the core does not give (`output` is the
+//! definition's: "auto", "proba" or "predict"). Throws to refuse it.
+using ModelLoader =
+    std::function<std::shared_ptr<const VariantModel>(const registry::ModelVersion& version, const std::string& output)>;
+
+struct EndpointOptions {
+    AssignmentLogOptions log;
+    //! How often what bumps no serving generation is looked for: online snapshots materialized by
+    //! other processes, lineage edges that put a data issue upstream of a variant. 0: every request.
+    std::chrono::milliseconds refresh_interval{500};
+    //! Empty: only native models are served (a C++ host); the Python binding supplies one.
+    ModelLoader load_model;
+};
+
+//! What an endpoint did since it was opened in this process.
+struct EndpointStats {
+    plugins::RouterStats router;   //!< of the current revision's router
+    int64_t revision = 0;
+    std::vector<std::string> issues;  //!< variants with an open data issue upstream (ctx.issues)
+    int64_t missing = 0;           //!< requests answered with a model input missing
+    int64_t stale = 0;             //!< ... with a model input past its view's TTL
+    int64_t refused = 0;           //!< requests refused (no entity key, on_missing='error', bad field)
+    int64_t shadow_errors = 0;     //!< shadow calls that failed (never seen by the caller)
+    std::string last_shadow_error; //!< "variant: error" of the last one
+    std::vector<std::pair<std::string, std::string>> rejected;  //!< variant -> why its alias move was not followed
+    AssignmentLogStats log;
+};
+
+//! A saved endpoint served by the core: the current revision's variants are resolved through the
+//! registry (an alias to the version it points at), native predictors loaded from the artifact
+//! store (other models through the host's ModelLoader), and every request goes entity key -> online
+//! features -> routing plugin -> inputs by name -> prediction (RequestPath) -> assignment log.
+//!
+//! What follows the workspace. One cheap change-token check per request; when the serving
+//! generation moved (a new revision, a moved alias, a data issue opened or closed) the endpoint
+//! reloads: a new revision gets a new router; a moved alias is followed per variant unless the
+//! endpoint cannot feed the new version (that variant keeps serving its version, stats().rejected
+//! says why); the `serves` lineage edges follow the versions served (live edges of versions no
+//! longer served are ended, whoever wrote them); the variants whose model or whose online views
+//! have an open data issue upstream are passed to the router (ctx.issues). Every `refresh_interval`
+//! the same is checked without an announcement, and online snapshots of other processes are read.
+//!
+//! Shadows the routing plugin asks for run after the answer, are logged with shadow=true and never
+//! reach the answer: their errors are counted. Thread-safe. Every answer is appended to the
+//! endpoint's assignment log (AssignmentLog: written within `max_age`, flushed when it closes).
 class Endpoint {
 public:
-    //! Opens the saved endpoint `name` (NotFound when it is not defined). InvalidArgument when a variant
-    //! is not a native model or cannot be fed.
-    Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, AssignmentLogOptions log_options = {});
+    //! Opens the saved endpoint `name` (NotFound when it is not defined). InvalidArgument when a
+    //! variant cannot be fed or served (not native and no loader).
+    Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, EndpointOptions options = {});
+    Endpoint(std::shared_ptr<storage::Workspace> ws, std::string name, AssignmentLogOptions log_options);
     ~Endpoint();
     Endpoint(const Endpoint&) = delete;
     Endpoint& operator=(const Endpoint&) = delete;
 
+    //! A served variant: its name and the version it resolved to.
+    struct Served {
+        std::string variant;
+        std::string model;   //!< the version served, "churn/3"
+        int64_t version = 0;
+    };
     struct Answer {
         double prediction = 0;
         std::string variant;
@@ -51,18 +109,42 @@ public:
         std::vector<std::string> missing, stale;  //!< model inputs without a fresh value
     };
     //! Serves one request. InvalidArgument when it lacks the entity key or (on_missing "error") an
-    //! input has no fresh value.
+    //! input has no fresh value (counted in stats().refused).
     Answer predict(std::span<const plugins::Field> request);
-    //! Picks up a new revision, moved aliases and online snapshots materialized by other processes
-    //! now (those of this process are seen at once).
+
+    //! Many requests in one call: one routing call each, one online lookup, one predict per variant,
+    //! one append to the log. Answers equal predict()'s row by row.
+    struct BatchAnswer {
+        std::vector<Served> variants;               //!< per variant index, as served by this batch
+        std::vector<plugins::Decision> decisions;   //!< per request
+        std::vector<double> predictions;            //!< per request
+        std::vector<std::vector<std::string>> missing, stale;  //!< per request
+    };
+    //! InvalidArgument ("request i: ...") refuses the whole batch, nothing logged.
+    BatchAnswer predict_batch(std::span<const std::span<const plugins::Field>> requests);
+
+    //! Picks up a new revision, moved aliases, data issues and online snapshots materialized by
+    //! other processes now (those of this process are seen at once).
     void refresh();
+    //! Saves a new revision with these weights and applies them at once (unknown names refused).
+    int64_t set_weights(const std::vector<std::pair<std::string, double>>& weights);
 
     const std::string& name() const { return name_; }
     int64_t revision() const;
     EndpointDefinition definition() const;
-    plugins::RouterStats stats() const;
-    //! Why an alias move was not followed ("" when every move was).
+    //! The variants in definition order with the versions they serve now.
+    std::vector<Served> variants() const;
+    //! The entity key field (the sticky key logged with every assignment).
+    std::string key() const;
+    //! The current revision's router (its stats, weights, default).
+    std::shared_ptr<plugins::Router> router() const;
+    //! True when every variant is served natively (no host model).
+    bool native() const;
+    EndpointStats stats() const;
+    //! Why alias moves were not followed: "variant: why; ..." ("" when every move was).
     std::string rejected() const;
+    //! Bumped whenever the set of rejected alias moves changes (a host warns about new ones).
+    uint64_t rejections() const { return rejections_.load(std::memory_order_relaxed); }
     //! The assignment log every answer goes to (flush() it to read the rows back at once).
     AssignmentLog& log() { return log_; }
 
@@ -70,16 +152,26 @@ public:
 
 private:
     std::shared_ptr<const State> current() const;
+    void maybe_reload();
+    void set_rejected(std::vector<std::pair<std::string, std::string>> rejected);  // mutex_ held
     void reload();
+    void run_shadows(const State& s, uint64_t bits, std::span<const plugins::Field> request, int64_t ts);
+    std::vector<std::string> variants_with_issues(const State& s) const;
+
     std::shared_ptr<storage::Workspace> ws_;
     std::string name_;
+    EndpointOptions options_;
     std::unique_ptr<features::FeatureStore> features_;
-    mutable std::mutex mutex_;   // guards state_ and rejected_
+    mutable std::mutex mutex_;   // guards state_, rejected_, last_shadow_error_
     std::mutex reload_mutex_;    // one reload at a time
     std::shared_ptr<const State> state_;
-    std::string rejected_;
+    std::vector<std::pair<std::string, std::string>> rejected_;
+    std::string last_shadow_error_;
     std::atomic<uint64_t> token_{0};
     std::atomic<int64_t> generation_{0};
+    std::atomic<int64_t> next_snapshot_check_{0};  // steady ms
+    std::atomic<uint64_t> rejections_{0};
+    std::atomic<int64_t> missing_{0}, stale_{0}, refused_{0}, shadow_errors_{0};
     AssignmentLog log_;  // last: destroyed first, so the final flush runs while everything else lives
 };
 

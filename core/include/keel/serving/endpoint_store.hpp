@@ -61,6 +61,11 @@ public:
     //! Re-adds the feeds edges of the views `definition` reads (no-op when live): a revision saved
     //! before endpoints recorded them gets them when it is opened.
     void link_views(const std::string& name, const EndpointDefinition& definition);
+    //! `model:<name>/<version> -serves-> endpoint:<name>` for the versions served now (`served`: their
+    //! lineage refs); every other live serves edge of the endpoint is ended, also those another
+    //! process wrote (one ended meanwhile is fine). One transaction. A hosting endpoint calls it when
+    //! it follows a moved alias.
+    void link_serves(const std::string& name, const std::vector<std::string>& served);
     //! The newest revision; NotFound naming the endpoint when none is saved.
     EndpointRevision current(const std::string& name);
     //! The newest revision number, 0 when none (cheap: used to poll for changes).
