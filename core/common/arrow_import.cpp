@@ -251,6 +251,46 @@ void import_strings(State& st, ColumnView& v, const ArrowArray& a, bool large, i
     v.dtype = DType::String;
 }
 
+// Strings as views (Arrow's string_view, "vu"): 16 bytes per row, a length then either the bytes
+// themselves (up to 12) or a prefix, a data buffer's index and an offset into it. Copied into
+// owned bytes with int64 offsets.
+void import_string_views(State& st, ColumnView& v, const ArrowArray& a, int64_t off, size_t n) {
+    // Validity, the views, the data buffers, then (C Data Interface) one int64 size per data buffer.
+    if (a.n_buffers < 3) malformed(v.name, fmt::format("{} buffers where a string view has at least 3", a.n_buffers));
+    const int64_t data_buffers = a.n_buffers - 3;
+    const int64_t* sizes = static_cast<const int64_t*>(a.buffers[a.n_buffers - 1]);
+    if (data_buffers > 0 && !sizes) malformed(v.name, "its buffer sizes are missing");
+    if (n > 0 && !a.buffers[1]) malformed(v.name, "its views buffer is missing");
+    const uint8_t* views = static_cast<const uint8_t*>(a.buffers[1]);
+    int64_t* offsets = st.alloc<int64_t>(n + 1);
+    std::string bytes;
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (v.is_valid(i)) {
+            const uint8_t* view = views + (size_t(off) + i) * 16;
+            int32_t length, buffer, start;
+            std::memcpy(&length, view, 4);
+            if (length < 0) malformed(v.name, fmt::format("a negative string length at row {}", i));
+            if (length <= 12) {
+                bytes.append(reinterpret_cast<const char*>(view + 4), size_t(length));
+            } else {
+                std::memcpy(&buffer, view + 8, 4);
+                std::memcpy(&start, view + 12, 4);
+                if (buffer < 0 || buffer >= data_buffers || start < 0 || int64_t(start) + length > sizes[buffer] ||
+                    !a.buffers[2 + buffer])
+                    malformed(v.name, fmt::format("the string view at row {} points outside its data", i));
+                bytes.append(static_cast<const char*>(a.buffers[2 + buffer]) + start, size_t(length));
+            }
+        }
+        offsets[i + 1] = int64_t(bytes.size());
+    }
+    char* chars = st.alloc<char>(bytes.size());
+    std::memcpy(chars, bytes.data(), bytes.size());
+    v.dtype = DType::String;
+    v.values = chars;
+    v.offsets = offsets;
+}
+
 int64_t index_at(const void* p, char f, size_t i) {
     switch (f) {
         case 'c': return static_cast<const int8_t*>(p)[i];
@@ -600,6 +640,11 @@ ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& 
         import_strings(st, v, a, f == "U", off, n);
         return c;
     }
+    if (f == "vu") {
+        v.valid = validity(st, a, off, n);
+        import_string_views(st, v, a, off, n);
+        return c;
+    }
     if (f == "tdD" || f == "tdm" || f.rfind("ts", 0) == 0) {
         check_array(v.name, a, 2, off, n);
         v.valid = validity(st, a, off, n);
@@ -716,7 +761,7 @@ struct EmptyArrays {
         a = ArrowArray{};
         a.buffers = none;
         const std::string f = s.format ? s.format : "";
-        a.n_buffers = f == "n" ? 0 : (f == "u" || f == "U" || f == "z" || f == "Z") ? 3
+        a.n_buffers = f == "n" ? 0 : (f == "u" || f == "U" || f == "z" || f == "Z" || f == "vu") ? 3
                       : (f == "+s" || f.rfind("+w:", 0) == 0) ? 1 : 2;
         if (s.dictionary) {
             a.n_buffers = 2;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -198,6 +199,38 @@ TEST(ImportOptionsTest, BinaryAndNestedColumnsAreLeftOutWhenAsked) {
     EXPECT_EQ(b.columns()[0].view.name, "n");
     EXPECT_EQ(b.skipped(), (std::vector<std::string>{"blob", "point"}));
     EXPECT_EQ(b.rows(), 1u);
+}
+
+TEST(ImportOptionsTest, StringViewsAreStringsShortOrLong) {
+    Arrow A;
+    // Row 0 inline ("short", 5 bytes), row 1 null, row 2 in data buffer 1 at offset 3 (20 bytes).
+    const std::string longer = "a string past twelve";
+    std::vector<uint8_t> views(48, 0);
+    const int32_t short_len = 5, long_len = int32_t(longer.size()), buffer = 1, start = 3;
+    std::memcpy(views.data(), &short_len, 4);
+    std::memcpy(views.data() + 4, "short", 5);
+    std::memcpy(views.data() + 32, &long_len, 4);
+    std::memcpy(views.data() + 36, longer.data(), 4);
+    std::memcpy(views.data() + 40, &buffer, 4);
+    std::memcpy(views.data() + 44, &start, 4);
+    const std::string data1 = "xyz" + longer;
+    ImportedBatch b = A.import({{A.schema("vu", "name"),
+                                 A.array(3, 1, {A.bits({1, 0, 1}), A.buf(views), A.chars("unused"), A.chars(data1),
+                                                A.buf<int64_t>({6, int64_t(data1.size())})})}},
+                               3);
+    const auto& v = b.columns()[0].view;
+    ASSERT_EQ(v.dtype, DType::String);
+    EXPECT_EQ(v.str(0), "short");
+    EXPECT_FALSE(v.is_valid(1));
+    EXPECT_EQ(v.str(2), longer);
+    std::memcpy(views.data() + 44, &long_len, 4);  // now past the end of its buffer
+    EXPECT_NE(refusal([&] {
+                  A.import({{A.schema("vu", "name"),
+                             A.array(3, 0, {nullptr, A.buf(views), A.chars("unused"), A.chars(data1),
+                                            A.buf<int64_t>({6, int64_t(data1.size())})})}},
+                           3);
+              }).find("points outside its data"),
+              std::string::npos);
 }
 
 // --- the batch quality rules see ------------------------------------------------------------------

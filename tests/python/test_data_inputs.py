@@ -184,6 +184,7 @@ def test_quality_checks_read_every_scalar_type_and_leave_out_the_rest():
         "code": pa.array([10, 20, 10]).dictionary_encode(),
         "at": pa.array([time(1, 2, 3, 4000), None, time(0, 0)], pa.time64("us")),
         "took": pa.array([-3723, 5, None], pa.duration("s")),
+        "label": pa.array(["short", None, "a string past twelve bytes"], pa.string_view()),
         "blob": pa.array([b"x", b"y", b"z"]),
         "point": pa.array([{"x": 1}, {"x": 2}, {"x": 3}]),
         "emb": pa.array([[1.0, 2.0]] * 3, pa.list_(pa.float32(), 2)),
@@ -194,10 +195,12 @@ def test_quality_checks_read_every_scalar_type_and_leave_out_the_rest():
              keel.quality.rule("plugins/quality/range.lua", column="code", min=10, max=20),
              keel.quality.rule("plugins/quality/allowed_values.lua", column="at",
                                values=["01:02:03.004000", "00:00:00.000000"]),
-             keel.quality.rule("plugins/quality/allowed_values.lua", column="took", values=["-3723", "5"])]
+             keel.quality.rule("plugins/quality/allowed_values.lua", column="took", values=["-3723", "5"]),
+             keel.quality.rule("plugins/quality/allowed_values.lua", column="label",
+                               values=["short", "a string past twelve bytes"])]
     report = keel.quality.check(table, rules)
     assert report.passed, report.summary()
-    assert set(keel.quality.profile(table)) == {"price", "half", "tier", "code", "at", "took"}
+    assert set(keel.quality.profile(table)) == {"price", "half", "tier", "code", "at", "took", "label"}
     failing = keel.quality.check(table, [keel.quality.rule("plugins/quality/range.lua", column="price", max=1)])
     assert not failing.passed and failing.results[0]["observed"] == 1  # 1.10 is above 1; the null is no offender
 

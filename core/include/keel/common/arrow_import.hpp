@@ -6,8 +6,8 @@
 // large_utf8, fixed-size lists of float32, millisecond timestamps) are borrowed; the rest is
 // converted once into buffers the imported batch owns: bit-packed booleans and validity to one
 // byte per row, utf8's int32 offsets to int64, narrow integers widened, other time units to
-// milliseconds, dictionaries of strings decoded, lists of floats to float32 rows. Other types are
-// refused naming the column, unless the caller's ImportOptions ask for more.
+// milliseconds, dictionaries of strings decoded, string views copied, lists of floats to float32
+// rows. Other types are refused naming the column, unless the caller's ImportOptions ask for more.
 
 #include "keel/common/arrow_c.hpp"
 #include "keel/common/columns.hpp"
