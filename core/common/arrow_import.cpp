@@ -387,26 +387,49 @@ void import_dictionary(State& st, ImportedColumn& c, const ArrowSchema& s, const
     const uint8_t* word_valid = validity(st, d, d.offset, size_t(d.length));
     uint8_t* valid = nullptr;
     int64_t* offsets = st.alloc<int64_t>(n + 1);
-    std::string bytes;
-    offsets[0] = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (v.is_valid(i)) {
-            int64_t k = index_at(a.buffers[1], idx[0], size_t(off) + i);
-            if (k < 0 || k >= d.length) malformed(v.name, fmt::format("dictionary index {} at row {} is out of range", k, i));
-            if (word_valid && !word_valid[k]) {
-                if (!valid) {
-                    valid = st.alloc<uint8_t>(n);
-                    for (size_t j = 0; j < n; ++j) valid[j] = v.is_valid(j);
+    // Two passes: the offsets (indices checked, null words marked), then each word copied once into
+    // a buffer of the final size (a growing string would copy the bytes again as it grows). Rows
+    // that are null, or whose word is, have no bytes.
+    // Instantiated per index type, so the per-row loads are typed (no dispatch per row).
+    char* chars = nullptr;
+    auto decode = [&](const auto* indices) {
+        indices += off;
+        offsets[0] = 0;
+        for (size_t i = 0; i < n; ++i) {
+            int64_t length = 0;
+            if (v.is_valid(i)) {
+                const int64_t k = int64_t(indices[i]);  // uint64 past int64 wraps negative: refused below
+                if (k < 0 || k >= d.length)
+                    malformed(v.name, fmt::format("dictionary index {} at row {} is out of range", indices[i], i));
+                if (word_valid && !word_valid[k]) {
+                    if (!valid) {
+                        valid = st.alloc<uint8_t>(n);
+                        for (size_t j = 0; j < n; ++j) valid[j] = v.is_valid(j);
+                    }
+                    valid[i] = 0;
+                } else {
+                    length = words.offsets[k + 1] - words.offsets[k];
                 }
-                valid[i] = 0;
-            } else {
-                bytes += words.str(size_t(k));
             }
+            offsets[i + 1] = offsets[i] + length;
         }
-        offsets[i + 1] = int64_t(bytes.size());
+        chars = st.alloc<char>(size_t(offsets[n]));
+        const char* source = static_cast<const char*>(words.values);
+        for (size_t i = 0; i < n; ++i)
+            if (offsets[i + 1] > offsets[i])
+                std::memcpy(chars + offsets[i], source + words.offsets[int64_t(indices[i])], size_t(offsets[i + 1] - offsets[i]));
+    };
+    const void* p = a.buffers[1];
+    switch (idx[0]) {
+        case 'c': decode(static_cast<const int8_t*>(p)); break;
+        case 'C': decode(static_cast<const uint8_t*>(p)); break;
+        case 's': decode(static_cast<const int16_t*>(p)); break;
+        case 'S': decode(static_cast<const uint16_t*>(p)); break;
+        case 'i': decode(static_cast<const int32_t*>(p)); break;
+        case 'I': decode(static_cast<const uint32_t*>(p)); break;
+        case 'l': decode(static_cast<const int64_t*>(p)); break;
+        case 'L': decode(static_cast<const uint64_t*>(p)); break;
     }
-    char* chars = st.alloc<char>(bytes.size());
-    std::memcpy(chars, bytes.data(), bytes.size());
     if (valid) v.valid = valid;
     v.dtype = DType::String;
     v.values = chars;
