@@ -1,7 +1,10 @@
 // bindings/bind_inference.cpp
 #include "bindings.hpp"
 
+#include "arrow_input.hpp"
+
 #include "keel/common/error.hpp"
+#include "keel/inference/column_rows.hpp"
 #include "keel/inference/predictor.hpp"
 #include "keel/inference/record_keys.hpp"
 
@@ -105,6 +108,22 @@ py::array predict(const Predictor& p, const py::array& x, int threads, bool raw)
     return std::move(out);
 }
 
+// Arrow data (a pyarrow Table or RecordBatch) read by column name in signature order, with no copy
+// through another library's frames; the rows go to the predictor without the GIL.
+py::array predict_arrow(const Predictor& p, const py::object& data, int threads, bool raw) {
+    ImportedBatch batch = import_arrow_object(data);
+    const size_t width = raw ? p.num_raw_outputs() : p.num_outputs();
+    const size_t n = batch.rows();
+    py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)});
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        const std::vector<double> rows = keel::inference::rows_from_columns(p.signature(), batch);
+        if (n > 0) p.predict(rows.data(), n, o, threads, raw);
+    }
+    return std::move(out);
+}
+
 } // namespace
 
 // keel._core.model_keys: the model record's keys (record_keys.hpp) as Python constants, so the
@@ -172,6 +191,9 @@ void bind_inference(py::module_& m) {
                                    return s;
                                })
         .def("predict", &predict, py::arg("x"), py::arg("threads") = 0, py::arg("raw") = false)
+        .def("predict_arrow", &predict_arrow, py::arg("data"), py::arg("threads") = 0, py::arg("raw") = false,
+             "Predictions for Arrow data (a pyarrow Table or RecordBatch): each input read from the column of its "
+             "name (numbers and bools; nulls as NaN).")
         .def("score_pairs",
              [](const Predictor& p, py::array_t<int64_t, py::array::c_style | py::array::forcecast> users,
                 py::array_t<int64_t, py::array::c_style | py::array::forcecast> items) {

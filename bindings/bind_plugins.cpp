@@ -9,6 +9,8 @@
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 #include "keel/plugins/quality.hpp"
+#include "keel/plugins/quality_input.hpp"
+#include "keel/features/input.hpp"
 #include "keel/features/store.hpp"
 #include "keel/plugins/quality_store.hpp"
 #include "keel/plugins/quality_target.hpp"
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 
 namespace py = pybind11;
 using namespace keel::plugins;
@@ -97,12 +100,23 @@ struct PyRequest {
     }
 };
 
-// A batch from Python: Arrow data (keel/_data.py prepares it from pandas, numpy, dicts and rows),
-// imported by the core and alive as long as this object.
+// A batch for quality rules: Arrow data (keel/_data.py prepares it from pandas, numpy, dicts and
+// rows) imported as rules see it (plugins/quality_input.hpp), or a feature view's prepared ingest
+// batch (columns already typed as the view declares them), borrowed while `owner` keeps it alive.
 struct PyBatch {
-    ImportedBatch source;
+    std::optional<QualityBatch> imported;
+    py::object owner;
     Batch batch;
-    explicit PyBatch(const py::handle& data) : source(import_arrow_object(data)), batch(source.view()) {}
+    explicit PyBatch(const py::handle& data) {
+        if (py::isinstance<features::InputBatch>(data)) {
+            owner = py::reinterpret_borrow<py::object>(data);
+            batch = checkable_columns(data.cast<const features::InputBatch&>().batch);
+            return;
+        }
+        ImportedBatch in = import_arrow_object(data, quality_import_options());
+        imported = quality_batch(std::move(in));
+        batch = imported->batch;
+    }
 };
 
 // The quality store of a workspace, with what its rules need of the feature store: a target
@@ -327,6 +341,9 @@ void bind_plugins(py::module_& m) {
     });
     m.def("quality_psi", [](py::object data, py::object profile) {
         PyBatch pb(data);
+        if (pb.batch.columns.empty())
+            throw_error(ErrorKind::InvalidArgument, "the batch has no column a rule can read: binary, nested and vector "
+                                                    "columns have no statistics");
         Value p = value_from_py(profile);
         py::gil_scoped_release release;
         return psi(pb.batch.columns.at(0), pb.batch.rows, p);

@@ -4,6 +4,7 @@
 #include "keel/common/error.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -17,6 +18,8 @@ struct ImportedBatch::State {
     size_t rows = 0;
     std::vector<ImportedColumn> columns;
     std::vector<std::vector<uint8_t>> owned;  // converted buffers (a moved vector keeps its storage)
+    ImportOptions options;
+    std::vector<std::string> skipped;  // columns left out (options.skip_unreadable)
 
     State() = default;
     State(const State&) = delete;
@@ -40,6 +43,7 @@ ImportedBatch& ImportedBatch::operator=(ImportedBatch&&) noexcept = default;
 
 size_t ImportedBatch::rows() const { return state_->rows; }
 const std::vector<ImportedColumn>& ImportedBatch::columns() const { return state_->columns; }
+const std::vector<std::string>& ImportedBatch::skipped() const { return state_->skipped; }
 
 const ImportedColumn* ImportedBatch::find(std::string_view name) const {
     for (const auto& c : state_->columns)
@@ -247,6 +251,46 @@ void import_strings(State& st, ColumnView& v, const ArrowArray& a, bool large, i
     v.dtype = DType::String;
 }
 
+// Strings as views (Arrow's string_view, "vu"): 16 bytes per row, a length then either the bytes
+// themselves (up to 12) or a prefix, a data buffer's index and an offset into it. Copied into
+// owned bytes with int64 offsets.
+void import_string_views(State& st, ColumnView& v, const ArrowArray& a, int64_t off, size_t n) {
+    // Validity, the views, the data buffers, then (C Data Interface) one int64 size per data buffer.
+    if (a.n_buffers < 3) malformed(v.name, fmt::format("{} buffers where a string view has at least 3", a.n_buffers));
+    const int64_t data_buffers = a.n_buffers - 3;
+    const int64_t* sizes = static_cast<const int64_t*>(a.buffers[a.n_buffers - 1]);
+    if (data_buffers > 0 && !sizes) malformed(v.name, "its buffer sizes are missing");
+    if (n > 0 && !a.buffers[1]) malformed(v.name, "its views buffer is missing");
+    const uint8_t* views = static_cast<const uint8_t*>(a.buffers[1]);
+    int64_t* offsets = st.alloc<int64_t>(n + 1);
+    std::string bytes;
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (v.is_valid(i)) {
+            const uint8_t* view = views + (size_t(off) + i) * 16;
+            int32_t length, buffer, start;
+            std::memcpy(&length, view, 4);
+            if (length < 0) malformed(v.name, fmt::format("a negative string length at row {}", i));
+            if (length <= 12) {
+                bytes.append(reinterpret_cast<const char*>(view + 4), size_t(length));
+            } else {
+                std::memcpy(&buffer, view + 8, 4);
+                std::memcpy(&start, view + 12, 4);
+                if (buffer < 0 || buffer >= data_buffers || start < 0 || int64_t(start) + length > sizes[buffer] ||
+                    !a.buffers[2 + buffer])
+                    malformed(v.name, fmt::format("the string view at row {} points outside its data", i));
+                bytes.append(static_cast<const char*>(a.buffers[2 + buffer]) + start, size_t(length));
+            }
+        }
+        offsets[i + 1] = int64_t(bytes.size());
+    }
+    char* chars = st.alloc<char>(bytes.size());
+    std::memcpy(chars, bytes.data(), bytes.size());
+    v.dtype = DType::String;
+    v.values = chars;
+    v.offsets = offsets;
+}
+
 int64_t index_at(const void* p, char f, size_t i) {
     switch (f) {
         case 'c': return static_cast<const int8_t*>(p)[i];
@@ -259,6 +303,70 @@ int64_t index_at(const void* p, char f, size_t i) {
         case 'L': return int64_t(std::min<uint64_t>(static_cast<const uint64_t*>(p)[i], uint64_t(INT64_MAX)));
     }
     return -1;
+}
+
+ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& a, int64_t off, size_t n);
+
+// A dictionary of any other type the importer takes (ImportOptions::convert_scalars): the
+// dictionary imported as a column, then its rows gathered by index.
+void import_any_dictionary(State& st, ImportedColumn& c, const ArrowSchema& s, const ArrowArray& a, int64_t off,
+                           size_t n) {
+    ColumnView& v = c.view;
+    const std::string idx = s.format ? s.format : "";
+    if (idx.size() != 1 || integer_name(idx[0]).empty()) malformed(v.name, fmt::format("dictionary index format '{}'", idx));
+    if (!a.dictionary) malformed(v.name, "a dictionary type without dictionary values");
+    check_array(v.name, a, 2, off, n);
+    ArrowSchema values_schema = *s.dictionary;
+    values_schema.name = s.name;
+    const ArrowArray& d = *a.dictionary;
+    ImportedColumn words = import_column(st, values_schema, d, d.offset, size_t(d.length));
+    const std::string type = c.origin.type, format = c.origin.format;
+    c.origin = words.origin;
+    c.origin.type = type;
+    c.origin.format = format;
+    c.origin.sub_ms_row = -1;
+    const ColumnView& w = words.view;
+    uint8_t* valid = nullptr;
+    auto null_row = [&](size_t i) {
+        if (!valid) {
+            valid = st.alloc<uint8_t>(n);
+            for (size_t j = 0; j < n; ++j) valid[j] = v.is_valid(j);
+        }
+        valid[i] = 0;
+    };
+    std::vector<int64_t> index(n, -1);
+    for (size_t i = 0; i < n; ++i) {
+        if (!v.is_valid(i)) continue;
+        const int64_t k = index_at(a.buffers[1], idx[0], size_t(off) + i);
+        if (k < 0 || k >= d.length) malformed(v.name, fmt::format("dictionary index {} at row {} is out of range", k, i));
+        if (!w.is_valid(size_t(k))) null_row(i);
+        else index[i] = k;
+        if (c.origin.sub_ms_row < 0 && index[i] >= 0 && k == words.origin.sub_ms_row) c.origin.sub_ms_row = int64_t(i);
+    }
+    v.dtype = w.dtype;
+    v.dim = w.dim;
+    if (w.dtype == DType::String) {
+        int64_t* offsets = st.alloc<int64_t>(n + 1);
+        std::string bytes;
+        offsets[0] = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (index[i] >= 0) bytes += w.str(size_t(index[i]));
+            offsets[i + 1] = int64_t(bytes.size());
+        }
+        char* chars = st.alloc<char>(bytes.size());
+        std::memcpy(chars, bytes.data(), bytes.size());
+        v.values = chars;
+        v.offsets = offsets;
+    } else {
+        const size_t width = dtype_width(w.dtype, w.dim);
+        uint8_t* out = st.alloc<uint8_t>(n * width);
+        for (size_t i = 0; i < n; ++i) {
+            if (index[i] >= 0) std::memcpy(out + i * width, static_cast<const uint8_t*>(w.values) + size_t(index[i]) * width, width);
+            else std::memset(out + i * width, 0, width);
+        }
+        v.values = out;
+    }
+    if (valid) v.valid = valid;
 }
 
 // Dictionary-encoded strings (pandas categories), decoded into owned bytes and int64 offsets.
@@ -279,26 +387,49 @@ void import_dictionary(State& st, ImportedColumn& c, const ArrowSchema& s, const
     const uint8_t* word_valid = validity(st, d, d.offset, size_t(d.length));
     uint8_t* valid = nullptr;
     int64_t* offsets = st.alloc<int64_t>(n + 1);
-    std::string bytes;
-    offsets[0] = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (v.is_valid(i)) {
-            int64_t k = index_at(a.buffers[1], idx[0], size_t(off) + i);
-            if (k < 0 || k >= d.length) malformed(v.name, fmt::format("dictionary index {} at row {} is out of range", k, i));
-            if (word_valid && !word_valid[k]) {
-                if (!valid) {
-                    valid = st.alloc<uint8_t>(n);
-                    for (size_t j = 0; j < n; ++j) valid[j] = v.is_valid(j);
+    // Two passes: the offsets (indices checked, null words marked), then each word copied once into
+    // a buffer of the final size (a growing string would copy the bytes again as it grows). Rows
+    // that are null, or whose word is, have no bytes.
+    // Instantiated per index type, so the per-row loads are typed (no dispatch per row).
+    char* chars = nullptr;
+    auto decode = [&](const auto* indices) {
+        indices += off;
+        offsets[0] = 0;
+        for (size_t i = 0; i < n; ++i) {
+            int64_t length = 0;
+            if (v.is_valid(i)) {
+                const int64_t k = int64_t(indices[i]);  // uint64 past int64 wraps negative: refused below
+                if (k < 0 || k >= d.length)
+                    malformed(v.name, fmt::format("dictionary index {} at row {} is out of range", indices[i], i));
+                if (word_valid && !word_valid[k]) {
+                    if (!valid) {
+                        valid = st.alloc<uint8_t>(n);
+                        for (size_t j = 0; j < n; ++j) valid[j] = v.is_valid(j);
+                    }
+                    valid[i] = 0;
+                } else {
+                    length = words.offsets[k + 1] - words.offsets[k];
                 }
-                valid[i] = 0;
-            } else {
-                bytes += words.str(size_t(k));
             }
+            offsets[i + 1] = offsets[i] + length;
         }
-        offsets[i + 1] = int64_t(bytes.size());
+        chars = st.alloc<char>(size_t(offsets[n]));
+        const char* source = static_cast<const char*>(words.values);
+        for (size_t i = 0; i < n; ++i)
+            if (offsets[i + 1] > offsets[i])
+                std::memcpy(chars + offsets[i], source + words.offsets[int64_t(indices[i])], size_t(offsets[i + 1] - offsets[i]));
+    };
+    const void* p = a.buffers[1];
+    switch (idx[0]) {
+        case 'c': decode(static_cast<const int8_t*>(p)); break;
+        case 'C': decode(static_cast<const uint8_t*>(p)); break;
+        case 's': decode(static_cast<const int16_t*>(p)); break;
+        case 'S': decode(static_cast<const uint16_t*>(p)); break;
+        case 'i': decode(static_cast<const int32_t*>(p)); break;
+        case 'I': decode(static_cast<const uint32_t*>(p)); break;
+        case 'l': decode(static_cast<const int64_t*>(p)); break;
+        case 'L': decode(static_cast<const uint64_t*>(p)); break;
     }
-    char* chars = st.alloc<char>(bytes.size());
-    std::memcpy(chars, bytes.data(), bytes.size());
     if (valid) v.valid = valid;
     v.dtype = DType::String;
     v.values = chars;
@@ -373,6 +504,96 @@ void import_vectors(State& st, ImportedColumn& c, const ArrowSchema& s, const Ar
     v.values = out;
 }
 
+// Text built row by row (`text(i)` for valid rows), as a string column the batch owns.
+template <typename Text>
+void to_text(State& st, ColumnView& v, size_t n, Text text) {
+    int64_t* offsets = st.alloc<int64_t>(n + 1);
+    std::string bytes;
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (v.is_valid(i)) bytes += text(i);
+        offsets[i + 1] = int64_t(bytes.size());
+    }
+    char* chars = st.alloc<char>(bytes.size());
+    std::memcpy(chars, bytes.data(), bytes.size());
+    v.dtype = DType::String;
+    v.values = chars;
+    v.offsets = offsets;
+}
+
+// IEEE 754 half precision to double.
+double half_to_double(uint16_t h) {
+    const int sign = h >> 15, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+    double x;
+    if (exponent == 0) x = std::ldexp(double(mantissa), -24);
+    else if (exponent == 31) x = mantissa ? std::numeric_limits<double>::quiet_NaN() : HUGE_VAL;
+    else x = std::ldexp(double(mantissa | 0x400), exponent - 25);
+    return sign ? -x : x;
+}
+
+// A little-endian two's-complement integer of `bytes` bytes (4, 8, 16 or 32), as a double.
+double decimal_integer(const uint8_t* p, size_t bytes) {
+    if (bytes == 4) {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        return double(v);
+    }
+    if (bytes == 8) {
+        int64_t v;
+        std::memcpy(&v, p, 8);
+        return double(v);
+    }
+    if (bytes == 16) {
+        __int128 v;
+        std::memcpy(&v, p, 16);
+        return double(v);  // one correctly rounded conversion
+    }
+    unsigned __int128 low, high;  // decimal256: two halves, the magnitude first
+    std::memcpy(&low, p, 16);
+    std::memcpy(&high, p + 16, 16);
+    const bool negative = high >> 127;
+    if (negative) {
+        low = ~low + 1;
+        high = ~high + (low == 0 ? 1 : 0);
+    }
+    const double x = std::ldexp(double(high), 128) + double(low);
+    return negative ? -x : x;
+}
+
+// Arrow decimals ("d:precision,scale[,bit width]") as float64, like pyarrow's cast.
+void import_decimal(State& st, ColumnView& v, const ArrowArray& a, const std::string& f, int64_t off, size_t n) {
+    int precision = 0, scale = 0, width = 128;
+    if (std::sscanf(f.c_str(), "d:%d,%d,%d", &precision, &scale, &width) < 2 ||
+        (width != 32 && width != 64 && width != 128 && width != 256))
+        malformed(v.name, fmt::format("decimal format '{}'", f));
+    const size_t bytes = size_t(width) / 8;
+    const uint8_t* src = static_cast<const uint8_t*>(a.buffers[1]);
+    const double ten_to_scale = std::pow(10.0, std::abs(scale));
+    double* out = st.alloc<double>(n);
+    for (size_t i = 0; i < n; ++i) {
+        const double x = v.is_valid(i) ? decimal_integer(src + (size_t(off) + i) * bytes, bytes) : 0.0;
+        out[i] = scale >= 0 ? x / ten_to_scale : x * ten_to_scale;
+    }
+    v.dtype = DType::Float64;
+    v.values = out;
+}
+
+// Times of day ("tts", "ttm" int32; "ttu", "ttn" int64) as text, like pyarrow's cast to string.
+void import_time_of_day(State& st, ColumnView& v, const ArrowArray& a, char unit, int64_t off, size_t n) {
+    const int digits = unit == 's' ? 0 : unit == 'm' ? 3 : unit == 'u' ? 6 : 9;
+    const int64_t per_second = unit == 's' ? 1 : unit == 'm' ? 1000 : unit == 'u' ? 1'000'000 : 1'000'000'000;
+    const bool wide = unit == 'u' || unit == 'n';
+    to_text(st, v, n, [&](size_t i) {
+        const int64_t t = wide ? static_cast<const int64_t*>(a.buffers[1])[off + int64_t(i)]
+                               : static_cast<const int32_t*>(a.buffers[1])[off + int64_t(i)];
+        if (t < 0 || t >= 86'400 * per_second) return fmt::format("<value out of range: {}>", t);
+        const int64_t s = t / per_second;
+        std::string text = fmt::format("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+        if (digits) text += fmt::format(".{:0{}}", t % per_second, digits);
+        return text;
+    });
+}
+
 // Column `s`/`a`: rows [off, off + n) of it.
 ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& a, int64_t off, size_t n) {
     ImportedColumn c;
@@ -386,7 +607,11 @@ ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& 
         malformed(v.name, fmt::format("{} rows from row {} asked of an array of {} rows", n, off - a.offset, a.length));
     if (s.dictionary) {
         v.valid = validity(st, a, off, n);
-        import_dictionary(st, c, s, a, off, n);
+        const std::string vf = s.dictionary->format ? s.dictionary->format : "";
+        if (st.options.convert_scalars && vf != "u" && vf != "U" && !s.dictionary->dictionary)
+            import_any_dictionary(st, c, s, a, off, n);
+        else
+            import_dictionary(st, c, s, a, off, n);
         return c;
     }
     if (f == "n") {
@@ -438,6 +663,11 @@ ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& 
         import_strings(st, v, a, f == "U", off, n);
         return c;
     }
+    if (f == "vu") {
+        v.valid = validity(st, a, off, n);
+        import_string_views(st, v, a, off, n);
+        return c;
+    }
     if (f == "tdD" || f == "tdm" || f.rfind("ts", 0) == 0) {
         check_array(v.name, a, 2, off, n);
         v.valid = validity(st, a, off, n);
@@ -457,12 +687,58 @@ ImportedColumn import_column(State& st, const ArrowSchema& s, const ArrowArray& 
         import_vectors(st, c, s, a, f, off, n);
         return c;
     }
+    if (st.options.convert_scalars) {
+        if (f == "e") {
+            check_array(v.name, a, 2, off, n);
+            v.valid = validity(st, a, off, n);
+            c.origin.is_float = true;
+            double* out = st.alloc<double>(n);
+            for (size_t i = 0; i < n; ++i) out[i] = half_to_double(static_cast<const uint16_t*>(a.buffers[1])[off + int64_t(i)]);
+            v.dtype = DType::Float64;
+            v.values = out;
+            return c;
+        }
+        if (f.rfind("d:", 0) == 0) {
+            check_array(v.name, a, 2, off, n);
+            v.valid = validity(st, a, off, n);
+            c.origin.is_float = true;
+            import_decimal(st, v, a, f, off, n);
+            return c;
+        }
+        if (f.size() == 3 && f.rfind("tt", 0) == 0 && std::string_view("smun").find(f[2]) != std::string_view::npos) {
+            check_array(v.name, a, 2, off, n);
+            v.valid = validity(st, a, off, n);
+            import_time_of_day(st, v, a, f[2], off, n);
+            return c;
+        }
+        if (f.size() == 3 && f.rfind("tD", 0) == 0 && std::string_view("smun").find(f[2]) != std::string_view::npos) {
+            check_array(v.name, a, 2, off, n);
+            v.valid = validity(st, a, off, n);
+            const int64_t* p = static_cast<const int64_t*>(a.buffers[1]) + off;
+            to_text(st, v, n, [&](size_t i) { return fmt::format("{}", p[i]); });
+            return c;
+        }
+    }
     if (f == "e") unsupported(v.name, s, "cast it to float32 or float64");
     if (f.rfind("d:", 0) == 0) unsupported(v.name, s, "cast it to float64");
     if (f == "z" || f == "Z" || f == "vz") unsupported(v.name, s, "decode the bytes to strings, or drop the column");
     if (f == "+s") unsupported(v.name, s, "flatten it into one column per field (e.g. pyarrow's Table.flatten())");
     if (f[0] == 't') unsupported(v.name, s, "cast it to int64 or to strings, or drop it");
     unsupported(v.name, s);
+}
+
+// Binary and nested types (but lists of numbers: vectors), which ImportOptions::skip_unreadable
+// leaves out.
+bool unreadable(const ArrowSchema& s) {
+    if (s.dictionary) return unreadable(*s.dictionary);
+    const std::string f = s.format ? s.format : "";
+    if (f == "z" || f == "Z" || f == "vz" || f.rfind("w:", 0) == 0) return true;
+    if (f == "+l" || f == "+L" || f.rfind("+w:", 0) == 0) {
+        if (s.n_children != 1 || !s.children || !s.children[0] || !s.children[0]->format) return true;
+        const std::string item = s.children[0]->format;
+        return !(item == "f" || item == "g" || (item.size() == 1 && !integer_name(item[0]).empty()));
+    }
+    return f.rfind("+", 0) == 0;  // structs, maps, unions, list views, run-end encoded
 }
 
 // Takes over a record batch's structs into `st` and imports its columns.
@@ -489,6 +765,10 @@ void import_into(State& st, ArrowSchema* schema, ArrowArray* array) {
     st.rows = size_t(a.length);
     for (int64_t k = 0; k < s.n_children; ++k) {
         const ArrowArray& ca = *a.children[k];
+        if (st.options.skip_unreadable && unreadable(*s.children[k])) {
+            st.skipped.push_back(s.children[k]->name ? s.children[k]->name : "");
+            continue;
+        }
         // A sliced struct's offset applies to its children on top of their own.
         st.columns.push_back(import_column(st, *s.children[k], ca, ca.offset + a.offset, st.rows));
     }
@@ -504,7 +784,7 @@ struct EmptyArrays {
         a = ArrowArray{};
         a.buffers = none;
         const std::string f = s.format ? s.format : "";
-        a.n_buffers = f == "n" ? 0 : (f == "u" || f == "U" || f == "z" || f == "Z") ? 3
+        a.n_buffers = f == "n" ? 0 : (f == "u" || f == "U" || f == "z" || f == "Z" || f == "vu") ? 3
                       : (f == "+s" || f.rfind("+w:", 0) == 0) ? 1 : 2;
         if (s.dictionary) {
             a.n_buffers = 2;
@@ -543,13 +823,14 @@ void append(std::vector<uint8_t>& bytes, std::vector<int64_t>& offsets, std::vec
 
 } // namespace
 
-ImportedBatch import_arrow(ArrowSchema* schema, ArrowArray* array) {
+ImportedBatch import_arrow(ArrowSchema* schema, ArrowArray* array, const ImportOptions& options) {
     ImportedBatch out;
+    out.state_->options = options;
     import_into(*out.state_, schema, array);
     return out;
 }
 
-ImportedBatch import_arrow_stream(ArrowArrayStream* stream) {
+ImportedBatch import_arrow_stream(ArrowArrayStream* stream, const ImportOptions& options) {
     if (!stream || !stream->release) throw_error(ErrorKind::InvalidArgument, "the Arrow stream was already released");
     ArrowArrayStream owned = *stream;
     stream->release = nullptr;
@@ -581,22 +862,29 @@ ImportedBatch import_arrow_stream(ArrowArrayStream* stream) {
         // the views copy what they need of it (names), so a borrowed copy with a no-op release will do.
         ArrowSchema borrowed = schema;
         borrowed.release = [](ArrowSchema* s) { s->release = nullptr; };
-        parts.push_back(import_arrow(&borrowed, &array));
+        parts.push_back(import_arrow(&borrowed, &array, options));
     }
     if (parts.size() == 1) return std::move(parts[0]);
     ImportedBatch out;
     State& st = *out.state_;
+    st.options = options;
     if (parts.empty()) {
         // No batch at all: the schema's columns with no rows, read from empty arrays of its shape.
         if (!schema.format || std::string_view(schema.format) != "+s")
             throw_error(ErrorKind::InvalidArgument, "expected a stream of record batches, got {}", type_name(schema));
         EmptyArrays empty;
-        for (int64_t k = 0; k < schema.n_children; ++k)
+        for (int64_t k = 0; k < schema.n_children; ++k) {
+            if (options.skip_unreadable && unreadable(*schema.children[k])) {
+                st.skipped.push_back(schema.children[k]->name ? schema.children[k]->name : "");
+                continue;
+            }
             st.columns.push_back(import_column(st, *schema.children[k], *empty.make(*schema.children[k]), 0, 0));
+        }
         return out;
     }
     // Several batches: one copy of each column, end to end.
     const ImportedBatch& first = parts[0];
+    st.skipped = first.skipped();
     for (size_t k = 0; k < first.columns().size(); ++k) {
         const ImportedColumn& head = first.columns()[k];
         std::vector<uint8_t> bytes, valid;

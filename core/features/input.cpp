@@ -2,6 +2,7 @@
 #include "keel/features/input.hpp"
 
 #include "keel/common/error.hpp"
+#include "keel/common/time_columns.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -105,6 +106,13 @@ ColumnView conform(InputBatch& b, const ImportedColumn& c, const ColumnSpec& spe
     out.dim = spec.dim;
     switch (spec.dtype) {
         case DType::Timestamp:
+            if (v.dtype == DType::String) {  // ISO 8601 text, each value with its zone
+                int64_t* ms = alloc<int64_t>(b, rows);
+                parse_zoned_times(v, rows, what, ms);
+                out.values = ms;
+                out.offsets = nullptr;
+                return out;
+            }
             require_zoned_timestamps(c, what);
             return out;
         case DType::String:
@@ -150,27 +158,6 @@ ColumnView conform(InputBatch& b, const ImportedColumn& c, const ColumnSpec& spe
 }
 
 } // namespace
-
-void require_zoned_timestamps(const ImportedColumn& c, std::string_view what) {
-    const std::string& name = c.view.name;
-    if (c.origin.is_date)
-        throw_error(ErrorKind::InvalidArgument,
-                    "{} '{}' holds dates, not timestamps: convert with pd.to_datetime(..., utc=True)", what, name);
-    if (c.view.dtype != DType::Timestamp)
-        throw_error(ErrorKind::InvalidArgument,
-                    "{} '{}' has type {}, expected timestamps with a time zone (e.g. pd.to_datetime(col, utc=True))", what,
-                    name, c.origin.type);
-    if (!c.origin.has_zone)
-        throw_error(ErrorKind::InvalidArgument,
-                    "{} '{}' has timestamps without a time zone: they are ambiguous; localize them with "
-                    ".dt.tz_localize('UTC') (or the zone they were recorded in)",
-                    what, name);
-    if (c.origin.sub_ms_row >= 0)
-        throw_error(ErrorKind::InvalidArgument,
-                    "{} '{}' has sub-millisecond precision at row {}: Keel stores milliseconds; round with "
-                    ".dt.floor('ms') first",
-                    what, name, c.origin.sub_ms_row);
-}
 
 InputBatch conform_columns(ImportedBatch in, const std::vector<ColumnSpec>& specs, std::string_view what) {
     InputBatch b;

@@ -1,7 +1,8 @@
 """Every kind of tabular input Keel takes, turned into one pyarrow Table: the one way columns reach
 the C++ core, which imports the table through the Arrow C Data Interface (``__arrow_c_stream__``)
-and applies its own rules there (feature ingest: ``core/features/input.cpp``; quality checks: the
-columns as they are).
+and applies its own rules there (feature ingest: ``core/features/input.cpp``; quality checks:
+``core/plugins/quality_input.cpp``; batch prediction: ``core/inference/column_rows.cpp``; time
+columns, for all of them: ``core/common/time_columns.cpp``).
 
 Each input kind is a pair ``_is_X(data)`` / ``_from_X(data, names)`` listed once in ``_KINDS``, so
 a new kind, or a fix to one, is made in one place:
@@ -20,10 +21,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from keel._time import zoned_timestamps
 from keel.errors import InvalidArgument
 
-__all__ = ["to_table", "to_rows", "parse_timestamp_strings", "is_arrow", "is_rows"]
+__all__ = ["to_table", "to_rows", "is_arrow", "is_rows"]
 
 
 def refuse_duplicate_columns(names) -> None:
@@ -163,27 +163,6 @@ def to_table(data, *, names: Sequence[str] | None = None, what: str = "data") ->
             return from_kind(data, names)
     raise InvalidArgument(f"{what} must be a pandas DataFrame, a pyarrow Table or RecordBatch, a 2-D numpy array, "
                           f"a dict of columns or a list of row dicts, not {type(data).__name__}")
-
-
-# --- timestamps written as text --------------------------------------------------------------------
-
-def parse_timestamp_strings(table: pa.Table, columns: Sequence[str], what: str = "column") -> pa.Table:
-    """ISO 8601 strings in ``columns`` parsed into UTC timestamps; each must carry its zone ('Z' or an
-    offset). Other columns, and timestamp columns, are left for the core's rule (one function:
-    ``keel::features::require_zoned_timestamps``: a zone, whole milliseconds)."""
-    for name in columns:
-        if name not in table.column_names:
-            continue
-        i = table.column_names.index(name)
-        col = table.column(i)
-        t = col.type
-        if pa.types.is_dictionary(t):
-            col = col.cast(t.value_type)  # decode
-            t = col.type
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            continue
-        table = table.set_column(i, name, zoned_timestamps(col, name, what))  # keel._time: the one rule
-    return table
 
 
 # --- rows (requests to an endpoint, single predictions) ---------------------------------------------

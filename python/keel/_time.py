@@ -6,6 +6,11 @@ naive ``datetime``, an ISO string without ``Z`` or an offset, a naive pandas Tim
 guessing silently shifts results by hours, so every entry point (ingest, ``as_of``, feature reads,
 lineage, tracking timestamps, the CLI) refuses it here with an error saying how to add the zone.
 Epoch milliseconds (an int) are unambiguous and stay accepted.
+
+This module reads single values and arrays of Python's own time types. Columns (ingest, labels,
+keys, quality checks) cross to the core as Arrow data and meet the same rule there, in one C++
+function for every caller: ``core/common/time_columns.cpp`` (timestamps must name their zone; ISO
+text must carry 'Z' or an offset).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from keel.errors import InvalidArgument
 
-__all__ = ["to_epoch_ms", "to_epoch_ms_array", "zoned_timestamps", "ZONE_HINT"]
+__all__ = ["to_epoch_ms", "to_epoch_ms_array", "ZONE_HINT"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
@@ -28,8 +33,6 @@ _MAX_ABS_MS = 2**62
 ZONE_HINT = ("give the time zone: datetime(2026, 1, 1, tzinfo=timezone.utc), pd.Timestamp('2026-01-01', tz='UTC'), "
              "an ISO 8601 string with 'Z' or an offset ('2026-01-01T00:00:00Z', '2026-01-01T12:00+01:00'), "
              "or milliseconds since the epoch (int)")
-_COLUMN_HINT = ("localize it first: df['{name}'] = df['{name}'].dt.tz_localize('UTC') (or the zone the data was "
-                "recorded in), or parse text with pd.to_datetime(..., utc=True)")
 
 
 def _naive(what: str, value) -> InvalidArgument:
@@ -109,38 +112,3 @@ def to_epoch_ms_array(values, what: str = "timestamps") -> np.ndarray:
     if array.dtype == object:
         return np.fromiter((to_epoch_ms(v, what) for v in array.ravel()), np.int64, array.size)
     return np.ascontiguousarray(array, dtype=np.int64)
-
-
-def zoned_timestamps(arr, name: str, what: str = "column"):
-    """A pyarrow column of timestamps that carry a zone, ready to read as UTC instants: ISO strings
-    are parsed (each must end in 'Z' or an offset); a date column, a tz-naive timestamp column and
-    any other type raise InvalidArgument naming the column, the first bad row and the fix."""
-    import pyarrow as pa
-
-    t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        import pandas as pd
-        text = arr.to_pandas()
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        bad = parsed.isna() & text.notna()
-        if bad.any():
-            i = int(np.argmax(bad.to_numpy()))
-            raise InvalidArgument(f"{what} '{name}' has an unparseable timestamp at row {i}: {text.iloc[i]!r}")
-        zoned = text.astype(object).fillna("").str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-        naive = text.notna() & ~zoned
-        if naive.any():
-            i = int(np.argmax(naive.to_numpy()))
-            raise InvalidArgument(f"{what} '{name}' has a timestamp without a time zone at row {i}: "
-                                  f"{text.iloc[i]!r} could mean UTC or local time; add an offset ('...Z' or '+02:00')")
-        arr = pa.array(parsed, from_pandas=True)
-        t = arr.type
-    if pa.types.is_date(t):
-        raise InvalidArgument(f"{what} '{name}' holds dates, not timestamps: convert with "
-                              "pd.to_datetime(..., utc=True)")
-    if not pa.types.is_timestamp(t):
-        raise InvalidArgument(f"{what} '{name}' has type {t}, expected timestamps with a time zone "
-                              "(e.g. pd.to_datetime(col, utc=True))")
-    if t.tz is None:
-        raise InvalidArgument(f"{what} '{name}' has timestamps without a time zone, so they could mean UTC or "
-                              f"local time: {_COLUMN_HINT.format(name=name)}")
-    return arr

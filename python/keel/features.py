@@ -298,13 +298,13 @@ class FeatureView:
         return self
 
     # --- offline store ----------------------------------------------------------------------
-    def _run_quality_rules(self, table: pa.Table) -> None:
+    def _run_quality_rules(self, batch: _core.IngestBatch) -> None:
         """Pre-write hook: the view's data-quality rules (keel.quality, fv.add_rule) run here on the
-        batch (a pyarrow Table whose types already passed the schema check), before anything is
+        prepared batch (columns typed as the view declares them, times parsed), before anything is
         written. A failing rule of severity "error" raises, and the ingest writes nothing."""
         checks = self.quality
         if checks.rule_ids():
-            checks.gate(table)
+            checks.gate(batch)
 
     # --- data quality (keel.quality) ----------------------------------------------------------
     @property
@@ -331,10 +331,9 @@ class FeatureView:
         column (default: the ingest time) and every schema column. For the same entity and event
         time, the row with the latest created timestamp wins.
         """
-        table = _data.parse_timestamp_strings(_data.to_table(data), [self.event_timestamp_column,
-                                                                     self.created_timestamp_column])
+        table = _data.to_table(data)
         batch = self._store.native.prepare_ingest(self.name, table)  # checked and typed; nothing written
-        self._run_quality_rules(table)
+        self._run_quality_rules(batch)
         segment = self._store.native.ingest(self.name, batch)
         return {"view": self.name, "version": self.version, "rows": batch.rows, "segment": segment}
 
@@ -568,9 +567,8 @@ class FeatureStore:
             raise InvalidArgument(f"labels have no timestamp column '{timestamp_column}': name it with "
                                   "timestamp_column=")
         specs = needed + [{"name": timestamp_column, "dtype": "timestamp", "dim": 0}]
-        table = _data.parse_timestamp_strings(labels.select([s["name"] for s in specs]), [timestamp_column],
-                                              "label column")
-        return table, _spec_tuples(specs)
+        # Time columns written as text are parsed by the core's one rule for time (each with its zone).
+        return labels.select([s["name"] for s in specs]), _spec_tuples(specs)
 
     def training_set(self, labels=None, features: Sequence[str] | None = None, *, id: str | None = None,  # noqa: A002
                      timestamp_column: str = "event_timestamp", run=None) -> TrainingSet:

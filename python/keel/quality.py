@@ -29,7 +29,6 @@ import pyarrow as pa
 
 from keel import _core, _data
 from keel import plugins as _plugins
-from keel._time import zoned_timestamps
 from keel.errors import InvalidArgument, KeelError
 
 SEVERITIES = ("error", "warn")
@@ -119,42 +118,23 @@ class QualityReport:
 
 # --- batches: any tabular input as Arrow data (keel._data), read by the core in place -----------
 
-def _checkable(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
-    """A column as rules see it: categories decoded, decimals as floats, other scalar types (times of
-    day, durations, ...) as their text; nested and binary columns (vectors, structs, bytes) have no
-    column statistics, so rules cannot name them (None)."""
-    t = column.type
-    if pa.types.is_dictionary(t):
-        column, t = column.cast(t.value_type), t.value_type
-    if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return None
-    if pa.types.is_decimal(t) or pa.types.is_float16(t):
-        return column.cast(pa.float64())
-    if (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
-            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t)
-            or pa.types.is_date(t)):
-        if pa.types.is_timestamp(t):
-            zoned_timestamps(column, name)  # a naive column is refused: freshness rules compare instants
-        return column
-    return column.cast(pa.string())
-
-
-def _batch(data, columns: Iterable[str] | None = None) -> pa.Table:
+def _batch(data, columns: Iterable[str] | None = None) -> pa.Table | _core.IngestBatch:
     """The columns of a DataFrame, a pyarrow Table/RecordBatch, a numpy array, a dict of columns or
-    a list of row dicts (keel._data), as the table the core reads."""
+    a list of row dicts (keel._data), as the table the core reads. The core imports it as rules see
+    it (core/plugins/quality_input.cpp: categories decoded, decimals as floats, times of day and
+    durations as text, binary, nested and vector columns left out, naive timestamps refused). A
+    feature view's prepared ingest batch (already typed by the view) passes as it is."""
+    if isinstance(data, _core.IngestBatch):
+        return data
     table = _data.to_table(data, what="quality checks")
-    wanted = set(columns) if columns is not None else None
-    names, arrays = [], []
-    for name, column in zip(table.column_names, table.columns):
-        if wanted is not None and name not in wanted:
-            continue
-        column = _checkable(name, column)
-        if column is not None:
-            names.append(name)
-            arrays.append(column)
-    if not names:  # no column rules can read; the row count still matters (row_count)
-        return pa.table({"_": pa.nulls(table.num_rows)}).drop_columns(["_"])
-    return pa.Table.from_arrays(arrays, names=names)
+    if columns is not None:
+        wanted = set(columns)
+        table = table.select([name for name in table.column_names if name in wanted])
+    return table
+
+
+def _num_rows(batch: pa.Table | _core.IngestBatch) -> int:
+    return batch.rows if isinstance(batch, _core.IngestBatch) else batch.num_rows
 
 
 def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None = None, now: float | None = None,
@@ -169,7 +149,7 @@ def check(data, rules: Iterable[Rule], *, references: Mapping[str, Any] | None =
     _plugins.ensure_search_path()  # rules name plugins by ref; the C++ host resolves them
     # Arguments are checked against each plugin's schema in C++ before any rule runs.
     results = _core.quality_run(table, _native_rules(rules), _context(references, now, target))
-    return QualityReport(results, table.num_rows, target)
+    return QualityReport(results, _num_rows(table), target)
 
 
 def _native_rules(rules: list[Rule]) -> list[tuple]:
@@ -189,7 +169,7 @@ def profile(data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
 def psi(data, column: str, reference: Mapping) -> float:
     """Population stability index of one column against a reference profile."""
     table = _batch(data, [column])
-    if not table.num_columns:
+    if isinstance(table, pa.Table) and not table.num_columns:
         raise InvalidArgument(f"no column {column!r} in the batch")
     return _core.quality_psi(table, dict(reference))
 
@@ -318,6 +298,9 @@ class Checks:
     def set_reference(self, data, columns: Iterable[str] | None = None, bins: int = 10) -> dict:
         """Store reference profiles (for drift_psi) from a batch."""
         profiles = self._store.profile(self.target, _batch(data, columns), bins)  # PII columns: masked values
+        if columns is not None:  # a prepared ingest batch holds every column of the view
+            wanted = set(columns)
+            profiles = {col: p for col, p in profiles.items() if col in wanted}
         for col, p in profiles.items():
             self._store.set_profile(self.target, col, json.dumps(p))
         return profiles
@@ -331,9 +314,9 @@ class Checks:
             table = _batch(data)
             _plugins.ensure_search_path()
             results = self._store.run(self.target, table, _native_rules(rules), _context(refs, now, self.target))
-            report = QualityReport(results, table.num_rows, self.target)
+            report = QualityReport(results, _num_rows(table), self.target)
         else:
-            report = QualityReport([], len(data) if hasattr(data, "__len__") else data.num_rows, self.target)
+            report = QualityReport([], _num_rows(_batch(data)), self.target)
         if record and rules:
             stored = [{**r, "observed": json.dumps(r["observed"], default=str),
                        "detail": json.dumps(r["detail"], default=str) if r["detail"] is not None else "",

@@ -430,6 +430,10 @@ class NativePredictor:
         ...
     def predict(self, x: numpy.ndarray, threads: typing.SupportsInt | typing.SupportsIndex = 0, raw: bool = False) -> numpy.ndarray:
         ...
+    def predict_arrow(self, data: typing.Any, threads: typing.SupportsInt | typing.SupportsIndex = 0, raw: bool = False) -> numpy.ndarray:
+        """
+        Predictions for Arrow data (a pyarrow Table or RecordBatch): each input read from the column of its name (numbers and bools; nulls as NaN).
+        """
     def recommend(self, users: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], k: typing.SupportsInt | typing.SupportsIndex, indptr: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None = None, threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float64]]:
         ...
     def record(self) -> dict:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from keel import _core, _data
 from keel.errors import Corrupt, InvalidArgument
@@ -118,8 +119,6 @@ class Predictor:
             import pandas as pd
         except ImportError:  # pragma: no cover
             pd = None
-        if _data.is_arrow(X) or _data.is_rows(X):  # pyarrow, other Arrow producers, a list of row dicts
-            return self._rows(_data.to_table(X).to_pandas())
         if pd is not None and isinstance(X, pd.Series):
             return self._rows(X.to_dict())
         if pd is not None and isinstance(X, pd.DataFrame):
@@ -183,8 +182,32 @@ class Predictor:
                 out[j] = lookup.get(label_key(v), unknown)
         return out
 
+    def _coded(self, table: pa.Table) -> pa.Table:
+        """An Arrow table whose label columns are replaced by their codes (float64, NaN for missing):
+        columns with a vocabulary in the model's metadata, and dictionary (category) columns by
+        their index, as a DataFrame's categories give their codes. Other columns pass untouched:
+        the core reads them by name (core/inference/column_rows.cpp)."""
+        for name in self._names:
+            if name not in table.column_names:
+                continue  # the core names every missing input at once
+            i = table.column_names.index(name)
+            column = table.column(i)
+            if name in self._vocab:
+                codes = self._encode_column(name, np.array(column.to_pylist(), dtype=object))
+            elif pa.types.is_dictionary(column.type):
+                unified = table.select([i]).unify_dictionaries().column(0)
+                indices = pa.chunked_array([chunk.indices for chunk in unified.chunks], unified.type.index_type)
+                codes = indices.cast(pa.float64()).to_numpy()  # nulls become NaN
+            else:
+                continue
+            table = table.set_column(i, name, pa.array(codes, pa.float64()))
+        return table
+
     # -- prediction
     def _run(self, X: Any, threads: int, raw: bool = False) -> tuple[np.ndarray, bool]:
+        if _data.is_arrow(X) or _data.is_rows(X):  # pyarrow, other Arrow producers, a list of row dicts
+            # Straight to the core by column name (the Arrow C Data Interface), no pandas in between.
+            return self._native.predict_arrow(self._coded(_data.to_table(X)), threads, raw), False
         rows, single = self._rows(X)
         return self._native.predict(rows, threads, raw), single
 

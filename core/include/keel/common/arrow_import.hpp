@@ -6,7 +6,8 @@
 // large_utf8, fixed-size lists of float32, millisecond timestamps) are borrowed; the rest is
 // converted once into buffers the imported batch owns: bit-packed booleans and validity to one
 // byte per row, utf8's int32 offsets to int64, narrow integers widened, other time units to
-// milliseconds, dictionaries of strings decoded, lists of floats to float32 rows.
+// milliseconds, dictionaries of strings decoded, string views copied, lists of floats to float32
+// rows. Other types are refused naming the column, unless the caller's ImportOptions ask for more.
 
 #include "keel/common/arrow_c.hpp"
 #include "keel/common/columns.hpp"
@@ -34,6 +35,19 @@ struct ArrowOrigin {
     int64_t sub_ms_row = -1;
 };
 
+//! What the importer does with types beyond those it always takes. Feature ingest takes the
+//! defaults (a declared type must match, so anything else is the user's to cast); quality checks
+//! read whatever they can hold a statistic of (plugins/quality_input.hpp).
+struct ImportOptions {
+    //! Decimals and float16 become float64; dictionaries of any type it takes are decoded (not
+    //! only of strings); times of day and durations become text as pyarrow prints them
+    //! ("01:02:03.004000", "-3723").
+    bool convert_scalars = false;
+    //! Binary and nested columns (structs, maps, unions, lists of anything but numbers) are left
+    //! out, their names listed in ImportedBatch::skipped(), instead of refused.
+    bool skip_unreadable = false;
+};
+
 //! One imported column: the view the core reads and where it came from.
 struct ImportedColumn {
     ColumnView view;
@@ -57,22 +71,24 @@ public:
     const ImportedColumn* find(std::string_view name) const;
     //! The views of every column, for the core's functions taking a BatchView.
     BatchView view() const;
+    //! Columns left out (ImportOptions::skip_unreadable), in their order in the data.
+    const std::vector<std::string>& skipped() const;
 
     struct State;
 
 private:
     std::unique_ptr<State> state_;
-    friend ImportedBatch import_arrow(ArrowSchema*, ArrowArray*);
-    friend ImportedBatch import_arrow_stream(ArrowArrayStream*);
+    friend ImportedBatch import_arrow(ArrowSchema*, ArrowArray*, const ImportOptions&);
+    friend ImportedBatch import_arrow_stream(ArrowArrayStream*, const ImportOptions&);
 };
 
 //! Imports a struct array (a record batch: one child per column). Takes both structs over: they
 //! are moved (the caller's copies are marked released) and released by the result, or before an
 //! error is thrown. Throws InvalidArgument naming the column, its Arrow type and what to do for a
 //! type the core cannot hold, and for a batch the structs describe inconsistently.
-ImportedBatch import_arrow(ArrowSchema* schema, ArrowArray* array);
+ImportedBatch import_arrow(ArrowSchema* schema, ArrowArray* array, const ImportOptions& options = {});
 //! Imports every record batch of a stream (a pyarrow Table) as one batch; the stream is released
 //! before returning or throwing.
-ImportedBatch import_arrow_stream(ArrowArrayStream* stream);
+ImportedBatch import_arrow_stream(ArrowArrayStream* stream, const ImportOptions& options = {});
 
 } // namespace keel

@@ -3,8 +3,9 @@
 
 // Columns arriving from Arrow (keel/common/arrow_import.hpp), typed as a feature view declares
 // them: the one place the feature store's input rules live (which Arrow types a declared type
-// accepts, lossless integer casts, timestamps with a zone and millisecond precision, vector
-// lengths, join keys without nulls), whoever the caller is.
+// accepts, lossless integer casts, vector lengths, join keys without nulls), whoever the caller is.
+// Timestamp columns follow the core's one rule for time (keel/common/time_columns.hpp): Arrow
+// timestamps naming a zone, or ISO 8601 text with one, in whole milliseconds.
 
 #include "keel/common/arrow_import.hpp"
 #include "keel/features/schema.hpp"
@@ -21,11 +22,6 @@ struct InputBatch {
     ImportedBatch source;
     std::vector<std::vector<uint8_t>> owned;
 };
-
-//! The one rule for timestamp data: a column meant as points in time must be Arrow timestamps
-//! naming a time zone (naive ones are ambiguous), whole milliseconds. Throws InvalidArgument
-//! naming `what` ("column", "key", "label column"), the column, the row and the fix.
-void require_zoned_timestamps(const ImportedColumn& column, std::string_view what);
 
 //! The columns named by `specs`, each converted to its declared type (see the rules above);
 //! columns of `in` not named are dropped, a named one missing throws ("{what} '{name}' is missing").
