@@ -23,15 +23,6 @@ namespace keel::features {
 
 namespace detail {
 
-int compare_keys(const std::vector<RowKeys>& keys, const RowRef& a, const RowRef& b) {
-    const auto &ka = keys[size_t(a.src)], &kb = keys[size_t(b.src)];
-    if (ka.is_int) {
-        int64_t x = ka.ints[a.row], y = kb.ints[b.row];
-        return x < y ? -1 : (x > y ? 1 : 0);
-    }
-    return (*ka.strs)[a.row].compare((*kb.strs)[b.row]);
-}
-
 void sort_by_key_and_time(std::vector<RowRef>& refs, const std::vector<RowKeys>& keys) {
     std::sort(refs.begin(), refs.end(), [&](const RowRef& a, const RowRef& b) {
         if (int c = compare_keys(keys, a, b); c != 0) return c < 0;
