@@ -82,6 +82,8 @@ const auto kStatsFields = fields(
 
 } // namespace
 
+py::dict log_stats_dict(const serving::AssignmentLogStats& s) { return record_dict(s, kStatsFields); }
+
 void bind_assignment_log(py::module_& m) {
     py::class_<AssignmentLog, std::shared_ptr<AssignmentLog>>(m, "AssignmentLog")
         .def(py::init([](std::shared_ptr<storage::Workspace> ws, const std::string& endpoint, size_t flush_rows,
@@ -173,7 +175,7 @@ void bind_assignment_log(py::module_& m) {
              "Writes every buffered row now; raises the write's error (the rows stay buffered).")
         .def("close", &AssignmentLog::close, py::call_guard<py::gil_scoped_release>(),
              "Stops the background writer and writes what is buffered; later appends write at once.")
-        .def("stats", [](const AssignmentLog& log) { return record_dict(log.stats(), kStatsFields); },
+        .def("stats", [](const AssignmentLog& log) { return log_stats_dict(log.stats()); },
              "appended, written, buffered, dropped (past max_buffered while writes failed), failed_writes, "
              "last_error ('' once a write succeeds again).");
 }

@@ -4,6 +4,7 @@
 // the Python loader given to the constructor returns a predict function, called with the GIL taken
 // only around it.
 #include "bindings.hpp"
+#include "records.hpp"
 #include "request_fields.hpp"
 
 #include "keel/common/error.hpp"
@@ -20,6 +21,7 @@
 
 namespace py = pybind11;
 using keel::serving::Endpoint;
+using keel::serving::EndpointStats;
 
 namespace keel::bindings {
 
@@ -141,21 +143,19 @@ py::list names(const std::vector<std::string>& v) {
     return out;
 }
 
-py::dict router_stats(const plugins::RouterStats& s) {
-    py::dict d;
-    d["decisions"] = s.decisions;
-    d["fallbacks"] = s.fallbacks;
-    d["errors"] = s.errors;
-    d["unknown_variant"] = s.unknown_variant;
-    d["budget"] = s.budget;
-    d["memory"] = s.memory;
-    d["data_issue"] = s.data_issue;
-    py::dict served;
-    for (const auto& [n, c] : s.served) served[py::str(n)] = c;
-    d["served"] = served;
-    d["last_error"] = s.last_error;
-    return d;
-}
+
+// The endpoint's own counters, beside the router's (router_stats_dict) in Endpoint.stats().
+const auto kEndpointStatsFields = fields(
+    field("shadow_errors", &EndpointStats::shadow_errors), field("last_shadow_error", &EndpointStats::last_shadow_error),
+    field("revision", &EndpointStats::revision), field("issues", &EndpointStats::issues),
+    field("missing", &EndpointStats::missing), field("stale", &EndpointStats::stale),
+    field("refused", &EndpointStats::refused),
+    field("rejected_alias_moves", [](const EndpointStats& s) {
+        py::dict rejected;
+        for (const auto& [variant, why] : s.rejected) rejected[py::str(variant)] = why;
+        return rejected;
+    }),
+    field("log", [](const EndpointStats& s) { return log_stats_dict(s.log); }));
 
 } // namespace
 
@@ -269,25 +269,8 @@ void bind_endpoint(py::module_& m) {
         }, py::arg("weights"))
         .def("stats", [](PyEndpoint& e) {
             auto s = run(true, [&] { return e.ep->stats(); });
-            py::dict d = router_stats(s.router);
-            d["shadow_errors"] = s.shadow_errors;
-            d["last_shadow_error"] = s.last_shadow_error;
-            d["revision"] = s.revision;
-            d["issues"] = names(s.issues);
-            d["missing"] = s.missing;
-            d["stale"] = s.stale;
-            d["refused"] = s.refused;
-            py::dict rejected;
-            for (const auto& [variant, why] : s.rejected) rejected[py::str(variant)] = why;
-            d["rejected_alias_moves"] = rejected;
-            py::dict log;
-            log["appended"] = s.log.appended;
-            log["written"] = s.log.written;
-            log["buffered"] = s.log.buffered;
-            log["dropped"] = s.log.dropped;
-            log["failed_writes"] = s.log.failed_writes;
-            log["last_error"] = s.log.last_error;
-            d["log"] = log;
+            py::dict d = router_stats_dict(s.router);
+            d.attr("update")(record_dict(s, kEndpointStatsFields));
             return d;
         }, "The router's counters with the endpoint's: shadow_errors, last_shadow_error, revision, issues, missing, "
            "stale, refused, rejected_alias_moves and log (the assignment log's).")

@@ -223,6 +223,8 @@ py::tuple decision_to_py(const Router& r, const Decision& d) {
 
 } // namespace
 
+py::dict router_stats_dict(const RouterStats& s) { return record_dict(s, kRouterStatsFields); }
+
 // What the quality store keeps crosses as read-only records (keel.quality reads their attributes;
 // a data issue and a history row also read like the dicts they used to be: issue["target"]).
 static void bind_quality_records(py::module_& m) {
@@ -481,7 +483,7 @@ void bind_plugins(py::module_& m) {
             return c.default_variant.empty() ? c.variants.front().name : c.default_variant;
         })
         .def_property_readonly("plugin", [](const Router& r) { return r.config().plugin; })
-        .def("stats", [](const Router& r) { return record_dict(r.stats(), kRouterStatsFields); });
+        .def("stats", [](const Router& r) { return router_stats_dict(r.stats()); });
 }
 
 } // namespace keel::bindings

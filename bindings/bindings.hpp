@@ -3,6 +3,13 @@
 
 #include <pybind11/pybind11.h>
 
+namespace keel::plugins {
+struct RouterStats;
+}
+namespace keel::serving {
+struct AssignmentLogStats;
+}
+
 namespace keel::bindings {
 
 // One function per core module, each in its own bind_<module>.cpp, all called from module.cpp.
@@ -17,5 +24,9 @@ void bind_plugins(pybind11::module_& m);
 void bind_serving(pybind11::module_& m);
 void bind_assignment_log(pybind11::module_& m); // called by bind_serving
 void bind_endpoint(pybind11::module_& m);       // called by bind_serving
+
+// Counters that more than one binding reports, each defined beside its field list (records.hpp).
+pybind11::dict router_stats_dict(const plugins::RouterStats& s);            // bind_plugins.cpp
+pybind11::dict log_stats_dict(const serving::AssignmentLogStats& s);       // bind_assignment_log.cpp
 
 } // namespace keel::bindings

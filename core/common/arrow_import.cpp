@@ -251,6 +251,23 @@ void import_strings(State& st, ColumnView& v, const ArrowArray& a, bool large, i
     v.dtype = DType::String;
 }
 
+// Text built row by row (`text(i)` for valid rows), as a string column the batch owns.
+template <typename Text>
+void to_text(State& st, ColumnView& v, size_t n, Text text) {
+    int64_t* offsets = st.alloc<int64_t>(n + 1);
+    std::string bytes;
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (v.is_valid(i)) bytes += text(i);
+        offsets[i + 1] = int64_t(bytes.size());
+    }
+    char* chars = st.alloc<char>(bytes.size());
+    std::memcpy(chars, bytes.data(), bytes.size());
+    v.dtype = DType::String;
+    v.values = chars;
+    v.offsets = offsets;
+}
+
 // Strings as views (Arrow's string_view, "vu"): 16 bytes per row, a length then either the bytes
 // themselves (up to 12) or a prefix, a data buffer's index and an offset into it. Copied into
 // owned bytes with int64 offsets.
@@ -262,33 +279,19 @@ void import_string_views(State& st, ColumnView& v, const ArrowArray& a, int64_t 
     if (data_buffers > 0 && !sizes) malformed(v.name, "its buffer sizes are missing");
     if (n > 0 && !a.buffers[1]) malformed(v.name, "its views buffer is missing");
     const uint8_t* views = static_cast<const uint8_t*>(a.buffers[1]);
-    int64_t* offsets = st.alloc<int64_t>(n + 1);
-    std::string bytes;
-    offsets[0] = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (v.is_valid(i)) {
-            const uint8_t* view = views + (size_t(off) + i) * 16;
-            int32_t length, buffer, start;
-            std::memcpy(&length, view, 4);
-            if (length < 0) malformed(v.name, fmt::format("a negative string length at row {}", i));
-            if (length <= 12) {
-                bytes.append(reinterpret_cast<const char*>(view + 4), size_t(length));
-            } else {
-                std::memcpy(&buffer, view + 8, 4);
-                std::memcpy(&start, view + 12, 4);
-                if (buffer < 0 || buffer >= data_buffers || start < 0 || int64_t(start) + length > sizes[buffer] ||
-                    !a.buffers[2 + buffer])
-                    malformed(v.name, fmt::format("the string view at row {} points outside its data", i));
-                bytes.append(static_cast<const char*>(a.buffers[2 + buffer]) + start, size_t(length));
-            }
-        }
-        offsets[i + 1] = int64_t(bytes.size());
-    }
-    char* chars = st.alloc<char>(bytes.size());
-    std::memcpy(chars, bytes.data(), bytes.size());
-    v.dtype = DType::String;
-    v.values = chars;
-    v.offsets = offsets;
+    to_text(st, v, n, [&](size_t i) {
+        const uint8_t* view = views + (size_t(off) + i) * 16;
+        int32_t length, buffer, start;
+        std::memcpy(&length, view, 4);
+        if (length < 0) malformed(v.name, fmt::format("a negative string length at row {}", i));
+        if (length <= 12) return std::string_view(reinterpret_cast<const char*>(view + 4), size_t(length));
+        std::memcpy(&buffer, view + 8, 4);
+        std::memcpy(&start, view + 12, 4);
+        if (buffer < 0 || buffer >= data_buffers || start < 0 || int64_t(start) + length > sizes[buffer] ||
+            !a.buffers[2 + buffer])
+            malformed(v.name, fmt::format("the string view at row {} points outside its data", i));
+        return std::string_view(static_cast<const char*>(a.buffers[2 + buffer]) + start, size_t(length));
+    });
 }
 
 int64_t index_at(const void* p, char f, size_t i) {
@@ -502,23 +505,6 @@ void import_vectors(State& st, ImportedColumn& c, const ArrowSchema& s, const Ar
         }
     }
     v.values = out;
-}
-
-// Text built row by row (`text(i)` for valid rows), as a string column the batch owns.
-template <typename Text>
-void to_text(State& st, ColumnView& v, size_t n, Text text) {
-    int64_t* offsets = st.alloc<int64_t>(n + 1);
-    std::string bytes;
-    offsets[0] = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (v.is_valid(i)) bytes += text(i);
-        offsets[i + 1] = int64_t(bytes.size());
-    }
-    char* chars = st.alloc<char>(bytes.size());
-    std::memcpy(chars, bytes.data(), bytes.size());
-    v.dtype = DType::String;
-    v.values = chars;
-    v.offsets = offsets;
 }
 
 // IEEE 754 half precision to double.
