@@ -116,8 +116,11 @@ struct TestModel : VariantModel {
     }
 };
 
-ModelLoader loader_of(std::shared_ptr<TestModel> model) {
-    return [model](const registry::ModelVersion&, const std::string&) { return model; };
+//! Options whose loader hands `model` to every variant the core cannot run.
+EndpointOptions hosting(std::shared_ptr<TestModel> model) {
+    EndpointOptions options;
+    options.load_model = [model](const registry::ModelVersion&, const std::string&) { return model; };
+    return options;
 }
 
 } // namespace
@@ -314,9 +317,7 @@ TEST_F(EndpointTest, ShadowsAreLoggedAndTheirFailuresOnlyCounted) {
     hosted("py");
     define_ab("mirrored", "plugins/routing/shadow.lua", "a/1", "py/1");
     auto model = std::make_shared<TestModel>();
-    EndpointOptions options;
-    options.load_model = loader_of(model);
-    Endpoint ep(ws, "mirrored", options);
+    Endpoint ep(ws, "mirrored", hosting(model));
     Field r[] = {{"player_id", int64_t(2)}, {"tenant", std::string_view("studio-a")}};
     auto a = ep.predict(r);
     EXPECT_EQ(a.variant, "a");
@@ -368,9 +369,7 @@ TEST_F(EndpointTest, ABatchAnswersAsManyRequestsWouldOneByOne) {
     hosted("py");
     define_ab("ab", "plugins/routing/sticky.lua", "a/1", "py/1");
     auto model = std::make_shared<TestModel>();
-    EndpointOptions options;
-    options.load_model = loader_of(model);
-    Endpoint ep(ws, "ab", options);
+    Endpoint ep(ws, "ab", hosting(model));
     std::vector<std::vector<Field>> fields;
     for (int64_t id = 0; id < 12; ++id) fields.push_back({{"player_id", id % 10}});
     fields[11].push_back({"spend", 1000.0});  // a request field wins over the online value
