@@ -7,6 +7,8 @@ PYTHON=${PYTHON:-python3}
 
 apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev liblua5.4-dev libgtest-dev libre2-dev libxxhash-dev
               nlohmann-json3-dev  # JSON of endpoint definitions in the core
+              libboost-dev libtomlplusplus-dev  # keel serve: Boost.Beast HTTP, keel-serve.toml
+              wrk                 # make bench: the HTTP load generator
               clang-14 libclang-rt-14-dev  # clang + libFuzzer/ASan runtimes for make test-fuzz
               ccache)                      # a second checkout or a clean rebuild costs seconds
 missing=()

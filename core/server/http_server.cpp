@@ -1,0 +1,2 @@
+// core/server/http_server.cpp: placeholder of the server skeleton, replaced by its implementation.
+#include "keel/common/error.hpp"

@@ -1,0 +1,2 @@
+// core/server/request_json.cpp: placeholder of the server skeleton, replaced by its implementation.
+#include "keel/common/error.hpp"
