@@ -27,7 +27,10 @@ import argparse
 import json
 import math
 import os
+import secrets
+import shutil
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -459,14 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--as-of", help="read the graph as it stood then: ISO 8601 with a zone "
                                        "(2026-11-01T12:00:00Z, ...+01:00) or ms since the epoch")
 
-    p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (JSON)",
-                          description="host saved endpoints over HTTP: POST /endpoints/<name>/predict")
+    p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (the C++ keel-server)",
+                          description="host saved endpoints over HTTP: POST /v1/endpoints/<name>/predict, "
+                                      "POST /v1/features/online, /metrics (see the README, 'Serving over HTTP')")
     p.set_defaults(fn=cmd_serve)
     p.add_argument("endpoint", nargs="*", help="endpoints to host (default: every saved one)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "-p", type=int, default=8080)
     p.add_argument("--token-file", help="file holding the bearer token clients must send "
                                         "(default: $KEEL_SERVE_TOKEN, else a random token printed at start)")
+    p.add_argument("--config", help="keel-serve.toml: JWT keys, TLS, limits (flags given here win)")
+    p.add_argument("--threads", type=int, help="server threads (default: one per core)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (reloaded on SIGHUP)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     return parser
 
 
@@ -478,32 +486,67 @@ def _as_of(value: str | None) -> int | None:
 
 
 def cmd_serve(args, out: _Out) -> None:
-    from keel.server import serve
+    """Runs keel-server (the C++ server) as a child: signals are passed on, its exit code is ours.
+
+    Without --token-file, $KEEL_SERVE_TOKEN or --config, a random token is made and announced, so
+    nothing is served unauthenticated by default.
+    """
+    import signal
+    import subprocess
+
+    from keel import server
     token = os.environ.get("KEEL_SERVE_TOKEN") or None
-    if args.token_file:
+    token_file = args.token_file
+    if token_file:
         try:
-            with open(args.token_file, encoding="utf-8") as f:
+            with open(token_file, encoding="utf-8") as f:
                 token = f.read().strip()
         except OSError as err:
-            raise errors.InvalidArgument(f"cannot read --token-file '{args.token_file}': {err.strerror}") from None
-    if not out.as_json:
-        serve(_open_workspace(args), args.endpoint or None, host=args.host, port=args.port, token=token)
-        return
-    # --json: the start-up announcement is one JSON line (url, endpoints, a generated token), so a
-    # script can read where the server listens (with --port 0, the port the OS picked).
-    from keel.server import make_server
-    import secrets
-    generated = token is None
-    token = token or secrets.token_urlsafe(32)
-    server = make_server(_open_workspace(args), args.endpoint or None, args.host, args.port, token=token)
-    print(json.dumps({"url": f"http://{args.host}:{server.server_port}", "port": server.server_port,
-                      "endpoints": [e["name"] for e in server.endpoints.saved()],
-                      "token": token if generated else None}), flush=True)
+            raise errors.InvalidArgument(f"cannot read --token-file '{token_file}': {err.strerror}") from None
+    generated = token is None and not args.config
+    token_dir = None
+    if generated:
+        token = secrets.token_urlsafe(32)
+    if token is not None and not token_file:
+        token_dir, token_file = server._write_token(token)
+    ws = _open_workspace(args)
+    cmd = server.server_args(ws.path, args.endpoint, host=args.host, port=args.port, token_file=token_file,
+                             config=args.config, threads=args.threads, tls_cert=args.tls_cert,
+                             tls_key=args.tls_key) + ["--json"]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: child.send_signal(number))
     try:
-        server.serve_forever()
+        announced = server._read_announcement(child)
+        if announced is None:  # it failed to start: its error is ours (kind, message, exit code)
+            _, err = child.communicate(timeout=30)
+            raise server.error_from_stderr(err or "", child.returncode)
+        threading.Thread(target=_relay, args=(child.stderr, sys.stderr), daemon=True).start()
+        if announced:
+            announced["token"] = token if generated else None
+            if out.as_json:
+                print(json.dumps(announced), flush=True)
+            else:
+                names = ", ".join(announced.get("endpoints") or []) or "every saved endpoint"
+                print(f"keel serve: {names} on {announced['url']} (pid {announced.get('pid', child.pid)})", flush=True)
+                if generated:
+                    print(f"keel serve: token {token} (send 'Authorization: Bearer <token>'; set $KEEL_SERVE_TOKEN "
+                          "or --token-file to choose it)", flush=True)
+        code = child.wait()
     finally:
-        server.endpoints.close()
-        server.server_close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if token_dir:
+            shutil.rmtree(token_dir, ignore_errors=True)
+    if code != 0:
+        raise SystemExit(code)
+
+
+def _relay(source, sink) -> None:
+    for line in source:
+        sink.write(line)
+        sink.flush()
 
 
 def _fail(kind: str, message: str, as_json: bool) -> None:

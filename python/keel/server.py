@@ -1,205 +1,243 @@
-"""``keel serve``: hosts saved endpoints over HTTP (JSON), the same Endpoint objects a notebook uses.
+"""``keel serve`` from Python: starts the native server (``keel-server``, C++, no Python in its request path).
 
-    POST /endpoints/<name>/predict   {"player_id": 42, "tenant": "studio-a"}  -> {prediction, variant, model,
-                                                                                  version, fallback, missing, stale}
-                                     [{...}, {...}]                          -> [{...}, {...}] (one batch)
-    GET  /endpoints                  saved endpoints and their revisions
-    GET  /endpoints/<name>           the endpoint's definition, revision, weights and counters
-    GET  /healthz                    {"ok": true}  (the only route that needs no token)
+    server = keel.serve(ws, ["churn"])            # a laptop: a random token, loopback, any free port
+    server.predict("churn", {"player_id": 42})    # {"prediction": ..., "variant": ..., ...}
+    server.stop()                                  # or `with keel.serve(...) as server:`
 
-Every other route needs ``Authorization: Bearer <token>``: the token given to ``keel serve``
-(``--token-file`` or ``$KEEL_SERVE_TOKEN``), or a random one it prints at start. A missing or wrong
-token is 401 PermissionDenied. Request bodies over 8 MiB are refused with 413.
-
-Errors come back as ``{"error": <Kind>, "message": ...}`` with the kind's HTTP status (NotFound 404,
-InvalidArgument 400, AlreadyExists/Conflict 409, PermissionDenied 403, PluginError 502, others 500).
-A first, standard-library server: one process, a thread per connection, Python's GIL.
+The server runs in its own process and reads the same workspace files as the notebook: a new
+endpoint revision, a moved alias or new weights are served within a second, without a restart.
+Its routes, auth, limits and metrics are in the README ("Serving over HTTP").
 """
 
 from __future__ import annotations
 
-import hmac
 import json
+import os
 import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
-from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-from keel import _core, errors
+from keel import errors
 
-MAX_BODY = 8 << 20
-STATUS = {"NotFound": 404, "InvalidArgument": 400, "AlreadyExists": 409, "Conflict": 409, "PermissionDenied": 403,
-          "PluginError": 502, "Corrupt": 500, "Internal": 500}
-
-
-class EndpointHost:
-    """The endpoints one server hosts, opened on first use (``names``: only these; None: any saved)."""
-
-    def __init__(self, ws, names: Iterable[str] | None = None):
-        self.ws = ws
-        self.names = set(names) if names else None
-        self._open: dict = {}
-        self._lock = threading.Lock()
-        for name in self.names or ():
-            self.get(name)  # fail at start when a named endpoint does not exist
-
-    def get(self, name: str):
-        if self.names is not None and name not in self.names:
-            raise errors.NotFound(f"endpoint '{name}' is not hosted here (hosted: {', '.join(sorted(self.names))})")
-        with self._lock:
-            ep = self._open.get(name)
-            if ep is None:
-                ep = self._open[name] = (self.ws.endpoint(name), threading.Lock())
-        return ep
-
-    def saved(self) -> list[dict]:
-        store = _core.EndpointStore(self.ws.native)
-        names = [n for n in store.names() if self.names is None or n in self.names]
-        return [{"name": n, "revision": store.current_revision(n)} for n in names]
-
-    def close(self) -> None:
-        for ep, lock in list(self._open.values()):
-            with lock:
-                ep.flush()
+_STARTUP_SECONDS = 60.0
 
 
-def _handler(host: EndpointHost, token: str | None):
-    expected = None if token is None else f"Bearer {token}".encode()
+def server_binary() -> str:
+    """The ``keel-server`` executable: the one beside this package (wheel or developer build), else PATH."""
+    here = Path(__file__).resolve().parent / "bin" / "keel-server"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("keel-server")
+    if found:
+        return found
+    raise errors.NotFound(f"keel-server is not built: expected {here} (run `make build` in the Keel checkout, "
+                          "or install the keel wheel, which ships it)")
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "keel"
-        protocol_version = "HTTP/1.1"
 
-        def log_message(self, fmt, *args):  # quiet: access logs are the assignment log
-            pass
+def server_args(workspace: str, endpoints: Iterable[str] = (), *, host: str = "127.0.0.1", port: int = 8080,
+                token_file: str | None = None, config: str | None = None, threads: int | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None) -> list[str]:
+    """The keel-server command line for these settings (flags override a --config file)."""
+    args = [server_binary()]
+    if config:
+        args += ["--config", config]
+    args += ["--workspace", workspace, "--host", host, "--port", str(port)]
+    for name in endpoints:
+        args += ["--endpoint", name]
+    if token_file:
+        args += ["--token-file", token_file]
+    if threads:
+        args += ["--threads", str(threads)]
+    if tls_cert:
+        args += ["--tls-cert", tls_cert]
+    if tls_key:
+        args += ["--tls-key", tls_key]
+    return args
 
-        def _send(self, status: int, payload, headers: dict | None = None) -> None:
-            body = json.dumps(payload, default=str).encode()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def _fail(self, exc: Exception) -> None:
-            if isinstance(exc, errors.KeelError):
-                kind = type(exc).__name__
-                self._send(STATUS.get(kind, 500), {"error": kind, "message": str(exc)})
-            else:
-                self._send(500, {"error": "Internal", "message": f"{type(exc).__name__}: {exc}"})
+def error_from_stderr(text: str, code: int | None) -> errors.KeelError:
+    """The KeelError keel-server reported as its last JSON line on stderr (or a generic one)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "error" in doc:
+            kind = getattr(errors, str(doc["error"]), errors.Internal)
+            if isinstance(kind, type) and issubclass(kind, errors.KeelError):
+                return kind(doc.get("message", ""))
+    return errors.Internal(f"keel-server exited with code {code} before listening: {text.strip()[-2000:]}")
 
-        def _parts(self) -> list[str]:
-            return [p for p in self.path.split("?", 1)[0].split("/") if p]
 
-        def _authorized(self) -> bool:
-            """Constant-time bearer check; answers 401 itself when the token is missing or wrong."""
-            if expected is None:
-                return True
-            given = (self.headers.get("Authorization") or "").encode()
-            if hmac.compare_digest(given, expected):
-                return True
-            self._send(401, {"error": "PermissionDenied",
-                             "message": "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
-                                        "with the token keel serve was started with"},
-                       {"WWW-Authenticate": 'Bearer realm="keel"'})
-            return False
+class Server:
+    """A running ``keel-server`` process: where it listens, its token, a small client, ``stop()``."""
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
+    def __init__(self, process: subprocess.Popen, announced: dict, token: str | None, token_dir: str | None):
+        self.process = process
+        self.url: str = announced["url"]
+        self.port: int = int(announced["port"])
+        self.endpoints: list[str] = list(announced.get("endpoints") or [])
+        self.token = token
+        self._token_dir = token_dir
+        # stderr is drained on a thread so a chatty server never blocks on a full pipe.
+        self._stderr: list[str] = []
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header a client sends (empty when the server runs without auth)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
+            del self._stderr[:-200]
+
+    def request(self, method: str, path: str, body: Any = None, *, accept: str = "application/json",
+                timeout: float = 30.0) -> tuple[int, bytes]:
+        """One HTTP call: (status, body bytes). Errors are answers here, not exceptions."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={**self.headers, "Accept": accept, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def _json(self, method: str, path: str, body: Any = None) -> Any:
+        status, raw = self.request(method, path, body)
+        doc = json.loads(raw) if raw else None
+        if status >= 400:
+            kind = getattr(errors, str((doc or {}).get("error")), errors.Internal)
+            if not (isinstance(kind, type) and issubclass(kind, errors.KeelError)):
+                kind = errors.Internal
+            raise kind(f"HTTP {status}: {(doc or {}).get('message', raw[:200])}")
+        return doc
+
+    def predict(self, endpoint: str, request: dict | Sequence[dict]) -> Any:
+        """POST /v1/endpoints/{endpoint}/predict: one answer for a dict, a list for a list (one batch)."""
+        return self._json("POST", f"/v1/endpoints/{endpoint}/predict", request)
+
+    def online_features(self, features: Sequence[str], entities: dict[str, Sequence[Any]]) -> Any:
+        """POST /v1/features/online, as the caller this server's token names."""
+        return self._json("POST", "/v1/features/online", {"features": list(features), "entities": entities})
+
+    def endpoint(self, name: str) -> Any:
+        """GET /v1/endpoints/{name}: definition, revision, variants, counters."""
+        return self._json("GET", f"/v1/endpoints/{name}")
+
+    def metrics(self) -> str:
+        """GET /metrics: the Prometheus text."""
+        return self.request("GET", "/metrics", accept="text/plain")[1].decode()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM (requests in flight finish), then SIGKILL after ``timeout``; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
             try:
-                parts = self._parts()
-                if parts == ["healthz"]:
-                    self._send(200, {"ok": True})
-                elif not self._authorized():
-                    return
-                elif parts == ["endpoints"]:
-                    self._send(200, host.saved())
-                elif len(parts) == 2 and parts[0] == "endpoints":
-                    ep, lock = host.get(parts[1])
-                    with lock:
-                        self._send(200, {"name": ep.name, "revision": ep.revision, "definition": ep.definition,
-                                         "stats": ep.stats()})
-                else:
-                    raise errors.NotFound(f"no route GET {self.path}")
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
-                self._fail(exc)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self._token_dir:
+            shutil.rmtree(self._token_dir, ignore_errors=True)
+            self._token_dir = None
+        return self.process.returncode
 
-        def do_POST(self):  # noqa: N802
-            try:
-                if not self._authorized():
-                    return
-                parts = self._parts()
-                if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "predict":
-                    raise errors.NotFound(f"no route POST {self.path} (use /endpoints/<name>/predict)")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self.close_connection = True
-                    self._send(413, {"error": "InvalidArgument",
-                                     "message": f"request body of {length} bytes is over the {MAX_BODY} byte limit: "
-                                                "send smaller batches"})
-                    return
-                try:
-                    body = json.loads(self.rfile.read(length) or b"null")
-                except json.JSONDecodeError as err:
-                    raise errors.InvalidArgument(f"request body is not JSON: {err}") from None
-                ep, lock = host.get(parts[1])
-                with lock:
-                    if isinstance(body, dict):
-                        out = ep.predict(body)
-                    elif isinstance(body, list) and all(isinstance(r, dict) for r in body):
-                        out = ep.predict_batch(body)
-                    else:
-                        raise errors.InvalidArgument("POST a JSON object (one request) or a list of objects")
-                self._send(200, out)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(exc)
+    def log(self) -> str:
+        """What the server wrote on stderr lately (its last 200 lines)."""
+        return "".join(self._stderr)
 
-    return Handler
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else f"exited {self.process.returncode}"
+        return f"<keel.Server {self.url} pid={self.pid} {state} endpoints={self.endpoints}>"
+
+    def _repr_html_(self) -> str:
+        from keel.display import html_table
+        return html_table([{"url": self.url, "pid": self.pid, "running": self.running(),
+                            "endpoints": ", ".join(self.endpoints) or "(every saved one)",
+                            "auth": "bearer token" if self.token else "none (loopback)"}], title="keel serve")
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+def _write_token(token: str) -> tuple[str, str]:
+    """A private directory holding the token in a 0600 file: (directory, file)."""
+    folder = tempfile.mkdtemp(prefix="keel-serve-")
+    path = os.path.join(folder, "token")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return folder, path
 
 
-class EndpointServer(ThreadingHTTPServer):
-    """The HTTP server of ``keel serve``, holding the endpoints it hosts."""
+def serve(workspace: Any, endpoints: Iterable[str] | None = None, *, host: str = "127.0.0.1", port: int = 0,
+          token: str | None = None, config: str | None = None, threads: int | None = None,
+          tls_cert: str | None = None, tls_key: str | None = None, env: dict[str, str] | None = None) -> Server:
+    """Starts ``keel-server`` on ``workspace`` (a keel.Workspace or its path) and waits until it listens.
 
-    endpoints: EndpointHost
-
-
-def make_server(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080, *,
-                token: str | None) -> EndpointServer:
-    """A ThreadingHTTPServer hosting the workspace's saved endpoints (call ``serve_forever()``).
-
-    ``token`` is the bearer token every request but /healthz must carry. ``None`` turns auth off,
-    which is allowed only on a loopback host (behind a proxy that authenticates for you).
+    Without ``token`` and ``config``, a random static token is made (``server.token``): nothing is
+    served unauthenticated by default. ``port=0`` picks a free port (``server.port``). A server that
+    cannot start raises the KeelError it reported (a bad flag, an unknown endpoint, a port in use).
     """
-    if token is None and host not in LOOPBACK:
-        raise errors.InvalidArgument(f"refusing to serve on {host} without a token: pass token=... "
-                                     "(keel serve --token-file, or $KEEL_SERVE_TOKEN)")
-    if token is not None and len(token) < 16:
-        raise errors.InvalidArgument(f"the serving token is {len(token)} characters long: use at least 16 "
-                                     "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    endpoints = EndpointHost(ws, names)
-    server = EndpointServer((host, port), _handler(endpoints, token))
-    server.daemon_threads = True
-    server.endpoints = endpoints
-    return server
+    path = os.fspath(getattr(workspace, "path", workspace))
+    token_dir = token_file = None
+    if token is None and config is None:
+        token = secrets.token_urlsafe(32)
+    if token is not None:
+        token_dir, token_file = _write_token(token)
+    args = server_args(path, endpoints or (), host=host, port=port, token_file=token_file, config=config,
+                       threads=threads, tls_cert=tls_cert, tls_key=tls_key) + ["--json"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    announced = _read_announcement(process)
+    if announced is None:
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        if token_dir:
+            shutil.rmtree(token_dir, ignore_errors=True)
+        raise error_from_stderr(err or "", process.returncode)
+    return Server(process, announced, token, token_dir)
 
 
-def serve(ws, names: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 8080,
-          token: str | None = None) -> None:
-    """Serve until interrupted. Without a token, a random one is made and printed once."""
-    generated = token is None
-    token = token or secrets.token_urlsafe(32)
-    server = make_server(ws, names, host, port, token=token)
-    print(f"keel serve: {', '.join(e['name'] for e in server.endpoints.saved()) or 'no endpoints yet'} "
-          f"on http://{host}:{server.server_port}", flush=True)
-    if generated:
-        print(f"keel serve: token {token} (send 'Authorization: Bearer <token>'; set $KEEL_SERVE_TOKEN or "
-              "--token-file to choose it)", flush=True)
+def _read_announcement(process: subprocess.Popen) -> dict | None:
+    """The JSON line keel-server prints once it listens; None when it exits (or stalls) first."""
+    assert process.stdout is not None
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(_STARTUP_SECONDS)
+    if not box or not box[0].strip():
+        if process.poll() is None:
+            process.kill()
+        return None
     try:
-        server.serve_forever()
-    finally:
-        server.endpoints.close()
-        server.server_close()
+        doc = json.loads(box[0])
+    except ValueError:
+        process.kill()
+        return None
+    return doc if isinstance(doc, dict) and "port" in doc else None

@@ -211,61 +211,6 @@ def test_data_issue_routes_away_when_configured(served):
     assert (a.fallback == "data_issue").sum() == len(moved)
 
 
-def test_http_server_hosts_saved_endpoints(served):
-    import threading
-    import urllib.error
-    import urllib.request
-
-    from keel.server import make_server
-
-    define(served)
-    token = "t0ken-for-the-serving-test"
-    server = make_server(served, ["churn"], port=0, token=token)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-
-    def call(path, body=None, auth=f"Bearer {token}"):
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = auth
-        req = urllib.request.Request(base + path, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(req) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
-    try:
-        status, out = call("/endpoints/churn/predict", {"player_id": 10, "tenant": "studio-a"})
-        assert status == 200 and {"prediction", "variant", "model", "version", "missing", "stale"} <= set(out)
-        assert out["prediction"] == pytest.approx(3 + 2 * 10.0 if out["variant"] == "champion" else -1.0)
-        status, batch = call("/endpoints/churn/predict", [{"player_id": i} for i in range(5)])
-        assert status == 200 and len(batch) == 5
-        assert call("/endpoints")[1] == [{"name": "churn", "revision": 1}]
-        status, err = call("/endpoints/other/predict", {"player_id": 1})
-        assert status == 404 and err["error"] == "NotFound"
-        status, err = call("/endpoints/churn/predict", {"tenant": "x"})
-        assert status == 400 and "player_id" in err["message"]
-        assert call("/healthz", auth=None) == (200, {"ok": True})
-        for auth in (None, "Bearer wrong-token-of-some-length", token):
-            status, err = call("/endpoints/churn/predict", {"player_id": 1}, auth=auth)
-            assert status == 401 and err["error"] == "PermissionDenied", auth
-            assert call("/endpoints", auth=auth)[0] == 401
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_http_server_refuses_to_serve_unauthenticated_beyond_loopback(served):
-    from keel.server import make_server
-
-    with pytest.raises(keel.InvalidArgument, match="without a token"):
-        make_server(served, host="0.0.0.0", port=0, token=None)
-    with pytest.raises(keel.InvalidArgument, match="at least 16"):
-        make_server(served, port=0, token="short")
-
-
 def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
     ep = define(served, variants={"champion": ("churn@champion", 1.0)})
     assert "endpoint:churn" in served.lineage.downstream("model:churn/1")
