@@ -6,8 +6,9 @@ same data) and published as a feature view. Each run of the demo trains the next
 (a genuinely different model each time) on a point-in-time training set, tracks it as a run, registers
 it, and sends it through a promotion gate: it becomes champion only if its AUC on held-out players beats
 the current champion's on the same players (both numbers are printed). The endpoint `churn` then serves
-the champion (and, once there is one, the challenger to 10% of players) from the online store, and the
-lineage the work recorded is shown: feature view -> training set -> run -> model -> endpoint.
+the champion (and, once there is one, the challenger to 10% of players) from the online store, in
+process and over HTTP through `keel serve` (the C++ server on the same workspace), and the lineage
+the work recorded is shown: feature view -> training set -> run -> model -> endpoint.
 
 The workspace is ``$KEEL_WORKSPACE`` or ``./demo.keel``.
 """
@@ -333,6 +334,40 @@ def serve(ws, frame: pd.DataFrame) -> None:
          " (the refused batch in step 5; ep.issues() shows what feeds the endpoint)")
 
 
+def serve_http(ws, frame: pd.DataFrame) -> None:
+    """The same endpoint over HTTP: keel-server (C++, no Python in the request path) on this
+    workspace, called the way a game client would, on one keep-alive connection."""
+    import http.client
+
+    from keel import compact
+
+    with keel.serve(ws, [MODEL]) as server:
+        item("keel serve", f"{server.url} (pid {server.pid}, bearer token required)")
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        path = f"/v1/endpoints/{MODEL}/predict"
+        ids = [int(p) for p in frame["player_id"].head(500)]
+        answers = []
+        t0 = time.perf_counter()
+        for pid in ids:
+            conn.request("POST", path, body=json.dumps({"player_id": pid}), headers=server.headers)
+            answers.append(json.loads(conn.getresponse().read()))
+        per_call_us = (time.perf_counter() - t0) / len(ids) * 1e6
+        conn.request("POST", path, body=json.dumps({"player_id": ids[0]}),
+                     headers={**server.headers, "Accept": "application/x-keel-compact"})
+        small = conn.getresponse().read()
+        conn.close()
+        local = ws.endpoint(MODEL).predict({"player_id": ids[0]})
+        first = answers[0]
+        item("over HTTP", f"player {ids[0]} -> {first['variant']} {first['model']} {first['prediction']:.4f} "
+             f"(in-process: {local['prediction']:.4f})")
+        item("round trip", f"{per_call_us:.0f} µs per request from this Python client on one keep-alive "
+             "connection (bench/bench_server.py measures the server with wrk)")
+        item("compact answer", f"{len(small)} bytes: {compact.decode(small)}")
+        requests = [line for line in server.metrics().splitlines()
+                    if line.startswith("keel_requests_total") and f'endpoint="{MODEL}"' in line]
+        item("metrics", f"{len(requests)} request series on /metrics, e.g. {requests[0] if requests else '-'}")
+
+
 def guard(ws, frame: pd.DataFrame) -> None:
     """Quality rules run on every ingest of the feature view: a batch with negative spend is refused
     and nothing is written; the failure opens a data issue everything downstream can see."""
@@ -414,7 +449,10 @@ def main() -> int:
     say("6. Serve: the endpoint 'churn' (online features -> Lua routing -> model -> assignment log)")
     serve(ws, frame)
 
-    say("7. Lineage, recorded by the work: what does the endpoint serve, and from what?")
+    say("7. Serve over HTTP: keel serve (C++ server, same workspace, no restart to follow changes)")
+    serve_http(ws, frame)
+
+    say("8. Lineage, recorded by the work: what does the endpoint serve, and from what?")
     up = ws.lineage.upstream(f"endpoint:{MODEL}")
     short = lambda ref: ref[:len("artifact:") + 12] + "..." if ref.startswith("artifact:") else ref  # noqa: E731
     for edge in up.edges:
@@ -422,7 +460,7 @@ def main() -> int:
             continue  # the run's files; `keel lineage upstream endpoint:churn` lists them
         print(f"   {'  ' * (edge['depth'] - 1)}{short(edge['to'])} <-{edge['kind']}- {short(edge['from'])}")
 
-    say("8. The same from a CI script: the keel command")
+    say("9. The same from a CI script: the keel command")
     show_cli(ws, "models", "list")
     show_cli(ws, "models", "show", "churn/999")
     print(f"   (also: keel models promote {MODEL} {mv.version} --alias champion --stage Production, "
