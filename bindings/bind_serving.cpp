@@ -148,7 +148,8 @@ void bind_serving(py::module_& m) {
                 rows = s.store.assignments(name, limit);
             }
             py::dict cols;
-            py::list ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, stale;
+            py::list ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, stale,
+                latency_us, inputs;
             for (const auto& a : rows) {
                 ts.append(a.ts);
                 key.append(a.key);
@@ -162,6 +163,8 @@ void bind_serving(py::module_& m) {
                 revision.append(a.revision);
                 missing.append(a.missing);
                 stale.append(a.stale);
+                latency_us.append(a.latency_us);
+                inputs.append(a.inputs);
             }
             cols["ts"] = ts;
             cols["key"] = key;
@@ -175,6 +178,8 @@ void bind_serving(py::module_& m) {
             cols["revision"] = revision;
             cols["missing"] = missing;
             cols["stale"] = stale;
+            cols["latency_us"] = latency_us;
+            cols["inputs"] = inputs;
             return cols;
         });
 }

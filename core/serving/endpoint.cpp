@@ -15,6 +15,8 @@
 #include "keel/storage/workspace.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <iterator>
 #include <set>
 
 namespace keel::serving {
@@ -58,6 +60,41 @@ std::string field_text(std::span<const plugins::Field> request, std::string_view
         }, f.value);
     }
     return "";
+}
+
+//! One row of model inputs as the prediction log keeps it: {"name": value, ...}, NaN as null.
+std::string inputs_json(const std::vector<std::string>& names, const double* row) {
+    std::string out = "{";
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (i) out += ',';
+        out += '"';
+        for (char c : names[i]) {
+            if (c == '"' || c == '\\') out += '\\';
+            if (static_cast<unsigned char>(c) < 0x20) fmt::format_to(std::back_inserter(out), "\\u{:04x}", int(c));
+            else out += c;
+        }
+        out += "\":";
+        if (std::isfinite(row[i])) fmt::format_to(std::back_inserter(out), "{}", row[i]);
+        else out += "null";
+    }
+    return out + '}';
+}
+
+//! True for about `share` of the calls (log_inputs): a per-thread splitmix64 stream, no lock.
+bool sampled(double share) {
+    if (share <= 0) return false;
+    if (share >= 1) return true;
+    thread_local uint64_t state = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                                  uint64_t(reinterpret_cast<uintptr_t>(&state));
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return double(z >> 11) * 0x1.0p-53 < share;
+}
+
+int64_t micros_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -359,6 +396,7 @@ void Endpoint::run_shadows(const State& s, uint64_t bits, std::span<const plugin
 }
 
 Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
+    const auto started = std::chrono::steady_clock::now();
     maybe_reload();
     auto s = current();
     RequestPath::Answer a;
@@ -391,6 +429,8 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
     row.revision = s->revision;
     row.missing = joined(out.missing);
     row.stale = joined(out.stale);
+    if (sampled(s->definition.log_inputs)) row.inputs = inputs_json(s->path->plan().names(index), a.row.data());
+    row.latency_us = micros_since(started);
     const int64_t ts = row.ts;
     log_.append(std::move(row));
     if (a.decision.shadows) run_shadows(*s, a.decision.shadows, request, ts);
@@ -398,6 +438,7 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
 }
 
 Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const plugins::Field>> requests) {
+    const auto started = std::chrono::steady_clock::now();
     maybe_reload();
     auto s = current();
     const size_t n = requests.size();
@@ -466,6 +507,15 @@ Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const pl
         row.missing = joined(out.missing[i]);
         row.stale = joined(out.stale[i]);
     }
+    if (const double share = s->definition.log_inputs; share > 0)
+        for (size_t v = 0; v < nv; ++v) {
+            const size_t w = path.plan().width(v);
+            for (size_t k = 0; k < b.rows_of[v].size(); ++k)
+                if (sampled(share))
+                    rows[b.rows_of[v][k]].inputs = inputs_json(path.plan().names(v), b.inputs[v].data() + k * w);
+        }
+    const int64_t latency = micros_since(started);  // the caller waited for the whole batch
+    for (auto& row : rows) row.latency_us = latency;
     log_.append(std::move(rows));  // the whole batch in one append
     for (size_t i = 0; i < n; ++i)
         if (b.decisions[i].shadows) run_shadows(*s, b.decisions[i].shadows, requests[i], ts);

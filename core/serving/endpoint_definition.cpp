@@ -20,8 +20,8 @@ using plugins::Value;
 // One variant: the plugin only names it, so no routing= is needed.
 constexpr const char* kSingleRouting = "plugins/routing/weighted.lua";
 
-constexpr const char* kKeys[] = {"config", "default", "defaults", "features", "inputs", "key", "model",
-                                 "on_missing", "output", "routing", "signature", "tenant_field", "variants"};
+constexpr const char* kKeys[] = {"config", "default", "defaults", "features", "inputs", "key", "log_inputs",
+                                 "model", "on_missing", "output", "routing", "signature", "tenant_field", "variants"};
 
 // A value as the user wrote it, short enough for a message.
 std::string describe(const Value& v) {
@@ -183,7 +183,8 @@ EndpointDefinition EndpointDefinition::from_value(const Value& d) {
         if (std::find(std::begin(kKeys), std::end(kKeys), k) == std::end(kKeys))
             throw_error(ErrorKind::InvalidArgument,
                         "endpoint definition has an unknown field '{}' (fields: config, default, defaults, features, "
-                        "inputs, key, model, on_missing, output, routing, signature, tenant_field, variants)",
+                        "inputs, key, log_inputs, model, on_missing, output, routing, signature, tenant_field, "
+                        "variants)",
                         k);
     EndpointDefinition out;
     const Value* variants = d.find("variants");
@@ -235,6 +236,14 @@ EndpointDefinition EndpointDefinition::from_value(const Value& d) {
     }
     out.key = text_field(d, "key", "");
     out.tenant_field = text_field(d, "tenant_field", "tenant");
+    if (const Value* share = given(d, "log_inputs")) {
+        if (!share->is_number() || !(share->number() >= 0.0 && share->number() <= 1.0))
+            throw_error(ErrorKind::InvalidArgument,
+                        "log_inputs= is the share of answers logged with their model inputs: a number from 0 "
+                        "(none) to 1 (every answer), got {}",
+                        describe(*share));
+        out.log_inputs = share->number();
+    }
     out.output = text_field(d, "output", "auto");
     if (out.output != "auto" && out.output != "proba" && out.output != "predict")
         throw_error(ErrorKind::InvalidArgument,
@@ -296,6 +305,7 @@ Value EndpointDefinition::to_value() const {
         {"features", strings(features)},
         {"inputs", strings(inputs)},
         {"key", key},
+        {"log_inputs", log_inputs},
         {"on_missing", std::string(on_missing_name(on_missing))},
         {"output", output},
         {"routing", routing},

@@ -44,6 +44,9 @@ CREATE INDEX serving_assignments_endpoint ON serving_assignments(endpoint, id);
 )", R"(
 ALTER TABLE serving_assignments ADD COLUMN missing TEXT NOT NULL DEFAULT '';
 ALTER TABLE serving_assignments ADD COLUMN stale TEXT NOT NULL DEFAULT '';
+)", R"(
+ALTER TABLE serving_assignments ADD COLUMN latency_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE serving_assignments ADD COLUMN inputs TEXT NOT NULL DEFAULT '';
 )"}};
 
 constexpr const char* kSelectRevision =
@@ -205,9 +208,10 @@ void EndpointStore::log(const std::string& name, const std::vector<Assignment>& 
     storage::Transaction tx(db);
     for (const auto& a : rows) {
         db.prepare("INSERT INTO serving_assignments (endpoint, ts, key, tenant, variant, model, version, fallback, "
-                   "shadow, prediction, revision, missing, stale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                   "shadow, prediction, revision, missing, stale, latency_us, inputs) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
             .bind_all(name, a.ts, a.key, a.tenant, a.variant, a.model, a.version, a.fallback, int64_t(a.shadow),
-                      a.prediction, a.revision, a.missing, a.stale)
+                      a.prediction, a.revision, a.missing, a.stale, a.latency_us, a.inputs)
             .run();
     }
     tx.commit();
@@ -216,13 +220,14 @@ void EndpointStore::log(const std::string& name, const std::vector<Assignment>& 
 std::vector<Assignment> EndpointStore::assignments(const std::string& name, int64_t limit) {
     auto& db = ws_.db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, stale "
-                         "FROM serving_assignments WHERE endpoint = ? ORDER BY id LIMIT ?");
+    auto st = db.prepare("SELECT ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, "
+                         "stale, latency_us, inputs FROM serving_assignments WHERE endpoint = ? ORDER BY id LIMIT ?");
     st.bind_all(name, limit);
     std::vector<Assignment> out;
     while (st.step())
         out.push_back({st.int64(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5), st.text(6),
-                       st.int64(7) != 0, st.opt_real(8), st.int64(9), st.text(10), st.text(11)});
+                       st.int64(7) != 0, st.opt_real(8), st.int64(9), st.text(10), st.text(11), st.int64(12),
+                       st.text(13)});
     return out;
 }
 

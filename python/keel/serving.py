@@ -201,6 +201,14 @@ class Endpoint:
         self.flush()
         return Assignments(self._store.assignments(self.name, -1), self._native.key)
 
+    def prediction_log(self) -> PredictionLog:
+        """The answers logged with their model inputs (the share ``log_inputs=`` of the definition
+        asks for; shadow calls excluded): time, key, tenant, variant, model, version, prediction,
+        latency_us (time in the request path), fallback, then one column per model input. What drift
+        checks read: ``quality.psi(ep.prediction_log().to_pandas(), "spend", reference)``."""
+        self.flush()
+        return PredictionLog(self._store.assignments(self.name, -1), self._native.key)
+
     def compare(self, outcomes, outcome: str, *, control: str | None = None, on: str | None = None,
                 confidence: float = 0.95):
         """Compare variants on an outcome column: mean per variant and the difference to ``control``
@@ -248,6 +256,22 @@ class Assignments:
         frame = pd.DataFrame(dict(self._columns))
         frame["ts"] = pd.to_datetime(frame["ts"], unit="ms", utc=True)
         return frame
+
+
+class PredictionLog(Assignments):
+    def __len__(self) -> int:
+        return sum(1 for text, shadow in zip(self._columns["inputs"], self._columns["shadow"]) if text and not shadow)
+
+    def to_pandas(self):
+        import json
+
+        import pandas as pd
+        frame = super().to_pandas()
+        frame = frame[(frame["inputs"] != "") & ~frame["shadow"]]
+        inputs = pd.DataFrame([json.loads(text) for text in frame["inputs"]], index=frame.index, dtype="float64")
+        keep = ["ts", "key", "tenant", "variant", "model", "version", "prediction", "latency_us", "fallback",
+                "revision"]
+        return pd.concat([frame[keep], inputs], axis=1).reset_index(drop=True)
 
 
 def compare_variants(assignments, outcomes, outcome: str, *, key: str, control: str, confidence: float = 0.95):

@@ -191,6 +191,46 @@ TEST_F(EndpointTest, EveryAnswerIsLoggedWithoutPython) {
     EXPECT_EQ(EndpointStore(*ws).assignments("churn").size(), 3u);
 }
 
+TEST_F(EndpointTest, ThePredictionLogKeepsTheInputsOfTheShareLogInputsAsksFor) {
+    linear("churn", {"visits", "spend"}, {1.0, 0.5}, 2.0);
+    auto define = [&](double share) {
+        EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn/1"}, {"log_inputs", share},
+                                                            {"on_missing", "flag"},
+                                                            {"features", Value(Value::Array{Value("activity")})}}));
+    };
+    define(1.0);
+    Endpoint ep(ws, "churn", EndpointOptions{.refresh_interval = std::chrono::milliseconds(0)});
+    Field request[] = {{"player_id", int64_t(3)}, {"visits", 1.5}};
+    ep.predict(request);
+    std::vector<std::vector<Field>> fields{{{"player_id", int64_t(1)}}, {{"player_id", int64_t(99)}}};
+    std::vector<std::span<const Field>> batch(fields.begin(), fields.end());
+    ep.predict_batch(batch);
+    ep.log().flush();
+    auto rows = EndpointStore(*ws).assignments("churn");
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].inputs, R"({"visits":1.5,"spend":30})");  // the request's field won over the online one
+    EXPECT_EQ(rows[1].inputs, R"({"visits":1,"spend":10})");
+    EXPECT_EQ(rows[2].inputs, R"({"visits":null,"spend":null})");  // an unknown player: missing inputs
+    for (const auto& row : rows) EXPECT_GT(row.latency_us, 0);
+    EXPECT_EQ(rows[1].latency_us, rows[2].latency_us);  // a batch's rows waited for the same call
+
+    define(0.0);  // every answer is still logged, none with its inputs
+    for (int i = 0; i < 50; ++i) ep.predict(request);
+    define(0.2);
+    for (int i = 0; i < 2000; ++i) ep.predict(request);
+    ep.log().flush();
+    rows = EndpointStore(*ws).assignments("churn");
+    ASSERT_EQ(rows.size(), 3u + 50 + 2000);
+    EXPECT_TRUE(std::all_of(rows.begin() + 3, rows.begin() + 53, [](const auto& r) { return r.inputs.empty(); }));
+    auto logged = std::count_if(rows.begin() + 53, rows.end(), [](const auto& r) { return !r.inputs.empty(); });
+    EXPECT_GT(logged, 300);  // about 400 of 2000
+    EXPECT_LT(logged, 500);
+
+    EXPECT_THROW(define(1.5), Error);
+    EXPECT_THROW(EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn/1"}, {"log_inputs", "all"}})),
+                 Error);
+}
+
 TEST_F(EndpointTest, ANewRevisionIsServedFromTheNextRequest) {
     linear("a", {"spend"}, {1.0}, 0.0);
     linear("b", {"spend"}, {0.0}, 7.0);

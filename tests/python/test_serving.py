@@ -304,3 +304,19 @@ def test_changes_reach_a_hosting_process_on_its_next_request(served):
     for _ in range(3):  # unrelated writes (here: our own assignment log) cost a token check, no reload
         ep.flush()
         assert ep.predict({"player_id": 6})["variant"] == "challenger" and ep.revision == 2
+
+
+def test_prediction_log_keeps_the_inputs_of_sampled_answers(served):
+    ep = define(served, variants={"champion": ("churn@champion", 1.0)}, log_inputs=1.0)
+    ep.predict({"player_id": 3})
+    ep.predict_batch([{"player_id": 4}, {"player_id": 5, "spend": 99.0}])
+    log = ep.prediction_log().to_pandas()
+    assert len(log) == 3 and list(log.columns[-2:]) == ["sessions", "spend"]
+    assert log[["sessions", "spend"]].values.tolist() == [[3.0, 3.0], [4.0, 4.0], [5.0, 99.0]]
+    assert (log.latency_us > 0).all() and (log.model == "churn/1").all()
+    assert log.prediction.tolist() == pytest.approx([3 + 2 * 3.0, 4 + 2 * 4.0, 5 + 2 * 99.0])
+    ep = define(served, variants={"champion": ("churn@champion", 1.0)}, log_inputs=0.0)
+    ep.predict({"player_id": 6})
+    assert len(ep.prediction_log()) == 3 and len(ep.assignments()) == 4  # every answer is logged, inputs by share
+    with pytest.raises(keel.InvalidArgument, match="log_inputs"):
+        define(served, log_inputs=2)

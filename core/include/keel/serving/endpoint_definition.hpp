@@ -34,6 +34,9 @@ struct EndpointDefinition {
     std::string key;                      //!< sticky/entity key field; "" means the first view's join key
     std::string tenant_field = "tenant";  //!< request field logged as the tenant
     std::string output = "auto";          //!< "auto", "proba" or "predict"
+    //! Share of answers (0..1) logged with their model inputs in the prediction log, for drift checks
+    //! and debugging; every answer is logged without them.
+    double log_inputs = 0;
     OnMissing on_missing = OnMissing::Error;
     std::vector<std::pair<std::string, double>> defaults;  //!< model input -> value (on_missing "default"), sorted
     std::vector<std::string> signature;   //!< input names for every variant without its own signature
@@ -42,7 +45,7 @@ struct EndpointDefinition {
     //! variant "main") or variants= ({name: ref | [ref, weight] | {model, weight, signature}} or a list
     //! of [name, ref, weight] / {name, model, weight, signature}), routing= (required with more than one
     //! variant), features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=,
-    //! tenant_field=, output=. A null value is as if the key were absent. InvalidArgument names the
+    //! tenant_field=, output=, log_inputs=. A null value is as if the key were absent. InvalidArgument names the
     //! key, the value and what is expected; unknown keys are refused.
     static EndpointDefinition from_value(const plugins::Value& definition);
     //! from_value() of JSON text (a stored revision or a request body).

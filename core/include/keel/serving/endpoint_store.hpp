@@ -37,6 +37,10 @@ struct Assignment {
     int64_t revision = 0;       //!< endpoint revision that served it
     std::string missing;        //!< model inputs without a value (comma-separated), "" when none
     std::string stale;          //!< model inputs whose value was past its view's TTL
+    int64_t latency_us = 0;     //!< time in the endpoint's request path (a batch's whole call for its rows)
+    //! The model inputs sent, as a JSON object {name: value or null}, for the share of answers the
+    //! definition's log_inputs asks for; "" for the others.
+    std::string inputs;
 };
 
 //! Saved endpoint definitions (with every revision) and the assignment log, in serving_* tables.
