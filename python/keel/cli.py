@@ -519,8 +519,8 @@ def cmd_serve(args, out: _Out) -> None:
     try:
         announced = server._read_announcement(child)
         if announced is None:  # it failed to start: its error is ours (kind, message, exit code)
-            _, err = child.communicate(timeout=30)
-            raise server.error_from_stderr(err or "", child.returncode)
+            _, stderr_text = child.communicate(timeout=30)
+            raise server.error_from_stderr(stderr_text or "", child.returncode)
         threading.Thread(target=_relay, args=(child.stderr, sys.stderr), daemon=True).start()
         if announced:
             announced["token"] = token if generated else None
