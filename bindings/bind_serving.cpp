@@ -57,6 +57,8 @@ void bind_definition(py::module_& m) {
         .def_property_readonly("config", [](const EndpointDefinition& d) { return value_to_py(d.config); })
         .def_readonly("key", &EndpointDefinition::key)
         .def_readonly("tenant_field", &EndpointDefinition::tenant_field)
+        .def_readonly("tenants", &EndpointDefinition::tenants)
+        .def_readonly("log_inputs", &EndpointDefinition::log_inputs)
         .def_readonly("output", &EndpointDefinition::output)
         .def_property_readonly("on_missing", [](const EndpointDefinition& d) {
             return std::string(on_missing_name(d.on_missing));

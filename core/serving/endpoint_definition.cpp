@@ -21,7 +21,7 @@ using plugins::Value;
 constexpr const char* kSingleRouting = "plugins/routing/weighted.lua";
 
 constexpr const char* kKeys[] = {"config", "default", "defaults", "features", "inputs", "key", "log_inputs",
-                                 "model", "on_missing", "output", "routing", "signature", "tenant_field", "variants"};
+                                 "model", "on_missing", "output", "routing", "signature", "tenant_field", "tenants", "variants"};
 
 // A value as the user wrote it, short enough for a message.
 std::string describe(const Value& v) {
@@ -184,7 +184,7 @@ EndpointDefinition EndpointDefinition::from_value(const Value& d) {
             throw_error(ErrorKind::InvalidArgument,
                         "endpoint definition has an unknown field '{}' (fields: config, default, defaults, features, "
                         "inputs, key, log_inputs, model, on_missing, output, routing, signature, tenant_field, "
-                        "variants)",
+                        "tenants, variants)",
                         k);
     EndpointDefinition out;
     const Value* variants = d.find("variants");
@@ -236,6 +236,11 @@ EndpointDefinition EndpointDefinition::from_value(const Value& d) {
     }
     out.key = text_field(d, "key", "");
     out.tenant_field = text_field(d, "tenant_field", "tenant");
+    out.tenants = list_field(d, "tenants");
+    std::sort(out.tenants.begin(), out.tenants.end());
+    out.tenants.erase(std::unique(out.tenants.begin(), out.tenants.end()), out.tenants.end());
+    for (const auto& t : out.tenants)
+        if (t.empty()) throw_error(ErrorKind::InvalidArgument, "tenants= lists tenant names; an empty name is not one");
     if (const Value* share = given(d, "log_inputs")) {
         if (!share->is_number() || !(share->number() >= 0.0 && share->number() <= 1.0))
             throw_error(ErrorKind::InvalidArgument,
@@ -298,21 +303,25 @@ Value EndpointDefinition::to_value() const {
     }
     Value::Map dflt;
     for (const auto& [name, value] : defaults) dflt.emplace_back(name, value);
-    return Value(Value::Map{
+    Value::Map out{
         {"config", config.is_null() ? Value(Value::Map{}) : config},
         {"default", default_variant},
         {"defaults", std::move(dflt)},
         {"features", strings(features)},
         {"inputs", strings(inputs)},
         {"key", key},
-        {"log_inputs", log_inputs},
         {"on_missing", std::string(on_missing_name(on_missing))},
         {"output", output},
         {"routing", routing},
         {"signature", strings(signature)},
         {"tenant_field", tenant_field},
         {"variants", std::move(vs)},
-    });
+    };
+    // Keys added after definitions were first stored are absent at their default (JSON output sorts
+    // keys), so a definition saved before them keeps its canonical JSON and is no new revision.
+    if (log_inputs > 0) out.emplace_back("log_inputs", log_inputs);
+    if (!tenants.empty()) out.emplace_back("tenants", strings(tenants));
+    return Value(std::move(out));
 }
 
 std::string EndpointDefinition::to_json() const { return detail::dump_json(to_value(), "endpoint definition"); }

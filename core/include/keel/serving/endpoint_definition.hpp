@@ -33,6 +33,9 @@ struct EndpointDefinition {
     plugins::Value config = plugins::Value::Map{};  //!< ctx.config of the routing plugin (a map, keys sorted)
     std::string key;                      //!< sticky/entity key field; "" means the first view's join key
     std::string tenant_field = "tenant";  //!< request field logged as the tenant
+    //! Tenants that may call the endpoint through a server (a token's tenant claim), sorted; empty:
+    //! any caller. In process, the caller is trusted and this is not checked.
+    std::vector<std::string> tenants;
     std::string output = "auto";          //!< "auto", "proba" or "predict"
     //! Share of answers (0..1) logged with their model inputs in the prediction log, for drift checks
     //! and debugging; every answer is logged without them.
@@ -45,7 +48,7 @@ struct EndpointDefinition {
     //! variant "main") or variants= ({name: ref | [ref, weight] | {model, weight, signature}} or a list
     //! of [name, ref, weight] / {name, model, weight, signature}), routing= (required with more than one
     //! variant), features=, inputs=, on_missing=, defaults=, signature=, default=, config=, key=,
-    //! tenant_field=, output=, log_inputs=. A null value is as if the key were absent. InvalidArgument names the
+    //! tenant_field=, tenants=, output=, log_inputs=. A null value is as if the key were absent. InvalidArgument names the
     //! key, the value and what is expected; unknown keys are refused.
     static EndpointDefinition from_value(const plugins::Value& definition);
     //! from_value() of JSON text (a stored revision or a request body).
