@@ -1,2 +1,8 @@
-// core/server/openapi.cpp: placeholder of the server skeleton, replaced by its implementation.
-#include "keel/common/error.hpp"
+// core/server/openapi.cpp: placeholder until the document lands.
+#include "openapi.hpp"
+
+namespace keel::server {
+std::string openapi_document() {
+    return R"({"openapi":"3.0.3","paths":{"/v1/endpoints/{name}/predict":{},"/v1/features/online":{}}})";
+}
+} // namespace keel::server

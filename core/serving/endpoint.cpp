@@ -527,6 +527,14 @@ Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const pl
 int64_t Endpoint::revision() const { return current()->revision; }
 EndpointDefinition Endpoint::definition() const { return current()->definition; }
 std::string Endpoint::key() const { return current()->key; }
+std::string Endpoint::tenant_field() const { return current()->definition.tenant_field; }
+
+bool Endpoint::admits(std::string_view tenant) {
+    maybe_reload();
+    const auto s = current();
+    const auto& allowed = s->definition.tenants;
+    return allowed.empty() || std::binary_search(allowed.begin(), allowed.end(), tenant);
+}
 std::shared_ptr<plugins::Router> Endpoint::router() const { return current()->router; }
 bool Endpoint::native() const { return current()->path->native(); }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -136,6 +137,12 @@ public:
     std::vector<Served> variants() const;
     //! The entity key field (the sticky key logged with every assignment).
     std::string key() const;
+    //! Whether a caller whose (verified) tenant is `tenant` may call the endpoint through a server:
+    //! the definition lists no tenants, or lists this one. Follows a new revision first, so a tenant
+    //! taken off the list is refused from the next request. Copies nothing.
+    bool admits(std::string_view tenant);
+    //! The request field that carries the tenant (the definition's tenant_field).
+    std::string tenant_field() const;
     //! The current revision's router (its stats, weights, default).
     std::shared_ptr<plugins::Router> router() const;
     //! True when every variant is served natively (no host model).
