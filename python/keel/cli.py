@@ -513,7 +513,8 @@ def cmd_serve(args, out: _Out) -> None:
     cmd = server.server_args(ws.path, args.endpoint, host=args.host, port=args.port, token_file=token_file,
                              config=args.config, threads=args.threads, tls_cert=args.tls_cert,
                              tls_key=args.tls_key) + ["--json"]
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=server._server_env(None))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda number, _frame: child.send_signal(number))
     try:
@@ -522,16 +523,15 @@ def cmd_serve(args, out: _Out) -> None:
             _, stderr_text = child.communicate(timeout=30)
             raise server.error_from_stderr(stderr_text or "", child.returncode)
         threading.Thread(target=_relay, args=(child.stderr, sys.stderr), daemon=True).start()
-        if announced:
-            announced["token"] = token if generated else None
-            if out.as_json:
-                print(json.dumps(announced), flush=True)
-            else:
-                names = ", ".join(announced.get("endpoints") or []) or "every saved endpoint"
-                print(f"keel serve: {names} on {announced['url']} (pid {announced.get('pid', child.pid)})", flush=True)
-                if generated:
-                    print(f"keel serve: token {token} (send 'Authorization: Bearer <token>'; set $KEEL_SERVE_TOKEN "
-                          "or --token-file to choose it)", flush=True)
+        announced["token"] = token if generated else None
+        if out.as_json:
+            print(json.dumps(announced), flush=True)
+        else:
+            names = ", ".join(announced.get("endpoints") or []) or "every saved endpoint"
+            print(f"keel serve: {names} on {announced['url']} (pid {announced.get('pid', child.pid)})", flush=True)
+            if generated:
+                print(f"keel serve: token {token} (send 'Authorization: Bearer <token>'; set $KEEL_SERVE_TOKEN "
+                      "or --token-file to choose it)", flush=True)
         code = child.wait()
     finally:
         if child.poll() is None:

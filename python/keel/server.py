@@ -210,7 +210,8 @@ def serve(workspace: Any, endpoints: Iterable[str] | None = None, *, host: str =
         token_dir, token_file = _write_token(token)
     args = server_args(path, endpoints or (), host=host, port=port, token_file=token_file, config=config,
                        threads=threads, tls_cert=tls_cert, tls_key=tls_key) + ["--json"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_server_env(env))
     announced = _read_announcement(process)
     if announced is None:
         try:
@@ -222,6 +223,16 @@ def serve(workspace: Any, endpoints: Iterable[str] | None = None, *, host: str =
             shutil.rmtree(token_dir, ignore_errors=True)
         raise error_from_stderr(err or "", process.returncode)
     return Server(process, announced, token, token_dir)
+
+
+def _server_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The server's environment: this process's, with this process's plugin search path, so a plugin
+    ref resolves in the server as it does in the notebook (keel.plugins.set_search_path included)."""
+    from keel import plugins
+    env = {**os.environ, **(extra or {})}
+    roots = plugins.search_path() + [p for p in env.get("KEEL_PLUGIN_PATH", "").split(":") if p]
+    env["KEEL_PLUGIN_PATH"] = ":".join(dict.fromkeys(roots))
+    return env
 
 
 def _read_announcement(process: subprocess.Popen) -> dict | None:

@@ -5,6 +5,7 @@
 // SIGHUP re-reads the TLS files. Errors before serving are reported by kind (a JSON line on stderr
 // with --json) and exit with the kind's code, as the keel CLI does.
 #include "keel/common/error.hpp"
+#include "keel/plugins/host.hpp"
 #include "keel/server/config.hpp"
 #include "keel/server/http.hpp"
 #include "keel/server/service.hpp"
@@ -51,6 +52,21 @@ std::shared_ptr<storage::Workspace> open_workspace(const std::string& path) {
     return storage::Workspace::open(path);
 }
 
+// The built-in plugins (plugins/routing/sticky.lua, ...) are found as in Python: after the working
+// directory and $KEEL_PLUGIN_PATH, in the package beside this executable (keel/bin/ -> keel/builtin/)
+// or, in a checkout, the repository root (python/keel/bin/ -> ./).
+void find_builtin_plugins() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path bin = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    if (ec) return;
+    for (const fs::path& root : {bin.parent_path() / "builtin", bin.parent_path().parent_path().parent_path()})
+        if (fs::is_directory(root / "plugins", ec)) {
+            plugins::set_search_path({root});
+            return;
+        }
+}
+
 std::string auth_mode(const AuthOptions& auth) {
     if (auth.jwt()) return auth.static_token.empty() ? "JWT" : "JWT and a static token";
     return auth.static_token.empty() ? "none (loopback only)" : "static bearer token";
@@ -66,6 +82,7 @@ int serve(ServerConfig& config) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
+    find_builtin_plugins();
     auto ws = open_workspace(config.workspace);
     Service service(ws, config.service);
     HttpServer http(config.http, [&service](const HttpRequest& r) { return service.handle(r); });
