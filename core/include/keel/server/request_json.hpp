@@ -16,8 +16,9 @@ struct RequestLimits {
     size_t max_fields = 256;       //!< fields in one request
 };
 
-//! A parsed predict body. Fields point into `text` (unescaped names and strings), so the struct
-//! is moved, never copied.
+//! A parsed predict body. Fields point into `body` (names and strings without escapes, read in
+//! place) or into `text` (the ones that needed unescaping), so the result is valid only while the
+//! body it was parsed from lives, and the struct is moved, never copied.
 struct ParsedRequests {
     bool batch = false;                                 //!< the body was a list
     std::vector<std::vector<plugins::Field>> rows;
@@ -31,7 +32,9 @@ struct ParsedRequests {
 //! Parses a predict body without recursion: request fields are numbers, strings, booleans or null
 //! (objects and lists inside a request are refused, so nesting cannot exhaust the stack). Integers
 //! beyond int64, invalid UTF-8, duplicate fields and trailing bytes are refused. InvalidArgument
-//! names the byte offset, the field and what is expected.
+//! names the byte offset, the request of a batch ("request 3: ", counting from 0), the field and
+//! what is expected; nothing else is thrown (but std::bad_alloc). The result borrows from `body`
+//! (see ParsedRequests).
 ParsedRequests parse_predict_body(std::string_view body, const RequestLimits& limits = {});
 
 } // namespace keel::server
