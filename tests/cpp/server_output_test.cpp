@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -161,4 +163,81 @@ TEST(ServerMetrics, LabelSetsPastTheCapFoldIntoOtherKeepingTheStatus) {
     EXPECT_TRUE(has_line(text, R"x(keel_requests_total{endpoint="(other)",variant="(other)",status="200"} 2)x"));
     EXPECT_TRUE(has_line(text, R"x(keel_request_duration_seconds_count{endpoint="(other)"} 5)x"));
     EXPECT_EQ(lines_starting(text, "keel_requests_total{").size(), 10'002u);
+}
+
+// --- the compact answer --------------------------------------------------------------------------
+
+namespace {
+
+using keel::server::CompactAnswer;
+
+//! "01 01 03": bytes written as docs/compact.md shows them.
+std::string hex_bytes(std::string_view hex) {
+    std::string out;
+    for (size_t i = 0; i < hex.size();) {
+        if (hex[i] == ' ') {
+            ++i;
+            continue;
+        }
+        out += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+        i += 2;
+    }
+    return out;
+}
+
+const CompactAnswer kFirst{.prediction = 0.75, .variant = 1, .version = 3};
+const CompactAnswer kSecond{.prediction = -2.5, .variant = 0, .version = 300, .fallback = true, .missing = true};
+
+} // namespace
+
+TEST(CompactAnswer, TheDocumentedExamplesAreItsExactBytes) {
+    EXPECT_EQ(keel::server::encode_compact(kFirst), hex_bytes("01 01 03 00 00 40 3f"));
+    EXPECT_EQ(keel::server::encode_compact(kSecond), hex_bytes("31 00 ac 02 00 00 20 c0"));
+}
+
+TEST(CompactAnswer, OneAnswerIsSevenBytesAndAlwaysUnderSixteenForASmallVariant) {
+    EXPECT_EQ(keel::server::encode_compact(kFirst).size(), 7u);
+    const CompactAnswer huge{.prediction = 1e300, .variant = 127, .version = INT64_MAX, .fallback = true};
+    const std::string bytes = keel::server::encode_compact(huge);
+    EXPECT_EQ(bytes.size(), 15u);
+    float score;
+    std::memcpy(&score, bytes.data() + 11, 4);
+    EXPECT_TRUE(std::isinf(score));  // a double beyond float32 rounds to infinity
+}
+
+TEST(CompactAnswer, FlagsAreBitsOfTheHeadByte) {
+    EXPECT_EQ(keel::server::encode_compact({.fallback = true})[0], '\x11');
+    EXPECT_EQ(keel::server::encode_compact({.missing = true})[0], '\x21');
+    EXPECT_EQ(keel::server::encode_compact({})[0], '\x01');
+}
+
+TEST(CompactAnswer, ABatchIsTagCountAndTheAnswersInOrder) {
+    const std::vector<CompactAnswer> answers{kFirst, kSecond};
+    EXPECT_EQ(keel::server::encode_compact_batch(answers),
+              hex_bytes("02 02 01 01 03 00 00 40 3f 31 00 ac 02 00 00 20 c0"));
+    EXPECT_EQ(keel::server::encode_compact_batch({}), hex_bytes("02 00"));
+    const std::vector<CompactAnswer> many(200, kFirst);
+    const std::string batch = keel::server::encode_compact_batch(many);
+    EXPECT_EQ(batch.size(), 1 + 2 + 200 * 7u);  // a count of 200 takes two varint bytes
+    EXPECT_EQ(batch.substr(0, 3), hex_bytes("02 c8 01"));
+}
+
+TEST(CompactAnswer, ItemsAreZigzagVarintsInRankOrderNegativeIdsIncluded) {
+    const std::vector<int64_t> items{7, -2, 150};
+    EXPECT_EQ(keel::server::encode_compact_items(items, 0, 5), hex_bytes("03 00 05 03 0e 03 ac 02"));
+    const std::vector<int64_t> extremes{INT64_MAX, INT64_MIN, -1, 0};
+    EXPECT_EQ(keel::server::encode_compact_items(extremes, 2, 1),
+              hex_bytes("03 02 01 04 fe ff ff ff ff ff ff ff ff 01 ff ff ff ff ff ff ff ff ff 01 01 00"));
+}
+
+TEST(CompactAnswer, ANegativeVersionOrVariantIsRefusedNamingIt) {
+    try {
+        keel::server::encode_compact({.version = -1});
+        FAIL() << "a negative version was encoded";
+    } catch (const keel::Error& e) {
+        EXPECT_EQ(e.kind(), keel::ErrorKind::InvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("the model version is -1"), std::string::npos) << e.what();
+    }
+    const std::vector<int64_t> items{1};
+    EXPECT_THROW(keel::server::encode_compact_items(items, -1, 1), keel::Error);
 }
