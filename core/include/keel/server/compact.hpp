@@ -8,7 +8,7 @@
 namespace keel::server {
 
 //! The compact binary answer (`Accept: application/x-keel-compact`) for clients on slow links:
-//! documented byte by byte in README.md, decoded by keel.compact in Python. Little-endian.
+//! documented byte by byte in docs/compact.md, decoded by keel.compact in Python. Little-endian.
 struct CompactAnswer {
     double prediction = 0;   //!< sent as float32
     int variant = 0;         //!< index in the endpoint's definition
