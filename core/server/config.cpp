@@ -29,8 +29,8 @@ std::string read_file(const std::string& path, std::string_view what) {
 }
 
 // A token file holds text: surrounding whitespace (an editor's newline) is not part of it.
-std::string read_token(const std::string& path) {
-    std::string token = read_file(path, "the token file");
+std::string read_token(const std::string& path, std::string_view what = "the token file") {
+    std::string token = read_file(path, what);
     const auto first = token.find_first_not_of(" \t\r\n");
     const auto last = token.find_last_not_of(" \t\r\n");
     return first == std::string::npos ? std::string{} : token.substr(first, last - first + 1);
@@ -191,10 +191,11 @@ void load_config_file(ServerConfig& config, const std::string& path) {
         auto& o = config.service.auth;
         std::string token_file;
         auth.path("static_token_file", token_file);
-        if (!token_file.empty()) o.static_token = read_token(token_file);
+        if (!token_file.empty()) o.static_token = read_token(token_file, "auth.static_token_file of " + path);
         std::vector<std::string> secret_files;
         auth.paths("hs256_secret_files", secret_files);
-        for (const auto& f : secret_files) o.hs256_secrets.push_back(read_file(f, "the HS256 secret file"));  // bytes, exactly
+        for (const auto& f : secret_files)  // a secret file's bytes, exactly
+            o.hs256_secrets.push_back(read_file(f, "auth.hs256_secret_files of " + path));
         auth.paths("public_key_files", o.public_key_files);
         auth.path("jwks_file", o.jwks_file);
         auth.text("issuer", o.issuer);
