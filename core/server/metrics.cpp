@@ -80,21 +80,26 @@ public:
     Node& at(std::initializer_list<std::string_view> values) {
         thread_local std::string key;  // reused: no allocation for a series already seen
         encode(values, key);
+        std::vector<std::string_view> folded;  // the "(other)" label set, once the family is full
         {
             std::shared_lock lock(mutex_);
             if (auto it = series_.find(key); it != series_.end()) return it->second->node;
+            if (series_.size() >= kMaxSeries) {
+                // Past the cap a sprayed name finds its "(other)" series under the read lock too.
+                folded = fold(values);
+                encode(folded, key);
+                if (auto it = series_.find(key); it != series_.end()) return it->second->node;
+            }
         }
         std::unique_lock lock(mutex_);
         if (auto it = series_.find(key); it != series_.end()) return it->second->node;
-        if (series_.size() >= kMaxSeries) {
-            std::vector<std::string_view> folded(values);
-            for (size_t i = 0; i < folded.size(); ++i)
-                if (!bounded_[i]) folded[i] = kOther;
-            std::string other_key;
-            encode(folded, other_key);
-            if (auto it = series_.find(other_key); it != series_.end()) return it->second->node;
-            return insert(std::move(other_key), folded);  // past the cap: one "(other)" per bounded value
+        if (folded.empty() && series_.size() >= kMaxSeries) {  // filled up since the read lock
+            folded = fold(values);
+            encode(folded, key);
+            if (auto it = series_.find(key); it != series_.end()) return it->second->node;
         }
+        // "(other)" series may go past the cap: one per value of the bounded labels at most.
+        if (!folded.empty()) return insert(std::string(key), folded);
         return insert(std::string(key), values);
     }
 
@@ -116,6 +121,13 @@ public:
     const std::string& name() const { return name_; }
 
 private:
+    std::vector<std::string_view> fold(std::initializer_list<std::string_view> values) const {
+        std::vector<std::string_view> folded(values);
+        for (size_t i = 0; i < folded.size(); ++i)
+            if (!bounded_[i]) folded[i] = kOther;
+        return folded;
+    }
+
     template <typename Values>
     static void encode(const Values& values, std::string& key) {
         // Length-prefixed values: no label value can forge another label set's key.

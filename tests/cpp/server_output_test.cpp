@@ -4,8 +4,10 @@
 #include "keel/common/error.hpp"
 #include "keel/server/compact.hpp"
 #include "keel/server/metrics.hpp"
+#include "../../core/server/openapi.hpp"  // private to the server module
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -240,4 +242,96 @@ TEST(CompactAnswer, ANegativeVersionOrVariantIsRefusedNamingIt) {
     }
     const std::vector<int64_t> items{1};
     EXPECT_THROW(keel::server::encode_compact_items(items, -1, 1), keel::Error);
+}
+
+// --- /openapi.json -------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json openapi() { return nlohmann::json::parse(keel::server::openapi_document()); }
+
+//! Every "$ref" in `node`, as JSON pointers into the document.
+void collect_refs(const nlohmann::json& node, std::vector<std::string>& refs) {
+    if (node.is_object()) {
+        for (const auto& [key, value] : node.items()) {
+            if (key == "$ref") refs.push_back(value.get<std::string>());
+            else collect_refs(value, refs);
+        }
+    } else if (node.is_array()) {
+        for (const auto& value : node) collect_refs(value, refs);
+    }
+}
+
+} // namespace
+
+TEST(OpenApiDocument, ParsesAsOpenApi303WithEveryRoute) {
+    const nlohmann::json doc = openapi();
+    EXPECT_EQ(doc["openapi"], "3.0.3");
+    EXPECT_TRUE(doc["info"].contains("title"));
+    const auto& paths = doc["paths"];
+    for (const char* path : {"/v1/endpoints/{name}/predict", "/v1/features/online"})
+        EXPECT_TRUE(paths[path].contains("post")) << path;
+    for (const char* path : {"/v1/endpoints", "/v1/endpoints/{name}", "/healthz", "/readyz", "/metrics", "/openapi.json"})
+        EXPECT_TRUE(paths[path].contains("get")) << path;
+    EXPECT_EQ(paths.size(), 8u);
+    EXPECT_EQ(keel::server::openapi_document(), keel::server::openapi_document());  // built once, the same text
+}
+
+TEST(OpenApiDocument, BearerJwtIsRequiredEverywhereButHealthReadinessAndMetrics) {
+    const nlohmann::json doc = openapi();
+    const auto& scheme = doc["components"]["securitySchemes"]["bearerAuth"];
+    EXPECT_EQ(scheme["type"], "http");
+    EXPECT_EQ(scheme["scheme"], "bearer");
+    EXPECT_EQ(scheme["bearerFormat"], "JWT");
+    EXPECT_EQ(doc["security"], nlohmann::json::parse(R"([{"bearerAuth": []}])"));
+    for (const auto& [path, item] : doc["paths"].items()) {
+        for (const auto& [method, operation] : item.items()) {
+            const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics";
+            if (open) {
+                EXPECT_EQ(operation["security"], nlohmann::json::parse("[{}]")) << path;
+            } else {
+                EXPECT_FALSE(operation.contains("security")) << path << " overrides the global bearer requirement";
+                EXPECT_TRUE(operation["responses"].contains("401")) << path;
+            }
+        }
+    }
+}
+
+TEST(OpenApiDocument, PredictDocumentsBatchesTheCompactFormAndItsErrors) {
+    const nlohmann::json doc = openapi();
+    const auto& predict = doc["paths"]["/v1/endpoints/{name}/predict"]["post"];
+    const auto& request = predict["requestBody"]["content"]["application/json"]["schema"]["oneOf"];
+    ASSERT_EQ(request.size(), 2u);
+    EXPECT_EQ(request[1]["type"], "array");
+    const auto& ok = predict["responses"]["200"]["content"];
+    EXPECT_TRUE(ok.contains("application/json"));
+    EXPECT_EQ(ok["application/x-keel-compact"]["schema"]["format"], "binary");
+    for (const char* status : {"400", "401", "403", "404", "413"})
+        EXPECT_TRUE(predict["responses"].contains(status)) << status;
+    const auto& answer = doc["components"]["schemas"]["PredictAnswer"];
+    EXPECT_EQ(answer["required"],
+              nlohmann::json::parse(R"(["prediction", "variant", "model", "version", "request_id"])"));
+    EXPECT_TRUE(answer["properties"].contains("fallback") && answer["properties"].contains("missing"));
+    EXPECT_EQ(doc["components"]["schemas"]["Error"]["required"], nlohmann::json::parse(R"(["error", "message"])"));
+}
+
+TEST(OpenApiDocument, OnlineFeaturesListTheStatusesAndMetricsIsText) {
+    const nlohmann::json doc = openapi();
+    const auto& feature = doc["components"]["schemas"]["OnlineFeature"];
+    EXPECT_EQ(feature["properties"]["status"]["items"]["enum"],
+              nlohmann::json::parse(R"(["ok", "missing", "stale", "masked", "null"])"));
+    EXPECT_EQ(doc["components"]["schemas"]["OnlineRequest"]["required"],
+              nlohmann::json::parse(R"(["features", "entities"])"));
+    EXPECT_TRUE(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"].contains("text/plain"));
+}
+
+TEST(OpenApiDocument, EveryRefPointsIntoTheDocument) {
+    const nlohmann::json doc = openapi();
+    std::vector<std::string> refs;
+    collect_refs(doc, refs);
+    EXPECT_GT(refs.size(), 20u);
+    for (const std::string& ref : refs) {
+        ASSERT_EQ(ref.rfind("#/", 0), 0u) << ref;
+        EXPECT_TRUE(doc.contains(nlohmann::json::json_pointer(ref.substr(1)))) << ref << " resolves to nothing";
+    }
 }
