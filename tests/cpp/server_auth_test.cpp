@@ -17,10 +17,12 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace fs = std::filesystem;
 using keel::ErrorKind;
@@ -440,6 +442,40 @@ TEST_F(ServerAuth, NoMessageRepeatsTheToken) {
             EXPECT_EQ(message.find(token.substr(token.rfind('.') + 1)), std::string::npos) << message;
         }
     }
+}
+
+TEST_F(ServerAuth, OneAuthenticatorVerifiesFromManyThreads) {
+    AuthOptions o = hs_options();
+    o.jwks_file = jwks.string();
+    Authenticator auth(o);
+    std::vector<std::string> tokens = {bearer(hs_token(claims())), bearer(rs_token(claims(), {{"alg", "RS256"}, {"kid", "rsa-1"}})),
+                                       bearer(es_token(claims(), {{"alg", "ES256"}, {"kid", "ec-1"}}))};
+    std::atomic<int> accepted{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (int i = 0; i < 30; ++i)
+                if (auth.authenticate(tokens[i % tokens.size()], kNow).subject == "alice") ++accepted;
+        });
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(accepted.load(), 120);
+}
+
+TEST_F(ServerAuth, JwksKeysForEncryptionAreSkippedAndAMismatchedAlgIsRefused) {
+    json rsa_jwk = json::parse(std::ifstream(jwks))["keys"][0];
+    rsa_jwk["use"] = "enc";
+    write_file(dir.path / "enc.json", json{{"keys", {rsa_jwk}}}.dump());
+    AuthOptions o;
+    o.jwks_file = (dir.path / "enc.json").string();
+    std::string m = error_message(ErrorKind::InvalidArgument, [&] { Authenticator a(o); });
+    EXPECT_NE(m.find("no keys for signatures"), std::string::npos) << m;
+    rsa_jwk["use"] = "sig";
+    rsa_jwk["alg"] = "ES256";
+    write_file(dir.path / "alg.json", json{{"keys", {rsa_jwk}}}.dump());
+    o.jwks_file = (dir.path / "alg.json").string();
+    m = error_message(ErrorKind::InvalidArgument, [&] { Authenticator a(o); });
+    EXPECT_NE(m.find("\"alg\" must be \"RS256\""), std::string::npos) << m;
+    EXPECT_NE(m.find("rsa-1"), std::string::npos) << m;
 }
 
 // --- configuration errors --------------------------------------------------------------------------
