@@ -50,7 +50,7 @@ def workspace(tmp_path_factory):
     fv.ingest(pd.DataFrame({"player_id": ids, "event_timestamp": T0, "sessions": ids % 7, "spend": ids * 1.0,
                             "salary": ids * 1000.0}))
     fs.materialize("activity")
-    fs.grant("payroll", "activity", ["salary"])
+    ws.access.grant("payroll", "activity", ["salary"])
     ws.models.log_model(None, linear([1.0, 2.0]), "churn")   # churn/1
     ws.models.log_model(None, linear([0.0, -1.0]), "churn")  # churn/2
     ws.models.log_model(None, linear([5.0, 0.0]), "churn")   # churn/3
