@@ -106,7 +106,8 @@ struct PyEndpoint {
         auto rejected = ep->stats().rejected;
         std::set<std::string> now;
         for (const auto& [variant, why] : rejected) {
-            std::string text = fmt::format("endpoint '{}', variant '{}': {}", ep->name(), variant, why);
+            std::string text = variant.empty() ? fmt::format("endpoint '{}': {}", ep->name(), why)
+                                               : fmt::format("endpoint '{}', variant '{}': {}", ep->name(), variant, why);
             if (!warned.count(text) && PyErr_WarnEx(PyExc_RuntimeWarning, text.c_str(), 2) < 0)
                 throw py::error_already_set();
             now.insert(std::move(text));

@@ -225,9 +225,10 @@ void check_arguments(const Value& schema, std::string_view plugin, std::string_v
     for (const auto& [arg, decl] : decls) fields.push_back(read_field(plugin, entry, arg, decl));
 
     const Value::Map& given = args.is_map() ? args.map() : kNone;
-    for (const auto& entry_given : given) {
-        const std::string& name = entry_given.first;  // not a structured binding: clang 14 cannot capture one
-        if (std::any_of(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; })) continue;
+    for (const auto& [name, value] : given) {
+        // The binding is captured by name: clang 14 (the fuzz build) refuses capturing it by [&].
+        if (std::any_of(fields.begin(), fields.end(), [&, &name = name](const Field& f) { return f.name == name; }))
+            continue;
         std::vector<std::string_view> names;
         for (const auto& f : fields) names.push_back(f.name);
         std::sort(names.begin(), names.end());

@@ -244,7 +244,6 @@ void Endpoint::reload() {
         }
         return;
     }
-    auto plan = plan_of(next->versions);  // a new revision was checked when it was saved
     const size_t nv = d.variants.size();
     next->natives.resize(nv);
     next->hosted.resize(nv);
@@ -259,7 +258,21 @@ void Endpoint::reload() {
             }
         if (reused) continue;
         if (mv.flavour == "keel-native") {
-            auto p = inference::load_predictor(registry.load_artifact(mv.ref()));
+            std::shared_ptr<const inference::Predictor> p;
+            try {
+                p = inference::load_predictor(registry.load_artifact(mv.ref()));
+            } catch (const Error& e) {
+                // An alias moved onto a version whose artifact is missing or corrupt: that variant
+                // keeps serving its version (a new revision or a first open fails: nothing to keep).
+                if (!same_revision) throw;
+                rejected.emplace_back(d.variants[i].name,
+                                      fmt::format("{} moved to {}, not followed: its model could not be loaded: {}",
+                                                  d.variants[i].model, mv.ref(), e.what()));
+                next->versions[i] = previous->versions[i];
+                next->natives[i] = previous->natives[i];
+                next->hosted[i] = previous->hosted[i];
+                continue;
+            }
             try {
                 check_output(name_, d.variants[i], mv, *p, d.output);
                 next->natives[i] = std::move(p);
@@ -278,6 +291,7 @@ void Endpoint::reload() {
             throw_error(ErrorKind::InvalidArgument, "endpoint '{}', variant '{}': the host cannot serve model {}",
                         name_, d.variants[i].name, mv.ref());
     }
+    auto plan = plan_of(next->versions);  // a new revision was checked when it was saved
     const std::string key = entity_key(*features_, d);
     if (same_revision) {  // an alias moved: same router (and counters), reader
         next->router = previous->router;
@@ -329,7 +343,21 @@ void Endpoint::maybe_reload() {
         int64_t generation = storage::read_generation(db);
         moved = generation_.exchange(generation) != generation;
     }
-    if (moved || interval) reload();
+    if (moved || interval) {
+        try {
+            reload();
+        } catch (const Error& e) {
+            // A change that cannot be served (a new revision whose model cannot be loaded) never
+            // turns answers into errors: what was served goes on, the failure is reported as a
+            // rejection (stats, a warning in Python, the server's /readyz and /metrics), and the
+            // change is tried again every refresh_interval until it loads or is replaced.
+            const auto s = current();
+            std::lock_guard lock(mutex_);
+            set_rejected({{"", fmt::format("the endpoint's current definition could not be loaded, so revision {} "
+                                           "is still served: {}", s->revision, e.what())}});
+            next_snapshot_check_ = now + options_.refresh_interval.count();
+        }
+    }
     if (interval)
         if (auto s = current(); s->reader) s->reader->refresh();
 }
@@ -568,7 +596,8 @@ EndpointStats Endpoint::stats() const {
 std::string Endpoint::rejected() const {
     std::lock_guard lock(mutex_);
     std::string out;
-    for (const auto& [variant, why] : rejected_) out += (out.empty() ? "" : "; ") + variant + ": " + why;
+    for (const auto& [variant, why] : rejected_)
+        out += (out.empty() ? "" : "; ") + (variant.empty() ? why : variant + ": " + why);
     return out;
 }
 

@@ -272,7 +272,7 @@ EndpointDefinition EndpointDefinition::update(const EndpointDefinition* saved, c
     if (given.find("model"))  // model= replaces the saved variants
         std::erase_if(fields, [](const auto& e) { return e.first == "variants"; });
     for (const auto& [key, value] : given.map()) {
-        auto it = std::find_if(fields.begin(), fields.end(), [&](const auto& e) { return e.first == key; });
+        auto it = std::find_if(fields.begin(), fields.end(), [&, &key = key](const auto& e) { return e.first == key; });
         if (it != fields.end()) it->second = value;
         else fields.emplace_back(key, value);
     }
@@ -282,7 +282,8 @@ EndpointDefinition EndpointDefinition::update(const EndpointDefinition* saved, c
 EndpointDefinition EndpointDefinition::with_weights(const std::vector<std::pair<std::string, double>>& weights) const {
     EndpointDefinition out = *this;
     for (const auto& [name, weight] : weights) {
-        auto it = std::find_if(out.variants.begin(), out.variants.end(), [&](const auto& v) { return v.name == name; });
+        auto it = std::find_if(out.variants.begin(), out.variants.end(),
+                               [&, &name = name](const auto& v) { return v.name == name; });
         if (it == out.variants.end()) {
             std::vector<std::string> known;
             for (const auto& v : variants) known.push_back(v.name);

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <unistd.h>
 
 using namespace keel;
@@ -266,6 +267,39 @@ TEST_F(EndpointTest, AnAliasMovedOntoAVersionItCannotFeedIsNotFollowed) {
     EXPECT_EQ(a.model, "churn/1");
     EXPECT_DOUBLE_EQ(a.prediction, 20.0);
     EXPECT_NE(ep.rejected().find("missing [loyalty]"), std::string::npos) << ep.rejected();
+}
+
+TEST_F(EndpointTest, AChangeWhoseModelCannotBeLoadedKeepsServingTheLastGoodState) {
+    linear("churn", {"spend"}, {1.0}, 0.0);                      // churn/1: spend
+    auto corrupt = ws->artifacts().put_bytes("not a model");  // churn/2: its artifact does not load
+    reg.register_version("churn", {.digest = corrupt, .flavour = "keel-native",
+                                   .signature = R"({"inputs": [{"name": "spend"}]})"});
+    reg.set_alias("churn", "champion", 1);
+    EndpointStore endpoints(*ws);
+    endpoints.define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                               {"features", Value(Value::Array{Value("activity:spend")})}}));
+    Endpoint ep(ws, "churn");
+    Field r[] = {{"player_id", int64_t(2)}};
+
+    reg.set_alias("churn", "champion", 2);  // a bad push: the variant keeps its version
+    auto a = ep.predict(r);
+    EXPECT_EQ(a.model, "churn/1");
+    EXPECT_DOUBLE_EQ(a.prediction, 20.0);
+    EXPECT_NE(ep.rejected().find("could not be loaded"), std::string::npos) << ep.rejected();
+    reg.set_alias("churn", "champion", 1);
+    ep.predict(r);
+    EXPECT_EQ(ep.rejected(), "");
+
+    endpoints.define("churn", Value(Value::Map{{"model", "churn/2"}}));  // a new revision that cannot load
+    auto b = ep.predict(r);
+    EXPECT_EQ(b.model, "churn/1");
+    EXPECT_EQ(ep.revision(), 1);
+    EXPECT_NE(ep.rejected().find("revision 1 is still served"), std::string::npos) << ep.rejected();
+    endpoints.define("churn", Value(Value::Map{{"model", "churn/1"}}));  // fixed: served again within the interval
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    ep.predict(r);
+    EXPECT_EQ(ep.revision(), 3);
+    EXPECT_EQ(ep.rejected(), "");
 }
 
 TEST_F(EndpointTest, OnlyNativeModelsAreServedByTheCore) {

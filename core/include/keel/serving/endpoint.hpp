@@ -64,7 +64,9 @@ struct EndpointStats {
     int64_t refused = 0;           //!< requests refused (no entity key, on_missing='error', bad field)
     int64_t shadow_errors = 0;     //!< shadow calls that failed (never seen by the caller)
     std::string last_shadow_error; //!< "variant: error" of the last one
-    std::vector<std::pair<std::string, std::string>> rejected;  //!< variant -> why its alias move was not followed
+    //! variant -> why its alias move was not followed; "" -> why the current revision is not served
+    //! (it could not be loaded: the previous one goes on serving)
+    std::vector<std::pair<std::string, std::string>> rejected;
     AssignmentLogStats log;
 };
 
@@ -81,6 +83,9 @@ struct EndpointStats {
 //! longer served are ended, whoever wrote them); the variants whose model or whose online views
 //! have an open data issue upstream are passed to the router (ctx.issues). Every `refresh_interval`
 //! the same is checked without an announcement, and online snapshots of other processes are read.
+//! A change that cannot be loaded (an alias moved onto, or a revision naming, a version whose artifact
+//! is missing or corrupt) is not followed: what was served goes on serving and stats().rejected says
+//! why, so a bad push degrades to the last good state instead of failing requests.
 //!
 //! Shadows the routing plugin asks for run after the answer, are logged with shadow=true and never
 //! reach the answer: their errors are counted. Thread-safe. Every answer is appended to the
@@ -148,7 +153,8 @@ public:
     //! True when every variant is served natively (no host model).
     bool native() const;
     EndpointStats stats() const;
-    //! Why alias moves were not followed: "variant: why; ..." ("" when every move was).
+    //! Why alias moves were not followed, and why the current revision is not served if it is not:
+    //! "variant: why; ..." ("" when every change was followed).
     std::string rejected() const;
     //! Bumped whenever the set of rejected alias moves changes (a host warns about new ones).
     uint64_t rejections() const { return rejections_.load(std::memory_order_relaxed); }
