@@ -9,10 +9,11 @@ build_dir=${1:?usage: run_fuzzers.sh BUILD_DIR [SECONDS] [TARGET...]}
 seconds=${2:-20}
 shift 2 || shift $#
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_segment fuzz_predictor fuzz_filter fuzz_token)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_segment fuzz_predictor fuzz_filter fuzz_token fuzz_request)
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-declare -A max_len=([fuzz_segment]=16384 [fuzz_predictor]=16384 [fuzz_filter]=2048 [fuzz_token]=8192)
+declare -A max_len=([fuzz_segment]=16384 [fuzz_predictor]=16384 [fuzz_filter]=2048 [fuzz_token]=8192
+                    [fuzz_request]=8192)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 

@@ -124,10 +124,11 @@ private:
     void parse_request() {
         const char* request_at = p_++;
         auto& row = out_.rows.emplace_back();
-        row.reserve(std::min(limits_.max_fields, std::max<size_t>(row_hint_, 8)));
+        row.reserve(std::min(limits_.max_fields, row_hint_));  // a batch's rows are usually alike
         skip_ws();
         if (p_ != end_ && *p_ == '}') {
             ++p_;
+            row_hint_ = 0;
             return;
         }
         for (;;) {
@@ -461,7 +462,7 @@ private:
     const RequestLimits& limits_;
     ParsedRequests& out_;
     size_t index_ = npos;          // the request being parsed in a batch, for messages
-    size_t row_hint_ = 8;          // fields in the previous request: the next one's reserve
+    size_t row_hint_ = 8;          // fields in the previous request (8 for the first): the next one's reserve
     std::vector<uint32_t> order_;  // scratch for the duplicate check of wide requests
 };
 

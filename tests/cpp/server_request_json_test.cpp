@@ -407,6 +407,16 @@ TEST(RequestJson, ARequestWithoutEscapesAllocatesTheSameWhateverItsFieldCount) {
     EXPECT_LE(small_allocs, 4) << "rows, the row, and the text deque's map and first block";
 }
 
+TEST(RequestJson, ABatchOfEmptyRequestsReservesNoFields) {
+    std::string batch = "[{}";
+    for (int i = 1; i < 1000; ++i) batch += ",{}";
+    batch += "]";
+    const long before = g_allocations.load();
+    auto r = parse_predict_body(batch);
+    EXPECT_EQ(r.rows.size(), 1000u);
+    EXPECT_LT(g_allocations.load() - before, 20) << "a row reserves what the one before it held";
+}
+
 TEST(RequestJson, MicroTimingOfAThreeFieldRequest) {
     const std::string body = R"({"player_id": 42, "country": "fr", "score": 0.5})";
     std::string batch = "[";
