@@ -63,8 +63,9 @@ test-notebooks:
 notebooks: build
 	$(PYTHON) scripts/run_notebooks.py --write notebooks
 
-# libFuzzer (clang, ASan + UBSan) on the segment reader, the model loader and the filter parser, in
-# their own build dir: FUZZ_SECONDS per target, after replaying tests/fuzz/corpus/. Fails on a finding.
+# libFuzzer (clang, ASan + UBSan) on the segment reader, the model loader, the filter parser and the
+# server's bearer-token and predict-body parsers, in their own build dir: FUZZ_SECONDS per target,
+# after replaying tests/fuzz/corpus/. Fails on a finding.
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_CXX ?= clang++-14
