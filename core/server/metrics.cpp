@@ -214,6 +214,10 @@ struct Metrics::State {
                               {"endpoint", "variant", "model"}};
     Family<IntGauge> ready{"keel_endpoint_ready", "1 once the endpoint is loaded and answering.", "gauge",
                            {"endpoint"}};
+    Family<IntGauge> degraded{"keel_endpoint_degraded",
+                              "1 while the endpoint serves its last good state because a change (a moved alias, "
+                              "a new revision) could not be loaded.",
+                              "gauge", {"endpoint"}};
     Family<DoubleGauge> staleness{"keel_online_staleness_seconds",
                                   "Age of the newest materialized online value of a feature view.", "gauge",
                                   {"view"}};
@@ -243,6 +247,10 @@ void Metrics::model_version(std::string_view endpoint, std::string_view variant,
 
 void Metrics::ready(std::string_view endpoint, bool ready) {
     state_->ready.at({endpoint}).value.store(ready ? 1 : 0, std::memory_order_relaxed);
+}
+
+void Metrics::degraded(std::string_view endpoint, bool degraded) {
+    state_->degraded.at({endpoint}).value.store(degraded ? 1 : 0, std::memory_order_relaxed);
 }
 
 void Metrics::staleness(std::string_view view, double seconds) {
@@ -286,6 +294,7 @@ std::string Metrics::render() const {
     s.fallbacks.render(out, counter(s.fallbacks.name()));
     s.versions.render(out, int_gauge(s.versions.name()));
     s.ready.render(out, int_gauge(s.ready.name()));
+    s.degraded.render(out, int_gauge(s.degraded.name()));
     s.staleness.render(out, [&name = s.staleness.name()](std::string& text, const std::string& labels,
                                                             const DoubleGauge& node) {
         sample(text, name, labels, number(node.value.load(std::memory_order_relaxed)));

@@ -57,10 +57,10 @@ public:
     explicit FeatureRoutes(std::shared_ptr<storage::Workspace> ws);
     ~FeatureRoutes();
     HttpResponse online(Call& call);
-
-private:
+    //! The store that reads as `role` ("" for no role), opened on first use.
     features::FeatureStore& store(const std::string& role);
 
+private:
     std::shared_ptr<storage::Workspace> ws_;
     std::mutex mutex_;
     std::map<std::string, std::unique_ptr<features::FeatureStore>> stores_;

@@ -6,12 +6,14 @@
 #include "openapi.hpp"
 #include "routes.hpp"
 #include "keel/common/clock.hpp"
+#include "keel/features/store.hpp"
 #include "keel/serving/endpoint.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <set>
 
 namespace keel::server {
 
@@ -115,31 +117,56 @@ struct Service::Impl {
         const auto hosted = endpoints.all();
         const auto unservable = endpoints.unservable();
         // Named endpoints must all be served; in "every saved" mode one Python-only endpoint is
-        // reported but does not keep the others out of rotation.
+        // reported but does not keep the others out of rotation. A degraded endpoint still answers
+        // (on its last good state): it is ready, and says why it is degraded.
         const bool ready = endpoints.fixed() ? unservable.empty() : true;
+        std::vector<std::pair<std::string, std::string>> degraded;
         std::string out = fmt::format("{{\"ready\":{},\"endpoints\":[", ready);
         for (size_t i = 0; i < hosted.size(); ++i) {
             if (i) out.push_back(',');
             append_json_string(out, hosted[i]->name());
+            if (auto why = hosted[i]->rejected(); !why.empty()) degraded.emplace_back(hosted[i]->name(), std::move(why));
         }
-        out += "],\"unservable\":{";
-        for (size_t i = 0; i < unservable.size(); ++i) {
-            if (i) out.push_back(',');
-            append_json_string(out, unservable[i].first);
-            out.push_back(':');
-            append_json_string(out, unservable[i].second);
-        }
-        out += "}}";
+        out.push_back(']');
+        append_reasons(out, "unservable", unservable);
+        append_reasons(out, "degraded", degraded);
+        out.push_back('}');
         return json_response(ready ? 200 : 503, std::move(out));
     }
 
+    // ,"key":{"name":"why",...}
+    static void append_reasons(std::string& out, std::string_view key,
+                               const std::vector<std::pair<std::string, std::string>>& reasons) {
+        out += fmt::format(",\"{}\":{{", key);
+        for (size_t i = 0; i < reasons.size(); ++i) {
+            if (i) out.push_back(',');
+            append_json_string(out, reasons[i].first);
+            out.push_back(':');
+            append_json_string(out, reasons[i].second);
+        }
+        out.push_back('}');
+    }
+
+    // Gauges read when /metrics is asked for, not kept up to date on the request path.
     void refresh_gauges() {
+        std::set<std::string> views;
         for (const auto& endpoint : endpoints.all()) {
             metrics.ready(endpoint->name(), true);
+            metrics.degraded(endpoint->name(), !endpoint->rejected().empty());
             for (const auto& v : endpoint->variants())
                 metrics.model_version(endpoint->name(), v.variant, v.model, v.version);
+            for (const auto& view : endpoint->definition().views()) views.insert(view);
         }
         for (const auto& [name, _] : endpoints.unservable()) metrics.ready(name, false);
+        const int64_t now = now_ms();
+        for (const auto& view : views) {
+            try {
+                if (auto end = features.store("").info(view).materialized_end_ms)
+                    metrics.staleness(view, double(now - *end) / 1000.0);
+            } catch (const Error&) {
+                // A view dropped meanwhile: no gauge until an endpoint reads it again.
+            }
+        }
     }
 };
 

@@ -17,6 +17,7 @@ namespace keel::server {
 //!   keel_routing_fallbacks_total{endpoint,reason}        counter
 //!   keel_model_version{endpoint,variant,model}           gauge: the version served
 //!   keel_endpoint_ready{endpoint}                        gauge 0/1
+//!   keel_endpoint_degraded{endpoint}                     gauge 0/1: a change it could not load is not served
 //!   keel_online_staleness_seconds{view}                  gauge: age of the newest materialized value
 //!   keel_http_connections                                gauge
 class Metrics {
@@ -32,6 +33,7 @@ public:
     void fallback(std::string_view endpoint, std::string_view reason, int64_t count = 1);
     void model_version(std::string_view endpoint, std::string_view variant, std::string_view model, int64_t version);
     void ready(std::string_view endpoint, bool ready);
+    void degraded(std::string_view endpoint, bool degraded);
     void staleness(std::string_view view, double seconds);
     void connections(int64_t open);
 
