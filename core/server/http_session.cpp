@@ -181,7 +181,10 @@ private:
         HttpRequest request;
         request.method = std::string(msg.method_string());
         request.target = std::string(msg.target());
-        for (const auto& field : msg) request.headers.emplace_back(lower({field.name_string().data(), field.name_string().size()}), std::string(field.value()));
+        for (const auto& field : msg) {
+            auto name = field.name_string();
+            request.headers.emplace_back(lower({name.data(), name.size()}), std::string(field.value()));
+        }
         request.body = std::move(msg.body());
         request.peer = peer_;
 

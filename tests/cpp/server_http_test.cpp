@@ -455,6 +455,51 @@ TEST(HttpServer, StopLetsTheRequestInFlightFinishThenRunReturns) {
     EXPECT_EQ(server->connections(), 0u);
 }
 
+TEST(HttpServer, StopGivesUpOnAnUnfinishedRequestAfterTheDrainTimeout) {
+    Echo echo;
+    auto o = options();
+    o.drain_timeout = 200ms;
+    auto server = std::make_unique<HttpServer>(o, echo.handler());
+    std::thread runner([&] { server->run(); });
+    Client partial(server->port());
+    partial.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");  // never finished
+    for (int i = 0; i < 200 && server->connections() == 0; ++i) std::this_thread::sleep_for(5ms);
+    auto start = std::chrono::steady_clock::now();
+    server->stop();
+    runner.join();
+    auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(took, 150ms);
+    EXPECT_LT(took, 1500ms);
+}
+
+TEST(HttpServer, ARequestHalfReceivedAtStopIsAnsweredWithConnectionClose) {
+    Echo echo;
+    auto server = std::make_unique<HttpServer>(options(), echo.handler());
+    std::thread runner([&] { server->run(); });
+    Client c(server->port());
+    c.send("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc");
+    for (int i = 0; i < 200 && server->connections() == 0; ++i) std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(50ms);
+    server->stop();
+    c.send("def");
+    auto r = c.read();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "POST /late abcdef");
+    EXPECT_EQ(r.headers["connection"], "close");
+    runner.join();
+}
+
+TEST(HttpServer, AHeadRequestGetsTheLengthWithoutTheBody) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    Client c(s.server.port());
+    c.send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n" + get("/after"));
+    auto head = c.read();  // (the client reads a Content-Length body: none must come before the next answer)
+    EXPECT_EQ(head.status, 200);
+    EXPECT_EQ(head.headers["content-length"], "8");  // "HEAD /h "
+    EXPECT_EQ(head.body.substr(0, 4), "HTTP");        // what follows is already the next answer
+}
+
 TEST(HttpServer, StopBeforeRunMakesRunReturn) {
     Echo echo;
     HttpServer server(options(), echo.handler());
@@ -567,6 +612,25 @@ TEST(HttpServerTls, ReloadWithABadFileThrowsAndKeepsServing) {
     EXPECT_NE(message.find(cert), std::string::npos) << message;
     auto answer = tls_ask(s.server.port(), c.cert, get("/still", "Connection: close\r\n"));
     EXPECT_EQ(answer.substr(0, 15), "HTTP/1.1 200 OK") << answer;
+}
+
+TEST(HttpServerTls, ReloadServesTheNewCertificateToNewConnections) {
+    Certificate first, second;
+    keel::testing::TempDir dir;
+    auto cert = (dir.path / "c.pem").string();
+    auto key = (dir.path / "k.pem").string();
+    std::filesystem::copy_file(first.cert, cert);
+    std::filesystem::copy_file(first.key, key);
+    auto o = options();
+    o.tls = TlsFiles{cert, key};
+    Echo echo;
+    Running s(o, echo.handler());
+    EXPECT_EQ(tls_ask(s.server.port(), first.cert, get("/", "Connection: close\r\n")).substr(9, 3), "200");
+    std::filesystem::copy_file(second.cert, cert, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(second.key, key, std::filesystem::copy_options::overwrite_existing);
+    s.server.reload_tls();
+    EXPECT_EQ(tls_ask(s.server.port(), second.cert, get("/", "Connection: close\r\n")).substr(9, 3), "200");
+    EXPECT_THROW(tls_ask(s.server.port(), first.cert, get("/", "Connection: close\r\n")), boost::system::system_error);
 }
 
 TEST(HttpServerTls, ReloadOnAPlainServerIsInvalidArgument) {
