@@ -336,6 +336,27 @@ TEST(HttpServer, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
     EXPECT_TRUE(c.closed_within(2s));
 }
 
+TEST(HttpServer, ANewConnectionThatSendsNothingIsClosedAfterTheRequestDeadline) {
+    Echo echo;
+    auto o = options();
+    o.limits.request_deadline = 200ms;
+    Running s(o, echo.handler());
+    Client silent(s.server.port());
+    EXPECT_TRUE(silent.closed_within(2s));
+}
+
+TEST(HttpServer, AnswersExpect100ContinueBeforeTheBodyIsSent) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    Client c(s.server.port());
+    c.send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_EQ(c.read().status, 100);
+    c.send("hello");
+    auto r = c.read();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "POST /e hello");
+}
+
 TEST(HttpServer, ConnectionsBeyondMaxAreClosedAtOnce) {
     Echo echo;
     auto o = options();
