@@ -377,6 +377,24 @@ TEST(HttpServer, ConnectionsBeyondMaxAreClosedAtOnce) {
     EXPECT_EQ(ask(s.server.port(), get("/again")).status, 200);
 }
 
+TEST(HttpServer, ServesEightClientsAtOnceEachInOrder) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    std::atomic<int> good{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t)
+        clients.emplace_back([&, t] {
+            Client c(s.server.port());
+            for (int i = 0; i < 200; ++i) {
+                std::string body = std::to_string(t) + "-" + std::to_string(i);
+                c.send(post("/many", body) + get("/pipelined"));
+                if (c.read().body == "POST /many " + body && c.read().body == "GET /pipelined ") ++good;
+            }
+        });
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(good, 8 * 200);
+}
+
 TEST(HttpServer, AHandlerExceptionIs500Json) {
     Echo echo;
     Running s(options(), echo.handler());
