@@ -102,12 +102,14 @@ private:
         }
     }
 
-    //! Between requests: the idle timeout runs until the first byte of the next request.
+    //! Between requests: the idle timeout runs until the first byte of the next request. A new
+    //! connection gets request_deadline for its first byte (no request yet: nothing to be idle
+    //! after), so connections opened and left silent cannot hold the server's slots for long.
     void wait_request() {
         if (stopping()) return close_gracefully(false);
         if (buffer_.size() > 0) return read_header();  // a pipelined request already arrived
         state_ = State::Idle;
-        lowest().expires_after(host_.limits.idle_timeout);
+        lowest().expires_after(answered_ ? host_.limits.idle_timeout : host_.limits.request_deadline);
         stream_.async_read_some(buffer_.prepare(kFirstRead), [self = self()](beast::error_code ec, size_t n) {
             if (ec) return;  // idle timeout, peer gone or stop(): the connection ends here
             self->buffer_.commit(n);
@@ -181,7 +183,10 @@ private:
         HttpRequest request;
         request.method = std::string(msg.method_string());
         request.target = std::string(msg.target());
-        for (const auto& field : msg) request.headers.emplace_back(lower({field.name_string().data(), field.name_string().size()}), std::string(field.value()));
+        for (const auto& field : msg) {
+            auto name = field.name_string();
+            request.headers.emplace_back(lower({name.data(), name.size()}), std::string(field.value()));
+        }
         request.body = std::move(msg.body());
         request.peer = peer_;
 
@@ -219,6 +224,7 @@ private:
         lowest().expires_after(host_.limits.request_deadline);
         http::async_write(stream_, res_, [self = self(), keep_alive, linger](beast::error_code ec, size_t) {
             if (ec) return;
+            self->answered_ = true;
             if (!keep_alive || self->stopping()) return self->close_gracefully(linger);
             self->wait_request();
         });
@@ -256,6 +262,7 @@ private:
     http::response<http::string_body> res_;
     State state_ = State::Idle;
     bool draining_ = false;
+    bool answered_ = false;  // at least one answer written: between requests idle_timeout applies
     size_t discarded_ = 0;
 };
 

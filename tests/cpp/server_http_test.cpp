@@ -336,6 +336,27 @@ TEST(HttpServer, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
     EXPECT_TRUE(c.closed_within(2s));
 }
 
+TEST(HttpServer, ANewConnectionThatSendsNothingIsClosedAfterTheRequestDeadline) {
+    Echo echo;
+    auto o = options();
+    o.limits.request_deadline = 200ms;
+    Running s(o, echo.handler());
+    Client silent(s.server.port());
+    EXPECT_TRUE(silent.closed_within(2s));
+}
+
+TEST(HttpServer, AnswersExpect100ContinueBeforeTheBodyIsSent) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    Client c(s.server.port());
+    c.send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_EQ(c.read().status, 100);
+    c.send("hello");
+    auto r = c.read();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "POST /e hello");
+}
+
 TEST(HttpServer, ConnectionsBeyondMaxAreClosedAtOnce) {
     Echo echo;
     auto o = options();
@@ -354,6 +375,24 @@ TEST(HttpServer, ConnectionsBeyondMaxAreClosedAtOnce) {
     for (int i = 0; i < 200 && s.server.connections() > 1; ++i) std::this_thread::sleep_for(5ms);
     EXPECT_EQ(s.server.connections(), 1u);
     EXPECT_EQ(ask(s.server.port(), get("/again")).status, 200);
+}
+
+TEST(HttpServer, ServesEightClientsAtOnceEachInOrder) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    std::atomic<int> good{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t)
+        clients.emplace_back([&, t] {
+            Client c(s.server.port());
+            for (int i = 0; i < 200; ++i) {
+                std::string body = std::to_string(t) + "-" + std::to_string(i);
+                c.send(post("/many", body) + get("/pipelined"));
+                if (c.read().body == "POST /many " + body && c.read().body == "GET /pipelined ") ++good;
+            }
+        });
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(good, 8 * 200);
 }
 
 TEST(HttpServer, AHandlerExceptionIs500Json) {
@@ -453,6 +492,51 @@ TEST(HttpServer, StopLetsTheRequestInFlightFinishThenRunReturns) {
     EXPECT_TRUE(returned);
     EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
     EXPECT_EQ(server->connections(), 0u);
+}
+
+TEST(HttpServer, StopGivesUpOnAnUnfinishedRequestAfterTheDrainTimeout) {
+    Echo echo;
+    auto o = options();
+    o.drain_timeout = 200ms;
+    auto server = std::make_unique<HttpServer>(o, echo.handler());
+    std::thread runner([&] { server->run(); });
+    Client partial(server->port());
+    partial.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");  // never finished
+    for (int i = 0; i < 200 && server->connections() == 0; ++i) std::this_thread::sleep_for(5ms);
+    auto start = std::chrono::steady_clock::now();
+    server->stop();
+    runner.join();
+    auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(took, 150ms);
+    EXPECT_LT(took, 1500ms);
+}
+
+TEST(HttpServer, ARequestHalfReceivedAtStopIsAnsweredWithConnectionClose) {
+    Echo echo;
+    auto server = std::make_unique<HttpServer>(options(), echo.handler());
+    std::thread runner([&] { server->run(); });
+    Client c(server->port());
+    c.send("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc");
+    for (int i = 0; i < 200 && server->connections() == 0; ++i) std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(50ms);
+    server->stop();
+    c.send("def");
+    auto r = c.read();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "POST /late abcdef");
+    EXPECT_EQ(r.headers["connection"], "close");
+    runner.join();
+}
+
+TEST(HttpServer, AHeadRequestGetsTheLengthWithoutTheBody) {
+    Echo echo;
+    Running s(options(), echo.handler());
+    Client c(s.server.port());
+    c.send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n" + get("/after"));
+    auto head = c.read();  // (the client reads a Content-Length body: none must come before the next answer)
+    EXPECT_EQ(head.status, 200);
+    EXPECT_EQ(head.headers["content-length"], "8");  // "HEAD /h "
+    EXPECT_EQ(head.body.substr(0, 4), "HTTP");        // what follows is already the next answer
 }
 
 TEST(HttpServer, StopBeforeRunMakesRunReturn) {
@@ -567,6 +651,25 @@ TEST(HttpServerTls, ReloadWithABadFileThrowsAndKeepsServing) {
     EXPECT_NE(message.find(cert), std::string::npos) << message;
     auto answer = tls_ask(s.server.port(), c.cert, get("/still", "Connection: close\r\n"));
     EXPECT_EQ(answer.substr(0, 15), "HTTP/1.1 200 OK") << answer;
+}
+
+TEST(HttpServerTls, ReloadServesTheNewCertificateToNewConnections) {
+    Certificate first, second;
+    keel::testing::TempDir dir;
+    auto cert = (dir.path / "c.pem").string();
+    auto key = (dir.path / "k.pem").string();
+    std::filesystem::copy_file(first.cert, cert);
+    std::filesystem::copy_file(first.key, key);
+    auto o = options();
+    o.tls = TlsFiles{cert, key};
+    Echo echo;
+    Running s(o, echo.handler());
+    EXPECT_EQ(tls_ask(s.server.port(), first.cert, get("/", "Connection: close\r\n")).substr(9, 3), "200");
+    std::filesystem::copy_file(second.cert, cert, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(second.key, key, std::filesystem::copy_options::overwrite_existing);
+    s.server.reload_tls();
+    EXPECT_EQ(tls_ask(s.server.port(), second.cert, get("/", "Connection: close\r\n")).substr(9, 3), "200");
+    EXPECT_THROW(tls_ask(s.server.port(), first.cert, get("/", "Connection: close\r\n")), boost::system::system_error);
 }
 
 TEST(HttpServerTls, ReloadOnAPlainServerIsInvalidArgument) {
