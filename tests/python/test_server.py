@@ -410,3 +410,53 @@ def test_tls(workspace, tmp_path):
             other = http.client.HTTPSConnection("127.0.0.1", running.port, context=ssl.create_default_context(),
                                                 timeout=10)
             other.request("GET", "/healthz")
+
+
+# --- a routing plugin that never returns ------------------------------------------------------------
+
+SPIN_LUA = "function route(req, ctx)\n  local n = 0\n  while true do n = n + 1 end\nend\n"
+
+
+def test_a_routing_plugin_that_never_returns_is_stopped_and_the_server_keeps_answering(server, workspace,
+                                                                                       tmp_path):
+    routing = tmp_path / "plugins" / "routing"
+    routing.mkdir(parents=True)
+    (routing / "spin.lua").write_text(SPIN_LUA)
+    # an absolute ref: the running server resolves it without the notebook's search path
+    workspace.endpoint("spin", routing=str(routing / "spin.lua"), default="first",
+                       variants={"first": ("churn/1", 0.5), "second": ("churn/2", 0.5)},
+                       features=["activity:sessions", "activity:spend"])
+
+    status, _, body = call(server, "POST", "/v1/endpoints/spin/predict", {"player_id": 5})
+    assert status == 200, body
+    answer = json.loads(body)
+    assert (answer["variant"], answer["model"], answer["fallback"]) == ("first", "churn/1", "budget"), answer
+    assert answer["prediction"] == pytest.approx(expected([1.0, 2.0], 5))
+
+    spinning, stop = [], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            got = call(server, "POST", "/v1/endpoints/spin/predict", {"player_id": 6})
+            spinning.append((got[0], json.loads(got[2]).get("fallback")))
+
+    def timed(method, path, body=None):
+        start = time.monotonic()
+        status = call(server, method, path, body)[0]
+        return status, time.monotonic() - start
+
+    threads = [threading.Thread(target=spin) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        for player in range(10):
+            for status, took in (timed("GET", "/healthz"),
+                                 timed("POST", "/v1/endpoints/solo/predict", {"player_id": player})):
+                assert status == 200 and took < 1.0, (status, took)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert spinning and set(spinning) == {(200, "budget")}, spinning[:5]
+    assert 'keel_routing_fallbacks_total{endpoint="spin",reason="budget"}' in server.metrics()
