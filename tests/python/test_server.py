@@ -10,12 +10,15 @@ import hmac
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -288,6 +291,28 @@ def test_an_alias_move_is_served_within_a_second_and_no_request_fails(server, wo
     assert all(model == "churn/3" for t, model in answers if t > moved_at + 1.0)
 
 
+def test_an_alias_moved_onto_a_model_that_cannot_load_degrades_to_the_last_good_version(server, workspace):
+    workspace.models.log_model(None, linear([1.0, 0.0]), "fragile")  # fragile/1
+    broken = workspace.models.log_model(None, linear([9.0, 0.0]), "fragile")  # fragile/2, tampered below
+    hexdigest = broken.digest.split(":")[-1]
+    blob = Path(workspace.path) / "artifacts" / "sha256" / hexdigest[:2] / hexdigest[2:]
+    os.chmod(blob, 0o600)
+    blob.write_bytes(b"not a model any more")
+    workspace.models.set_alias("fragile", "live", 1)
+    workspace.endpoint("fragile", model="fragile@live", features=["activity:sessions", "activity:spend"])
+    assert server.predict("fragile", {"player_id": 3})["model"] == "fragile/1"
+
+    workspace.models.set_alias("fragile", "live", 2)
+    got = server.predict("fragile", {"player_id": 3})
+    assert (got["model"], got["prediction"]) == ("fragile/1", pytest.approx(3.0))  # answered, on the last good
+    ready = json.loads(call(server, "GET", "/readyz")[2])
+    assert "could not be loaded" in ready["degraded"]["fragile"]
+    assert 'keel_endpoint_degraded{endpoint="fragile"} 1' in server.metrics()
+    workspace.models.set_alias("fragile", "live", 1)
+    server.predict("fragile", {"player_id": 3})
+    assert "fragile" not in json.loads(call(server, "GET", "/readyz")[2])["degraded"]
+
+
 # --- the online features route --------------------------------------------------------------------
 
 def test_online_features_route(server):
@@ -389,6 +414,36 @@ def test_serving_beyond_loopback_without_auth_is_refused(workspace, tmp_path):
         keel.serve(workspace, host="0.0.0.0", config=str(config))
     with pytest.raises(keel.InvalidArgument, match="16"):
         keel.serve(workspace, token="short")
+
+
+def test_the_keel_serve_command_runs_the_server_with_its_token_and_exit_codes(workspace, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-read-from-a-file-0123\n")
+    env = {**os.environ, "KEEL_SERVE_TOKEN": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "keel", "serve", "solo", "--workspace", str(workspace.path),
+                             "--port", "0", "--token-file", str(token_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        port = int(re.search(r":(\d+) \(pid", line).group(1))
+
+        def status(auth):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/v1/endpoints", headers={"Authorization": auth} if auth else {})
+            return conn.getresponse().status
+
+        assert status("Bearer a-token-read-from-a-file-0123") == 200
+        assert status(None) == 401
+        assert status("Bearer a-token-read-from-a-file-0124") == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    failed = subprocess.run([sys.executable, "-m", "keel", "serve", "nope", "--workspace", str(workspace.path),
+                             "--port", "0", "--token-file", str(token_file)], capture_output=True, text=True, env=env)
+    assert failed.returncode == 2 and "nope" in failed.stderr  # NotFound's exit code, as every keel command
 
 
 # --- TLS ------------------------------------------------------------------------------------------

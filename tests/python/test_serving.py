@@ -252,38 +252,6 @@ def test_native_models_take_the_one_call_request_path(served):
     assert not ep.native and ep.predict({"player_id": 3})["model"] in ("churn/1", "churn/2")
 
 
-def test_keel_serve_command_requires_the_token(served, tmp_path):
-    import os
-    import re
-    import urllib.error
-    import urllib.request
-
-    define(served)
-    token_file = tmp_path / "token"
-    token_file.write_text("a-token-read-from-a-file-0123\n")
-    proc = subprocess.Popen([sys.executable, "-m", "keel", "serve", "churn", "--workspace", served.path,
-                             "--port", "0", "--token-file", str(token_file)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "KEEL_SERVE_TOKEN": ""})
-    try:
-        port = re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1)
-
-        def status(auth):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/endpoints",
-                                         headers={"Authorization": auth} if auth else {})
-            try:
-                with urllib.request.urlopen(req, timeout=10) as resp:
-                    return resp.status
-            except urllib.error.HTTPError as err:
-                return err.code
-
-        assert status("Bearer a-token-read-from-a-file-0123") == 200
-        assert status(None) == 401
-        assert status("Bearer a-token-read-from-a-file-0124") == 401
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def test_changes_reach_a_hosting_process_on_its_next_request(served):
     """No polling wait: a long refresh_interval, and every change is still served on the next request."""
     ep = served.endpoint("churn", refresh_interval=3600, routing="plugins/routing/weighted.lua",
