@@ -209,6 +209,9 @@ class EndpointDefinition:
     def key(self) -> str:
         ...
     @property
+    def log_inputs(self) -> float:
+        ...
+    @property
     def on_missing(self) -> str:
         ...
     @property
@@ -222,6 +225,9 @@ class EndpointDefinition:
         ...
     @property
     def tenant_field(self) -> str:
+        ...
+    @property
+    def tenants(self) -> list[str]:
         ...
     @property
     def variants(self) -> list[EndpointVariant]:
