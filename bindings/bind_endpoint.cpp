@@ -145,6 +145,16 @@ py::list names(const std::vector<std::string>& v) {
 }
 
 
+// The top-k items of each answer of a batch (None for answers of variants that serve a score).
+py::list items_column(const Endpoint& ep, const Endpoint::BatchAnswer& b) {
+    py::list out(b.items.size());
+    for (size_t i = 0; i < b.items.size(); ++i) {
+        const bool items = ep.serves_items(b.variants[size_t(b.decisions[i].variant)].variant);
+        out[i] = items ? py::object(py::cast(b.items[i])) : py::object(py::none());
+    }
+    return out;
+}
+
 // The endpoint's own counters, beside the router's (router_stats_dict) in Endpoint.stats().
 const auto kEndpointStatsFields = fields(
     field("shadow_errors", &EndpointStats::shadow_errors), field("last_shadow_error", &EndpointStats::last_shadow_error),
@@ -206,6 +216,7 @@ void bind_endpoint(py::module_& m) {
             put(out, Fallback, py::str(a.fallback));
             put(out, Missing, names(a.missing));
             put(out, Stale, names(a.stale));
+            if (e.ep->serves_items(a.variant)) out["items"] = a.items;  // a prediction table of top-k items
             return out;
         }, py::arg("request"))
         .def("predict_batch", [](PyEndpoint& e, py::list requests, bool as_columns) {
@@ -250,12 +261,15 @@ void bind_endpoint(py::module_& m) {
                     for (size_t i = 0; i < n; ++i) PyList_SET_ITEM(column.ptr(), i, answer(i, Key(k)).release().ptr());
                     put(out, Key(k), column);
                 }
+                if (!b.items.empty()) out["items"] = items_column(*e.ep, b);
                 return py::object(out);
             }
             py::list out(n);
             for (size_t i = 0; i < n; ++i) {
                 py::dict row;
                 for (int k = 0; k < Keys; ++k) put(row, Key(k), answer(i, Key(k)));
+                if (!b.items.empty() && e.ep->serves_items(b.variants[size_t(b.decisions[i].variant)].variant))
+                    row["items"] = b.items[i];
                 PyList_SET_ITEM(out.ptr(), i, row.release().ptr());
             }
             return py::object(out);

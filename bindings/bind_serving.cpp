@@ -101,6 +101,7 @@ void bind_serving(py::module_& m) {
     }, "InvalidArgument unless `name` follows the rule model and endpoint names follow.");
     bind_assignment_log(m);
     bind_endpoint(m);
+    bind_predictions(m);
 
     py::class_<PyEndpointStore, std::shared_ptr<PyEndpointStore>>(m, "EndpointStore")
         .def(py::init<std::shared_ptr<storage::Workspace>>())

@@ -23,6 +23,7 @@ void bind_inference(pybind11::module_& m);
 void bind_plugins(pybind11::module_& m);
 void bind_serving(pybind11::module_& m);
 void bind_assignment_log(pybind11::module_& m); // called by bind_serving
+void bind_predictions(pybind11::module_& m); // called by bind_serving
 void bind_endpoint(pybind11::module_& m);       // called by bind_serving
 
 // Counters that more than one binding reports, each defined beside its field list (records.hpp).

@@ -77,6 +77,17 @@ std::string encode_compact_batch(std::span<const CompactAnswer> answers) {
     return out;
 }
 
+std::string encode_compact_batch_messages(std::span<const std::string> messages) {
+    size_t size = 3;
+    for (const auto& m : messages) size += m.size();
+    std::string out;
+    out.reserve(size);
+    out += static_cast<char>(kTagBatch);
+    put_varint(out, messages.size());
+    for (const auto& m : messages) out += m;
+    return out;
+}
+
 std::string encode_compact_items(std::span<const int64_t> items, int variant, int64_t version) {
     std::string out;
     out.reserve(5 + items.size() * 3);

@@ -52,9 +52,18 @@ void append_names(std::string& out, std::string_view key, const std::vector<std:
 
 void append_answer(std::string& out, double prediction, std::string_view variant, std::string_view model,
                    int64_t version, std::string_view fallback, const std::vector<std::string>& missing,
-                   const std::vector<std::string>& stale, std::string_view request_id) {
+                   const std::vector<std::string>& stale, const std::vector<int64_t>* items,
+                   std::string_view request_id) {
     out += "{\"prediction\":";
-    append_json_number(out, prediction);
+    append_json_number(out, prediction);  // null for a table of items only
+    if (items) {
+        out += ",\"items\":[";
+        for (size_t i = 0; i < items->size(); ++i) {
+            if (i) out.push_back(',');
+            append_json_number(out, (*items)[i]);
+        }
+        out.push_back(']');
+    }
     out += ",\"variant\":";
     append_json_string(out, variant);
     out += ",\"model\":";
@@ -112,13 +121,16 @@ HttpResponse predict(EndpointHost& host, const RequestLimits& limits, std::strin
         const auto a = endpoint->predict(parsed.rows.front());
         call.variant = a.variant;
         if (!a.fallback.empty()) call.metrics.fallback(name, a.fallback);
+        const bool items = endpoint->serves_items(a.variant);
+        if (compact && items)
+            return compact_response(encode_compact_items(a.items, variant_index(*endpoint, a.variant), a.version));
         if (compact)
             return compact_response(encode_compact({a.prediction, variant_index(*endpoint, a.variant), a.version,
                                                     !a.fallback.empty(), !a.missing.empty() || !a.stale.empty()}));
         std::string out;
         out.reserve(160);
         append_answer(out, a.prediction, a.variant, a.model, a.version, a.fallback, a.missing, a.stale,
-                      call.request_id);
+                      items ? &a.items : nullptr, call.request_id);
         return json_response(200, std::move(out));
     }
 
@@ -126,6 +138,21 @@ HttpResponse predict(EndpointHost& host, const RequestLimits& limits, std::strin
     const auto b = endpoint->predict_batch(rows);
     for (const auto& d : b.decisions)
         if (d.fallback != plugins::Fallback::None) call.metrics.fallback(name, plugins::fallback_name(d.fallback));
+    if (compact && !b.items.empty()) {  // some variant serves items: one message per request
+        std::vector<std::string> messages;
+        messages.reserve(b.predictions.size());
+        for (size_t i = 0; i < b.predictions.size(); ++i) {
+            const auto& d = b.decisions[i];
+            const int64_t version = b.variants[size_t(d.variant)].version;
+            if (endpoint->serves_items(b.variants[size_t(d.variant)].variant))
+                messages.push_back(encode_compact_items(b.items[i], d.variant, version));
+            else
+                messages.push_back(encode_compact({b.predictions[i], d.variant, version,
+                                                   d.fallback != plugins::Fallback::None,
+                                                   !b.missing[i].empty() || !b.stale[i].empty()}));
+        }
+        return compact_response(encode_compact_batch_messages(messages));
+    }
     if (compact) {
         std::vector<CompactAnswer> answers;
         answers.reserve(b.predictions.size());
@@ -144,8 +171,9 @@ HttpResponse predict(EndpointHost& host, const RequestLimits& limits, std::strin
         const auto& served = b.variants[size_t(d.variant)];
         const std::string_view fallback =
             d.fallback == plugins::Fallback::None ? std::string_view{} : plugins::fallback_name(d.fallback);
+        const bool items = !b.items.empty() && endpoint->serves_items(served.variant);
         append_answer(out, b.predictions[i], served.variant, served.model, served.version, fallback, b.missing[i],
-                      b.stale[i], {});
+                      b.stale[i], items ? &b.items[i] : nullptr, {});
     }
     out.push_back(']');
     return json_response(200, std::move(out));

@@ -6,6 +6,7 @@
 #include "keel/serving/definition_check.hpp"
 #include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/endpoint_store.hpp"
+#include "keel/serving/prediction_tables.hpp"
 
 #include <optional>
 
@@ -14,25 +15,47 @@ namespace keel::serving {
 void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version) {
     EndpointStore store(ws);
     registry::Registry registry(ws);
+    PredictionTables tables(ws);
     const std::string moved = fmt::format("{}@{}", model, alias);
     std::optional<registry::ModelVersion> target;
     for (const auto& name : store.names()) {
         const EndpointDefinition d = store.current(name).definition;
+        // A variant follows the alias directly ("churn@champion") or through the prediction table
+        // its versions write ("predictions:player_recs@champion").
+        auto follows = [&](const EndpointVariant& v) {
+            if (v.model == moved) return true;
+            if (!PredictionTables::is_ref(v.model)) return false;
+            const auto [table, selector] = PredictionTables::split_ref(v.model);
+            return selector == "@" + std::string(alias) && tables.model_of(table) == model;
+        };
         bool serves = false;
-        for (const auto& v : d.variants) serves |= v.model == moved;
+        for (const auto& v : d.variants) serves |= follows(v);
         if (!serves) continue;
         if (!target) target = registry.version(model, version);
         std::vector<ServedModel> models;
         for (const auto& v : d.variants) {
-            auto mv = v.model == moved ? *target : registry.resolve(v.model);
-            models.push_back({mv.ref(), model_input_names(mv)});
+            if (!follows(v)) {
+                models.push_back(served_model(resolve_variant(ws, registry, v.model)));
+            } else if (v.model == moved) {
+                models.push_back(served_model(*target));
+            } else {  // the table must hold the new version's predictions before the alias moves
+                const auto table = PredictionTables::split_ref(v.model).first;
+                try {
+                    models.push_back(served_model(
+                        tables.resolve(registry, fmt::format("{}{}/{}", kPredictionsPrefix, table, version))));
+                } catch (const Error& e) {
+                    if (e.kind() != ErrorKind::NotFound) throw;
+                    throw_error(ErrorKind::Conflict, "moving {} to version {} would break endpoint '{}': {}", moved,
+                                version, name, e.what());
+                }
+            }
         }
         try {
             plan_inputs(name, d, models);
         } catch (const Error& err) {
             if (err.kind() != ErrorKind::InvalidArgument) throw;
             try {  // blame the move only when the endpoint can feed what the alias points at today
-                check_models(registry, name, d);
+                check_models(ws, registry, name, d);
             } catch (const Error& today) {
                 if (today.kind() == ErrorKind::InvalidArgument || today.kind() == ErrorKind::NotFound) continue;
                 throw;

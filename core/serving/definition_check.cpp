@@ -9,8 +9,11 @@
 #include "keel/registry/registry.hpp"
 #include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/input_plan.hpp"
+#include "keel/serving/prediction_tables.hpp"
 
 #include <fmt/ranges.h>
+
+#include <algorithm>
 
 namespace keel::serving {
 
@@ -50,10 +53,11 @@ void expand_features(features::FeatureStore& store, EndpointDefinition& definiti
     definition.features = std::move(out);
 }
 
-std::string entity_key(features::FeatureStore& store, const EndpointDefinition& definition) {
+std::string entity_key(features::FeatureStore& store, const EndpointDefinition& definition,
+                       const std::vector<std::string>& features) {
     if (!definition.key.empty()) return definition.key;
-    if (!definition.features.empty()) {
-        const auto& first = definition.features.front();
+    if (!features.empty()) {
+        const auto& first = features.front();
         auto view = store.view(first.substr(0, first.find(':')));
         if (!view.join_keys.empty()) return view.join_keys.front().name;
     }
@@ -82,6 +86,11 @@ std::shared_ptr<const InputPlan> plan_inputs(std::string_view endpoint, const En
                     definition.variants.size(), models.size());
     InputSpec spec{std::string(endpoint), definition.features, definition.inputs, definition.on_missing,
                    definition.defaults};
+    for (const auto& m : models)
+        if (m.table)
+            for (const auto& f : m.names)
+                if (std::find(spec.features.begin(), spec.features.end(), f) == spec.features.end())
+                    spec.features.push_back(f);
     std::vector<ModelInputs> variants;
     for (size_t i = 0; i < models.size(); ++i) {
         const auto& v = definition.variants[i];
@@ -90,18 +99,27 @@ std::shared_ptr<const InputPlan> plan_inputs(std::string_view endpoint, const En
     return std::make_shared<const InputPlan>(std::move(spec), std::move(variants));
 }
 
-std::vector<registry::ModelVersion> resolve_variants(registry::Registry& registry,
+ServedModel served_model(const registry::ModelVersion& version) {
+    return {version.ref(), model_input_names(version), version.flavour == kPredictionsFlavour};
+}
+
+registry::ModelVersion resolve_variant(storage::Workspace& ws, registry::Registry& registry, std::string_view ref) {
+    if (PredictionTables::is_ref(ref)) return PredictionTables(ws).resolve(registry, ref);
+    return registry.resolve(ref);
+}
+
+std::vector<registry::ModelVersion> resolve_variants(storage::Workspace& ws, registry::Registry& registry,
                                                      const EndpointDefinition& definition) {
     std::vector<registry::ModelVersion> out;
-    for (const auto& v : definition.variants) out.push_back(registry.resolve(v.model));
+    for (const auto& v : definition.variants) out.push_back(resolve_variant(ws, registry, v.model));
     return out;
 }
 
-std::vector<registry::ModelVersion> check_models(registry::Registry& registry, std::string_view endpoint,
-                                                 const EndpointDefinition& definition) {
-    auto versions = resolve_variants(registry, definition);
+std::vector<registry::ModelVersion> check_models(storage::Workspace& ws, registry::Registry& registry,
+                                                 std::string_view endpoint, const EndpointDefinition& definition) {
+    auto versions = resolve_variants(ws, registry, definition);
     std::vector<ServedModel> models;
-    for (const auto& mv : versions) models.push_back({mv.ref(), model_input_names(mv)});
+    for (const auto& mv : versions) models.push_back(served_model(mv));
     plan_inputs(endpoint, definition, models);
     return versions;
 }
@@ -116,7 +134,7 @@ std::vector<registry::ModelVersion> check_definition(storage::Workspace& ws, std
     config.name = std::string(endpoint);
     plugins::Router router(std::move(config));  // loads the plugin: a plugin that does not load is refused now
     registry::Registry registry(ws);
-    return check_models(registry, endpoint, definition);
+    return check_models(ws, registry, endpoint, definition);
 }
 
 } // namespace keel::serving

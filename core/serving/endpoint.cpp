@@ -10,6 +10,7 @@
 #include "keel/registry/registry.hpp"
 #include "keel/serving/definition_check.hpp"
 #include "keel/serving/endpoint_store.hpp"
+#include "keel/serving/prediction_tables.hpp"
 #include "keel/serving/request_path.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
@@ -17,9 +18,51 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <set>
 
 namespace keel::serving {
+
+namespace {
+
+// Where a prediction table's values sit in its variant's input row: the score first (when the table
+// has one), then the top-k item ids.
+struct TableShape {
+    bool score = false;
+    int items = 0;
+};
+
+// A prediction table's "model": the looked-up score is the answer (NaN for a table of items only).
+struct TableLookup final : VariantModel {
+    bool score = false;
+    std::vector<double> predict(const double* rows, size_t n, size_t width) const override {
+        std::vector<double> out(n, std::numeric_limits<double>::quiet_NaN());
+        if (score)
+            for (size_t r = 0; r < n; ++r) out[r] = rows[r * width];
+        return out;
+    }
+};
+
+TableShape table_shape(const registry::ModelVersion& mv) {
+    TableShape shape;
+    if (mv.flavour != kPredictionsFlavour) return shape;
+    for (const auto& name : model_input_names(mv)) {
+        if (name.ends_with(":prediction")) shape.score = true;
+        else ++shape.items;
+    }
+    return shape;
+}
+
+// The item ids of one row (ranks without an item, NaN, are left out).
+std::vector<int64_t> items_of(const TableShape& shape, const double* row) {
+    std::vector<int64_t> out;
+    out.reserve(size_t(shape.items));
+    for (int k = 0; k < shape.items; ++k)
+        if (const double id = row[(shape.score ? 1 : 0) + k]; !std::isnan(id)) out.push_back(int64_t(id));
+    return out;
+}
+
+} // namespace
 
 struct Endpoint::State {
     int64_t revision = 0;
@@ -30,6 +73,7 @@ struct Endpoint::State {
     std::vector<std::shared_ptr<const VariantModel>> hosted;
     std::shared_ptr<plugins::Router> router;
     std::shared_ptr<features::OnlineReader> reader;  // null when the endpoint reads no online feature
+    std::vector<TableShape> tables;  // per variant: what a prediction table's row holds (zeros: a model)
     std::shared_ptr<RequestPath> path;
     std::string key;  // the entity key field: the sticky key, logged per assignment
     std::vector<std::string> issues;  // variants with an open data issue upstream (sorted)
@@ -176,7 +220,7 @@ std::shared_ptr<const Endpoint::State> Endpoint::current() const {
 
 std::vector<std::string> Endpoint::variants_with_issues(const State& s) const {
     plugins::QualityStore quality(*ws_);
-    const auto& features = s.definition.features;
+    const auto& features = s.path->plan().spec().features;
     std::map<std::string, bool> view_has_issue;  // views read online -> an open issue upstream
     std::vector<std::string> out;
     for (size_t k = 0; k < s.versions.size(); ++k) {
@@ -205,10 +249,10 @@ void Endpoint::reload() {
     next->definition = same_revision ? previous->definition : rev.definition;
     const auto& d = next->definition;
     registry::Registry registry(*ws_);
-    next->versions = resolve_variants(registry, d);
+    next->versions = resolve_variants(*ws_, registry, d);
     auto plan_of = [&](const std::vector<registry::ModelVersion>& versions) {
         std::vector<ServedModel> models;
-        for (const auto& mv : versions) models.push_back({mv.ref(), model_input_names(mv)});
+        for (const auto& mv : versions) models.push_back(served_model(mv));
         return plan_inputs(name_, d, models);
     };
     // An alias moved (below the API) onto a version the endpoint cannot feed: that variant keeps
@@ -257,6 +301,12 @@ void Endpoint::reload() {
                 reused = true;
             }
         if (reused) continue;
+        if (mv.flavour == kPredictionsFlavour) {  // values looked up online: nothing to load
+            auto lookup = std::make_shared<TableLookup>();
+            lookup->score = table_shape(mv).score;
+            next->hosted[i] = std::move(lookup);
+            continue;
+        }
         if (mv.flavour == "keel-native") {
             std::shared_ptr<const inference::Predictor> p;
             try {
@@ -292,10 +342,15 @@ void Endpoint::reload() {
                         name_, d.variants[i].name, mv.ref());
     }
     auto plan = plan_of(next->versions);  // a new revision was checked when it was saved
-    const std::string key = entity_key(*features_, d);
-    if (same_revision) {  // an alias moved: same router (and counters), reader
-        next->router = previous->router;
+    const auto& served_features = plan->spec().features;  // the definition's and the prediction tables'
+    const std::string key = entity_key(*features_, d, served_features);
+    for (const auto& mv : next->versions) next->tables.push_back(table_shape(mv));
+    if (previous && previous->reader && previous->reader->features() == served_features)
         next->reader = previous->reader;
+    else if (!served_features.empty())
+        next->reader = features_->online_reader(served_features);
+    if (same_revision) {  // an alias moved: same router (and counters)
+        next->router = previous->router;
     } else {
         plugins::RouterConfig config;
         config.plugin = d.routing;
@@ -307,7 +362,6 @@ void Endpoint::reload() {
         options.emplace_back("key", key);  // the sticky key is the entity key
         config.name = name_;
         next->router = std::make_shared<plugins::Router>(std::move(config));
-        if (!d.features.empty()) next->reader = features_->online_reader(d.features);
         store.link_views(name_, d);  // also for revisions saved before endpoints recorded their views
     }
     std::vector<std::shared_ptr<const inference::Predictor>> predictors(next->natives);
@@ -439,6 +493,7 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
     flagged(s->path->plan(), index, a.states, out.missing, out.stale);
     if (s->path->native()) out.prediction = a.prediction;
     else predict_rows(*s, index, a.row.data(), 1, &out.prediction);  // the row outlives no other request path call
+    if (s->tables[index].items) out.items = items_of(s->tables[index], a.row.data());
     out.variant = s->definition.variants[index].name;
     out.model = s->versions[index].ref();
     out.version = s->versions[index].version;
@@ -547,6 +602,14 @@ Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const pl
     log_.append(std::move(rows));  // the whole batch in one append
     for (size_t i = 0; i < n; ++i)
         if (b.decisions[i].shadows) run_shadows(*s, b.decisions[i].shadows, requests[i], ts);
+    for (size_t v = 0; v < nv; ++v) {
+        const TableShape& shape = s->tables[v];
+        if (!shape.items) continue;
+        out.items.resize(n);
+        const size_t w = path.plan().width(v);
+        for (size_t k = 0; k < b.rows_of[v].size(); ++k)
+            out.items[b.rows_of[v][k]] = items_of(shape, b.inputs[v].data() + k * w);
+    }
     out.decisions = std::move(b.decisions);
     out.predictions = std::move(b.predictions);
     return out;
@@ -556,6 +619,13 @@ int64_t Endpoint::revision() const { return current()->revision; }
 EndpointDefinition Endpoint::definition() const { return current()->definition; }
 std::string Endpoint::key() const { return current()->key; }
 std::string Endpoint::tenant_field() const { return current()->definition.tenant_field; }
+
+bool Endpoint::serves_items(std::string_view variant) const {
+    const auto s = current();
+    for (size_t i = 0; i < s->definition.variants.size(); ++i)
+        if (s->definition.variants[i].name == variant) return s->tables[i].items > 0;
+    return false;
+}
 
 bool Endpoint::admits(std::string_view tenant) {
     maybe_reload();

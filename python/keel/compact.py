@@ -28,7 +28,8 @@ _MAX_VARINT_BYTES = 10
 _FLOAT32 = struct.Struct("<f")
 
 Answer = dict[str, Any]
-Decoded = Union[Answer, list[Answer]]
+Items = dict[str, Any]
+Decoded = Union[Answer, Items, list[Union[Answer, Items]]]
 
 
 class _Reader:
@@ -82,12 +83,26 @@ class _Reader:
             raise self.fail(f"head byte 0x{b:02x} has unknown tag {tag} (1 answer, 2 batch, 3 items)", at)
         return tag, b & ~_TAG_MASK
 
-    def answer(self) -> Answer:
+    def element(self) -> Answer | Items:
+        """One message of a batch: an answer, or the items of one request."""
         at = self.pos
         tag, flags = self.head()
-        if tag != _TAG_ANSWER:
-            raise self.fail(f"expected an answer (tag 1) inside a batch, found tag {tag}", at)
-        return self.answer_body(flags)
+        if tag == _TAG_ANSWER:
+            return self.answer_body(flags)
+        if tag == _TAG_ITEMS:
+            self.plain_head(tag, flags, at)
+            return self.items_body()
+        raise self.fail(f"expected an answer (tag 1) or items (tag 3) inside a batch, found tag {tag}", at)
+
+    def items_body(self) -> Items:
+        variant = self.varint("the variant index")
+        version = self.varint("the model version")
+        count = self.varint("the item count")
+        if count > len(self.data) - self.pos:
+            raise self.fail(f"truncated: the item count {count} needs at least {count} more bytes, "
+                            f"{len(self.data) - self.pos} left")
+        items = [_zigzag(self.varint(f"item {i}")) for i in range(count)]
+        return {"items": items, "variant_index": variant, "version": version}
 
     def answer_body(self, flags: int) -> Answer:
         variant = self.varint("the variant index")
@@ -120,22 +135,15 @@ def decode(data: bytes | bytearray | memoryview) -> Decoded:
     elif tag == _TAG_BATCH:
         reader.plain_head(tag, flags, 0)
         count = reader.varint("the batch count")
-        # Each answer takes at least 7 bytes: a count beyond what is left is a corrupt message, not a
-        # list to allocate.
-        if count * 7 > len(reader.data) - reader.pos:
-            raise reader.fail(f"truncated: the batch count {count} needs at least {count * 7} more bytes, "
+        # Each message takes at least 4 bytes (items) or 7 (an answer): a count beyond what is left is a
+        # corrupt message, not a list to allocate.
+        if count * 4 > len(reader.data) - reader.pos:
+            raise reader.fail(f"truncated: the batch count {count} needs at least {count * 4} more bytes, "
                               f"{len(reader.data) - reader.pos} left")
-        result = [reader.answer() for _ in range(count)]
+        result = [reader.element() for _ in range(count)]
     else:
         reader.plain_head(tag, flags, 0)
-        variant = reader.varint("the variant index")
-        version = reader.varint("the model version")
-        count = reader.varint("the item count")
-        if count > len(reader.data) - reader.pos:
-            raise reader.fail(f"truncated: the item count {count} needs at least {count} more bytes, "
-                              f"{len(reader.data) - reader.pos} left")
-        items = [_zigzag(reader.varint(f"item {i}")) for i in range(count)]
-        result = {"items": items, "variant_index": variant, "version": version}
+        result = reader.items_body()
     if reader.pos != len(reader.data):
         raise reader.fail(f"{len(reader.data) - reader.pos} bytes left over after the message")
     return result

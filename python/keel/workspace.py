@@ -78,6 +78,11 @@ class Workspace:
         return FeatureStore(self)
 
     @functools.cached_property
+    def predictions(self):
+        from keel.predictions import Predictions
+        return Predictions(self)
+
+    @functools.cached_property
     def access(self):
         from keel.features import Access
         return Access(self)

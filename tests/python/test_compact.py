@@ -62,6 +62,12 @@ def test_items_decode_zigzag_ids_in_rank_order():
     assert compact.decode(data) == {"items": [7, -2, 150], "variant_index": 0, "version": 5}
 
 
+def test_a_batch_from_a_table_of_items_holds_one_items_message_per_request():
+    data = bytes.fromhex("02 02" "03 00 05 03 0e 03 ac 02" "03 01 06 00")
+    assert compact.decode(data) == [{"items": [7, -2, 150], "variant_index": 0, "version": 5},
+                                    {"items": [], "variant_index": 1, "version": 6}]
+
+
 def test_extreme_item_ids():
     # zigzag(2^63 - 1) = 2^64 - 2, zigzag(-2^63) = 2^64 - 1: ten-byte varints.
     top = bytes.fromhex("fe ff ff ff ff ff ff ff ff 01")
@@ -84,7 +90,7 @@ def test_bytearray_and_memoryview_are_accepted():
     (bytes.fromhex("41") + FIRST[1:], 0, "reserved bits 0x40"),
     (FIRST + b"\x00", 7, "1 bytes left over"),
     (bytes.fromhex("02 02") + FIRST, 2, "truncated"),               # count 2, one answer: the count check
-    (bytes.fromhex("02 01 03 00 00 00 00 00 00"), 2, "expected an answer (tag 1)"),
+    (bytes.fromhex("02 01 02 00 00 00 00 00 00"), 2, "expected an answer (tag 1) or items (tag 3)"),
     (bytes.fromhex("12 00"), 0, "only answers carry"),
     (bytes.fromhex("03 00 05 02 0e"), 4, "truncated"),
     (bytes.fromhex("03 00 05 02 0e 80"), 6, "item 1"),

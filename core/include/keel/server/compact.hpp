@@ -21,6 +21,8 @@ struct CompactAnswer {
 std::string encode_compact(const CompactAnswer& answer);
 //! A batch: a count, then the answers.
 std::string encode_compact_batch(std::span<const CompactAnswer> answers);
+//! A batch of already encoded messages (answers or items: a batch from a prediction table of items).
+std::string encode_compact_batch_messages(std::span<const std::string> messages);
 //! Top-k item ids (a recommendation): a count, then varint-packed ids (delta-free, in rank order).
 std::string encode_compact_items(std::span<const int64_t> items, int variant, int64_t version);
 

@@ -113,6 +113,7 @@ public:
         int64_t version = 0;
         std::string fallback;  //!< "" when the routing plugin decided
         std::vector<std::string> missing, stale;  //!< model inputs without a fresh value
+        std::vector<int64_t> items;  //!< top-k item ids, best first (a prediction table of items)
     };
     //! Serves one request. InvalidArgument when it lacks the entity key or (on_missing "error") an
     //! input has no fresh value (counted in stats().refused).
@@ -125,6 +126,7 @@ public:
         std::vector<plugins::Decision> decisions;   //!< per request
         std::vector<double> predictions;            //!< per request
         std::vector<std::vector<std::string>> missing, stale;  //!< per request
+        std::vector<std::vector<int64_t>> items;    //!< per request; empty when no variant serves items
     };
     //! InvalidArgument ("request i: ...") refuses the whole batch, nothing logged.
     BatchAnswer predict_batch(std::span<const std::span<const plugins::Field>> requests);
@@ -148,6 +150,8 @@ public:
     bool admits(std::string_view tenant);
     //! The request field that carries the tenant (the definition's tenant_field).
     std::string tenant_field() const;
+    //! True when `variant` is served from a prediction table of top-k items (answers carry items).
+    bool serves_items(std::string_view variant) const;
     //! The current revision's router (its stats, weights, default).
     std::shared_ptr<plugins::Router> router() const;
     //! True when every variant is served natively (no host model).
