@@ -94,7 +94,7 @@ std::shared_ptr<const InputPlan> plan_inputs(std::string_view endpoint, const En
     std::vector<ModelInputs> variants;
     for (size_t i = 0; i < models.size(); ++i) {
         const auto& v = definition.variants[i];
-        variants.push_back({v.name, models[i].ref, models[i].names, definition.declared(v)});
+        variants.push_back({v.name, models[i].ref, models[i].names, definition.declared(v), models[i].table});
     }
     return std::make_shared<const InputPlan>(std::move(spec), std::move(variants));
 }

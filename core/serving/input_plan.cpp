@@ -73,6 +73,7 @@ InputPlan::InputPlan(InputSpec spec, std::vector<ModelInputs> variants) : spec_(
         Plan p;
         p.variant = v.variant;
         p.model = v.model;
+        p.nulls_are_values = v.nulls_are_values;
         if (!unnamed(v.names)) {
             p.names = std::move(v.names);
         } else if (!v.declared.empty()) {
@@ -176,7 +177,9 @@ void InputPlan::fill(size_t variant, const double* feats, const features::Online
         if (f >= 0 && feats) {
             row[j] = feats[f];
             S s = status[f];
-            state[j] = s == S::Ok ? InputState::Ok : s == S::Stale ? InputState::Stale : InputState::Missing;
+            state[j] = s == S::Ok || (s == S::Null && p.nulls_are_values) ? InputState::Ok
+                       : s == S::Stale                                     ? InputState::Stale
+                                                                           : InputState::Missing;
         } else {
             row[j] = nan;
             state[j] = InputState::Missing;

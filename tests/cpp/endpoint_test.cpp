@@ -7,10 +7,13 @@
 #include "keel/lineage/graph.hpp"
 #include "keel/plugins/quality_store.hpp"
 #include "keel/registry/registry.hpp"
+#include "keel/serving/alias_check.hpp"
 #include "keel/serving/endpoint.hpp"
 #include "keel/serving/endpoint_store.hpp"
+#include "keel/serving/prediction_tables.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include "support/expect_error.hpp"
 #include "support/workspace_test.hpp"
 
 #include <gtest/gtest.h>
@@ -300,6 +303,70 @@ TEST_F(EndpointTest, AChangeWhoseModelCannotBeLoadedKeepsServingTheLastGoodState
     ep.predict(r);
     EXPECT_EQ(ep.revision(), 3);
     EXPECT_EQ(ep.rejected(), "");
+}
+
+TEST_F(EndpointTest, APredictionTableIsServedLikeAModelAndFollowsItsModelsAlias) {
+    using features::DType;
+    linear("recs", {"spend"}, {1.0}, 0.0);  // recs/1 and recs/2 wrote tables; their models are never run
+    linear("recs", {"spend"}, {2.0}, 0.0);
+    reg.set_alias("recs", "champion", 1);
+    // What ws.predictions.write does: a view per version, ingested, materialized, recorded.
+    auto write = [&](int64_t version, double score, std::vector<int64_t> first_items) {
+        features::ViewSpec v;
+        v.name = PredictionTables::view_name("player_recs", version);
+        v.entities = {"player"};
+        v.features = {{"prediction", DType::Float64}, {"item_1", DType::Int64}, {"item_2", DType::Int64}};
+        store->define_view(v);
+        std::vector<int64_t> ids{0, 1, 2}, ts(3, now_ms() - 1000), item1 = first_items, item2{7, 8, 9};
+        std::vector<double> scores(3, score);
+        features::BatchView b;
+        b.rows = 3;
+        b.columns.push_back({"player_id", DType::Int64, 0, ids.data()});
+        b.columns.push_back({"event_timestamp", DType::Timestamp, 0, ts.data()});
+        b.columns.push_back({"prediction", DType::Float64, 0, scores.data()});
+        b.columns.push_back({"item_1", DType::Int64, 0, item1.data()});
+        b.columns.push_back({"item_2", DType::Int64, 0, item2.data()});
+        store->ingest(v.name, b);
+        store->materialize(v.name);
+        PredictionTables(*ws).record({"player_recs", "recs", version, v.name, true, 2, 3, now_ms(), "test"});
+    };
+    write(1, 0.5, {10, 11, 12});
+    EndpointStore(*ws).define("recs", Value(Value::Map{{"model", "predictions:player_recs@champion"}}));
+    Endpoint ep(ws, "recs");
+    Field r[] = {{"player_id", int64_t(1)}};
+    auto a = ep.predict(r);
+    EXPECT_EQ(a.model, "recs/1");  // the version that computed the answer
+    EXPECT_DOUBLE_EQ(a.prediction, 0.5);
+    EXPECT_EQ(a.items, (std::vector<int64_t>{11, 8}));
+    EXPECT_TRUE(ep.serves_items("main"));
+
+    // Version 2 wrote no table yet: the move is refused (the check every caller makes), and a move
+    // made below it leaves the endpoint on its table; once version 2 has written one, it follows.
+    EXPECT_EQ(keel::testing::thrown_error([&] { check_alias_move(*ws, "recs", "champion", 2); }).kind(),
+              ErrorKind::Conflict);
+    reg.set_alias("recs", "champion", 2);
+    EXPECT_EQ(ep.predict(r).model, "recs/1");
+    EXPECT_NE(ep.rejected().find("wrote no predictions"), std::string::npos) << ep.rejected();
+    write(2, 0.25, {20, 21, 22});
+    check_alias_move(*ws, "recs", "champion", 2);
+    reg.set_alias("recs", "champion", 2);
+    auto b = ep.predict(r);
+    EXPECT_EQ(b.model, "recs/2");
+    EXPECT_EQ(b.items, (std::vector<int64_t>{21, 8}));
+
+    // A batch answers as requests one by one would.
+    Field r0[] = {{"player_id", int64_t(0)}};
+    std::vector<std::span<const Field>> both{r0, r};
+    auto batch = ep.predict_batch(both);
+    ASSERT_EQ(batch.items.size(), 2u);
+    EXPECT_EQ(batch.items[0], (std::vector<int64_t>{20, 7}));
+    EXPECT_DOUBLE_EQ(batch.predictions[1], 0.25);
+
+    // An unknown table, or a version that wrote none, is NotFound naming it.
+    EXPECT_NE(keel::testing::error_message(ErrorKind::NotFound, [&] {
+                  EndpointStore(*ws).define("nope", Value(Value::Map{{"model", "predictions:nothing/1"}}));
+              }).find("nothing"),
+              std::string::npos);
 }
 
 TEST_F(EndpointTest, OnlyNativeModelsAreServedByTheCore) {

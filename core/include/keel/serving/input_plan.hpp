@@ -29,6 +29,9 @@ struct ModelInputs {
     std::string model;                   //!< resolved ref, e.g. "churn/3" (for messages)
     std::vector<std::string> names;      //!< from the model's signature ("" / x0, x1...: unnamed)
     std::vector<std::string> declared;   //!< signature=[...] given on the endpoint, for unnamed models
+    //! A prediction table's: a null online value (a rank without an item) is a value, not a missing
+    //! input; an entity the table does not hold is still missing.
+    bool nulls_are_values = false;
 };
 
 //! The state of one model input in one answer.
@@ -67,6 +70,7 @@ private:
     };
     struct Plan {
         std::string variant, model;
+        bool nulls_are_values = false;
         std::vector<std::string> names;
         std::vector<Source> sources;
         std::vector<std::pair<std::string, uint32_t>> by_name;  // sorted: request field -> input
