@@ -504,6 +504,15 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
     lookup_rows<true>(*plan_.load(), access_.get(), grants_current(), ids, n, out, status, now);
 }
 
+void OnlineReader::event_times(size_t feature, const int64_t* ids, size_t n, int64_t* out) const {
+    const auto plan = plan_.load();
+    const Plan::View& view = plan->views.at(plan->outs.at(feature).view);
+    for (size_t i = 0; i < n; ++i) {
+        const uint32_t r = plan->find(view, ids[i]);
+        out[i] = r == Plan::kEmpty ? std::numeric_limits<int64_t>::min() : view.ev[r];
+    }
+}
+
 bool OnlineReader::refresh() {
     bool switched = false;
     {
@@ -536,7 +545,9 @@ std::string OnlineReader::snapshot_key() const { return plan_.load()->key; }
 std::shared_ptr<OnlineReader> FeatureStore::online_reader(const std::vector<std::string>& features) {
     auto reader = std::make_shared<OnlineReader>(*this, features);
     std::lock_guard lock(impl_->mu);
-    impl_->readers.push_back(reader);
+    auto& rs = impl_->readers;  // a long-lived store makes readers again and again: drop the dead ones
+    rs.erase(std::remove_if(rs.begin(), rs.end(), [](auto& w) { return w.expired(); }), rs.end());
+    rs.push_back(reader);
     return reader;
 }
 

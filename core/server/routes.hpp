@@ -60,10 +60,19 @@ public:
     //! The store that reads as `role` ("" for no role), opened on first use.
     features::FeatureStore& store(const std::string& role);
 
+    struct Prepared;
+
 private:
+    //! What a request for these features by a caller with these roles needs (views, PII access,
+    //! compiled readers), made once and kept until the workspace changes.
+    std::shared_ptr<const Prepared> prepare(const std::vector<std::string>& features,
+                                            const std::vector<std::string>& roles);
+
     std::shared_ptr<storage::Workspace> ws_;
     std::mutex mutex_;
     std::map<std::string, std::unique_ptr<features::FeatureStore>> stores_;
+    std::mutex cache_mutex_;
+    std::map<std::string, std::shared_ptr<const Prepared>> cache_;
 };
 
 } // namespace keel::server

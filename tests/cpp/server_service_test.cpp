@@ -208,6 +208,43 @@ TEST_F(ServiceTest, OnlineFeaturesMaskPiiUnlessARoleIsGranted) {
     EXPECT_EQ(bad.status, 404);
 }
 
+TEST_F(ServiceTest, OnlineFeaturesOfStringKeysAndTextColumnsAndARevokeSeenAtOnce) {
+    using features::DType;
+    store->define_entity({"account", {{"account_id", DType::String}}, ""});
+    features::ViewSpec v;
+    v.name = "profile";
+    v.entities = {"account"};
+    v.features = {{"country", DType::String}, {"logins", DType::Int64}};
+    store->define_view(v);
+    std::string bytes = "ab";
+    std::vector<int64_t> offsets{0, 1, 2}, ts(2, now_ms() - 1000), logins{3, 4};
+    std::string countries = "frde";
+    std::vector<int64_t> country_offsets{0, 2, 4};
+    features::BatchView b;
+    b.rows = 2;
+    b.columns.push_back({"account_id", DType::String, 0, bytes.data(), offsets.data()});
+    b.columns.push_back({"event_timestamp", DType::Timestamp, 0, ts.data()});
+    b.columns.push_back({"country", DType::String, 0, countries.data(), country_offsets.data()});
+    b.columns.push_back({"logins", DType::Int64, 0, logins.data()});
+    store->ingest("profile", b);
+    store->materialize("profile");
+    Service service(ws, jwt_options());
+    auto got = json_of(service.handle(
+        post("/v1/features/online", R"({"features": ["profile:country", "profile:logins"], "entities": {"account_id": ["b", "z"]}})"),
+        tenant("a")));
+    EXPECT_EQ(got["features"]["profile:country"]["values"], Json::array({"de", nullptr}));
+    EXPECT_EQ(got["features"]["profile:logins"]["values"][0], 4);
+    EXPECT_EQ(got["features"]["profile:logins"]["status"], Json::array({"ok", "missing"}));
+
+    // PII shown to a granted role, then masked from the next request once the grant is revoked.
+    const std::string body = R"({"features": ["activity:salary"], "entities": {"player_id": [2]}})";
+    EXPECT_EQ(json_of(service.handle(post("/v1/features/online", body), tenant("a", {"payroll"})))["features"]
+                  ["activity:salary"]["values"][0], 2000.0);
+    store->revoke("payroll", "activity", {"salary"});
+    EXPECT_EQ(json_of(service.handle(post("/v1/features/online", body), tenant("a", {"payroll"})))["features"]
+                  ["activity:salary"]["status"][0], "masked");
+}
+
 TEST_F(ServiceTest, NamedEndpointsMustExistAtStart) {
     ServiceOptions o;
     o.endpoints = {"churn", "missing"};

@@ -55,6 +55,11 @@ public:
     //! loop as lookup(), compiled a second time with the status stores.
     void lookup(const int64_t* ids, size_t n, double* out, Status* status, int64_t now_ms) const;
 
+    //! For ids[0..n): the event time (ms) of the row feature `feature` (an index into features())
+    //! reads for each id in the current snapshot, whatever its TTL; INT64_MIN for an entity it does
+    //! not hold. What a caller reports as a value's age. Allocation-free.
+    void event_times(size_t feature, const int64_t* ids, size_t n, int64_t* out) const;
+
     //! Loads newer snapshots if any were materialized, and re-reads the grants when any process
     //! changed them; returns true when the reader switched snapshots.
     bool refresh();
