@@ -59,12 +59,20 @@ TREES = int(os.environ.get("TREES", 100 if QUICK else 500))
 PLAYERS = int(os.environ.get("PLAYERS", 100_000))
 CONNECTIONS = (1, 16, 64)
 N_FEATURES = 20
-FEATS = [f"f{i}" for i in range(N_FEATURES)]
+FEATS = [f"feature_{i:02d}" for i in range(N_FEATURES)]  # not f0..: names LightGBM would make up
 REFS = [f"activity:{f}" for f in FEATS]
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 TOKEN = "bench-token-0123456789abcdef"  # the peers' bearer token (Keel makes its own)
 BIN = os.path.dirname(sys.executable)  # the venv's console scripts: uvicorn, mlflow, bentoml, feast
 COMPACT = "application/x-keel-compact"
+
+FOOTNOTES = [
+    "Keel, FastAPI and BentoML look the 20 features up by player_id and route champion/challenger 50/50; "
+    "MLflow has no feature store and no routing: its request carries the 20 values (dataframe_split) and it "
+    "serves the champion alone.",
+    "Keel / best peer: Keel's requests/s over the fastest peer's on that row (at least that over every peer).",
+    "Every server gets 2 workers or threads; wrk (-t1 at 1 connection, -t2 above) runs on the same 2 cores.",
+]
 
 rows: list[dict] = []  # one per (workload, connections): Keel's numbers and each peer's
 notes: list[str] = []
@@ -85,7 +93,7 @@ def make_data() -> tuple[pd.DataFrame, np.ndarray]:
 
 def train(frame: pd.DataFrame, y: np.ndarray, seed: int):
     import lightgbm as lgb
-    rows_ = np.random.default_rng(seed).choice(len(frame), 30_000, replace=False)
+    rows_ = np.random.default_rng(seed).choice(len(frame), 15_000, replace=False)
     data = lgb.Dataset(frame.loc[rows_, FEATS], label=y[rows_])
     params = {"objective": "binary", "num_leaves": 96, "max_depth": 7, "learning_rate": 0.05,
               "min_data_in_leaf": 10, "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1,
@@ -101,8 +109,8 @@ def keel_workspace(path: str, frame: pd.DataFrame, boosters) -> keel.Workspace:
     fv.ingest(frame)
     ws.features.materialize("activity")
     for booster in boosters:
-        mv = ws.models.log_model(None, booster, "churn")
-        flavour = ws.models.get("churn", mv.version).flavour
+        mv = ws.models.log_model(None, booster, "churn", input_example=frame[FEATS].head(5))
+        flavour = ws.models.get(f"churn/{mv.version}").flavour
         assert flavour == "keel-native", f"churn/{mv.version} was stored as {flavour!r}, not natively"
     ws.models.set_alias("churn", "champion", 1)
     ws.models.set_alias("churn", "challenger", 2)
@@ -128,7 +136,9 @@ class Peer:
         self.name, self.port, self.log_path = name, port, log
         self.url = f"http://127.0.0.1:{port}"
         with open(log, "w") as out:
-            self.process = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,
+            # The venv's bin first: mlflow starts `uvicorn` by name.
+            path = BIN + os.pathsep + os.environ.get("PATH", "")
+            self.process = subprocess.Popen(args, cwd=cwd, env={**os.environ, "PATH": path, **(env or {})}, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + startup
         while time.time() < deadline:
@@ -253,7 +263,7 @@ def start_mlflow(tmp: str, booster) -> Peer:
 def start_feast(tmp: str, frame: pd.DataFrame) -> Peer:
     import datetime as dt
 
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
     repo = os.path.join(tmp, "feast_repo")
     os.makedirs(os.path.join(repo, "data"))
@@ -264,7 +274,7 @@ def start_feast(tmp: str, frame: pd.DataFrame) -> Peer:
                  "online_store:\n  type: sqlite\n  path: data/online.db\n"
                  "offline_store:\n  type: file\nentity_key_serialization_version: 3\n")
     store = FeatureStore(repo_path=repo)
-    player = Entity(name="player", join_keys=["player_id"])
+    player = Entity(name="player", join_keys=["player_id"], value_type=ValueType.INT64)
     view = FeatureView(name="activity", entities=[player], ttl=dt.timedelta(days=3650),
                        schema=[Field(name=f, dtype=Float64) for f in FEATS],
                        source=FileSource(path=parquet, timestamp_field="event_timestamp"), online=True)
@@ -335,8 +345,9 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}; load average {load}")
 
 
 def fmt_peer(r: dict | None) -> str:
@@ -461,8 +472,9 @@ def main() -> None:
     print(f"total {time.perf_counter() - started:.0f} s\n", flush=True)
     print(f"Machine: {machine()}; wrk on the same machine, {DURATION} s per run.\n")
     print(table())
-    for n in notes:
-        print(f"\n- {n}")
+    print()
+    for n in notes + FOOTNOTES:
+        print(f"- {n}")
 
 
 def lgb_depth(node: dict) -> int:
