@@ -143,6 +143,7 @@ class Peer:
         deadline = time.time() + startup
         while time.time() < deadline:
             if self.process.poll() is not None:
+                self.stop()  # workers it forked may outlive it
                 raise RuntimeError(f"{name} exited with {self.process.returncode} at start:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url + health, timeout=2) as resp:
