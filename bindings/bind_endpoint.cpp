@@ -240,7 +240,7 @@ void bind_endpoint(py::module_& m) {
                 version.push_back(py::int_(v.version));
             }
             std::vector<py::object> fallbacks;
-            for (int f = 0; f <= int(plugins::Fallback::DataIssue); ++f)
+            for (int f = 0; f <= int(plugins::Fallback::Unavailable); ++f)
                 fallbacks.push_back(py::str(std::string(plugins::fallback_name(plugins::Fallback(f)))));
             auto answer = [&](size_t i, Key key) -> py::object {
                 const auto& d = b.decisions[i];

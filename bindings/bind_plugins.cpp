@@ -207,6 +207,7 @@ const auto kRouterStatsFields = fields(
     field("decisions", &RouterStats::decisions), field("fallbacks", &RouterStats::fallbacks),
     field("errors", &RouterStats::errors), field("unknown_variant", &RouterStats::unknown_variant),
     field("budget", &RouterStats::budget), field("memory", &RouterStats::memory), field("data_issue", &RouterStats::data_issue),
+    field("unavailable", &RouterStats::unavailable),
     field("served", [](const RouterStats& s) {
         py::dict served;
         for (const auto& [name, count] : s.served) served[py::str(name)] = count;

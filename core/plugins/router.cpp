@@ -20,6 +20,7 @@ std::string_view fallback_name(Fallback f) {
     case Fallback::Budget: return "budget";
     case Fallback::Memory: return "memory";
     case Fallback::DataIssue: return "data_issue";
+    case Fallback::Unavailable: return "model_unavailable";
     }
     return "";
 }
@@ -172,6 +173,12 @@ void Router::set_issues(std::vector<std::string> variants) {
     publish(std::move(shared));
 }
 
+void Router::set_unavailable(const std::vector<std::string>& variants) {
+    uint64_t bits = 0;
+    for (const auto& v : variants) bits |= uint64_t(1) << variant_index(v);
+    unavailable_.store(bits, std::memory_order_release);
+}
+
 RouterStats Router::stats() const {
     RouterStats s;
     s.decisions = decisions_.load();
@@ -180,7 +187,8 @@ RouterStats Router::stats() const {
     s.budget = budget_.load();
     s.memory = memory_.load();
     s.data_issue = data_issue_.load();
-    s.fallbacks = s.errors + s.unknown_variant + s.budget + s.memory + s.data_issue;
+    s.unavailable = unavailable_count_.load();
+    s.fallbacks = s.errors + s.unknown_variant + s.budget + s.memory + s.data_issue + s.unavailable;
     for (size_t i = 0; i < names_.size(); ++i) s.served.emplace_back(names_[i], served_[i].load());
     std::lock_guard lock(mutex_);
     s.last_error = last_error_;
@@ -309,6 +317,14 @@ Decision Router::route(std::span<const Field> request, Host& host) {
         data_issue_.fetch_add(1, std::memory_order_relaxed);
     }
     lua_settop(L, base);
+    if (const uint64_t down = unavailable_.load(std::memory_order_acquire)) {
+        d.shadows &= ~down;
+        if (down >> v & 1) {  // no model to answer with: the default variant does
+            unavailable_count_.fetch_add(1, std::memory_order_relaxed);
+            d.variant = v = default_index_;
+            d.fallback = Fallback::Unavailable;
+        }
+    }
     served_[size_t(v)].fetch_add(1, std::memory_order_relaxed);
     return d;
 }

@@ -43,6 +43,14 @@ struct TableLookup final : VariantModel {
     }
 };
 
+// The model of a variant whose model could not be loaded: never called, the router sends its
+// requests to the default variant.
+struct Unloaded final : VariantModel {
+    std::vector<double> predict(const double*, size_t, size_t) const override {
+        throw_error(ErrorKind::Internal, "a variant without a model was asked to predict");
+    }
+};
+
 TableShape table_shape(const registry::ModelVersion& mv) {
     TableShape shape;
     if (mv.flavour != kPredictionsFlavour) return shape;
@@ -80,6 +88,18 @@ struct Endpoint::State {
 };
 
 namespace {
+
+// Variant i of `s` has no model (it could not be loaded): the router sends its requests elsewhere.
+bool unloaded(const Endpoint::State& s, size_t i) {
+    return i < s.hosted.size() && dynamic_cast<const Unloaded*>(s.hosted[i].get()) != nullptr;
+}
+
+// The variant served when routing fails: default= by name, else the first.
+int next_default_index(const EndpointDefinition& d) {
+    for (size_t i = 0; i < d.variants.size(); ++i)
+        if (d.variants[i].name == d.default_variant) return int(i);
+    return 0;
+}
 
 int64_t steady_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -291,55 +311,71 @@ void Endpoint::reload() {
     const size_t nv = d.variants.size();
     next->natives.resize(nv);
     next->hosted.resize(nv);
+    // The model of one variant: the core's predictor, the host's model, or a table lookup.
+    auto load = [&](size_t i) {
+        const auto& mv = next->versions[i];
+        if (mv.flavour == kPredictionsFlavour) {  // values looked up online: nothing to load
+            auto lookup = std::make_shared<TableLookup>();
+            lookup->score = table_shape(mv).score;
+            next->hosted[i] = std::move(lookup);
+            return;
+        }
+        if (mv.flavour == "keel-native") {
+            auto p = inference::load_predictor(registry.load_artifact(mv.ref()));
+            try {
+                check_output(name_, d.variants[i], mv, *p, d.output);
+                next->natives[i] = std::move(p);
+                return;
+            } catch (const Error&) {
+                if (!options_.load_model) throw;  // the host may serve what the core does not
+            }
+        } else if (!options_.load_model) {
+            throw_error(ErrorKind::InvalidArgument,
+                        "model {} is a '{}' model, which only a Python host can run; the core serves native models "
+                        "(log a model keel.inference can convert)", mv.ref(), mv.flavour);
+        }
+        next->hosted[i] = options_.load_model(mv, d.output);
+        if (!next->hosted[i]) throw_error(ErrorKind::InvalidArgument, "the host cannot serve model {}", mv.ref());
+    };
+    const int default_index = next_default_index(d);
+    std::vector<std::string> unavailable;  // variants without a model: the default answers for them
     for (size_t i = 0; i < nv; ++i) {
         const auto& mv = next->versions[i];
         bool reused = false;
         for (size_t j = 0; previous && j < previous->versions.size() && !reused; ++j)
-            if (previous->versions[j].ref() == mv.ref() && previous->definition.output == d.output) {
+            if (previous->versions[j].ref() == mv.ref() && previous->definition.output == d.output &&
+                !unloaded(*previous, j)) {
                 next->natives[i] = previous->natives[j];
                 next->hosted[i] = previous->hosted[j];
                 reused = true;
             }
         if (reused) continue;
-        if (mv.flavour == kPredictionsFlavour) {  // values looked up online: nothing to load
-            auto lookup = std::make_shared<TableLookup>();
-            lookup->score = table_shape(mv).score;
-            next->hosted[i] = std::move(lookup);
-            continue;
-        }
-        if (mv.flavour == "keel-native") {
-            std::shared_ptr<const inference::Predictor> p;
-            try {
-                p = inference::load_predictor(registry.load_artifact(mv.ref()));
-            } catch (const Error& e) {
-                // An alias moved onto a version whose artifact is missing or corrupt: that variant
-                // keeps serving its version (a new revision or a first open fails: nothing to keep).
-                if (!same_revision) throw;
+        try {
+            load(i);
+        } catch (const Error& e) {
+            if (same_revision) {
+                // An alias moved onto a version whose model cannot be loaded (a missing or corrupt
+                // artifact): that variant keeps serving the version it served.
                 rejected.emplace_back(d.variants[i].name,
                                       fmt::format("{} moved to {}, not followed: its model could not be loaded: {}",
                                                   d.variants[i].model, mv.ref(), e.what()));
                 next->versions[i] = previous->versions[i];
                 next->natives[i] = previous->natives[i];
                 next->hosted[i] = previous->hosted[i];
+                if (unloaded(*previous, i)) unavailable.push_back(d.variants[i].name);
                 continue;
             }
-            try {
-                check_output(name_, d.variants[i], mv, *p, d.output);
-                next->natives[i] = std::move(p);
-                continue;
-            } catch (const Error&) {
-                if (!options_.load_model) throw;  // the host may serve what the core does not
-            }
-        } else if (!options_.load_model) {
-            throw_error(ErrorKind::InvalidArgument,
-                        "endpoint '{}', variant '{}': model {} is a '{}' model, which only a Python host can run; the "
-                        "core serves native models (log a model keel.inference can convert)",
-                        name_, d.variants[i].name, mv.ref(), mv.flavour);
+            // The default variant answers for the others, so it must load (else the revision is not
+            // served: a first open fails, a new one leaves the previous serving).
+            if (int(i) == default_index)
+                throw_error(e.kind(), "endpoint '{}', default variant '{}': {}", name_, d.variants[i].name, e.what());
+            rejected.emplace_back(d.variants[i].name,
+                                  fmt::format("its model {} could not be loaded, so the default variant '{}' answers "
+                                              "its requests: {}", mv.ref(), d.variants[size_t(default_index)].name,
+                                              e.what()));
+            next->hosted[i] = std::make_shared<Unloaded>();
+            unavailable.push_back(d.variants[i].name);
         }
-        next->hosted[i] = options_.load_model(mv, d.output);
-        if (!next->hosted[i])
-            throw_error(ErrorKind::InvalidArgument, "endpoint '{}', variant '{}': the host cannot serve model {}",
-                        name_, d.variants[i].name, mv.ref());
     }
     auto plan = plan_of(next->versions);  // a new revision was checked when it was saved
     const auto& served_features = plan->spec().features;  // the definition's and the prediction tables'
@@ -364,6 +400,7 @@ void Endpoint::reload() {
         next->router = std::make_shared<plugins::Router>(std::move(config));
         store.link_views(name_, d);  // also for revisions saved before endpoints recorded their views
     }
+    next->router->set_unavailable(unavailable);
     std::vector<std::shared_ptr<const inference::Predictor>> predictors(next->natives);
     next->path = std::make_shared<RequestPath>(next->router, next->reader, key, std::move(plan), std::move(predictors));
     next->key = key;

@@ -305,6 +305,35 @@ TEST_F(EndpointTest, AChangeWhoseModelCannotBeLoadedKeepsServingTheLastGoodState
     EXPECT_EQ(ep.rejected(), "");
 }
 
+TEST_F(EndpointTest, AVariantWhoseModelCannotBeLoadedIsAnsweredByTheDefaultVariant) {
+    linear("good", {"spend"}, {1.0}, 0.0);
+    auto corrupt = ws->artifacts().put_bytes("not a model");
+    reg.register_version("bad", {.digest = corrupt, .flavour = "keel-native",
+                                 .signature = R"({"inputs": [{"name": "spend"}]})"});
+    define_ab("ab", "plugins/routing/sticky.lua", "good/1", "bad/1");  // a is the default variant
+    Endpoint ep(ws, "ab");  // opens: only b is out
+    EXPECT_NE(ep.rejected().find("the default variant 'a' answers"), std::string::npos) << ep.rejected();
+    std::vector<std::vector<Field>> requests;
+    for (int64_t id = 0; id < 10; ++id) requests.push_back({{"player_id", id}});
+    int rerouted = 0;
+    for (const auto& r : requests) {
+        auto a = ep.predict(r);
+        EXPECT_EQ(a.model, "good/1");
+        EXPECT_DOUBLE_EQ(a.prediction, 10.0 * double(std::get<int64_t>(r[0].value)));
+        rerouted += a.fallback == "model_unavailable";
+    }
+    EXPECT_GT(rerouted, 0) << "sticky routing sends some players to b";
+    std::vector<std::span<const Field>> spans(requests.begin(), requests.end());
+    auto batch = ep.predict_batch(spans);
+    for (const auto& d : batch.decisions) EXPECT_EQ(d.variant, 0);
+    EXPECT_EQ(ep.stats().router.unavailable, rerouted * 2);
+
+    // The default variant itself must load: such an endpoint is not opened.
+    define_ab("ba", "plugins/routing/sticky.lua", "bad/1", "good/1");
+    EXPECT_NE(keel::testing::error_message(ErrorKind::Corrupt, [&] { Endpoint bad(ws, "ba"); }).find("default variant"),
+              std::string::npos);
+}
+
 TEST_F(EndpointTest, APredictionTableIsServedLikeAModelAndFollowsItsModelsAlias) {
     using features::DType;
     linear("recs", {"spend"}, {1.0}, 0.0);  // recs/1 and recs/2 wrote tables; their models are never run

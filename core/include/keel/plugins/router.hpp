@@ -42,7 +42,8 @@ struct Field {
 //! Why a decision fell back to the default variant.
 //! DataIssue: the plugin moved the request off the variant it would have chosen because that
 //! variant reads a feature view with an open data issue (route() returned "data_issue" third).
-enum class Fallback : uint8_t { None, Error, UnknownVariant, Budget, Memory, DataIssue };
+//! Unavailable: the plugin chose a variant whose model could not be loaded (set_unavailable).
+enum class Fallback : uint8_t { None, Error, UnknownVariant, Budget, Memory, DataIssue, Unavailable };
 std::string_view fallback_name(Fallback f);
 
 //! A routing decision: the variant index served, the shadows (bit i = variant i) and whether the
@@ -62,6 +63,7 @@ struct RouterStats {
     int64_t budget = 0;
     int64_t memory = 0;
     int64_t data_issue = 0;   //!< rerouted off a variant with an open data issue (counted in fallbacks)
+    int64_t unavailable = 0;  //!< chose a variant whose model could not be loaded (counted in fallbacks)
     std::vector<std::pair<std::string, int64_t>> served;  //!< per variant
     std::string last_error;
 };
@@ -86,6 +88,9 @@ public:
     void set_weights(const std::vector<std::pair<std::string, double>>& weights);
     //! The variants currently fed by a feature view with an open data issue (ctx.issues).
     void set_issues(std::vector<std::string> variants);
+    //! The variants whose model could not be loaded: a decision for one is served by the default
+    //! variant (Fallback::Unavailable) and shadows to them are dropped. Unknown names are refused.
+    void set_unavailable(const std::vector<std::string>& variants);
 
     RouterConfig config() const;
     const std::string& variant_name(int index) const { return names_.at(size_t(index)); }
@@ -103,7 +108,9 @@ private:
     mutable std::mutex mutex_;
     std::shared_ptr<const Shared> shared_;
     std::atomic<uint64_t> version_{0};
-    std::atomic<int64_t> decisions_{0}, errors_{0}, unknown_{0}, budget_{0}, memory_{0}, data_issue_{0};
+    std::atomic<int64_t> decisions_{0}, errors_{0}, unknown_{0}, budget_{0}, memory_{0}, data_issue_{0},
+        unavailable_count_{0};
+    std::atomic<uint64_t> unavailable_{0};  // bit i: variant i has no model
     std::unique_ptr<std::atomic<int64_t>[]> served_;
     std::string last_error_;
 };
