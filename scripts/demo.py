@@ -361,7 +361,7 @@ def serve_http(ws, frame: pd.DataFrame) -> None:
         item("over HTTP", f"player {ids[0]} -> {first['variant']} {first['model']} {first['prediction']:.4f} "
              f"(in-process: {local['prediction']:.4f})")
         item("round trip", f"{per_call_us:.0f} µs per request from this Python client on one keep-alive "
-             "connection (bench/bench_server.py measures the server with wrk)")
+             "connection (wall clock: varies with load; bench/bench_server.py measures the server with wrk)")
         item("compact answer", f"{len(small)} bytes: {compact.decode(small)}")
         requests = [line for line in server.metrics().splitlines()
                     if line.startswith("keel_requests_total") and f'endpoint="{MODEL}"' in line]

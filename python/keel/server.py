@@ -160,6 +160,11 @@ class Server:
         if self._token_dir:
             shutil.rmtree(self._token_dir, ignore_errors=True)
             self._token_dir = None
+        # The pipes end with the process: close them (the stderr reader sees EOF first).
+        self._drain.join(timeout=5)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None and not self._drain.is_alive():
+                pipe.close()
         return self.process.returncode
 
     def log(self) -> str:
