@@ -3,6 +3,8 @@
 // order; the flat_buffer keeps the bytes already received of the next one.
 #include "http_session.hpp"
 
+#include "json_out.hpp"
+
 #include "keel/common/error.hpp"
 
 #include <boost/asio/dispatch.hpp>
@@ -12,7 +14,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -277,11 +278,6 @@ std::shared_ptr<Connection> make_connection(ConnectionHost& host, uint64_t id, t
             host, id, std::move(peer), std::move(tls), std::move(socket), context);
     }
     return std::make_shared<Session<beast::tcp_stream>>(host, id, std::move(peer), nullptr, std::move(socket));
-}
-
-std::string error_body(std::string_view kind, std::string_view message) {
-    nlohmann::json body{{"error", kind}, {"message", message}};
-    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 } // namespace keel::server::detail

@@ -46,7 +46,4 @@ std::shared_ptr<Connection> make_connection(ConnectionHost& host, uint64_t id,
                                             boost::asio::ip::tcp::socket socket,
                                             std::shared_ptr<boost::asio::ssl::context> tls);
 
-//! {"error": kind, "message": message}: the body of every error the transport answers itself.
-std::string error_body(std::string_view kind, std::string_view message);
-
 } // namespace keel::server::detail
