@@ -95,7 +95,7 @@ bool unloaded(const Endpoint::State& s, size_t i) {
 }
 
 // The variant served when routing fails: default= by name, else the first.
-int next_default_index(const EndpointDefinition& d) {
+int default_index_of(const EndpointDefinition& d) {
     for (size_t i = 0; i < d.variants.size(); ++i)
         if (d.variants[i].name == d.default_variant) return int(i);
     return 0;
@@ -337,7 +337,7 @@ void Endpoint::reload() {
         next->hosted[i] = options_.load_model(mv, d.output);
         if (!next->hosted[i]) throw_error(ErrorKind::InvalidArgument, "the host cannot serve model {}", mv.ref());
     };
-    const int default_index = next_default_index(d);
+    const int default_index = default_index_of(d);
     std::vector<std::string> unavailable;  // variants without a model: the default answers for them
     for (size_t i = 0; i < nv; ++i) {
         const auto& mv = next->versions[i];
