@@ -254,7 +254,7 @@ std::shared_ptr<const FeatureRoutes::Prepared> FeatureRoutes::prepare(const std:
     for (const auto& n : names) cache_key += n + '\n';
     cache_key += '|';
     for (const auto& r : roles) cache_key += r + '\n';
-    const uint64_t token = ws_->db().change_token();
+    const uint64_t token = ws_->db().recent_change_token(std::chrono::milliseconds(1));
     {
         std::lock_guard lock(cache_mutex_);
         if (auto it = cache_.find(cache_key); it != cache_.end() && it->second->token == token) return it->second;

@@ -428,7 +428,9 @@ void Endpoint::maybe_reload() {
     bool interval = now >= due &&
                     next_snapshot_check_.compare_exchange_strong(due, now + options_.refresh_interval.count());
     auto& db = ws_->db();
-    uint64_t token = db.change_token();
+    // This handle's own changes are seen at once, other processes' within a millisecond, with no
+    // file lock taken per request.
+    uint64_t token = db.recent_change_token(std::chrono::milliseconds(1));
     bool moved = false;
     if (token_.exchange(token) != token) {
         int64_t generation = storage::read_generation(db);

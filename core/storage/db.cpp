@@ -198,7 +198,22 @@ uint64_t Db::change_token() {
     auto guard = lock();
     auto st = prepare("PRAGMA data_version");
     uint64_t other = st.step() ? uint64_t(st.int64(0)) : 0;
-    return (other << 32) ^ local_commits_;
+    return (other << 32) ^ local_commits_.load();
+}
+
+uint64_t Db::recent_change_token(std::chrono::microseconds max_age) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch()).count();
+    const uint64_t local = local_commits_.load(std::memory_order_acquire);
+    if (local == recent_local_.load(std::memory_order_acquire) &&
+        now - recent_at_us_.load(std::memory_order_acquire) < max_age.count())
+        return recent_token_.load(std::memory_order_acquire);
+    // Racing readers may store in either order: a token read earlier can stand for at most max_age.
+    const uint64_t token = change_token();
+    recent_token_.store(token, std::memory_order_release);
+    recent_at_us_.store(now, std::memory_order_release);
+    recent_local_.store(local, std::memory_order_release);
+    return token;
 }
 
 void Db::ensure_schema(const ModuleSchema& schema) {

@@ -302,13 +302,19 @@ def test_an_alias_moved_onto_a_model_that_cannot_load_degrades_to_the_last_good_
     workspace.endpoint("fragile", model="fragile@live", features=["activity:sessions", "activity:spend"])
     assert server.predict("fragile", {"player_id": 3})["model"] == "fragile/1"
 
-    workspace.models.set_alias("fragile", "live", 2)
-    got = server.predict("fragile", {"player_id": 3})
-    assert (got["model"], got["prediction"]) == ("fragile/1", pytest.approx(3.0))  # answered, on the last good
-    ready = json.loads(call(server, "GET", "/readyz")[2])
+    workspace.models.set_alias("fragile", "live", 2)  # seen by the server within a second
+    deadline = time.monotonic() + 1.0
+    while True:
+        got = server.predict("fragile", {"player_id": 3})
+        assert (got["model"], got["prediction"]) == ("fragile/1", pytest.approx(3.0))  # answered, on the last good
+        ready = json.loads(call(server, "GET", "/readyz")[2])
+        if "fragile" in ready["degraded"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert "could not be loaded" in ready["degraded"]["fragile"]
     assert 'keel_endpoint_degraded{endpoint="fragile"} 1' in server.metrics()
     workspace.models.set_alias("fragile", "live", 1)
+    time.sleep(0.01)
     server.predict("fragile", {"player_id": 3})
     assert "fragile" not in json.loads(call(server, "GET", "/readyz")[2])["degraded"]
 

@@ -1,6 +1,8 @@
 // core/include/keel/storage/db.hpp
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -117,6 +119,10 @@ public:
     //! Changes whenever any connection, this one or another process's, commits a write: a cheap
     //! test (no table read) of whether cached state may be stale.
     uint64_t change_token();
+    //! change_token() as read at most `max_age` ago, for checks on every request of a hot path: a
+    //! commit through this connection is seen at once, another connection's within `max_age`,
+    //! without a read transaction (and its file lock) per call. Thread-safe.
+    uint64_t recent_change_token(std::chrono::microseconds max_age);
 
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
     void ensure_schema(const ModuleSchema& schema);
@@ -135,7 +141,10 @@ private:
     std::list<detail::CachedStmt> lru_; //!< most recently used first
     std::unordered_map<std::string_view, std::list<detail::CachedStmt>::iterator> cache_; //!< keys view lru_'s sql
     std::unordered_map<std::string, size_t> schema_versions_;
-    uint64_t local_commits_ = 0; //!< write transactions this connection committed
+    std::atomic<uint64_t> local_commits_{0};  //!< write transactions this connection committed
+    // recent_change_token(): the last token read, when, and this connection's commits then.
+    std::atomic<uint64_t> recent_token_{0}, recent_local_{~uint64_t(0)};
+    std::atomic<int64_t> recent_at_us_{0};
 };
 
 //! BEGIN IMMEDIATE ... COMMIT, rolled back by the destructor unless commit() ran. Holds the Db's
