@@ -75,7 +75,8 @@ struct EndpointStats {
 //! store (other models through the host's ModelLoader), and every request goes entity key -> online
 //! features -> routing plugin -> inputs by name -> prediction (RequestPath) -> assignment log.
 //!
-//! What follows the workspace. One cheap change-token check per request; when the serving
+//! What follows the workspace. A change-token check per request (Db::recent_change_token: this
+//! handle's commits at once, other processes' within a millisecond); when the serving
 //! generation moved (a new revision, a moved alias, a data issue opened or closed) the endpoint
 //! reloads: a new revision gets a new router; a moved alias is followed per variant unless the
 //! endpoint cannot feed the new version (that variant keeps serving its version, stats().rejected
