@@ -262,6 +262,18 @@ HttpResponse describe_endpoint(EndpointHost& host, std::string_view name, Call& 
         out.push_back(':');
         append_json_number(out, stats.router.served[i].second);
     }
+    out += "},\"log\":{\"appended\":";  // the assignment log of this server process
+    append_json_number(out, int64_t(stats.log.appended));
+    out += ",\"written\":";
+    append_json_number(out, int64_t(stats.log.written));
+    out += ",\"buffered\":";
+    append_json_number(out, int64_t(stats.log.buffered));
+    out += ",\"dropped\":";
+    append_json_number(out, int64_t(stats.log.dropped));
+    if (!stats.log.last_error.empty()) {
+        out += ",\"last_error\":";
+        append_json_string(out, stats.log.last_error);
+    }
     out += "}}";
     append_names(out, "issues", stats.issues);
     if (const std::string why = endpoint->rejected(); !why.empty()) {

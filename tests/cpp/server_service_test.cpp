@@ -188,6 +188,8 @@ TEST_F(ServiceTest, DescribeGivesTheDefinitionRevisionVariantsAndCounters) {
     EXPECT_EQ(j["definition"]["variants"][0]["model"], "churn@champion");
     EXPECT_EQ(j["variants"][0]["model"], "churn/1");
     EXPECT_EQ(j["counters"]["decisions"], 1);
+    EXPECT_EQ(j["counters"]["log"]["appended"], 1);  // every answer goes to the assignment log
+    EXPECT_EQ(j["counters"]["log"]["dropped"], 0);
 }
 
 TEST_F(ServiceTest, OnlineFeaturesMaskPiiUnlessARoleIsGranted) {
