@@ -201,12 +201,22 @@ uint64_t Db::change_token() {
     return (other << 32) ^ local_commits_.load();
 }
 
+namespace {
+// How stale recent_change_token() may answer while another thread writes through the connection.
+constexpr std::chrono::microseconds kBusyTokenAge{100'000};
+} // namespace
+
 uint64_t Db::recent_change_token(std::chrono::microseconds max_age) {
     const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now().time_since_epoch()).count();
     const uint64_t local = local_commits_.load(std::memory_order_acquire);
     if (local == recent_local_.load(std::memory_order_acquire) &&
         now - recent_at_us_.load(std::memory_order_acquire) < max_age.count())
+        return recent_token_.load(std::memory_order_acquire);
+    // A write holding this connection (an assignment log flush) would make every request due for a
+    // check queue behind it: while the last token is recent, answer with it and check after.
+    std::unique_lock busy(mutex_, std::try_to_lock);
+    if (!busy && now - recent_at_us_.load(std::memory_order_acquire) < kBusyTokenAge.count())
         return recent_token_.load(std::memory_order_acquire);
     // Racing readers may store in either order: a token read earlier can stand for at most max_age.
     const uint64_t token = change_token();

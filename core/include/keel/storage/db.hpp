@@ -121,7 +121,9 @@ public:
     uint64_t change_token();
     //! change_token() as read at most `max_age` ago, for checks on every request of a hot path: a
     //! commit through this connection is seen at once, another connection's within `max_age`,
-    //! without a read transaction (and its file lock) per call. Thread-safe.
+    //! without a read transaction (and its file lock) per call. While another thread holds the
+    //! connection (a long write), the last token answers for up to 100 ms instead of waiting.
+    //! Thread-safe.
     uint64_t recent_change_token(std::chrono::microseconds max_age);
 
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
