@@ -274,7 +274,7 @@ Principal Authenticator::authenticate(std::string_view authorization, int64_t no
         if (!found) throw_error(ErrorKind::PermissionDenied, "the JWT's aud does not name this server's audience '{}'", options_.audience);
     }
     return Principal{string_claim(*claims, "sub"), string_claim(*claims, options_.tenant_claim),
-                     roles_claim(*claims, options_.roles_claim)};
+                     roles_claim(*claims, options_.roles_claim), true};
 }
 
 } // namespace keel::server

@@ -23,17 +23,18 @@ bool wants_compact(const HttpRequest& request) {
 // and never the tenants allowed: studio B learns nothing about studio A.
 void check_tenant(serving::Endpoint& endpoint, const Call& call) {
     const std::string& tenant = call.caller.tenant;
-    const bool verified = call.tenant_from_token && !tenant.empty();
+    const bool verified = call.caller.jwt && !tenant.empty();
     if (endpoint.admits(verified ? tenant : std::string_view{})) return;
     if (!verified)
         throw_error(ErrorKind::PermissionDenied, "endpoint '{}' serves only some tenants and this caller has no "
                     "tenant: call it with a JWT whose tenant claim is one of them", endpoint.name());
-    throw_error(ErrorKind::PermissionDenied, "tenant '{}' may not call endpoint '{}'", tenant, endpoint.name());
+    throw_error(ErrorKind::PermissionDenied, "tenant '{}' may not call endpoint '{}': the endpoint's owner adds "
+                "tenants to its definition's tenants=", tenant, endpoint.name());
 }
 
 // The tenant routing sees: a verified claim replaces any tenant field of the body.
 void set_tenant(std::vector<plugins::Field>& row, std::string_view field, const Call& call) {
-    if (!call.tenant_from_token) return;
+    if (!call.caller.jwt) return;
     std::erase_if(row, [&](const plugins::Field& f) { return f.name == field; });
     if (!call.caller.tenant.empty()) row.push_back({field, std::string_view(call.caller.tenant)});
 }
@@ -204,7 +205,7 @@ void append_variants(std::string& out, const serving::Endpoint& endpoint, const 
 }
 
 bool visible(serving::Endpoint& endpoint, const Call& call) {
-    return endpoint.admits(call.tenant_from_token ? std::string_view(call.caller.tenant) : std::string_view{});
+    return endpoint.admits(call.caller.jwt ? std::string_view(call.caller.tenant) : std::string_view{});
 }
 
 } // namespace

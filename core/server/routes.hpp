@@ -27,10 +27,8 @@ class Metrics;
 //! One authenticated call as the routes see it.
 struct Call {
     const HttpRequest& request;
-    const Principal& caller;
-    //! The caller's tenant is a verified JWT claim: it replaces any tenant field of the body. A
-    //! static-token or anonymous (loopback) caller is the operator and may name one in the body.
-    bool tenant_from_token = false;
+    const Principal& caller;  //!< caller.jwt: its tenant is verified (a static-token or anonymous
+                              //!< caller is the operator and may name one in the body)
     std::string_view request_id;
     Metrics& metrics;
     std::string endpoint; //!< out: the endpoint's name once it was found (the metrics label)

@@ -116,10 +116,7 @@ struct Service::Impl {
     HttpResponse readiness() {
         const auto hosted = endpoints.all();
         const auto unservable = endpoints.unservable();
-        // Named endpoints must all be served; in "every saved" mode one Python-only endpoint is
-        // reported but does not keep the others out of rotation. A degraded endpoint still answers
-        // (on its last good state): it is ready, and says why it is degraded.
-        const bool ready = endpoints.fixed() ? unservable.empty() : true;
+        const bool ready = is_ready(unservable);
         std::vector<std::pair<std::string, std::string>> degraded;
         std::string out = fmt::format("{{\"ready\":{},\"endpoints\":[", ready);
         for (size_t i = 0; i < hosted.size(); ++i) {
@@ -132,6 +129,13 @@ struct Service::Impl {
         append_reasons(out, "degraded", degraded);
         out.push_back('}');
         return json_response(ready ? 200 : 503, std::move(out));
+    }
+
+    // Named endpoints must all be served; in "every saved" mode one Python-only endpoint is reported
+    // but does not keep the others out of rotation. A degraded endpoint still answers (on its last
+    // good state): it is ready, and /readyz says why it is degraded.
+    bool is_ready(const std::vector<std::pair<std::string, std::string>>& unservable) const {
+        return !endpoints.fixed() || unservable.empty();
     }
 
     // ,"key":{"name":"why",...}
@@ -201,8 +205,7 @@ HttpResponse Service::handle(const HttpRequest& request) {
 HttpResponse Service::handle(const HttpRequest& request, const Principal& caller) {
     const auto start = std::chrono::steady_clock::now();
     const std::string id = impl_->request_id(request);
-    const bool from_token = impl_->auth && impl_->auth->options().jwt() && caller.subject != "static-token";
-    Call call{request, caller, from_token, id, impl_->metrics, {}, {}};
+    Call call{request, caller, id, impl_->metrics, {}, {}};
     HttpResponse response;
     try {
         if (request.path() == "/openapi.json")
@@ -220,7 +223,7 @@ HttpResponse Service::handle(const HttpRequest& request, const Principal& caller
     return response;
 }
 
-bool Service::ready() const { return impl_->endpoints.unservable().empty() || !impl_->endpoints.fixed(); }
+bool Service::ready() const { return impl_->is_ready(impl_->endpoints.unservable()); }
 
 Metrics& Service::metrics() { return impl_->metrics; }
 

@@ -178,6 +178,7 @@ TEST_F(ServerAuth, Hs256TokenGivesSubjectTenantAndRoles) {
     Principal p = auth.authenticate(bearer(hs_token(claims({{"tenant", "acme"}, {"roles", {"pii", "admin"}}}))), kNow);
     EXPECT_EQ(p.subject, "alice");
     EXPECT_EQ(p.tenant, "acme");
+    EXPECT_TRUE(p.jwt) << "a verified JWT: its tenant is trusted";
     EXPECT_EQ(p.roles, (std::vector<std::string>{"pii", "admin"}));
 }
 
@@ -391,6 +392,7 @@ TEST_F(ServerAuth, TheStaticTokenIsAcceptedAndOthersRefused) {
     Authenticator auth(o);
     Principal p = auth.authenticate(bearer(kStatic), kNow);
     EXPECT_EQ(p.subject, "static-token");
+    EXPECT_FALSE(p.jwt) << "a static token names no tenant the server trusts";
     EXPECT_EQ(p.tenant, "");
     EXPECT_TRUE(p.roles.empty());
     std::string same_length = kStatic;

@@ -103,7 +103,10 @@ struct ServiceTest : keel::testing::WorkspaceTest {
     }
 };
 
-Principal tenant(std::string name, std::vector<std::string> roles = {}) { return {"someone", std::move(name), std::move(roles)}; }
+// A caller verified by a JWT naming this tenant and these roles.
+Principal tenant(std::string name, std::vector<std::string> roles = {}) {
+    return {"someone", std::move(name), std::move(roles), true};
+}
 
 Json json_of(const HttpResponse& r) { return Json::parse(r.body); }
 

@@ -4,6 +4,7 @@
 // listens, announces itself, and serves until SIGTERM or SIGINT, which drain requests in flight.
 // SIGHUP re-reads the TLS files. Errors before serving are reported by kind (a JSON line on stderr
 // with --json) and exit with the kind's code, as the keel CLI does.
+#include "../json_out.hpp"
 #include "keel/common/error.hpp"
 #include "keel/plugins/host.hpp"
 #include "keel/server/config.hpp"
@@ -27,21 +28,15 @@ using namespace keel;
 using namespace keel::server;
 
 std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        if (c == '"' || c == '\\') out += '\\', out += c;
-        else if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += c;
-    }
-    return out + "\"";
+    std::string out;
+    append_json_string(out, text);
+    return out;
 }
 
 void report(std::string_view kind, std::string_view message, bool json) {
     std::fprintf(stderr, "keel-server: %.*s: %.*s\n", int(kind.size()), kind.data(), int(message.size()),
                  message.data());
-    if (json)
-        std::fprintf(stderr, "{\"error\": %s, \"message\": %s}\n", json_string(kind).c_str(),
-                     json_string(message).c_str());
+    if (json) std::fprintf(stderr, "%s\n", error_body(kind, message).c_str());  // what keel.serve reads
 }
 
 std::shared_ptr<storage::Workspace> open_workspace(const std::string& path) {

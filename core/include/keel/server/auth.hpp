@@ -15,6 +15,9 @@ struct Principal {
     std::string subject;              //!< "sub"; "static-token" in static-token mode
     std::string tenant;               //!< the tenant claim; "" when the token has none
     std::vector<std::string> roles;   //!< the roles claim
+    //! Verified from a JWT: its tenant is trusted (it replaces any tenant field of a request body
+    //! and decides which endpoints answer). False for a static token and anonymous callers.
+    bool jwt = false;
 };
 
 //! How callers prove who they are. Static-token mode (a laptop) when only static_token is set; JWT
