@@ -1,18 +1,66 @@
 // bindings/bind_workspace.cpp
 #include "bindings.hpp"
 
+#include "keel/common/error.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <optional>
+#include <thread>
+
 namespace py = pybind11;
 using keel::storage::Workspace;
 
 namespace keel::bindings {
 
+namespace {
+
+//! `with ws.native.transaction(commit=...)`: one write transaction around several calls, so that
+//! keel.defs applies a set of definitions all or nothing (every module's own transactions nest
+//! inside it). commit=False always rolls back: a dry run that checks everything the core checks.
+//! The connection's lock is held throughout, so it is left on the thread that entered it.
+class ScopedTransaction {
+public:
+    ScopedTransaction(std::shared_ptr<Workspace> ws, bool commit) : ws_(std::move(ws)), commit_(commit) {}
+
+    ScopedTransaction& enter() {
+        if (tx_) throw Error(ErrorKind::InvalidArgument, "this transaction is already open: use a new ws.native.transaction()");
+        py::gil_scoped_release release;
+        tx_.emplace(ws_->db());
+        thread_ = std::this_thread::get_id();
+        return *this;
+    }
+
+    //! Commits when the block ended without an exception and commit=True, else rolls back.
+    bool exit(bool ok) {
+        if (!tx_) return false;
+        if (std::this_thread::get_id() != thread_)
+            throw Error(ErrorKind::InvalidArgument, "a workspace transaction must end on the thread that began it");
+        py::gil_scoped_release release;
+        if (ok && commit_) tx_->commit();
+        tx_.reset();
+        return false;  // never swallows the block's exception
+    }
+
+private:
+    std::shared_ptr<Workspace> ws_;
+    bool commit_;
+    std::optional<storage::Transaction> tx_;
+    std::thread::id thread_;
+};
+
+} // namespace
+
 void bind_workspace(py::module_& m) {
+    py::class_<ScopedTransaction>(m, "WorkspaceTransaction")
+        .def("__enter__", &ScopedTransaction::enter, py::return_value_policy::reference_internal)
+        .def("__exit__", [](ScopedTransaction& tx, const py::object& type, const py::object&, const py::object&) {
+            return tx.exit(type.is_none());
+        });
+
     py::class_<Workspace, std::shared_ptr<Workspace>>(m, "Workspace")
         .def(py::init([](const std::string& path) { return Workspace::open(path); }), py::arg("path"),
              py::call_guard<py::gil_scoped_release>())
@@ -44,6 +92,13 @@ void bind_workspace(py::module_& m) {
              py::call_guard<py::gil_scoped_release>())
         .def("verify_artifact", [](Workspace& ws, const std::string& digest) { ws.artifacts().verify(digest); },
              py::call_guard<py::gil_scoped_release>())
+        .def("transaction",
+             [](const std::shared_ptr<Workspace>& ws, bool commit) {
+                 return std::make_unique<ScopedTransaction>(ws, commit);
+             },
+             py::arg("commit") = true,
+             "One write transaction around the calls in a `with` block: committed at its end, rolled back on "
+             "an exception or when commit=False.")
         .def("change_token", [](Workspace& ws) { return ws.db().change_token(); },
              "Moves whenever any connection commits a write (cheap: reads no table).")
         .def("serving_generation", [](Workspace& ws) { return storage::read_generation(ws.db()); },

@@ -156,14 +156,24 @@ def recipe_for(run_number: int) -> dict:
 WINDOW_END = pd.Timestamp.now(tz="UTC").floor("D")  # the snapshot's event time: today 00:00 UTC
 
 
+DEFINITIONS = Path(__file__).resolve().parent / "demo_defs"
+
+
+def apply_definitions(ws) -> None:
+    """Definitions as code: the entity, the feature view with its quality rules and the training-set
+    spec live in scripts/demo_defs/, and `keel apply` makes the workspace match (nothing to do on a
+    re-run). The same in CI: `keel plan scripts/demo_defs` exits 1 when a change is pending."""
+    plan = keel.defs.apply(ws, DEFINITIONS)
+    done = ", ".join(f"{c.action} {c.ref}" for c in plan.changes)
+    item("definitions", f"keel apply {os.path.relpath(DEFINITIONS)}: "
+         f"{done or 'nothing to do, ' + str(plan.counts()['unchanged']) + ' unchanged'}")
+
+
 def publish_features(ws, frame: pd.DataFrame):
-    """The feature store: the per-player features become the feature view `player_loyalty`, stamped
-    with the snapshot's event time. A re-run on the same day finds the snapshot there already."""
-    ws.features.entity("player", join_keys=["player_id"], description="a game account")
-    fv = ws.features.feature_view(
-        "player_loyalty", entities=["player"], ttl="30d", owner="data-eng",
-        description="7/30-day activity, installs, rewards and spend per player",
-        schema={f: ("float64" if frame[f].dtype.kind == "f" else "int64") for f in FEATURES})
+    """The feature store: the per-player features are ingested into the view `player_loyalty` (defined
+    in scripts/demo_defs), stamped with the snapshot's event time. A re-run on the same day finds the
+    snapshot there already."""
+    fv = ws.features.view("player_loyalty")
     have = ws.features.list().to_pandas().set_index("name").loc["player_loyalty"]
     if have["rows"] and pd.Timestamp(have["last_event"]) >= WINDOW_END:
         return fv, 0
@@ -174,7 +184,7 @@ def build_training_set(ws, frame: pd.DataFrame, run):
     """Labels (who churned) at the end of the window, joined point in time to the view. Built with
     run=: the training set -> run edge is recorded by the feature store, nobody types it."""
     labels = frame[["player_id", "churned"]].assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=1))
-    return ws.features.training_set(labels, features=[f"player_loyalty:{f}" for f in FEATURES], run=run)
+    return ws.features.training_set(labels, spec="churn_training", run=run)
 
 
 def split(frame: pd.DataFrame):
@@ -369,14 +379,12 @@ def serve_http(ws, frame: pd.DataFrame) -> None:
 
 
 def guard(ws, frame: pd.DataFrame) -> None:
-    """Quality rules run on every ingest of the feature view: a batch with negative spend is refused
-    and nothing is written; the failure opens a data issue everything downstream can see."""
+    """Quality rules (declared with the view in scripts/demo_defs) run on every ingest of the feature
+    view: a batch with negative spend is refused and nothing is written; the failure opens a data
+    issue everything downstream can see."""
     from keel import quality
 
-    fv = ws.features.feature_view("player_loyalty")
-    if not fv.quality.rule_ids():
-        fv.add_rule("plugins/quality/range.lua", column="spend_30d", min=0, severity="error")
-        fv.add_rule("plugins/quality/not_null.lua", column="sessions_7d", severity="error")
+    fv = ws.features.view("player_loyalty")
     bad = frame[["player_id", *FEATURES]].head(200).assign(event_timestamp=WINDOW_END + pd.Timedelta(hours=2))
     bad.loc[bad.index[:5], "spend_30d"] = -9.99
     try:
@@ -402,6 +410,7 @@ def main() -> int:
         item(name, f"{len(table):>7,} rows  {', '.join(table.columns)}")
     frame = build_features(tables)
     item("churn rate", f"{frame['churned'].mean():.1%}")
+    apply_definitions(ws)
     _fv, ingested = publish_features(ws, frame)
     item("feature view", f"player_loyalty ({len(FEATURES)} features): " +
          (f"{ingested:,} rows ingested at {WINDOW_END:%Y-%m-%d %H:%M} UTC" if ingested else

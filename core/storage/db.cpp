@@ -265,6 +265,8 @@ Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {
 
 Transaction::~Transaction() {
     if (owner_ && !done_) {
+        // Migrations applied inside the rolled-back transaction are undone too: check again.
+        db_.schema_versions_.clear();
         try {
             db_.exec("ROLLBACK");
         } catch (...) {

@@ -7,6 +7,8 @@
     keel models delete-alias churn challenger
     keel lineage upstream model:churn/3 --depth 2
     keel lineage upstream model:churn@champion --as-of 2026-11-01
+    keel plan defs/                        # exit 1 when applying defs/ would change the workspace
+    keel apply defs/ --prune
     keel serve churn --port 8080
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. Exit code 0 on success; on failure
@@ -399,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                      parents=[common])
     from keel import __version__
     parser.add_argument("--version", action="version", version=f"keel {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage,serve}", parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage,plan,apply,serve}",
+                                   parser_class=_Parser)
     groups.required = True
 
     def leaf(sub, name: str, fn, help: str):
@@ -461,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--depth", "-d", type=int, help="hops to follow (default: all)")
         p.add_argument("--as-of", help="read the graph as it stood then: ISO 8601 with a zone "
                                        "(2026-11-01T12:00:00Z, ...+01:00) or ms since the epoch")
+
+    from keel.cli_defs import add_commands
+    add_commands(groups, leaf)
 
     p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (the C++ keel-server)",
                           description="host saved endpoints over HTTP: POST /v1/endpoints/<name>/predict, "
@@ -567,8 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = _Out(getattr(args, "json", False))
         if hasattr(args, "as_of"):
             args.as_of = _as_of(args.as_of)
-        args.fn(args, out)
-        return 0
+        return args.fn(args, out) or 0  # a command may exit non-zero without an error (keel plan: 1)
     except errors.KeelError as exc:
         _fail(type(exc).__name__, str(exc), as_json)
         return exc.exit_code
