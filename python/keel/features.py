@@ -15,6 +15,7 @@ data, read in place where its layout allows; results come back as buffers made i
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,8 +28,8 @@ from keel.display import format_ms, html_table
 from keel._time import to_epoch_ms
 from keel.errors import InvalidArgument
 
-__all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "TrainingSpec", "Access", "FeatureType", "Bool", "Int32",
-           "Int64", "Float32", "Float64", "String", "Timestamp", "Vector"]
+__all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "TrainingSpec", "Access", "FeatureType", "Bool",
+           "Int32", "Int64", "Float32", "Float64", "String", "Timestamp", "Vector"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -617,7 +618,7 @@ class FeatureStore:
         return TrainingSpec(self._native.define_training_spec(
             name, list(features), description, owner, {str(k): str(v) for k, v in (tags or {}).items()}))
 
-    def training_specs(self) -> list[TrainingSpec]:
+    def training_specs(self) -> builtins.list[TrainingSpec]:
         """The current revision of every training spec, by name."""
         return [TrainingSpec(r) for r in self._native.training_specs()]
 
@@ -634,9 +635,9 @@ class FeatureStore:
         seen = set()
         for f in features:
             view = f.split(":", 1)[0]
-            spec = (self._native.recorded_view(view, versions[view]) if versions is not None
-                    else self._native.view(view))
-            for k in spec.join_keys:
+            recorded = (self._native.recorded_view(view, versions[view]) if versions is not None
+                        else self._native.view(view))
+            for k in recorded.join_keys:
                 if k.name not in seen:
                     seen.add(k.name)
                     needed.append(_column_dict(k))
