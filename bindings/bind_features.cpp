@@ -153,6 +153,15 @@ static void bind_feature_records(py::module_& m) {
                field("max_ts_ms", &TrainingSetRecord::max_ts_ms), field("created_at_ms", &TrainingSetRecord::created_at_ms),
                field("created_by", &TrainingSetRecord::created_by)));
     add_mapping_access(record);
+    bind_record<TrainingSpec>(m, "TrainingSpecRecord",
+        "One revision of a training spec: a named list of features (read-only; keel.TrainingSpec holds it).",
+        fields(field("name", &TrainingSpec::name), field("features", &TrainingSpec::features, "view:column"),
+               field("description", &TrainingSpec::description), field("owner", &TrainingSpec::owner),
+               field("tags", &TrainingSpec::tags), field("revision", &TrainingSpec::revision),
+               field("created_at_ms", &TrainingSpec::created_at_ms), field("created_by", &TrainingSpec::created_by)))
+        .def("__repr__", [](const TrainingSpec& t) {
+            return "<keel._core.TrainingSpecRecord " + t.name + " r" + std::to_string(t.revision) + ">";
+        });
 }
 
 void bind_features(py::module_& m) {
@@ -210,7 +219,31 @@ void bind_features(py::module_& m) {
                  return s.store->view(name, version);
              },
              py::arg("name"), py::arg("version") = py::none())
+        .def("recorded_view",
+             [](PyFeatureStore& s, const std::string& name, int64_t version) { return s.store->recorded_view(name, version); },
+             "A view version as recorded, retired or not (what rebuilding a training set reads).")
         .def("list", [](PyFeatureStore& s) { return s.store->list(); })
+        .def("retire_view", [](PyFeatureStore& s, const std::string& name) { s.store->retire_view(name); },
+             py::call_guard<py::gil_scoped_release>())
+        .def("remove_entity", [](PyFeatureStore& s, const std::string& name) { s.store->remove_entity(name); })
+        .def("define_training_spec",
+             [](PyFeatureStore& s, const std::string& name, const std::vector<std::string>& features,
+                const std::string& description, const std::string& owner,
+                const std::map<std::string, std::string>& tags) {
+                 TrainingSpec spec;
+                 spec.name = name;
+                 spec.features = features;
+                 spec.description = description;
+                 spec.owner = owner;
+                 spec.tags = tags;
+                 return s.store->define_training_spec(spec);
+             },
+             py::arg("name"), py::arg("features"), py::arg("description") = "", py::arg("owner") = "",
+             py::arg("tags") = std::map<std::string, std::string>{})
+        .def("training_spec", [](PyFeatureStore& s, const std::string& name) { return s.store->training_spec(name); })
+        .def("training_specs", [](PyFeatureStore& s) { return s.store->training_specs(); })
+        .def("remove_training_spec",
+             [](PyFeatureStore& s, const std::string& name) { s.store->remove_training_spec(name); })
         .def("prepare_ingest",
              [](PyFeatureStore& s, const std::string& view, const py::object& data) {
                  ImportedBatch in = import_arrow_object(data);

@@ -118,6 +118,18 @@ void bind_serving(py::module_& m) {
         .def("current_revision", [](PyEndpointStore& s, const std::string& name) { return s.store.current_revision(name); })
         .def("revisions", [](PyEndpointStore& s, const std::string& name) { return s.store.revisions(name); })
         .def("names", [](PyEndpointStore& s) { return s.store.names(); })
+        .def("remove", [](PyEndpointStore& s, const std::string& name) { s.store.remove(name); },
+             "Removes the endpoint (history kept; saving it again brings it back as revision N+1).")
+        .def("removal", [](PyEndpointStore& s, const std::string& name) -> py::object {
+                 auto r = s.store.removal(name);
+                 if (!r) return py::none();
+                 py::dict d;
+                 d["revision"] = r->revision;
+                 d["removed_by"] = r->removed_by;
+                 d["removed_at"] = r->removed_at;
+                 return d;
+             },
+             "{revision, removed_by, removed_at} while the endpoint is removed, else None.")
         // rows: (ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision[, missing, stale])
         .def("log", [](PyEndpointStore& s, const std::string& name, py::list rows) {
             std::vector<Assignment> out;

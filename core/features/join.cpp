@@ -160,7 +160,9 @@ TrainingSet build(FeatureStore& store, const BatchView& labels, const std::vecto
                 auto it = versions->find(ref.view);
                 if (it != versions->end()) version = it->second;
             }
-            specs.emplace(ref.view, store.view(ref.view, version));
+            // A rebuild reads the recorded versions, also of a view retired since (its data is kept
+            // for this); a new training set reads live views only.
+            specs.emplace(ref.view, version ? store.recorded_view(ref.view, *version) : store.view(ref.view));
             view_order.push_back(ref.view);
         }
         if (!specs.at(ref.view).feature(ref.column))

@@ -251,7 +251,8 @@ void FeatureStore::grants_changed() {
 }
 
 bool FeatureStore::can_read(const std::string& role, const std::string& view_name, const std::string& column) {
-    ViewSpec spec = view(view_name);
+    // Retired views too: a rebuilt training set masks what it masked when it was built.
+    ViewSpec spec = detail::load_view(*this, view_name, std::nullopt, true);
     const ColumnSpec* c = spec.feature(column);
     if (!c || !c->pii) return true;
     if (role.empty()) return false;
@@ -470,6 +471,9 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
     try {
         auto& db = ws_->db();
         storage::Transaction tx(db);
+        if (auto r = detail::retirement(*this, name))  // by another process, during the ingest
+            throw_error(ErrorKind::NotFound, "feature view '{}' was retired by {} during the ingest; define it "
+                        "again to bring it back", name, r->text());
         auto st = db.prepare("SELECT MAX(version) FROM features_views WHERE name = ?");
         st.bind_all(name);
         st.step();

@@ -154,6 +154,7 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
     try {
         auto& db = ws_->db();
         storage::Transaction tx(db);
+        view(name);  // retired meanwhile (by another process): NotFound, and no snapshot registered
         db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at) "
                    "VALUES(?, ?, ?, ?, ?, ?, ?)")
             .bind_all(name, spec.version, rel.string(), end, max_seg, int64_t(n), now_ms())
@@ -180,11 +181,16 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         std::error_code ec;
         fs::remove(ws_->module_dir("features") / f, ec);  // mapped copies stay valid until unmapped
     }
-    // Readers of this store switch to the new snapshot.
+    detail::refresh_readers(*this);  // readers of this store switch to the new snapshot
+    return result;
+}
+
+void detail::refresh_readers(FeatureStore& store) {
     std::vector<std::shared_ptr<OnlineReader>> live;
     {
-        std::lock_guard lock(impl_->mu);
-        auto& rs = impl_->readers;
+        auto& impl = store.impl();
+        std::lock_guard lock(impl.mu);
+        auto& rs = impl.readers;
         rs.erase(std::remove_if(rs.begin(), rs.end(), [](auto& w) { return w.expired(); }), rs.end());
         for (auto& w : rs)
             if (auto r = w.lock()) live.push_back(r);
@@ -197,7 +203,6 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
             // materialized) keeps its last good snapshot; its owner sees the error on refresh().
         }
     }
-    return result;
 }
 
 Table FeatureStore::get_online(const std::vector<std::string>& features, const BatchView& keys,
@@ -327,16 +332,38 @@ struct OnlineReader::Plan {
 
 namespace {
 
+// The live view `name`, or nullopt when it was retired and `allow_retired` (a reader refreshing: the
+// view's values are gone, its features read NaN); otherwise a retired view is NotFound.
+std::optional<ViewSpec> reader_view(FeatureStore& store, const std::string& name, bool allow_retired) {
+    if (allow_retired && detail::retirement(store, name)) return std::nullopt;
+    return store.view(name);
+}
+
+// A reader is built over live views only; a refresh (`allow_retired`) keeps a view retired since
+// the reader was made as one without a snapshot, so no value of it is served any more.
 std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const std::vector<std::string>& features,
-                                                     const std::string& role) {
+                                                     const std::string& role, bool allow_retired = false) {
     auto plan = std::make_shared<OnlineReader::Plan>();
     std::map<std::string, size_t> view_index;
-    std::vector<ViewSpec> specs;
+    std::vector<std::optional<ViewSpec>> specs;
     for (const auto& f : features) {
         FeatureRef ref = FeatureRef::parse(f);
         auto it = view_index.find(ref.view);
         if (it == view_index.end()) {
-            ViewSpec spec = store.view(ref.view);
+            std::optional<ViewSpec> live = reader_view(store, ref.view, allow_retired);
+            if (!live) {
+                if (plan->views.size() >= 32)
+                    throw_error(ErrorKind::InvalidArgument, "online_reader reads at most 32 feature views at once");
+                plan->key += fmt::format("{}=retired;", ref.view);
+                it = view_index.emplace(ref.view, plan->views.size()).first;
+                plan->views.emplace_back();  // no snapshot: every lookup misses
+                specs.push_back(std::nullopt);
+                OnlineReader::Plan::Out out;
+                out.view = it->second;
+                plan->outs.push_back(out);
+                continue;
+            }
+            ViewSpec spec = *live;
             if (!spec.int_key())
                 throw_error(ErrorKind::InvalidArgument,
                             "online_reader needs a single int64 join key; feature view '{}' has another key: use "
@@ -374,15 +401,19 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
             plan->views.push_back(std::move(v));
             specs.push_back(spec);
         }
-        const ViewSpec& spec = specs[it->second];
+        OnlineReader::Plan::Out out;
+        out.view = it->second;
+        if (!specs[it->second]) {  // retired: nothing to read
+            plan->outs.push_back(out);
+            continue;
+        }
+        const ViewSpec& spec = *specs[it->second];
         const ColumnSpec* cs = spec.feature(ref.column);
         if (!cs) throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", ref.view, ref.column);
         if (cs->dtype == DType::String || cs->dtype == DType::Vector)
             throw_error(ErrorKind::InvalidArgument,
                         "feature '{}' is a {} column: online_reader returns numbers only; use get_online()", f,
                         dtype_name(cs->dtype));
-        OnlineReader::Plan::Out out;
-        out.view = it->second;
         out.dtype = cs->dtype;
         out.col = plan->views[it->second].snap->column(cs->name);
         plan->outs.push_back(out);
@@ -423,9 +454,9 @@ void OnlineReader::recheck_grants() {
     checked_generation_.store(storage::read_generation(store_.workspace().db()));
     for (size_t j = 0; j < features_.size(); ++j) {
         FeatureRef ref = FeatureRef::parse(features_[j]);
-        ViewSpec spec = store_.view(ref.view);
-        const ColumnSpec* cs = spec.feature(ref.column);
-        Access a = Access::Masked;
+        std::optional<ViewSpec> spec = reader_view(store_, ref.view, true);
+        const ColumnSpec* cs = spec ? spec->feature(ref.column) : nullptr;
+        Access a = Access::Masked;  // also for a retired view (it has no values to show)
         if (cs && !cs->pii) a = Access::Open;
         else if (cs && store_.can_read(role_, ref.view, ref.column)) a = Access::Granted;
         access_[j].store(a, std::memory_order_release);
@@ -523,12 +554,16 @@ bool OnlineReader::refresh() {
         for (const auto& f : features_) {
             FeatureRef ref = FeatureRef::parse(f);
             if (!seen.insert(ref.view).second) continue;
-            ViewSpec spec = store_.view(ref.view);
-            auto row = latest_online(store_, spec);
+            std::optional<ViewSpec> spec = reader_view(store_, ref.view, true);
+            if (!spec) {
+                latest += fmt::format("{}=retired;", ref.view);
+                continue;
+            }
+            auto row = latest_online(store_, *spec);
             latest += fmt::format("{}={};", ref.view, row ? row->id : 0);
         }
         if (latest != current) {
-            plan_.store(build_plan(store_, features_, role_));
+            plan_.store(build_plan(store_, features_, role_, true));
             switched = true;
         }
     }

@@ -56,7 +56,19 @@ CREATE TABLE features_training_sets(
   id TEXT PRIMARY KEY, features TEXT NOT NULL, view_versions TEXT NOT NULL, segment_cutoffs TEXT NOT NULL,
   timestamp_column TEXT NOT NULL, labels_digest TEXT NOT NULL, label_rows INTEGER NOT NULL,
   min_ts_ms INTEGER, max_ts_ms INTEGER, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);
+)sql", R"sql(
+ALTER TABLE features_views ADD COLUMN retired_at INTEGER;
+ALTER TABLE features_views ADD COLUMN retired_by TEXT;
+ALTER TABLE features_views ADD COLUMN join_keys TEXT NOT NULL DEFAULT '';
+CREATE TABLE features_training_specs(
+  name TEXT NOT NULL, revision INTEGER NOT NULL, features TEXT NOT NULL, description TEXT NOT NULL,
+  owner TEXT NOT NULL, tags TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+  removed_at INTEGER, removed_by TEXT, PRIMARY KEY(name, revision));
 )sql"}};
+// Step 2: a retired view keeps its rows with retired_at/retired_by set (on every version of the
+// name; NULL while live). join_keys records each version's key columns ("name\tdtype" lines) so a
+// version still reads after its entity is removed ('' in rows written before: read from the
+// entities). A training spec has one row per revision; removed_at set on its newest row hides it.
 
 std::string join_lines(const std::vector<std::string>& items) {
     std::string out;
@@ -76,17 +88,16 @@ std::vector<std::string> split_lines(const std::string& text) {
     return out;
 }
 
-std::string encode_tags(const std::map<std::string, std::string>& tags) {
-    std::string out;
-    for (const auto& [k, v] : tags) out += k + '\t' + v + '\n';
-    return out;
-}
+using detail::decode_tags;
+using detail::encode_keys;
+using detail::encode_tags;
 
-std::map<std::string, std::string> decode_tags(const std::string& text) {
-    std::map<std::string, std::string> out;
+std::vector<ColumnSpec> decode_keys(const std::string& text) {
+    std::vector<ColumnSpec> out;
     for (const auto& line : split_lines(text)) {
         auto tab = line.find('\t');
-        out[line.substr(0, tab)] = tab == std::string::npos ? "" : line.substr(tab + 1);
+        if (tab == std::string::npos) throw_error(ErrorKind::Corrupt, "stored join key '{}' has no type", line);
+        out.push_back({line.substr(0, tab), parse_dtype(line.substr(tab + 1))});
     }
     return out;
 }
@@ -115,6 +126,31 @@ std::vector<std::string> first_column(storage::Db& db, const char* sql) {
 }
 
 } // namespace
+
+namespace detail {
+
+std::string encode_keys(const std::vector<ColumnSpec>& keys) {
+    std::string out;
+    for (const auto& k : keys) out += k.name + '\t' + std::string(dtype_name(k.dtype)) + '\n';
+    return out;
+}
+
+std::string encode_tags(const std::map<std::string, std::string>& tags) {
+    std::string out;
+    for (const auto& [k, v] : tags) out += k + '\t' + v + '\n';
+    return out;
+}
+
+std::map<std::string, std::string> decode_tags(const std::string& text) {
+    std::map<std::string, std::string> out;
+    for (const auto& line : split_lines(text)) {
+        auto tab = line.find('\t');
+        out[line.substr(0, tab)] = tab == std::string::npos ? "" : line.substr(tab + 1);
+    }
+    return out;
+}
+
+} // namespace detail
 
 FeatureRef FeatureRef::parse(std::string_view text) {
     auto colon = text.find(':');
@@ -221,6 +257,8 @@ constexpr uint32_t kMaxVectorDim = 65536;
 // Why `next` cannot keep reading `prev`'s data, or "" when the change is compatible.
 std::string incompatibility(const ViewSpec& prev, const ViewSpec& next) {
     if (prev.entities != next.entities) return "its entities changed";
+    // An entity removed and defined again with other keys: the stored rows have the old ones.
+    if (prev.join_keys != next.join_keys) return "its entities' join keys changed";
     if (prev.event_column != next.event_column) return "its event timestamp column changed";
     if (prev.created_column != next.created_column) return "its created timestamp column changed";
     for (const auto& old : prev.features) {
@@ -277,11 +315,11 @@ ViewSpec FeatureStore::define_view(const ViewSpec& input) {
 
     auto& db = ws_->db();
     storage::Transaction tx(db);
-    std::optional<ViewSpec> prev;
+    std::optional<ViewSpec> prev;  // the latest version, retired or not: defining it again brings it back
     {
         auto st = db.prepare("SELECT MAX(version) FROM features_views WHERE name = ?");
         st.bind_all(spec.name);
-        if (st.step() && !st.is_null(0)) prev = view(spec.name, st.int64(0));
+        if (st.step() && !st.is_null(0)) prev = detail::load_view(*this, spec.name, st.int64(0), true);
     }
     auto write_columns = [&](int64_t version) {
         db.prepare("DELETE FROM features_columns WHERE view = ? AND version = ?").bind_all(spec.name, version).run();
@@ -303,47 +341,84 @@ ViewSpec FeatureStore::define_view(const ViewSpec& input) {
         for (const auto& c : spec.features)
             if (!prev->feature(c.name)) ordered.push_back(c);
         spec.features = ordered;
-        db.prepare("UPDATE features_views SET ttl_ms = ?, owner = ?, description = ?, tags = ?, updated_at = ? "
-                   "WHERE name = ? AND version = ?")
-            .bind_all(spec.ttl_ms, spec.owner, spec.description, encode_tags(spec.tags), now, spec.name, spec.version)
+        db.prepare("UPDATE features_views SET ttl_ms = ?, owner = ?, description = ?, tags = ?, updated_at = ?, "
+                   "join_keys = ? WHERE name = ? AND version = ?")
+            .bind_all(spec.ttl_ms, spec.owner, spec.description, encode_tags(spec.tags), now,
+                      encode_keys(spec.join_keys), spec.name, spec.version)
             .run();
         write_columns(spec.version);
     } else {
         spec.version = prev ? prev->version + 1 : 1;
         db.prepare("INSERT INTO features_views(name, version, entities, ttl_ms, owner, description, tags, "
-                   "event_column, created_column, created_at, updated_at, created_by) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                   "event_column, created_column, created_at, updated_at, created_by, join_keys) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind_all(spec.name, spec.version, join_lines(spec.entities), spec.ttl_ms, spec.owner, spec.description,
-                      encode_tags(spec.tags), spec.event_column, spec.created_column, now, now, ws_->user())
+                      encode_tags(spec.tags), spec.event_column, spec.created_column, now, now, ws_->user(),
+                      encode_keys(spec.join_keys))
             .run();
         write_columns(spec.version);
     }
+    // A retired view is live again, with every version it had.
+    db.prepare("UPDATE features_views SET retired_at = NULL, retired_by = NULL WHERE name = ? AND retired_at IS NOT NULL")
+        .bind_all(spec.name)
+        .run();
     tx.commit();
     std::map<std::string, std::string> tags = spec.tags;
     tags["version"] = std::to_string(spec.version);
+    tags["state"] = "live";
     detail::lineage_node(*this, "feature_view:" + spec.name, spec.owner, spec.description, tags);
     return spec;
 }
 
 ViewSpec FeatureStore::view(const std::string& name, std::optional<int64_t> version) {
-    auto& db = ws_->db();
+    return detail::load_view(*this, name, version, false);
+}
+
+ViewSpec FeatureStore::recorded_view(const std::string& name, int64_t version) {
+    return detail::load_view(*this, name, version, true);
+}
+
+namespace detail {
+
+std::string Retirement::text() const { return fmt::format("{} at {}", by, utc_text(at_ms)); }
+
+std::optional<Retirement> retirement(FeatureStore& store, const std::string& name) {
+    auto& db = store.workspace().db();
     auto guard = db.lock();
+    auto st = db.prepare("SELECT retired_by, retired_at FROM features_views WHERE name = ? AND retired_at IS NOT NULL "
+                         "ORDER BY version DESC LIMIT 1");
+    st.bind_all(name);
+    if (!st.step()) return std::nullopt;
+    return Retirement{st.text(0), st.int64(1)};
+}
+
+std::string live_view_names(FeatureStore& store) {
+    auto names = first_column(store.workspace().db(),
+                              "SELECT DISTINCT name FROM features_views WHERE retired_at IS NULL ORDER BY name");
+    return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+ViewSpec load_view(FeatureStore& store, const std::string& name, std::optional<int64_t> version,
+                   bool include_retired) {
+    auto& db = store.workspace().db();
+    auto guard = db.lock();
+    if (!include_retired)
+        if (auto r = retirement(store, name))
+            throw_error(ErrorKind::NotFound, "feature view '{}' was retired by {}; define it again to bring it back",
+                        name, r->text());
     ViewSpec v;
+    std::string keys;
     {
-        auto st = version ? db.prepare("SELECT name, version, entities, ttl_ms, owner, description, tags, event_column, "
-                                       "created_column FROM features_views WHERE name = ? AND version = ?")
-                          : db.prepare("SELECT name, version, entities, ttl_ms, owner, description, tags, event_column, "
-                                       "created_column FROM features_views WHERE name = ? ORDER BY version DESC LIMIT 1");
+        constexpr const char* kColumns = "SELECT name, version, entities, ttl_ms, owner, description, tags, "
+                                         "event_column, created_column, join_keys FROM features_views WHERE name = ? ";
+        auto st = version ? db.prepare(std::string(kColumns) + "AND version = ?")
+                          : db.prepare(std::string(kColumns) + "ORDER BY version DESC LIMIT 1");
         st.bind(1, name);
         if (version) st.bind(2, *version);
         if (!st.step()) {
-            std::vector<std::string> known;
-            auto all = db.prepare("SELECT DISTINCT name FROM features_views ORDER BY name");
-            while (all.step()) known.push_back(all.text(0));
             if (version)
                 throw_error(ErrorKind::NotFound, "feature view '{}' has no version {}", name, *version);
-            throw_error(ErrorKind::NotFound, "feature view '{}' not found (known: {})", name,
-                        known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+            throw_error(ErrorKind::NotFound, "feature view '{}' not found (known: {})", name, live_view_names(store));
         }
         v.name = st.text(0);
         v.version = st.int64(1);
@@ -354,6 +429,7 @@ ViewSpec FeatureStore::view(const std::string& name, std::optional<int64_t> vers
         v.tags = decode_tags(st.text(6));
         v.event_column = st.text(7);
         v.created_column = st.text(8);
+        keys = st.text(9);
     }
     {
         auto st = db.prepare("SELECT name, dtype, dim, pii FROM features_columns WHERE view = ? AND version = ? "
@@ -362,12 +438,18 @@ ViewSpec FeatureStore::view(const std::string& name, std::optional<int64_t> vers
         while (st.step())
             v.features.push_back({st.text(0), parse_dtype(st.text(1)), uint32_t(st.int64(2)), st.int64(3) != 0});
     }
-    for (const auto& en : v.entities) {
-        auto e = entity(en);
-        v.join_keys.insert(v.join_keys.end(), e.join_keys.begin(), e.join_keys.end());
+    if (!keys.empty()) {
+        v.join_keys = decode_keys(keys);
+    } else {  // written before versions recorded their keys
+        for (const auto& en : v.entities) {
+            auto e = store.entity(en);
+            v.join_keys.insert(v.join_keys.end(), e.join_keys.begin(), e.join_keys.end());
+        }
     }
     return v;
 }
+
+} // namespace detail
 
 ViewInfo FeatureStore::info(const std::string& name) {
     ViewInfo info;
@@ -391,8 +473,14 @@ ViewInfo FeatureStore::info(const std::string& name) {
 
 std::vector<ViewInfo> FeatureStore::list() {
     std::vector<ViewInfo> out;
-    for (const auto& n : first_column(ws_->db(), "SELECT DISTINCT name FROM features_views ORDER BY name"))
-        out.push_back(info(n));
+    for (const auto& n :
+         first_column(ws_->db(), "SELECT DISTINCT name FROM features_views WHERE retired_at IS NULL ORDER BY name")) {
+        try {
+            out.push_back(info(n));
+        } catch (const Error& e) {
+            if (e.kind() != ErrorKind::NotFound) throw;  // retired by another process meanwhile
+        }
+    }
     return out;
 }
 

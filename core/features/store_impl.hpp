@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,31 @@ struct FeatureStore::Impl {
 };
 
 namespace detail {
+
+//! Who retired a view, and when.
+struct Retirement {
+    std::string by;
+    int64_t at_ms = 0;
+    std::string text() const;  //!< "<user> at <UTC time>"
+};
+
+//! A view version as stored. Without `include_retired`, a retired view is NotFound saying who
+//! retired it (what FeatureStore::view does); with it, what rebuilding a recorded set reads.
+ViewSpec load_view(FeatureStore& store, const std::string& name, std::optional<int64_t> version,
+                   bool include_retired);
+//! Set when `name` is a retired view.
+std::optional<Retirement> retirement(FeatureStore& store, const std::string& name);
+//! The names of the live views, sorted, as an error message lists them ("none" when there are none).
+std::string live_view_names(FeatureStore& store);
+
+//! Join key columns as features_views.join_keys stores them: "name\tdtype" lines, in order.
+std::string encode_keys(const std::vector<ColumnSpec>& keys);
+//! Tags as stored ("key\tvalue" lines) and back.
+std::string encode_tags(const std::map<std::string, std::string>& tags);
+std::map<std::string, std::string> decode_tags(const std::string& text);
+
+//! The live readers of this store reload their snapshots (after a materialization or a retirement).
+void refresh_readers(FeatureStore& store);
 
 //! Bumped by every grant or revoke in this process (any FeatureStore): a reader whose last grants
 //! check predates it shows no PII column until it checks again.

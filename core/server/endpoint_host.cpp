@@ -24,6 +24,7 @@ EndpointHost::~EndpointHost() = default;
 std::shared_ptr<serving::Endpoint> EndpointHost::open(const std::string& name) {
     serving::EndpointStore store(*ws_);
     const int64_t revision = store.current_revision(name);
+    if (revision == 0 && store.removal(name)) store.current(name);  // NotFound saying who removed it
     if (revision == 0)
         throw_error(ErrorKind::NotFound, "endpoint '{}' is not defined in workspace {}: define it with "
                     "ws.endpoint('{}', ...)", name, ws_->path().string(), name);

@@ -205,7 +205,12 @@ void append_variants(std::string& out, const serving::Endpoint& endpoint, const 
 }
 
 bool visible(serving::Endpoint& endpoint, const Call& call) {
-    return endpoint.admits(call.caller.jwt ? std::string_view(call.caller.tenant) : std::string_view{});
+    try {
+        return endpoint.admits(call.caller.jwt ? std::string_view(call.caller.tenant) : std::string_view{});
+    } catch (const Error& e) {
+        if (e.kind() == ErrorKind::NotFound) return false;  // removed since the list was read
+        throw;
+    }
 }
 
 } // namespace

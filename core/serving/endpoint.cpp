@@ -85,6 +85,7 @@ struct Endpoint::State {
     std::shared_ptr<RequestPath> path;
     std::string key;  // the entity key field: the sticky key, logged per assignment
     std::vector<std::string> issues;  // variants with an open data issue upstream (sorted)
+    std::string removed;  // set when the endpoint was removed: why new requests are NotFound
 };
 
 namespace {
@@ -99,6 +100,11 @@ int default_index_of(const EndpointDefinition& d) {
     for (size_t i = 0; i < d.variants.size(); ++i)
         if (d.variants[i].name == d.default_variant) return int(i);
     return 0;
+}
+
+// A removed endpoint answers no request (NotFound, which keel-server sends as 404).
+void check_live(const Endpoint::State& s) {
+    if (!s.removed.empty()) throw Error(ErrorKind::NotFound, s.removed);
 }
 
 int64_t steady_ms() {
@@ -261,9 +267,21 @@ std::vector<std::string> Endpoint::variants_with_issues(const State& s) const {
 void Endpoint::reload() {
     std::lock_guard reloading(reload_mutex_);
     EndpointStore store(*ws_);
-    auto rev = store.current(name_);
     auto previous = current();
-    const bool same_revision = previous && previous->revision == rev.revision;
+    EndpointRevision rev;
+    try {
+        rev = store.current(name_);
+    } catch (const Error& e) {
+        // Removed (EndpointStore::remove) while hosted: new requests are NotFound, not answered by
+        // the revision loaded before, until it is saved again. Opening one fails as before.
+        if (e.kind() != ErrorKind::NotFound || !previous) throw;
+        auto next = std::make_shared<State>(*previous);
+        next->removed = e.what();
+        std::lock_guard lock(mutex_);
+        state_ = std::move(next);
+        return;
+    }
+    const bool same_revision = previous && previous->revision == rev.revision && previous->removed.empty();
     auto next = std::make_shared<State>();
     next->revision = rev.revision;
     next->definition = same_revision ? previous->definition : rev.definition;
@@ -467,6 +485,7 @@ void Endpoint::refresh() {
 int64_t Endpoint::set_weights(const std::vector<std::pair<std::string, double>>& weights) {
     auto s = current();
     EndpointStore store(*ws_);
+    store.current(name_);  // NotFound when removed: new weights do not bring it back
     auto rev = store.save(name_, s->definition.with_weights(weights));  // checked before it is saved
     s->router->set_weights(weights);
     std::lock_guard reloading(reload_mutex_);
@@ -520,6 +539,7 @@ Endpoint::Answer Endpoint::predict(std::span<const plugins::Field> request) {
     const auto started = std::chrono::steady_clock::now();
     maybe_reload();
     auto s = current();
+    check_live(*s);
     RequestPath::Answer a;
     try {
         a = s->path->native() ? s->path->serve(request) : s->path->prepare(request);
@@ -563,6 +583,7 @@ Endpoint::BatchAnswer Endpoint::predict_batch(std::span<const std::span<const pl
     const auto started = std::chrono::steady_clock::now();
     maybe_reload();
     auto s = current();
+    check_live(*s);
     const size_t n = requests.size();
     const auto& path = *s->path;
     RequestPath::Batch b;
@@ -669,6 +690,7 @@ bool Endpoint::serves_items(std::string_view variant) const {
 bool Endpoint::admits(std::string_view tenant) {
     maybe_reload();
     const auto s = current();
+    check_live(*s);
     const auto& allowed = s->definition.tenants;
     return allowed.empty() || std::binary_search(allowed.begin(), allowed.end(), tenant);
 }

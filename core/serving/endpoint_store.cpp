@@ -47,7 +47,16 @@ ALTER TABLE serving_assignments ADD COLUMN stale TEXT NOT NULL DEFAULT '';
 )", R"(
 ALTER TABLE serving_assignments ADD COLUMN latency_us INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE serving_assignments ADD COLUMN inputs TEXT NOT NULL DEFAULT '';
+)", R"(
+CREATE TABLE serving_endpoint_removals (
+    name TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    removed_by TEXT NOT NULL,
+    removed_at INTEGER NOT NULL,
+    PRIMARY KEY (name, revision));
 )"}};
+// Step 4: an endpoint is removed while its newest revision has a removal row. The revisions and the
+// assignment log stay as history; saving it again writes revision N+1, which has none.
 
 constexpr const char* kSelectRevision =
     "SELECT revision, definition, created_by, created_at FROM serving_endpoint_revisions WHERE name = ? ";
@@ -117,6 +126,32 @@ std::optional<EndpointRevision> EndpointStore::newest(const std::string& name) {
     return read_revision(name, st);
 }
 
+std::optional<EndpointRemoval> EndpointStore::removal(const std::string& name) {
+    auto& db = ws_.db();
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT r.revision, r.removed_by, r.removed_at FROM serving_endpoint_removals r WHERE r.name = ? "
+                         "AND r.revision = (SELECT MAX(revision) FROM serving_endpoint_revisions WHERE name = r.name)");
+    st.bind_all(name);
+    if (!st.step()) return std::nullopt;
+    return EndpointRemoval{st.int64(0), st.text(1), st.int64(2)};
+}
+
+void EndpointStore::remove(const std::string& name) {
+    lineage::Graph graph(ws_);
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    auto cur = current(name);  // NotFound when never saved or already removed
+    db.prepare("INSERT INTO serving_endpoint_removals (name, revision, removed_by, removed_at) VALUES (?,?,?,?)")
+        .bind_all(name, cur.revision, ws_.user(), now_ms())
+        .run();
+    // It reads no view and serves no version any more; the ended edges stay for as_of queries.
+    const std::string endpoint = "endpoint:" + name;
+    for (const auto& view : cur.definition.views()) end_edge(graph, "feature_view:" + view, "feeds", endpoint);
+    link_served(graph, endpoint, {});
+    storage::bump_generation(db);  // every hosting process refuses its requests from the next one on
+    tx.commit();
+}
+
 EndpointRevision EndpointStore::save(const std::string& name, const EndpointDefinition& given) {
     check_name(name, "endpoint", "churn");
     EndpointDefinition definition = given;
@@ -131,8 +166,9 @@ EndpointRevision EndpointStore::save(const std::string& name, const EndpointDefi
     auto& db = ws_.db();
     storage::Transaction tx(db);
     auto cur = newest(name);
+    const bool removed = cur && removal(name);  // saved again: a new revision, its numbers continuing
     EndpointRevision out;
-    if (cur && cur->definition == definition) {
+    if (cur && !removed && cur->definition == definition) {
         out = *cur;
     } else {
         out = {name, cur ? cur->revision + 1 : 1, definition, ws_.user(), now_ms()};
@@ -142,7 +178,8 @@ EndpointRevision EndpointStore::save(const std::string& name, const EndpointDefi
             .run();
         storage::bump_generation(db); // every hosting process picks the revision up on its next request
     }
-    link_lineage(graph, name, cur ? cur->definition.views() : std::vector<std::string>{}, definition, versions);
+    link_lineage(graph, name, cur && !removed ? cur->definition.views() : std::vector<std::string>{}, definition,
+                 versions);
     tx.commit();
     return out;
 }
@@ -150,6 +187,8 @@ EndpointRevision EndpointStore::save(const std::string& name, const EndpointDefi
 EndpointRevision EndpointStore::define(const std::string& name, const plugins::Value& given) {
     check_name(name, "endpoint", "churn");
     auto cur = newest(name);
+    // A removed endpoint is defined afresh: nothing of the removed definition carries over.
+    if (cur && removal(name)) cur.reset();
     return save(name, EndpointDefinition::update(cur ? &cur->definition : nullptr, given));
 }
 
@@ -165,6 +204,9 @@ EndpointRevision EndpointStore::current(const std::string& name) {
     if (!cur)
         throw_error(ErrorKind::NotFound,
                     "endpoint '{}' is not defined: define it with ws.endpoint('{}', routing=..., variants=...)", name, name);
+    if (auto gone = removal(name))
+        throw_error(ErrorKind::NotFound, "endpoint '{}' was removed by {} at {}: define it again with ws.endpoint('{}', "
+                    "...) to bring it back", name, gone->removed_by, utc_text(gone->removed_at), name);
     return *std::move(cur);
 }
 
@@ -178,7 +220,8 @@ void EndpointStore::link_serves(const std::string& name, const std::vector<std::
 int64_t EndpointStore::current_revision(const std::string& name) {
     auto& db = ws_.db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT MAX(revision) FROM serving_endpoint_revisions WHERE name = ?");
+    auto st = db.prepare("SELECT r.rev FROM (SELECT MAX(revision) AS rev FROM serving_endpoint_revisions WHERE name = ?1) r "
+                         "WHERE NOT EXISTS (SELECT 1 FROM serving_endpoint_removals WHERE name = ?1 AND revision = r.rev)");
     st.bind_all(name);
     return st.step() && !st.is_null(0) ? st.int64(0) : 0;
 }
@@ -196,7 +239,9 @@ std::vector<EndpointRevision> EndpointStore::revisions(const std::string& name) 
 std::vector<std::string> EndpointStore::names() {
     auto& db = ws_.db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT DISTINCT name FROM serving_endpoint_revisions ORDER BY name");
+    auto st = db.prepare("SELECT e.name FROM (SELECT name, MAX(revision) AS rev FROM serving_endpoint_revisions GROUP BY "
+                         "name) e WHERE NOT EXISTS (SELECT 1 FROM serving_endpoint_removals r WHERE r.name = e.name AND "
+                         "r.revision = e.rev) ORDER BY e.name");
     std::vector<std::string> out;
     while (st.step()) out.push_back(st.text(0));
     return out;

@@ -15,6 +15,7 @@ data, read in place where its layout allows; results come back as buffers made i
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,8 +28,8 @@ from keel.display import format_ms, html_table
 from keel._time import to_epoch_ms
 from keel.errors import InvalidArgument
 
-__all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "Access", "FeatureType", "Bool", "Int32",
-           "Int64", "Float32", "Float64", "String", "Timestamp", "Vector"]
+__all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "TrainingSpec", "Access", "FeatureType", "Bool",
+           "Int32", "Int64", "Float32", "Float64", "String", "Timestamp", "Vector"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -422,6 +423,50 @@ class FeatureViewList(list):
         return html_table(rows, title="Feature views")
 
 
+class TrainingSpec:
+    """A named, stored list of features that training sets (and endpoints) are built from; Feast
+    calls it a feature service. ``ws.features.training_spec(name, features=[...])`` defines it (a
+    change is a new revision), ``ws.features.training_set(labels, spec=name)`` builds from it.
+    ``.record`` is the core's record of the current revision (``keel._core.TrainingSpecRecord``)."""
+
+    def __init__(self, record: _core.TrainingSpecRecord):
+        self.record = record
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.record.features)
+
+    @property
+    def description(self) -> str:
+        return self.record.description
+
+    @property
+    def owner(self) -> str:
+        return self.record.owner
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.record.tags)
+
+    @property
+    def revision(self) -> int:
+        return self.record.revision
+
+    def __repr__(self) -> str:
+        return f"<keel.TrainingSpec {self.name} r{self.revision} ({', '.join(self.features)})>"
+
+    def _repr_html_(self) -> str:
+        r = self.record
+        rows = [{"feature": f} for f in r.features]
+        title = (f"Training spec {r.name} r{r.revision} — owner {r.owner or '-'}, by {r.created_by} "
+                 f"at {format_ms(r.created_at_ms)}" + (f": {r.description}" if r.description else ""))
+        return html_table(rows, title=title)
+
+
 class TrainingSet:
     """A point-in-time correct training set: the label frame plus one column per feature.
 
@@ -546,16 +591,53 @@ class FeatureStore:
     __getitem__ = view
 
     def list(self) -> FeatureViewList:
-        """Every feature view with owner, description, freshness (last event, last ingest) and rows."""
+        """Every live feature view with owner, description, freshness (last event, last ingest) and rows."""
         return FeatureViewList(self._native.list())
 
+    def retire_view(self, name: str) -> None:
+        """Takes a view out of the catalog. Its offline data stays, so recorded training sets still
+        rebuild identically; reading, ingesting, materializing and online reads refuse it, and its
+        online values are dropped. Defining it again brings it back."""
+        self._native.retire_view(name)
+        self._readers.clear()  # cached readers of get_online(as_numpy=True) may read it
+
+    def remove_entity(self, name: str) -> None:
+        """Deletes an entity; refused while a live feature view uses it (retire those first)."""
+        self._native.remove_entity(name)
+
+    # --- training specs (feature services) --------------------------------------------------
+    def training_spec(self, name: str, features: Sequence[str] | None = None, *, description: str = "",
+                      owner: str = "", tags: Mapping | None = None) -> TrainingSpec:
+        """Defines a training spec (a named list of "view:column" features, each in a live view), or
+        with only a name fetches it. An unchanged definition keeps its revision; a change is saved
+        as the next revision."""
+        if features is None:
+            return TrainingSpec(self._native.training_spec(name))
+        if isinstance(features, str):
+            features = [features]
+        return TrainingSpec(self._native.define_training_spec(
+            name, list(features), description, owner, {str(k): str(v) for k, v in (tags or {}).items()}))
+
+    def training_specs(self) -> builtins.list[TrainingSpec]:
+        """The current revision of every training spec, by name."""
+        return [TrainingSpec(r) for r in self._native.training_specs()]
+
+    def remove_training_spec(self, name: str) -> None:
+        """Stops listing the spec; its revisions stay as history (defining it again continues them)."""
+        self._native.remove_training_spec(name)
+
     # --- training sets ----------------------------------------------------------------------
-    def _label_columns(self, labels: pa.Table, features: Sequence[str], timestamp_column: str):
+    def _label_columns(self, labels: pa.Table, features: Sequence[str], timestamp_column: str,
+                       versions: Mapping[str, int] | None = None):
+        """The label columns the join reads. ``versions`` (a recorded set's) reads those view
+        versions, also of views retired since."""
         needed: list[dict] = []
         seen = set()
         for f in features:
             view = f.split(":", 1)[0]
-            for k in self._native.view(view).join_keys:
+            recorded = (self._native.recorded_view(view, versions[view]) if versions is not None
+                        else self._native.view(view))
+            for k in recorded.join_keys:
                 if k.name not in seen:
                     seen.add(k.name)
                     needed.append(_column_dict(k))
@@ -570,14 +652,22 @@ class FeatureStore:
         # Time columns written as text are parsed by the core's one rule for time (each with its zone).
         return labels.select([s["name"] for s in specs]), _spec_tuples(specs)
 
-    def training_set(self, labels=None, features: Sequence[str] | None = None, *, id: str | None = None,  # noqa: A002
+    def training_set(self, labels=None, features: Sequence[str] | None = None, *,
+                     spec: str | TrainingSpec | None = None, id: str | None = None,  # noqa: A002
                      timestamp_column: str = "event_timestamp", run=None) -> TrainingSet:
         """Point-in-time join: for each label row, each feature's latest value with event time <=
         the row's timestamp and within its view's TTL (null otherwise). Label rows keep their order.
 
+        The features are ``features=["view:column", ...]`` or ``spec=`` a training spec (its name or
+        object: its current revision's features), exactly one of the two.
         ``training_set(id=...)`` rebuilds a recorded training set from the same labels and segments.
         ``run=`` (a tracking run) records that the run consumed it (``run.log_input``).
         """
+        if spec is not None:
+            if features is not None:
+                raise InvalidArgument("training_set takes features=[...] or spec=, not both")
+            name = spec.name if isinstance(spec, TrainingSpec) else spec
+            features = self.training_spec(name).features
         ts = self._training_set(labels, features, id, timestamp_column)
         if run is not None:
             run.log_input(ts)
@@ -588,11 +678,13 @@ class FeatureStore:
             record = self._native.training_set_record(id)
             blob = self._ws.get_artifact(record.labels_digest)
             table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-            keys, specs = self._label_columns(table, record.features, record.timestamp_column)
+            keys, specs = self._label_columns(table, record.features, record.timestamp_column,
+                                              record.view_versions)
             record, out = self._native.rebuild_training_set(id, keys, specs)
             return TrainingSet(record, table, out)
         if labels is None or not features:
-            raise InvalidArgument("training_set needs labels and features=[\"view:column\", ...] (or id=)")
+            raise InvalidArgument("training_set needs labels and features=[\"view:column\", ...] or spec=\"name\" "
+                                  "(or id= to rebuild a recorded one)")
         if isinstance(features, str):
             features = [features]
         table = _data.to_table(labels, what="labels")

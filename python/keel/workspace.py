@@ -99,6 +99,12 @@ class Workspace:
         from keel.serving import open_endpoint
         return open_endpoint(self, name, **definition)
 
+    def remove_endpoint(self, name: str) -> None:
+        """Removes a saved endpoint: its revisions and prediction log stay as history, hosts answer
+        its requests with NotFound (404 from keel-server), its lineage edges end. Defining it again
+        with ``ws.endpoint(name, ...)`` brings it back as the next revision."""
+        _core.EndpointStore(self._native).remove(name)
+
     # Artifacts: content-addressed, verified on every read.
     def put_artifact(self, data: bytes) -> str:
         return self._native.put_artifact_bytes(data)

@@ -583,3 +583,76 @@ TEST_F(EndpointTest, RefusedRequestsAreCountedAndNotLogged) {
     ep.log().flush();
     EXPECT_TRUE(EndpointStore(*ws).assignments("churn").empty());
 }
+
+TEST_F(EndpointTest, ARemovedEndpointAnswersNotFoundUntilItIsSavedAgain) {
+    linear("churn", {"spend"}, {1.0}, 0.0);
+    reg.set_alias("churn", "champion", 1);
+    EndpointStore endpoints(*ws);
+    endpoints.define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                               {"features", Value(Value::Array{Value("activity:spend")})}}));
+    ws->set_user("bob");
+    Endpoint ep(ws, "churn");
+    Field r[] = {{"player_id", int64_t(2)}};
+    EXPECT_DOUBLE_EQ(ep.predict(r).prediction, 20.0);
+    ep.log().flush();
+
+    endpoints.remove("churn");
+    auto gone = keel::testing::error_message(ErrorKind::NotFound, [&] { endpoints.current("churn"); });
+    EXPECT_NE(gone.find("endpoint 'churn' was removed by bob at "), std::string::npos) << gone;
+    EXPECT_EQ(endpoints.current_revision("churn"), 0);
+    EXPECT_TRUE(endpoints.names().empty());
+    EXPECT_EQ(endpoints.removal("churn")->revision, 1);
+    // History stays: the revisions and the assignment log.
+    EXPECT_EQ(endpoints.revisions("churn").size(), 1u);
+    EXPECT_EQ(endpoints.assignments("churn").size(), 1u);
+    // Its lineage edges ended with it.
+    EXPECT_TRUE(served_by("churn").empty());
+    EXPECT_TRUE(lineage::Graph(*ws).upstream("endpoint:churn", 1).edges.empty());
+
+    // The hosting endpoint refuses new requests instead of serving the revision it had loaded.
+    auto refused = keel::testing::error_message(ErrorKind::NotFound, [&] { ep.predict(r); });
+    EXPECT_NE(refused.find("was removed by bob"), std::string::npos) << refused;
+    std::span<const Field> one(r);
+    keel::testing::error_message(ErrorKind::NotFound, [&] { ep.predict_batch(std::span(&one, 1)); });
+    keel::testing::error_message(ErrorKind::NotFound, [&] { ep.admits(""); });
+    keel::testing::error_message(ErrorKind::NotFound, [&] { ep.set_weights({{"main", 1.0}}); });
+    EXPECT_EQ(endpoints.current_revision("churn"), 0);  // set_weights did not bring it back
+    keel::testing::error_message(ErrorKind::NotFound, [&] { endpoints.remove("churn"); });
+    keel::testing::error_message(ErrorKind::NotFound, [&] { Endpoint(ws, "churn"); });
+    EXPECT_EQ(endpoints.assignments("churn").size(), 1u);  // refused requests are not logged
+
+    // Saved again (the same definition): revision 2, served from the next request on.
+    auto back = endpoints.define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                                           {"features", Value(Value::Array{Value("activity:spend")})}}));
+    EXPECT_EQ(back.revision, 2);
+    EXPECT_FALSE(endpoints.removal("churn"));
+    EXPECT_EQ(endpoints.names(), std::vector<std::string>{"churn"});
+    EXPECT_DOUBLE_EQ(ep.predict(r).prediction, 20.0);
+    EXPECT_EQ(ep.revision(), 2);
+    EXPECT_EQ(served_by("churn"), std::set<std::string>{"model:churn/1"});
+}
+
+TEST_F(EndpointTest, ARemovedEndpointIsDefinedAfreshWhenDefinedAgain) {
+    linear("churn", {"spend"}, {1.0}, 0.0);
+    EndpointStore endpoints(*ws);
+    endpoints.define("churn", Value(Value::Map{{"model", "churn/1"}, {"tenants", Value(Value::Array{Value("a")})},
+                                               {"features", Value(Value::Array{Value("activity:spend")})}}));
+    endpoints.remove("churn");
+    // Fields not given do not come back from the removed definition.
+    auto back = endpoints.define("churn", Value(Value::Map{{"model", "churn/1"},
+                                                           {"features", Value(Value::Array{Value("activity:spend")})}}));
+    EXPECT_EQ(back.revision, 2);
+    EXPECT_TRUE(back.definition.tenants.empty());
+}
+
+TEST_F(EndpointTest, AViewRetiredUnderAnEndpointServesNoStaleValue) {
+    linear("churn", {"spend"}, {1.0}, 0.0);
+    EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn/1"},
+                                                        {"features", Value(Value::Array{Value("activity:spend")})}}));
+    Endpoint ep(ws, "churn", EndpointOptions{.refresh_interval = std::chrono::milliseconds(0)});
+    Field r[] = {{"player_id", int64_t(2)}};
+    EXPECT_DOUBLE_EQ(ep.predict(r).prediction, 20.0);
+    store->retire_view("activity");
+    auto msg = keel::testing::error_message(ErrorKind::InvalidArgument, [&] { ep.predict(r); });
+    EXPECT_NE(msg.find("missing [spend]"), std::string::npos) << msg;
+}

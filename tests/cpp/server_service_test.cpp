@@ -183,6 +183,25 @@ TEST_F(ServiceTest, TheLoggedTenantIsTheTokensNotTheBodys) {
     EXPECT_EQ(rows[0].tenant, "studio-a");
 }
 
+TEST_F(ServiceTest, ARemovedEndpointIs404AndNoLongerListed) {
+    Service service(ws, {});
+    ASSERT_EQ(service.handle(post("/v1/endpoints/churn/predict", R"({"player_id": 4})"), {}).status, 200);
+    EXPECT_EQ(json_of(service.handle(get("/v1/endpoints"), {}))[0]["name"], "churn");
+    serving::EndpointStore(*ws).remove("churn");  // the server hosts it already: its next request sees it
+    auto removed = service.handle(post("/v1/endpoints/churn/predict", R"({"player_id": 4})"), {});
+    EXPECT_EQ(removed.status, 404);
+    EXPECT_NE(json_of(removed)["message"].get<std::string>().find("endpoint 'churn' was removed by"), std::string::npos)
+        << removed.body;
+    EXPECT_EQ(service.handle(get("/v1/endpoints/churn"), {}).status, 404);
+    for (const auto& e : json_of(service.handle(get("/v1/endpoints"), {}))) EXPECT_NE(e["name"], "churn");
+    // Saved again: served as its next revision.
+    serving::EndpointStore(*ws).define("churn", Value(Value::Map{{"model", "churn@champion"},
+                                                                 {"features", Value(Value::Array{Value("activity:spend")})}}));
+    auto back = json_of(service.handle(post("/v1/endpoints/churn/predict", R"({"player_id": 4})"), {}));
+    EXPECT_DOUBLE_EQ(back["prediction"].get<double>(), 41.0);
+    EXPECT_EQ(json_of(service.handle(get("/v1/endpoints/churn"), {}))["revision"], 2);
+}
+
 TEST_F(ServiceTest, DescribeGivesTheDefinitionRevisionVariantsAndCounters) {
     Service service(ws, {});
     service.handle(post("/v1/endpoints/churn/predict", R"({"player_id": 4})"), {});

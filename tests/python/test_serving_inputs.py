@@ -282,6 +282,7 @@ def test_assignment_log_written_before_the_missing_columns_is_migrated(ws, tmp_p
     con.execute("ALTER TABLE serving_assignments DROP COLUMN stale")
     con.execute("ALTER TABLE serving_assignments DROP COLUMN latency_us")
     con.execute("ALTER TABLE serving_assignments DROP COLUMN inputs")
+    con.execute("DROP TABLE serving_endpoint_removals")
     con.execute("UPDATE keel_schema SET version = 1 WHERE module = 'serving'")
     con.commit()
     con.close()

@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -268,6 +268,14 @@ class EndpointStore:
         ...
     def names(self) -> list[str]:
         ...
+    def removal(self, arg0: str) -> typing.Any:
+        """
+        {revision, removed_by, removed_at} while the endpoint is removed, else None.
+        """
+    def remove(self, arg0: str) -> None:
+        """
+        Removes the endpoint (history kept; saving it again brings it back as revision N+1).
+        """
     def revisions(self, arg0: str) -> list[EndpointRevision]:
         ...
     def save(self, arg0: str, arg1: EndpointDefinition) -> EndpointRevision:
@@ -314,6 +322,8 @@ class FeatureStore:
         ...
     def define_entity(self, arg0: str, arg1: collections.abc.Sequence[tuple[str, str]], arg2: str) -> EntitySpec:
         ...
+    def define_training_spec(self, name: str, features: collections.abc.Sequence[str], description: str = '', owner: str = '', tags: collections.abc.Mapping[str, str] = {}) -> TrainingSpecRecord:
+        ...
     def define_view(self, arg0: dict) -> ViewSpec:
         ...
     def entities(self) -> builtins.list[EntitySpec]:
@@ -342,11 +352,25 @@ class FeatureStore:
         ...
     def rebuild_training_set(self, arg0: str, arg1: typing.Any, arg2: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]]) -> tuple[typing.Any, builtins.list]:
         ...
+    def recorded_view(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> ViewSpec:
+        """
+        A view version as recorded, retired or not (what rebuilding a training set reads).
+        """
+    def remove_entity(self, arg0: str) -> None:
+        ...
+    def remove_training_spec(self, arg0: str) -> None:
+        ...
+    def retire_view(self, arg0: str) -> None:
+        ...
     def revoke(self, arg0: str, arg1: str, arg2: collections.abc.Sequence[str]) -> None:
         ...
     def training_set(self, arg0: typing.Any, arg1: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg2: collections.abc.Sequence[str], arg3: str, arg4: str) -> tuple[typing.Any, builtins.list]:
         ...
     def training_set_record(self, arg0: str) -> TrainingSetRecord:
+        ...
+    def training_spec(self, arg0: str) -> TrainingSpecRecord:
+        ...
+    def training_specs(self) -> builtins.list[TrainingSpecRecord]:
         ...
     def view(self, name: str, version: typing.SupportsInt | typing.SupportsIndex | None = None) -> ViewSpec:
         ...
@@ -971,6 +995,41 @@ class TrainingSetRecord:
         ...
     @property
     def view_versions(self) -> dict[str, int]:
+        ...
+class TrainingSpecRecord:
+    """
+    One revision of a training spec: a named list of features (read-only; keel.TrainingSpec holds it).
+    """
+    _fields: typing.ClassVar[tuple] = ('name', 'features', 'description', 'owner', 'tags', 'revision', 'created_at_ms', 'created_by')
+    def __init__(self, record: TrainingSpecRecord) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def created_at_ms(self) -> int:
+        ...
+    @property
+    def created_by(self) -> str:
+        ...
+    @property
+    def description(self) -> str:
+        ...
+    @property
+    def features(self) -> list[str]:
+        """
+        view:column
+        """
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def owner(self) -> str:
+        ...
+    @property
+    def revision(self) -> int:
+        ...
+    @property
+    def tags(self) -> dict[str, str]:
         ...
 class ViewInfo:
     """

@@ -66,6 +66,19 @@ struct TrainingSetRecord {
     std::string created_by;
 };
 
+//! A named, stored list of features that training sets and endpoints are built from (Feast calls it
+//! a feature service). Each change is a new revision; the revisions are kept.
+struct TrainingSpec {
+    std::string name;
+    std::vector<std::string> features;  //!< "view:column", each in a live view
+    std::string description;
+    std::string owner;
+    std::map<std::string, std::string> tags;
+    int64_t revision = 0;       //!< set by define_training_spec
+    int64_t created_at_ms = 0;  //!< when this revision was written
+    std::string created_by;
+};
+
 //! A built training set: its record and one column per feature, in label row order.
 struct TrainingSet {
     TrainingSetRecord record;
@@ -102,8 +115,35 @@ public:
     ViewSpec define_view(const ViewSpec& spec);
     //! The latest (or a given) version of a view; NotFound names the known views.
     ViewSpec view(const std::string& name, std::optional<int64_t> version = std::nullopt);
+    //! The latest (or a given) version of a view, retired or not: what rebuilding a recorded
+    //! training set reads. NotFound only when the view or version never existed.
+    ViewSpec recorded_view(const std::string& name, int64_t version);
+    //! Live views only (retired ones are left out).
     std::vector<ViewInfo> list();
     ViewInfo info(const std::string& name);
+    //! Takes a view out of the catalog, keeping its offline data so recorded training sets still
+    //! rebuild identically: view() (any version), ingest, materialize and online reads then refuse it
+    //! (NotFound saying who retired it and when), list() leaves it out, and its online snapshots are
+    //! dropped so no stale value is served. define_view() of the name brings it back. NotFound naming
+    //! the live views when `name` is unknown or already retired.
+    void retire_view(const std::string& name);
+    //! Deletes an entity. InvalidArgument naming them while live views use it (retire them first);
+    //! NotFound naming the known entities when there is none. Retired views that used it keep their
+    //! join keys (recorded with each view version), so their training sets still rebuild.
+    void remove_entity(const std::string& name);
+
+    // --- training specs (feature services) -----------------------------------------------------
+    //! Validates (name rule, at least one feature, no duplicates, each "view:column" in a live view)
+    //! and stores the spec: an unchanged definition returns the current revision, a changed one is
+    //! written as revision + 1. Returns what is stored.
+    TrainingSpec define_training_spec(const TrainingSpec& spec);
+    //! The current revision; NotFound naming the known specs.
+    TrainingSpec training_spec(const std::string& name);
+    //! The current revision of every spec not removed, by name.
+    std::vector<TrainingSpec> training_specs();
+    //! Stops listing and serving the spec; its revisions are kept, and defining it again continues
+    //! their numbers. NotFound naming the known specs.
+    void remove_training_spec(const std::string& name);
 
     // --- offline store ----------------------------------------------------------------------
     //! Validates the batch against the view, then writes one sorted segment and registers it in one

@@ -86,7 +86,10 @@ struct EndpointStats {
 //! the same is checked without an announcement, and online snapshots of other processes are read.
 //! A change that cannot be loaded (an alias moved onto, or a revision naming, a version whose artifact
 //! is missing or corrupt) is not followed: what was served goes on serving and stats().rejected says
-//! why, so a bad push degrades to the last good state instead of failing requests.
+//! why, so a bad push degrades to the last good state instead of failing requests. A removal
+//! (EndpointStore::remove) is the exception: from the reload that sees it, predict, predict_batch
+//! and admits throw NotFound saying who removed it (keel-server answers 404) instead of serving
+//! the revision loaded before; saving the endpoint again serves the new revision.
 //!
 //! Shadows the routing plugin asks for run after the answer, are logged with shadow=true and never
 //! reach the answer: their errors are counted. Thread-safe. Every answer is appended to the
@@ -117,7 +120,7 @@ public:
         std::vector<int64_t> items;  //!< top-k item ids, best first (a prediction table of items)
     };
     //! Serves one request. InvalidArgument when it lacks the entity key or (on_missing "error") an
-    //! input has no fresh value (counted in stats().refused).
+    //! input has no fresh value (counted in stats().refused); NotFound once the endpoint is removed.
     Answer predict(std::span<const plugins::Field> request);
 
     //! Many requests in one call: one routing call each, one online lookup, one predict per variant,
@@ -135,7 +138,8 @@ public:
     //! Picks up a new revision, moved aliases, data issues and online snapshots materialized by
     //! other processes now (those of this process are seen at once).
     void refresh();
-    //! Saves a new revision with these weights and applies them at once (unknown names refused).
+    //! Saves a new revision with these weights and applies them at once (unknown names refused;
+    //! NotFound when the endpoint was removed: weights do not bring it back).
     int64_t set_weights(const std::vector<std::pair<std::string, double>>& weights);
 
     const std::string& name() const { return name_; }

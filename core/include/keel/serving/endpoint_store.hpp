@@ -23,6 +23,13 @@ struct EndpointRevision {
     int64_t created_at = 0;
 };
 
+//! Who removed an endpoint, when, and at which revision.
+struct EndpointRemoval {
+    int64_t revision = 0;
+    std::string removed_by;
+    int64_t removed_at = 0;
+};
+
 //! One routing decision served by an endpoint: who, which variant and model version, and the answer.
 struct Assignment {
     int64_t ts = 0;             //!< ms since the epoch
@@ -70,12 +77,22 @@ public:
     //! process wrote (one ended meanwhile is fine). One transaction. A hosting endpoint calls it when
     //! it follows a moved alias.
     void link_serves(const std::string& name, const std::vector<std::string>& served);
-    //! The newest revision; NotFound naming the endpoint when none is saved.
+    //! The newest revision; NotFound naming the endpoint when none is saved, or saying who removed it.
     EndpointRevision current(const std::string& name);
-    //! The newest revision number, 0 when none (cheap: used to poll for changes).
+    //! The newest revision number, 0 when none or removed (cheap: used to poll for changes).
     int64_t current_revision(const std::string& name);
+    //! Every revision ever saved, also of a removed endpoint (history).
     std::vector<EndpointRevision> revisions(const std::string& name);
+    //! The endpoints not removed, by name.
     std::vector<std::string> names();
+    //! Removes the endpoint: its revisions and assignment log stay as history, current() is then
+    //! NotFound saying who removed it, names() leaves it out, and its feeds and serves lineage edges
+    //! end, in one transaction. Hosting endpoints refuse its requests from their next reload on.
+    //! Saving it again brings it back as revision N+1 (define() then starts from nothing). NotFound
+    //! when it is not defined or already removed.
+    void remove(const std::string& name);
+    //! Set while the endpoint is removed (its newest revision was removed).
+    std::optional<EndpointRemoval> removal(const std::string& name);
 
     //! Appends assignments in one transaction.
     void log(const std::string& name, const std::vector<Assignment>& rows);
