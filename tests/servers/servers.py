@@ -303,6 +303,8 @@ class S3Server(_Server):
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-filer.localSocket={self.dir / 'filer.sock'}", f"-s3.localSocket={self.dir / 's3.sock'}",
             "-master.telemetry=false",
+            # as on AWS, a PUT into a missing bucket fails instead of creating it
+            "-s3.autoCreateBucket=false",
             # small volumes, as many as the disk holds: each bucket is its own collection of volumes
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
         ])
