@@ -162,7 +162,13 @@ std::unique_ptr<HttpPool::Connection> HttpPool::acquire() {
     if (tls_) {
         c->lowest().expires_after(options_.connect_timeout);
         ec = run(c->ioc, [&](auto handler) { c->secure->async_handshake(ssl::stream_base::client, std::move(handler)); });
-        if (ec) throw fail("TLS handshake with", ec);
+        if (ec) {
+            auto error = fail("TLS handshake with", ec);
+            if (ec.category() == net::error::get_ssl_category())  // a certificate this machine does not trust
+                throw TransportError(std::string(error.what()) + " (a private certificate authority goes in AWS_CA_BUNDLE)",
+                                     false, false, false);
+            throw error;
+        }
     }
     return c;
 }
