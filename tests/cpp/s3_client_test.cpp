@@ -10,6 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,6 +22,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -407,4 +413,114 @@ TEST(S3ClientRetries, AKeptAliveConnectionTheServerClosedIsReplacedAtOnce) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the close reaches the client
     EXPECT_EQ(s3.get("b"), "two");
     EXPECT_EQ(server.requests(), 2);
+}
+
+// ------------------------------------------------------------------- TLS: verified, or refused clearly
+
+namespace {
+
+//! A self-signed certificate for "localhost" (key and certificate as PEM files in a temp folder) and
+//! a one-thread TLS server on a loopback port that answers every request with one canned answer.
+class TlsServer {
+public:
+    TlsServer() {
+        dir_ = std::filesystem::temp_directory_path() / ("keel-s3-tls-" + std::to_string(getpid()));
+        std::filesystem::create_directories(dir_);
+        EVP_PKEY* key = EVP_RSA_gen(2048);
+        X509* cert = X509_new();
+        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+        X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+        X509_set_pubkey(cert, key);
+        X509_NAME* name = X509_get_subject_name(cert);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+        X509_set_issuer_name(cert, name);
+        X509V3_CTX v3;
+        X509V3_set_ctx_nodb(&v3);
+        X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+        X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, "DNS:localhost");
+        X509_add_ext(cert, san, -1);
+        X509_EXTENSION_free(san);
+        X509_sign(cert, key, EVP_sha256());
+        FILE* f = std::fopen(ca_file().c_str(), "w");
+        PEM_write_X509(f, cert);
+        std::fclose(f);
+
+        ctx_ = SSL_CTX_new(TLS_server_method());
+        SSL_CTX_use_certificate(ctx_, cert);
+        SSL_CTX_use_PrivateKey(ctx_, key);
+        X509_free(cert);
+        EVP_PKEY_free(key);
+
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        socklen_t size = sizeof addr;
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size);
+        port_ = ntohs(addr.sin_port);
+        listen(fd_, 16);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~TlsServer() {
+        shutdown(fd_, SHUT_RDWR);
+        thread_.join();
+        close(fd_);
+        SSL_CTX_free(ctx_);
+        std::filesystem::remove_all(dir_);
+    }
+    std::string ca_file() const { return (dir_ / "ca.pem").string(); }
+    uint16_t port() const { return port_; }
+
+private:
+    void serve() {
+        while (true) {
+            int client = accept(fd_, nullptr, nullptr);
+            if (client < 0) return;
+            SSL* ssl = SSL_new(ctx_);
+            SSL_set_fd(ssl, client);
+            if (SSL_accept(ssl) == 1) {
+                std::string request;
+                char chunk[4096];
+                int n;
+                while (request.find("\r\n\r\n") == std::string::npos && (n = SSL_read(ssl, chunk, sizeof chunk)) > 0)
+                    request.append(chunk, static_cast<size_t>(n));
+                const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret";
+                SSL_write(ssl, reply.data(), static_cast<int>(reply.size()));
+                SSL_shutdown(ssl);
+            }
+            SSL_free(ssl);
+            close(client);
+        }
+    }
+
+    std::filesystem::path dir_;
+    SSL_CTX* ctx_ = nullptr;
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::thread thread_;
+};
+
+} // namespace
+
+TEST(S3ClientTls, VerifiesTheServerCertificate) {
+    TlsServer server;
+    S3Config config = scripted_config("https://localhost:" + std::to_string(server.port()));
+    config.ca_file = server.ca_file();
+    EXPECT_EQ(S3Client(config, S3Location::parse("s3://bucket/p")).get("k"), "secret");
+
+    // Not trusted by this machine: refused, saying where a private authority goes.
+    config.ca_file = "/etc/ssl/certs/ca-certificates.crt";
+    if (std::filesystem::exists(config.ca_file)) {
+        auto message = error_message(ErrorKind::Internal,
+                                     [&] { S3Client(config, S3Location::parse("s3://bucket/p")).get("k"); });
+        EXPECT_NE(message.find("certificate verify failed"), std::string::npos) << message;
+        EXPECT_NE(message.find("AWS_CA_BUNDLE"), std::string::npos) << message;
+    }
+
+    // Trusted, but issued for another name than the one connected to.
+    config = scripted_config("https://127.0.0.1:" + std::to_string(server.port()));
+    config.ca_file = server.ca_file();
+    error_message(ErrorKind::Internal, [&] { S3Client(config, S3Location::parse("s3://bucket/p")).get("k"); });
 }
