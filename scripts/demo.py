@@ -165,7 +165,7 @@ def apply_definitions(ws) -> None:
     re-run). The same in CI: `keel plan scripts/demo_defs` exits 1 when a change is pending."""
     plan = keel.defs.apply(ws, DEFINITIONS)
     done = ", ".join(f"{c.action} {c.ref}" for c in plan.changes)
-    item("definitions", f"keel apply {os.path.relpath(DEFINITIONS)}: "
+    item("definitions", f"keel apply {DEFINITIONS.relative_to(DEFINITIONS.parents[1])}: "
          f"{done or 'nothing to do, ' + str(plan.counts()['unchanged']) + ' unchanged'}")
 
 

@@ -268,6 +268,8 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         run.log_artifact(tmp_path / "report.txt", "reports")
     ws.models.set_alias("churn", "champion", version=2)
     w = ["--workspace", ws.path, "--json"]
+    empty_defs = tmp_path / "defs"
+    empty_defs.mkdir()
     succeed = {
         ("runs", "list"): ["runs", "list"],
         ("runs", "show"): ["runs", "show", run.id],
@@ -282,6 +284,8 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("models", "events"): ["models", "events"],
         ("lineage", "upstream"): ["lineage", "upstream", "model:churn/2"],
         ("lineage", "downstream"): ["lineage", "downstream", f"run:{run.id}"],
+        ("plan",): ["plan", str(empty_defs)],
+        ("apply",): ["apply", str(empty_defs)],  # declares nothing: keeps everything
         ("serve",): None,  # serves until stopped: its announcement is checked in a subprocess below
     }
     fail = {
@@ -298,6 +302,8 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("models", "events"): ["models", "events", "ltv"],
         ("lineage", "upstream"): ["lineage", "upstream", "not a ref"],
         ("lineage", "downstream"): ["lineage", "downstream", "model:churn@nobody"],
+        ("plan",): ["plan", str(tmp_path / "no-defs")],
+        ("apply",): ["apply", str(tmp_path / "no-defs")],
         ("serve",): ["serve", "no-such-endpoint", "--port", "0"],
     }
     commands = every_command(cli.build_parser())

@@ -14,7 +14,7 @@ import keel
 from keel import defs
 from keel.cli import main as cli
 
-T0 = pd.Timestamp("2026-01-01", tz="UTC")
+T0 = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=1)  # within every TTL used here
 
 PLAYERS = """
 from keel import defs
@@ -64,7 +64,7 @@ def with_model(ws):
 def snapshot(ws) -> dict:
     """Everything definitions touch, to show that a plan or a failed apply changed nothing."""
     return {"entities": sorted(e.name for e in ws.features.entities()),
-            "views": sorted((v.name, v.version) for v in ws.features.list()),
+            "views": sorted((v.spec.name, v.spec.version) for v in ws.features.list()),
             "specs": sorted(s.name for s in ws.features.training_specs()),
             "endpoints": sorted(keel._core.EndpointStore(ws.native).names()),
             "rules": len(keel.quality.checks(ws, "feature_view:player_activity").rules())}
@@ -88,7 +88,7 @@ def test_apply_twice_changes_nothing_the_second_time(ws, repo):
     first = defs.apply(ws, repo)
     assert first.applied and first.counts()["create"] == 3
     fv = ws.features.view("player_activity")
-    assert fv.owner == "data-eng" and fv.ttl == pd.Timedelta("30d") and fv.description == "Sessions and spend"
+    assert fv.owner == "data-eng" and fv.ttl == pd.Timedelta(days=30) and fv.description == "Sessions and spend"
     assert [r.label for r in fv.quality.rules()] == ["range"]
     assert ws.features.training_spec("churn_training").features == [
         "player_activity:sessions_7d", "player_activity:spend_30d"]
@@ -111,7 +111,7 @@ def test_a_compatible_change_updates_in_place_and_keeps_the_data(ws, repo, tmp_p
     assert "+ column level: int32" in change.details and "~ ttl: '30d' -> '7d'" in change.details
     defs.apply(ws, repo)
     fv = ws.features.view("player_activity")
-    assert fv.version == 1 and fv.ttl == pd.Timedelta("7d")
+    assert fv.version == 1 and fv.ttl == pd.Timedelta(days=7)
     assert fv.to_pandas()["sessions_7d"].tolist() == [3, 4]
 
 
@@ -191,12 +191,15 @@ def test_an_error_from_the_core_rolls_back_everything_applied_before_it(ws, repo
     before = snapshot(ws)
     with pytest.raises(keel.KeelError) as err:
         defs.apply(ws, repo)
-    assert str(err.value).startswith("endpoint 'churn' (") and "churn" in str(err.value)
+    assert "endpoint.py:5: endpoint 'churn'" in str(err.value)
     assert snapshot(ws) == before
     with_model(ws)
     plan = defs.apply(ws, repo)
     assert plan.changes[-1].ref == "endpoint:churn"
-    assert ws.endpoint("churn").predict({"player_id": 1})["model"] == "churn/1"
+    ws.features.view("player_activity").ingest(pd.DataFrame(
+        {"player_id": [1], "event_timestamp": T0, "sessions_7d": [3], "spend_30d": [1.0]}))
+    ws.features.materialize("player_activity")
+    assert ws.endpoint("churn").predict({"player_id": 1})["prediction"] == pytest.approx(3 + 2 * 1.0)
 
 
 def test_an_unknown_entity_and_a_name_declared_twice_are_errors(ws, tmp_path):
@@ -231,11 +234,15 @@ def test_endpoint_changes_and_drift_show_in_the_plan(ws, repo, tmp_path):
     with_model(ws)
     write(tmp_path / "defs", {"endpoint.py": ENDPOINT})
     defs.apply(ws, repo)
+    ws.features.view("player_activity").ingest(pd.DataFrame(
+        {"player_id": [1], "event_timestamp": T0, "sessions_7d": [3], "spend_30d": [1.0]}))
+    ws.features.materialize("player_activity")
     ep = ws.endpoint("churn")
     assert ep.definition["features"] == ["player_activity:sessions_7d", "player_activity:spend_30d"]
     assert defs.plan(ws, repo).changes == []
     ep.set_weights({"main": 1.0})  # unchanged weight: no drift
-    ws.models.log_model(None, LinearRegression().fit([[0.0, 0.0], [1.0, 1.0]], [0.0, 1.0]), "churn")
+    x = pd.DataFrame({"sessions_7d": [0.0, 1.0], "spend_30d": [0.0, 1.0]})
+    ws.models.log_model(None, LinearRegression().fit(x, [0.0, 1.0]), "churn")
     ws.models.set_alias("churn", "challenger", 2)
     write(tmp_path / "defs", {"endpoint.py": ENDPOINT.replace(
         'model="churn@champion"', 'routing="plugins/routing/weighted.lua", '

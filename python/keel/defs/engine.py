@@ -102,7 +102,7 @@ def check_references(defs: Definitions, state: _State, removed: set[tuple[str, s
 def _ttl_text(ms: int) -> str:
     if not ms:
         return "none"
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms}ms"
@@ -315,8 +315,10 @@ def _run(workspace, definitions, *, prune: bool, commit: bool, expect_removals=N
             for d in defs.of(kind):
                 try:
                     change = step(ws, d, state)
-                except KeelError as exc:  # the core's check: say which definition it was about
-                    raise type(exc)(f"{d.where()}: {exc}") from exc
+                except KeelError as exc:  # the core's check: say which definition, compiler style
+                    named = f"{d.kind.replace('_', ' ')} '{d.name}'"
+                    message = str(exc) if str(exc).startswith(named) else f"{named}: {exc}"
+                    raise type(exc)(f"{d.source}: {message}") from exc
                 if change is None:
                     unchanged.append(d.ref)
                 else:
