@@ -53,12 +53,15 @@ void FeatureStore::retire_view(const std::string& name) {
         // Its node stays (training sets and endpoints it fed keep their history); its state says it is gone.
         detail::lineage_node(*this, "feature_view:" + name, "", "", {{"state", "retired"}});
         storage::bump_generation(db);  // endpoints and readers in other processes drop its online values
+        // The files go once the retirement lands: an outer transaction (keel.defs' apply) may still
+        // roll it back. A reader in another process may still map one; its mapping stays valid.
+        db.after_commit([dir = ws_->module_dir("features"), snapshots] {
+            for (const auto& [id, file] : snapshots) {
+                std::error_code ec;
+                fs::remove(dir / file, ec);
+            }
+        });
         tx.commit();
-    }
-    // After the commit: a reader in another process may still map a file (its mapping stays valid).
-    for (const auto& [id, file] : snapshots) {
-        std::error_code ec;
-        fs::remove(ws_->module_dir("features") / file, ec);
     }
     {
         std::lock_guard lock(impl_->mu);

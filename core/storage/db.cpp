@@ -254,6 +254,18 @@ void Db::ensure_schema(const ModuleSchema& schema) {
     schema_versions_[schema.module] = schema.steps.size();
 }
 
+void Db::after_commit(std::function<void()> action) {
+    if (!sqlite3_get_autocommit(db_)) {
+        after_commit_.push_back(std::move(action));
+        return;
+    }
+    try {
+        action();
+    } catch (...) {
+        // As after a commit: the change has landed.
+    }
+}
+
 // --------------------------------------------------------------------------------- Transaction
 
 Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {
@@ -265,8 +277,10 @@ Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {
 
 Transaction::~Transaction() {
     if (owner_ && !done_) {
-        // Migrations applied inside the rolled-back transaction are undone too: check again.
+        // Migrations applied inside the rolled-back transaction are undone too: check again. Work
+        // promised for its commit does not happen.
         db_.schema_versions_.clear();
+        db_.after_commit_.clear();
         try {
             db_.exec("ROLLBACK");
         } catch (...) {
@@ -279,6 +293,16 @@ void Transaction::commit() {
     if (owner_ && !done_) {
         db_.exec("COMMIT");
         ++db_.local_commits_;
+        done_ = true;
+        auto actions = std::move(db_.after_commit_);
+        db_.after_commit_.clear();
+        for (auto& action : actions) {
+            try {
+                action();
+            } catch (...) {
+                // Committed already: a file left behind is only an orphan, not a wrong answer.
+            }
+        }
     }
     done_ = true;
 }

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 
 namespace fs = std::filesystem;
 using keel::testing::corrupt_message;
@@ -91,4 +92,38 @@ TEST(Artifacts, BadDigestAndMissingBlob) {
     EXPECT_EQ(thrown_error([&] { ws->artifacts().get_bytes("../etc/passwd"); }).kind(), ErrorKind::InvalidArgument);
     EXPECT_EQ(thrown_error([&] { ws->artifacts().get_bytes(std::string(64, 'a')); }).kind(), ErrorKind::NotFound);
     EXPECT_EQ(thrown_error([&] { ws->artifacts().put_file(dir.path / "nope.txt"); }).kind(), ErrorKind::NotFound);
+}
+
+TEST(Transaction, WorkAfterCommitWaitsForTheOutermostCommitAndIsDroppedOnRollback) {
+    TempDir dir;
+    auto ws = Workspace::open(dir.path);
+    auto& db = ws->db();
+    auto guard = db.lock();
+    int ran = 0;
+    db.after_commit([&] { ++ran; });  // no transaction open: at once
+    EXPECT_EQ(ran, 1);
+    {
+        keel::storage::Transaction outer(db);
+        {
+            keel::storage::Transaction inner(db);
+            db.after_commit([&] { ++ran; });
+            inner.commit();  // nested: nothing has landed yet
+        }
+        EXPECT_EQ(ran, 1);
+        outer.commit();
+    }
+    EXPECT_EQ(ran, 2);
+    {
+        keel::storage::Transaction outer(db);
+        db.after_commit([&] { ++ran; });
+        db.after_commit([] { throw std::runtime_error("a failing action"); });
+    }  // rolled back
+    EXPECT_EQ(ran, 2);
+    {
+        keel::storage::Transaction tx(db);
+        db.after_commit([] { throw std::runtime_error("a failing action does not undo the commit"); });
+        db.after_commit([&] { ++ran; });
+        tx.commit();
+    }
+    EXPECT_EQ(ran, 3);
 }

@@ -178,7 +178,8 @@ def test_an_endpoint_naming_a_missing_feature_fails_the_plan_and_writes_nothing(
     message = str(err.value)
     assert "2 problems in the definitions, nothing was changed" in message
     assert "endpoint 'churn' (" in message and "endpoint.py:3" in message
-    assert "no feature view 'player_activty' is declared or in the workspace (declared: player_activity)" in message
+    assert ("reads 'player_activty:spend_30d' of feature view 'player_activty', which is neither declared nor in the "
+            "workspace (declared: player_activity)") in message
     assert "feature view 'player_activity' has no column 'spend_7d' (its columns: sessions_7d, spend_30d)" in message
     with pytest.raises(keel.InvalidArgument):
         defs.apply(ws, repo)
@@ -348,3 +349,27 @@ def test_cli_prune_without_yes_changes_nothing(tmp_path, repo):
     assert done.returncode == 0, done.stderr
     assert "- feature_view:player_activity" in done.stdout
     assert run_cli("-w", path, "plan", empty).returncode == 0
+
+
+def test_a_retirement_rolled_back_keeps_the_online_files(ws, repo):
+    defs.apply(ws, repo)
+    ws.features.view("player_activity").ingest(pd.DataFrame(
+        {"player_id": [1], "event_timestamp": T0, "sessions_7d": [3], "spend_30d": [1.0]}))
+    ws.features.materialize("player_activity")
+    with pytest.raises(RuntimeError, match="a later step failed"):
+        with ws.native.transaction():
+            ws.features.retire_view("player_activity")
+            raise RuntimeError("a later step failed")
+    online = ws.features.get_online(["player_activity:spend_30d"], player_id=[1])
+    assert online["spend_30d"].tolist() == [1.0]  # the snapshot's file was not removed
+
+
+def test_pruning_what_a_declaration_still_reads_fails_the_plan(ws, repo, tmp_path):
+    defs.apply(ws, repo)
+    only_spec = write(tmp_path / "only_spec", {"spec.py": """
+        from keel import defs
+        s = defs.TrainingSpec("spend_only", features=["player_activity:spend_30d"])
+        """})
+    assert [c.ref for c in defs.plan(ws, only_spec).changes] == ["training_spec:spend_only"]  # the view is kept
+    with pytest.raises(keel.InvalidArgument, match="which --prune would remove .*: declare it"):
+        defs.plan(ws, only_spec, prune=True)

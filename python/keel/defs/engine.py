@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -71,21 +72,23 @@ def check_references(defs: Definitions, state: _State, removed: set[tuple[str, s
         d = defs.get("feature_view", view)
         return list(d.schema) if isinstance(d, FeatureView) else state.columns(view)
 
-    def declared(kind: str) -> str:
+    def missing(kind: str, name: str) -> str:
+        """Why `name` is not there: pruned, or unknown (with what is declared)."""
+        if (kind, name) in removed:
+            return "which --prune would remove (it is in the workspace, not in the definitions): declare it"
         names = sorted(defs.by_kind[kind])
-        return f" (declared: {', '.join(names)})" if names else ""
+        return "which is neither declared nor in the workspace" + (f" (declared: {', '.join(names)})" if names else "")
 
     for view in defs.of(FeatureView):
         for entity in view.entities:
             if not live("entity", entity):
-                problems.append(f"{view.where()} uses entity '{entity}', which is neither declared nor in the "
-                                f"workspace{declared('entity')}")
+                problems.append(f"{view.where()} uses entity '{entity}', {missing('entity', entity)}")
     for d in defs.of(TrainingSpec) + defs.of(Endpoint):
         for feature in d.features:
             view, _, column = feature.partition(":")
             if not live("feature_view", view):
-                problems.append(f"{d.where()} reads '{feature}', but no feature view '{view}' is declared or in "
-                                f"the workspace{declared('feature_view')}")
+                problems.append(f"{d.where()} reads '{feature}' of feature view '{view}', "
+                                f"{missing('feature_view', view)}")
             elif column and column not in view_columns(view):
                 problems.append(f"{d.where()} reads '{feature}', but feature view '{view}' has no column "
                                 f"'{column}' (its columns: {', '.join(view_columns(view))})")
@@ -287,23 +290,32 @@ _REMOVAL_NOTES = {
 # ------------------------------------------------------------------------------------------ entry
 
 def _private_handle(workspace, create: bool):
-    """A handle of its own (no cached state shared with the caller's), and the path it shows."""
+    """A handle of its own (no cached state shared with the caller's), the path it shows, and a
+    temporary folder to delete afterwards (planning against a workspace that does not exist yet)."""
     import keel
     if hasattr(workspace, "native"):
-        return keel.open(workspace.path, user=workspace.user, role=workspace.role), workspace.path
+        return keel.open(workspace.path, user=workspace.user, role=workspace.role), workspace.path, None
     path = os.fspath(workspace)
     if not create and not os.path.exists(os.path.join(path, "keel.db")):
         if os.path.exists(path) and not os.path.isdir(path):
             raise InvalidArgument(f"workspace '{path}' is a file, not a Keel workspace folder")
-        # Planning against a workspace that does not exist yet: everything is new.
-        return keel.open(os.path.join(tempfile.mkdtemp(prefix="keel-plan-"), "empty.keel")), path
-    return keel.open(path), path
+        empty = tempfile.mkdtemp(prefix="keel-plan-")  # everything is new: plan against an empty one
+        return keel.open(os.path.join(empty, "empty.keel")), path, empty
+    return keel.open(path), path, None
 
 
 def _run(workspace, definitions, *, prune: bool, commit: bool, expect_removals=None) -> Plan:
     defs = load(definitions)
     # A handle of its own: whatever its stores cache inside a transaction that rolls back goes with it.
-    ws, shown = _private_handle(workspace, create=commit)
+    ws, shown, temporary = _private_handle(workspace, create=commit)
+    try:
+        return _steps(ws, shown, defs, prune=prune, commit=commit, expect_removals=expect_removals)
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _steps(ws, shown: str, defs: Definitions, *, prune: bool, commit: bool, expect_removals) -> Plan:
     with ws.native.transaction(commit=commit):
         state = _State(ws)
         removable = _removed(defs, state)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -129,6 +130,13 @@ public:
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
     void ensure_schema(const ModuleSchema& schema);
 
+    //! Runs `action` once the outermost open transaction commits (at once when none is open), and
+    //! drops it when that transaction rolls back: for work outside the database that must happen
+    //! only if the change lands, such as removing files the committed rows no longer name (an outer
+    //! transaction, like keel.defs' apply, may still roll back after an inner one "commits").
+    //! Caller must hold lock(). An action's exception is swallowed: the commit has happened.
+    void after_commit(std::function<void()> action);
+
     //! Throws keel::Error for a failed SQLite call, naming the extended code and what was running.
     [[noreturn]] void fail(int rc, std::string_view what) const;
     sqlite3* handle() const { return db_; }
@@ -143,6 +151,7 @@ private:
     std::list<detail::CachedStmt> lru_; //!< most recently used first
     std::unordered_map<std::string_view, std::list<detail::CachedStmt>::iterator> cache_; //!< keys view lru_'s sql
     std::unordered_map<std::string, size_t> schema_versions_;
+    std::vector<std::function<void()>> after_commit_;  //!< run by the outermost Transaction's commit
     std::atomic<uint64_t> local_commits_{0};  //!< write transactions this connection committed
     // recent_change_token(): the last token read, when, and this connection's commits then.
     std::atomic<uint64_t> recent_token_{0}, recent_local_{~uint64_t(0)};
