@@ -356,10 +356,9 @@ def test_a_retirement_rolled_back_keeps_the_online_files(ws, repo):
     ws.features.view("player_activity").ingest(pd.DataFrame(
         {"player_id": [1], "event_timestamp": T0, "sessions_7d": [3], "spend_30d": [1.0]}))
     ws.features.materialize("player_activity")
-    with pytest.raises(RuntimeError, match="a later step failed"):
-        with ws.native.transaction():
-            ws.features.retire_view("player_activity")
-            raise RuntimeError("a later step failed")
+    with pytest.raises(RuntimeError, match="a later step failed"), ws.native.transaction():
+        ws.features.retire_view("player_activity")
+        raise RuntimeError("a later step failed")
     online = ws.features.get_online(["player_activity:spend_30d"], player_id=[1])
     assert online["spend_30d"].tolist() == [1.0]  # the snapshot's file was not removed
 
