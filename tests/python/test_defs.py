@@ -370,5 +370,5 @@ def test_pruning_what_a_declaration_still_reads_fails_the_plan(ws, repo, tmp_pat
         s = defs.TrainingSpec("spend_only", features=["player_activity:spend_30d"])
         """})
     assert [c.ref for c in defs.plan(ws, only_spec).changes] == ["training_spec:spend_only"]  # the view is kept
-    with pytest.raises(keel.InvalidArgument, match="which --prune would remove .*: declare it"):
+    with pytest.raises(keel.InvalidArgument, match=r"which --prune would remove .*: declare it"):
         defs.plan(ws, only_spec, prune=True)
