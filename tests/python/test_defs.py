@@ -372,3 +372,20 @@ def test_pruning_what_a_declaration_still_reads_fails_the_plan(ws, repo, tmp_pat
     assert [c.ref for c in defs.plan(ws, only_spec).changes] == ["training_spec:spend_only"]  # the view is kept
     with pytest.raises(keel.InvalidArgument, match=r"which --prune would remove .*: declare it"):
         defs.plan(ws, only_spec, prune=True)
+
+
+def test_cli_prune_asks_a_person_at_a_terminal(tmp_path, repo, monkeypatch, capsys):
+    path = str(tmp_path / "team.keel")
+    assert cli(["-w", path, "apply", repo]) == 0
+    empty = write(tmp_path / "empty", {"none.py": "x = 1\n"})
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter(["no", "yes"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    capsys.readouterr()
+    assert cli(["-w", path, "apply", empty, "--prune"]) == 1  # declined
+    out, err = capsys.readouterr()
+    assert "- feature_view:player_activity" in out and "Nothing was changed." in err
+    assert cli(["-w", path, "plan", repo]) == 0
+    assert cli(["-w", path, "apply", empty, "--prune"]) == 0  # confirmed
+    assert "Applied to" in capsys.readouterr().out
+    assert keel.open(path).features.list() == []
