@@ -31,7 +31,8 @@ void bind_errors(py::module_& m) {
     });
     m.def("error_exit_code", [](const std::string& kind) {
         for (auto k : {ErrorKind::NotFound, ErrorKind::AlreadyExists, ErrorKind::InvalidArgument, ErrorKind::Conflict,
-                       ErrorKind::Corrupt, ErrorKind::PermissionDenied, ErrorKind::PluginError, ErrorKind::Internal})
+                       ErrorKind::Corrupt, ErrorKind::PermissionDenied, ErrorKind::PluginError, ErrorKind::Internal,
+                       ErrorKind::Unavailable})
             if (error_kind_name(k) == kind) return error_kind_exit_code(k);
         return 1;
     }, "The CLI exit code for an error kind name (1 for anything else).");

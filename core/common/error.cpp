@@ -13,6 +13,7 @@ std::string_view error_kind_name(ErrorKind kind) {
     case ErrorKind::PermissionDenied: return "PermissionDenied";
     case ErrorKind::PluginError: return "PluginError";
     case ErrorKind::Internal: return "Internal";
+    case ErrorKind::Unavailable: return "Unavailable";
     }
     return "Internal";
 }

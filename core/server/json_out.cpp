@@ -94,6 +94,7 @@ int http_status(ErrorKind kind) {
     case ErrorKind::PluginError: return 502;
     case ErrorKind::Corrupt:
     case ErrorKind::Internal: return 500;
+    case ErrorKind::Unavailable: return 503;
     }
     return 500;
 }

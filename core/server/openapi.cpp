@@ -44,7 +44,7 @@ Json schemas() {
             {"description", "The kind of failure, as Keel's Python exceptions name it."},
             {"enum",
              {"NotFound", "AlreadyExists", "InvalidArgument", "Conflict", "Corrupt", "PermissionDenied",
-              "PluginError", "Internal"}}}},
+              "PluginError", "Internal", "Unavailable"}}}},
           {"message",
            {{"type", "string"}, {"description", "Which value is wrong, what was expected, what to do."}}}}},
         {"example", {{"error", "InvalidArgument"}, {"message", "field 'player_id': expected an integer, got a string"}}}};
@@ -169,7 +169,7 @@ Json components() {
           {"Forbidden", error_response("The token's tenant or roles may not call this.")},
           {"NotFound", error_response("No such endpoint, feature view or column.")},
           {"PayloadTooLarge", error_response("The body is over the server's limit (8 MiB by default).")},
-          {"ServerError", error_response("Conflict (409), Internal (500), or a model that failed (502).")}}}};
+          {"ServerError", error_response("Conflict (409), Internal (500), a model that failed (502), or a server Keel depends on unavailable (503).")}}}};
 }
 
 Json paths() {

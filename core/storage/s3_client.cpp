@@ -228,11 +228,11 @@ S3Client::Impl::Result S3Client::Impl::exchange(const std::string& method, const
                 continue;
             }
             if (!e.connected)
-                throw_error(ErrorKind::Internal, "cannot reach S3 at {}: {}; check AWS_ENDPOINT_URL", config.endpoint,
+                throw_error(ErrorKind::Unavailable, "cannot reach S3 at {}: {}; check AWS_ENDPOINT_URL", config.endpoint,
                             e.what());
             resent = true;
             if (attempt >= config.max_attempts)
-                throw_error(ErrorKind::Internal, "S3 at {} did not answer {} of {} after {} attempts: {}",
+                throw_error(ErrorKind::Unavailable, "S3 at {} did not answer {} of {} after {} attempts: {}",
                             config.endpoint, method, what, attempt, e.what());
         }
         // Full jitter: a random wait up to base * 2^attempt (at most 5 s), so clients do not retry in step.
@@ -282,7 +282,7 @@ void S3Client::Impl::fail(const HttpResponse& response, std::string_view operati
                     "(its checksum check failed: {}): something on the network path damages data", operation, what,
                     config.max_attempts, said);
     if (response.status >= 500 || response.status == 429)
-        throw_error(ErrorKind::Internal, "S3 at {} kept failing {} of {} ({} attempts): {}", config.endpoint, operation,
+        throw_error(ErrorKind::Unavailable, "S3 at {} kept failing {} of {} ({} attempts): {}", config.endpoint, operation,
                     what, config.max_attempts, said);
     throw_error(ErrorKind::Internal, "S3 {} of {} failed with HTTP {}: {}", operation, what, response.status, said);
 }

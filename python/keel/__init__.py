@@ -5,7 +5,7 @@ a lineage graph, native inference and Lua-routed endpoints, in one process.
 """
 
 from keel.errors import (AlreadyExists, Conflict, Corrupt, Internal, InvalidArgument, KeelError,
-                         NotFound, PermissionDenied, PluginError)
+                         NotFound, PermissionDenied, PluginError, Unavailable)
 from keel.workspace import Workspace, open  # noqa: A004
 from keel.inference import convert  # native inference: keel.convert(model)
 from keel.autolog import autolog, autolog_flush  # keel.autolog(): a plain fit records a run
@@ -18,6 +18,6 @@ from keel.features import Bool, Float32, Float64, Int32, Int64, String, Timestam
 __version__ = "0.1.0"
 
 __all__ = ["open", "Workspace", "KeelError", "NotFound", "AlreadyExists", "InvalidArgument", "Conflict",
-           "Corrupt", "PermissionDenied", "PluginError", "Internal",
+           "Corrupt", "PermissionDenied", "PluginError", "Internal", "Unavailable",
            "Bool", "Int32", "Int64", "Float32", "Float64", "String", "Timestamp", "Vector",
            "convert", "autolog", "autolog_flush", "serve", "Server", "defs"]

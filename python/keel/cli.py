@@ -13,7 +13,7 @@
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. Exit code 0 on success; on failure
 ``error: <Kind>: <message>`` on stderr and the kind's exit code (NotFound 2, AlreadyExists 3,
-InvalidArgument 4, Conflict 5, Corrupt 6, PermissionDenied 7, PluginError 8, Internal 9) so scripts
+InvalidArgument 4, Conflict 5, Corrupt 6, PermissionDenied 7, PluginError 8, Internal 9, Unavailable 10) so scripts
 can branch on it.
 
 ``--json`` is one contract for every command: stdout holds one JSON document; a missing value is

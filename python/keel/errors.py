@@ -59,5 +59,11 @@ class Internal(KeelError):
     exit_code = 9
 
 
+class Unavailable(KeelError):
+    """A server Keel depends on (S3, PostgreSQL, Redis) cannot be reached or keeps failing: retry later."""
+
+    exit_code = 10
+
+
 __all__ = ["KeelError", "NotFound", "AlreadyExists", "InvalidArgument", "Conflict", "Corrupt",
-           "PermissionDenied", "PluginError", "Internal"]
+           "PermissionDenied", "PluginError", "Internal", "Unavailable"]

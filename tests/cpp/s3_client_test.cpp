@@ -246,7 +246,7 @@ TEST_F(S3ClientTest, UnreachableEndpointFailsQuickly) {
     dead.endpoint = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
     S3Client s3(dead, S3Location::parse(prefix_));
     auto start = std::chrono::steady_clock::now();
-    auto message = error_message(ErrorKind::Internal, [&] { s3.get("k"); });
+    auto message = error_message(ErrorKind::Unavailable, [&] { s3.get("k"); });
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
     EXPECT_NE(message.find("cannot reach S3 at " + dead.endpoint + ": "), std::string::npos) << message;
     EXPECT_NE(message.find("check AWS_ENDPOINT_URL"), std::string::npos) << message;
@@ -362,7 +362,7 @@ TEST(S3ClientRetries, GivesUpAfterMaxAttemptsSayingWhy) {
     S3Config config = scripted_config(server.endpoint());
     config.max_attempts = 3;
     S3Client s3(config, S3Location::parse("s3://bucket/p"));
-    auto message = error_message(ErrorKind::Internal, [&] { s3.get("k"); });
+    auto message = error_message(ErrorKind::Unavailable, [&] { s3.get("k"); });
     EXPECT_EQ(server.requests(), 3);
     EXPECT_NE(message.find("kept failing GET of s3://bucket/p/k (3 attempts): SlowDown: Reduce your request rate."),
               std::string::npos)
@@ -395,7 +395,7 @@ TEST(S3ClientRetries, AServerThatNeverAnswersTimesOut) {
     config.max_attempts = 2;
     S3Client s3(config, S3Location::parse("s3://bucket/p"));
     auto start = std::chrono::steady_clock::now();
-    auto message = error_message(ErrorKind::Internal, [&] { s3.get("k"); });
+    auto message = error_message(ErrorKind::Unavailable, [&] { s3.get("k"); });
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
     EXPECT_NE(message.find("got no complete answer"), std::string::npos) << message;
     EXPECT_NE(message.find("after 2 attempts"), std::string::npos) << message;
@@ -513,7 +513,7 @@ TEST(S3ClientTls, VerifiesTheServerCertificate) {
     // Not trusted by this machine: refused, saying where a private authority goes.
     config.ca_file = "/etc/ssl/certs/ca-certificates.crt";
     if (std::filesystem::exists(config.ca_file)) {
-        auto message = error_message(ErrorKind::Internal,
+        auto message = error_message(ErrorKind::Unavailable,
                                      [&] { S3Client(config, S3Location::parse("s3://bucket/p")).get("k"); });
         EXPECT_NE(message.find("certificate verify failed"), std::string::npos) << message;
         EXPECT_NE(message.find("AWS_CA_BUNDLE"), std::string::npos) << message;
@@ -522,5 +522,5 @@ TEST(S3ClientTls, VerifiesTheServerCertificate) {
     // Trusted, but issued for another name than the one connected to.
     config = scripted_config("https://127.0.0.1:" + std::to_string(server.port()));
     config.ca_file = server.ca_file();
-    error_message(ErrorKind::Internal, [&] { S3Client(config, S3Location::parse("s3://bucket/p")).get("k"); });
+    error_message(ErrorKind::Unavailable, [&] { S3Client(config, S3Location::parse("s3://bucket/p")).get("k"); });
 }

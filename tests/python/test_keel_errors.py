@@ -95,3 +95,12 @@ def test_entity_and_view_names_follow_the_one_name_rule(ws, name):
     with pytest.raises(keel.InvalidArgument, match="malformed"):
         ws.features.feature_view(name, entities=["player"], schema={"spend_30d": "float64"})
     assert ws.features.list().to_pandas().empty
+
+
+def test_every_error_kind_of_the_core_is_a_python_class_with_the_cli_exit_code():
+    from keel import _core, errors
+    for name in errors.__all__[1:]:  # after KeelError, every kind the core names
+        cls = getattr(keel, name)
+        assert issubclass(cls, keel.KeelError) and cls.__name__ == name
+        assert _core.error_exit_code(name) == cls.exit_code, name
+    assert keel.Unavailable.exit_code == 10

@@ -20,12 +20,15 @@ enum class ErrorKind {
     PermissionDenied,
     PluginError,
     Internal,
+    //! A server Keel depends on (S3, PostgreSQL, Redis) cannot be reached or keeps failing: the call
+    //! may succeed when retried later. HTTP 503.
+    Unavailable,
 };
 
 //! "NotFound", "Conflict", ...: the name users see in Python and in CLI output.
 std::string_view error_kind_name(ErrorKind kind);
 
-//! Distinct exit code per kind for the CLI (2..9), so CI scripts can branch on it.
+//! Distinct exit code per kind for the CLI (2..10), so CI scripts can branch on it.
 int error_kind_exit_code(ErrorKind kind);
 
 //! The one exception type of the core. The message names the offending value and what to do.
