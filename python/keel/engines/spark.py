@@ -48,23 +48,24 @@ def _concat(batches: Iterator[pa.RecordBatch]) -> pa.Table | None:
 
 
 def _arrow_schema(df) -> pa.Schema:
-    return _types().to_arrow_schema(df.schema)
+    return _types().to_arrow_schema(df.schema, timezone="UTC")  # zone: metadata only, the instants are UTC
 
 
 def _rethrowing(action):
-    """Runs a Spark action; a Keel error raised in an executor comes back as the same Keel error."""
+    """Runs a Spark action; a Keel error raised in an executor comes back as the same Keel error (a
+    quality gate's DataQualityError as the InvalidArgument it is)."""
     from keel import errors
     try:
         return action()
     except Exception as exc:
         import re
-        text = str(exc)
-        names = "|".join(n for n in dir(errors) if isinstance(getattr(errors, n), type)
-                         and issubclass(getattr(errors, n), errors.KeelError))
-        found = re.findall(rf"keel\.errors\.({names}): (.*)", text)
-        if found:
-            kind, message = found[-1]
-            raise getattr(errors, kind)(message.strip()) from exc
+        found = re.findall(r"keel\.[\w.]*?\.?(\w+): (.*)", str(exc))
+        for name, message in reversed(found):
+            kind = getattr(errors, name, None)
+            if name == "DataQualityError":
+                kind = errors.InvalidArgument
+            if isinstance(kind, type) and issubclass(kind, errors.KeelError):
+                raise kind(message.strip()) from exc
         raise
 
 
