@@ -41,7 +41,8 @@ def make_workspace(path) -> keel.Workspace:
             "tier": rng.choice(["gold", "silver", None], n), "score": rng.normal(size=n)}))
     accounts = [f"acct-{i:03d}" for i in range(120)]
     profile.ingest(pd.DataFrame({
-        "account": rng.choice(accounts, 800), "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, 60, 800), unit="D"),
+        "account": rng.choice(accounts, 800),
+        "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, 60, 800), unit="D"),
         "country": rng.choice(["fr", "de", "jp"], 800), "score": rng.random(800).astype(np.float32)}))
     games = ["g-a", "g-b", "g-c"]
     plays.ingest(pd.DataFrame({

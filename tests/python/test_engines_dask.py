@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import dask.dataframe as dd  # make deps installs dask[dataframe]
 import pytest
 
 import keel
 from engines_data import FEATURES, T0, labels, make_workspace, same
-
-dd = pytest.importorskip("dask.dataframe", reason="make deps installs dask[dataframe]")
-
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):

@@ -11,9 +11,6 @@ import pytest
 import keel
 from engines_data import FEATURES, T0, labels, make_workspace, same
 
-pyspark = pytest.importorskip("pyspark", reason="make deps installs pyspark")  # noqa: F841
-
-
 @pytest.fixture(scope="module")
 def spark():
     from pyspark.sql import SparkSession

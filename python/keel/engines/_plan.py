@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from keel import _core
 from keel.engines._partition import ROW, JoinJob, Where
 from keel.errors import InvalidArgument
 
 
 @dataclass
 class Plan:
-    record: object                  # keel._core.TrainingSetRecord of the snapshot (no id yet)
+    record: _core.TrainingSetRecord  # the snapshot (no id yet)
     jobs: list[JoinJob]             # one per key layout, in the order of first use
     keys: list[list[str]]           # each job's join key columns (what labels are partitioned by)
     output: list[str]               # feature column names in the requested order
@@ -55,7 +56,7 @@ def plan(store, features: list[str], timestamp_column: str, schema: pa.Schema, *
         layouts.setdefault(tuple(k.name for k in spec.join_keys), []).append(f)
     jobs, key_lists = [], []
     for layout, group in layouts.items():
-        group_keys, group_specs = store._label_columns(empty, group, timestamp_column)
+        _, group_specs = store._label_columns(empty, group, timestamp_column)
         views = {f.split(":", 1)[0] for f in group}
         names = [f.replace(":", "__") if clashes[f.split(":", 1)[1]] > 1 else f.split(":", 1)[1] for f in group]
         jobs.append(JoinJob(where=where(store.workspace), features=list(group), names=names,
@@ -93,7 +94,7 @@ def _arrow_type(spec: tuple) -> pa.DataType:
     return {"int64": pa.int64(), "string": pa.string(), "timestamp": pa.timestamp("ms", tz="UTC")}[spec[1]]
 
 
-def record(store, plan_: Plan, parts: list[dict]) -> object:
+def record(store, plan_: Plan, parts: list[dict]) -> _core.TrainingSetRecord:
     """Records the training set whose labels were stored as ``parts`` (in label order), with lineage."""
     from keel.engines._partition import labels_manifest
     parts = [p for p in parts if p["rows"]]

@@ -43,8 +43,8 @@ def _batches(table: pa.Table, rows: int = 65_536) -> Iterator[pa.RecordBatch]:
 
 
 def _concat(batches: Iterator[pa.RecordBatch]) -> pa.Table | None:
-    batches = list(batches)
-    return pa.Table.from_batches(batches) if batches else None
+    held = list(batches)
+    return pa.Table.from_batches(held) if held else None
 
 
 def _arrow_schema(df) -> pa.Schema:
