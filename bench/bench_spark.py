@@ -30,13 +30,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import keel
 
 QUICK = os.environ.get("QUICK") == "1"
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors run this venv: the peers are in it
 N_ROWS = int(os.environ.get("SPARK_BENCH_ROWS", 200_000 if QUICK else 10_000_000))
 N_LABELS = int(os.environ.get("SPARK_BENCH_LABELS", max(N_ROWS // 10, 1000)))
 N_ENTITIES = max(N_ROWS // 100, 100)
 N_SCORE = int(os.environ.get("SPARK_BENCH_SCORE", 100_000 if QUICK else 2_000_000))
 FEATS = [f"f{i}" for i in range(5)]
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
-results: list[tuple[str, str, float]] = []
+
+
+class Results(list):
+    def append(self, row):  # printed as measured: a later failure keeps what was measured
+        print(f"  {row[0]} | {row[1]} | {row[2]:.2f} s", flush=True)
+        super().append(row)
+
+
+results = Results()
 
 
 def timed(fn):
@@ -67,8 +76,8 @@ def make_data(root: str):
     labels = pd.DataFrame({"player_id": rng.integers(0, N_ENTITIES, N_LABELS),
                            "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, 100 * 86400, N_LABELS), unit="s"),
                            "label": rng.integers(0, 2, N_LABELS)})
-    features.to_parquet(f"{root}/features.parquet")
-    labels.to_parquet(f"{root}/labels.parquet")
+    features.to_parquet(f"{root}/features.parquet", coerce_timestamps="us")  # Spark reads no nanoseconds
+    labels.to_parquet(f"{root}/labels.parquet", coerce_timestamps="us")
     ws = keel.open(f"{root}/ws.keel")
     ws.features.entity("player", join_keys=["player_id"])
     fv = ws.features.feature_view("player_stats", entities=["player"], schema=dict.fromkeys(FEATS, "float64"))
@@ -157,9 +166,10 @@ def scoring(ws, spark, root):
         print("MLflow:", e)
         results.append((f"score {N_SCORE:,} rows, GBM 100 trees", "Keel spark_udf", t_keel))
         return
-    mlflow.set_tracking_uri(f"file://{root}/mlruns")
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(2))
+        info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(2),
+                                        skops_trusted_types=["sklearn.tree._tree.Tree"])  # our own model
     mudf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="double", env_manager="local")
     t_ml, _ = timed(lambda: rows.withColumn("p", mudf(*FEATS)).write.format("noop").mode("overwrite").save())
     results.append((f"score {N_SCORE:,} rows, GBM 100 trees", "Keel spark_udf", t_keel))
