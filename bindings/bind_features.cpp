@@ -299,6 +299,76 @@ void bind_features(py::module_& m) {
                  }
                  return py::make_tuple(py::cast(std::move(ts.record)), table_out(std::move(ts.features)));
              })
+        // Engines (python/keel/engines/): the driver reads a snapshot and key boundaries once,
+        // partitions join or read against them in their own processes.
+        .def("snapshot", [](PyFeatureStore& s, const std::vector<std::string>& features) {
+                 return s.store->snapshot(features);
+             },
+             "The views' versions and segment cutoffs a training set of these features reads now.")
+        .def("join_at",
+             [](PyFeatureStore& s, const py::object& label_data, const Specs& specs,
+                const std::vector<std::string>& features, const std::string& ts_column,
+                const std::map<std::string, int64_t>& view_versions, const std::map<std::string, int64_t>& cutoffs) {
+                 InputBatch labels = input(label_data, specs_from(specs), "label column");
+                 TrainingSetRecord at;
+                 at.features = features;
+                 at.timestamp_column = ts_column;
+                 at.view_versions = view_versions;
+                 at.segment_cutoffs = cutoffs;
+                 Table t;
+                 {
+                     py::gil_scoped_release release;
+                     t = s.store->join_at(labels.batch, at);
+                 }
+                 return table_out(std::move(t));
+             },
+             "The point-in-time join of labels against a snapshot's versions and cutoffs; nothing recorded.")
+        .def("record_training_set",
+             [](PyFeatureStore& s, const std::vector<std::string>& features,
+                const std::map<std::string, int64_t>& view_versions, const std::map<std::string, int64_t>& cutoffs,
+                const std::string& ts_column, const std::string& labels_digest, int64_t label_rows,
+                std::optional<int64_t> min_ts_ms, std::optional<int64_t> max_ts_ms) {
+                 TrainingSetRecord r;
+                 r.features = features;
+                 r.view_versions = view_versions;
+                 r.segment_cutoffs = cutoffs;
+                 r.timestamp_column = ts_column;
+                 r.labels_digest = labels_digest;
+                 r.label_rows = label_rows;
+                 r.min_ts_ms = min_ts_ms;
+                 r.max_ts_ms = max_ts_ms;
+                 return s.store->record_training_set(std::move(r));
+             },
+             "Records a training set an engine built against a snapshot, with its lineage.")
+        .def("key_splits",
+             [](PyFeatureStore& s, const std::string& view, int64_t version, int64_t cutoff, size_t parts) {
+                 std::vector<std::string> splits;
+                 {
+                     py::gil_scoped_release release;
+                     splits = s.store->key_splits(view, version, cutoff, parts);
+                 }
+                 py::list out;
+                 for (const auto& b : splits) out.append(py::bytes(b));
+                 return out;
+             },
+             "Key boundaries (opaque bytes) splitting a view's rows into about equal ranges.")
+        .def("read_range",
+             [](PyFeatureStore& s, const std::string& view, int64_t version, int64_t cutoff,
+                std::optional<py::bytes> lo, std::optional<py::bytes> hi, std::optional<int64_t> start,
+                std::optional<int64_t> end) {
+                 std::optional<std::string> l, h;
+                 if (lo) l = std::string(*lo);
+                 if (hi) h = std::string(*hi);
+                 Table t;
+                 {
+                     py::gil_scoped_release release;
+                     t = s.store->read_range(view, version, cutoff, l, h, start, end);
+                 }
+                 return table_out(std::move(t));
+             },
+             py::arg("view"), py::arg("version"), py::arg("cutoff"), py::arg("lo") = py::none(),
+             py::arg("hi") = py::none(), py::arg("start") = py::none(), py::arg("end") = py::none(),
+             "A view's rows with keys in [lo, hi) from segments up to cutoff, as read() gives them.")
         .def("materialize",
              [](PyFeatureStore& s, const std::string& view, std::optional<int64_t> end) {
                  MaterializeResult r;

@@ -11,7 +11,8 @@ apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev 
               wrk                 # make bench: the HTTP load generator
               clang-14 libclang-rt-14-dev  # clang + libFuzzer/ASan runtimes for make test-fuzz
               ccache                       # a second checkout or a clean rebuild costs seconds
-              postgresql libpq-dev redis-server)  # team-workspace tests start throwaway servers (tests/servers)
+              postgresql libpq-dev redis-server
+              openjdk-17-jre-headless)  # Spark's JVM: the Spark tests run pyspark in local mode  # team-workspace tests start throwaway servers (tests/servers)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -32,6 +33,8 @@ python_packages=(
   "numpy:numpy" "pandas:pandas>=2" "pyarrow:pyarrow" "matplotlib:matplotlib"
   "pytest:pytest" "hypothesis:hypothesis" "nbclient:nbclient" "nbformat:nbformat" "ipykernel:ipykernel"
   "sklearn:scikit-learn" "lightgbm:lightgbm" "xgboost:xgboost"
+  # Keel on Spark and Dask (keel.engines): pyspark 4.1+ for its Arrow UDFs, runs on Java 17
+  "pyspark:pyspark>=4.1" "dask.dataframe:dask[dataframe]"
   # make lint / make typecheck / make stubs: pinned, since a newer release adds rules or changes output
   "ruff:ruff==0.17.6" "mypy:mypy==2.4.1" "pybind11_stubgen:pybind11-stubgen==3.0.0"
 )

@@ -303,8 +303,25 @@ std::string make_id(const TrainingSetRecord& r) {
 TrainingSet FeatureStore::training_set(const BatchView& labels, const std::vector<std::string>& features,
                                        const std::string& timestamp_column, const std::string& labels_digest) {
     TrainingSet ts = build(*this, labels, features, timestamp_column, nullptr, nullptr);
-    TrainingSetRecord& r = ts.record;
-    r.labels_digest = labels_digest.empty() ? storage::sha256_hex(Segment::to_bytes(labels)) : labels_digest;
+    ts.record.labels_digest = labels_digest.empty() ? storage::sha256_hex(Segment::to_bytes(labels)) : labels_digest;
+    ts.record = record_training_set(std::move(ts.record));
+    return ts;
+}
+
+Table FeatureStore::join_at(const BatchView& labels, const TrainingSetRecord& at) {
+    return build(*this, labels, at.features, at.timestamp_column, &at.view_versions, &at.segment_cutoffs).features;
+}
+
+TrainingSetRecord FeatureStore::record_training_set(TrainingSetRecord r) {
+    if (r.features.empty()) throw_error(ErrorKind::InvalidArgument, "a training set needs at least one feature");
+    if (r.labels_digest.empty())
+        throw_error(ErrorKind::InvalidArgument, "a recorded training set needs the digest of its labels' artifact");
+    for (const auto& f : r.features) {
+        FeatureRef ref = FeatureRef::parse(f);
+        if (!r.view_versions.count(ref.view) || !r.segment_cutoffs.count(ref.view))
+            throw_error(ErrorKind::InvalidArgument, "training set record lacks the version or segment cutoff of view "
+                        "'{}': take it from snapshot()", ref.view);
+    }
     r.id = make_id(r);
     r.created_at_ms = now_ms();
     r.created_by = ws_->user();
@@ -329,7 +346,7 @@ TrainingSet FeatureStore::training_set(const BatchView& labels, const std::vecto
                          fmt::format("{} label rows x {} features", r.label_rows, r.features.size()), tags);
     for (const auto& [view_name, version] : r.view_versions)
         detail::lineage_edge(*this, "feature_view:" + view_name, "feeds", "training_set:" + r.id);
-    return ts;
+    return r;
 }
 
 TrainingSetRecord FeatureStore::training_set_record(const std::string& id) {

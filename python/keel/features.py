@@ -328,10 +328,16 @@ class FeatureView:
     def ingest(self, data) -> dict:
         """Appends rows (pandas DataFrame or pyarrow Table) as one immutable segment; all or nothing.
 
+        A Spark or Dask DataFrame is ingested by the executors, each partition as its own segment
+        (all or nothing per partition, quality rules on each); the result lists the segments.
+
         The data holds the join keys, the event timestamp column, optionally the created timestamp
         column (default: the ingest time) and every schema column. For the same entity and event
         time, the row with the latest created timestamp wins.
         """
+        engine = _engine_of(data)
+        if engine is not None:  # each partition ingested by its own executor: nothing collected here
+            return engine.ingest(self, data)
         table = _data.to_table(data)
         batch = self._store.native.prepare_ingest(self.name, table)  # checked and typed; nothing written
         self._run_quality_rules(batch)
@@ -352,6 +358,17 @@ class FeatureView:
     def to_pandas(self, start=None, end=None):
         return _arrow_to_pandas(self.to_arrow(start=start, end=end))
 
+    def to_spark(self, spark=None, start=None, end=None):
+        """The view's rows as a Spark DataFrame, read by the executors (a key range each), in the order
+        :meth:`to_pandas` gives them. Executors open the workspace by its path (keel.engines.spark)."""
+        from keel.engines import spark as engine
+        return engine.read_view(self, spark, _ms_of(start, "start"), _ms_of(end, "end"))
+
+    def to_dask(self, start=None, end=None):
+        """The view's rows as a Dask DataFrame (a key range per partition), in :meth:`to_pandas` order."""
+        from keel.engines import dask as engine
+        return engine.read_view(self, _ms_of(start, "start"), _ms_of(end, "end"))
+
     def history(self, **keys):
         """Every value the given entities had, oldest first: ``fv.history(player_id=42)``."""
         if not keys:
@@ -371,6 +388,18 @@ class FeatureView:
         title = (f"Feature view {self.name} v{self.version} — entities {', '.join(self.entities)}, "
                  f"ttl {self.ttl or 'none'}, owner {self.owner or '-'}")
         return html_table(rows, title=title)
+
+
+def _engine_of(data):
+    """keel.engines.spark or .dask when ``data`` is a frame of that engine (told without importing it)."""
+    module = type(data).__module__
+    if module.startswith("pyspark.sql"):
+        from keel.engines import spark
+        return spark
+    if module.startswith(("dask.", "dask_expr")) and type(data).__name__ == "DataFrame":
+        from keel.engines import dask
+        return dask
+    return None
 
 
 def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> pa.Table:
@@ -654,7 +683,8 @@ class FeatureStore:
 
     def training_set(self, labels=None, features: Sequence[str] | None = None, *,
                      spec: str | TrainingSpec | None = None, id: str | None = None,  # noqa: A002
-                     timestamp_column: str = "event_timestamp", run=None) -> TrainingSet:
+                     timestamp_column: str = "event_timestamp", run=None, engine: str = "local",
+                     record: bool = True, spark=None):
         """Point-in-time join: for each label row, each feature's latest value with event time <=
         the row's timestamp and within its view's TTL (null otherwise). Label rows keep their order.
 
@@ -662,22 +692,47 @@ class FeatureStore:
         object: its current revision's features), exactly one of the two.
         ``training_set(id=...)`` rebuilds a recorded training set from the same labels and segments.
         ``run=`` (a tracking run) records that the run consumed it (``run.log_input``).
+
+        ``engine="spark"`` (labels a Spark DataFrame or a Parquet path; ``spark=`` the session, default
+        the active one) or ``engine="dask"`` (labels a Dask DataFrame) runs the join in the executors,
+        against one snapshot read here, and returns a ``keel.engines.TrainingSetResult`` whose
+        ``to_spark()`` / ``to_dask()`` equals the local result row for row. ``record=False`` skips
+        storing the labels and recording the set (the local engine always records).
         """
+        if engine not in ("local", "spark", "dask"):
+            raise InvalidArgument(f"engine={engine!r}: use 'local', 'spark' or 'dask'")
         if spec is not None:
             if features is not None:
                 raise InvalidArgument("training_set takes features=[...] or spec=, not both")
             name = spec.name if isinstance(spec, TrainingSpec) else spec
             features = self.training_spec(name).features
-        ts = self._training_set(labels, features, id, timestamp_column)
+        if engine != "local":
+            ts = self._engine_training_set(engine, labels, features, id, timestamp_column, record, spark)
+        else:
+            ts = self._training_set(labels, features, id, timestamp_column)
         if run is not None:
             run.log_input(ts)
         return ts
 
+    def _engine_training_set(self, engine, labels, features, id, timestamp_column, record, spark):  # noqa: A002
+        if id is not None:
+            raise InvalidArgument(f"training_set(id=...) rebuilds locally: leave engine={engine!r} out")
+        if labels is None or not features:
+            raise InvalidArgument("training_set needs labels and features=[\"view:column\", ...] or spec=\"name\"")
+        if isinstance(features, str):
+            features = [features]
+        if engine == "spark":
+            from keel.engines import spark as spark_engine
+            return spark_engine.training_set(self, labels, list(features), timestamp_column, record=record,
+                                             spark=spark)
+        from keel.engines import dask as dask_engine
+        return dask_engine.training_set(self, labels, list(features), timestamp_column, record=record)
+
     def _training_set(self, labels, features, id, timestamp_column) -> TrainingSet:  # noqa: A002
         if id is not None:
+            from keel.engines._partition import read_labels
             record = self._native.training_set_record(id)
-            blob = self._ws.get_artifact(record.labels_digest)
-            table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+            table = read_labels(self._ws, self._ws.get_artifact(record.labels_digest))
             keys, specs = self._label_columns(table, record.features, record.timestamp_column,
                                               record.view_versions)
             record, out = self._native.rebuild_training_set(id, keys, specs)

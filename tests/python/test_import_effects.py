@@ -72,3 +72,14 @@ def test_exit_and_fork_hooks_wait_for_first_use(tmp_path):
         print(calls)
     """, str(tmp_path))
     assert out.splitlines() == ["[]", "['fork']"]
+
+
+def test_import_keel_imports_neither_spark_nor_dask(tmp_path):
+    out = run("""
+        import sys
+        import keel, keel.features, keel.inference, keel.engines
+        ws = keel.open("ws.keel")
+        ws.features.entity("player", join_keys=["player_id"])
+        print(sorted(m for m in ("pyspark", "dask", "py4j") if m in sys.modules))
+    """, str(tmp_path))
+    assert out == "[]"

@@ -338,6 +338,14 @@ class FeatureStore:
         ...
     def ingest(self, arg0: str, arg1: IngestBatch) -> int:
         ...
+    def join_at(self, arg0: typing.Any, arg1: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg2: collections.abc.Sequence[str], arg3: str, arg4: collections.abc.Mapping[str, typing.SupportsInt | typing.SupportsIndex], arg5: collections.abc.Mapping[str, typing.SupportsInt | typing.SupportsIndex]) -> builtins.list:
+        """
+        The point-in-time join of labels against a snapshot's versions and cutoffs; nothing recorded.
+        """
+    def key_splits(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex, arg3: typing.SupportsInt | typing.SupportsIndex) -> builtins.list:
+        """
+        Key boundaries (opaque bytes) splitting a view's rows into about equal ranges.
+        """
     def list(self) -> builtins.list[ViewInfo]:
         ...
     def materialize(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex | None) -> dict:
@@ -350,8 +358,16 @@ class FeatureStore:
         """
     def read(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex | None, arg2: typing.SupportsInt | typing.SupportsIndex | None, arg3: typing.SupportsInt | typing.SupportsIndex | None, arg4: typing.Any, arg5: typing.SupportsInt | typing.SupportsIndex | None) -> builtins.list:
         ...
+    def read_range(self, view: str, version: typing.SupportsInt | typing.SupportsIndex, cutoff: typing.SupportsInt | typing.SupportsIndex, lo: bytes | None = None, hi: bytes | None = None, start: typing.SupportsInt | typing.SupportsIndex | None = None, end: typing.SupportsInt | typing.SupportsIndex | None = None) -> builtins.list:
+        """
+        A view's rows with keys in [lo, hi) from segments up to cutoff, as read() gives them.
+        """
     def rebuild_training_set(self, arg0: str, arg1: typing.Any, arg2: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]]) -> tuple[typing.Any, builtins.list]:
         ...
+    def record_training_set(self, arg0: collections.abc.Sequence[str], arg1: collections.abc.Mapping[str, typing.SupportsInt | typing.SupportsIndex], arg2: collections.abc.Mapping[str, typing.SupportsInt | typing.SupportsIndex], arg3: str, arg4: str, arg5: typing.SupportsInt | typing.SupportsIndex, arg6: typing.SupportsInt | typing.SupportsIndex | None, arg7: typing.SupportsInt | typing.SupportsIndex | None) -> TrainingSetRecord:
+        """
+        Records a training set an engine built against a snapshot, with its lineage.
+        """
     def recorded_view(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex) -> ViewSpec:
         """
         A view version as recorded, retired or not (what rebuilding a training set reads).
@@ -364,6 +380,10 @@ class FeatureStore:
         ...
     def revoke(self, arg0: str, arg1: str, arg2: collections.abc.Sequence[str]) -> None:
         ...
+    def snapshot(self, arg0: collections.abc.Sequence[str]) -> TrainingSetRecord:
+        """
+        The views' versions and segment cutoffs a training set of these features reads now.
+        """
     def training_set(self, arg0: typing.Any, arg1: collections.abc.Sequence[tuple[str, str, typing.SupportsInt | typing.SupportsIndex]], arg2: collections.abc.Sequence[str], arg3: str, arg4: str) -> tuple[typing.Any, builtins.list]:
         ...
     def training_set_record(self, arg0: str) -> TrainingSetRecord:

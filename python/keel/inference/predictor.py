@@ -99,6 +99,15 @@ class Predictor:
     def __reduce__(self):
         return (load_predictor, (self.to_bytes(),))
 
+    def spark_udf(self, spark=None, result: str = "predict"):
+        """An Arrow UDF scoring Spark rows with this native predictor in the executors (it ships
+        pickled; no per-row Python): ``df.withColumn("score", udf(*cols))`` with the input columns in
+        signature order, like MLflow's ``spark_udf``, or ``udf(F.struct(*cols))`` by field name.
+        ``result="proba"`` gives a classifier's probabilities as arrays. See keel.engines.spark."""
+        from keel.engines.spark import udf
+        del spark  # accepted for MLflow's call shape: the UDF needs no session to be defined
+        return udf(self, result)
+
     # -- inputs
     def _rows(self, X: Any) -> tuple[np.ndarray, bool]:
         """X as a 2-D (or, for one row, 1-D) float array in signature order; True when one row."""

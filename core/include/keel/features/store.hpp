@@ -163,6 +163,27 @@ public:
     //! Rebuilds a recorded training set from its labels: the same segments, the same result.
     TrainingSet rebuild_training_set(const std::string& id, const BatchView& labels);
 
+    // --- engines: what a Spark or Dask job's driver and partitions call (core/features/partitions.cpp)
+    //! What a training set of `features` reads if built now: the live views' versions and last segment
+    //! ids (`features`, `view_versions` and `segment_cutoffs` set). An engine's driver reads it once,
+    //! so every partition joins against one consistent snapshot, whatever is ingested meanwhile.
+    TrainingSetRecord snapshot(const std::vector<std::string>& features);
+    //! The point-in-time join of `labels` against `at` (its features, view versions and segment
+    //! cutoffs), recorded nowhere: what each partition of an engine's training set runs. Equal, row
+    //! for row, to the join training_set() runs on the same labels and snapshot.
+    Table join_at(const BatchView& labels, const TrainingSetRecord& at);
+    //! Records a training set built elsewhere (an engine's partitions, against `record`'s snapshot),
+    //! with its lineage: sets its id, created_at_ms and created_by as training_set() does.
+    TrainingSetRecord record_training_set(TrainingSetRecord record);
+    //! Increasing key boundaries that split the rows of a view version's segments (ids up to
+    //! `cutoff`) into at most `parts` ranges of about equal size, as opaque bytes for read_range.
+    std::vector<std::string> key_splits(const std::string& view, int64_t version, int64_t cutoff, size_t parts);
+    //! read() of the segments up to `cutoff` and the keys in [lo, hi) (a missing bound is open),
+    //! sorted by key and time: consecutive ranges of key_splits concatenate to the whole read().
+    Table read_range(const std::string& view, int64_t version, int64_t cutoff, const std::optional<std::string>& lo,
+                     const std::optional<std::string>& hi, std::optional<int64_t> start_ms = std::nullopt,
+                     std::optional<int64_t> end_ms = std::nullopt);
+
     // --- online store -----------------------------------------------------------------------
     //! Writes the latest value per entity with event time <= end (default: now) to the online store,
     //! reading only rows that arrived since the previous materialization. Readers switch atomically.
