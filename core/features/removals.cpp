@@ -56,10 +56,7 @@ void FeatureStore::retire_view(const std::string& name) {
         tx.commit();
     }
     // After the commit: a reader in another process may still map a file (its mapping stays valid).
-    for (const auto& [id, file] : snapshots) {
-        std::error_code ec;
-        fs::remove(ws_->module_dir("features") / file, ec);
-    }
+    for (const auto& [id, file] : snapshots) detail::remove_segment_file(*ws_, file);
     {
         std::lock_guard lock(impl_->mu);
         for (const auto& [id, file] : snapshots) {
