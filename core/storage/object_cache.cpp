@@ -24,10 +24,13 @@ namespace {
 
 // A shared flock on one cached copy, released when the last holder in this process lets go.
 struct Pin {
+    Pin(int fd, ino_t ino, dev_t dev) : fd(fd), ino(ino), dev(dev) {}
+    ~Pin() { ::close(fd); }
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
     int fd;
     ino_t ino;
     dev_t dev;
-    ~Pin() { ::close(fd); }
 };
 
 // One descriptor per pinned file per process, whichever Workspace handle asked: the map is
@@ -44,7 +47,7 @@ std::shared_ptr<Pin> lock_shared(const fs::path& path) {
         ::close(fd);
         return nullptr;
     }
-    return std::make_shared<Pin>(Pin{fd, st.st_ino, st.st_dev});
+    return std::make_shared<Pin>(fd, st.st_ino, st.st_dev);
 }
 
 // Holds an exclusive flock on a lock file for its lifetime.

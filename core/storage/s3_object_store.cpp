@@ -17,8 +17,9 @@ namespace {
 
 class S3ObjectStore final : public ObjectStore {
 public:
+    //! Checks the endpoint, bucket and credentials before anything is created on disk.
     S3ObjectStore(const S3Config& config, const S3Location& location, ObjectCacheOptions cache)
-        : client_(config, location), cache_(std::move(cache)) {}
+        : client_(config, location), cache_((check(), std::move(cache))) {}
 
     fs::path stage(std::string_view) override { return cache_.temp_path(); }
 
@@ -85,7 +86,13 @@ public:
     }
     bool is_local() const override { return false; }
 
-    void check() const { client_.check(); }
+    void check() const {
+        try {
+            client_.check();
+        } catch (const Error& e) {
+            throw Error(e.kind(), fmt::format("cannot use {} for the workspace's artifacts: {}", url(), e.what()));
+        }
+    }
 
 private:
     S3Client client_;
@@ -96,13 +103,7 @@ private:
 
 std::unique_ptr<ObjectStore> s3_object_store(const S3Config& config, const S3Location& location,
                                              ObjectCacheOptions cache) {
-    auto store = std::make_unique<S3ObjectStore>(config, location, std::move(cache));
-    try {
-        store->check();
-    } catch (const Error& e) {
-        throw Error(e.kind(), fmt::format("cannot use {} for the workspace's artifacts: {}", location.url(), e.what()));
-    }
-    return store;
+    return std::make_unique<S3ObjectStore>(config, location, std::move(cache));
 }
 
 } // namespace keel::storage

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 
 namespace fs = std::filesystem;
 
@@ -65,38 +66,49 @@ std::string describe_objects(const std::string& recorded, const fs::path& path) 
     return recorded == kDirectory ? fmt::format("its own directory ({})", path.string()) : recorded;
 }
 
-// The recorded objects location, after recording `wanted` when there was none. A workspace made
-// before locations were recorded (a keel.db, no record) keeps its objects in its directory.
-std::string resolve_objects(const fs::path& path, const std::string& wanted, bool existed) {
-    const fs::path file = path / kLocationFile;
-    auto read_record = [&]() -> std::optional<std::string> {
-        std::error_code ec;
-        if (!fs::exists(file, ec)) return std::nullopt;
-        std::string text = detail::read_file(file);
-        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-        return text;
-    };
-    auto recorded = read_record();
-    if (!recorded && existed) recorded = std::string(kDirectory);
-    if (!recorded) {
-        // First open: record what was asked, exactly once even when processes race (link() refuses
-        // an existing name, so the first writer's record stands).
-        const fs::path temp = path / fmt::format(".{}.tmp-{}", kLocationFile, random_hex_id().substr(0, 12));
-        detail::write_file(temp, (wanted.empty() ? std::string(kDirectory) : wanted) + "\n");
-        ::link(temp.c_str(), file.c_str());
-        std::error_code ec;
-        fs::remove(temp, ec);
-        detail::fsync_path(path, true);
-        recorded = read_record();
-        if (!recorded)
-            throw_error(ErrorKind::PermissionDenied, "cannot record the objects location in {}", file.string());
-    }
-    if (!wanted.empty() && wanted != *recorded)
+std::optional<std::string> read_record(const fs::path& file) {
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return std::nullopt;
+    std::string text = detail::read_file(file);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    return text;
+}
+
+void check_same(const fs::path& path, const std::string& recorded, const std::string& wanted) {
+    if (!wanted.empty() && wanted != recorded)
         throw_error(ErrorKind::InvalidArgument,
                     "workspace {} keeps its artifacts in {}, not in {}: open it without an artifacts location (or "
                     "with the recorded one); `keel admin copy` moves a workspace between locations",
-                    path.string(), describe_objects(*recorded, path), wanted);
+                    path.string(), describe_objects(recorded, path), wanted);
+}
+
+// The objects location to open: the recorded one (a workspace made before locations were recorded,
+// with a keel.db and no record, keeps its objects in its directory), else the one asked for.
+std::string resolve_objects(const fs::path& path, const std::string& wanted, bool existed) {
+    auto recorded = read_record(path / kLocationFile);
+    if (!recorded && existed) recorded = std::string(kDirectory);
+    if (!recorded) return wanted.empty() ? std::string(kDirectory) : wanted;
+    check_same(path, *recorded, wanted);
     return *recorded;
+}
+
+// Records the location of a new workspace once its store opened (a bad bucket is not recorded),
+// exactly once when processes race: link() refuses an existing name, so the first record stands.
+void record_objects(const fs::path& path, const std::string& location) {
+    const fs::path file = path / kLocationFile;
+    if (read_record(file)) {
+        check_same(path, *read_record(file), location);
+        return;
+    }
+    const fs::path temp = path / fmt::format(".{}.tmp-{}", kLocationFile, random_hex_id().substr(0, 12));
+    detail::write_file(temp, location + "\n");
+    ::link(temp.c_str(), file.c_str());
+    std::error_code ec;
+    fs::remove(temp, ec);
+    detail::fsync_path(path, true);
+    auto recorded = read_record(file);
+    if (!recorded) throw_error(ErrorKind::PermissionDenied, "cannot record the objects location in {}", file.string());
+    check_same(path, *recorded, location);
 }
 
 } // namespace
@@ -149,17 +161,18 @@ Workspace::Workspace(WorkspaceLocation location)
                     ec.message());
     path_ = fs::absolute(path_);
     location_.path = path_;
-    const std::string recorded = resolve_objects(path_, wanted, existed);
-    if (recorded == kDirectory) {
+    const std::string objects = resolve_objects(path_, wanted, existed);
+    if (objects == kDirectory) {
         location_.artifacts.clear();
         objects_ = local_object_store(path_);
     } else {
-        location_.artifacts = recorded;
+        location_.artifacts = objects;
         ObjectCacheOptions cache;
         cache.dir = location_.cache_dir.empty() ? path_ / "cache" : fs::absolute(location_.cache_dir);
         cache.max_bytes = location_.cache_max_bytes > 0 ? location_.cache_max_bytes : kDefaultCacheBytes;
-        objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(recorded), std::move(cache));
+        objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), std::move(cache));
     }
+    record_objects(path_, objects);
     db_ = std::make_unique<Db>((path_ / "keel.db").string());
     artifacts_ = std::make_unique<ArtifactStore>(*objects_, *db_);
 }

@@ -13,8 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 # These files run their `ws` tests twice: objects in the workspace directory, and on S3 (SeaweedFS,
 # started once per session, a fresh bucket prefix per test). A test that looks at the workspace's
 # own files (what a crash leaves in a view's folder) is marked `local_objects`.
-S3_MODULES = {"test_registry", "test_features", "test_artifact_safety", "test_model_tampering",
-              "test_segment_tampering", "test_serving", "test_objects"}
+S3_MODULES = {"test_registry", "test_features", "test_artifact_safety", "test_model_tampering", "test_serving"}
 
 
 def pytest_configure(config):
