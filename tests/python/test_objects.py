@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -225,8 +224,7 @@ def test_the_cache_stays_under_its_bound_and_keeps_mapped_files(s3_prefix, tmp_p
     for blob, digest in zip(blobs, digests):
         assert ws.get_artifact(digest) == blob
     pd.testing.assert_frame_equal(fv.to_pandas(), expected)
-    del fv, expected
-    ws = None  # noqa: F841  (the mapping goes with the store)
+    del fv, expected, ws  # the mapping goes with the store
     import gc
     gc.collect()
     other = keel.open(path, cache_dir=cache, cache_max_bytes=bound)
@@ -261,7 +259,7 @@ def test_two_processes_write_and_read_the_same_workspace_objects(s3_prefix, tmp_
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(me)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for me in (1, 2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
     digests = set(" ".join(out for out, _ in outs).split())
     assert len(digests) == 15 + 30
