@@ -165,6 +165,7 @@ Workspace::Workspace(WorkspaceLocation location)
     if (objects == kDirectory) {
         location_.artifacts.clear();
         objects_ = local_object_store(path_);
+        fs::create_directories(path_ / "artifacts", ec);  // the layout a local workspace always had
     } else {
         location_.artifacts = objects;
         ObjectCacheOptions cache;
