@@ -332,3 +332,15 @@ def test_keel_serve_answers_from_a_workspace_on_s3(s3_prefix, tmp_path):
     fetched = sorted(cached_files(tmp_path / "server-cache"))
     assert any(k.startswith("artifacts/sha256/") for k in fetched), fetched
     assert any(k.startswith("features/online/activity/") for k in fetched), fetched
+
+
+def test_keel_server_takes_artifacts_and_refuses_another_location(s3_prefix, tmp_path):
+    from keel import server
+
+    path = tmp_path / "ws.keel"
+    keel.open(path, artifacts=s3_prefix)
+    wrong = s3_prefix + "-elsewhere"
+    args = server.server_args(str(path), host="127.0.0.1", port=0, artifacts=wrong) + ["--json"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "InvalidArgument" in done.stderr and wrong + "/" in done.stderr and s3_prefix + "/" in done.stderr
