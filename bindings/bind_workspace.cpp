@@ -62,9 +62,30 @@ void bind_workspace(py::module_& m) {
         });
 
     py::class_<Workspace, std::shared_ptr<Workspace>>(m, "Workspace")
-        .def(py::init([](const std::string& path) { return Workspace::open(path); }), py::arg("path"),
-             py::call_guard<py::gil_scoped_release>())
+        .def(py::init([](const std::string& path, std::optional<std::string> artifacts,
+                         std::optional<std::string> cache_dir, std::optional<int64_t> cache_max_bytes) {
+                 // The environment (KEEL_ARTIFACTS, KEEL_CACHE_DIR, KEEL_CACHE_MAX_BYTES), then the arguments.
+                 auto location = storage::WorkspaceLocation::from_env(path);
+                 if (artifacts) location.artifacts = *artifacts;
+                 if (cache_dir) location.cache_dir = *cache_dir;
+                 if (cache_max_bytes) location.cache_max_bytes = *cache_max_bytes;
+                 return Workspace::open(location);
+             }),
+             py::arg("path"), py::arg("artifacts") = py::none(), py::arg("cache_dir") = py::none(),
+             py::arg("cache_max_bytes") = py::none(), py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("path", [](const Workspace& ws) { return ws.path().string(); })
+        .def_property_readonly("artifacts_url", [](Workspace& ws) { return ws.objects().url(); },
+                               "Where the artifacts and feature files live: s3://bucket/prefix/ or the directory.")
+        .def("object_url", [](Workspace& ws, const std::string& key) { return ws.objects().describe(key); },
+             py::arg("key"), "The full name of an object key (\"artifacts/sha256/..\", \"features/..\").")
+        .def("list_objects",
+             [](Workspace& ws, const std::string& prefix) {
+                 std::vector<std::pair<std::string, int64_t>> out;
+                 for (auto& e : ws.objects().list(prefix)) out.emplace_back(std::move(e.key), e.size);
+                 return out;
+             },
+             py::arg("prefix") = "", py::call_guard<py::gil_scoped_release>(),
+             "(key, size) of the workspace's objects whose key starts with prefix, in key order.")
         .def_property("user", &Workspace::user, &Workspace::set_user)
         .def_property("role", &Workspace::role, &Workspace::set_role)
         .def("put_artifact_bytes",

@@ -462,12 +462,13 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
         max_ev = std::max(max_ev, evs[i]);
     }
 
-    fs::path rel = fs::path(name) / fmt::format("v{}", spec.version) /
-                   fmt::format("{}-{}.kseg", now_ms(), random_hex_id().substr(0, 8));
-    fs::path full = ws_->module_dir("features") / rel;
-    fs::create_directories(full.parent_path());
-    sweep_orphans(*ws_, name, spec.version, full.parent_path());
-    Segment::write(full, out, order);
+    if (ws_->objects().is_local()) {
+        const fs::path dir = ws_->path() / "features" / name / fmt::format("v{}", spec.version);
+        fs::create_directories(dir);
+        sweep_orphans(*ws_, name, spec.version, dir);
+    }
+    const std::string file = detail::write_segment_file(
+        *ws_, fmt::format("{}/v{}/{}-{}", name, spec.version, now_ms(), random_hex_id().substr(0, 8)), out, order);
     try {
         auto& db = ws_->db();
         storage::Transaction tx(db);
@@ -483,14 +484,13 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
                         name, st.int64(0));
         db.prepare("INSERT INTO features_segments(view, version, file, rows, min_event_ms, max_event_ms, created_at, "
                    "created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind_all(name, spec.version, rel.string(), int64_t(rows), min_ev, max_ev, now_ms(), ws_->user())
+            .bind_all(name, spec.version, file, int64_t(rows), min_ev, max_ev, now_ms(), ws_->user())
             .run();
         int64_t id = db.last_insert_rowid();
         tx.commit();
         return id;
     } catch (...) {
-        std::error_code ec;
-        fs::remove(full, ec);
+        detail::remove_segment_file(*ws_, file);
         throw;
     }
 }

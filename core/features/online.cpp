@@ -54,7 +54,7 @@ std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const ViewSpec
         auto it = impl.segments.find(-row.id);
         if (it != impl.segments.end()) return it->second;
     }
-    auto seg = Segment::open(store.workspace().module_dir("features") / row.file);
+    auto seg = detail::open_segment_file(store.workspace(), row.file);
     detail::check_segment_columns(*seg, spec);
     std::lock_guard lock(impl.mu);
     return impl.segments.emplace(-row.id, seg).first->second;
@@ -144,11 +144,9 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         detail::compact_valid(out);
         snap.columns.push_back(std::move(out));
     }
-    fs::path rel = fs::path("online") / name / fmt::format("v{}", spec.version) /
-                   fmt::format("snap-{}-{}.kseg", now_ms(), random_hex_id().substr(0, 8));
-    fs::path full = ws_->module_dir("features") / rel;
-    fs::create_directories(full.parent_path());
-    Segment::write(full, snap.view());
+    const std::string file = detail::write_segment_file(
+        *ws_, fmt::format("online/{}/v{}/snap-{}-{}", name, spec.version, now_ms(), random_hex_id().substr(0, 8)),
+        snap.view());
     MaterializeResult result{name, spec.version, end, int64_t(n), changed, 0};
     std::vector<std::string> stale_files;
     try {
@@ -157,7 +155,7 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         view(name);  // retired meanwhile (by another process): NotFound, and no snapshot registered
         db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at) "
                    "VALUES(?, ?, ?, ?, ?, ?, ?)")
-            .bind_all(name, spec.version, rel.string(), end, max_seg, int64_t(n), now_ms())
+            .bind_all(name, spec.version, file, end, max_seg, int64_t(n), now_ms())
             .run();
         result.snapshot_id = db.last_insert_rowid();
         // Keep this snapshot and the one before it; older files go.
@@ -173,14 +171,11 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         for (int64_t id : drop) db.prepare("DELETE FROM features_online WHERE id = ?").bind_all(id).run();
         tx.commit();
     } catch (...) {
-        std::error_code ec;
-        fs::remove(full, ec);
+        detail::remove_segment_file(*ws_, file);
         throw;
     }
-    for (const auto& f : stale_files) {
-        std::error_code ec;
-        fs::remove(ws_->module_dir("features") / f, ec);  // mapped copies stay valid until unmapped
-    }
+    for (const auto& f : stale_files)
+        detail::remove_segment_file(*ws_, f);  // mapped copies stay valid until unmapped
     detail::refresh_readers(*this);  // readers of this store switch to the new snapshot
     return result;
 }

@@ -55,11 +55,8 @@ void FeatureStore::retire_view(const std::string& name) {
         storage::bump_generation(db);  // endpoints and readers in other processes drop its online values
         // The files go once the retirement lands: an outer transaction (keel.defs' apply) may still
         // roll it back. A reader in another process may still map one; its mapping stays valid.
-        db.after_commit([dir = ws_->module_dir("features"), snapshots] {
-            for (const auto& [id, file] : snapshots) {
-                std::error_code ec;
-                fs::remove(dir / file, ec);
-            }
+        db.after_commit([ws = ws_, snapshots] {
+            for (const auto& [id, file] : snapshots) detail::remove_segment_file(*ws, file);
         });
         tx.commit();
     }

@@ -230,26 +230,35 @@ void fsync_dir(const fs::path& dir) {
 
 } // namespace
 
+void Segment::write_new(const fs::path& path, const BatchView& batch, const std::vector<uint32_t>& order) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) throw_error(ErrorKind::Internal, "cannot create {}: {}", path.string(), std::strerror(errno));
+    try {
+        FdSink sink(fd, path);
+        write_segment(sink, batch, order);
+        sink.flush();
+        if (::fsync(fd) != 0) throw_error(ErrorKind::Internal, "fsync of {} failed: {}", path.string(), std::strerror(errno));
+        ::close(fd);
+    } catch (...) {
+        ::close(fd);
+        std::error_code ec;
+        fs::remove(path, ec);
+        throw;
+    }
+}
+
 void Segment::write(const fs::path& path, const BatchView& batch, const std::vector<uint32_t>& order) {
     fs::path temp = path;
     temp += ".tmp-" + random_hex_id().substr(0, 12);
-    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) throw_error(ErrorKind::Internal, "cannot create {}: {}", temp.string(), std::strerror(errno));
-    try {
-        FdSink sink(fd, temp);
-        write_segment(sink, batch, order);
-        sink.flush();
-        if (::fsync(fd) != 0) throw_error(ErrorKind::Internal, "fsync of {} failed: {}", temp.string(), std::strerror(errno));
-        ::close(fd);
-        fd = -1;
-        fs::rename(temp, path);
-        fsync_dir(path.parent_path());
-    } catch (...) {
-        if (fd >= 0) ::close(fd);
-        std::error_code ec;
-        fs::remove(temp, ec);
-        throw;
+    write_new(temp, batch, order);
+    std::error_code ec;
+    fs::rename(temp, path, ec);
+    if (ec) {
+        std::error_code ignored;
+        fs::remove(temp, ignored);
+        throw_error(ErrorKind::Internal, "cannot rename {} to {}: {}", temp.string(), path.string(), ec.message());
     }
+    fsync_dir(path.parent_path());
 }
 
 std::string Segment::to_bytes(const BatchView& batch) {
@@ -258,26 +267,29 @@ std::string Segment::to_bytes(const BatchView& batch) {
     return std::move(sink.out);
 }
 
-std::shared_ptr<const Segment> Segment::open(const fs::path& path) {
+std::shared_ptr<const Segment> Segment::open(const fs::path& path) { return open(path, nullptr, path.string()); }
+
+std::shared_ptr<const Segment> Segment::open(const fs::path& path, std::shared_ptr<const void> hold, std::string source) {
     // O_NONBLOCK: a FIFO put in a segment's place must not block the open (it is refused below).
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) throw_error(ErrorKind::Corrupt, "feature segment {} cannot be opened: {}", path.string(), std::strerror(errno));
+    if (fd < 0) throw_error(ErrorKind::Corrupt, "feature segment {} cannot be opened: {}", source, std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         ::close(fd);
-        throw_error(ErrorKind::Corrupt, "feature segment {} is not a regular file{}", path.string(), kRecoveryHint);
+        throw_error(ErrorKind::Corrupt, "feature segment {} is not a regular file{}", source, kRecoveryHint);
     }
     std::shared_ptr<Segment> seg(new Segment());
-    seg->source_ = path.string();
+    seg->source_ = source;
+    seg->hold_ = std::move(hold);
     seg->size_ = size_t(st.st_size);
     if (seg->size_ < kMinSize) {
         ::close(fd);
         throw_error(ErrorKind::Corrupt, "feature segment {} is corrupt: truncated to {} bytes (a segment has at least {}){}",
-                    path.string(), seg->size_, kMinSize, kRecoveryHint);
+                    source, seg->size_, kMinSize, kRecoveryHint);
     }
     void* p = ::mmap(nullptr, seg->size_, PROT_READ, MAP_SHARED, fd, 0);
     ::close(fd);
-    if (p == MAP_FAILED) throw_error(ErrorKind::Internal, "mmap of {} failed: {}", path.string(), std::strerror(errno));
+    if (p == MAP_FAILED) throw_error(ErrorKind::Internal, "mmap of {} failed: {}", source, std::strerror(errno));
     // Read-ahead before the checksum pass (measured: faster than MAP_POPULATE here).
     ::madvise(p, seg->size_, MADV_WILLNEED);
     seg->data_ = static_cast<const uint8_t*>(p);

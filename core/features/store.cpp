@@ -501,7 +501,7 @@ std::shared_ptr<const Segment> FeatureStore::segment(int64_t id) {
         if (!st.step()) throw_error(ErrorKind::NotFound, "feature segment {} not found", id);
         file = st.text(0);
     }
-    auto seg = Segment::open(ws_->module_dir("features") / file);
+    auto seg = detail::open_segment_file(*ws_, file);
     std::lock_guard lock(impl_->mu);
     return impl_->segments.emplace(id, seg).first->second;
 }

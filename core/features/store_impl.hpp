@@ -3,6 +3,7 @@
 
 #include "keel/features/online.hpp"
 #include "keel/features/store.hpp"
+#include "keel/storage/workspace.hpp"
 
 #include <atomic>
 #include <functional>
@@ -46,6 +47,23 @@ std::string encode_keys(const std::vector<ColumnSpec>& keys);
 //! Tags as stored ("key\tvalue" lines) and back.
 std::string encode_tags(const std::map<std::string, std::string>& tags);
 std::map<std::string, std::string> decode_tags(const std::string& text);
+
+//! Feature store files are objects of the workspace's ObjectStore under "features/"; the metadata
+//! records their name relative to it (features_segments.file, features_online.file). On a remote
+//! store the name carries the file's sha256 ("<stem>-<sha256>.kseg"), so that every download is
+//! verified against the metadata, not only against the file's own checksum.
+//!
+//! Writes a segment as the new file `<stem>.kseg` (a path relative to features/, unique) and
+//! returns the name to record. Call before writing the row that names it: a failure in between
+//! leaves at most an unreferenced object.
+std::string write_segment_file(storage::Workspace& ws, const std::string& stem, const BatchView& batch,
+                               const std::vector<uint32_t>& order = {});
+//! Opens a recorded file (mapped; for S3 a verified cached copy). Corrupt naming it when it is
+//! missing or damaged.
+std::shared_ptr<const Segment> open_segment_file(storage::Workspace& ws, const std::string& file);
+//! Removes a recorded file's object (readers that mapped it keep their copy); errors are ignored:
+//! a leftover is only an unreferenced object.
+void remove_segment_file(storage::Workspace& ws, const std::string& file);
 
 //! The live readers of this store reload their snapshots (after a materialization or a retirement).
 void refresh_readers(FeatureStore& store);

@@ -157,8 +157,9 @@ void load_config_file(ServerConfig& config, const std::string& path) {
         throw_error(ErrorKind::InvalidArgument, "{}:{}:{}: {}", path, where.line, where.column, e.description());
     }
     const Section top(root, "", path);
-    top.known({"workspace", "endpoints", "http", "tls", "auth", "requests"});
+    top.known({"workspace", "artifacts", "endpoints", "http", "tls", "auth", "requests"});
     top.path("workspace", config.workspace);
+    top.text("artifacts", config.artifacts);
     top.texts("endpoints", config.service.endpoints);
     if (const auto* t = top.sub("http")) {
         const Section http(*t, "http.", path);
@@ -229,6 +230,7 @@ bool apply_flags(ServerConfig& config, const std::vector<std::string>& args) {
         const std::string& value = args[++i];
         if (flag == "--config") continue;  // loaded before the flags
         else if (flag == "--workspace") config.workspace = value;
+        else if (flag == "--artifacts") config.artifacts = value;
         else if (flag == "--endpoint") endpoints.push_back(value);
         else if (flag == "--host") config.http.host = value;
         else if (flag == "--port") config.http.port = parse_port(value);
@@ -243,12 +245,15 @@ bool apply_flags(ServerConfig& config, const std::vector<std::string>& args) {
 }
 
 std::string usage() {
-    return R"(usage: keel-server [--config keel-serve.toml] [--workspace DIR] [--endpoint NAME ...]
+    return R"(usage: keel-server [--config keel-serve.toml] [--workspace DIR] [--artifacts s3://BUCKET/PREFIX]
+                   [--endpoint NAME ...]
                    [--host 127.0.0.1] [--port 8080] [--threads N] [--token-file FILE]
                    [--tls-cert PEM --tls-key PEM] [--json]
 
 Serves the endpoints of a Keel workspace over HTTP (no Python in the request path).
   --workspace DIR     the workspace (default: $KEEL_WORKSPACE, else the current directory)
+  --artifacts URL     where its artifacts and feature files live (default: $KEEL_ARTIFACTS, else
+                      what the workspace recorded); S3 settings from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID...
   --endpoint NAME     host this endpoint (repeat; default: every saved endpoint)
   --host, --port      where to listen (--port 0: any free port); serving beyond loopback needs auth
   --threads N         server threads (default: one per core)

@@ -4,6 +4,9 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/object_store.hpp"
+
+#include "object_files.hpp"
 
 #include <openssl/evp.h>
 
@@ -64,14 +67,6 @@ struct FdCloser {
     ~FdCloser() { ::close(fd); }
 };
 
-void fsync_path(const fs::path& path, bool directory) {
-    int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-    }
-}
-
 // Streams a file through sha256 and, optionally, a copy sink; returns {digest, size}.
 std::pair<std::string, int64_t> hash_stream(std::istream& in, std::ostream* copy) {
     Sha256 sha;
@@ -102,33 +97,32 @@ std::string sha256_file(const fs::path& path) {
     return hash_stream(in, nullptr).first;
 }
 
-ArtifactStore::ArtifactStore(fs::path root, Db& db) : root_(std::move(root)), db_(db) {
-    fs::create_directories(root_ / "tmp");
+ArtifactStore::ArtifactStore(ObjectStore& objects, Db& db) : objects_(objects), db_(db) {
     db_.ensure_schema(kSchema);
 }
 
-fs::path ArtifactStore::path_of(std::string_view digest) const {
+std::string ArtifactStore::key_of(std::string_view digest) {
     check_digest(digest);
-    return root_ / "sha256" / std::string(digest.substr(0, 2)) / std::string(digest.substr(2));
+    return fmt::format("artifacts/sha256/{}/{}", digest.substr(0, 2), digest.substr(2));
 }
 
-std::string ArtifactStore::commit_temp(const fs::path& temp, const std::string& digest, int64_t size) {
-    fs::path final_path = path_of(digest);
-    fs::create_directories(final_path.parent_path());
-    fsync_path(temp, false);
-    std::error_code ec;
-    if (fs::exists(final_path)) {
-        // Same content already stored: keep the old blob unless it was damaged.
-        try {
-            verify(digest);
-            fs::remove(temp, ec);
-        } catch (const Error&) {
-            fs::rename(temp, final_path);
-        }
-    } else {
-        fs::rename(temp, final_path);
+fs::path ArtifactStore::path_of(std::string_view digest) const { return fetch(digest).path; }
+
+LocalObject ArtifactStore::fetch(std::string_view digest) const {
+    const std::string key = key_of(digest);
+    try {
+        return objects_.fetch(key, digest);
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::NotFound) throw;
+        throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest,
+                    objects_.describe(key));
     }
-    fsync_path(final_path.parent_path(), true);
+}
+
+// The object is stored (or was already) before its row is written: a crash in between leaves at
+// most an unreferenced object, never a row naming a missing one.
+std::string ArtifactStore::commit(const fs::path& staged, const std::string& digest, int64_t size) {
+    objects_.commit(staged, key_of(digest), digest);
     auto guard = db_.lock();
     auto st = db_.prepare("INSERT OR IGNORE INTO artifacts(digest, size, created_at) VALUES(?, ?, ?)");
     st.bind_all(digest, size, now_ms()).run();
@@ -137,13 +131,15 @@ std::string ArtifactStore::commit_temp(const fs::path& temp, const std::string& 
 
 std::string ArtifactStore::put_bytes(std::string_view data) {
     std::string digest = sha256_hex(data);
-    fs::path temp = root_ / "tmp" / random_hex_id();
-    {
-        std::ofstream out(temp, std::ios::binary);
-        out.write(data.data(), std::streamsize(data.size()));
-        if (!out.flush()) throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
+    fs::path staged = objects_.stage("artifacts");
+    try {
+        detail::write_file(staged, data);
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(staged, ec);
+        throw;
     }
-    return commit_temp(temp, digest, int64_t(data.size()));
+    return commit(staged, digest, int64_t(data.size()));
 }
 
 std::string ArtifactStore::put_file(const fs::path& source) {
@@ -162,7 +158,7 @@ std::string ArtifactStore::put_file(const fs::path& source) {
                     "Keel stores regular files only",
                     source.string());
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    fs::path temp = root_ / "tmp" / random_hex_id();
+    fs::path temp = objects_.stage("artifacts");
     Sha256 sha;
     int64_t total = 0;
     {
@@ -182,12 +178,16 @@ std::string ArtifactStore::put_file(const fs::path& source) {
             out.write(buf.data(), got);
             total += got;
         }
-        if (!out.flush()) throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
+        if (!out.flush()) {
+            std::error_code ec;
+            fs::remove(temp, ec);
+            throw_error(ErrorKind::Internal, "cannot write artifact to '{}'", temp.string());
+        }
     }
-    return commit_temp(temp, sha.hex(), total);
+    return commit(temp, sha.hex(), total);
 }
 
-bool ArtifactStore::contains(std::string_view digest) const { return fs::exists(path_of(digest)); }
+bool ArtifactStore::contains(std::string_view digest) const { return objects_.exists(key_of(digest)); }
 
 int64_t ArtifactStore::size(std::string_view digest) const {
     check_digest(digest);
@@ -199,20 +199,21 @@ int64_t ArtifactStore::size(std::string_view digest) const {
 }
 
 std::string ArtifactStore::get_bytes(std::string_view digest) const {
-    fs::path path = path_of(digest);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest, path.string());
+    LocalObject object = fetch(digest);  // held while read: a cache does not evict it meanwhile
+    std::ifstream in(object.path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest, object.path.string());
     std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (sha256_hex(data) != digest)
         throw_error(ErrorKind::Corrupt,
-                    "artifact {} is corrupt: its content ({} bytes) no longer matches its sha256; it was "
+                    "artifact {} is corrupt: its content ({} bytes at {}) no longer matches its sha256; it was "
                     "truncated or modified on disk. Restore it from a backup or log it again",
-                    digest, data.size());
+                    digest, data.size(), object.path.string());
     return data;
 }
 
 void ArtifactStore::verify(std::string_view digest) const {
-    fs::path path = path_of(digest);
+    LocalObject object = fetch(digest);
+    const fs::path& path = object.path;
     std::ifstream in(path, std::ios::binary);
     if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace ({} is missing)", digest, path.string());
     auto [actual, size] = hash_stream(in, nullptr);
@@ -224,8 +225,8 @@ void ArtifactStore::verify(std::string_view digest) const {
 }
 
 void ArtifactStore::copy_to(std::string_view digest, const fs::path& dest) const {
-    fs::path path = path_of(digest);
-    std::ifstream in(path, std::ios::binary);
+    LocalObject object = fetch(digest);
+    std::ifstream in(object.path, std::ios::binary);
     if (!in) throw_error(ErrorKind::NotFound, "artifact {} is not in this workspace", digest);
     std::error_code ec;
     if (dest.has_parent_path()) fs::create_directories(dest.parent_path(), ec);

@@ -169,7 +169,7 @@ def _open_workspace(args):
         what = "a folder" if os.path.isdir(path) else "a file"
         raise errors.NotFound(f"workspace '{path}' exists but is not a Keel workspace (no keel.db; it is {what}): "
                               "point --workspace / KEEL_WORKSPACE at the folder that holds keel.db")
-    return keel.open(path)
+    return keel.open(path, artifacts=getattr(args, "artifacts", None))
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--workspace", "-w", default=argparse.SUPPRESS,
                         help="workspace directory (default: $KEEL_WORKSPACE)")
+    common.add_argument("--artifacts", default=argparse.SUPPRESS, metavar="S3_URL",
+                        help="where its artifacts live, s3://bucket/prefix (default: $KEEL_ARTIFACTS, else "
+                             "what the workspace recorded)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
     parser = _Parser(prog="keel", description="Keel: tracking, registry and lineage from the command line.",
@@ -518,7 +521,7 @@ def cmd_serve(args, out: _Out) -> None:
     ws = _open_workspace(args)
     cmd = server.server_args(ws.path, args.endpoint, host=args.host, port=args.port, token_file=token_file,
                              config=args.config, threads=args.threads, tls_cert=args.tls_cert,
-                             tls_key=args.tls_key) + ["--json"]
+                             tls_key=args.tls_key, artifacts=getattr(args, "artifacts", None)) + ["--json"]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=server._server_env(None))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

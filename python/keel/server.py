@@ -44,12 +44,14 @@ def server_binary() -> str:
 
 def server_args(workspace: str, endpoints: Iterable[str] = (), *, host: str = "127.0.0.1", port: int = 8080,
                 token_file: str | None = None, config: str | None = None, threads: int | None = None,
-                tls_cert: str | None = None, tls_key: str | None = None) -> list[str]:
+                tls_cert: str | None = None, tls_key: str | None = None, artifacts: str | None = None) -> list[str]:
     """The keel-server command line for these settings (flags override a --config file)."""
     args = [server_binary()]
     if config:
         args += ["--config", config]
     args += ["--workspace", workspace, "--host", host, "--port", str(port)]
+    if artifacts:
+        args += ["--artifacts", artifacts]
     for name in endpoints:
         args += ["--endpoint", name]
     if token_file:

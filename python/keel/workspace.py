@@ -17,14 +17,18 @@ def last_opened() -> Workspace | None:
 
 
 class Workspace:
-    """A Keel workspace directory: ``keel.db`` (metadata), ``artifacts/`` and ``features/``.
+    """A Keel workspace directory: ``keel.db`` (metadata), ``artifacts/`` and ``features/`` (or, for
+    a team, its artifacts and feature files on S3: ``ws.artifacts_url``).
 
     Open it with :func:`keel.open`. Several processes may hold the same workspace at once.
     Each capability hangs off it: ``ws.runs``, ``ws.models``, ``ws.lineage``, ``ws.features`` ...
     """
 
-    def __init__(self, path: str | os.PathLike, *, user: str | None = None, role: str | None = None):
-        self._native = _core.Workspace(os.fspath(path))
+    def __init__(self, path: str | os.PathLike, *, user: str | None = None, role: str | None = None,
+                 artifacts: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 cache_max_bytes: int | None = None):
+        self._native = _core.Workspace(os.fspath(path), artifacts,
+                                       os.fspath(cache_dir) if cache_dir is not None else None, cache_max_bytes)
         if user:
             self._native.user = user
         if role:
@@ -41,6 +45,11 @@ class Workspace:
     @property
     def path(self) -> str:
         return self._native.path
+
+    @property
+    def artifacts_url(self) -> str:
+        """Where artifacts and feature files live: ``s3://bucket/prefix/``, or the workspace directory."""
+        return self._native.artifacts_url
 
     @property
     def user(self) -> str:
@@ -117,14 +126,24 @@ class Workspace:
 
     def _repr_html_(self) -> str:
         from keel.display import html_table
-        return html_table([{"path": self.path, "user": self.user, "role": self.role or "-"}],
-                          title="Keel workspace")
+        return html_table([{"path": self.path, "artifacts": self.artifacts_url, "user": self.user,
+                            "role": self.role or "-"}], title="Keel workspace")
 
 
-def open(path: str | os.PathLike, *, user: str | None = None, role: str | None = None) -> Workspace:  # noqa: A001
+def open(path: str | os.PathLike, *, user: str | None = None, role: str | None = None,  # noqa: A001
+         artifacts: str | None = None, cache_dir: str | os.PathLike | None = None,
+         cache_max_bytes: int | None = None) -> Workspace:
     """Open (or create) the workspace at ``path``.
 
     ``user`` overrides who is recorded as the writer (default: $KEEL_USER, then $USER);
     ``role`` is the caller's role for access grants on PII columns.
+
+    ``artifacts="s3://bucket/prefix"`` keeps artifacts and feature files on S3 (any S3-compatible
+    store; endpoint and credentials from the AWS variables: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_REGION), default $KEEL_ARTIFACTS. The location is recorded when the
+    workspace is created and used by every later open; a different one is refused. Downloads are
+    verified and kept in a read cache: ``cache_dir`` (default $KEEL_CACHE_DIR, else ``<path>/cache``)
+    holding at most ``cache_max_bytes`` (default $KEEL_CACHE_MAX_BYTES, else 10 GiB).
     """
-    return Workspace(path, user=user, role=role)
+    return Workspace(path, user=user, role=role, artifacts=artifacts, cache_dir=cache_dir,
+                     cache_max_bytes=cache_max_bytes)

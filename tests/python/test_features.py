@@ -209,7 +209,10 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
         fv.ingest(df)
         print("done", flush=True)
     """)
-    seg_dir = os.path.join(ws.path, "features", "activity", "v1")
+    # A local segment is written beside its final name; an S3 one is staged in the read cache while it
+    # is written and uploaded (a kill there is a kill mid-upload).
+    remote = ws.artifacts_url.startswith("s3://")
+    seg_dir = os.path.join(ws.path, "cache", "tmp") if remote else os.path.join(ws.path, "features", "activity", "v1")
     # The kill must land while the segment is written. On a busy machine the poll can miss that
     # window: the ingest then completed (the store grew by it), so try again from there.
     for _attempt in range(3):
@@ -221,7 +224,7 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
         deadline = time.time() + 60
         seen = False
         while time.time() < deadline and proc.poll() is None:
-            if any(".tmp-" in f for f in os.listdir(seg_dir)):
+            if any(remote or ".tmp-" in f for f in os.listdir(seg_dir)):
                 seen = True
                 break
             time.sleep(0.001)
@@ -509,6 +512,7 @@ def test_a_run_consuming_a_training_set_gets_a_lineage_edge(ws, fs, fv):
     assert again.lineage_ref in ws.lineage.upstream(f"run:{run2.id}")
 
 
+@pytest.mark.local_objects
 def test_files_left_by_a_crash_are_swept_once_old(ws, fs, fv):
     fv.ingest(frame([1], [0], [1]))
     seg_dir = os.path.join(ws.path, "features", "activity", "v1")

@@ -39,12 +39,15 @@ void report(std::string_view kind, std::string_view message, bool json) {
     if (json) std::fprintf(stderr, "%s\n", error_body(kind, message).c_str());  // what keel.serve reads
 }
 
-std::shared_ptr<storage::Workspace> open_workspace(const std::string& path) {
+std::shared_ptr<storage::Workspace> open_workspace(const ServerConfig& config) {
     namespace fs = std::filesystem;
+    const std::string& path = config.workspace;
     if (!fs::is_directory(path) || !fs::exists(fs::path(path) / "keel.db"))
         throw_error(ErrorKind::NotFound, "no Keel workspace at '{}': give --workspace (or $KEEL_WORKSPACE) the "
                     "folder keel.open() made", path);
-    return storage::Workspace::open(path);
+    auto location = storage::WorkspaceLocation::from_env(path);  // $KEEL_ARTIFACTS, the cache settings
+    if (!config.artifacts.empty()) location.artifacts = config.artifacts;
+    return storage::Workspace::open(location);
 }
 
 // The built-in plugins (plugins/routing/sticky.lua, ...) are found as in Python: after the working
@@ -78,7 +81,7 @@ int serve(ServerConfig& config) {
     std::signal(SIGPIPE, SIG_IGN);
 
     find_builtin_plugins();
-    auto ws = open_workspace(config.workspace);
+    auto ws = open_workspace(config);
     Service service(ws, config.service);
     HttpServer http(config.http, [&service](const HttpRequest& r) { return service.handle(r); });
 

@@ -1123,7 +1123,7 @@ class ViewSpec:
 class Workspace:
     role: str
     user: str
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, artifacts: str | None = None, cache_dir: str | None = None, cache_max_bytes: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
         ...
     def artifact_path(self, arg0: str) -> str:
         ...
@@ -1135,6 +1135,14 @@ class Workspace:
         ...
     def get_artifact_bytes(self, arg0: str) -> bytes:
         ...
+    def list_objects(self, prefix: str = '') -> list[tuple[str, int]]:
+        """
+        (key, size) of the workspace's objects whose key starts with prefix, in key order.
+        """
+    def object_url(self, key: str) -> str:
+        """
+        The full name of an object key ("artifacts/sha256/..", "features/..").
+        """
     def put_artifact_bytes(self, arg0: bytes) -> str:
         ...
     def put_artifact_file(self, arg0: str) -> str:
@@ -1149,6 +1157,11 @@ class Workspace:
         """
     def verify_artifact(self, arg0: str) -> None:
         ...
+    @property
+    def artifacts_url(self) -> str:
+        """
+        Where the artifacts and feature files live: s3://bucket/prefix/ or the directory.
+        """
     @property
     def path(self) -> str:
         ...

@@ -28,12 +28,21 @@ public:
     //! Writes `batch` to `path` atomically (temp file + fsync + rename + directory fsync).
     //! `order`, when not empty, is the row permutation to write (a sorted order).
     static void write(const std::filesystem::path& path, const BatchView& batch, const std::vector<uint32_t>& order = {});
+    //! Writes to `path`, a new file nobody reads yet (an object store's staging path): created
+    //! exclusively, fsynced, no rename. Removed again when the write fails.
+    static void write_new(const std::filesystem::path& path, const BatchView& batch,
+                          const std::vector<uint32_t>& order = {});
     //! Serializes a batch to bytes in the same format (for blobs kept in the artifact store).
     static std::string to_bytes(const BatchView& batch);
 
     //! Maps the file read-only; throws Corrupt (naming the file and the fault) when it is not a
     //! well-formed segment or its checksum does not match.
     static std::shared_ptr<const Segment> open(const std::filesystem::path& path);
+    //! The same, for a local copy of an object: `hold` is kept as long as the segment lives (the
+    //! object cache's pin, so the mapped file is not evicted) and messages name `source` (the
+    //! object's URL) instead of the local path.
+    static std::shared_ptr<const Segment> open(const std::filesystem::path& path, std::shared_ptr<const void> hold,
+                                               std::string source);
     //! Reads a segment from bytes (copied into memory the segment owns).
     static std::shared_ptr<const Segment> from_bytes(std::string bytes);
 
@@ -63,6 +72,7 @@ private:
     size_t size_ = 0;
     bool mapped_ = false;
     std::string owned_;
+    std::shared_ptr<const void> hold_;
     size_t rows_ = 0;
     std::vector<ColumnView> columns_;
     BatchView batch_;

@@ -12,6 +12,9 @@ namespace keel::server {
 //! Everything `keel-server` runs with: from a TOML file (--config), then flags over it.
 struct ServerConfig {
     std::string workspace;       //!< a workspace directory (default: $KEEL_WORKSPACE, else ".")
+    //! Where its artifacts live ("s3://bucket/prefix"; default: $KEEL_ARTIFACTS, else what the
+    //! workspace recorded). keel.open() takes the same.
+    std::string artifacts;
     HttpOptions http;
     ServiceOptions service;
     bool json = false;           //!< announce readiness as one JSON line on stdout
