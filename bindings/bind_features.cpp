@@ -103,7 +103,8 @@ ViewSpec view_from(const py::dict& d) {
 const auto kMaterializeFields =
     fields(field("view", &MaterializeResult::view), field("version", &MaterializeResult::version),
            field("end_ms", &MaterializeResult::end_ms), field("entities", &MaterializeResult::entities),
-           field("changed", &MaterializeResult::changed), field("snapshot_id", &MaterializeResult::snapshot_id));
+           field("changed", &MaterializeResult::changed), field("snapshot_id", &MaterializeResult::snapshot_id),
+           field("online", &MaterializeResult::online), field("written", &MaterializeResult::written));
 
 // Keeps the workspace alive as long as the store.
 struct PyFeatureStore {
@@ -179,7 +180,7 @@ void bind_features(py::module_& m) {
                  py::array_t<double> out({py::ssize_t(n), py::ssize_t(r.width())});
                  const int64_t* p = ids.data();
                  double* o = out.mutable_data();
-                 if (n > 64) {
+                 if (n > 64 || r.remote()) {  // real work, or network I/O
                      py::gil_scoped_release release;
                      now ? r.lookup(p, n, o, *now) : r.lookup(p, n, o);
                  } else {
@@ -194,10 +195,18 @@ void bind_features(py::module_& m) {
                  if (size_t(out.size()) < size_t(ids.size()) * r.width())
                      throw_error(ErrorKind::InvalidArgument, "out holds {} values, need {}", out.size(),
                                  size_t(ids.size()) * r.width());
-                 r.lookup(ids.data(), size_t(ids.size()), out.mutable_data());
+                 const int64_t* p = ids.data();
+                 double* o = out.mutable_data();
+                 if (r.remote()) {
+                     py::gil_scoped_release release;
+                     r.lookup(p, size_t(ids.size()), o);
+                 } else {
+                     r.lookup(p, size_t(ids.size()), o);
+                 }
              })
         .def("refresh", &OnlineReader::refresh, py::call_guard<py::gil_scoped_release>())
-        .def_property_readonly("snapshot_key", &OnlineReader::snapshot_key);
+        .def_property_readonly("snapshot_key", &OnlineReader::snapshot_key)
+        .def_property_readonly("remote", &OnlineReader::remote, "True when some view is read from Redis.");
 
     py::class_<PyFeatureStore>(m, "FeatureStore")
         .def(py::init([](std::shared_ptr<storage::Workspace> ws) {
@@ -370,14 +379,16 @@ void bind_features(py::module_& m) {
              py::arg("hi") = py::none(), py::arg("start") = py::none(), py::arg("end") = py::none(),
              "A view's rows with keys in [lo, hi) from segments up to cutoff, as read() gives them.")
         .def("materialize",
-             [](PyFeatureStore& s, const std::string& view, std::optional<int64_t> end) {
+             [](PyFeatureStore& s, const std::string& view, std::optional<int64_t> end,
+                std::optional<std::string> online) {
                  MaterializeResult r;
                  {
                      py::gil_scoped_release release;
-                     r = s.store->materialize(view, end);
+                     r = s.store->materialize(view, end, online);
                  }
                  return record_dict(r, kMaterializeFields);
-             })
+             },
+             py::arg("view"), py::arg("end") = py::none(), py::arg("online") = py::none())
         .def("get_online",
              [](PyFeatureStore& s, const std::vector<std::string>& features, const py::object& key_data,
                 const Specs& specs, std::optional<int64_t> now) {

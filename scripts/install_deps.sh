@@ -12,6 +12,7 @@ apt_packages=(g++ pkg-config libsqlite3-dev libssl-dev libfmt-dev libeigen3-dev 
               clang-14 libclang-rt-14-dev  # clang + libFuzzer/ASan runtimes for make test-fuzz
               ccache                       # a second checkout or a clean rebuild costs seconds
               postgresql libpq-dev redis-server
+              libhiredis-dev      # the online store on Redis: hiredis, the C client Redis itself ships
               openjdk-17-jre-headless)  # Spark's JVM: the Spark tests run pyspark in local mode  # team-workspace tests start throwaway servers (tests/servers)
 missing=()
 for pkg in "${apt_packages[@]}"; do

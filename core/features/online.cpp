@@ -14,6 +14,7 @@
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
+#include "redis_online.hpp"
 #include "store_impl.hpp"
 
 #include <algorithm>
@@ -34,16 +35,18 @@ struct OnlineRow {
     std::string file;
     int64_t end_ms = 0;
     int64_t max_segment_id = 0;
+    std::string online;      // '' for the local snapshot, else the Redis URL readers read
+    int64_t online_seq = 0;  // the Redis materialization this row is
 };
 
 std::optional<OnlineRow> latest_online(FeatureStore& store, const ViewSpec& spec) {
     auto& db = store.workspace().db();
     auto guard = db.lock();
-    auto st = db.prepare("SELECT id, file, end_ms, max_segment_id FROM features_online WHERE view = ? AND version = ? "
-                         "ORDER BY id DESC LIMIT 1");
+    auto st = db.prepare("SELECT id, file, end_ms, max_segment_id, online, online_seq FROM features_online "
+                         "WHERE view = ? AND version = ? ORDER BY id DESC LIMIT 1");
     st.bind_all(spec.name, spec.version);
     if (!st.step()) return std::nullopt;
-    return OnlineRow{st.int64(0), st.text(1), st.int64(2), st.int64(3)};
+    return OnlineRow{st.int64(0), st.text(1), st.int64(2), st.int64(3), st.text(4), st.int64(5)};
 }
 
 std::shared_ptr<const Segment> open_snapshot(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row) {
@@ -77,9 +80,15 @@ std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(
 
 } // namespace
 
-MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt) {
+MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt,
+                                            const std::optional<std::string>& online) {
     ViewSpec spec = view(name);
     const int64_t end = end_opt.value_or(now_ms());
+    // Where readers read: as asked, else where the view's previous materialization went.
+    std::string target;
+    if (online && !online->empty() && *online != "local") target = redis::Location::parse(*online).url;
+    else if (!online)
+        if (auto last = latest_online(*this, spec)) target = last->online;
     std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> latest;
     try {
         latest = load_latest(*this, spec);
@@ -147,15 +156,35 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
     const std::string file = detail::write_segment_file(
         *ws_, fmt::format("online/{}/v{}/snap-{}-{}", name, spec.version, now_ms(), random_hex_id().substr(0, 8)),
         snap.view());
-    MaterializeResult result{name, spec.version, end, int64_t(n), changed, 0};
+    MaterializeResult result{name, spec.version, end, int64_t(n), changed, 0, target, 0};
     std::vector<std::string> stale_files;
+    // Redis: the new values are written first (invisible to readers), switched to inside the
+    // transaction that records them, and older fields pruned after it.
+    std::optional<redis::Pool::Lease> conn;
+    std::optional<redis_online::Write> written;
+    try {
+        if (!target.empty()) {
+            std::vector<size_t> rows;  // entities whose value came from a segment, not the previous snapshot
+            for (size_t i = 0; i < n; ++i)
+                if (seg_of[i] > 0) rows.push_back(i);
+            std::optional<int64_t> recorded;
+            if (prev && prev->online == target) recorded = prev->online_seq;
+            conn.emplace(redis::Pool::of(redis::Location::parse(target))->lease());
+            written = redis_online::write(**conn, spec, snap.view(), rows, recorded);
+            result.written = int64_t(written->keys.size());
+        }
+    } catch (...) {
+        detail::remove_segment_file(*ws_, file);
+        throw;
+    }
     try {
         auto& db = ws_->db();
         storage::Transaction tx(db);
         view(name);  // retired meanwhile (by another process): NotFound, and no snapshot registered
-        db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?)")
-            .bind_all(name, spec.version, file, end, max_seg, int64_t(n), now_ms())
+        db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at, "
+                   "online, online_seq) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind_all(name, spec.version, file, end, max_seg, int64_t(n), now_ms(), target,
+                      written ? written->next.seq : int64_t(0))
             .run();
         result.snapshot_id = db.last_insert_rowid();
         // Keep this snapshot and the one before it; older files go.
@@ -169,11 +198,15 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
             stale_files.push_back(st.text(1));
         }
         for (int64_t id : drop) db.prepare("DELETE FROM features_online WHERE id = ?").bind_all(id).run();
+        // Last before the commit: a failed switch rolls the record back, and a commit that fails
+        // after it leaves Redis ahead of the record, which makes the next materialization a full one.
+        if (written) redis_online::flip(**conn, redis_online::prefix(spec), *written);
         tx.commit();
     } catch (...) {
         detail::remove_segment_file(*ws_, file);
         throw;
     }
+    if (written) redis_online::prune(**conn, redis_online::prefix(spec), *written);
     for (const auto& f : stale_files)
         detail::remove_segment_file(*ws_, f);  // mapped copies stay valid until unmapped
     detail::refresh_readers(*this);  // readers of this store switch to the new snapshot
@@ -200,6 +233,114 @@ void detail::refresh_readers(FeatureStore& store) {
     }
 }
 
+namespace {
+
+// Where get_online finds each key's row: sources[seg_of[i]] at row_of[i] (seg_of[i] < 0: none), and
+// the row's event time.
+struct Located {
+    std::vector<const BatchView*> sources;
+    std::vector<int32_t> seg_of;
+    std::vector<uint32_t> row_of;
+    std::vector<int64_t> ev;
+    std::shared_ptr<const Segment> snap;  // local: the snapshot the rows are in
+    std::vector<Table> fetched;           // Redis: one decoded row per entity found
+};
+
+// In the local snapshot: a binary search per key.
+void locate_local(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row,
+                  std::shared_ptr<const Segment> snap, const BatchView& keys, Located& at) {
+    const size_t n = keys.rows;
+    detail::RowKeys skeys = detail::segment_keys(store, spec, -row.id, *snap);
+    detail::RowKeys qkeys = detail::batch_keys(spec, keys, "the keys");
+    const int64_t* sev = static_cast<const int64_t*>(snap->column(spec.event_column)->values);
+    const size_t rows = snap->rows();
+    for (size_t i = 0; i < n; ++i) {
+        if (!qkeys.ok(i)) continue;
+        size_t l = 0, r = rows;
+        if (qkeys.is_int) {
+            int64_t k = qkeys.ints[i];
+            while (l < r) {
+                size_t m = (l + r) / 2;
+                if (skeys.ints[m] < k) l = m + 1; else r = m;
+            }
+            if (l >= rows || skeys.ints[l] != k) continue;
+        } else {
+            const std::string& k = (*qkeys.strs)[i];
+            while (l < r) {
+                size_t m = (l + r) / 2;
+                if ((*skeys.strs)[m] < k) l = m + 1; else r = m;
+            }
+            if (l >= rows || (*skeys.strs)[l] != k) continue;
+        }
+        at.seg_of[i] = 0;
+        at.row_of[i] = uint32_t(l);
+        at.ev[i] = sev[l];
+    }
+    at.snap = std::move(snap);
+    at.sources = {&at.snap->batch()};
+}
+
+// In Redis: one pipelined read of the distinct keys at the current materialization.
+void locate_redis(const ViewSpec& spec, const OnlineRow& row, const BatchView& keys, Located& at) {
+    detail::batch_keys(spec, keys, "the keys");  // the same errors as locally for a missing or mistyped key
+    const size_t n = keys.rows;
+    std::map<std::string, size_t> index;
+    std::vector<std::string> entities;
+    std::vector<int64_t> entity_of_row(n, -1);
+    for (size_t i = 0; i < n; ++i) {
+        auto e = redis_online::entity_of(spec, keys, i);
+        if (!e) continue;
+        auto [it, added] = index.try_emplace(*e, entities.size());
+        if (added) entities.push_back(*e);
+        entity_of_row[i] = int64_t(it->second);
+    }
+    const std::string what = fmt::format("feature view '{}' (version {})", spec.name, spec.version);
+    redis_online::Pointer ptr;
+    std::vector<std::optional<std::string>> blobs;
+    {
+        auto c = redis::Pool::of(redis::Location::parse(row.online))->lease();
+        blobs = redis_online::fetch(*c, redis_online::prefix(spec), entities, ptr, what);
+    }
+    // Decoded rows stay in at.fetched; the caller points at.sources at their views.
+    std::vector<int32_t> source_of(entities.size(), -1);
+    std::vector<int64_t> ev_of(entities.size(), 0);
+    at.fetched.reserve(entities.size());
+    for (size_t k = 0; k < entities.size(); ++k) {
+        if (!blobs[k]) continue;
+        const std::string whose = fmt::format("entity '{}' of {}", entities[k], what);
+        Table t = redis_online::decode_row(*blobs[k], whose);
+        bool has_ev = false;
+        for (const auto& c : t.columns) {
+            if (c.name == spec.event_column && c.dtype == DType::Timestamp && (c.valid.empty() || c.valid[0])) {
+                std::memcpy(&ev_of[k], c.values.data(), sizeof(int64_t));
+                has_ev = true;
+            }
+            // Rows decode as their writer's types; readers index them by the view's.
+            const ColumnSpec* cs = spec.feature(c.name);
+            if (cs && (cs->dtype != c.dtype || (cs->dtype == DType::Vector && cs->dim != c.dim)))
+                throw_error(ErrorKind::Corrupt, "online value of {} in Redis has column '{}' as {}, the view "
+                            "declares {}; materialize the view again", whose, c.name, dtype_name(c.dtype),
+                            dtype_name(cs->dtype));
+        }
+        if (!has_ev)
+            throw_error(ErrorKind::Corrupt, "online value of {} in Redis has no event time; materialize the view "
+                        "again", whose);
+        source_of[k] = int32_t(at.fetched.size());
+        at.fetched.push_back(std::move(t));
+    }
+    at.sources.assign(at.fetched.size(), nullptr);
+    for (size_t i = 0; i < n; ++i) {
+        if (entity_of_row[i] < 0) continue;
+        const size_t k = size_t(entity_of_row[i]);
+        if (source_of[k] < 0) continue;
+        at.seg_of[i] = source_of[k];
+        at.row_of[i] = 0;
+        at.ev[i] = ev_of[k];
+    }
+}
+
+} // namespace
+
 Table FeatureStore::get_online(const std::vector<std::string>& features, const BatchView& keys,
                                std::optional<int64_t> now_opt) {
     const int64_t now = now_opt.value_or(now_ms());
@@ -223,59 +364,52 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
         for (const auto& r : refs)
             if (r.view == vname && !spec.feature(r.column))
                 throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", vname, r.column);
-        auto latest = load_latest(*this, spec);
-        if (!latest)
+        const auto row = latest_online(*this, spec);
+        if (!row)
             throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
                         "ws.features.materialize('{}') first", vname, spec.version, vname);
-        const OnlineRow* row = &latest->first;
-        auto snap = latest->second;
-        detail::RowKeys skeys = detail::segment_keys(*this, spec, -row->id, *snap);
-        detail::RowKeys qkeys = detail::batch_keys(spec, keys, "the keys");
-        const int64_t* sev = static_cast<const int64_t*>(snap->column(spec.event_column)->values);
-        std::vector<int32_t> seg_of(n, -1);
-        std::vector<uint32_t> row_of(n, 0);
+        Located at;
+        at.seg_of.assign(n, -1);
+        at.row_of.assign(n, 0);
+        at.ev.assign(n, 0);
+        std::vector<BatchView> fetched_views;
+        if (row->online.empty()) {
+            auto latest = load_latest(*this, spec);
+            if (!latest)
+                throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
+                            "ws.features.materialize('{}') first", vname, spec.version, vname);
+            locate_local(*this, spec, latest->first, latest->second, keys, at);
+        } else {
+            locate_redis(spec, *row, keys, at);
+            fetched_views.reserve(at.fetched.size());
+            for (size_t s = 0; s < at.fetched.size(); ++s) {
+                fetched_views.push_back(at.fetched[s].view());
+                at.sources[s] = &fetched_views.back();
+            }
+        }
         Column ev_col, age_col, stale_col;
         detail::prepare_column(ev_col, {vname + "__" + spec.event_column, DType::Timestamp}, n);
         detail::prepare_column(age_col, {vname + "__age_ms", DType::Int64}, n);
         detail::prepare_column(stale_col, {vname + "__stale", DType::Bool}, n);
         stale_col.valid.assign(n, 1);
-        const size_t rows = snap->rows();
         for (size_t i = 0; i < n; ++i) {
-            if (!qkeys.ok(i)) continue;
-            size_t l = 0, r = rows;
-            if (qkeys.is_int) {
-                int64_t k = qkeys.ints[i];
-                while (l < r) {
-                    size_t m = (l + r) / 2;
-                    if (skeys.ints[m] < k) l = m + 1; else r = m;
-                }
-                if (l >= rows || skeys.ints[l] != k) continue;
-            } else {
-                const std::string& k = (*qkeys.strs)[i];
-                while (l < r) {
-                    size_t m = (l + r) / 2;
-                    if ((*skeys.strs)[m] < k) l = m + 1; else r = m;
-                }
-                if (l >= rows || (*skeys.strs)[l] != k) continue;
-            }
-            int64_t age = now - sev[l];
-            reinterpret_cast<int64_t*>(ev_col.values.data())[i] = sev[l];
+            if (at.seg_of[i] < 0) continue;
+            int64_t age = now - at.ev[i];
+            reinterpret_cast<int64_t*>(ev_col.values.data())[i] = at.ev[i];
             ev_col.valid[i] = 1;
             reinterpret_cast<int64_t*>(age_col.values.data())[i] = age;
             age_col.valid[i] = 1;
             bool stale = spec.ttl_ms > 0 && age > spec.ttl_ms;
             stale_col.values[i] = stale ? 1 : 0;
-            if (!stale) {
-                seg_of[i] = 0;
-                row_of[i] = uint32_t(l);
-            }
+            if (stale) at.seg_of[i] = -1;
         }
         for (size_t f = 0; f < refs.size(); ++f) {
             if (refs[f].view != vname) continue;
             const ColumnSpec& cs = *spec.feature(refs[f].column);
-            std::vector<const ColumnView*> cols{snap->column(cs.name)};
+            std::vector<const ColumnView*> cols;
+            for (const BatchView* b : at.sources) cols.push_back(b->find(cs.name));
             Column& out = feature_cols[f];
-            detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
+            detail::gather_column(out, cs, cols, at.seg_of.data(), at.row_of.data(), n);
             detail::mask_if_needed(*this, role, vname, cs, out);
             detail::compact_valid(out);
             if (name_count[cs.name] > 1) out.name = vname + "__" + cs.name;
@@ -303,16 +437,20 @@ struct OnlineReader::Plan {
         std::vector<uint32_t> slots;
         uint64_t mask = 0;
         int shift = 0;
+        // A view materialized to Redis: no snapshot, its rows come from the near-cache.
+        std::shared_ptr<redis_online::NearCache> cache;
     };
     struct Out {
         size_t view = 0;
         const ColumnView* col = nullptr;  // nullptr: missing, always NaN (masking is the reader's access_)
         DType dtype = DType::Float64;
+        size_t slot = 0;  // Redis views: the index of the value in a near-cache entry
     };
     static constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
     std::vector<View> views;
     std::vector<Out> outs;
     std::string key;
+    bool remote = false;  // some view reads Redis
 
     uint32_t find(const View& v, int64_t id) const {
         if (v.slots.empty()) return kEmpty;
@@ -363,12 +501,31 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
                 throw_error(ErrorKind::InvalidArgument,
                             "online_reader needs a single int64 join key; feature view '{}' has another key: use "
                             "get_online()", ref.view);
+            if (plan->views.size() >= 32)
+                throw_error(ErrorKind::InvalidArgument, "online_reader reads at most 32 feature views at once");
+            auto row = latest_online(store, spec);
+            if (row && !row->online.empty()) {
+                std::vector<std::string> columns;  // what this reader reads of the view, in order
+                for (const auto& g : features) {
+                    FeatureRef r = FeatureRef::parse(g);
+                    if (r.view == ref.view) columns.push_back(r.column);
+                }
+                OnlineReader::Plan::View v;
+                v.online_id = row->id;
+                v.ttl_ms = spec.ttl_ms;
+                v.cache = std::make_shared<redis_online::NearCache>(redis::Location::parse(row->online), spec,
+                                                                    columns, redis_online::refresh_interval_ms());
+                v.cache->check_now();  // Redis down or without the view: say so now, not at the first lookup
+                plan->remote = true;
+                plan->key += fmt::format("{}={};", ref.view, row->id);
+                it = view_index.emplace(ref.view, plan->views.size()).first;
+                plan->views.push_back(std::move(v));
+                specs.push_back(spec);
+            } else {
             auto latest = load_latest(store, spec);
             if (!latest)
                 throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
                             "ws.features.materialize('{}') first", ref.view, spec.version, ref.view);
-            if (plan->views.size() >= 32)
-                throw_error(ErrorKind::InvalidArgument, "online_reader reads at most 32 feature views at once");
             OnlineReader::Plan::View v;
             const OnlineRow* row = &latest->first;
             v.snap = latest->second;
@@ -395,6 +552,7 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
             it = view_index.emplace(ref.view, plan->views.size()).first;
             plan->views.push_back(std::move(v));
             specs.push_back(spec);
+            }
         }
         OnlineReader::Plan::Out out;
         out.view = it->second;
@@ -410,7 +568,12 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
                         "feature '{}' is a {} column: online_reader returns numbers only; use get_online()", f,
                         dtype_name(cs->dtype));
         out.dtype = cs->dtype;
-        out.col = plan->views[it->second].snap->column(cs->name);
+        if (plan->views[it->second].cache) {
+            for (size_t j = 0; j < plan->outs.size(); ++j)
+                if (plan->outs[j].view == it->second) ++out.slot;  // the view's columns, in order
+        } else {
+            out.col = plan->views[it->second].snap->column(cs->name);
+        }
         plan->outs.push_back(out);
     }
     return plan;
@@ -472,15 +635,38 @@ void lookup_rows(const OnlineReader::Plan& plan, const std::atomic<OnlineReader:
     using Plan = OnlineReader::Plan;
     using Access = OnlineReader::Access;
     using Status = OnlineReader::Status;
+    using Entry = redis_online::NearCache::Entry;
     constexpr size_t kMaxViews = 32;
     uint32_t rows[kMaxViews];
     Status why[kMaxViews];
+    const Entry* entry[kMaxViews] = {};
     const size_t nv = std::min(plan.views.size(), kMaxViews);
     const size_t w = plan.outs.size();
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    // Views in Redis: every id's entry first (one round trip for the ones not cached), each view's
+    // entries from one materialization; `held` keeps them alive for this call.
+    std::vector<const Entry*> entries;
+    std::vector<std::shared_ptr<const redis_online::NearCache::Gen>> held;
+    if (plan.remote) {
+        entries.assign(n * nv, nullptr);
+        for (size_t v = 0; v < nv; ++v)
+            if (plan.views[v].cache) held.push_back(plan.views[v].cache->entries(ids, n, entries.data() + v * n));
+    }
     for (size_t i = 0; i < n; ++i) {
         for (size_t v = 0; v < nv; ++v) {
             const Plan::View& view = plan.views[v];
+            if (view.cache) {
+                const Entry* e = entries[v * n + i];
+                const bool found = e && e->found;
+                why[v] = found ? Status::Ok : Status::MissingEntity;
+                entry[v] = found ? e : nullptr;
+                if (found && view.ttl_ms > 0 && now - e->ev > view.ttl_ms) {
+                    entry[v] = nullptr;
+                    why[v] = Status::Stale;
+                }
+                rows[v] = entry[v] ? 0 : Plan::kEmpty;
+                continue;
+            }
             uint32_t r = plan.find(view, ids[i]);
             why[v] = r == Plan::kEmpty ? Status::MissingEntity : Status::Ok;
             if (r != Plan::kEmpty && view.ttl_ms > 0 && now - view.ev[r] > view.ttl_ms) {
@@ -501,6 +687,10 @@ void lookup_rows(const OnlineReader::Plan& plan, const std::atomic<OnlineReader:
             } else if (!(a == Access::Open || (a == Access::Granted && grants_current))) {
                 o[j] = nan;
                 st = Status::Masked;
+            } else if (plan.views[c.view].cache) {
+                const Entry* e = entry[c.view];
+                o[j] = e->values[c.slot];
+                if (e->null[c.slot]) st = Status::Null;
             } else if (!c.col) {  // the snapshot has no such column (added to the view since)
                 o[j] = nan;
                 st = Status::Null;
@@ -533,6 +723,13 @@ void OnlineReader::lookup(const int64_t* ids, size_t n, double* out, Status* sta
 void OnlineReader::event_times(size_t feature, const int64_t* ids, size_t n, int64_t* out) const {
     const auto plan = plan_.load();
     const Plan::View& view = plan->views.at(plan->outs.at(feature).view);
+    if (view.cache) {
+        std::vector<const redis_online::NearCache::Entry*> entries(n);
+        auto held = view.cache->entries(ids, n, entries.data());
+        for (size_t i = 0; i < n; ++i)
+            out[i] = entries[i]->found ? entries[i]->ev : std::numeric_limits<int64_t>::min();
+        return;
+    }
     for (size_t i = 0; i < n; ++i) {
         const uint32_t r = plan->find(view, ids[i]);
         out[i] = r == Plan::kEmpty ? std::numeric_limits<int64_t>::min() : view.ev[r];
@@ -560,6 +757,9 @@ bool OnlineReader::refresh() {
         if (latest != current) {
             plan_.store(build_plan(store_, features_, role_, true));
             switched = true;
+        } else {
+            for (const auto& v : plan_.load()->views)
+                if (v.cache) v.cache->check_now();  // a materialization by another process
         }
     }
     // Grants changed by another process (they bump the workspace generation) or by another handle
@@ -571,6 +771,8 @@ bool OnlineReader::refresh() {
 }
 
 std::string OnlineReader::snapshot_key() const { return plan_.load()->key; }
+
+bool OnlineReader::remote() const { return plan_.load()->remote; }
 
 std::shared_ptr<OnlineReader> FeatureStore::online_reader(const std::vector<std::string>& features) {
     auto reader = std::make_shared<OnlineReader>(*this, features);

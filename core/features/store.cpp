@@ -64,7 +64,12 @@ CREATE TABLE features_training_specs(
   name TEXT NOT NULL, revision INTEGER NOT NULL, features TEXT NOT NULL, description TEXT NOT NULL,
   owner TEXT NOT NULL, tags TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
   removed_at INTEGER, removed_by TEXT, PRIMARY KEY(name, revision));
+)sql", R"sql(
+ALTER TABLE features_online ADD COLUMN online TEXT NOT NULL DEFAULT '';
+ALTER TABLE features_online ADD COLUMN online_seq INTEGER NOT NULL DEFAULT 0;
 )sql"}};
+// Step 3: where a materialization's readers read ('' the local snapshot, else a Redis URL) and
+// which Redis materialization it is (keel:<view>:v<version>:current, core/features/redis_online.hpp).
 // Step 2: a retired view keeps its rows with retired_at/retired_by set (on every version of the
 // name; NULL while live). join_keys records each version's key columns ("name\tdtype" lines) so a
 // version still reads after its entity is removed ('' in rows written before: read from the

@@ -754,11 +754,16 @@ class FeatureStore:
         return TrainingSet(record, table, out)
 
     # --- online store -----------------------------------------------------------------------
-    def materialize(self, view: str | FeatureView, end=None) -> dict:
+    def materialize(self, view: str | FeatureView, end=None, *, online: str | None = None) -> dict:
         """Copies the latest value per entity (event time <= end, default now) to the online store,
-        reading only rows that arrived since the previous materialization."""
+        reading only rows that arrived since the previous materialization.
+
+        ``online="redis://host:port/db"`` writes them to Redis as well (only the entities that
+        changed, keys expiring after the view's TTL, switched atomically) and every reader of the
+        view, in any process, then reads them there; ``online="local"`` goes back to the local
+        snapshot; left out, the view stays where its previous materialization went."""
         name = view.name if isinstance(view, FeatureView) else view
-        return self._native.materialize(name, _ms_of(end, "end"))
+        return self._native.materialize(name, _ms_of(end, "end"), online)
 
     def get_online(self, features: Sequence[str], *, now=None, as_numpy: bool = False, **keys):
         """Online values for the given entities as a DataFrame: the key columns, each feature, and

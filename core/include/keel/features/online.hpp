@@ -24,7 +24,13 @@ class FeatureStore;
 //!
 //! A materialization builds a new snapshot beside the old one; refresh() (called by materialize() in
 //! this process, or by the owner from time to time) loads it and switches atomically, so concurrent
-//! lookups always see one whole snapshot. Thread-safe. The FeatureStore that made the reader must
+//! lookups always see one whole snapshot. Thread-safe.
+//!
+//! A view materialized to Redis (FeatureStore::materialize with online="redis://...") is read
+//! through a near-cache instead (core/features/redis_online.hpp): ids not cached cost one pipelined
+//! round trip, cached ones a hash probe; the cache follows the view's materialization pointer, read
+//! again at most every KEEL_ONLINE_REFRESH_MS (1000) or on refresh(). Those lookups allocate, and
+//! throw Unavailable when Redis cannot be reached (never a half or stale-pointer value). The FeatureStore that made the reader must
 //! outlive it (FeatureStore::online_reader keeps a weak reference to notify it).
 class OnlineReader {
 public:
@@ -68,6 +74,8 @@ public:
     void recheck_grants();
     //! Identifies the snapshots in use (changes when refresh() switches).
     std::string snapshot_key() const;
+    //! True when some view is read from Redis (lookups of ids not near-cached do network I/O).
+    bool remote() const;
 
     //! What lookup() may show of one output column, as of the last grants check.
     enum class Access : uint8_t { Masked, Open, Granted };

@@ -92,6 +92,8 @@ struct MaterializeResult {
     int64_t entities = 0;       //!< entities in the online snapshot
     int64_t changed = 0;        //!< candidate rows read since the previous materialization
     int64_t snapshot_id = 0;
+    std::string online;         //!< '' (the local snapshot) or the Redis URL readers read
+    int64_t written = 0;        //!< entities written to Redis (all of them on a full write)
 };
 
 //! The feature store of one workspace: entities, versioned feature views, immutable offline
@@ -187,7 +189,11 @@ public:
     // --- online store -----------------------------------------------------------------------
     //! Writes the latest value per entity with event time <= end (default: now) to the online store,
     //! reading only rows that arrived since the previous materialization. Readers switch atomically.
-    MaterializeResult materialize(const std::string& view, std::optional<int64_t> end_ms = std::nullopt);
+    //! `online`: "redis://host:port/db" writes the values to Redis too (only the entities that
+    //! changed, pipelined, keys expiring after the view's TTL) and every reader of the view reads them
+    //! there; "local" (or "") goes back to the local snapshot; unset keeps the view's current store.
+    MaterializeResult materialize(const std::string& view, std::optional<int64_t> end_ms = std::nullopt,
+                                  const std::optional<std::string>& online = std::nullopt);
     //! Online values for the given keys (one column per join key of `keys`): for each feature
     //! its value, plus "<view>__event_timestamp", "<view>__age_ms" and "<view>__stale" columns.
     Table get_online(const std::vector<std::string>& features, const BatchView& keys,
