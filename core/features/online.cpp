@@ -170,7 +170,8 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
             std::optional<int64_t> recorded;
             if (prev && prev->online == target) recorded = prev->online_seq;
             conn.emplace(redis::Pool::of(redis::Location::parse(target))->lease());
-            written = redis_online::write(**conn, spec, snap.view(), rows, recorded);
+            written = redis_online::write(**conn, redis_online::prefix(impl_->online_namespace, spec), spec,
+                                          snap.view(), rows, recorded);
             result.written = int64_t(written->keys.size());
         }
     } catch (...) {
@@ -200,13 +201,13 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         for (int64_t id : drop) db.prepare("DELETE FROM features_online WHERE id = ?").bind_all(id).run();
         // Last before the commit: a failed switch rolls the record back, and a commit that fails
         // after it leaves Redis ahead of the record, which makes the next materialization a full one.
-        if (written) redis_online::flip(**conn, redis_online::prefix(spec), *written);
+        if (written) redis_online::flip(**conn, redis_online::prefix(impl_->online_namespace, spec), *written);
         tx.commit();
     } catch (...) {
         detail::remove_segment_file(*ws_, file);
         throw;
     }
-    if (written) redis_online::prune(**conn, redis_online::prefix(spec), *written);
+    if (written) redis_online::prune(**conn, redis_online::prefix(impl_->online_namespace, spec), *written);
     for (const auto& f : stale_files)
         detail::remove_segment_file(*ws_, f);  // mapped copies stay valid until unmapped
     detail::refresh_readers(*this);  // readers of this store switch to the new snapshot
@@ -281,7 +282,7 @@ void locate_local(FeatureStore& store, const ViewSpec& spec, const OnlineRow& ro
 }
 
 // In Redis: one pipelined read of the distinct keys at the current materialization.
-void locate_redis(const ViewSpec& spec, const OnlineRow& row, const BatchView& keys, Located& at) {
+void locate_redis(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row, const BatchView& keys, Located& at) {
     detail::batch_keys(spec, keys, "the keys");  // the same errors as locally for a missing or mistyped key
     const size_t n = keys.rows;
     std::map<std::string, size_t> index;
@@ -299,7 +300,8 @@ void locate_redis(const ViewSpec& spec, const OnlineRow& row, const BatchView& k
     std::vector<std::optional<std::string>> blobs;
     {
         auto c = redis::Pool::of(redis::Location::parse(row.online))->lease();
-        blobs = redis_online::fetch(*c, redis_online::prefix(spec), entities, ptr, what);
+        blobs = redis_online::fetch(*c, redis_online::prefix(store.impl().online_namespace, spec), entities, ptr,
+                                    what);
     }
     // Decoded rows stay in at.fetched; the caller points at.sources at their views.
     std::vector<int32_t> source_of(entities.size(), -1);
@@ -380,7 +382,7 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
                             "ws.features.materialize('{}') first", vname, spec.version, vname);
             locate_local(*this, spec, latest->first, latest->second, keys, at);
         } else {
-            locate_redis(spec, *row, keys, at);
+            locate_redis(*this, spec, *row, keys, at);
             fetched_views.reserve(at.fetched.size());
             for (size_t s = 0; s < at.fetched.size(); ++s) {
                 fetched_views.push_back(at.fetched[s].view());
@@ -513,8 +515,9 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
                 OnlineReader::Plan::View v;
                 v.online_id = row->id;
                 v.ttl_ms = spec.ttl_ms;
-                v.cache = std::make_shared<redis_online::NearCache>(redis::Location::parse(row->online), spec,
-                                                                    columns, redis_online::refresh_interval_ms());
+                v.cache = std::make_shared<redis_online::NearCache>(
+                    redis::Location::parse(row->online), redis_online::prefix(store.impl().online_namespace, spec),
+                    spec, columns, redis_online::refresh_interval_ms());
                 v.cache->check_now();  // Redis down or without the view: say so now, not at the first lookup
                 plan->remote = true;
                 plan->key += fmt::format("{}={};", ref.view, row->id);

@@ -77,7 +77,9 @@ struct Reader {
 
 std::string Pointer::text() const { return present ? fmt::format("{} {}", seq, base) : std::string(); }
 
-std::string prefix(const ViewSpec& spec) { return fmt::format("keel:{}:v{}:", spec.name, spec.version); }
+std::string prefix(const std::string& ns, const ViewSpec& spec) {
+    return fmt::format("keel:{}:{}:v{}:", ns, spec.name, spec.version);
+}
 
 std::string entity_key(const std::string& prefix, std::string_view entity) {
     std::string k;
@@ -198,9 +200,8 @@ Pointer read_pointer(redis::Connection& c, const std::string& prefix) {
     return p;
 }
 
-Write write(redis::Connection& c, const ViewSpec& spec, const BatchView& snapshot, const std::vector<size_t>& rows,
-            std::optional<int64_t> recorded_seq) {
-    const std::string pre = prefix(spec);
+Write write(redis::Connection& c, const std::string& pre, const ViewSpec& spec, const BatchView& snapshot,
+            const std::vector<size_t>& rows, std::optional<int64_t> recorded_seq) {
     Write w;
     w.previous = read_pointer(c, pre);
     redis::Reply started = c.call({"GET", pre + "seq"}, "reading the materialization counter");
@@ -365,8 +366,9 @@ int64_t refresh_interval_ms() {
     return 1000;
 }
 
-NearCache::NearCache(redis::Location where, ViewSpec spec, std::vector<std::string> columns, int64_t refresh_ms)
-    : where_(std::move(where)), spec_(std::move(spec)), prefix_(prefix(spec_)), columns_(std::move(columns)),
+NearCache::NearCache(redis::Location where, std::string prefix, ViewSpec spec, std::vector<std::string> columns,
+                     int64_t refresh_ms)
+    : where_(std::move(where)), prefix_(std::move(prefix)), spec_(std::move(spec)), columns_(std::move(columns)),
       refresh_ms_(refresh_ms), pool_(redis::Pool::of(where_)) {
     gen_.store(std::make_shared<Gen>());
 }

@@ -1,7 +1,7 @@
 // core/features/redis_online.hpp: the online store's layout in Redis (not installed; see core/README.md,
 // "Online store on Redis", for why it is shaped this way).
 //
-// Per view version, with prefix P = "keel:<view>:v<version>:":
+// Per view version, with prefix P = "keel:<workspace namespace>:<view>:v<version>:":
 //   P"current"      "<seq> <base>": the materialization readers serve, and the oldest one still valid
 //   P"seq"          INCR counter: the id of each materialization started (committed or not)
 //   P"{<entity>}"   a hash: field "<seq>" -> the entity's row as of materialization <seq>
@@ -33,8 +33,8 @@ struct Pointer {
     std::string text() const;  //!< as stored: "<seq> <base>"
 };
 
-//! "keel:<view>:v<version>:"
-std::string prefix(const ViewSpec& spec);
+//! "keel:<ns>:<view>:v<version>:" (ns: the workspace's features_meta 'online_namespace')
+std::string prefix(const std::string& ns, const ViewSpec& spec);
 //! P"{<entity>}"
 std::string entity_key(const std::string& prefix, std::string_view entity);
 //! The entity part of row `row`'s keys in `batch` (the view's join key columns, by name): an int64
@@ -64,7 +64,7 @@ struct Write {
 //! serves is not `recorded_seq`, or fields of an unfinished one may linger) as a new
 //! materialization, pipelined, each key expiring `ttl_ms` after the write (0: never). Nothing is
 //! visible to readers until flip().
-Write write(redis::Connection& c, const ViewSpec& spec, const BatchView& snapshot, const std::vector<size_t>& rows,
+Write write(redis::Connection& c, const std::string& prefix, const ViewSpec& spec, const BatchView& snapshot, const std::vector<size_t>& rows,
             std::optional<int64_t> recorded_seq);
 //! Points readers at w.next if the pointer is still w.previous (one atomic script); Conflict when
 //! another materialization flipped it meanwhile.
@@ -99,7 +99,8 @@ public:
     struct Gen;
 
     //! `columns`: the feature columns whose values entries hold, in this order.
-    NearCache(redis::Location where, ViewSpec spec, std::vector<std::string> columns, int64_t refresh_ms);
+    NearCache(redis::Location where, std::string prefix, ViewSpec spec, std::vector<std::string> columns,
+              int64_t refresh_ms);
     ~NearCache();
 
     //! out[i] = the entry of ids[i]; fetches the ones not cached (one pipelined round trip). The
@@ -112,8 +113,8 @@ public:
 private:
     std::shared_ptr<Gen> current(bool force);
     redis::Location where_;
-    ViewSpec spec_;
     std::string prefix_;
+    ViewSpec spec_;
     std::vector<std::string> columns_;
     int64_t refresh_ms_;
     std::shared_ptr<redis::Pool> pool_;

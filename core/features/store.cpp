@@ -177,6 +177,17 @@ FeatureStore::FeatureStore(std::shared_ptr<storage::Workspace> ws) : ws_(std::mo
         impl_->salt = random_hex_id();
         db.prepare("INSERT INTO features_meta(key, value) VALUES('pii_salt', ?)").bind_all(impl_->salt).run();
     }
+    // The workspace's own part of its Redis keys, so that workspaces sharing a Redis never meet.
+    {
+        auto st = db.prepare("SELECT value FROM features_meta WHERE key = 'online_namespace'");
+        if (st.step()) impl_->online_namespace = st.text(0);
+    }
+    if (impl_->online_namespace.empty()) {
+        impl_->online_namespace = random_hex_id().substr(0, 12);
+        db.prepare("INSERT INTO features_meta(key, value) VALUES('online_namespace', ?)")
+            .bind_all(impl_->online_namespace)
+            .run();
+    }
     tx.commit();
 }
 

@@ -22,6 +22,7 @@ struct FeatureStore::Impl {
     std::map<int64_t, std::shared_ptr<const std::vector<std::string>>> encoded_keys;
     std::vector<std::weak_ptr<OnlineReader>> readers;
     std::string salt;
+    std::string online_namespace;  //!< prefixes the workspace's Redis keys (redis_online::prefix)
 };
 
 namespace detail {

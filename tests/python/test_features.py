@@ -36,6 +36,15 @@ def fv(fs):
                                    "emb": keel.Vector(2), "vip": "bool", "level": "int32"})
 
 
+@pytest.fixture(params=["local", "redis"])
+def online(request):
+    """Where an online test materializes: the local snapshot (None), or a real redis-server. The
+    same assertions hold for both: Redis is a store of the same values, not another semantics."""
+    if request.param == "local":
+        return None
+    return request.getfixturevalue("redis_server").url
+
+
 def frame(ids, days, sessions, created=None, **extra):
     n = len(ids)
     df = pd.DataFrame({"player_id": ids, "event_timestamp": [day(d) for d in days], "sessions": sessions,
@@ -257,7 +266,7 @@ def test_training_set_point_in_time_and_ttl(fs, fv):
     assert ts.lineage_ref == f"training_set:{ts.id}"
 
 
-def test_integer_features_stay_integers(fs, fv):
+def test_integer_features_stay_integers(fs, fv, online):
     fv.ingest(frame([1, 2], [0, 0], [5, 7]))
     complete = fs.training_set(pd.DataFrame({"player_id": [1, 2], "event_timestamp": [day(1), day(1)]}),
                                features=["activity:sessions", "activity:level", "activity:spend"]).to_pandas()
@@ -272,7 +281,7 @@ def test_integer_features_stay_integers(fs, fv):
     got = fs.training_set(pd.DataFrame({"player_id": [4, 5], "event_timestamp": [day(1)] * 2}),
                           features=["activity:sessions"]).to_pandas()
     assert got["sessions"][0] == big
-    fs.materialize("activity")
+    fs.materialize("activity", online=online)
     online = fs.get_online(["activity:sessions", "activity:level"], player_id=[1, 99], now=day(1))
     assert (str(online["sessions"].dtype), str(online["level"].dtype)) == ("Int64", "Int32")
     assert online["sessions"].tolist() == [5, pd.NA]
@@ -383,9 +392,9 @@ def test_training_set_errors(fs, fv):
 
 # --- online store -------------------------------------------------------------------------------
 
-def test_materialize_get_online_and_reader(ws, fs, fv):
+def test_materialize_get_online_and_reader(ws, fs, fv, online):
     fv.ingest(frame([1, 1, 2, 3], [0, 4, 1, 9], [1, 2, 3, 4]))
-    r1 = fs.materialize("activity", end=day(5))
+    r1 = fs.materialize("activity", end=day(5), online=online)
     assert r1["entities"] == 2 and r1["changed"] == 3
     now = day(12)
     df = fs.get_online(["activity:sessions", "activity:spend"], player_id=[1, 2, 3, 7], now=now)
@@ -418,19 +427,19 @@ def test_materialize_get_online_and_reader(ws, fs, fv):
     assert m2[:, 0].tolist() == [4.0, 2.0]
 
 
-def test_online_errors(fs, fv):
+def test_online_errors(fs, fv, online):
     fv.ingest(frame([1], [0], [1]))
     with pytest.raises(keel.NotFound, match="never materialized"):
         fs.get_online(["activity:sessions"], player_id=[1])
-    fs.materialize("activity")
+    fs.materialize("activity", online=online)
     with pytest.raises(keel.InvalidArgument, match="numbers only"):
         fs.online_reader(["activity:email"])
 
 
-def test_reader_reads_while_materializing(fs, fv):
+def test_reader_reads_while_materializing(fs, fv, online):
     import threading
     fv.ingest(frame(list(range(100)), [0] * 100, list(range(100))))
-    fs.materialize("activity", end=day(1))
+    fs.materialize("activity", end=day(1), online=online)
     reader = fs.online_reader(["activity:sessions"])
     ids = np.arange(100)
     stop = threading.Event()
@@ -454,9 +463,9 @@ def test_reader_reads_while_materializing(fs, fv):
 
 # --- PII ----------------------------------------------------------------------------------------
 
-def test_pii_masked_everywhere_without_a_grant(ws, fs, fv):
+def test_pii_masked_everywhere_without_a_grant(ws, fs, fv, online):
     fv.ingest(frame([1, 2], [0, 0], [1, 2]))
-    fs.materialize("activity", end=day(1))
+    fs.materialize("activity", end=day(1), online=online)
     emails = fv.to_pandas()["email"].tolist()
     assert all(e.startswith("pii:") for e in emails) and emails[0] != emails[1]
     labels = pd.DataFrame({"player_id": [1], "event_timestamp": [day(1)]})
@@ -477,11 +486,11 @@ def test_pii_masked_everywhere_without_a_grant(ws, fs, fv):
         ws.access.grant("support", "activity", ["nope"])
 
 
-def test_numeric_pii_is_nulled_for_reader(ws, fs):
+def test_numeric_pii_is_nulled_for_reader(ws, fs, online):
     fs.entity("player", join_keys=["player_id"])
     fv = fs.feature_view("salary", entities=["player"], schema={"income": keel.Float64(pii=True), "age": "int64"})
     fv.ingest(pd.DataFrame({"player_id": [1], "event_timestamp": [T0], "income": [1000.0], "age": [30]}))
-    fs.materialize("salary", end=day(1))
+    fs.materialize("salary", end=day(1), online=online)
     assert fv.to_pandas()["income"].isna().all()
     m = fs.online_reader(["salary:income", "salary:age"]).lookup(np.array([1]))
     assert np.isnan(m[0, 0]) and m[0, 1] == 30
@@ -528,7 +537,7 @@ def test_files_left_by_a_crash_are_swept_once_old(ws, fs, fv):
     assert len(fv.to_pandas()) == 2
 
 
-def test_string_and_composite_keys_timestamp_features_online(ws):
+def test_string_and_composite_keys_timestamp_features_online(ws, online):
     fs = ws.features
     fs.entity("user", join_keys={"user_id": "string"})
     fs.entity("game", join_keys={"region": "string", "game_id": "int64"})
@@ -542,7 +551,7 @@ def test_string_and_composite_keys_timestamp_features_online(ws):
     h = fv.history(user_id="a", region="eu", game_id=1)
     assert h["score"].tolist() == [1.5, 2.5] and h["last_win"].tolist() == [day(-1), day(1)]
     assert fv.to_pandas()["last_win"].isna().tolist() == [False, False, True]
-    fs.materialize("plays", end=day(3))
+    fs.materialize("plays", end=day(3), online=online)
     on = fs.get_online(["plays:score", "plays:emb", "plays:last_win"], user_id=["a", "b", "zz"],
                        region=["eu", "us", "eu"], game_id=[1, 2, 1], now=day(4))
     assert on["score"].tolist()[:2] == [2.5, 3.5] and np.isnan(on["score"].tolist()[2])
