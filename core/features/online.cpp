@@ -297,12 +297,9 @@ void locate_redis(FeatureStore& store, const ViewSpec& spec, const OnlineRow& ro
     }
     const std::string what = fmt::format("feature view '{}' (version {})", spec.name, spec.version);
     redis_online::Pointer ptr;
-    std::vector<std::optional<std::string>> blobs;
-    {
-        auto c = redis::Pool::of(redis::Location::parse(row.online))->lease();
-        blobs = redis_online::fetch(*c, redis_online::prefix(store.impl().online_namespace, spec), entities, ptr,
-                                    what);
-    }
+    const std::string pre = redis_online::prefix(store.impl().online_namespace, spec);
+    std::vector<std::optional<std::string>> blobs = redis::Pool::of(redis::Location::parse(row.online))->read(
+        [&](redis::Connection& c) { return redis_online::fetch(c, pre, entities, ptr, what); });
     // Decoded rows stay in at.fetched; the caller points at.sources at their views.
     std::vector<int32_t> source_of(entities.size(), -1);
     std::vector<int64_t> ev_of(entities.size(), 0);

@@ -147,21 +147,29 @@ std::shared_ptr<Pool> Pool::of(const Location& where) {
     return p;
 }
 
-Pool::Lease Pool::lease() {
+Pool::Lease Pool::lease(bool* reused) {
     {
         std::lock_guard lock(mu_);
         if (!idle_.empty()) {
             auto c = std::move(idle_.back());
             idle_.pop_back();
+            if (reused) *reused = true;
             return Lease(shared_from_this(), std::move(c));
         }
     }
+    if (reused) *reused = false;
     return Lease(shared_from_this(), std::make_unique<Connection>(where_));
 }
 
 void Pool::give_back(std::unique_ptr<Connection> c) {
-    if (!c || !c->reusable()) return;
+    if (!c) return;
     std::lock_guard lock(mu_);
+    if (!c->reusable()) {
+        // A dead connection means the others idle beside it probably are too (a restart, a
+        // network cut): drop them all, so that the next call connects anew.
+        idle_.clear();
+        return;
+    }
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(c));
 }
 

@@ -81,8 +81,26 @@ public:
         std::shared_ptr<Pool> pool_;
         std::unique_ptr<Connection> c_;
     };
-    Lease lease();
+    //! `reused` (when given) says whether the connection was idle in the pool rather than new.
+    Lease lease(bool* reused = nullptr);
     const Location& where() const { return where_; }
+
+    //! Runs an idempotent read `fn(Connection&)`; when a connection taken from the pool turns out
+    //! dead (the server restarted since it was last used), once more on a new one.
+    template <typename F>
+    auto read(F&& fn) {
+        bool reused = false;
+        {
+            Lease c = lease(&reused);
+            try {
+                return fn(*c);
+            } catch (...) {
+                if (!reused || c->reusable()) throw;  // a new connection failed, or Redis said no
+            }
+        }
+        Lease fresh = lease();
+        return fn(*fresh);
+    }
 
     explicit Pool(Location where) : where_(std::move(where)) {}
 

@@ -379,11 +379,7 @@ std::shared_ptr<NearCache::Gen> NearCache::current(bool force) {
     auto gen = gen_.load();
     const int64_t now = steady_ms();
     if (!force && gen->at.present && now - checked_at_.load(std::memory_order_relaxed) < refresh_ms_) return gen;
-    Pointer p;
-    {
-        auto c = pool_->lease();
-        p = read_pointer(*c, prefix_);
-    }
+    Pointer p = pool_->read([&](redis::Connection& c) { return read_pointer(c, prefix_); });
     if (!p.present) {
         gen_.store(std::make_shared<Gen>());  // never serve values Redis no longer holds
         throw_error(ErrorKind::Unavailable, "Redis at {} holds no materialization of feature view '{}' (version {}) "
@@ -420,11 +416,8 @@ std::shared_ptr<const NearCache::Gen> NearCache::entries(const int64_t* ids, siz
         entities.reserve(missing.size());
         for (int64_t id : missing) entities.push_back(std::to_string(id));
         Pointer at = gen->at;
-        std::vector<std::optional<std::string>> blobs;
-        {
-            auto c = pool_->lease();
-            blobs = fetch(*c, prefix_, entities, at, what);
-        }
+        std::vector<std::optional<std::string>> blobs =
+            pool_->read([&](redis::Connection& c) { return fetch(c, prefix_, entities, at, what); });
         if (!(at == gen->at)) {  // the pointer moved meanwhile: serve the new materialization only
             auto fresh = std::make_shared<Gen>();
             fresh->at = at;

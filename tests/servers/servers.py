@@ -354,10 +354,32 @@ class RedisServer(_Server):
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def _launch(self) -> None:
-        assert self.dir is not None
         self.port = free_port()
+        self._run()
+
+    def _run(self) -> None:
+        assert self.dir is not None
         self.process = self._popen([self.binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "",
                                     "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"])
+
+    def halt(self) -> None:
+        """Ends redis-server but keeps its port and folder for resume(): an outage, as clients see one."""
+        self._halt()
+        self.process = None
+
+    def resume(self) -> None:
+        """Starts redis-server again on the same port, empty (nothing is saved): a restart after halt()."""
+        self._run()
+        self._wait(self._ready, "answer again")
+
+    def cli(self, *args: str) -> str:
+        """One command through redis-cli (Debian's redis-tools, beside redis-server); its raw output."""
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise _missing("redis-cli (Debian package redis-tools)")
+        out = subprocess.run([cli, "-h", LOOPBACK, "-p", str(self.port), "--raw", *args], check=True,
+                             capture_output=True, timeout=30)
+        return out.stdout.decode().rstrip("\n")
 
     def _ready(self) -> bool:
         with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.5) as sock:
