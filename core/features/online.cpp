@@ -522,36 +522,36 @@ std::shared_ptr<const OnlineReader::Plan> build_plan(FeatureStore& store, const 
                 plan->views.push_back(std::move(v));
                 specs.push_back(spec);
             } else {
-            auto latest = load_latest(store, spec);
-            if (!latest)
-                throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
-                            "ws.features.materialize('{}') first", ref.view, spec.version, ref.view);
-            OnlineReader::Plan::View v;
-            const OnlineRow* row = &latest->first;
-            v.snap = latest->second;
-            v.online_id = row->id;
-            v.ttl_ms = spec.ttl_ms;
-            v.ev = static_cast<const int64_t*>(v.snap->column(spec.event_column)->values);
-            v.keys = static_cast<const int64_t*>(v.snap->column(spec.join_keys[0].name)->values);
-            size_t rows = v.snap->rows();
-            size_t cap = 16;
-            int bits = 4;
-            while (cap < rows * 2) {
-                cap *= 2;
-                ++bits;
-            }
-            v.slots.assign(cap, OnlineReader::Plan::kEmpty);
-            v.mask = cap - 1;
-            v.shift = 64 - bits;
-            for (size_t r = 0; r < rows; ++r) {
-                uint64_t h = (uint64_t(v.keys[r]) * 0x9E3779B97F4A7C15ull) >> v.shift;
-                while (v.slots[h] != OnlineReader::Plan::kEmpty) h = (h + 1) & v.mask;
-                v.slots[h] = uint32_t(r);
-            }
-            plan->key += fmt::format("{}={};", ref.view, row->id);
-            it = view_index.emplace(ref.view, plan->views.size()).first;
-            plan->views.push_back(std::move(v));
-            specs.push_back(spec);
+                auto latest = load_latest(store, spec);
+                if (!latest)
+                    throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
+                                "ws.features.materialize('{}') first", ref.view, spec.version, ref.view);
+                OnlineReader::Plan::View v;
+                const OnlineRow* row = &latest->first;
+                v.snap = latest->second;
+                v.online_id = row->id;
+                v.ttl_ms = spec.ttl_ms;
+                v.ev = static_cast<const int64_t*>(v.snap->column(spec.event_column)->values);
+                v.keys = static_cast<const int64_t*>(v.snap->column(spec.join_keys[0].name)->values);
+                size_t rows = v.snap->rows();
+                size_t cap = 16;
+                int bits = 4;
+                while (cap < rows * 2) {
+                    cap *= 2;
+                    ++bits;
+                }
+                v.slots.assign(cap, OnlineReader::Plan::kEmpty);
+                v.mask = cap - 1;
+                v.shift = 64 - bits;
+                for (size_t r = 0; r < rows; ++r) {
+                    uint64_t h = (uint64_t(v.keys[r]) * 0x9E3779B97F4A7C15ull) >> v.shift;
+                    while (v.slots[h] != OnlineReader::Plan::kEmpty) h = (h + 1) & v.mask;
+                    v.slots[h] = uint32_t(r);
+                }
+                plan->key += fmt::format("{}={};", ref.view, row->id);
+                it = view_index.emplace(ref.view, plan->views.size()).first;
+                plan->views.push_back(std::move(v));
+                specs.push_back(spec);
             }
         }
         OnlineReader::Plan::Out out;

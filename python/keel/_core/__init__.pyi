@@ -348,7 +348,7 @@ class FeatureStore:
         """
     def list(self) -> builtins.list[ViewInfo]:
         ...
-    def materialize(self, arg0: str, arg1: typing.SupportsInt | typing.SupportsIndex | None) -> dict:
+    def materialize(self, view: str, end: typing.SupportsInt | typing.SupportsIndex | None = None, online: str | None = None) -> dict:
         ...
     def online_reader(self, arg0: collections.abc.Sequence[str]) -> OnlineReader:
         ...
@@ -523,6 +523,11 @@ class OnlineReader:
     @property
     def features(self) -> list[str]:
         ...
+    @property
+    def remote(self) -> bool:
+        """
+        True when some view is read from Redis.
+        """
     @property
     def snapshot_key(self) -> str:
         ...
