@@ -169,7 +169,7 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
                 if (seg_of[i] > 0) rows.push_back(i);
             std::optional<int64_t> recorded;
             if (prev && prev->online == target) recorded = prev->online_seq;
-            conn.emplace(redis::Pool::of(redis::Location::parse(target))->lease());
+            conn.emplace(redis::Pool::of(redis::Location::parse(target))->lease_live());
             written = redis_online::write(**conn, redis_online::prefix(impl_->online_namespace, spec), spec,
                                           snap.view(), rows, recorded);
             result.written = int64_t(written->keys.size());

@@ -161,6 +161,21 @@ Pool::Lease Pool::lease(bool* reused) {
     return Lease(shared_from_this(), std::make_unique<Connection>(where_));
 }
 
+Pool::Lease Pool::lease_live() {
+    bool reused = false;
+    {
+        Lease c = lease(&reused);
+        if (!reused) return c;
+        try {
+            c->call({"PING"}, "PING");
+            return c;
+        } catch (const Error&) {
+            if (c->reusable()) throw;
+        }
+    }
+    return lease();
+}
+
 void Pool::give_back(std::unique_ptr<Connection> c) {
     if (!c) return;
     std::lock_guard lock(mu_);

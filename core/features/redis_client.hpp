@@ -85,6 +85,10 @@ public:
     Lease lease(bool* reused = nullptr);
     const Location& where() const { return where_; }
 
+    //! A connection known to answer: an idle one is PINGed first, and replaced by a new one when it
+    //! turns out dead (what a writer, which does not retry, leases).
+    Lease lease_live();
+
     //! Runs an idempotent read `fn(Connection&)`; when a connection taken from the pool turns out
     //! dead (the server restarted since it was last used), once more on a new one.
     template <typename F>
