@@ -549,16 +549,22 @@ Table FeatureStore::read(const std::string& name, const ReadOptions& opt) {
     out_specs.push_back({spec.event_column, DType::Timestamp});
     if (opt.include_created) out_specs.push_back({spec.created_column, DType::Timestamp});
     out_specs.insert(out_specs.end(), spec.features.begin(), spec.features.end());
+    return detail::gather_table(*this, name, out_specs, segs, seg_of, row_of, n);
+}
+
+Table detail::gather_table(FeatureStore& store, const std::string& view, const std::vector<ColumnSpec>& specs,
+                           const std::vector<SegRef>& segs, const std::vector<int32_t>& seg_of,
+                           const std::vector<uint32_t>& row_of, size_t n) {
     Table table;
     table.rows = n;
-    const std::string role = ws_->role();
-    for (const auto& cs : out_specs) {
+    const std::string role = store.workspace().role();
+    for (const auto& cs : specs) {
         std::vector<const ColumnView*> cols;
         for (const auto& s : segs) cols.push_back(s.seg->column(cs.name));
         Column out;
-        detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
-        detail::mask_if_needed(*this, role, name, cs, out);
-        detail::compact_valid(out);
+        gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
+        mask_if_needed(store, role, view, cs, out);
+        compact_valid(out);
         table.columns.push_back(std::move(out));
     }
     return table;

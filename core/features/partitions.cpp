@@ -145,19 +145,7 @@ Table FeatureStore::read_range(const std::string& name, int64_t version, int64_t
     out_specs.push_back({spec.event_column, DType::Timestamp});
     out_specs.push_back({spec.created_column, DType::Timestamp});
     out_specs.insert(out_specs.end(), spec.features.begin(), spec.features.end());
-    Table table;
-    table.rows = n;
-    const std::string role = workspace().role();
-    for (const auto& cs : out_specs) {
-        std::vector<const ColumnView*> cols;
-        for (const auto& s : segs) cols.push_back(s.seg->column(cs.name));
-        Column out;
-        detail::gather_column(out, cs, cols, seg_of.data(), row_of.data(), n);
-        detail::mask_if_needed(*this, role, name, cs, out);
-        detail::compact_valid(out);
-        table.columns.push_back(std::move(out));
-    }
-    return table;
+    return detail::gather_table(*this, name, out_specs, segs, seg_of, row_of, n);
 }
 
 } // namespace keel::features

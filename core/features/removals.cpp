@@ -19,19 +19,6 @@ namespace fs = std::filesystem;
 
 namespace keel::features {
 
-namespace {
-
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> out;
-    std::stringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (!line.empty()) out.push_back(line);
-    return out;
-}
-
-} // namespace
-
 void FeatureStore::retire_view(const std::string& name) {
     auto& db = ws_->db();
     std::vector<std::pair<int64_t, std::string>> snapshots;  // (id, file) of its online snapshots
@@ -87,7 +74,7 @@ void FeatureStore::remove_entity(const std::string& name) {
             "version = (SELECT MAX(version) FROM features_views w WHERE w.name = v.name) "
             "FROM features_views v ORDER BY name, version");
         while (st.step()) {
-            auto entities = lines_of(st.text(2));
+            auto entities = detail::split_lines(st.text(2));
             if (std::find(entities.begin(), entities.end(), name) == entities.end()) continue;
             if (st.int64(3) == 0 && st.int64(5) != 0) live_users.insert(st.text(0));
             if (st.int64(4) != 0) legacy.push_back({st.text(0), st.int64(1), std::move(entities)});

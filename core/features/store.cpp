@@ -84,16 +84,8 @@ std::string join_lines(const std::vector<std::string>& items) {
     return out;
 }
 
-std::vector<std::string> split_lines(const std::string& text) {
-    std::vector<std::string> out;
-    std::stringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (!line.empty()) out.push_back(line);
-    return out;
-}
-
 using detail::decode_tags;
+using detail::split_lines;
 using detail::encode_keys;
 using detail::encode_tags;
 
@@ -634,4 +626,13 @@ RowKeys segment_keys(FeatureStore& store, const ViewSpec& spec, int64_t seg_id, 
 }
 
 } // namespace detail
+std::vector<std::string> detail::split_lines(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty()) out.push_back(line);
+    return out;
+}
+
 } // namespace keel::features

@@ -159,5 +159,15 @@ void lineage_edge(FeatureStore& store, const std::string& from, const std::strin
 //! Runs fn(begin, end) over [0, n) on up to `threads` threads.
 void parallel_for(size_t n, size_t threads, const std::function<void(size_t, size_t)>& fn);
 
+//! The non-empty lines of a stored list (entities, features: one name per line).
+std::vector<std::string> split_lines(const std::string& text);
+
+//! The table a read returns: `specs` gathered row by row from `segs` (row i from segment seg_of[i]
+//! at row_of[i]), PII masked for the workspace's role. The offline read and the key-range read of
+//! the engines build their output through this one function.
+Table gather_table(FeatureStore& store, const std::string& view, const std::vector<ColumnSpec>& specs,
+                   const std::vector<SegRef>& segs, const std::vector<int32_t>& seg_of,
+                   const std::vector<uint32_t>& row_of, size_t n);
+
 } // namespace detail
 } // namespace keel::features

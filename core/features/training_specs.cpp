@@ -31,9 +31,7 @@ Row read_row(storage::Stmt& st) {
     Row r;
     r.spec.name = st.text(0);
     r.spec.revision = st.int64(1);
-    std::stringstream in(st.text(2));
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty()) r.spec.features.push_back(line);
+    r.spec.features = detail::split_lines(st.text(2));
     r.spec.description = st.text(3);
     r.spec.owner = st.text(4);
     r.spec.tags = detail::decode_tags(st.text(5));
