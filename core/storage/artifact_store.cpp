@@ -130,7 +130,7 @@ std::string ArtifactStore::commit_temp(const fs::path& temp, const std::string& 
     }
     fsync_path(final_path.parent_path(), true);
     auto guard = db_.lock();
-    auto st = db_.prepare("INSERT OR IGNORE INTO artifacts(digest, size, created_at) VALUES(?, ?, ?)");
+    auto st = db_.prepare("INSERT INTO artifacts(digest, size, created_at) VALUES(?, ?, ?) ON CONFLICT(digest) DO NOTHING");
     st.bind_all(digest, size, now_ms()).run();
     return digest;
 }
