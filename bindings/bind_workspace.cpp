@@ -62,9 +62,14 @@ void bind_workspace(py::module_& m) {
         });
 
     py::class_<Workspace, std::shared_ptr<Workspace>>(m, "Workspace")
-        .def(py::init([](const std::string& path) { return Workspace::open(path); }), py::arg("path"),
-             py::call_guard<py::gil_scoped_release>())
+        .def(py::init([](const std::string& path, const std::string& artifacts) {
+                 return Workspace::open(path, artifacts);
+             }),
+             py::arg("path"), py::arg("artifacts") = "", py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("path", [](const Workspace& ws) { return ws.path().string(); })
+        .def_property_readonly("location", &Workspace::location)
+        .def_property_readonly("artifacts_location", [](const Workspace& ws) { return ws.artifacts_location().string(); })
+        .def_property_readonly("metadata", [](Workspace& ws) { return ws.db().path(); })
         .def_property("user", &Workspace::user, &Workspace::set_user)
         .def_property("role", &Workspace::role, &Workspace::set_role)
         .def("put_artifact_bytes",

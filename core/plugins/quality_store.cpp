@@ -8,6 +8,7 @@
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include <limits>
 #include <set>
 
 namespace keel::plugins {
@@ -225,7 +226,7 @@ std::vector<StoredResult> QualityStore::history(const std::string& target, int64
         "SELECT r.rule, r.column_name, r.severity, r.status, r.observed, r.expectation, r.message, b.id, b.rows, "
         "b.accepted, b.created_at, r.detail, r.raw_pii FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
         "WHERE r.target = ? ORDER BY b.id DESC, r.id LIMIT ?");
-    st.bind_all(target, limit);
+    st.bind_all(target, limit < 0 ? std::numeric_limits<int64_t>::max() : limit);  // negative: all
     std::vector<StoredResult> out;
     while (st.step()) {
         StoredResult r{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6)};

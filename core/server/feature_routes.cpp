@@ -241,7 +241,7 @@ features::FeatureStore& FeatureRoutes::store(const std::string& role) {
     std::lock_guard lock(mutex_);
     auto& slot = stores_[role];
     if (!slot) {
-        auto ws = role.empty() ? ws_ : storage::Workspace::open(ws_->path());
+        auto ws = role.empty() ? ws_ : storage::Workspace::open(ws_->location(), ws_->artifacts_location());
         if (!role.empty()) ws->set_role(role);
         slot = std::make_unique<features::FeatureStore>(ws);
     }

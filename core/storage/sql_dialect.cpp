@@ -2,6 +2,7 @@
 // The little SQL rewriting two backends need: schema types, placeholders, case-sensitive LIKE.
 #include "keel/storage/sql_dialect.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <vector>
 
@@ -134,14 +135,36 @@ std::string translate_schema(std::string_view step, Dialect dialect) {
 }
 
 std::string number_placeholders(std::string_view sql, int& count) {
+    // As SQLite numbers them: `?NNN` is parameter NNN, a bare `?` the largest so far plus one.
     count = 0;
     std::string out;
     out.reserve(sql.size() + 16);
-    for (const auto& t : tokenize(sql)) {
-        if (t.kind == Tok::Other && t.text == "?") out += "$" + std::to_string(++count);
-        else out += t.text;
+    const auto tokens = tokenize(sql);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        const auto& t = tokens[i];
+        if (t.kind != Tok::Other || t.text != "?") {
+            out += t.text;
+            continue;
+        }
+        int number = count + 1;
+        if (i + 1 < tokens.size() && tokens[i + 1].kind == Tok::Other &&
+            std::isdigit(static_cast<unsigned char>(tokens[i + 1].text[0]))) {
+            std::string digits;
+            while (i + 1 < tokens.size() && tokens[i + 1].kind == Tok::Other &&
+                   std::isdigit(static_cast<unsigned char>(tokens[i + 1].text[0])))
+                digits += tokens[++i].text;
+            number = std::stoi(digits);
+        }
+        count = std::max(count, number);
+        out += "$" + std::to_string(number);
     }
     return out;
+}
+
+std::string json_integer_set(Dialect dialect) {
+    if (dialect == Dialect::Postgres)
+        return "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(? AS JSONB)) AS ids(value)";
+    return "SELECT value FROM json_each(?)";
 }
 
 LikeMatch like_match(Dialect dialect, std::string_view like, bool case_sensitive) {

@@ -7,6 +7,7 @@
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/sql_dialect.hpp"
 #include "keel/storage/workspace.hpp"
 #include "process.hpp"
 
@@ -334,20 +335,18 @@ void Tracker::load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks)
         ids += std::to_string(pks[i]);
     }
     ids += ']';
-    // One query per table for the whole page; json_each turns the bound id list into a set.
+    // One query per table for the whole page: the bound id list (a JSON array) becomes a set.
+    const std::string id_set = storage::json_integer_set(db.dialect());
     for (const char* table : {"tracking_params", "tracking_tags"}) {
         bool params = std::string_view(table) == "tracking_params";
-        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN "
-                                         "(SELECT value FROM json_each(?))",
-                                         table));
+        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN ({})", table, id_set));
         st.bind(1, ids);
         while (st.step()) {
             Run* r = by_pk.at(st.int64(0));
             (params ? r->params : r->tags)[st.text(1)] = st.text(2);
         }
     }
-    auto st = db.prepare("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN "
-                         "(SELECT value FROM json_each(?))");
+    auto st = db.prepare(fmt::format("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN ({})", id_set));
     st.bind(1, ids);
     while (st.step()) by_pk.at(st.int64(0))->metrics[st.text(1)] = read_value(st, 2);
 }

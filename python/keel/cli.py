@@ -162,6 +162,9 @@ def _open_workspace(args):
     path = args.workspace or os.environ.get("KEEL_WORKSPACE")
     if not path:
         raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
+    from keel.workspace import is_database_url
+    if is_database_url(path):  # a team workspace: artifacts from the URL's artifacts= or $KEEL_ARTIFACTS
+        return keel.open(path)
     if not os.path.exists(path):
         raise errors.NotFound(f"workspace '{path}' does not exist: check --workspace / KEEL_WORKSPACE "
                               "(create one with keel.open in Python)")
@@ -394,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --workspace and --json are accepted before or after the subcommand.
     common = _Parser(add_help=False)
     common.add_argument("--workspace", "-w", default=argparse.SUPPRESS,
-                        help="workspace directory (default: $KEEL_WORKSPACE)")
+                        help="workspace directory or postgresql:// URL (default: $KEEL_WORKSPACE)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
     parser = _Parser(prog="keel", description="Keel: tracking, registry and lineage from the command line.",

@@ -23,8 +23,12 @@ class Workspace:
     Each capability hangs off it: ``ws.runs``, ``ws.models``, ``ws.lineage``, ``ws.features`` ...
     """
 
-    def __init__(self, path: str | os.PathLike, *, user: str | None = None, role: str | None = None):
-        self._native = _core.Workspace(os.fspath(path))
+    def __init__(self, path: str | os.PathLike, *, artifacts: str | os.PathLike | None = None,
+                 user: str | None = None, role: str | None = None):
+        location = os.fspath(path)
+        if artifacts is None and is_database_url(location):
+            artifacts = os.environ.get("KEEL_ARTIFACTS") or None
+        self._native = _core.Workspace(location, os.fspath(artifacts) if artifacts is not None else "")
         if user:
             self._native.user = user
         if role:
@@ -40,7 +44,23 @@ class Workspace:
 
     @property
     def path(self) -> str:
+        """The directory of the workspace's files (the workspace itself when it is a directory)."""
         return self._native.path
+
+    @property
+    def location(self) -> str:
+        """What ``keel.open`` takes to open this workspace again (another process, another role): its
+        directory, or its PostgreSQL URL with ``artifacts=`` (and the password, if the URL had one)."""
+        return self._native.location
+
+    @property
+    def metadata(self) -> str:
+        """Where the metadata lives: keel.db's path, or the PostgreSQL URL without its password."""
+        return self._native.metadata
+
+    def reopen(self, **kwargs) -> Workspace:
+        """Another handle on the same workspace (its own connection and caches)."""
+        return Workspace(self.location, **kwargs)
 
     @property
     def user(self) -> str:
@@ -113,18 +133,27 @@ class Workspace:
         return self._native.get_artifact_bytes(digest)
 
     def __repr__(self) -> str:
-        return f"<keel.Workspace {self.path!r}>"
+        return f"<keel.Workspace {self.metadata if self.location != self.path else self.path!r}>"
 
     def _repr_html_(self) -> str:
         from keel.display import html_table
-        return html_table([{"path": self.path, "user": self.user, "role": self.role or "-"}],
+        return html_table([{"path": self.path, "metadata": self.metadata, "user": self.user, "role": self.role or "-"}],
                           title="Keel workspace")
 
 
-def open(path: str | os.PathLike, *, user: str | None = None, role: str | None = None) -> Workspace:  # noqa: A001
-    """Open (or create) the workspace at ``path``.
+def is_database_url(location: str | os.PathLike) -> bool:
+    """True for the workspace locations that are PostgreSQL URLs (postgresql://, postgres://)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
+
+def open(path: str | os.PathLike, *, artifacts: str | os.PathLike | None = None, user: str | None = None,  # noqa: A001
+         role: str | None = None) -> Workspace:
+    """Open (or create) the workspace at ``path``: a directory, or a team workspace's PostgreSQL URL
+    (``postgresql://user@host:port/db``, ``?schema=NAME`` to keep it in a schema of its own).
+
+    A PostgreSQL workspace keeps its artifacts and feature files in ``artifacts`` (a directory; else
+    the URL's ``artifacts=`` parameter, else ``$KEEL_ARTIFACTS``).
     ``user`` overrides who is recorded as the writer (default: $KEEL_USER, then $USER);
     ``role`` is the caller's role for access grants on PII columns.
     """
-    return Workspace(path, user=user, role=role)
+    return Workspace(path, artifacts=artifacts, user=user, role=role)

@@ -52,6 +52,10 @@ TEST(SqlDialect, PlaceholdersAreNumberedOutsideQuotes) {
     EXPECT_EQ(number_placeholders("SELECT '?', \"a?\" FROM t WHERE a = ? AND b IN (?, ?) -- ?\n AND c = ?", n),
               "SELECT '?', \"a?\" FROM t WHERE a = $1 AND b IN ($2, $3) -- ?\n AND c = $4");
     EXPECT_EQ(n, 4);
+    // SQLite's numbered form: ?NNN is parameter NNN, a bare ? the largest so far plus one.
+    EXPECT_EQ(number_placeholders("SELECT a FROM t WHERE a = ?1 AND b = ?12 OR c = ?1 AND d = ?", n),
+              "SELECT a FROM t WHERE a = $1 AND b = $12 OR c = $1 AND d = $13");
+    EXPECT_EQ(n, 13);
     EXPECT_EQ(number_placeholders("SELECT 1", n), "SELECT 1");
     EXPECT_EQ(n, 0);
 }

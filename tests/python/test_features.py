@@ -196,7 +196,7 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
     fv.ingest(frame([1], [0], [1]))
     script = textwrap.dedent(f"""
         import numpy as np, pandas as pd, keel
-        ws = keel.open({str(ws.path)!r})
+        ws = keel.open({ws.location!r})
         fv = ws.features.feature_view("activity")
         n = 3_000_000
         ids = np.arange(n, dtype=np.int64)
@@ -231,7 +231,7 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
             break
     assert seen, "three ingests finished before the test saw their temporary segment file"
     assert proc.returncode == -signal.SIGKILL
-    ws2 = keel.open(ws.path)
+    ws2 = keel.open(ws.location)
     after = ws2.features.feature_view("activity").to_pandas()
     pd.testing.assert_frame_equal(before, after)
     assert ws2.features.list().to_pandas()["rows"].tolist() == rows_before
@@ -410,7 +410,7 @@ def test_materialize_get_online_and_reader(ws, fs, fv):
     assert m[0, 0] == 4
 
     # Survives a restart.
-    ws2 = keel.open(ws.path)
+    ws2 = keel.open(ws.location)
     m2 = ws2.features.online_reader(["activity:sessions"]).lookup(np.array([3, 1]), now_ms=now_ms)
     assert m2[:, 0].tolist() == [4.0, 2.0]
 
@@ -483,7 +483,7 @@ def test_numeric_pii_is_nulled_for_reader(ws, fs):
     m = fs.online_reader(["salary:income", "salary:age"]).lookup(np.array([1]))
     assert np.isnan(m[0, 0]) and m[0, 1] == 30
     ws.access.grant("hr", "salary", "*")
-    hr = keel.open(ws.path, role="hr")
+    hr = keel.open(ws.location, role="hr")
     assert hr.features.feature_view("salary").to_pandas()["income"].tolist() == [1000.0]
     assert hr.features.online_reader(["salary:income"]).lookup(np.array([1]))[0, 0] == 1000.0
 

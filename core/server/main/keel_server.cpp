@@ -41,6 +41,10 @@ void report(std::string_view kind, std::string_view message, bool json) {
 
 std::shared_ptr<storage::Workspace> open_workspace(const std::string& path) {
     namespace fs = std::filesystem;
+    if (storage::Workspace::is_database_url(path)) {  // a team workspace: files from artifacts= or $KEEL_ARTIFACTS
+        const char* files = std::getenv("KEEL_ARTIFACTS");
+        return storage::Workspace::open(path, files ? files : "");
+    }
     if (!fs::is_directory(path) || !fs::exists(fs::path(path) / "keel.db"))
         throw_error(ErrorKind::NotFound, "no Keel workspace at '{}': give --workspace (or $KEEL_WORKSPACE) the "
                     "folder keel.open() made", path);

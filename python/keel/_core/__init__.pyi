@@ -1103,7 +1103,7 @@ class ViewSpec:
 class Workspace:
     role: str
     user: str
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, artifacts: str = '') -> None:
         ...
     def artifact_path(self, arg0: str) -> str:
         ...
@@ -1128,6 +1128,15 @@ class Workspace:
         One write transaction around the calls in a `with` block: committed at its end, rolled back on an exception or when commit=False.
         """
     def verify_artifact(self, arg0: str) -> None:
+        ...
+    @property
+    def artifacts_location(self) -> str:
+        ...
+    @property
+    def location(self) -> str:
+        ...
+    @property
+    def metadata(self) -> str:
         ...
     @property
     def path(self) -> str:

@@ -20,6 +20,10 @@ std::string translate_schema(std::string_view step, Dialect dialect);
 //! receives how many there were.
 std::string number_placeholders(std::string_view sql, int& count);
 
+//! A subquery giving the integers of one bound JSON array ("[3,1,2]") as rows, for `x IN (...)`
+//! with one statement whatever the list's length.
+std::string json_integer_set(Dialect dialect);
+
 //! MLflow's LIKE (case-sensitive) and ILIKE (case-insensitive) for one backend: `op` follows the
 //! column and holds one `?` for `pattern`. SQLite's LIKE ignores ASCII case, so LIKE becomes GLOB
 //! with the pattern translated; PostgreSQL's LIKE and ILIKE are used with backslash escapes off, as

@@ -7,18 +7,27 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace keel::storage {
 
-//! A Keel workspace: a directory holding keel.db (SQLite metadata, WAL), artifacts/
-//! (content-addressed blobs) and features/ (feature store files). Safe to open from several
-//! processes at once; every module (tracking, registry, lineage, features, ...) keeps its own tables
-//! in db() and its own files under its own subdirectory.
+//! A Keel workspace. Embedded: a directory holding keel.db (SQLite metadata, WAL), artifacts/
+//! (content-addressed blobs) and features/ (feature store files). Team: metadata on PostgreSQL
+//! (`postgresql://user@host:port/db[?schema=NAME]`) and files in an `artifacts` directory. Safe to
+//! open from several processes (and, with PostgreSQL, machines) at once; every module (tracking,
+//! registry, lineage, features, ...) keeps its own tables in db() and its own files under its own
+//! subdirectory.
 class Workspace {
 public:
-    //! Opens the workspace at `path`, creating the directory and files if needed.
-    static std::shared_ptr<Workspace> open(const std::filesystem::path& path);
+    //! Opens the workspace at `location`, creating what is missing: a directory, or a PostgreSQL
+    //! URL whose files go to `artifacts` (or the URL's `artifacts=` parameter); a PostgreSQL
+    //! workspace without one is refused.
+    static std::shared_ptr<Workspace> open(const std::filesystem::path& location,
+                                           const std::filesystem::path& artifacts = {});
+    //! True for the URLs `open` takes as PostgreSQL (postgresql://, postgres://).
+    static bool is_database_url(std::string_view location);
 
+    //! The directory of the workspace's files (the workspace itself, when embedded).
     const std::filesystem::path& path() const { return path_; }
     Db& db() { return *db_; }
     ArtifactStore& artifacts() { return *artifacts_; }
@@ -34,9 +43,16 @@ public:
     //! A subdirectory owned by one module, created on first use.
     std::filesystem::path module_dir(const std::string& module) const;
 
-    explicit Workspace(std::filesystem::path path);
+    //! What open() takes to open the same workspace again (another handle, process or role): the
+    //! directory, or the PostgreSQL URL with its `artifacts=` (and its password, if it had one).
+    const std::string& location() const { return location_; }
+    const std::filesystem::path& artifacts_location() const { return artifacts_location_; }
+
+    explicit Workspace(std::filesystem::path path, std::filesystem::path artifacts = {});
 
 private:
+    std::string location_;
+    std::filesystem::path artifacts_location_;
     std::filesystem::path path_;
     std::unique_ptr<Db> db_;
     std::unique_ptr<ArtifactStore> artifacts_;
