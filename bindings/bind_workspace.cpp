@@ -74,6 +74,10 @@ void bind_workspace(py::module_& m) {
              py::arg("path"), py::arg("artifacts") = py::none(), py::arg("cache_dir") = py::none(),
              py::arg("cache_max_bytes") = py::none(), py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("path", [](const Workspace& ws) { return ws.path().string(); })
+        .def_property_readonly("location", [](const Workspace& ws) { return ws.location().workspace; },
+                               "What opens this workspace again: its directory, or its PostgreSQL URL.")
+        .def_property_readonly("metadata", [](Workspace& ws) { return ws.db().path(); },
+                               "Where the metadata lives: keel.db's path, or the PostgreSQL URL without password.")
         .def_property_readonly("artifacts_url", [](Workspace& ws) { return ws.objects().url(); },
                                "Where the artifacts and feature files live: s3://bucket/prefix/ or the directory.")
         .def("object_url", [](Workspace& ws, const std::string& key) { return ws.objects().describe(key); },

@@ -330,9 +330,9 @@ TrainingSetRecord FeatureStore::record_training_set(TrainingSetRecord r) {
         storage::Transaction tx(db);
         std::string feats;
         for (const auto& f : r.features) feats += f + "\n";
-        db.prepare("INSERT OR IGNORE INTO features_training_sets(id, features, view_versions, segment_cutoffs, "
+        db.prepare("INSERT INTO features_training_sets(id, features, view_versions, segment_cutoffs, "
                    "timestamp_column, labels_digest, label_rows, min_ts_ms, max_ts_ms, created_at, created_by) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING")
             .bind_all(r.id, feats, encode_map(r.view_versions), encode_map(r.segment_cutoffs), r.timestamp_column,
                       r.labels_digest, r.label_rows, r.min_ts_ms, r.max_ts_ms, r.created_at_ms, r.created_by)
             .run();

@@ -207,8 +207,9 @@ void FeatureStore::grant(const std::string& role, const std::string& view_name, 
         auto& db = ws_->db();
         storage::Transaction tx(db);
         for (const auto& c : columns)
-            db.prepare("INSERT OR REPLACE INTO features_grants(role, view, column_name, granted_by, granted_at) "
-                       "VALUES(?, ?, ?, ?, ?)")
+            db.prepare("INSERT INTO features_grants(role, view, column_name, granted_by, granted_at) "
+                       "VALUES(?, ?, ?, ?, ?) ON CONFLICT(role, view, column_name) DO UPDATE SET "
+                       "granted_by = excluded.granted_by, granted_at = excluded.granted_at")
                 .bind_all(role, view_name, c, ws_->user(), now_ms())
                 .run();
         storage::bump_generation(db); // readers and endpoints in other processes check grants again
@@ -482,11 +483,10 @@ int64_t FeatureStore::ingest(const std::string& name, const BatchView& batch) {
             throw_error(ErrorKind::Conflict,
                         "feature view '{}' moved to version {} during the ingest: ingest again against the new schema",
                         name, st.int64(0));
-        db.prepare("INSERT INTO features_segments(view, version, file, rows, min_event_ms, max_event_ms, created_at, "
-                   "created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind_all(name, spec.version, file, int64_t(rows), min_ev, max_ev, now_ms(), ws_->user())
-            .run();
-        int64_t id = db.last_insert_rowid();
+        int64_t id = db.prepare("INSERT INTO features_segments(view, version, file, rows, min_event_ms, max_event_ms, "
+                                "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
+                         .bind_all(name, spec.version, file, int64_t(rows), min_ev, max_ev, now_ms(), ws_->user())
+                         .insert_id();
         tx.commit();
         return id;
     } catch (...) {

@@ -182,12 +182,12 @@ MaterializeResult FeatureStore::materialize(const std::string& name, std::option
         auto& db = ws_->db();
         storage::Transaction tx(db);
         view(name);  // retired meanwhile (by another process): NotFound, and no snapshot registered
-        db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, entities, created_at, "
-                   "online, online_seq) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind_all(name, spec.version, file, end, max_seg, int64_t(n), now_ms(), target,
-                      written ? written->next.seq : int64_t(0))
-            .run();
-        result.snapshot_id = db.last_insert_rowid();
+        result.snapshot_id = db.prepare("INSERT INTO features_online(view, version, file, end_ms, max_segment_id, "
+                                        "entities, created_at, online, online_seq) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                        "RETURNING id")
+                                 .bind_all(name, spec.version, file, end, max_seg, int64_t(n), now_ms(), target,
+                                           written ? written->next.seq : int64_t(0))
+                                 .insert_id();
         // Keep this snapshot and the one before it; older files go.
         auto st = db.prepare("SELECT id, file FROM features_online WHERE view = ? AND id < ? ORDER BY id DESC");
         st.bind_all(name, result.snapshot_id);

@@ -109,10 +109,10 @@ int64_t Graph::node_id(const std::string& ref, bool create) {
     if (!create)
         throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
     Ref parsed = Ref::parse(ref);
-    db.prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?)")
+    return db.prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?) "
+                      "RETURNING id")
         .bind_all(ref, parsed.kind, parsed.name, parsed.version, now_ms())
-        .run();
-    return db.last_insert_rowid();
+        .insert_id();
 }
 
 std::string Graph::upsert_node(std::string_view ref_text, const NodeInfo& info) {
@@ -161,10 +161,10 @@ void Graph::remove_edge(std::string_view from, std::string_view kind, std::strin
     auto& db = ws_.db();
     storage::Transaction tx(db);
     int64_t src = node_id(src_ref, false), dst = node_id(dst_ref, false);
-    db.prepare("UPDATE lineage_edges SET removed_at = ? WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL")
-        .bind_all(now_ms(), src, dst, kind)
-        .run();
-    if (db.changes() == 0)
+    auto st = db.prepare("UPDATE lineage_edges SET removed_at = ? WHERE src = ? AND dst = ? AND kind = ? AND "
+                         "removed_at IS NULL");
+    st.bind_all(now_ms(), src, dst, kind).run();
+    if (st.affected() == 0)
         throw_error(ErrorKind::NotFound,
                     "no live lineage edge '{}' -{}-> '{}' to remove: it was never added or is already ended "
                     "(ws.lineage.downstream('{}', depth=1) lists the live ones)",

@@ -8,6 +8,7 @@
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include <limits>
 #include <set>
 
 namespace keel::plugins {
@@ -104,10 +105,10 @@ int64_t QualityStore::add_rule(const std::string& target, const std::string& plu
         throw_error(ErrorKind::InvalidArgument, "severity '{}' must be 'error' or 'warn'", severity);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    db.prepare("INSERT INTO plugins_quality_rules (target, plugin, args, severity, name, created_at) VALUES (?,?,?,?,?,?)")
-        .bind_all(target, plugin, args_json, severity, name, now_ms())
-        .run();
-    int64_t id = db.last_insert_rowid();
+    int64_t id = db.prepare("INSERT INTO plugins_quality_rules (target, plugin, args, severity, name, created_at) "
+                            "VALUES (?,?,?,?,?,?) RETURNING id")
+                     .bind_all(target, plugin, args_json, severity, name, now_ms())
+                     .insert_id();
     tx.commit();
     return id;
 }
@@ -174,10 +175,10 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
     int64_t now = now_ms();
     {
         storage::Transaction tx(db);
-        db.prepare("INSERT INTO plugins_quality_batches (target, rows, accepted, created_at) VALUES (?,?,?,?)")
-            .bind_all(target, rows, int64_t(accepted), now)
-            .run();
-        out.batch = db.last_insert_rowid();
+        out.batch = db.prepare("INSERT INTO plugins_quality_batches (target, rows, accepted, created_at) "
+                               "VALUES (?,?,?,?) RETURNING id")
+                        .bind_all(target, rows, int64_t(accepted), now)
+                        .insert_id();
         for (const auto& r : results) {
             db.prepare("INSERT INTO plugins_quality_results (batch, target, rule, column_name, severity, status, observed, "
                        "expectation, message, detail, raw_pii) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
@@ -195,13 +196,12 @@ RecordOutcome QualityStore::record(const std::string& target, int64_t rows, bool
             }
             bool failing = r.status == "fail" || r.status == "error";
             if (failing && !open) {
-                db.prepare("INSERT INTO plugins_data_issues (target, rule, column_name, severity, message, opened_at, "
-                           "rule_id, raw_pii) VALUES (?,?,?,?,?,?,?,?)")
-                    .bind_all(target, r.rule, r.column, r.severity, r.message, now,
-                              r.rule_id ? std::optional<int64_t>(r.rule_id) : std::nullopt, r.raw_pii)
-                    .run();
-                out.opened.push_back({db.last_insert_rowid(), target, r.rule, r.column, r.severity, r.message, now, {},
-                                      r.raw_pii});
+                int64_t issue = db.prepare("INSERT INTO plugins_data_issues (target, rule, column_name, severity, "
+                                           "message, opened_at, rule_id, raw_pii) VALUES (?,?,?,?,?,?,?,?) RETURNING id")
+                                    .bind_all(target, r.rule, r.column, r.severity, r.message, now,
+                                              r.rule_id ? std::optional<int64_t>(r.rule_id) : std::nullopt, r.raw_pii)
+                                    .insert_id();
+                out.opened.push_back({issue, target, r.rule, r.column, r.severity, r.message, now, {}, r.raw_pii});
             } else if (r.status == "pass" && open) {
                 db.prepare("UPDATE plugins_data_issues SET closed_at = ? WHERE id = ?").bind_all(now, open->id).run();
                 open->closed_at = now;
@@ -226,7 +226,7 @@ std::vector<StoredResult> QualityStore::history(const std::string& target, int64
         "SELECT r.rule, r.column_name, r.severity, r.status, r.observed, r.expectation, r.message, b.id, b.rows, "
         "b.accepted, b.created_at, r.detail, r.raw_pii FROM plugins_quality_results r JOIN plugins_quality_batches b ON b.id = r.batch "
         "WHERE r.target = ? ORDER BY b.id DESC, r.id LIMIT ?");
-    st.bind_all(target, limit);
+    st.bind_all(target, limit < 0 ? std::numeric_limits<int64_t>::max() : limit);  // negative: all
     std::vector<StoredResult> out;
     while (st.step()) {
         StoredResult r{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5), st.text(6)};

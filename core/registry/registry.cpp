@@ -63,7 +63,7 @@ CREATE TABLE registry_events (
     subject TEXT NOT NULL,
     from_value TEXT NOT NULL,
     to_value TEXT NOT NULL,
-    user TEXT NOT NULL,
+    "user" TEXT NOT NULL,
     at INTEGER NOT NULL);
 CREATE INDEX registry_events_model ON registry_events(model_id, id);
 )"}};
@@ -262,7 +262,7 @@ int64_t Registry::model_id(std::string_view name) {
 void Registry::add_event(int64_t model_id, std::string_view action, std::string_view subject, std::string_view from,
                          std::string_view to) {
     ws_.db()
-        .prepare("INSERT INTO registry_events(model_id, action, subject, from_value, to_value, user, at) "
+        .prepare("INSERT INTO registry_events(model_id, action, subject, from_value, to_value, \"user\", at) "
                  "VALUES(?, ?, ?, ?, ?, ?, ?)")
         .bind_all(model_id, action, subject, from, to, ws_.user(), now_ms())
         .run();
@@ -280,10 +280,10 @@ RegisteredModel Registry::create_model(std::string_view name, const ModelInfo& i
             throw_error(ErrorKind::AlreadyExists,
                         "registered model '{}' already exists: pick another name or add versions to it", name);
     }
-    db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?)")
-        .bind_all(name, ws_.user(), now_ms(), ws_.user())
-        .run();
-    int64_t id = db.last_insert_rowid();
+    int64_t id = db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?) "
+                            "RETURNING id")
+                     .bind_all(name, ws_.user(), now_ms(), ws_.user())
+                     .insert_id();
     write_model_info(db, id, info);
     auto model = read_model(db, id);
     graph_->upsert_node(model_node(name), {.owner = model.owner, .description = model.description, .tags = model.tags});
@@ -362,10 +362,10 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
         if (st.step()) id = st.int64(0);
     }
     if (id == 0) {
-        db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?)")
-            .bind_all(name, ws_.user(), now_ms(), ws_.user())
-            .run();
-        id = db.last_insert_rowid();
+        id = db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?) "
+                        "RETURNING id")
+                 .bind_all(name, ws_.user(), now_ms(), ws_.user())
+                 .insert_id();
     }
     write_model_info(db, id, info);
     int64_t number = 1;
@@ -374,11 +374,11 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
         st.bind(1, id);
         if (st.step()) number = st.int64(0);
     }
-    db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
-               "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, now_ms(), ws_.user())
-        .run();
-    int64_t version_id = db.last_insert_rowid();
+    int64_t version_id =
+        db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
+                   "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, now_ms(), ws_.user())
+            .insert_id();
     for (const auto& [key, value] : nv.tags)
         db.prepare("INSERT INTO registry_version_tags(version_id, key, value) VALUES(?, ?, ?)")
             .bind_all(version_id, key, value)
@@ -540,7 +540,7 @@ ModelVersion Registry::transition_stage(std::string_view name, int64_t number, S
 std::vector<Event> Registry::events(std::string_view name) {
     auto& db = ws_.db();
     auto guard = db.lock();
-    constexpr const char* kSelect = "SELECT e.id, m.name, e.action, e.subject, e.from_value, e.to_value, e.user, e.at "
+    constexpr const char* kSelect = "SELECT e.id, m.name, e.action, e.subject, e.from_value, e.to_value, e.\"user\", e.at "
                                     "FROM registry_events e JOIN registry_models m ON m.id = e.model_id ";
     auto st = name.empty() ? db.prepare(std::string(kSelect) + "ORDER BY e.id")
                            : db.prepare(std::string(kSelect) + "WHERE e.model_id = ? ORDER BY e.id");

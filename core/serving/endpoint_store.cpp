@@ -13,6 +13,7 @@
 #include "keel/storage/workspace.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 namespace keel::serving {
@@ -267,7 +268,8 @@ std::vector<Assignment> EndpointStore::assignments(const std::string& name, int6
     auto guard = db.lock();
     auto st = db.prepare("SELECT ts, key, tenant, variant, model, version, fallback, shadow, prediction, revision, missing, "
                          "stale, latency_us, inputs FROM serving_assignments WHERE endpoint = ? ORDER BY id LIMIT ?");
-    st.bind_all(name, limit);
+    // Negative: all of them (PostgreSQL refuses SQLite's LIMIT -1).
+    st.bind_all(name, limit < 0 ? std::numeric_limits<int64_t>::max() : limit);
     std::vector<Assignment> out;
     while (st.step())
         out.push_back({st.int64(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5), st.text(6),

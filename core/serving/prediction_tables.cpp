@@ -78,7 +78,11 @@ void PredictionTables::record(const PredictionTable& t) {
     if (auto owner = model_of(t.name); owner && *owner != t.model)
         throw_error(ErrorKind::InvalidArgument, "prediction table '{}' holds predictions of model '{}', not '{}': "
                     "write {}'s predictions to a table of their own", t.name, *owner, t.model, t.model);
-    db.prepare(fmt::format("INSERT OR REPLACE INTO serving_prediction_tables ({}) VALUES (?,?,?,?,?,?,?,?,?)", kColumns))
+    db.prepare(fmt::format("INSERT INTO serving_prediction_tables ({}) VALUES (?,?,?,?,?,?,?,?,?) "
+                           "ON CONFLICT(name, version) DO UPDATE SET model = excluded.model, view = excluded.view, "
+                           "score = excluded.score, items = excluded.items, rows = excluded.rows, "
+                           "written_at = excluded.written_at, written_by = excluded.written_by",
+                           kColumns))
         .bind_all(t.name, t.version, t.model, t.view, int64_t(t.score), int64_t(t.items), t.rows, t.written_at,
                   t.written_by)
         .run();

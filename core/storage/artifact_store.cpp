@@ -124,7 +124,7 @@ LocalObject ArtifactStore::fetch(std::string_view digest) const {
 std::string ArtifactStore::commit(const fs::path& staged, const std::string& digest, int64_t size) {
     objects_.commit(staged, key_of(digest), digest);
     auto guard = db_.lock();
-    auto st = db_.prepare("INSERT OR IGNORE INTO artifacts(digest, size, created_at) VALUES(?, ?, ?)");
+    auto st = db_.prepare("INSERT INTO artifacts(digest, size, created_at) VALUES(?, ?, ?) ON CONFLICT(digest) DO NOTHING");
     st.bind_all(digest, size, now_ms()).run();
     return digest;
 }

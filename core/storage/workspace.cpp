@@ -1,6 +1,7 @@
 // core/storage/workspace.cpp
 #include "keel/storage/workspace.hpp"
 
+#include "backends.hpp"
 #include "object_files.hpp"
 
 #include "keel/common/clock.hpp"
@@ -11,6 +12,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <functional>
 #include <cstdlib>
 #include <optional>
 
@@ -62,8 +64,70 @@ std::string normal_objects_url(const std::string& text) {
     return S3Location::parse(text).url();
 }
 
-std::string describe_objects(const std::string& recorded, const fs::path& path) {
-    return recorded == kDirectory ? fmt::format("its own directory ({})", path.string()) : recorded;
+// The `artifacts=` parameter of a database URL, percent-decoded; "" when absent.
+std::string url_artifacts(const std::string& url) {
+    auto q = url.find('?');
+    if (q == std::string::npos) return "";
+    std::string query = url.substr(q + 1), value;
+    for (size_t start = 0; start < query.size();) {
+        size_t amp = query.find('&', start);
+        std::string part = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+        start = amp == std::string::npos ? query.size() : amp + 1;
+        if (part.starts_with("artifacts=")) value = part.substr(10);
+    }
+    std::string out;
+    for (size_t i = 0; i < value.size(); ++i) {
+        if (value[i] == '%' && i + 2 < value.size() && std::isxdigit(static_cast<unsigned char>(value[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(value[i + 2]))) {
+            out += char(std::stoi(value.substr(i + 1, 2), nullptr, 16));
+            i += 2;
+        } else {
+            out += value[i];
+        }
+    }
+    return out;
+}
+
+// A directory for objects: created, absolute; refused when it is a file.
+fs::path objects_dir(const fs::path& dir) {
+    std::error_code ec;
+    if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+        throw_error(ErrorKind::InvalidArgument,
+                    "artifacts location '{}' is a file, not a directory: pass a directory (it is created if missing) "
+                    "or s3://bucket/prefix",
+                    dir.string());
+    fs::create_directories(dir, ec);
+    if (ec)
+        throw_error(ErrorKind::PermissionDenied, "cannot create artifacts directory '{}': {}", dir.string(),
+                    ec.message());
+    return fs::absolute(dir).lexically_normal();
+}
+
+// The objects of a PostgreSQL workspace are recorded in its metadata (a row, since there is no
+// directory to hold a file), exactly once when processes race.
+const ModuleSchema kSettingsSchema{"workspace",
+                                   {"CREATE TABLE workspace_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"}};
+
+std::optional<std::string> read_setting(Db& db, const char* name) {
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT value FROM workspace_settings WHERE name = ?");
+    st.bind_all(std::string(name));
+    if (!st.step()) return std::nullopt;
+    return st.text(0);
+}
+
+std::string record_setting(Db& db, const char* name, const std::string& value) {
+    Transaction tx(db);
+    db.prepare("INSERT INTO workspace_settings(name, value) VALUES(?, ?) ON CONFLICT(name) DO NOTHING")
+        .bind_all(std::string(name), value)
+        .run();
+    auto recorded = read_setting(db, name);
+    tx.commit();
+    return recorded.value_or(value);
+}
+
+std::string describe_objects(const std::string& recorded, const std::string& workspace) {
+    return recorded == kDirectory ? fmt::format("its own directory ({})", workspace) : recorded;
 }
 
 std::optional<std::string> read_record(const fs::path& file) {
@@ -74,12 +138,12 @@ std::optional<std::string> read_record(const fs::path& file) {
     return text;
 }
 
-void check_same(const fs::path& path, const std::string& recorded, const std::string& wanted) {
+void check_same(const std::string& workspace, const std::string& recorded, const std::string& wanted) {
     if (!wanted.empty() && wanted != recorded)
         throw_error(ErrorKind::InvalidArgument,
                     "workspace {} keeps its artifacts in {}, not in {}: open it without an artifacts location (or "
                     "with the recorded one); `keel admin copy` moves a workspace between locations",
-                    path.string(), describe_objects(recorded, path), wanted);
+                    workspace, describe_objects(recorded, workspace), wanted);
 }
 
 // The objects location to open: the recorded one (a workspace made before locations were recorded,
@@ -88,7 +152,7 @@ std::string resolve_objects(const fs::path& path, const std::string& wanted, boo
     auto recorded = read_record(path / kLocationFile);
     if (!recorded && existed) recorded = std::string(kDirectory);
     if (!recorded) return wanted.empty() ? std::string(kDirectory) : wanted;
-    check_same(path, *recorded, wanted);
+    check_same(path.string(), *recorded, wanted);
     return *recorded;
 }
 
@@ -97,7 +161,7 @@ std::string resolve_objects(const fs::path& path, const std::string& wanted, boo
 void record_objects(const fs::path& path, const std::string& location) {
     const fs::path file = path / kLocationFile;
     if (read_record(file)) {
-        check_same(path, *read_record(file), location);
+        check_same(path.string(), *read_record(file), location);
         return;
     }
     const fs::path temp = path / fmt::format(".{}.tmp-{}", kLocationFile, random_hex_id().substr(0, 12));
@@ -108,14 +172,29 @@ void record_objects(const fs::path& path, const std::string& location) {
     detail::fsync_path(path, true);
     auto recorded = read_record(file);
     if (!recorded) throw_error(ErrorKind::PermissionDenied, "cannot record the objects location in {}", file.string());
-    check_same(path, *recorded, location);
+    check_same(path.string(), *recorded, location);
+}
+
+ObjectCacheOptions cache_options(const WorkspaceLocation& location, const fs::path& default_dir) {
+    ObjectCacheOptions cache;
+    cache.dir = location.cache_dir.empty() ? default_dir : fs::absolute(location.cache_dir);
+    cache.max_bytes = location.cache_max_bytes > 0 ? location.cache_max_bytes : kDefaultCacheBytes;
+    return cache;
+}
+
+// Where a PostgreSQL workspace caches its S3 objects on this machine, one directory per database
+// and schema: $XDG_CACHE_HOME/keel or ~/.cache/keel.
+fs::path default_cache_dir(const std::string& shown_url) {
+    fs::path base = env("XDG_CACHE_HOME");
+    if (base.empty()) base = env("HOME").empty() ? fs::temp_directory_path() : fs::path(env("HOME")) / ".cache";
+    return base / "keel" / fmt::format("{:016x}", std::hash<std::string>{}(shown_url));
 }
 
 } // namespace
 
-WorkspaceLocation WorkspaceLocation::from_env(fs::path path) {
+WorkspaceLocation WorkspaceLocation::from_env(std::string workspace) {
     WorkspaceLocation location;
-    location.path = std::move(path);
+    location.workspace = std::move(workspace);
     location.artifacts = env("KEEL_ARTIFACTS");
     location.cache_dir = env("KEEL_CACHE_DIR");
     if (std::string size = env("KEEL_CACHE_MAX_BYTES"); !size.empty())
@@ -123,7 +202,9 @@ WorkspaceLocation WorkspaceLocation::from_env(fs::path path) {
     return location;
 }
 
-std::shared_ptr<Workspace> Workspace::open(const fs::path& path) {
+bool WorkspaceLocation::is_database_url(std::string_view workspace) { return is_postgres_url(workspace); }
+
+std::shared_ptr<Workspace> Workspace::open(const std::string& path) {
     return std::make_shared<Workspace>(WorkspaceLocation{path});
 }
 
@@ -131,12 +212,22 @@ std::shared_ptr<Workspace> Workspace::open(const WorkspaceLocation& location) {
     return std::make_shared<Workspace>(location);
 }
 
-Workspace::Workspace(WorkspaceLocation location)
-    : path_(location.path), location_(std::move(location)), user_(current_user()) {
-    if (path_.empty()) throw_error(ErrorKind::InvalidArgument, "workspace path is empty: pass a directory path");
+Workspace::Workspace(WorkspaceLocation location) : location_(std::move(location)), user_(current_user()) {
+    if (location_.workspace.empty())
+        throw_error(ErrorKind::InvalidArgument,
+                    "workspace path is empty: pass a directory path or a postgresql:// URL");
     if (location_.cache_max_bytes < 0)
         throw_error(ErrorKind::InvalidArgument, "cache size {} is negative: give a size in bytes, or 0 for the default",
                     location_.cache_max_bytes);
+    if (on_database())
+        open_on_database();
+    else
+        open_directory();
+    artifacts_ = std::make_unique<ArtifactStore>(*objects_, *db_);
+}
+
+void Workspace::open_directory() {
+    path_ = location_.workspace;
     const std::string wanted = location_.artifacts.empty() ? "" : normal_objects_url(location_.artifacts);
     std::error_code ec;
     if (fs::exists(path_, ec) && !fs::is_directory(path_, ec))
@@ -160,7 +251,7 @@ Workspace::Workspace(WorkspaceLocation location)
         throw_error(ErrorKind::PermissionDenied, "cannot create workspace directory '{}': {}", path_.string(),
                     ec.message());
     path_ = fs::absolute(path_);
-    location_.path = path_;
+    location_.workspace = path_.string();
     const std::string objects = resolve_objects(path_, wanted, existed);
     if (objects == kDirectory) {
         location_.artifacts.clear();
@@ -168,14 +259,39 @@ Workspace::Workspace(WorkspaceLocation location)
         fs::create_directories(path_ / "artifacts", ec);  // the layout a local workspace always had
     } else {
         location_.artifacts = objects;
-        ObjectCacheOptions cache;
-        cache.dir = location_.cache_dir.empty() ? path_ / "cache" : fs::absolute(location_.cache_dir);
-        cache.max_bytes = location_.cache_max_bytes > 0 ? location_.cache_max_bytes : kDefaultCacheBytes;
-        objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), std::move(cache));
+        objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), cache_options(location_, path_ / "cache"));
     }
     record_objects(path_, objects);
     db_ = std::make_unique<Db>((path_ / "keel.db").string());
-    artifacts_ = std::make_unique<ArtifactStore>(*objects_, *db_);
+}
+
+void Workspace::open_on_database() {
+    std::string wanted = location_.artifacts.empty() ? url_artifacts(location_.workspace) : location_.artifacts;
+    if (!wanted.empty()) wanted = wanted.starts_with("s3://") ? normal_objects_url(wanted) : objects_dir(wanted).string();
+    auto backend = open_postgres(location_.workspace);
+    const std::string shown = backend->location();
+    db_ = std::make_unique<Db>(std::move(backend));
+    db_->ensure_schema(kSettingsSchema);
+    const auto recorded = read_setting(*db_, "objects");
+    if (recorded) check_same(shown, *recorded, wanted);
+    if (!recorded && wanted.empty())
+        throw_error(ErrorKind::InvalidArgument,
+                    "a new PostgreSQL workspace keeps its metadata on the server, but its artifacts and feature files "
+                    "need a place too: pass artifacts=s3://bucket/prefix or a shared directory (keel.open(url, "
+                    "artifacts=...), --artifacts, $KEEL_ARTIFACTS, or &artifacts=... in the URL)");
+    const std::string objects = recorded.value_or(wanted);
+    location_.artifacts = objects;
+    if (objects.starts_with("s3://")) {
+        path_ = location_.cache_dir.empty() ? default_cache_dir(shown) : fs::absolute(location_.cache_dir);
+        objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), cache_options(location_, path_));
+    } else {
+        path_ = objects_dir(objects);
+        objects_ = local_object_store(path_);
+        std::error_code ec;
+        fs::create_directories(path_ / "artifacts", ec);
+    }
+    // Recorded once the store opened (a bad bucket is not recorded); a racing first open's record stands.
+    check_same(shown, record_setting(*db_, "objects", objects), objects);
 }
 
 fs::path Workspace::module_dir(const std::string& module) const {

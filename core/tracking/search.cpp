@@ -6,6 +6,7 @@
 
 #include "keel/common/error.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/sql_dialect.hpp"
 #include "keel/storage/workspace.hpp"
 #include "keel/tracking/filter.hpp"
 
@@ -26,7 +27,7 @@ const char* attribute_column(std::string_view name) {
     if (name == "status") return "r.status";
     if (name == "name") return "r.name";
     if (name == "run_id") return "r.run_id";
-    if (name == "user") return "r.user";
+    if (name == "user") return "r.\"user\"";
     if (name == "start_time") return "r.start_time";
     if (name == "end_time") return "r.end_time";
     if (name == "experiment") return "e.name";
@@ -34,20 +35,8 @@ const char* attribute_column(std::string_view name) {
     throw_error(ErrorKind::InvalidArgument, "unknown run attribute '{}'", name);
 }
 
-// SQL LIKE ignores ASCII case in SQLite; MLflow's LIKE does not. A LIKE pattern becomes a GLOB
-// pattern (case-sensitive), ILIKE stays LIKE.
-std::string like_to_glob(std::string_view like) {
-    std::string out;
-    for (char c : like) {
-        if (c == '%') out += '*';
-        else if (c == '_') out += '?';
-        else if (c == '*' || c == '?' || c == '[') out += std::string("[") + c + "]";
-        else out += c;
-    }
-    return out;
-}
-
 struct Builder {
+    storage::Dialect dialect;
     std::string joins;
     std::vector<Bind> join_binds;
     std::string where;
@@ -57,12 +46,11 @@ struct Builder {
 
     // `column op ?` for one term's value, binding it.
     void comparison(std::string& sql, std::vector<Bind>& binds, const std::string& column, const Term& t) {
-        if (t.op == "LIKE") {
-            sql += column + " GLOB ?";
-            binds.emplace_back(like_to_glob(std::get<std::string>(t.value)));
-        } else if (t.op == "ILIKE") {
-            sql += column + " LIKE ?";
-            binds.emplace_back(std::get<std::string>(t.value));
+        if (t.op == "LIKE" || t.op == "ILIKE") {
+            // MLflow's LIKE is case-sensitive, ILIKE not; each backend spells them its own way.
+            auto like = storage::like_match(dialect, std::get<std::string>(t.value), t.op == "LIKE");
+            sql += column + " " + like.op;
+            binds.emplace_back(std::move(like.pattern));
         } else if (t.op == "IN" || t.op == "NOT IN") {
             const auto& items = std::get<std::vector<std::string>>(t.value);
             sql += column + (t.op == "IN" ? " IN (" : " NOT IN (");
@@ -72,9 +60,14 @@ struct Builder {
             }
             sql += ")";
         } else {
-            sql += column + " " + t.op + " ?";
-            if (auto* d = std::get_if<double>(&t.value)) binds.emplace_back(*d);
-            else binds.emplace_back(std::get<std::string>(t.value));
+            if (auto* d = std::get_if<double>(&t.value)) {
+                // Typed, so PostgreSQL compares as a number even with an integer column (start_time).
+                sql += column + " " + t.op + " CAST(? AS DOUBLE PRECISION)";
+                binds.emplace_back(*d);
+            } else {
+                sql += column + " " + t.op + " ?";
+                binds.emplace_back(std::get<std::string>(t.value));
+            }
         }
     }
 };
@@ -106,7 +99,7 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
 
     auto& db = ws_.db();
     auto guard = db.lock();
-    Builder b;
+    Builder b{db.dialect()};
 
     // Experiments resolve to ids first, so a misspelt name is an error rather than an empty result.
     if (!query.experiments.empty()) {
@@ -178,10 +171,10 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
     if (!has_start) b.order += std::string(b.order.empty() ? "" : ", ") + "r.start_time DESC";
     b.order += ", r.run_id ASC";
 
-    std::string sql = "SELECT r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.user, r.source, "
+    std::string sql = "SELECT r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.\"user\", r.source, "
                       "r.git_commit, r.git_dirty, p.run_id, r.error, r.id FROM tracking_runs r "
                       "JOIN tracking_experiments e ON e.id = r.experiment_id" +
-                      b.joins + " LEFT JOIN tracking_runs p ON p.id = r.parent_id WHERE 1" + b.where +
+                      b.joins + " LEFT JOIN tracking_runs p ON p.id = r.parent_id WHERE 1 = 1" + b.where +
                       " ORDER BY " + b.order + " LIMIT ? OFFSET ?";
     auto st = db.prepare(sql);
     int index = 0;

@@ -94,12 +94,12 @@ std::vector<StaleRun> Tracker::close_stale_runs(int64_t heartbeat_timeout_ms) {
         {
             storage::Transaction tx(db);
             // Only if still RUNNING: a run that ended by itself since the check keeps its own ending.
-            db.prepare("UPDATE tracking_runs SET status = ?, end_time = max(?, start_time), error = ? "
-                       "WHERE run_id = ? AND status = ?")
-                .bind_all(kKilled, stale.process.heartbeat_at, "closed as stale: " + stale.reason, stale.info.id,
-                          kRunning)
+            auto st = db.prepare("UPDATE tracking_runs SET status = ?, end_time = CASE WHEN start_time > ? THEN "
+                                 "start_time ELSE ? END, error = ? WHERE run_id = ? AND status = ?");
+            st.bind_all(kKilled, stale.process.heartbeat_at, stale.process.heartbeat_at,
+                        "closed as stale: " + stale.reason, stale.info.id, kRunning)
                 .run();
-            bool changed = db.changes() > 0;
+            bool changed = st.affected() > 0;
             tx.commit();
             if (!changed) continue;
         }

@@ -7,6 +7,7 @@
 #include "keel/common/error.hpp"
 #include "keel/lineage/graph.hpp"
 #include "keel/storage/db.hpp"
+#include "keel/storage/sql_dialect.hpp"
 #include "keel/storage/workspace.hpp"
 #include "process.hpp"
 
@@ -39,7 +40,7 @@ CREATE TABLE tracking_runs (
     status TEXT NOT NULL,
     start_time INTEGER NOT NULL,
     end_time INTEGER,
-    user TEXT NOT NULL,
+    "user" TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '',
     git_commit TEXT NOT NULL DEFAULT '',
     git_dirty INTEGER,
@@ -136,7 +137,7 @@ constexpr const char* kUpsertLatest =
     "(excluded.step = tracking_latest_metrics.step AND excluded.timestamp >= tracking_latest_metrics.timestamp)";
 
 constexpr const char* kSelectInfo =
-    "SELECT r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.user, r.source, r.git_commit, "
+    "SELECT r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.\"user\", r.source, r.git_commit, "
     "r.git_dirty, p.run_id, r.error, r.id FROM tracking_runs r "
     "JOIN tracking_experiments e ON e.id = r.experiment_id "
     "LEFT JOIN tracking_runs p ON p.id = r.parent_id ";
@@ -248,12 +249,11 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     std::string id = random_hex_id();
     std::string name = spec.name.empty() ? generated_name() : spec.name;
     int64_t start = spec.start_time.value_or(now_ms());
-    db.prepare("INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, user, source, "
-               "git_commit, git_dirty, parent_id) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind_all(id, exp, name, kRunning, start, ws_.user(), spec.source, spec.git_commit,
-                  spec.git_dirty ? std::optional<int64_t>(*spec.git_dirty) : std::nullopt, parent)
-        .run();
-    int64_t pk = db.last_insert_rowid();
+    int64_t pk = db.prepare("INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, \"user\", "
+                            "source, git_commit, git_dirty, parent_id) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
+                     .bind_all(id, exp, name, kRunning, start, ws_.user(), spec.source, spec.git_commit,
+                               spec.git_dirty ? std::optional<int64_t>(*spec.git_dirty) : std::nullopt, parent)
+                     .insert_id();
     for (const auto& [k, v] : spec.tags) {
         check_key("tag", k);
         db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?)").bind_all(pk, k, v).run();
@@ -335,20 +335,18 @@ void Tracker::load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks)
         ids += std::to_string(pks[i]);
     }
     ids += ']';
-    // One query per table for the whole page; json_each turns the bound id list into a set.
+    // One query per table for the whole page: the bound id list (a JSON array) becomes a set.
+    const std::string id_set = storage::json_integer_set(db.dialect());
     for (const char* table : {"tracking_params", "tracking_tags"}) {
         bool params = std::string_view(table) == "tracking_params";
-        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN "
-                                         "(SELECT value FROM json_each(?))",
-                                         table));
+        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN ({})", table, id_set));
         st.bind(1, ids);
         while (st.step()) {
             Run* r = by_pk.at(st.int64(0));
             (params ? r->params : r->tags)[st.text(1)] = st.text(2);
         }
     }
-    auto st = db.prepare("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN "
-                         "(SELECT value FROM json_each(?))");
+    auto st = db.prepare(fmt::format("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN ({})", id_set));
     st.bind(1, ids);
     while (st.step()) by_pk.at(st.int64(0))->metrics[st.text(1)] = read_value(st, 2);
 }
@@ -484,8 +482,9 @@ void Tracker::delete_tag(std::string_view run_id, std::string_view key) {
     auto& db = ws_.db();
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
-    db.prepare("DELETE FROM tracking_tags WHERE run = ? AND key = ?").bind_all(pk, key).run();
-    if (db.changes() == 0)
+    auto st = db.prepare("DELETE FROM tracking_tags WHERE run = ? AND key = ?");
+    st.bind_all(pk, key).run();
+    if (st.affected() == 0)
         throw_error(ErrorKind::NotFound, "run '{}' has no tag '{}' to delete", run_id, key);
     tx.commit();
 }

@@ -162,6 +162,9 @@ def _open_workspace(args):
     path = args.workspace or os.environ.get("KEEL_WORKSPACE")
     if not path:
         raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
+    from keel.workspace import is_database_url
+    if is_database_url(path):  # a team workspace: its artifacts recorded, or --artifacts / $KEEL_ARTIFACTS when new
+        return keel.open(path, artifacts=getattr(args, "artifacts", None))
     if not os.path.exists(path):
         raise errors.NotFound(f"workspace '{path}' does not exist: check --workspace / KEEL_WORKSPACE "
                               "(create one with keel.open in Python)")
@@ -394,10 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     # --workspace and --json are accepted before or after the subcommand.
     common = _Parser(add_help=False)
     common.add_argument("--workspace", "-w", default=argparse.SUPPRESS,
-                        help="workspace directory (default: $KEEL_WORKSPACE)")
-    common.add_argument("--artifacts", default=argparse.SUPPRESS, metavar="S3_URL",
-                        help="where its artifacts live, s3://bucket/prefix (default: $KEEL_ARTIFACTS, else "
-                             "what the workspace recorded)")
+                        help="workspace directory or postgresql:// URL (default: $KEEL_WORKSPACE)")
+    common.add_argument("--artifacts", default=argparse.SUPPRESS, metavar="URL",
+                        help="where its artifacts live: s3://bucket/prefix, or a shared directory for a "
+                             "postgresql:// workspace (default: $KEEL_ARTIFACTS, else what the workspace recorded)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
     parser = _Parser(prog="keel", description="Keel: tracking, registry and lineage from the command line.",

@@ -25,9 +25,9 @@ class Workspace:
     """
 
     def __init__(self, path: str | os.PathLike, *, user: str | None = None, role: str | None = None,
-                 artifacts: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 artifacts: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                  cache_max_bytes: int | None = None):
-        self._native = _core.Workspace(os.fspath(path), artifacts,
+        self._native = _core.Workspace(os.fspath(path), os.fspath(artifacts) if artifacts is not None else None,
                                        os.fspath(cache_dir) if cache_dir is not None else None, cache_max_bytes)
         if user:
             self._native.user = user
@@ -44,12 +44,29 @@ class Workspace:
 
     @property
     def path(self) -> str:
+        """The directory of the workspace's files (the workspace itself when it is a directory)."""
         return self._native.path
 
     @property
     def artifacts_url(self) -> str:
         """Where artifacts and feature files live: ``s3://bucket/prefix/``, or the workspace directory."""
         return self._native.artifacts_url
+
+    @property
+    def location(self) -> str:
+        """What ``keel.open`` takes to open this workspace again (another process, another role): its
+        directory, or its PostgreSQL URL (with the password, if the URL had one); the artifacts'
+        location is recorded in the workspace."""
+        return self._native.location
+
+    @property
+    def metadata(self) -> str:
+        """Where the metadata lives: keel.db's path, or the PostgreSQL URL without its password."""
+        return self._native.metadata
+
+    def reopen(self, **kwargs) -> Workspace:
+        """Another handle on the same workspace (its own connection and caches)."""
+        return Workspace(self.location, **kwargs)
 
     @property
     def user(self) -> str:
@@ -122,28 +139,36 @@ class Workspace:
         return self._native.get_artifact_bytes(digest)
 
     def __repr__(self) -> str:
-        return f"<keel.Workspace {self.path!r}>"
+        return f"<keel.Workspace {self.metadata if self.location != self.path else self.path!r}>"
 
     def _repr_html_(self) -> str:
         from keel.display import html_table
-        return html_table([{"path": self.path, "artifacts": self.artifacts_url, "user": self.user,
-                            "role": self.role or "-"}], title="Keel workspace")
+        return html_table([{"path": self.path, "metadata": self.metadata, "artifacts": self.artifacts_url,
+                            "user": self.user, "role": self.role or "-"}], title="Keel workspace")
+
+
+def is_database_url(location: str | os.PathLike) -> bool:
+    """True for the workspace locations that are PostgreSQL URLs (postgresql://, postgres://)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
 def open(path: str | os.PathLike, *, user: str | None = None, role: str | None = None,  # noqa: A001
-         artifacts: str | None = None, cache_dir: str | os.PathLike | None = None,
+         artifacts: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
          cache_max_bytes: int | None = None) -> Workspace:
-    """Open (or create) the workspace at ``path``.
+    """Open (or create) the workspace at ``path``: a directory, or a team workspace's PostgreSQL URL
+    (``postgresql://user@host:port/db``, ``?schema=NAME`` to keep it in a schema of its own).
 
     ``user`` overrides who is recorded as the writer (default: $KEEL_USER, then $USER);
     ``role`` is the caller's role for access grants on PII columns.
 
     ``artifacts="s3://bucket/prefix"`` keeps artifacts and feature files on S3 (any S3-compatible
     store; endpoint and credentials from the AWS variables: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_REGION), default $KEEL_ARTIFACTS. The location is recorded when the
-    workspace is created and used by every later open; a different one is refused. Downloads are
-    verified and kept in a read cache: ``cache_dir`` (default $KEEL_CACHE_DIR, else ``<path>/cache``)
-    holding at most ``cache_max_bytes`` (default $KEEL_CACHE_MAX_BYTES, else 10 GiB).
+    AWS_SECRET_ACCESS_KEY, AWS_REGION), default $KEEL_ARTIFACTS (or the URL's ``artifacts=``). A
+    PostgreSQL workspace may also keep them in a directory every machine shares. The location is
+    recorded when the workspace is created and used by every later open (so a team needs only the
+    URL); a different one is refused. Downloads are verified and kept in a read cache: ``cache_dir``
+    (default $KEEL_CACHE_DIR, else ``<path>/cache``, or ``~/.cache/keel/`` for PostgreSQL) holding
+    at most ``cache_max_bytes`` (default $KEEL_CACHE_MAX_BYTES, else 10 GiB).
     """
     return Workspace(path, user=user, role=role, artifacts=artifacts, cache_dir=cache_dir,
                      cache_max_bytes=cache_max_bytes)

@@ -8,6 +8,7 @@
 #include "support/count_allocations.hpp"
 #include "support/expect_error.hpp"
 #include "support/temp_dir.hpp"
+#include "support/workspace_test.hpp"
 
 #include <gtest/gtest.h>
 
@@ -58,7 +59,7 @@ struct Rows {
 };
 
 std::shared_ptr<FeatureStore> make_store(const fs::path& path) {
-    auto ws = keel::storage::Workspace::open(path);
+    auto ws = keel::testing::open_workspace(path);
     auto store = std::make_shared<FeatureStore>(ws);
     store->define_entity({"player", {{"player_id", DType::Int64}}, ""});
     ViewSpec v;

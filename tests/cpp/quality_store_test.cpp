@@ -187,7 +187,7 @@ TEST_F(QualityStoreTest, ReferenceProfilesRoundTripAndAreReplaced) {
 TEST_F(QualityStoreTest, AnotherHandleOnTheWorkspaceSeesTheSameRecords) {
     int64_t rule = store.add_rule(kView, "plugins/quality/range.lua", "{}", "error", "");
     store.record(kView, 10, false, {result(rule, "range", "fail")});
-    auto other_ws = keel::storage::Workspace::open(dir);
+    auto other_ws = open_again();
     QualityStore other(*other_ws);
     EXPECT_EQ(other.rules(kView).size(), 1u);
     EXPECT_EQ(other.history(kView).size(), 1u);

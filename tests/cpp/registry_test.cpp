@@ -232,7 +232,7 @@ TEST_F(RegistryTest, ConcurrentProcessesGetDistinctConsecutiveNumbers) {
         if (pid == 0) {
             int code = 0;
             try {
-                auto child_ws = keel::storage::Workspace::open(dir);
+                auto child_ws = open_again();
                 Registry child(*child_ws);
                 for (int i = 0; i < kEach; ++i)
                     child.register_version("churn", NewVersion{.digest = digest, .run_id = run_id});

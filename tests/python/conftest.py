@@ -1,3 +1,4 @@
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -10,10 +11,14 @@ import keel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 
-# These files run their `ws` tests twice: objects in the workspace directory, and on S3 (SeaweedFS,
-# started once per session, a fresh bucket prefix per test). A test that looks at the workspace's
-# own files (what a crash leaves in a view's folder) is marked `local_objects`.
+# The `ws` of these files runs on every shape a workspace takes. "sqlite": a directory (keel.db and
+# object files). "s3": SQLite metadata, objects on S3 (SeaweedFS). "postgres": a team workspace,
+# metadata in a schema of its own on the session's PostgreSQL, objects on S3 where the file runs on
+# S3 too, else in a temporary directory. Servers start once per session; each test gets a fresh schema
+# and bucket prefix. A test that looks at the workspace's own object files (what a crash leaves in a
+# view's folder) is marked `local_objects`.
 S3_MODULES = {"test_registry", "test_features", "test_artifact_safety", "test_model_tampering", "test_serving"}
+POSTGRES_MODULES = {"test_tracking", "test_registry", "test_lineage", "test_features", "test_serving"}
 
 
 def pytest_configure(config):
@@ -21,17 +26,56 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    if ("ws" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in S3_MODULES
-            and metafunc.definition.get_closest_marker("local_objects") is None):
-        metafunc.parametrize("ws", ["local", "s3"], indirect=True)
+    if "ws" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rpartition(".")[2]
+    local_objects = metafunc.definition.get_closest_marker("local_objects") is not None
+    shapes = ["sqlite"]
+    if module in S3_MODULES and not local_objects:
+        shapes.append("s3")
+    if module in POSTGRES_MODULES:
+        shapes.append("postgres")
+    if len(shapes) > 1:
+        metafunc.parametrize("backend", shapes, indirect=True)
 
 
 @pytest.fixture
-def ws(request, tmp_path):
-    """A fresh workspace in a temporary directory (objects on S3 for the "s3" parameter)."""
-    if getattr(request, "param", "local") == "s3":
+def backend(request):
+    """The shape of `ws`: "sqlite" unless the test file runs on several."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def run_sql(backend, request):
+    """run_sql(ws, sql): SQL straight into the workspace's metadata, past Keel (to fake what Keel
+    would not write, such as another host's heartbeat), on either backend."""
+    def run(ws, sql: str) -> None:
+        if backend != "postgres":
+            import sqlite3
+            with sqlite3.connect(Path(ws.path) / "keel.db") as db:
+                db.executescript(sql)
+            return
+        import subprocess
+        server = request.getfixturevalue("postgres_server")
+        schema = ws.metadata.rpartition("schema=")[2]
+        subprocess.run([str(server.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql, server.url],
+                       check=True, capture_output=True, env={**os.environ, "PGOPTIONS": f"-csearch_path={schema}"})
+    return run
+
+
+@pytest.fixture
+def ws(tmp_path, backend, request):
+    """A fresh workspace of the test's shape (see above)."""
+    if backend == "sqlite":
+        return keel.open(tmp_path / "ws.keel")
+    if backend == "s3":
         return keel.open(tmp_path / "ws.keel", artifacts=request.getfixturevalue("s3_prefix"))
-    return keel.open(tmp_path / "ws.keel")
+    server = request.getfixturevalue("postgres_server")
+    url = f"{server.url}?schema=t_{uuid.uuid4().hex[:16]}"
+    module = request.module.__name__.rpartition(".")[2]
+    if module in S3_MODULES and request.node.get_closest_marker("local_objects") is None:
+        return keel.open(url, artifacts=request.getfixturevalue("s3_prefix"), cache_dir=tmp_path / "cache")
+    return keel.open(url, artifacts=tmp_path / "ws.keel")
 
 
 @pytest.fixture(scope="session")

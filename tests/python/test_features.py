@@ -203,9 +203,16 @@ def test_reads_history_as_of_and_list(fs, fv):
 
 def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
     fv.ingest(frame([1], [0], [1]))
+    # A local segment is written beside its final name; an S3 one is staged in the read cache while it
+    # is written and uploaded (a kill there is a kill mid-upload).
+    remote = ws.artifacts_url.startswith("s3://")
+    # (The cache is <path>/cache for a directory workspace; a PostgreSQL one's path is its cache.)
+    caches = [os.path.join(ws.path, "cache", "tmp"), os.path.join(ws.path, "tmp")]
+    seg_dir = next(filter(os.path.isdir, caches)) if remote else os.path.join(ws.path, "features", "activity", "v1")
+    cache_dir = os.path.dirname(seg_dir) if remote else None
     script = textwrap.dedent(f"""
         import numpy as np, pandas as pd, keel
-        ws = keel.open({str(ws.path)!r})
+        ws = keel.open({ws.location!r}, cache_dir={cache_dir!r})
         fv = ws.features.feature_view("activity")
         n = 3_000_000
         ids = np.arange(n, dtype=np.int64)
@@ -218,10 +225,6 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
         fv.ingest(df)
         print("done", flush=True)
     """)
-    # A local segment is written beside its final name; an S3 one is staged in the read cache while it
-    # is written and uploaded (a kill there is a kill mid-upload).
-    remote = ws.artifacts_url.startswith("s3://")
-    seg_dir = os.path.join(ws.path, "cache", "tmp") if remote else os.path.join(ws.path, "features", "activity", "v1")
     # The kill must land while the segment is written. On a busy machine the poll can miss that
     # window: the ingest then completed (the store grew by it), so try again from there.
     for _attempt in range(3):
@@ -243,7 +246,7 @@ def test_sigkill_mid_ingest_leaves_the_store_as_before(ws, fs, fv, tmp_path):
             break
     assert seen, "three ingests finished before the test saw their temporary segment file"
     assert proc.returncode == -signal.SIGKILL
-    ws2 = keel.open(ws.path)
+    ws2 = keel.open(ws.location)
     after = ws2.features.feature_view("activity").to_pandas()
     pd.testing.assert_frame_equal(before, after)
     assert ws2.features.list().to_pandas()["rows"].tolist() == rows_before
@@ -422,7 +425,7 @@ def test_materialize_get_online_and_reader(ws, fs, fv, online):
     assert m[0, 0] == 4
 
     # Survives a restart.
-    ws2 = keel.open(ws.path)
+    ws2 = keel.open(ws.location)
     m2 = ws2.features.online_reader(["activity:sessions"]).lookup(np.array([3, 1]), now_ms=now_ms)
     assert m2[:, 0].tolist() == [4.0, 2.0]
 
@@ -495,7 +498,7 @@ def test_numeric_pii_is_nulled_for_reader(ws, fs, online):
     m = fs.online_reader(["salary:income", "salary:age"]).lookup(np.array([1]))
     assert np.isnan(m[0, 0]) and m[0, 1] == 30
     ws.access.grant("hr", "salary", "*")
-    hr = keel.open(ws.path, role="hr")
+    hr = keel.open(ws.location, role="hr")
     assert hr.features.feature_view("salary").to_pandas()["income"].tolist() == [1000.0]
     assert hr.features.online_reader(["salary:income"]).lookup(np.array([1]))[0, 0] == 1000.0
 

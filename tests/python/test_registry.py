@@ -222,7 +222,7 @@ def test_html_and_json_views(ws):
 def test_concurrent_registration_from_processes(ws, tmp_path):
     script = textwrap.dedent(f"""
         import keel
-        ws = keel.open({ws.path!r})
+        ws = keel.open({ws.location!r})
         for i in range(10):
             ws.models.register("churn", b"same bytes")
     """)
@@ -271,7 +271,7 @@ def test_concurrent_alias_moves_keep_an_unbroken_audit_chain(ws):
     script = textwrap.dedent(f"""
         import sys
         import keel
-        ws = keel.open({ws.path!r})
+        ws = keel.open({ws.location!r})
         me = int(sys.argv[1])
         for i in range(40):
             ws.models.set_alias("churn", "champion", version=1 + (me + i) % 4)

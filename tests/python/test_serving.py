@@ -93,7 +93,7 @@ def test_definition_is_saved_reopened_and_revised(served):
     assert again.revision == 2 and again.weights["challenger"] == 0.0
     code = textwrap.dedent(f"""
         import keel, json
-        ws = keel.open({served.path!r})
+        ws = keel.open({served.location!r})
         ep = ws.endpoint("churn")
         print(json.dumps([ep.revision, ep.weights, ep.predict({{"player_id": 3}})["variant"]]))
     """)
@@ -229,7 +229,7 @@ def test_endpoint_is_in_the_lineage_graph_and_reports_upstream_issues(served):
 def test_an_alias_move_seen_in_another_session_ends_the_old_serves_edge(served):
     define(served, variants={"champion": ("churn@champion", 1.0)})
     served.models.set_alias("churn", "champion", 2)  # nobody hosts the endpoint now
-    keel.open(served.path).endpoint("churn")          # a later session opens it: serves churn/2 only
+    keel.open(served.location).endpoint("churn")          # a later session opens it: serves churn/2 only
     assert "endpoint:churn" in served.lineage.downstream("model:churn/2")
     assert "endpoint:churn" not in served.lineage.downstream("model:churn/1")
 
@@ -260,7 +260,7 @@ def test_changes_reach_a_hosting_process_on_its_next_request(served):
     assert ep.predict({"player_id": 5})["model"] == "churn/1"
 
     def elsewhere(code):
-        subprocess.run([sys.executable, "-c", f"import keel; ws = keel.open({served.path!r}); {code}"], check=True)
+        subprocess.run([sys.executable, "-c", f"import keel; ws = keel.open({served.location!r}); {code}"], check=True)
 
     elsewhere("ws.models.set_alias('churn', 'champion', 2)")          # another process moves the alias
     assert ep.predict({"player_id": 5})["model"] == "churn/2"

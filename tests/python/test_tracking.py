@@ -362,11 +362,11 @@ WORKER = textwrap.dedent("""
 def test_four_processes_logging_concurrently_lose_nothing(ws):
     run = ws.start_run(experiment="concurrency")
     n = 10_000
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, ws.path, run.id, str(w), str(n)], env=child_env())
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, ws.location, run.id, str(w), str(n)], env=child_env())
              for w in range(4)]
     for p in procs:
         assert p.wait(timeout=300) == 0
-    hist = keel.open(ws.path).runs.get(run.id).metric_history("m")
+    hist = keel.open(ws.location).runs.get(run.id).metric_history("m")
     assert len(hist) == 4 * n
     assert hist["step"].nunique() == 4 * n
     assert run.refresh().metrics["m"] == n - 1
@@ -388,7 +388,7 @@ KILLED_WORKER = textwrap.dedent("""
 
 def test_sigkill_mid_write_keeps_every_acknowledged_write(ws):
     run = ws.start_run(experiment="crash")
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, ws.path, run.id], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, ws.location, run.id], stdout=subprocess.PIPE,
                             env=child_env(), text=True)
     acked = -1
     deadline = time.time() + 60
@@ -403,7 +403,7 @@ def test_sigkill_mid_write_keeps_every_acknowledged_write(ws):
     for line in rest.splitlines():
         acked = int(line)
     assert acked >= 3000, "the child should have been killed while writing"
-    reopened = keel.open(ws.path)
+    reopened = keel.open(ws.location)
     got = reopened.runs.get(run.id)
     steps = set(got.metric_history("m")["step"].tolist())
     assert set(range(acked + 1)) <= steps
@@ -437,7 +437,7 @@ RUN_UNTIL_SIGNALLED = textwrap.dedent("""
 
 
 def start_child(ws, mode, seconds=60, **env):
-    proc = subprocess.Popen([sys.executable, "-c", RUN_UNTIL_SIGNALLED, ws.path, mode, str(seconds)],
+    proc = subprocess.Popen([sys.executable, "-c", RUN_UNTIL_SIGNALLED, ws.location, mode, str(seconds)],
                             stdout=subprocess.PIPE, text=True, env={**child_env(), **env})
     run_id = proc.stdout.readline().strip()
     assert len(run_id) == 32, run_id
@@ -487,7 +487,7 @@ def test_sigterm_handler_is_installed_only_while_a_run_is_active(ws):
         assert signal.getsignal(signal.SIGTERM) is before
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code, ws.path], capture_output=True, text=True, env=child_env(),
+    out = subprocess.run([sys.executable, "-c", code, ws.location], capture_output=True, text=True, env=child_env(),
                          timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -506,7 +506,7 @@ def test_a_forked_worker_killed_by_sigterm_leaves_the_parents_run_alone(ws):
         print(ws.runs.get(run.id).status)
         run.end()
     """)
-    out = subprocess.run([sys.executable, "-c", code, ws.path], capture_output=True, text=True, env=child_env(),
+    out = subprocess.run([sys.executable, "-c", code, ws.location], capture_output=True, text=True, env=child_env(),
                          timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "RUNNING", out.stderr
 
@@ -537,15 +537,13 @@ def test_sigkill_leaves_a_stale_run_that_close_stale_ends(ws):
     alive.end()
 
 
-def test_stale_on_another_host_goes_by_heartbeat_and_a_reused_pid_is_seen(ws):
-    import sqlite3
+def test_stale_on_another_host_goes_by_heartbeat_and_a_reused_pid_is_seen(ws, run_sql):
     remote, reused = ws.start_run(name="remote"), ws.start_run(name="reused")
     old = int(time.time() * 1000) - 600_000
-    with sqlite3.connect(os.path.join(ws.path, "keel.db")) as db:
-        db.execute("UPDATE tracking_run_processes SET host = 'gpu-box-7', heartbeat_at = ? WHERE run = "
-                   "(SELECT id FROM tracking_runs WHERE run_id = ?)", (old, remote.id))
-        db.execute("UPDATE tracking_run_processes SET process_start = process_start + 1 WHERE run = "
-                   "(SELECT id FROM tracking_runs WHERE run_id = ?)", (reused.id,))
+    run_sql(ws, f"UPDATE tracking_run_processes SET host = 'gpu-box-7', heartbeat_at = {old} WHERE run = "
+                f"(SELECT id FROM tracking_runs WHERE run_id = '{remote.id}'); "
+                "UPDATE tracking_run_processes SET process_start = process_start + 1 WHERE run = "
+                f"(SELECT id FROM tracking_runs WHERE run_id = '{reused.id}')")
     reasons = {r["id"]: r["reason"] for r in ws.runs.stale(heartbeat_timeout=300)}
     assert "no heartbeat from process" in reasons[remote.id] and "gpu-box-7" in reasons[remote.id]
     assert "another process" in reasons[reused.id]

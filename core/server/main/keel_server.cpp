@@ -42,9 +42,10 @@ void report(std::string_view kind, std::string_view message, bool json) {
 std::shared_ptr<storage::Workspace> open_workspace(const ServerConfig& config) {
     namespace fs = std::filesystem;
     const std::string& path = config.workspace;
-    if (!fs::is_directory(path) || !fs::exists(fs::path(path) / "keel.db"))
+    if (!storage::WorkspaceLocation::is_database_url(path) &&
+        (!fs::is_directory(path) || !fs::exists(fs::path(path) / "keel.db")))
         throw_error(ErrorKind::NotFound, "no Keel workspace at '{}': give --workspace (or $KEEL_WORKSPACE) the "
-                    "folder keel.open() made", path);
+                    "folder keel.open() made, or a postgresql:// URL", path);
     auto location = storage::WorkspaceLocation::from_env(path);  // $KEEL_ARTIFACTS, the cache settings
     if (!config.artifacts.empty()) location.artifacts = config.artifacts;
     return storage::Workspace::open(location);

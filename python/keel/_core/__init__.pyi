@@ -1168,6 +1168,16 @@ class Workspace:
         Where the artifacts and feature files live: s3://bucket/prefix/ or the directory.
         """
     @property
+    def location(self) -> str:
+        """
+        What opens this workspace again: its directory, or its PostgreSQL URL.
+        """
+    @property
+    def metadata(self) -> str:
+        """
+        Where the metadata lives: keel.db's path, or the PostgreSQL URL without password.
+        """
+    @property
     def path(self) -> str:
         ...
 class WorkspaceTransaction:

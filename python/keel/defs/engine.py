@@ -24,6 +24,7 @@ from keel import _core
 from keel.defs.load import Definitions, load
 from keel.defs.objects import Definition, Endpoint, Entity, FeatureView, TrainingSpec
 from keel.defs.plan import Change, Plan
+from keel.workspace import is_database_url
 from keel.errors import Conflict, InvalidArgument, KeelError
 from keel.quality import Rule, checks
 
@@ -294,8 +295,11 @@ def _private_handle(workspace, create: bool):
     temporary folder to delete afterwards (planning against a workspace that does not exist yet)."""
     import keel
     if hasattr(workspace, "native"):
-        return keel.open(workspace.path, user=workspace.user, role=workspace.role), workspace.path, None
+        shown = workspace.metadata if is_database_url(workspace.location) else workspace.path
+        return workspace.reopen(user=workspace.user, role=workspace.role), shown, None
     path = os.fspath(workspace)
+    if is_database_url(path):
+        return keel.open(path), path, None
     if not create and not os.path.exists(os.path.join(path, "keel.db")):
         if os.path.exists(path) and not os.path.isdir(path):
             raise InvalidArgument(f"workspace '{path}' is a file, not a Keel workspace folder")

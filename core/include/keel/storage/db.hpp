@@ -14,8 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-struct sqlite3;
-struct sqlite3_stmt;
+#include "keel/storage/sql_backend.hpp"
 
 namespace keel::storage {
 
@@ -23,36 +22,37 @@ class Db;
 
 namespace detail {
 //! One entry of the Db's statement cache; `users` counts the live Stmt handles borrowing it, and an
-//! entry in use is never finalized.
+//! entry in use is never dropped.
 struct CachedStmt {
     std::string sql;
-    sqlite3_stmt* stmt = nullptr;
+    std::unique_ptr<Cursor> cursor;
     int users = 0;
 };
 } // namespace detail
 
 //! A prepared statement borrowed from the Db's cache (or, when its SQL is already in use further up
-//! the stack, a private one finalized with the handle). Binds are 1-based like SQLite's; the
-//! statement is reset and its bindings cleared when the handle goes out of scope.
+//! the stack, a private one dropped with the handle). Binds are 1-based; the statement is reset and
+//! its bindings cleared when the handle goes out of scope. SQL uses `?` placeholders whatever the
+//! backend.
 class Stmt {
 public:
-    Stmt(Db& db, sqlite3_stmt* stmt, detail::CachedStmt* cached) : db_(&db), stmt_(stmt), cached_(cached) {}
-    Stmt(Stmt&& other) noexcept : db_(other.db_), stmt_(other.stmt_), cached_(other.cached_) {
-        other.stmt_ = nullptr;
+    Stmt(Cursor* cursor, detail::CachedStmt* cached) : cursor_(cursor), cached_(cached) {}
+    Stmt(Stmt&& other) noexcept : cursor_(other.cursor_), cached_(other.cached_) {
+        other.cursor_ = nullptr;
         other.cached_ = nullptr;
     }
     Stmt(const Stmt&) = delete;
     Stmt& operator=(const Stmt&) = delete;
     ~Stmt();
 
-    Stmt& bind(int index, int64_t value);
+    Stmt& bind(int index, int64_t value) { return cursor_->bind_int64(index, value), *this; }
     Stmt& bind(int index, int value) { return bind(index, int64_t(value)); }
-    Stmt& bind(int index, double value);
-    Stmt& bind(int index, std::string_view value);
+    Stmt& bind(int index, double value) { return cursor_->bind_double(index, value), *this; }
+    Stmt& bind(int index, std::string_view value) { return cursor_->bind_text(index, value), *this; }
     Stmt& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
     Stmt& bind(int index, const std::string& value) { return bind(index, std::string_view(value)); }
-    Stmt& bind(int index, std::nullptr_t);
-    Stmt& bind_blob(int index, const void* data, size_t size);
+    Stmt& bind(int index, std::nullptr_t) { return cursor_->bind_null(index), *this; }
+    Stmt& bind_blob(int index, const void* data, size_t size) { return cursor_->bind_blob(index, data, size), *this; }
     template <typename T>
     Stmt& bind(int index, const std::optional<T>& value) {
         return value ? bind(index, *value) : bind(index, nullptr);
@@ -66,23 +66,29 @@ public:
     }
 
     //! Advances to the next row; false when done.
-    bool step();
+    bool step() { return cursor_->step(); }
     //! Runs a statement that returns no rows.
-    void run();
+    void run() {
+        while (step()) {
+        }
+    }
+    //! Runs an `INSERT ... RETURNING id` and gives the id (both backends' way to learn a new key).
+    int64_t insert_id();
+    //! Rows the statement inserted, updated or deleted (after run()).
+    int64_t affected() const { return cursor_->affected(); }
 
-    bool is_null(int col) const;
-    int64_t int64(int col) const;
-    double real(int col) const;
-    std::string text(int col) const;
+    bool is_null(int col) const { return cursor_->is_null(col); }
+    int64_t int64(int col) const { return cursor_->int64(col); }
+    double real(int col) const { return cursor_->real(col); }
+    std::string text(int col) const { return cursor_->text(col); }
     std::optional<std::string> opt_text(int col) const;
     std::optional<int64_t> opt_int64(int col) const;
     std::optional<double> opt_real(int col) const;
-    std::string blob(int col) const;
+    std::string blob(int col) const { return cursor_->blob(col); }
 
 private:
-    Db* db_;
-    sqlite3_stmt* stmt_;
-    detail::CachedStmt* cached_; //!< null: a private statement this handle finalizes
+    Cursor* cursor_;
+    detail::CachedStmt* cached_; //!< null: a private statement this handle owns
 };
 
 //! One module's tables: an ordered list of forward migrations. The module's version is the number
@@ -92,11 +98,15 @@ struct ModuleSchema {
     std::vector<std::string> steps;
 };
 
-//! A SQLite connection set up for Keel: WAL, foreign keys, busy timeout, a statement cache and one
-//! mutex that every caller holds while it uses the connection (a Workspace may be shared by threads).
+//! The metadata connection every module goes through: a facade over one `Backend` (SQLite for a
+//! workspace directory, PostgreSQL for a team workspace) with a statement cache, schema migrations,
+//! a change token and one mutex that every caller holds while it uses the connection (a Workspace
+//! may be shared by threads).
 class Db {
 public:
+    //! SQLite at `path` (created if missing): WAL, foreign keys, busy timeout.
     explicit Db(const std::string& path);
+    explicit Db(std::unique_ptr<Backend> backend);
     ~Db();
     Db(const Db&) = delete;
     Db& operator=(const Db&) = delete;
@@ -113,9 +123,10 @@ public:
     size_t cached_statements() const { return lru_.size(); }
     //! Runs one or more statements without results. Caller must hold lock().
     void exec(std::string_view sql);
-    int64_t last_insert_rowid() const;
-    int changes() const;
-    const std::string& path() const { return path_; }
+    //! Where the metadata lives: the SQLite file, or the PostgreSQL URL without its password.
+    const std::string& path() const { return backend_->location(); }
+    Dialect dialect() const { return backend_->dialect(); }
+    Backend& backend() { return *backend_; }
 
     //! Changes whenever any connection, this one or another process's, commits a write: a cheap
     //! test (no table read) of whether cached state may be stale.
@@ -127,7 +138,9 @@ public:
     //! Thread-safe.
     uint64_t recent_change_token(std::chrono::microseconds max_age);
 
-    //! Applies the module's missing migrations in one write transaction (idempotent, multi-process safe).
+    //! Applies the module's missing migrations in one write transaction (idempotent, multi-process
+    //! safe). Steps are written once in the neutral form and translated for the backend
+    //! (sql_dialect.hpp).
     void ensure_schema(const ModuleSchema& schema);
 
     //! Runs `action` once the outermost open transaction commits (at once when none is open), and
@@ -137,15 +150,9 @@ public:
     //! Caller must hold lock(). An action's exception is swallowed: the commit has happened.
     void after_commit(std::function<void()> action);
 
-    //! Throws keel::Error for a failed SQLite call, naming the extended code and what was running.
-    [[noreturn]] void fail(int rc, std::string_view what) const;
-    sqlite3* handle() const { return db_; }
-
 private:
-    friend class Stmt;
     friend class Transaction;
-    std::string path_;
-    sqlite3* db_ = nullptr;
+    std::unique_ptr<Backend> backend_;
     std::recursive_mutex mutex_;
     void evict_unused();
     std::list<detail::CachedStmt> lru_; //!< most recently used first
@@ -158,8 +165,9 @@ private:
     std::atomic<int64_t> recent_at_us_{0};
 };
 
-//! BEGIN IMMEDIATE ... COMMIT, rolled back by the destructor unless commit() ran. Holds the Db's
-//! lock for its whole life. Nested transactions become no-ops inside the outer one.
+//! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
+//! lock), rolled back by the destructor unless commit() ran. Holds the Db's lock for its whole life.
+//! Nested transactions become no-ops inside the outer one.
 class Transaction {
 public:
     explicit Transaction(Db& db);

@@ -8,44 +8,60 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace keel::storage {
 
 //! Where a workspace lives: its metadata and its objects (artifacts, feature segments, snapshots).
-//! A struct rather than positional strings, so that other metadata backends can join it.
 struct WorkspaceLocation {
-    //! The workspace directory: keel.db (SQLite metadata) and, for local objects, their files.
-    std::filesystem::path path;
-    //! Where the objects live: "s3://bucket/prefix", or "" for what the workspace recorded when it
-    //! was created (a new workspace: its own directory). The location is recorded in the workspace
-    //! on creation; a different one given later is refused, naming both.
+    //! The metadata: a directory (its keel.db, SQLite; objects default to the directory too), or a
+    //! PostgreSQL URL for a team (`postgresql://user@host:port/db[?schema=NAME]`).
+    std::string workspace;
+    //! Where the objects live: "s3://bucket/prefix", a directory (PostgreSQL workspaces only), or ""
+    //! for what the workspace recorded when it was created (a new directory workspace: the directory
+    //! itself; a new PostgreSQL workspace needs one). A different one given later is refused, naming both.
     std::string artifacts;
-    //! The read cache of remote objects; "" is <path>/cache.
+    //! The read cache of remote objects; "" is <directory>/cache, or ~/.cache/keel/<id> for PostgreSQL.
     std::filesystem::path cache_dir;
     //! The cache's size bound in bytes; 0 is the default (10 GiB).
     int64_t cache_max_bytes = 0;
 
-    //! `path` with the rest from the environment: KEEL_ARTIFACTS, KEEL_CACHE_DIR, KEEL_CACHE_MAX_BYTES
-    //! (bytes, or with a K, M, G suffix). S3 settings come from the AWS variables (S3Config::from_env).
-    static WorkspaceLocation from_env(std::filesystem::path path);
+    //! `workspace` with the rest from the environment: KEEL_ARTIFACTS, KEEL_CACHE_DIR,
+    //! KEEL_CACHE_MAX_BYTES (bytes, or with a K, M, G suffix). S3 settings come from the AWS variables
+    //! (S3Config::from_env).
+    static WorkspaceLocation from_env(std::string workspace);
+    //! True for the URLs taken as PostgreSQL (postgresql://, postgres://).
+    static bool is_database_url(std::string_view workspace);
 };
 
-//! A Keel workspace: a directory holding keel.db (SQLite metadata, WAL), and its objects, through
-//! objects(): in the directory (artifacts/: content-addressed blobs, features/: feature store files)
-//! or on S3 with a local read cache. Safe to open from several processes at once; every module
-//! (tracking, registry, lineage, features, ...) keeps its own tables in db() and its own objects
-//! under its own key prefix.
+//! A Keel workspace. Embedded: a directory holding keel.db (SQLite metadata, WAL) and its objects
+//! (artifacts/: content-addressed blobs, features/: feature store files). Team: metadata on
+//! PostgreSQL and objects on S3 (or a shared directory). Objects are reached through objects(), on S3
+//! with a local read cache. Safe to open from several processes (and, with PostgreSQL, machines) at
+//! once; every module (tracking, registry, lineage, features, ...) keeps its own tables in db() and
+//! its own objects under its own key prefix.
 class Workspace {
 public:
-    //! Opens the workspace at `path`, creating the directory and files if needed.
-    static std::shared_ptr<Workspace> open(const std::filesystem::path& path);
+    //! Opens the workspace at `path` (a directory or a PostgreSQL URL), creating what is missing.
+    static std::shared_ptr<Workspace> open(const std::string& path);
+    static std::shared_ptr<Workspace> open(const std::filesystem::path& path) { return open(path.string()); }
+    static std::shared_ptr<Workspace> open(const char* path) { return open(std::string(path)); }
+    //! Opens the workspace at `path` with its objects at `artifacts` (see WorkspaceLocation).
+    static std::shared_ptr<Workspace> open(const std::string& path, const std::string& artifacts) {
+        return open(WorkspaceLocation{path, artifacts});
+    }
     //! Opens the workspace at `location`; for S3 objects, checks the bucket and credentials first
-    //! (NotFound, PermissionDenied or Internal saying what to fix).
+    //! (NotFound, PermissionDenied or Internal saying what to fix); for PostgreSQL, the server
+    //! (Unavailable, PermissionDenied, NotFound within the connect timeout).
     static std::shared_ptr<Workspace> open(const WorkspaceLocation& location);
 
+    //! The workspace directory; for PostgreSQL, the local directory of its objects or their cache.
     const std::filesystem::path& path() const { return path_; }
-    //! The location as opened, with `artifacts` resolved ("s3://..." or "" for the directory).
+    //! What open() takes to open the same workspace again (another handle, process or role): the
+    //! absolute directory, or the PostgreSQL URL (with its password, if it had one), with
+    //! `artifacts` resolved ("s3://...", a directory, or "" for the workspace's own directory).
     const WorkspaceLocation& location() const { return location_; }
+    bool on_database() const { return WorkspaceLocation::is_database_url(location_.workspace); }
     Db& db() { return *db_; }
     ArtifactStore& artifacts() { return *artifacts_; }
     ObjectStore& objects() { return *objects_; }
@@ -64,6 +80,9 @@ public:
     explicit Workspace(WorkspaceLocation location);
 
 private:
+    void open_directory();
+    void open_on_database();
+
     std::filesystem::path path_;
     WorkspaceLocation location_;
     std::unique_ptr<ObjectStore> objects_;

@@ -1,0 +1,67 @@
+// core/include/keel/storage/sql_backend.hpp
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace keel::storage {
+
+//! The SQL engines Keel keeps its metadata in. Modules write one SQL for both (the subset both
+//! accept, `?` placeholders, types written once: see sql_dialect.hpp); what differs is asked of
+//! the dialect, never decided by a module.
+enum class Dialect { Sqlite, Postgres };
+
+//! One prepared statement of a backend. Binds are 1-based; after reset() the statement can run
+//! again with new binds. Columns are read by 0-based index while step() is on a row.
+class Cursor {
+public:
+    virtual ~Cursor() = default;
+    virtual void bind_int64(int index, int64_t value) = 0;
+    virtual void bind_double(int index, double value) = 0;
+    virtual void bind_text(int index, std::string_view value) = 0;
+    virtual void bind_blob(int index, const void* data, size_t size) = 0;
+    virtual void bind_null(int index) = 0;
+    //! Runs the statement on the first call; advances to the next row; false when done.
+    virtual bool step() = 0;
+    //! Clears the result and the binds.
+    virtual void reset() = 0;
+    //! Rows inserted, updated or deleted by the statement's last run.
+    virtual int64_t affected() const = 0;
+
+    virtual bool is_null(int col) const = 0;
+    virtual int64_t int64(int col) const = 0;
+    virtual double real(int col) const = 0;
+    virtual std::string text(int col) const = 0;
+    virtual std::string blob(int col) const = 0;
+};
+
+//! One connection to a metadata database. `Db` owns it and serializes every use under its mutex,
+//! so a backend is never called from two threads at once.
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual Dialect dialect() const = 0;
+    //! Where the metadata lives, for messages ("/ws/keel.db", "postgresql://user@host:5432/db").
+    virtual const std::string& location() const = 0;
+
+    //! `sql` uses `?` placeholders. `persistent`: the statement will be cached and run many times.
+    virtual std::unique_ptr<Cursor> prepare(std::string_view sql, bool persistent) = 0;
+    //! Runs one or more statements without parameters or results (schema steps, PRAGMAs).
+    virtual void exec(std::string_view sql) = 0;
+
+    //! A write transaction: one writer at a time per workspace, readers never blocked.
+    virtual void begin_write() = 0;
+    virtual void commit() = 0;
+    //! Never throws: a connection that failed has rolled back by itself.
+    virtual void rollback() noexcept = 0;
+    virtual bool in_transaction() const = 0;
+
+    //! Changes whenever another connection (any process, any machine) commits a write; commits
+    //! through this connection are counted by the Db. May cost a round trip to the server.
+    virtual uint64_t others_change_token() = 0;
+};
+
+} // namespace keel::storage

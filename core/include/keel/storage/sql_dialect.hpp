@@ -1,0 +1,37 @@
+// core/include/keel/storage/sql_dialect.hpp
+#pragma once
+
+#include "keel/storage/sql_backend.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace keel::storage {
+
+//! A schema step written once in the neutral form (SQLite's spelling, which SQLite runs as is) for
+//! `dialect`. For PostgreSQL: INTEGER -> BIGINT, REAL -> DOUBLE PRECISION, BLOB -> BYTEA, TEXT ->
+//! TEXT COLLATE "C" (bytewise order and comparison, as in SQLite), an auto-assigned key
+//! (`INTEGER PRIMARY KEY [AUTOINCREMENT]` ending its column) -> a BIGINT identity, `WITHOUT ROWID`
+//! dropped. Quoted text and identifiers are left alone. Nothing else is rewritten: a step must
+//! otherwise be SQL both engines accept.
+std::string translate_schema(std::string_view step, Dialect dialect);
+
+//! `?` placeholders as `$1`, `$2`, ... (PostgreSQL's), outside quoted text and comments; `count`
+//! receives how many there were.
+std::string number_placeholders(std::string_view sql, int& count);
+
+//! A subquery giving the integers of one bound JSON array ("[3,1,2]") as rows, for `x IN (...)`
+//! with one statement whatever the list's length.
+std::string json_integer_set(Dialect dialect);
+
+//! MLflow's LIKE (case-sensitive) and ILIKE (case-insensitive) for one backend: `op` follows the
+//! column and holds one `?` for `pattern`. SQLite's LIKE ignores ASCII case, so LIKE becomes GLOB
+//! with the pattern translated; PostgreSQL's LIKE and ILIKE are used with backslash escapes off, as
+//! SQLite's LIKE has none.
+struct LikeMatch {
+    std::string op;
+    std::string pattern;
+};
+LikeMatch like_match(Dialect dialect, std::string_view like_pattern, bool case_sensitive);
+
+} // namespace keel::storage
