@@ -141,7 +141,7 @@ static void bind_feature_records(py::module_& m) {
     bind_record<ViewInfo>(m, "ViewInfo", "A feature view's catalog entry: definition, size, freshness (read-only).",
         fields(field("spec", &ViewInfo::spec), field("rows", &ViewInfo::rows), field("segments", &ViewInfo::segments),
                field("last_event_ms", &ViewInfo::last_event_ms), field("last_ingest_ms", &ViewInfo::last_ingest_ms),
-               field("materialized_end_ms", &ViewInfo::materialized_end_ms)));
+               field("materialized_end_ms", &ViewInfo::materialized_end_ms), field("online", &ViewInfo::online)));
     // Reads like the dict it used to be too (training_set.record["id"]).
     auto record = bind_record<TrainingSetRecord>(m, "TrainingSetRecord",
         "What rebuilds a training set: features, view versions and segment cutoffs, labels (read-only).",

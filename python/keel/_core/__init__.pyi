@@ -1060,7 +1060,7 @@ class ViewInfo:
     """
     A feature view's catalog entry: definition, size, freshness (read-only).
     """
-    _fields: typing.ClassVar[tuple] = ('spec', 'rows', 'segments', 'last_event_ms', 'last_ingest_ms', 'materialized_end_ms')
+    _fields: typing.ClassVar[tuple] = ('spec', 'rows', 'segments', 'last_event_ms', 'last_ingest_ms', 'materialized_end_ms', 'online')
     def __init__(self, record: ViewInfo) -> None:
         ...
     @property
@@ -1071,6 +1071,9 @@ class ViewInfo:
         ...
     @property
     def materialized_end_ms(self) -> int | None:
+        ...
+    @property
+    def online(self) -> str:
         ...
     @property
     def rows(self) -> int:

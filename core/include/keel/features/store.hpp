@@ -30,6 +30,7 @@ struct ViewInfo {
     std::optional<int64_t> last_event_ms;
     std::optional<int64_t> last_ingest_ms;
     std::optional<int64_t> materialized_end_ms;  //!< online store holds values up to this time
+    std::string online;  //!< where its online readers read: the Redis URL, '' for the local snapshot (or none)
 };
 
 //! Selects rows of a view. Without as_of, every de-duplicated row (one per key and event time, the
