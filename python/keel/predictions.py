@@ -222,7 +222,7 @@ def _item_list(value: Any) -> list[int]:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ValueError(f"holds item {item!r}: item ids are integers up to 2**53")
+            raise ValueError(f"holds item {_scalar(item)!r}: item ids are integers up to 2**53")
         out.append(int(item))
     return out
 
