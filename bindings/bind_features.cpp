@@ -389,6 +389,10 @@ void bind_features(py::module_& m) {
                  return record_dict(r, kMaterializeFields);
              },
              py::arg("view"), py::arg("end") = py::none(), py::arg("online") = py::none())
+        .def_static("check_online", [](const std::string& online) {
+                py::gil_scoped_release release;
+                FeatureStore::check_online(online);
+            }, py::arg("online"))
         .def("get_online",
              [](PyFeatureStore& s, const std::vector<std::string>& features, const py::object& key_data,
                 const Specs& specs, std::optional<int64_t> now) {

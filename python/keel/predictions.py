@@ -69,6 +69,7 @@ class Predictions:
                                   f"an 'items' column (lists of item ids), got columns {columns}")
         view = _core.PredictionTables.view_name(name, version.version)
         target = self._online(name, view, online)
+        _core.FeatureStore.check_online(target)  # Redis down fails the write here, before any row is ingested
         rows = _Rows(name, list(entity_spec.join_keys), "prediction" in columns, 0,
                      pd.Timestamp.now(tz="UTC").floor("ms"))
         if engine is None:
@@ -96,23 +97,23 @@ class Predictions:
         return self._native.record(name, version.name, version.version, rows.score, max(rows.items, existing),
                                    int(written))
 
-    def _online(self, name: str, view: str, online: str | None) -> str | None:
-        """Where the table's view is materialized when ``online`` is left out (None: where it already is)."""
+    def _online(self, name: str, view: str, online: str | None) -> str:
+        """Where the table's view is materialized: ``online``, else where it is, else where the table's
+        latest version is, else the one Redis the workspace's views use ("local" when none)."""
         if online is not None:
             return online
         infos = {info.spec.name: info for info in self._ws.features.list()}
         own = infos.get(view)
         if own is not None and own.materialized_end_ms is not None:
-            return None
+            return own.online or "local"
         written = [t for t in self._native.versions(name) if t.view in infos]
         if written:
-            latest = infos[max(written, key=lambda t: t.written_at).view]
-            return latest.online or "local"
+            return infos[max(written, key=lambda t: t.written_at).view].online or "local"
         urls = sorted({info.online for info in infos.values() if info.online})
         if len(urls) > 1:
             raise InvalidArgument(f"prediction table '{name}': the workspace's views are materialized to several "
                                   f"Redis servers ({urls}): give online='redis://...' (or 'local')")
-        return urls[0] if urls else None
+        return urls[0] if urls else "local"
 
     def _entity(self, columns: list[str], entity: str | None, name: str):
         entities = self._ws.features.entities()

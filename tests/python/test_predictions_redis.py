@@ -102,6 +102,7 @@ def test_redis_down_is_unavailable_for_reads_and_writes_never_a_wrong_answer(ws,
         with pytest.raises(keel.Unavailable):
             ws.predictions.write("player_recs", "recs/2", recommendations(2000))  # follows version 1 to Redis
         pd.testing.assert_frame_equal(ws.predictions.to_pandas(), before)  # nothing recorded: version 2 serves nothing
+        assert "player_recs.v2" not in [i.spec.name for i in ws.features.list()]  # nor ingested
         with pytest.raises(keel.NotFound, match="wrote no predictions"):
             ws.endpoint("next", model="predictions:player_recs/2")
     finally:
@@ -133,3 +134,6 @@ def test_where_a_table_goes_when_online_is_left_out(ws, redis):
     with pytest.raises(keel.InvalidArgument, match=r"several Redis servers .*give online="):
         ws.predictions.write("new_table", "recs/1", recommendations(0, players=[1]))
     ws.predictions.write("new_table", "recs/1", recommendations(0, players=[1]), online="local")
+    with pytest.raises(keel.InvalidArgument, match="redis://"):
+        ws.predictions.write("bad_url", "recs/1", recommendations(0, players=[1]), online="http://cache:6379")
+    assert "bad_url.v1" not in [i.spec.name for i in ws.features.list()]  # refused before anything is written

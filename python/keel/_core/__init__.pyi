@@ -316,6 +316,9 @@ class EntitySpec:
     def name(self) -> str:
         ...
 class FeatureStore:
+    @staticmethod
+    def check_online(online: str) -> None:
+        ...
     def __init__(self, workspace: Workspace) -> None:
         ...
     def can_read(self, arg0: str, arg1: str, arg2: str) -> bool:
