@@ -13,6 +13,9 @@ Each model version's values live in a feature view of their own (``player_recs.v
 online, so a lookup is as fast as an online feature and the answer is routed, logged and counted as
 any other: A/B weights choose between two versions' tables, an alias move switches tables (refused
 while the new version has written no table), and the answer names the model version that computed it.
+
+``online="redis://..."`` materializes a table to Redis, where every host's endpoints read it; a Spark
+or Dask frame (a batch job's ``spark_udf`` output) is written by its executors, partition by partition.
 """
 
 from __future__ import annotations
