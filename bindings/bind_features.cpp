@@ -141,7 +141,7 @@ static void bind_feature_records(py::module_& m) {
     bind_record<ViewInfo>(m, "ViewInfo", "A feature view's catalog entry: definition, size, freshness (read-only).",
         fields(field("spec", &ViewInfo::spec), field("rows", &ViewInfo::rows), field("segments", &ViewInfo::segments),
                field("last_event_ms", &ViewInfo::last_event_ms), field("last_ingest_ms", &ViewInfo::last_ingest_ms),
-               field("materialized_end_ms", &ViewInfo::materialized_end_ms)));
+               field("materialized_end_ms", &ViewInfo::materialized_end_ms), field("online", &ViewInfo::online)));
     // Reads like the dict it used to be too (training_set.record["id"]).
     auto record = bind_record<TrainingSetRecord>(m, "TrainingSetRecord",
         "What rebuilds a training set: features, view versions and segment cutoffs, labels (read-only).",
@@ -389,6 +389,10 @@ void bind_features(py::module_& m) {
                  return record_dict(r, kMaterializeFields);
              },
              py::arg("view"), py::arg("end") = py::none(), py::arg("online") = py::none())
+        .def_static("check_online", [](const std::string& online) {
+                py::gil_scoped_release release;
+                FeatureStore::check_online(online);
+            }, py::arg("online"))
         .def("get_online",
              [](PyFeatureStore& s, const std::vector<std::string>& features, const py::object& key_data,
                 const Specs& specs, std::optional<int64_t> now) {

@@ -80,6 +80,11 @@ std::optional<std::pair<OnlineRow, std::shared_ptr<const Segment>>> load_latest(
 
 } // namespace
 
+void FeatureStore::check_online(const std::string& online) {
+    if (online.empty() || online == "local") return;
+    redis::Pool::of(redis::Location::parse(online))->lease_live();  // a live connection, back to the pool
+}
+
 MaterializeResult FeatureStore::materialize(const std::string& name, std::optional<int64_t> end_opt,
                                             const std::optional<std::string>& online) {
     ViewSpec spec = view(name);

@@ -473,9 +473,13 @@ ViewInfo FeatureStore::info(const std::string& name) {
         info.last_event_ms = st.opt_int64(2);
         info.last_ingest_ms = st.opt_int64(3);
     }
-    auto on = db.prepare("SELECT end_ms FROM features_online WHERE view = ? AND version = ? ORDER BY id DESC LIMIT 1");
+    auto on = db.prepare("SELECT end_ms, online FROM features_online WHERE view = ? AND version = ? "
+                         "ORDER BY id DESC LIMIT 1");
     on.bind_all(name, info.spec.version);
-    if (on.step()) info.materialized_end_ms = on.int64(0);
+    if (on.step()) {
+        info.materialized_end_ms = on.int64(0);
+        info.online = on.text(1);
+    }
     return info;
 }
 

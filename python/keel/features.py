@@ -420,13 +420,14 @@ def _key_columns(join_keys: list[dict], keys: Mapping, what: str) -> pa.Table:
 
 class FeatureViewList(list):
     """``ws.features.list()``: each view's catalog entry (``keel._core.ViewInfo``: its definition
-    ``.spec``, rows, segments and freshness); ``.to_pandas()`` gives one row a view."""
+    ``.spec``, rows, segments, freshness and where online readers read: ``.online``, a Redis URL or
+    ``''`` for the local store); ``.to_pandas()`` gives one row a view."""
 
     def to_pandas(self):
         import pandas as pd
         return pd.DataFrame(self._rows(), columns=["name", "version", "entities", "features", "owner",
                                                    "description", "ttl", "rows", "segments", "last_event",
-                                                   "last_ingest", "materialized_until", "tags"])
+                                                   "last_ingest", "materialized_until", "online", "tags"])
 
     def _rows(self):
         out = []
@@ -439,6 +440,7 @@ class FeatureViewList(list):
                         "last_event": _ms_to_pandas(info.last_event_ms),
                         "last_ingest": _ms_to_pandas(info.last_ingest_ms),
                         "materialized_until": _ms_to_pandas(info.materialized_end_ms),
+                        "online": info.online or ("local" if info.materialized_end_ms is not None else None),
                         "tags": spec.tags})
         return out
 

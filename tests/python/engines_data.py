@@ -81,3 +81,31 @@ def same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
         elif pd.api.types.is_float_dtype(e.dtype):
             av, ev = av.astype("float64"), ev.astype("float64")
         assert av.tolist() == ev.tolist(), name
+
+
+# ---- prediction tables: a batch job's scores and top-k items, written from Spark and Dask ------------
+
+def scoring_workspace(path) -> tuple[keel.Workspace, pd.DataFrame]:
+    """A workspace with a player entity and model churn/1 (a regression on sessions and spend, its
+    alias champion), and the 300 players' inputs a batch job scores (event time fixed, so the tables
+    written by each engine and by pandas can be compared whole)."""
+    from sklearn.linear_model import LinearRegression
+    ws = keel.open(path)
+    ws.features.entity("player", join_keys=["player_id"])
+    rng = np.random.default_rng(11)
+    players = pd.DataFrame({"player_id": np.arange(300), "sessions": rng.integers(0, 30, 300).astype(float),
+                            "spend": rng.random(300) * 50, "event_timestamp": T0})
+    X = players[["sessions", "spend"]]
+    ws.models.log_model(None, LinearRegression().fit(X, X.sessions * 0.02 + X.spend * 0.01), "churn")
+    ws.models.set_alias("churn", "champion", 1)
+    return ws, players
+
+
+def top_items(players: pd.DataFrame) -> list[list[int]]:
+    """Uneven top-k lists (0 to 3 items; a player with none): ranks past a list's end stay null."""
+    return [[int(p) * 10 + k for k in range(int(p) % 4)] for p in players["player_id"]]
+
+
+def table_rows(ws: keel.Workspace, name: str, version: int = 1) -> pd.DataFrame:
+    """What a prediction table's view holds, without when it was ingested."""
+    return ws.features.view(f"{name}.v{version}").to_pandas().drop(columns="created_timestamp")

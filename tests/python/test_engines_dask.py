@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import dask
 import dask.dataframe as dd  # make deps installs dask[dataframe]
 import pytest
 
 import keel
-from engines_data import FEATURES, T0, labels, make_workspace, same
+from engines_data import FEATURES, T0, labels, make_workspace, same, scoring_workspace, table_rows, top_items
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
@@ -99,3 +100,50 @@ def test_predict_equals_predict(tmp_path):
     out = predict(predictor, dd.from_pandas(X, npartitions=3)).compute()
     np.testing.assert_array_equal(out.to_numpy(), predictor.predict(X))
     assert out.index.tolist() == X.index.tolist()
+
+
+def test_a_batch_job_writes_scores_and_items_to_a_prediction_table_served_from_redis(tmp_path, redis_server):
+    """keel.engines.dask.predict output straight into a prediction table: ingested by the workers, a
+    segment per partition, the same table the pandas path writes, served by an endpoint from Redis."""
+    from keel.engines.dask import predict
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    predictor = ws.models.load("churn@champion")
+    frame = players.assign(items=top_items(players))
+    with pytest.raises(keel.InvalidArgument, match="convert-string"):  # Dask's default: lists become text
+        ws.predictions.write("player_recs", "churn/1", dd.from_pandas(frame, npartitions=3))
+    with dask.config.set({"dataframe.convert-string": False}):
+        ddf = dd.from_pandas(frame, npartitions=3)
+    scored = ddf.assign(prediction=predict(predictor, ddf, ["sessions", "spend"]))
+    table = ws.predictions.write("player_recs", "churn@champion", scored, online=redis_server.url)
+    assert (table.rows, table.score, table.items) == (300, True, 3)
+    info = {i.spec.name: i for i in ws.features.list()}["player_recs.v1"]
+    assert info.segments == 3 and info.online == redis_server.url  # a segment per partition: nothing collected
+
+    local = frame.assign(prediction=predictor.predict(players[["sessions", "spend"]]))
+    ws.predictions.write("player_recs_local", "churn/1", local)
+    same(table_rows(ws, "player_recs"), table_rows(ws, "player_recs_local"))
+    got = ws.endpoint("recs", model="predictions:player_recs@champion").predict({"player_id": 42})
+    assert got["model"] == "churn/1" and got["items"] == [420, 421]
+    assert got["prediction"] == pytest.approx(local.prediction[42])
+
+
+@pytest.mark.parametrize("case", ["no key", "no prediction", "bad item", "bad prediction", "empty items"])
+def test_prediction_table_failures_give_the_pandas_errors(tmp_path, case):
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    frame = players[["player_id"]].assign(prediction=0.5, items=[[1, 2]] * len(players))
+    if case == "no key":
+        frame = frame.drop(columns="player_id")
+    elif case == "no prediction":
+        frame = frame.drop(columns=["prediction", "items"])
+    elif case == "bad item":
+        frame["items"] = [[1, "x" if p == 17 else 2] for p in players["player_id"]]
+    elif case == "bad prediction":
+        frame = frame.drop(columns="items").assign(prediction=["high"] * len(players))
+    else:
+        frame["items"] = [[] for _ in players["player_id"]]
+    local = _errors(lambda: ws.predictions.write("t", "churn/1", frame))
+    with dask.config.set({"dataframe.convert-string": False}):  # lists stay lists
+        ddf = dd.from_pandas(frame, npartitions=2)
+    engine = _errors(lambda: ws.predictions.write("t", "churn/1", ddf))
+    assert engine == local and local[0] is keel.InvalidArgument
+    assert ws.predictions.names() == []  # nothing recorded

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import keel
-from engines_data import FEATURES, T0, labels, make_workspace, same
+from engines_data import FEATURES, T0, labels, make_workspace, same, scoring_workspace, table_rows, top_items
 
 @pytest.fixture(scope="module")
 def spark():
@@ -176,3 +176,73 @@ def test_models_load_on_executors(spark, tmp_path):
 
     out = spark.createDataFrame(X).coalesce(1).mapInArrow(score, "label long").toPandas()
     assert out["label"].tolist() == ws.models.load("churn@champion").predict(X).tolist()
+
+
+def test_a_batch_job_writes_its_scores_to_a_prediction_table_served_from_redis(spark, tmp_path, redis_server):
+    """spark_udf output straight into a prediction table: ingested by the executors, a segment per
+    partition, the same table the pandas path writes, served by an endpoint from Redis."""
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    predictor = ws.models.load("churn@champion")
+    udf = predictor.spark_udf(spark)
+    df = spark.createDataFrame(players).repartition(3)
+    table = ws.predictions.write("churn_scores", "churn@champion",
+                                 df.withColumn("prediction", udf("sessions", "spend")), online=redis_server.url)
+    assert (table.rows, table.score, table.items) == (300, True, 0)
+    info = {i.spec.name: i for i in ws.features.list()}["churn_scores.v1"]
+    assert info.segments == 3 and info.online == redis_server.url  # a segment per partition: nothing collected
+
+    local = players.assign(prediction=predictor.predict(players[["sessions", "spend"]]))
+    ws.predictions.write("churn_scores_local", "churn/1", local)
+    same(table_rows(ws, "churn_scores"), table_rows(ws, "churn_scores_local"))
+    ep = ws.endpoint("churn", model="predictions:churn_scores@champion")
+    got = ep.predict({"player_id": 42})
+    assert got["model"] == "churn/1" and got["prediction"] == pytest.approx(local.prediction[42])
+
+
+def test_top_k_items_from_spark_equal_the_pandas_path(spark, tmp_path):
+    from pyspark.sql import types as T
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    frame = players[["player_id", "event_timestamp"]].assign(items=top_items(players))
+    schema = T.StructType([T.StructField("player_id", T.LongType()),
+                           T.StructField("event_timestamp", T.TimestampType()),
+                           T.StructField("items", T.ArrayType(T.LongType()))])
+    table = ws.predictions.write("player_recs", "churn/1", spark.createDataFrame(frame, schema).repartition(2))
+    local = ws.predictions.write("player_recs_local", "churn/1", frame)
+    assert (table.rows, table.items, table.score) == (local.rows, local.items, local.score) == (300, 3, False)
+    same(table_rows(ws, "player_recs"), table_rows(ws, "player_recs_local"))
+    ep = ws.endpoint("recs", model="predictions:player_recs/1")
+    assert ep.predict({"player_id": 7})["items"] == [70, 71, 72]
+    assert ep.predict({"player_id": 5})["items"] == [50]
+
+
+@pytest.mark.parametrize("case", ["no key", "no prediction", "bad item", "empty items"])
+def test_prediction_table_failures_give_the_pandas_errors(spark, tmp_path, case):
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    frame = players[["player_id"]].assign(prediction=0.5, items=[[1, 2]] * len(players))
+    if case == "no key":
+        frame = frame.drop(columns="player_id")
+    elif case == "no prediction":
+        frame = frame.drop(columns=["prediction", "items"])
+    elif case == "bad item":
+        frame["items"] = [[1.0, 2.5 if p == 17 else 2.0] for p in players["player_id"]]
+    else:
+        frame["items"] = [[] for _ in players["player_id"]]
+    sdf = spark.createDataFrame(frame).repartition(2) if case != "empty items" else spark.createDataFrame(
+        frame, "player_id long, prediction double, items array<long>")
+    local = _errors(lambda: ws.predictions.write("t", "churn/1", frame))
+    engine = _errors(lambda: ws.predictions.write("t", "churn/1", sdf))
+    assert engine == local and local[0] is keel.InvalidArgument
+    assert ws.predictions.names() == []  # nothing recorded, nothing ingested (items are checked first)
+    assert [i.spec.name for i in ws.features.list()] == []
+
+
+def test_a_prediction_column_of_arrays_is_refused_before_any_job(spark, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    ws, players = scoring_workspace(tmp_path / "ws.keel")
+    X = players[["sessions", "spend"]]
+    ws.models.log_model(None, LogisticRegression().fit(X, (X.sessions > 15).astype(int)), "churn_class")
+    proba = ws.models.load("churn_class/1").spark_udf(spark, result="proba")
+    df = spark.createDataFrame(players).withColumn("prediction", proba("sessions", "spend"))
+    with pytest.raises(keel.InvalidArgument, match=r"'prediction' column must hold numbers .* array<double>"):
+        ws.predictions.write("churn_proba", "churn_class/1", df)
+    assert ws.predictions.names() == []

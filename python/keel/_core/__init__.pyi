@@ -316,6 +316,9 @@ class EntitySpec:
     def name(self) -> str:
         ...
 class FeatureStore:
+    @staticmethod
+    def check_online(online: str) -> None:
+        ...
     def __init__(self, workspace: Workspace) -> None:
         ...
     def can_read(self, arg0: str, arg1: str, arg2: str) -> bool:
@@ -1060,7 +1063,7 @@ class ViewInfo:
     """
     A feature view's catalog entry: definition, size, freshness (read-only).
     """
-    _fields: typing.ClassVar[tuple] = ('spec', 'rows', 'segments', 'last_event_ms', 'last_ingest_ms', 'materialized_end_ms')
+    _fields: typing.ClassVar[tuple] = ('spec', 'rows', 'segments', 'last_event_ms', 'last_ingest_ms', 'materialized_end_ms', 'online')
     def __init__(self, record: ViewInfo) -> None:
         ...
     @property
@@ -1071,6 +1074,9 @@ class ViewInfo:
         ...
     @property
     def materialized_end_ms(self) -> int | None:
+        ...
+    @property
+    def online(self) -> str:
         ...
     @property
     def rows(self) -> int:

@@ -119,17 +119,42 @@ def _read_part(index: int, job: _partition.ReadJob) -> pd.DataFrame:
     return _view_pandas(_partition.read_range(job, index))
 
 
-def ingest(fv, ddf) -> dict:
-    """``fv.ingest(dask_df)``: each partition ingested by its worker as its own segment."""
+def ingest(fv, ddf, transform=None) -> dict:
+    """``fv.ingest(dask_df)``: each partition ingested by its worker as its own segment, after
+    ``transform`` (pandas frame -> Arrow table, e.g. a prediction table's shaping) when given."""
     where, view = _plan.where(fv._store.workspace), fv.name
 
     def run(frame: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame([_partition.ingest(where, view, _arrow(frame))])
+        table = transform(frame) if transform is not None else _arrow(frame)
+        return pd.DataFrame([_partition.ingest(where, view, table)])
 
     meta = pd.DataFrame({"rows": pd.Series([], dtype="int64"), "segment": pd.Series([], dtype="int64")})
     out = ddf.map_partitions(run, meta=meta).compute()
     return {"view": fv.name, "version": fv.version, "rows": int(out["rows"].sum()),
             "segments": sorted(int(s) for s, r in zip(out["segment"], out["rows"]) if r)}
+
+
+# ---- prediction tables -----------------------------------------------------------------------------
+
+
+def prediction_items(ddf, name: str, keys: list[str]) -> int:
+    """The longest ``items`` list of a frame of predictions, counted by the workers, which check every
+    item id first (a bad one fails the write before any partition is ingested)."""
+    from keel.predictions import _item_lists
+    if pd.api.types.is_string_dtype(ddf._meta["items"].dtype) and ddf._meta["items"].dtype != object:
+        # Dask's dataframe.convert-string turns columns of Python lists into their text ("[1, 2]").
+        raise InvalidArgument(f"prediction table '{name}': the 'items' column holds strings, not lists of item "
+                              "ids (Dask converts object columns to strings, lists included): build the frame "
+                              "under dask.config.set({'dataframe.convert-string': False})")
+
+    def longest(frame: pd.DataFrame) -> pd.Series:
+        return pd.Series([max((len(v) for v in _item_lists(frame, keys, name)), default=0)], dtype="int64")
+
+    return int(ddf[[*keys, "items"]].map_partitions(longest, meta=pd.Series([], dtype="int64")).max().compute())
+
+
+def check_prediction_column(ddf, name: str) -> None:
+    """Nothing to tell from the metadata: the workers convert the column as the pandas path does."""
 
 
 # ---- batch scoring ---------------------------------------------------------------------------------

@@ -150,13 +150,16 @@ def read_view(fv, spark, start_ms: int | None = None, end_ms: int | None = None,
     return ids.mapInArrow(run, _types().from_arrow_schema(schema))
 
 
-def ingest(fv, df) -> dict:
-    """``fv.ingest(spark_df)``: each partition ingested by its executor as its own segment."""
+def ingest(fv, df, transform=None) -> dict:
+    """``fv.ingest(spark_df)``: each partition ingested by its executor as its own segment, after
+    ``transform`` (pandas frame -> Arrow table, e.g. a prediction table's shaping) when given."""
     where, view = _plan.where(fv._store.workspace), fv.name
 
     def run(batches):
         table = _concat(batches)
         if table is not None:
+            if transform is not None:
+                table = transform(table.to_pandas())
             yield pa.RecordBatch.from_pylist([_partition.ingest(where, view, table)], schema=_INGEST_SCHEMA)
 
     rows = _rethrowing(lambda: df.mapInArrow(run, _types().from_arrow_schema(_INGEST_SCHEMA)).collect())
@@ -165,6 +168,44 @@ def ingest(fv, df) -> dict:
 
 
 _INGEST_SCHEMA = pa.schema([("rows", pa.int64()), ("segment", pa.int64())])
+
+
+# ---- prediction tables -----------------------------------------------------------------------------
+
+
+def prediction_items(df, name: str, keys: list[str]) -> int:
+    """The longest ``items`` list of a frame of predictions, counted by the executors, which check every
+    item id first (a bad one fails the write before any partition is ingested). Spark computes the
+    ``items`` column for this pass and again for the write: persist() a frame that is costly to compute."""
+    from pyspark.sql import types as T
+    from keel.predictions import _item_lists
+    kind = df.schema["items"].dataType
+    if not isinstance(kind, T.ArrayType) or not isinstance(kind.elementType, T.NumericType):
+        raise InvalidArgument(f"prediction table '{name}': the 'items' column must hold arrays of item ids "
+                              f"(integers), got {kind.simpleString()}")
+
+    def longest(batches):
+        for batch in batches:
+            lists = _item_lists(batch.to_pandas(), keys, name)
+            yield pa.RecordBatch.from_pydict({"longest": [max((len(v) for v in lists), default=0)]},
+                                             schema=_LONGEST_SCHEMA)
+
+    rows = _rethrowing(lambda: df.select(*keys, "items").mapInArrow(
+        longest, _types().from_arrow_schema(_LONGEST_SCHEMA)).collect())
+    return max((int(r["longest"]) for r in rows), default=0)
+
+
+_LONGEST_SCHEMA = pa.schema([("longest", pa.int64())])
+
+
+def check_prediction_column(df, name: str) -> None:
+    """A ``prediction`` column of arrays, maps or structs (e.g. ``result="proba"``) is refused up front;
+    numbers (and numeric strings, as in pandas) are converted in the executors."""
+    from pyspark.sql import types as T
+    kind = df.schema["prediction"].dataType
+    if not isinstance(kind, (T.NumericType, T.StringType)):
+        raise InvalidArgument(f"prediction table '{name}': the 'prediction' column must hold numbers (a score "
+                              f"per entity), got {kind.simpleString()}")
 
 
 # ---- batch scoring ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ struct ViewInfo {
     std::optional<int64_t> last_event_ms;
     std::optional<int64_t> last_ingest_ms;
     std::optional<int64_t> materialized_end_ms;  //!< online store holds values up to this time
+    std::string online;  //!< where its online readers read: the Redis URL, '' for the local snapshot (or none)
 };
 
 //! Selects rows of a view. Without as_of, every de-duplicated row (one per key and event time, the
@@ -194,6 +195,11 @@ public:
     //! there; "local" (or "") goes back to the local snapshot; unset keeps the view's current store.
     MaterializeResult materialize(const std::string& view, std::optional<int64_t> end_ms = std::nullopt,
                                   const std::optional<std::string>& online = std::nullopt);
+    //! Checks that materialize(view, end, online) could reach its target now: "local"/"" always,
+    //! "redis://..." when the server answers (InvalidArgument for a bad URL, Unavailable when it is
+    //! down). For callers that write data before they materialize it (prediction tables), so an
+    //! outage fails them before anything is written.
+    static void check_online(const std::string& online);
     //! Online values for the given keys (one column per join key of `keys`): for each feature
     //! its value, plus "<view>__event_timestamp", "<view>__age_ms" and "<view>__stale" columns.
     Table get_online(const std::vector<std::string>& features, const BatchView& keys,
