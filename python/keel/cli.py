@@ -522,7 +522,7 @@ def cmd_serve(args, out: _Out) -> None:
     if token is not None and not token_file:
         token_dir, token_file = server._write_token(token)
     ws = _open_workspace(args)
-    cmd = server.server_args(ws.path, args.endpoint, host=args.host, port=args.port, token_file=token_file,
+    cmd = server.server_args(ws.location, args.endpoint, host=args.host, port=args.port, token_file=token_file,
                              config=args.config, threads=args.threads, tls_cert=args.tls_cert,
                              tls_key=args.tls_key, artifacts=getattr(args, "artifacts", None)) + ["--json"]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -180,7 +180,8 @@ _subscribers: dict[str, list] = {}
 
 
 def _ws_key(ws) -> str:
-    return os.path.realpath(ws.path)
+    from keel.workspace import is_database_url
+    return ws.location if is_database_url(ws.location) else os.path.realpath(ws.path)
 
 
 class DataIssue(_core.DataIssueRecord):

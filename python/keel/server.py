@@ -203,13 +203,14 @@ def _write_token(token: str) -> tuple[str, str]:
 def serve(workspace: Any, endpoints: Iterable[str] | None = None, *, host: str = "127.0.0.1", port: int = 0,
           token: str | None = None, config: str | None = None, threads: int | None = None,
           tls_cert: str | None = None, tls_key: str | None = None, env: dict[str, str] | None = None) -> Server:
-    """Starts ``keel-server`` on ``workspace`` (a keel.Workspace or its path) and waits until it listens.
+    """Starts ``keel-server`` on ``workspace`` (a keel.Workspace, its path or its PostgreSQL URL) and waits
+    until it listens.
 
     Without ``token`` and ``config``, a random static token is made (``server.token``): nothing is
     served unauthenticated by default. ``port=0`` picks a free port (``server.port``). A server that
     cannot start raises the KeelError it reported (a bad flag, an unknown endpoint, a port in use).
     """
-    path = os.fspath(getattr(workspace, "path", workspace))
+    path = os.fspath(getattr(workspace, "location", workspace))  # a directory or a PostgreSQL URL
     token_dir = token_file = None
     if token is None and config is None:
         token = secrets.token_urlsafe(32)

@@ -42,9 +42,12 @@ def workspace(where: Where):
     if ws is None:
         # keel.open creates a missing workspace: here a missing one means the executor does not see
         # the driver's file system, and an empty workspace would answer with nothing.
-        if not os.path.exists(os.path.join(where.path, "keel.db")):
+        # (A team workspace's URL reaches the same metadata from every executor.)
+        from keel.workspace import is_database_url
+        if not is_database_url(where.path) and not os.path.exists(os.path.join(where.path, "keel.db")):
             raise NotFound(f"workspace {where.path!r} is not there on this executor ({socket.gethostname()}): "
-                           "put the workspace on a file system every executor mounts at the same path")
+                           "put the workspace on a file system every executor mounts at the same path, or use a "
+                           "team workspace (postgresql:// metadata, s3:// artifacts)")
         import keel
         ws = _OPEN[key] = keel.open(where.path, user=where.user or None, role=where.role or None)
     return ws

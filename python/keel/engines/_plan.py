@@ -24,7 +24,7 @@ class Plan:
 
 
 def where(ws) -> Where:
-    return Where(path=str(ws.path), user=ws.user, role=ws.role)
+    return Where(path=ws.location, user=ws.user, role=ws.role)  # a directory or a PostgreSQL URL
 
 
 def plan(store, features: list[str], timestamp_column: str, schema: pa.Schema, *,
