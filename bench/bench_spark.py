@@ -184,7 +184,9 @@ def scoring(ws, spark, root):
         results.append((f"score {N_SCORE:,} rows, GBM 100 trees", "Keel spark_udf", t_keel))
         return
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    with mlflow.start_run():
+    # Artifacts in the work folder too (MLflow's default is ./mlruns under the current directory).
+    experiment = mlflow.create_experiment("bench", artifact_location=f"{root}/mlartifacts")
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(2),
                                         skops_trusted_types=["sklearn.tree._tree.Tree"])  # our own model
     mudf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="double", env_manager="local")
@@ -224,7 +226,8 @@ def growth(what: str) -> None:
     for engine in ("Keel on Spark", "Spark SQL window join"):
         one, two = times.get(f"{engine} local[1]"), times.get(f"{engine} local[2]")
         if one and two:
-            print(f"  {engine}: local[1] {one:.2f} s -> local[2] {two:.2f} s ({one / two:.2f}x less time)")
+            change = f"{one / two:.2f}x less time" if two <= one else f"{two / one:.2f}x more time"
+            print(f"  {engine}: local[1] {one:.2f} s -> local[2] {two:.2f} s ({change})")
 
 
 def main():
