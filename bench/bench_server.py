@@ -198,10 +198,14 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, path: str, connections: int, *, token: str | None = None, accept: str = "application/json",
-        entities: int = 0, bodies: str | None = None, duration: int | None = None) -> dict:
-    """One wrk run: {"rps", "p50", "p99" (ms), "errors", "requests"}; a short warm-up run first."""
-    env = {**os.environ, "WRK_PATH": path, "WRK_ACCEPT": accept, "WRK_PLAYERS": str(PLAYERS),
-           "WRK_ENTITIES": str(entities), "WRK_FEATURES": ",".join(REFS)}
+        entities: int = 0, bodies: str | None = None, duration: int | None = None,
+        features: list[str] | None = None, players: int | None = None, pool: int | None = None) -> dict:
+    """One wrk run: {"rps", "p50", "p99" (ms), "errors", "requests"}; a short warm-up run first.
+    features / players / pool: the refs, id range and number of distinct bodies (default: this file's)."""
+    env = {**os.environ, "WRK_PATH": path, "WRK_ACCEPT": accept, "WRK_PLAYERS": str(players or PLAYERS),
+           "WRK_ENTITIES": str(entities), "WRK_FEATURES": ",".join(features or REFS)}
+    if pool:
+        env["WRK_POOL"] = str(pool)
     if token:
         env["WRK_TOKEN"] = token
     if bodies:

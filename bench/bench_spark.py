@@ -11,8 +11,12 @@
 3. Scaling: Keel on Spark and the SQL join on local[1] and local[2].
 
 Outputs are checked equal to the local engine's (Keel on Spark, the SQL join on a sample).
-Sizes: 10M feature rows (100k entities) x 1M labels by default; QUICK=1 runs 200k x 20k.
-Run: bench/run.sh spark (peers from bench/requirements-spark.txt, in bench/.work/venv-spark).
+Sizes: 10M feature rows (100k entities) x 1M labels and 2M rows scored by default (what `make bench`
+runs); `--rows N` (labels N/10 unless `--labels`, `--score`) or QUICK=1 (200k x 20k) for quick runs.
+`--repeat K --no-peers` times Keel on Spark and the SQL join K times on local[1] and local[2] (medians),
+without Feast and scoring: the 1-vs-2-executor comparison on its own.
+Run: bench/run.sh spark (peers from bench/requirements-spark.txt, in bench/.work/venv-spark), or
+bench/.work/venv-spark/bin/python bench/bench_spark.py --rows 1000000 once that venv exists.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ N_LABELS = int(os.environ.get("SPARK_BENCH_LABELS", max(N_ROWS // 10, 1000)))
 N_ENTITIES = max(N_ROWS // 100, 100)
 N_SCORE = int(os.environ.get("SPARK_BENCH_SCORE", 100_000 if QUICK else 2_000_000))
 FEATS = [f"f{i}" for i in range(5)]
+REPEAT = 1    # --repeat
+PEERS = True  # --no-peers turns off Feast and scoring
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
 
@@ -52,6 +58,17 @@ def timed(fn):
     t = time.perf_counter()
     out = fn()
     return time.perf_counter() - t, out
+
+
+def timed_median(fn, label: str):
+    """timed(fn) REPEAT times: the median time and the last output (each time printed when > 1)."""
+    times, out = [], None
+    for _ in range(REPEAT):
+        t, out = timed(fn)
+        times.append(t)
+    if REPEAT > 1:
+        print(f"    {label}: " + ", ".join(f"{t:.2f}" for t in times) + " s", flush=True)
+    return float(np.median(times)), out
 
 
 def spark_session(cores: int):
@@ -167,7 +184,9 @@ def scoring(ws, spark, root):
         results.append((f"score {N_SCORE:,} rows, GBM 100 trees", "Keel spark_udf", t_keel))
         return
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    with mlflow.start_run():
+    # Artifacts in the work folder too (MLflow's default is ./mlruns under the current directory).
+    experiment = mlflow.create_experiment("bench", artifact_location=f"{root}/mlartifacts")
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(2),
                                         skops_trusted_types=["sklearn.tree._tree.Tree"])  # our own model
     mudf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="double", env_manager="local")
@@ -176,7 +195,43 @@ def scoring(ws, spark, root):
     results.append((f"score {N_SCORE:,} rows, GBM 100 trees", "MLflow spark_udf", t_ml))
 
 
+def parse_sizes() -> None:
+    """--rows / --labels / --score override the defaults above (and SPARK_BENCH_* in the environment)."""
+    import argparse
+    global N_ROWS, N_LABELS, N_ENTITIES, N_SCORE, REPEAT, PEERS
+    ap = argparse.ArgumentParser(description="Keel on Spark against Spark peers")
+    ap.add_argument("--rows", type=int, help=f"feature rows (default {N_ROWS:,})")
+    ap.add_argument("--labels", type=int, help="label rows (default: rows / 10)")
+    ap.add_argument("--score", type=int, help=f"rows scored (default {N_SCORE:,})")
+    ap.add_argument("--repeat", type=int, default=1, help="time Keel on Spark and the SQL join this many times "
+                    "each (the median is reported)")
+    ap.add_argument("--no-peers", action="store_true", help="skip Feast and the scoring comparison (for a "
+                    "1-vs-2-executor run)")
+    args = ap.parse_args()
+    REPEAT = max(args.repeat, 1)
+    PEERS = not args.no_peers
+    if args.rows:
+        N_ROWS = args.rows
+        N_LABELS = max(N_ROWS // 10, 1000)
+        N_ENTITIES = max(N_ROWS // 100, 100)
+    if args.labels:
+        N_LABELS = args.labels
+    if args.score:
+        N_SCORE = args.score
+
+
+def growth(what: str) -> None:
+    """How each engine's time changed from local[1] to local[2] (same data, same run)."""
+    times = {who: t for w, who, t in results if w == what}
+    for engine in ("Keel on Spark", "Spark SQL window join"):
+        one, two = times.get(f"{engine} local[1]"), times.get(f"{engine} local[2]")
+        if one and two:
+            change = f"{one / two:.2f}x less time" if two <= one else f"{two / one:.2f}x more time"
+            print(f"  {engine}: local[1] {one:.2f} s -> local[2] {two:.2f} s ({change})")
+
+
 def main():
+    parse_sizes()
     root = tempfile.mkdtemp(prefix="keel-bench-spark-")
     try:
         print(f"load average before: {os.getloadavg()}; {N_ROWS:,} feature rows, {N_ENTITIES:,} entities, "
@@ -190,19 +245,20 @@ def main():
         for cores in (1, 2):
             spark = spark_session(cores)
             keel_spark(ws, spark, root)  # warm: Python workers started, workspace opened
-            t, out = timed(lambda spark=spark: keel_spark(ws, spark, root))
+            t, out = timed_median(lambda spark=spark: keel_spark(ws, spark, root), f"Keel on Spark local[{cores}]")
             results.append((what, f"Keel on Spark local[{cores}]", t))
             if cores == 2:
                 got = out.toPandas()
                 assert (got["label"].to_numpy() == local["label"].to_numpy()).all()
                 for f in FEATS:
                     np.testing.assert_array_equal(got[f].to_numpy(), local[f].to_numpy())
-            t, out = timed(lambda spark=spark: sql_join(spark, root))
+            t, out = timed_median(lambda spark=spark: sql_join(spark, root), f"SQL window join local[{cores}]")
             results.append((what, f"Spark SQL window join local[{cores}]", t))
             if cores == 2:
                 check = out.orderBy("row").limit(1000).toPandas()
                 for f in FEATS:
                     np.testing.assert_array_equal(check[f].to_numpy(), local[f].to_numpy()[:1000])
+            if cores == 2 and PEERS:
                 try:
                     run = feast_join(root, spark)
                     t, _ = timed(run)
@@ -213,6 +269,7 @@ def main():
                 scoring(ws, spark, root)
             spark.stop()
         print(f"load average after: {os.getloadavg()}")
+        growth(what)
         print("| measurement | engine | time (s) |\n| --- | --- | ---: |")
         for what, who, t in results:
             print(f"| {what} | {who} | {t:.2f} |")

@@ -404,6 +404,15 @@ void bind_features(py::module_& m) {
                  }
                  return table_out(std::move(t));
              })
+        .def("online_keys",
+             [](PyFeatureStore& s, const std::vector<std::string>& features) {
+                 Specs out;
+                 for (const auto& k : s.store->online_keys(features))
+                     out.emplace_back(k.name, std::string(dtype_name(k.dtype)), k.dim);
+                 return out;
+             },
+             py::arg("features"),
+             "The join keys get_online needs for `features` as (name, dtype, dim), each name once.")
         .def("online_reader",
              [](PyFeatureStore& s, const std::vector<std::string>& features) { return s.store->online_reader(features); },
              py::keep_alive<0, 1>())

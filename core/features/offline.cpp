@@ -155,6 +155,10 @@ void compact_valid(Column& out) {
 void mask_if_needed(FeatureStore& store, const std::string& role, const std::string& view, const ColumnSpec& spec,
                     Column& out) {
     if (!spec.pii || store.can_read(role, view, spec.name)) return;
+    mask(store, out);
+}
+
+void mask(FeatureStore& store, Column& out) {
     out.masked = true;
     if (out.dtype == DType::String) {
         std::vector<uint8_t> values;

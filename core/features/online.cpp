@@ -253,10 +253,10 @@ struct Located {
 };
 
 // In the local snapshot: a binary search per key.
-void locate_local(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row,
+void locate_local(FeatureStore& store, const ViewSpec& spec, int64_t snapshot_id,
                   std::shared_ptr<const Segment> snap, const BatchView& keys, Located& at) {
     const size_t n = keys.rows;
-    detail::RowKeys skeys = detail::segment_keys(store, spec, -row.id, *snap);
+    detail::RowKeys skeys = detail::segment_keys(store, spec, -snapshot_id, *snap);
     detail::RowKeys qkeys = detail::batch_keys(spec, keys, "the keys");
     const int64_t* sev = static_cast<const int64_t*>(snap->column(spec.event_column)->values);
     const size_t rows = snap->rows();
@@ -287,7 +287,8 @@ void locate_local(FeatureStore& store, const ViewSpec& spec, const OnlineRow& ro
 }
 
 // In Redis: one pipelined read of the distinct keys at the current materialization.
-void locate_redis(FeatureStore& store, const ViewSpec& spec, const OnlineRow& row, const BatchView& keys, Located& at) {
+void locate_redis(FeatureStore& store, const ViewSpec& spec, const std::string& url, const BatchView& keys,
+                  Located& at) {
     detail::batch_keys(spec, keys, "the keys");  // the same errors as locally for a missing or mistyped key
     const size_t n = keys.rows;
     std::map<std::string, size_t> index;
@@ -303,7 +304,7 @@ void locate_redis(FeatureStore& store, const ViewSpec& spec, const OnlineRow& ro
     const std::string what = fmt::format("feature view '{}' (version {})", spec.name, spec.version);
     redis_online::Pointer ptr;
     const std::string pre = redis_online::prefix(store.impl().online_namespace, spec);
-    std::vector<std::optional<std::string>> blobs = redis::Pool::of(redis::Location::parse(row.online))->read(
+    std::vector<std::optional<std::string>> blobs = redis::Pool::of(redis::Location::parse(url))->read(
         [&](redis::Connection& c) { return redis_online::fetch(c, pre, entities, ptr, what); });
     // Decoded rows stay in at.fetched; the caller points at.sources at their views.
     std::vector<int32_t> source_of(entities.size(), -1);
@@ -345,6 +346,105 @@ void locate_redis(FeatureStore& store, const ViewSpec& spec, const OnlineRow& ro
 
 } // namespace
 
+// What get_online reads of the catalog for one view: its spec, where its latest materialization is
+// and, for the role, which PII columns read masked. Built once per change token; immutable.
+struct FeatureStore::Impl::OnlineCatalog {
+    struct View {
+        ViewSpec spec;
+        bool materialized = false;
+        std::string online;        // the Redis URL readers read; '' for the local snapshot
+        int64_t snapshot_id = 0;   // local: features_online.id of `snap`
+        std::shared_ptr<const Segment> snap;
+        std::set<std::string> masked;  // PII columns the role reads masked
+    };
+    uint64_t token = 0;
+    std::string role;
+    std::map<std::string, std::shared_ptr<const View>> views;
+};
+
+namespace {
+
+using OnlineView = FeatureStore::Impl::OnlineCatalog::View;
+
+std::shared_ptr<const OnlineView> load_online_view(FeatureStore& store, const std::string& name,
+                                                   const std::string& role) {
+    auto v = std::make_shared<OnlineView>();
+    v->spec = store.view(name);
+    if (const auto row = latest_online(store, v->spec)) {
+        v->materialized = true;
+        if (row->online.empty()) {
+            auto latest = load_latest(store, v->spec);
+            if (!latest) v->materialized = false;
+            else {
+                v->snapshot_id = latest->first.id;
+                v->snap = latest->second;
+            }
+        } else {
+            v->online = row->online;
+        }
+    }
+    for (const auto& c : v->spec.features)
+        if (c.pii && !store.can_read(role, name, c.name)) v->masked.insert(c.name);
+    return v;
+}
+
+// The catalog entries of `views`, from the cache while the workspace's change token stays (every
+// commit, in any process, moves it) and the role is the same. Inside an open transaction its own
+// writes do not move the token yet: read through, and keep nothing.
+std::vector<std::shared_ptr<const OnlineView>> online_views(FeatureStore& store, const std::vector<std::string>& views) {
+    auto& db = store.workspace().db();
+    auto guard = db.lock();  // no other thread's transaction opens while we read
+    const std::string role = store.workspace().role();
+    std::vector<std::shared_ptr<const OnlineView>> out;
+    out.reserve(views.size());
+    if (db.in_transaction()) {
+        for (const auto& name : views) out.push_back(load_online_view(store, name, role));
+        return out;
+    }
+    const uint64_t token = db.change_token();
+    auto& impl = store.impl();
+    std::shared_ptr<FeatureStore::Impl::OnlineCatalog> catalog;
+    {
+        std::lock_guard lock(impl.online_mu);
+        if (!impl.online_catalog || impl.online_catalog->token != token || impl.online_catalog->role != role) {
+            impl.online_catalog = std::make_shared<FeatureStore::Impl::OnlineCatalog>();
+            impl.online_catalog->token = token;
+            impl.online_catalog->role = role;
+        }
+        catalog = impl.online_catalog;
+    }
+    for (const auto& name : views) {
+        std::shared_ptr<const OnlineView> v;
+        {
+            std::lock_guard lock(impl.online_mu);
+            if (auto it = catalog->views.find(name); it != catalog->views.end()) v = it->second;
+        }
+        if (!v) {
+            v = load_online_view(store, name, role);
+            std::lock_guard lock(impl.online_mu);
+            catalog->views.emplace(name, v);
+        }
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+} // namespace
+
+std::vector<ColumnSpec> FeatureStore::online_keys(const std::vector<std::string>& features) {
+    std::vector<std::string> views;
+    for (const auto& f : features) {
+        std::string view = FeatureRef::parse(f).view;
+        if (std::find(views.begin(), views.end(), view) == views.end()) views.push_back(std::move(view));
+    }
+    std::vector<ColumnSpec> keys;
+    for (const auto& plan : online_views(*this, views))
+        for (const auto& k : plan->spec.join_keys)
+            if (std::none_of(keys.begin(), keys.end(), [&](const ColumnSpec& c) { return c.name == k.name; }))
+                keys.push_back(k);
+    return keys;
+}
+
 Table FeatureStore::get_online(const std::vector<std::string>& features, const BatchView& keys,
                                std::optional<int64_t> now_opt) {
     const int64_t now = now_opt.value_or(now_ms());
@@ -362,14 +462,15 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
     table.rows = n;
     std::vector<Column> feature_cols(refs.size());
     std::vector<Column> meta_cols;
-    const std::string role = ws_->role();
-    for (const auto& vname : views) {
-        ViewSpec spec = view(vname);
+    const auto plans = online_views(*this, views);
+    for (size_t vi = 0; vi < views.size(); ++vi) {
+        const std::string& vname = views[vi];
+        const OnlineView& plan = *plans[vi];
+        const ViewSpec& spec = plan.spec;
         for (const auto& r : refs)
             if (r.view == vname && !spec.feature(r.column))
                 throw_error(ErrorKind::NotFound, "feature view '{}' has no column '{}'", vname, r.column);
-        const auto row = latest_online(*this, spec);
-        if (!row)
+        if (!plan.materialized)
             throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
                         "ws.features.materialize('{}') first", vname, spec.version, vname);
         Located at;
@@ -377,14 +478,10 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
         at.row_of.assign(n, 0);
         at.ev.assign(n, 0);
         std::vector<BatchView> fetched_views;
-        if (row->online.empty()) {
-            auto latest = load_latest(*this, spec);
-            if (!latest)
-                throw_error(ErrorKind::NotFound, "feature view '{}' (version {}) was never materialized: run "
-                            "ws.features.materialize('{}') first", vname, spec.version, vname);
-            locate_local(*this, spec, latest->first, latest->second, keys, at);
+        if (plan.online.empty()) {
+            locate_local(*this, spec, plan.snapshot_id, plan.snap, keys, at);
         } else {
-            locate_redis(*this, spec, *row, keys, at);
+            locate_redis(*this, spec, plan.online, keys, at);
             fetched_views.reserve(at.fetched.size());
             for (size_t s = 0; s < at.fetched.size(); ++s) {
                 fetched_views.push_back(at.fetched[s].view());
@@ -414,7 +511,7 @@ Table FeatureStore::get_online(const std::vector<std::string>& features, const B
             for (const BatchView* b : at.sources) cols.push_back(b->find(cs.name));
             Column& out = feature_cols[f];
             detail::gather_column(out, cs, cols, at.seg_of.data(), at.row_of.data(), n);
-            detail::mask_if_needed(*this, role, vname, cs, out);
+            if (plan.masked.count(cs.name)) detail::mask(*this, out);
             detail::compact_valid(out);
             if (name_count[cs.name] > 1) out.name = vname + "__" + cs.name;
         }

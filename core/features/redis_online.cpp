@@ -183,8 +183,10 @@ Table decode_row(std::string_view bytes, std::string_view what) {
     return t;
 }
 
-Pointer read_pointer(redis::Connection& c, const std::string& prefix) {
-    redis::Reply r = c.call({"GET", prefix + "current"}, "reading the online pointer");
+namespace {
+
+// The online pointer from the reply to GET <prefix>current (absent: no materialization there).
+Pointer parse_pointer(const redis::Reply& r, const redis::Location& where, const std::string& prefix) {
     Pointer p;
     if (r.type != redis::Reply::Type::String) return p;
     auto sp = r.str.find(' ');
@@ -195,9 +197,15 @@ Pointer read_pointer(redis::Connection& c, const std::string& prefix) {
     }
     if (!ok1 || !ok2)
         throw_error(ErrorKind::Corrupt, "Redis at {} holds '{}' at {}current, not a Keel online pointer "
-                    "('<seq> <base>'); was the key written by something else?", c.where().url, r.str, prefix);
+                    "('<seq> <base>'); was the key written by something else?", where.url, r.str, prefix);
     p.present = true;
     return p;
+}
+
+} // namespace
+
+Pointer read_pointer(redis::Connection& c, const std::string& prefix) {
+    return parse_pointer(c.call({"GET", prefix + "current"}, "reading the online pointer"), c.where(), prefix);
 }
 
 Write write(redis::Connection& c, const std::string& pre, const ViewSpec& spec, const BatchView& snapshot,
@@ -284,17 +292,26 @@ std::vector<std::optional<std::string>> fetch(redis::Connection& c, const std::s
                                               const std::vector<std::string>& entities, Pointer& at,
                                               std::string_view what) {
     for (int attempt = 0;; ++attempt) {
-        if (!at.present) {
-            at = read_pointer(c, prefix);
-            if (!at.present)
-                throw_error(ErrorKind::Unavailable, "Redis at {} holds no materialization of {} (restarted without "
-                            "persistence, or flushed?): materialize it again", c.where().url, what);
-        }
+        // Without a pointer, its GET leads the first batch's pipeline: one round trip, not two
+        // (Redis answers in order, so this reads exactly as the GET and then the HGETALLs).
+        bool pointer_pending = !at.present;
+        if (pointer_pending) c.append({"GET", prefix + "current"});
         std::vector<std::optional<std::string>> out(entities.size());
         bool moved = false;
-        for (size_t begin = 0; begin < entities.size(); begin += kBatch) {
+        for (size_t begin = 0; begin < entities.size() || pointer_pending; begin += kBatch) {
             const size_t end = std::min(entities.size(), begin + kBatch);
             for (size_t i = begin; i < end; ++i) c.append({"HGETALL", entity_key(prefix, entities[i])});
+            if (pointer_pending) {
+                pointer_pending = false;
+                redis::Reply r = c.read();
+                redis::check(r, "reading the online pointer", c.where());
+                at = parse_pointer(r, c.where(), prefix);
+                if (!at.present) {
+                    for (size_t i = begin; i < end; ++i) c.read();  // keep the connection in step
+                    throw_error(ErrorKind::Unavailable, "Redis at {} holds no materialization of {} (restarted "
+                                "without persistence, or flushed?): materialize it again", c.where().url, what);
+                }
+            }
             for (size_t i = begin; i < end; ++i) {
                 redis::Reply r = c.read();
                 redis::check(r, "reading online values", c.where());

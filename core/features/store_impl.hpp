@@ -23,6 +23,10 @@ struct FeatureStore::Impl {
     std::vector<std::weak_ptr<OnlineReader>> readers;
     std::string salt;
     std::string online_namespace;  //!< prefixes the workspace's Redis keys (redis_online::prefix)
+    //! What get_online read of the catalog (online.cpp), kept while the change token stays.
+    struct OnlineCatalog;
+    std::mutex online_mu;  //!< guards online_catalog
+    std::shared_ptr<OnlineCatalog> online_catalog;
 };
 
 namespace detail {
@@ -149,6 +153,8 @@ void compact_valid(Column& out);
 //! Masks a PII column the role may not read: strings hashed, other types nulled.
 void mask_if_needed(FeatureStore& store, const std::string& role, const std::string& view, const ColumnSpec& spec,
                     Column& out);
+//! Masks `out` unconditionally (what mask_if_needed does once it found no grant).
+void mask(FeatureStore& store, Column& out);
 
 //! Creates or updates a lineage node (keel::lineage::Graph).
 void lineage_node(FeatureStore& store, const std::string& ref, const std::string& owner, const std::string& description,

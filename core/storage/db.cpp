@@ -88,6 +88,11 @@ uint64_t Db::change_token() {
     return (backend_->others_change_token() << 32) ^ local_commits_.load();
 }
 
+bool Db::in_transaction() {
+    auto guard = lock();
+    return !sqlite3_get_autocommit(db_);
+}
+
 namespace {
 // How stale recent_change_token() may answer while another thread writes through the connection.
 constexpr std::chrono::microseconds kBusyTokenAge{100'000};

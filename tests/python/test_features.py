@@ -430,6 +430,79 @@ def test_materialize_get_online_and_reader(ws, fs, fv, online):
     assert m2[:, 0].tolist() == [4.0, 2.0]
 
 
+def reference_online(fs, features, now, **keys):
+    """get_online's frame by the general Arrow-to-pandas conversion (what its direct build must equal)."""
+    from keel.features import _arrow_to_pandas, _key_columns, _to_table
+    specs = fs.native.online_keys(features)
+    key_table = _key_columns([{"name": k[0], "dtype": k[1]} for k in specs], keys, "keys")
+    out = _to_table(fs.native.get_online(features, key_table, specs, int(now.value // 10**6)))
+    key_arrays = [key_table.column(k[0]).cast(pa.int64() if k[1] == "int64" else pa.string()) for k in specs]
+    return _arrow_to_pandas(pa.Table.from_arrays(key_arrays + out.columns,
+                                                 names=[k[0] for k in specs] + out.column_names))
+
+
+def test_get_online_frame_equals_the_arrow_conversion(ws, fs, fv, online):
+    # Every type, with values present, missing (unknown id), stale (past the TTL) and masked (PII).
+    fv.ingest(frame([1, 2, 3], [0, 1, 4], [1, 2, 3]))
+    other = fs.feature_view("profile", entities=["player"], schema={"sessions": "int32", "joined": "timestamp"})
+    other.ingest(pd.DataFrame({"player_id": [1, 3], "event_timestamp": [day(0), day(0)], "sessions": [7, 8],
+                               "joined": [day(-3), pd.NaT]}))
+    for view in ("activity", "profile"):
+        fs.materialize(view, end=day(5), online=online)
+    features = ["activity:sessions", "activity:spend", "activity:email", "activity:emb", "activity:vip",
+                "activity:level", "profile:sessions", "profile:joined"]
+    for ids, now in [([1], day(5)), ([1, 2, 3, 99], day(12)), ([99], day(5)), ([3, 3, 1], day(13))]:
+        got = fs.get_online(features, player_id=ids, now=now)
+        pd.testing.assert_frame_equal(got, reference_online(fs, features, now, player_id=ids), check_exact=True)
+    assert list(got.columns[:3]) == ["player_id", "activity__sessions", "spend"]
+
+
+def test_get_online_sees_catalog_changes_after_caching(ws, fs, fv, online):
+    fv.ingest(frame([1, 2], [0, 0], [1, 2]))
+    fs.materialize("activity", end=day(1), online=online)
+    for _ in range(2):  # the second call answers from the cached catalog
+        assert fs.get_online(["activity:sessions"], player_id=[1], now=day(1))["sessions"].tolist() == [1]
+
+    # Another handle (another connection, as another process would be) materializes new values.
+    ws2 = keel.open(ws.path)
+    ws2.features.feature_view("activity").ingest(frame([1], [1], [5]))
+    ws2.features.materialize("activity", end=day(2))
+    assert fs.get_online(["activity:sessions"], player_id=[1], now=day(2))["sessions"].tolist() == [5]
+
+    # A PII grant, and taking it back, are seen at once.
+    ws.role = "support"
+    assert fs.get_online(["activity:email"], player_id=[1], now=day(2))["email"][0].startswith("pii:")
+    ws.access.grant(ws.role, "activity", ["email"])
+    assert fs.get_online(["activity:email"], player_id=[1], now=day(2))["email"][0] == "p1@x.io"
+    ws.access.revoke(ws.role, "activity", ["email"])
+    assert fs.get_online(["activity:email"], player_id=[1], now=day(2))["email"][0].startswith("pii:")
+
+    # Inside a transaction its own uncommitted definition counts, and is gone after the rollback.
+    with ws.native.transaction(commit=False):  # what keel.defs dry runs do
+        fs.feature_view("activity", entities=["player"], schema={"sessions": "float64"})
+        with pytest.raises(keel.NotFound, match=r"'activity' \(version 2\) was never materialized"):
+            fs.get_online(["activity:sessions"], player_id=[1], now=day(2))
+    assert fs.get_online(["activity:sessions"], player_id=[1], now=day(2))["sessions"].tolist() == [5]
+
+    # A new view version, from the other handle: not materialized yet, then its own values and keys.
+    ws2.features.entity("account", join_keys=["account_id"])
+    v2 = ws2.features.feature_view("activity", entities=["account"], schema={"sessions": "float64"})
+    assert v2.version == 2
+    with pytest.raises(keel.InvalidArgument, match="lack the join key 'account_id'"):
+        fs.get_online(["activity:sessions"], player_id=[1], now=day(2))
+    with pytest.raises(keel.NotFound, match=r"'activity' \(version 2\) was never materialized"):
+        fs.get_online(["activity:sessions"], account_id=[1], now=day(2))
+    v2.ingest(pd.DataFrame({"account_id": [1], "event_timestamp": [day(1)], "sessions": [0.5]}))
+    ws2.features.materialize("activity", end=day(2), online=online)
+    got = fs.get_online(["activity:sessions"], account_id=[1], now=day(2))
+    assert got.columns[0] == "account_id" and got["sessions"].tolist() == [0.5]
+
+    # The view removed: the next call says so.
+    ws2.features.retire_view("activity")
+    with pytest.raises(keel.NotFound, match="'activity' was retired"):
+        fs.get_online(["activity:sessions"], account_id=[1], now=day(2))
+
+
 def test_online_errors(fs, fv, online):
     fv.ingest(frame([1], [0], [1]))
     with pytest.raises(keel.NotFound, match="never materialized"):

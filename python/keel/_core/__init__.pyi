@@ -353,6 +353,10 @@ class FeatureStore:
         ...
     def materialize(self, view: str, end: typing.SupportsInt | typing.SupportsIndex | None = None, online: str | None = None) -> dict:
         ...
+    def online_keys(self, features: collections.abc.Sequence[str]) -> builtins.list[tuple[str, str, int]]:
+        """
+        The join keys get_online needs for `features` as (name, dtype, dim), each name once.
+        """
     def online_reader(self, arg0: collections.abc.Sequence[str]) -> OnlineReader:
         ...
     def prepare_ingest(self, arg0: str, arg1: typing.Any) -> IngestBatch:

@@ -202,8 +202,12 @@ public:
     static void check_online(const std::string& online);
     //! Online values for the given keys (one column per join key of `keys`): for each feature
     //! its value, plus "<view>__event_timestamp", "<view>__age_ms" and "<view>__stale" columns.
+    //! What the catalog says is read is kept between calls while the workspace's change token
+    //! stays (any commit, in any process, moves it), so a repeated call reads no table.
     Table get_online(const std::vector<std::string>& features, const BatchView& keys,
                      std::optional<int64_t> now_ms = std::nullopt);
+    //! The join keys get_online needs for `features`: each view's, in order, each name once.
+    std::vector<ColumnSpec> online_keys(const std::vector<std::string>& features);
     //! A compiled reader for numeric features of int64-keyed views (see keel/features/online.hpp).
     std::shared_ptr<OnlineReader> online_reader(const std::vector<std::string>& features);
 

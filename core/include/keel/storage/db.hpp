@@ -137,6 +137,9 @@ public:
     //! connection (a long write), the last token answers for up to 100 ms instead of waiting.
     //! Thread-safe.
     uint64_t recent_change_token(std::chrono::microseconds max_age);
+    //! Whether a transaction is open on this connection: its writes do not move change_token()
+    //! until it commits, so a cache checked by the token must read through while this is true.
+    bool in_transaction();
 
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process
     //! safe). Steps are written once in the neutral form and translated for the backend
