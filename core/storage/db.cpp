@@ -90,7 +90,7 @@ uint64_t Db::change_token() {
 
 bool Db::in_transaction() {
     auto guard = lock();
-    return !sqlite3_get_autocommit(db_);
+    return backend_->in_transaction();
 }
 
 namespace {
