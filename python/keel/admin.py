@@ -69,8 +69,6 @@ def digest(workspace: Any) -> dict[str, Any]:
 class _Bar:
     """A one-line progress bar on stderr (tqdm-like, without the dependency)."""
 
-    _UNITS = {"rows": "rows", "objects": "B", "verify": "B"}
-
     def __init__(self) -> None:
         self._last = 0.0
         self._phase = ""
@@ -85,7 +83,7 @@ class _Bar:
         width = 30
         filled = width if total <= 0 else int(width * done / total)
         pct = 100 if total <= 0 else 100 * done // total
-        unit = self._UNITS.get(phase, "")
+        unit = "B" if phase in ("objects", "verify") else "rows"
         label = {"rows": "tables ", "objects": "objects", "verify": "verify "}.get(phase, phase)
         sys.stderr.write(f"\r{label} |{'#' * filled}{'.' * (width - filled)}| {pct:3d}% "
                          f"{_human(done, unit)}/{_human(total, unit)} {item[-40:]:<40}")

@@ -415,8 +415,9 @@ def cmd_admin_migrate(args, out: _Out) -> int:
     elif args.dry_run:
         head = f"{pending} step(s) pending (run without --dry-run to apply them):"
         # The SQL of modules already there (a new module's steps only create its tables).
+        behind = [r for r in rows if r["pending"] and r["version"]]
         table += "".join(f"\n\n-- {r['module']} {r['version']} -> {r['known']}\n" +
-                         "\n".join(step.strip() for step in r["pending"]) for r in rows if r["pending"] and r["version"])
+                         "\n".join(step.strip() for step in r["pending"]) for r in behind)
     else:
         head = f"applied {pending} step(s):"
     out.emit(data, f"{head}\n\n{table}")
@@ -453,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                      parents=[common])
     from keel import __version__
     parser.add_argument("--version", action="version", version=f"keel {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage,plan,apply,serve,admin}",
-                                   parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", parser_class=_Parser,
+                                   metavar="{runs,models,lineage,plan,apply,serve,admin}")
     groups.required = True
 
     def leaf(sub, name: str, fn, help: str):

@@ -54,7 +54,7 @@ def reads(ws):
     return {"runs": runs[["name", "params.lr", "metrics.auc"]].to_dict("records"),
             "predict": list(model.predict(x)),
             "train": train.to_dict("records"),
-            "online": pd.DataFrame(online).to_dict("records") if not isinstance(online, dict) else online,
+            "online": pd.DataFrame(online).drop(columns="activity__age_ms", errors="ignore").to_dict("records"),
             "endpoint": ws.endpoint("churn").predict({"player_id": 10})["prediction"],
             "aliases": ws.models.get("churn@champion").version}
 
@@ -70,18 +70,18 @@ def test_copy_sqlite_to_postgres_s3_and_back(tmp_path, postgres_server, s3_prefi
                                                     "features_segments", "serving_endpoint_revisions",
                                                     "plugins_data_issues"}
     assert any(o["key"].startswith("features/") for o in to_pg["objects"])
-    pg = keel.open(url, cache_dir=tmp_path / "cache")
-    assert reads(pg) == before
     back = tmp_path / "back.keel"
     assert keel.admin.copy(url, str(back), progress=False) == to_pg
     assert keel.admin.digest(keel.open(back)) == keel.admin.digest(keel.open(src)) == to_pg
+    pg = keel.open(url, cache_dir=tmp_path / "cache")
+    assert reads(pg) == before  # (reads write: an endpoint logs its predictions)
     assert reads(keel.open(back)) == before
     # ids continue past the copied ones on PostgreSQL (its identity sequences were moved)
     with pg.start_run(experiment="churn", name="after") as run:
         run.log_metric("auc", 0.9)
     assert len(pg.runs.search(experiment="churn").to_pandas()) == 2
 
-    with pytest.raises(keel.AlreadyExists, match="tracking_"):
+    with pytest.raises(keel.AlreadyExists, match="holds tables keel_schema"):
         keel.admin.copy(str(src), url, dst_artifacts=s3_prefix + "-other")
     with pytest.raises(keel.AlreadyExists, match="objects"):
         keel.admin.copy(str(src), str(tmp_path / "new.keel"), dst_artifacts=s3_prefix)
@@ -134,5 +134,5 @@ def test_migrate_dry_run_apply_and_a_newer_workspace(tmp_path, capsys):
     assert "'tracking' tables at schema version 99" in err and "upgrade Keel" in err
     with pytest.raises(keel.Corrupt, match=r"version 99.*only up to version \d"):
         keel.open(tmp_path / "w.keel").runs.search()
-    with pytest.raises(keel.NotFound, match="no keel.db"):
+    with pytest.raises(keel.NotFound, match=r"\(no keel\.db\)"):
         keel.admin.migrate(str(tmp_path / "none"))
