@@ -22,6 +22,7 @@ void bind_features(pybind11::module_& m);
 void bind_inference(pybind11::module_& m);
 void bind_plugins(pybind11::module_& m);
 void bind_serving(pybind11::module_& m);
+void bind_admin(pybind11::module_& m);
 void bind_assignment_log(pybind11::module_& m); // called by bind_serving
 void bind_predictions(pybind11::module_& m); // called by bind_serving
 void bind_endpoint(pybind11::module_& m);       // called by bind_serving

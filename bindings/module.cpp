@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     bind_inference(m);
     bind_plugins(m);
     bind_serving(m);
+    bind_admin(m);
 }

@@ -157,6 +157,8 @@ FeatureRef FeatureRef::parse(std::string_view text) {
     return {std::string(text.substr(0, colon)), std::string(text.substr(colon + 1))};
 }
 
+const storage::ModuleSchema& FeatureStore::schema() { return kSchema; }
+
 FeatureStore::FeatureStore(std::shared_ptr<storage::Workspace> ws) : ws_(std::move(ws)), impl_(std::make_unique<Impl>()) {
     auto& db = ws_->db();
     db.ensure_schema(kSchema);

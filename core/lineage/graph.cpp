@@ -97,6 +97,8 @@ Ref Ref::parse(std::string_view text) {
 
 std::string Ref::str() const { return version.empty() ? kind + ":" + name : kind + ":" + name + "/" + version; }
 
+const storage::ModuleSchema& Graph::schema() { return kSchema; }
+
 Graph::Graph(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 int64_t Graph::node_id(const std::string& ref, bool create) {

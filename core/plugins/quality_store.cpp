@@ -97,6 +97,8 @@ DataIssue read_issue(storage::Stmt& st) {
 
 } // namespace
 
+const storage::ModuleSchema& QualityStore::schema() { return kSchema; }
+
 QualityStore::QualityStore(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 int64_t QualityStore::add_rule(const std::string& target, const std::string& plugin, const std::string& args_json,

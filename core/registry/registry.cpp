@@ -243,6 +243,8 @@ std::string ModelVersion::lineage_ref() const { return "model:" + ref(); }
 
 // ------------------------------------------------------------------------------------ Registry
 
+const storage::ModuleSchema& Registry::schema() { return kSchema; }
+
 Registry::Registry(storage::Workspace& ws) : ws_(ws), graph_(std::make_unique<lineage::Graph>(ws)) {
     ws_.db().ensure_schema(kSchema);
 }

@@ -116,6 +116,8 @@ std::shared_ptr<storage::Workspace> borrowed(storage::Workspace& ws) {
 
 } // namespace
 
+const storage::ModuleSchema& EndpointStore::schema() { return kSchema; }
+
 EndpointStore::EndpointStore(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 std::optional<EndpointRevision> EndpointStore::newest(const std::string& name) {

@@ -61,6 +61,8 @@ std::vector<std::string> PredictionTable::features() const {
     return out;
 }
 
+const storage::ModuleSchema& PredictionTables::schema() { return kSchema; }
+
 PredictionTables::PredictionTables(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 std::string PredictionTables::view_name(std::string_view name, int64_t version) {

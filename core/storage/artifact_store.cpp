@@ -97,6 +97,8 @@ std::string sha256_file(const fs::path& path) {
     return hash_stream(in, nullptr).first;
 }
 
+const ModuleSchema& ArtifactStore::schema() { return kSchema; }
+
 ArtifactStore::ArtifactStore(ObjectStore& objects, Db& db) : objects_(objects), db_(db) {
     db_.ensure_schema(kSchema);
 }

@@ -118,6 +118,16 @@ uint64_t Db::recent_change_token(std::chrono::microseconds max_age) {
     return token;
 }
 
+namespace {
+
+std::string newer_message(const std::string& where, const std::string& module, size_t version, size_t known) {
+    return fmt::format("workspace '{}' has '{}' tables at schema version {}, but this Keel knows only up to version "
+                       "{}: upgrade Keel (pip install -U keel) to open it",
+                       where, module, version, known);
+}
+
+} // namespace
+
 void Db::ensure_schema(const ModuleSchema& schema) {
     auto guard = lock();
     if (auto it = schema_versions_.find(schema.module);
@@ -132,10 +142,7 @@ void Db::ensure_schema(const ModuleSchema& schema) {
         if (st.step()) version = size_t(st.int64(0));
     }
     if (version > schema.steps.size())
-        throw_error(ErrorKind::Corrupt,
-                    "workspace '{}' has '{}' tables at schema version {}, but this Keel knows only up "
-                    "to version {}: upgrade Keel to open it",
-                    path(), schema.module, version, schema.steps.size());
+        throw_error(ErrorKind::Corrupt, "{}", newer_message(path(), schema.module, version, schema.steps.size()));
     for (size_t i = version; i < schema.steps.size(); ++i) exec(translate_schema(schema.steps[i], dialect()));
     if (version < schema.steps.size()) {
         auto st = prepare("INSERT INTO keel_schema(module, version) VALUES(?, ?) "
@@ -144,6 +151,55 @@ void Db::ensure_schema(const ModuleSchema& schema) {
     }
     tx.commit();
     schema_versions_[schema.module] = schema.steps.size();
+}
+
+std::vector<SchemaStatus> Db::schema_status(const std::vector<const ModuleSchema*>& schemas) {
+    auto guard = lock();
+    std::unordered_map<std::string, size_t> recorded;
+    std::vector<std::string> order;
+    if (has_table("keel_schema")) {
+        auto st = prepare("SELECT module, version FROM keel_schema ORDER BY module");
+        while (st.step()) {
+            order.push_back(st.text(0));
+            recorded[order.back()] = size_t(st.int64(1));
+        }
+    }
+    std::vector<SchemaStatus> out;
+    for (const ModuleSchema* schema : schemas) {
+        SchemaStatus s{schema->module, 0, schema->steps.size(), {}};
+        if (auto it = recorded.find(schema->module); it != recorded.end()) {
+            s.version = it->second;
+            recorded.erase(it);
+        }
+        for (size_t i = s.version; i < s.known; ++i) s.pending.push_back(translate_schema(schema->steps[i], dialect()));
+        out.push_back(std::move(s));
+    }
+    for (const auto& module : order)
+        if (auto it = recorded.find(module); it != recorded.end()) out.push_back({module, it->second, 0, {}});
+    return out;
+}
+
+std::vector<SchemaStatus> Db::migrate(const std::vector<const ModuleSchema*>& schemas) {
+    auto before = schema_status(schemas);
+    check_not_newer(before);
+    for (const ModuleSchema* schema : schemas) ensure_schema(*schema);
+    return before;
+}
+
+void Db::check_not_newer(const std::vector<SchemaStatus>& status) {
+    for (const auto& s : status)
+        if (s.newer() && s.known > 0)
+            throw_error(ErrorKind::Corrupt, "{}", newer_message(path(), s.module, s.version, s.known));
+}
+
+bool Db::has_table(const std::string& name) {
+    auto guard = lock();
+    auto st = prepare(dialect() == Dialect::Sqlite
+                          ? "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+                          : "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                            "AND table_name = ?");
+    st.bind(1, name);
+    return st.step();
 }
 
 void Db::after_commit(std::function<void()> action) {

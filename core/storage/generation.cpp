@@ -12,6 +12,8 @@ INSERT INTO keel_generation (id, value) VALUES (1, 0);
 )"}};
 } // namespace
 
+const ModuleSchema& generation_schema() { return kSchema; }
+
 void bump_generation(Db& db) {
     db.ensure_schema(kSchema);
     Transaction tx(db); // joins the caller's transaction when there is one

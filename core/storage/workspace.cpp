@@ -6,6 +6,7 @@
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
+#include "keel/storage/generation.hpp"
 #include "keel/storage/s3_client.hpp"
 
 #include <unistd.h>
@@ -25,6 +26,9 @@ namespace {
 // The objects' location, recorded in the workspace directory when it is created: "directory" or the
 // S3 URL. (A file rather than a table: it must be read before the metadata is opened.)
 constexpr const char* kLocationFile = "objects.location";
+// Present while `keel admin copy` fills the workspace: a file in a directory, a row of
+// workspace_settings on PostgreSQL. Its content names the source and when the copy began.
+constexpr const char* kCopyMarker = "copy.incomplete";
 constexpr std::string_view kDirectory = "directory";
 constexpr int64_t kDefaultCacheBytes = int64_t(10) << 30;
 
@@ -175,6 +179,14 @@ void record_objects(const fs::path& path, const std::string& location) {
     check_same(path.string(), *recorded, location);
 }
 
+void refuse_unfinished_copy(const std::string& workspace, const std::optional<std::string>& marker, bool database) {
+    if (marker)
+        throw_error(ErrorKind::Corrupt,
+                    "workspace {} is an unfinished `keel admin copy` ({}): it is not usable; if no copy is still "
+                    "running, delete it ({}) and run the copy again",
+                    workspace, *marker, database ? "DROP SCHEMA ... CASCADE, and its artifacts" : "remove the directory");
+}
+
 ObjectCacheOptions cache_options(const WorkspaceLocation& location, const fs::path& default_dir) {
     ObjectCacheOptions cache;
     cache.dir = location.cache_dir.empty() ? default_dir : fs::absolute(location.cache_dir);
@@ -204,6 +216,47 @@ WorkspaceLocation WorkspaceLocation::from_env(std::string workspace) {
 
 bool WorkspaceLocation::is_database_url(std::string_view workspace) { return is_postgres_url(workspace); }
 
+std::vector<const ModuleSchema*> storage_schemas() {
+    return {&kSettingsSchema, &ArtifactStore::schema(), &generation_schema()};
+}
+
+std::unique_ptr<Db> Workspace::open_metadata(const WorkspaceLocation& location) {
+    if (WorkspaceLocation::is_database_url(location.workspace)) {
+        auto db = std::make_unique<Db>(open_postgres(location.workspace));
+        if (db->has_table("workspace_settings")) refuse_unfinished_copy(db->path(), read_setting(*db, kCopyMarker), true);
+        return db;
+    }
+    const fs::path db = fs::path(location.workspace) / "keel.db";
+    std::error_code ec;
+    if (location.workspace.empty() || !fs::exists(db, ec))
+        throw_error(ErrorKind::NotFound,
+                    "'{}' is not a Keel workspace (no keel.db): pass the folder that holds keel.db, or a "
+                    "postgresql:// URL",
+                    location.workspace);
+    refuse_unfinished_copy(location.workspace, read_record(fs::path(location.workspace) / kCopyMarker), false);
+    return std::make_unique<Db>(db.string());
+}
+
+std::shared_ptr<Workspace> Workspace::open_copy_target(const WorkspaceLocation& location, const std::string& source) {
+    return std::shared_ptr<Workspace>(new Workspace(location, fmt::format("from {} at {}", source, now_ms())));
+}
+
+void Workspace::check_not_copying(const std::optional<std::string>& marker) const {
+    if (copy_source_.empty()) refuse_unfinished_copy(on_database() ? db_->path() : location_.workspace, marker, on_database());
+}
+
+void Workspace::finish_copy() {
+    if (on_database()) {
+        Transaction tx(*db_);
+        db_->prepare("DELETE FROM workspace_settings WHERE name = ?").bind_all(std::string(kCopyMarker)).run();
+        tx.commit();
+    } else {
+        fs::remove(path_ / kCopyMarker);
+        detail::fsync_path(path_, true);
+    }
+    copy_source_.clear();
+}
+
 std::shared_ptr<Workspace> Workspace::open(const std::string& path) {
     return std::make_shared<Workspace>(WorkspaceLocation{path});
 }
@@ -212,7 +265,10 @@ std::shared_ptr<Workspace> Workspace::open(const WorkspaceLocation& location) {
     return std::make_shared<Workspace>(location);
 }
 
-Workspace::Workspace(WorkspaceLocation location) : location_(std::move(location)), user_(current_user()) {
+Workspace::Workspace(WorkspaceLocation location) : Workspace(std::move(location), std::string()) {}
+
+Workspace::Workspace(WorkspaceLocation location, std::string copy_source)
+    : location_(std::move(location)), user_(current_user()), copy_source_(std::move(copy_source)) {
     if (location_.workspace.empty())
         throw_error(ErrorKind::InvalidArgument,
                     "workspace path is empty: pass a directory path or a postgresql:// URL");
@@ -240,7 +296,8 @@ void Workspace::open_directory() {
     const bool existed = fs::exists(path_ / "keel.db", ec);
     if (fs::is_directory(path_, ec) && !existed) {
         for (const auto& entry : fs::directory_iterator(path_, ec))
-            if (entry.path().filename() != kLocationFile)
+            if (entry.path().filename() != kLocationFile &&
+                !(entry.path().filename() == kCopyMarker && !copy_source_.empty()))
                 throw_error(ErrorKind::InvalidArgument,
                             "'{}' exists but is not a Keel workspace (no keel.db) and is not empty: open the folder "
                             "that holds keel.db, or a new or empty directory to create a workspace there",
@@ -252,6 +309,11 @@ void Workspace::open_directory() {
                     ec.message());
     path_ = fs::absolute(path_);
     location_.workspace = path_.string();
+    check_not_copying(read_record(path_ / kCopyMarker));
+    if (!copy_source_.empty()) {  // before keel.db exists: no moment where the copy looks like a workspace
+        detail::write_file(path_ / kCopyMarker, copy_source_ + "\n");
+        detail::fsync_path(path_, true);
+    }
     const std::string objects = resolve_objects(path_, wanted, existed);
     if (objects == kDirectory) {
         location_.artifacts.clear();
@@ -272,6 +334,10 @@ void Workspace::open_on_database() {
     const std::string shown = backend->location();
     db_ = std::make_unique<Db>(std::move(backend));
     db_->ensure_schema(kSettingsSchema);
+    if (!copy_source_.empty())
+        record_setting(*db_, kCopyMarker, copy_source_);
+    else
+        check_not_copying(read_setting(*db_, kCopyMarker));
     const auto recorded = read_setting(*db_, "objects");
     if (recorded) check_same(shown, *recorded, wanted);
     if (!recorded && wanted.empty())

@@ -187,6 +187,8 @@ std::string generated_name() {
 
 } // namespace
 
+const storage::ModuleSchema& Tracker::schema() { return kSchema; }
+
 Tracker::Tracker(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 int64_t Tracker::experiment_pk(std::string_view name, bool create) {

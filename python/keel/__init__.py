@@ -10,6 +10,7 @@ from keel.workspace import Workspace, open  # noqa: A004
 from keel.inference import convert  # native inference: keel.convert(model)
 from keel.autolog import autolog, autolog_flush  # keel.autolog(): a plain fit records a run
 from keel.server import Server, serve  # keel.serve(ws): the native HTTP server in its own process
+from keel import admin  # noqa: F401 - keel.admin.migrate(url), keel.admin.copy(src, dst)
 from keel import defs  # definitions as code: keel.defs.plan(ws, "defs/"), keel.defs.apply(...)
 
 # Feature store type markers: schema={"email": keel.String(pii=True), "emb": keel.Vector(64)}

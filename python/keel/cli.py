@@ -10,6 +10,8 @@
     keel plan defs/                        # exit 1 when applying defs/ would change the workspace
     keel apply defs/ --prune
     keel serve churn --port 8080
+    keel admin migrate --dry-run           # exit 1 when the workspace's schema needs migrating
+    keel admin copy ./demo.keel postgresql://keel@db/keel --dst-artifacts s3://bucket/keel
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. Exit code 0 on success; on failure
 ``error: <Kind>: <message>`` on stderr and the kind's exit code (NotFound 2, AlreadyExists 3,
@@ -391,6 +393,51 @@ def cmd_lineage_downstream(args, out: _Out) -> None:
     _lineage(args, out, "downstream")
 
 
+# ------------------------------------------------------------------------------------------ admin
+
+def _workspace_arg(args) -> str:
+    path = args.workspace or os.environ.get("KEEL_WORKSPACE")
+    if not path:
+        raise errors.InvalidArgument("no workspace given: pass --workspace PATH or set KEEL_WORKSPACE")
+    return path
+
+
+def cmd_admin_migrate(args, out: _Out) -> int:
+    from keel import admin
+    rows = admin.migrate(_workspace_arg(args), dry_run=args.dry_run)
+    pending = sum(len(r["pending"]) for r in rows)
+    data = {"dry_run": args.dry_run, "pending_steps": pending if args.dry_run else 0,
+            "applied_steps": 0 if args.dry_run else pending, "modules": rows}
+    table = _table([{"module": r["module"], "workspace": r["version"], "keel": r["known"] or None,
+                     "pending": len(r["pending"]), "state": r["state"]} for r in rows])
+    if not pending:
+        head = "schema up to date: nothing to migrate"
+    elif args.dry_run:
+        head = f"{pending} step(s) pending (run without --dry-run to apply them):"
+        # The SQL of modules already there (a new module's steps only create its tables).
+        behind = [r for r in rows if r["pending"] and r["version"]]
+        table += "".join(f"\n\n-- {r['module']} {r['version']} -> {r['known']}\n" +
+                         "\n".join(step.strip() for step in r["pending"]) for r in behind)
+    else:
+        head = f"applied {pending} step(s):"
+    out.emit(data, f"{head}\n\n{table}")
+    return 1 if args.dry_run and pending else 0
+
+
+def cmd_admin_copy(args, out: _Out) -> None:
+    from keel import admin
+    progress = None if out.as_json else sys.stderr.isatty()
+    digest = admin.copy(args.src, args.dst, src_artifacts=args.src_artifacts, dst_artifacts=args.dst_artifacts,
+                        progress=progress)
+    rows = sum(t["rows"] for t in digest["tables"])
+    data = {"src": args.src, "dst": args.dst, "tables": digest["tables"], "rows": rows,
+            "objects": len(digest["objects"]), "object_bytes": digest["object_bytes"],
+            "objects_sha256": digest["objects_sha256"]}
+    out.emit(data, f"copied {args.src} -> {args.dst}: {len(digest['tables'])} tables, {rows:,} rows, "
+                   f"{len(digest['objects'])} objects ({digest['object_bytes']:,} bytes); verified by digest\n\n" +
+             _table(digest["tables"], ["table", "rows", "sha256"]))
+
+
 # ----------------------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                      parents=[common])
     from keel import __version__
     parser.add_argument("--version", action="version", version=f"keel {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs,models,lineage,plan,apply,serve}",
-                                   parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", parser_class=_Parser,
+                                   metavar="{runs,models,lineage,plan,apply,serve,admin}")
     groups.required = True
 
     def leaf(sub, name: str, fn, help: str):
@@ -473,6 +520,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from keel.cli_defs import add_commands
     add_commands(groups, leaf)
+
+    admin = groups.add_parser("admin", help="workspace administration").add_subparsers(
+        dest="command", metavar="{migrate,copy}")
+    admin.required = True
+    p = leaf(admin, "migrate", cmd_admin_migrate,
+             "apply the workspace's pending schema migrations (one transaction per module)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only show each module's version and the steps pending; exit 1 when there are any")
+    p = leaf(admin, "copy", cmd_admin_copy,
+             "copy a whole workspace into a new one (directory or postgresql:// URL), verified by digest")
+    p.add_argument("src", help="the workspace to copy: a directory or postgresql:// URL")
+    p.add_argument("dst", help="a new or empty directory, or a postgresql:// URL with no tables")
+    p.add_argument("--src-artifacts", metavar="URL", help="where SRC's artifacts live (default: what it recorded)")
+    p.add_argument("--dst-artifacts", metavar="URL",
+                   help="where DST's artifacts go: s3://bucket/prefix, or a directory (default: DST's directory; "
+                        "a postgresql:// DST needs one)")
 
     p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (the C++ keel-server)",
                           description="host saved endpoints over HTTP: POST /v1/endpoints/<name>/predict, "

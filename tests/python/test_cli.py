@@ -286,6 +286,8 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("lineage", "downstream"): ["lineage", "downstream", f"run:{run.id}"],
         ("plan",): ["plan", str(empty_defs)],
         ("apply",): ["apply", str(empty_defs)],  # declares nothing: keeps everything
+        ("admin", "migrate"): ["admin", "migrate"],
+        ("admin", "copy"): ["admin", "copy", ws.path, str(tmp_path / "copy.keel")],
         ("serve",): None,  # serves until stopped: its announcement is checked in a subprocess below
     }
     fail = {
@@ -305,6 +307,8 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("plan",): ["plan", str(tmp_path / "no-defs")],
         ("apply",): ["apply", str(tmp_path / "no-defs")],
         ("serve",): ["serve", "no-such-endpoint", "--port", "0"],
+        ("admin", "migrate"): ["admin", "migrate", "--bogus"],
+        ("admin", "copy"): ["admin", "copy", ws.path, ws.path],  # a destination that holds a workspace
     }
     commands = every_command(cli.build_parser())
     assert set(commands) == set(succeed) == set(fail), "a new command needs a row in both tables"

@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'admin_copy', 'admin_digest', 'admin_migrate', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -1195,6 +1195,18 @@ class WorkspaceTransaction:
         ...
     def __exit__(self, arg0: typing.Any, arg1: typing.Any, arg2: typing.Any) -> bool:
         ...
+def admin_copy(src: str, dst: str, src_artifacts: str | None = None, dst_artifacts: str | None = None, progress: collections.abc.Callable | None = None) -> dict:
+    """
+    Copies a whole workspace to a new one and verifies it; returns the digest both sides have.
+    """
+def admin_digest(workspace: Workspace) -> dict:
+    """
+    Every table's canonical digest and every object's key, size and sha256.
+    """
+def admin_migrate(workspace: str, dry_run: bool = False) -> list:
+    """
+    Each module's schema version in the workspace and in this Keel, with the steps pending (as they were before, when applied).
+    """
 def check_alias_move(ws: Workspace, model: str, alias: str, version: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Conflict when moving model@alias to version would break an endpoint serving the alias.

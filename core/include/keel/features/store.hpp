@@ -16,6 +16,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 
 namespace keel::features {
@@ -103,6 +104,8 @@ struct MaterializeResult {
 class FeatureStore {
 public:
     explicit FeatureStore(std::shared_ptr<storage::Workspace> ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
     ~FeatureStore();
 
     storage::Workspace& workspace() { return *ws_; }

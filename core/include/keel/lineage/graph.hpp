@@ -10,6 +10,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 
 namespace keel::lineage {
@@ -65,6 +66,8 @@ struct Subgraph {
 class Graph {
 public:
     explicit Graph(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
 
     //! Creates the node if missing and merges the given info into it. Returns its canonical ref.
     std::string upsert_node(std::string_view ref, const NodeInfo& info = {});

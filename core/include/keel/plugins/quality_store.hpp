@@ -8,6 +8,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 
 namespace keel::plugins {
@@ -68,6 +69,8 @@ struct RecordOutcome {
 class QualityStore {
 public:
     explicit QualityStore(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
 
     int64_t add_rule(const std::string& target, const std::string& plugin, const std::string& args_json,
                      const std::string& severity, const std::string& name);

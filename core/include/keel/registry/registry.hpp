@@ -11,6 +11,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 namespace keel::lineage {
 class Graph;
@@ -107,6 +108,8 @@ struct Event {
 class Registry {
 public:
     explicit Registry(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
     ~Registry();
     Registry(const Registry&) = delete;
     Registry& operator=(const Registry&) = delete;

@@ -10,6 +10,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 
 namespace keel::serving {
@@ -59,6 +60,8 @@ struct Assignment {
 class EndpointStore {
 public:
     explicit EndpointStore(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
 
     //! Expands bare view names (expand_features), checks the definition against the workspace
     //! (check_definition: the plugin loads, every model ref resolves and can be fed) and saves it as a

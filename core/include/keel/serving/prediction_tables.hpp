@@ -10,6 +10,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 namespace keel::registry {
 class Registry;
@@ -48,6 +49,8 @@ inline constexpr std::string_view kPredictionsPrefix = "predictions:";
 class PredictionTables {
 public:
     explicit PredictionTables(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
 
     //! "player_recs.v3": the feature view of table `name` written by version `version`.
     static std::string view_name(std::string_view name, int64_t version);

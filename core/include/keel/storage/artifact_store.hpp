@@ -12,6 +12,7 @@ namespace keel::storage {
 struct LocalObject;
 
 class Db;
+struct ModuleSchema;
 class ObjectStore;
 
 //! sha256 of bytes / of a file's content, as 64 lowercase hex characters.
@@ -25,6 +26,8 @@ std::string sha256_file(const std::filesystem::path& path);
 class ArtifactStore {
 public:
     ArtifactStore(ObjectStore& objects, Db& db);
+    //! Its table's migrations (`keel admin migrate` lists them).
+    static const ModuleSchema& schema();
 
     //! The object key of a digest: "artifacts/sha256/ab/cdef...".
     static std::string key_of(std::string_view digest);

@@ -98,6 +98,16 @@ struct ModuleSchema {
     std::vector<std::string> steps;
 };
 
+//! Where one module's tables stand in a workspace against this Keel (Db::schema_status).
+struct SchemaStatus {
+    std::string module;
+    size_t version = 0;  //!< steps the workspace has applied (0: the module's tables are not there yet)
+    size_t known = 0;    //!< steps this Keel knows; 0 for a module only a newer Keel has
+    //! The steps migrate() would apply, translated for the backend; empty when up to date or newer.
+    std::vector<std::string> pending;
+    bool newer() const { return version > known; }
+};
+
 //! The metadata connection every module goes through: a facade over one `Backend` (SQLite for a
 //! workspace directory, PostgreSQL for a team workspace) with a statement cache, schema migrations,
 //! a change token and one mutex that every caller holds while it uses the connection (a Workspace
@@ -146,12 +156,25 @@ public:
     //! (sql_dialect.hpp).
     void ensure_schema(const ModuleSchema& schema);
 
+    //! Each of `schemas` as the workspace has it (read-only: nothing is applied), then any module
+    //! the workspace records that `schemas` does not name (written by a newer Keel: known = 0).
+    std::vector<SchemaStatus> schema_status(const std::vector<const ModuleSchema*>& schemas);
+    //! Applies every pending step of `schemas`, one transaction per module (ensure_schema), and
+    //! returns the status as it was before. Refuses, before applying anything, a workspace where a
+    //! module is newer than this Keel (Corrupt naming both versions: upgrade Keel).
+    std::vector<SchemaStatus> migrate(const std::vector<const ModuleSchema*>& schemas);
+    //! Corrupt naming the module and both versions when `status` holds a module newer than this Keel.
+    void check_not_newer(const std::vector<SchemaStatus>& status);
+
     //! Runs `action` once the outermost open transaction commits (at once when none is open), and
     //! drops it when that transaction rolls back: for work outside the database that must happen
     //! only if the change lands, such as removing files the committed rows no longer name (an outer
     //! transaction, like keel.defs' apply, may still roll back after an inner one "commits").
     //! Caller must hold lock(). An action's exception is swallowed: the commit has happened.
     void after_commit(std::function<void()> action);
+
+    //! Whether the workspace's database has a table of that name (in the workspace's schema).
+    bool has_table(const std::string& name);
 
 private:
     friend class Transaction;

@@ -6,6 +6,7 @@
 namespace keel::storage {
 
 class Db;
+struct ModuleSchema;
 
 //! The serving generation: one workspace-wide counter that writers bump, inside their own write
 //! transaction, whenever they change something a live endpoint caches (where an alias points, a
@@ -14,5 +15,7 @@ class Db;
 //! alias move is served from the next request on, in every process, without polling.
 void bump_generation(Db& db);
 int64_t read_generation(Db& db);
+//! The generation's table (`keel admin migrate` lists it).
+const ModuleSchema& generation_schema();
 
 } // namespace keel::storage

@@ -7,8 +7,10 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel::storage {
 
@@ -33,6 +35,10 @@ struct WorkspaceLocation {
     //! True for the URLs taken as PostgreSQL (postgresql://, postgres://).
     static bool is_database_url(std::string_view workspace);
 };
+
+//! The storage layer's own tables (workspace settings, artifacts, the serving generation), for
+//! `keel admin migrate` beside the modules' schemas.
+std::vector<const ModuleSchema*> storage_schemas();
 
 //! A Keel workspace. Embedded: a directory holding keel.db (SQLite metadata, WAL) and its objects
 //! (artifacts/: content-addressed blobs, features/: feature store files). Team: metadata on
@@ -79,9 +85,23 @@ public:
 
     explicit Workspace(WorkspaceLocation location);
 
+    //! The metadata alone (no objects store, no migrations applied): for `keel admin migrate`, which
+    //! must be able to show a workspace's schema without changing it. NotFound when a directory holds
+    //! no keel.db.
+    static std::unique_ptr<Db> open_metadata(const WorkspaceLocation& location);
+
+    //! Opens a new workspace as the target of `keel admin copy`: a marker naming `source` is written
+    //! before anything else (a file in the directory, a row in PostgreSQL), and open() refuses the
+    //! workspace while it is there, so a copy that stopped half-way never looks complete.
+    static std::shared_ptr<Workspace> open_copy_target(const WorkspaceLocation& location, const std::string& source);
+    //! Removes the copy marker: the last step of a copy that was verified.
+    void finish_copy();
+
 private:
+    Workspace(WorkspaceLocation location, std::string copy_source);
     void open_directory();
     void open_on_database();
+    void check_not_copying(const std::optional<std::string>& marker) const;
 
     std::filesystem::path path_;
     WorkspaceLocation location_;
@@ -90,6 +110,7 @@ private:
     std::unique_ptr<ArtifactStore> artifacts_;
     std::string user_;
     std::string role_;
+    std::string copy_source_;  //!< set while open_copy_target() opens: the marker to write
 };
 
 } // namespace keel::storage

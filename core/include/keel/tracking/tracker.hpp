@@ -13,6 +13,7 @@
 
 namespace keel::storage {
 class Workspace;
+struct ModuleSchema;
 }
 
 namespace keel::tracking {
@@ -116,6 +117,8 @@ struct SearchQuery {
 class Tracker {
 public:
     explicit Tracker(storage::Workspace& ws);
+    //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
+    static const storage::ModuleSchema& schema();
 
     //! Creates the experiment if it does not exist yet.
     void ensure_experiment(std::string_view name);

@@ -1,0 +1,138 @@
+"""keel admin migrate and keel admin copy: a workspace's schema versions, and a whole workspace
+moved between backends (directory/SQLite <-> PostgreSQL + S3), verified by digest."""
+import sqlite3
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+import keel
+from keel import cli
+
+T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def populate(ws, tmp_path):
+    """Every kind of content: runs, metrics, artifacts, models and aliases, lineage, a feature view
+    with data and a materialization, a training set, an endpoint, quality rules and an issue."""
+    with ws.start_run(experiment="churn", name="fit") as run:
+        run.log_params({"lr": 0.1})
+        for step in range(30):
+            run.log_metric("auc", 0.5 + step / 100, step=step)
+        (tmp_path / "report.txt").write_text("fine")
+        run.log_artifact(tmp_path / "report.txt")
+    fs = ws.features
+    fs.entity("player", join_keys=["player_id"])
+    fv = fs.feature_view("activity", entities=["player"], schema={"sessions": "int64", "spend": "float64"})
+    n = 100
+    fv.ingest(pd.DataFrame({"player_id": np.arange(n), "event_timestamp": T0, "sessions": np.arange(n) % 7,
+                            "spend": np.arange(n) * 1.0}))
+    fs.materialize("activity")
+    x = pd.DataFrame({"sessions": [0.0, 1.0, 0.0], "spend": [0.0, 0.0, 1.0]})
+    ws.models.log_model(None, LinearRegression().fit(x, [0.0, 1.0, 2.0]), "churn")
+    ws.models.set_alias("churn", "champion", 1)
+    ws.lineage.add_edge("feature_view:activity", "feeds", "model:churn/1")
+    ws.endpoint("churn", model="churn@champion", features=["activity:sessions", "activity:spend"])
+    from keel import quality
+    c = quality.checks(ws, "feature_view:activity")
+    c.add_rule("plugins/quality/range.lua", column="spend", max=-1, severity="warn")
+    c.run(pd.DataFrame({"spend": [1.0]}))
+
+
+LABELS = pd.DataFrame({"player_id": [3, 10, 50], "event_timestamp": [T0 + pd.Timedelta("1h")] * 3})
+
+
+def reads(ws):
+    """What users read back, to compare across copies."""
+    runs = ws.runs.search(experiment="churn").to_pandas()
+    model = ws.models.load("churn@champion")
+    x = pd.DataFrame({"sessions": [1.0, 2.0], "spend": [3.0, 4.0]})
+    train = ws.features.training_set(LABELS, features=["activity:sessions", "activity:spend"]).to_pandas()
+    online = ws.features.get_online(["activity:spend"], player_id=[1, 2, 3])
+    return {"runs": runs[["name", "params.lr", "metrics.auc"]].to_dict("records"),
+            "predict": list(model.predict(x)),
+            "train": train.to_dict("records"),
+            "online": pd.DataFrame(online).drop(columns="activity__age_ms", errors="ignore").to_dict("records"),
+            "endpoint": ws.endpoint("churn").predict({"player_id": 10})["prediction"],
+            "aliases": ws.models.get("churn@champion").version}
+
+
+def test_copy_sqlite_to_postgres_s3_and_back(tmp_path, postgres_server, s3_prefix):
+    src = tmp_path / "src.keel"
+    populate(keel.open(src), tmp_path)
+    before = reads(keel.open(src))
+    url = f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:12]}"
+
+    to_pg = keel.admin.copy(str(src), url, dst_artifacts=s3_prefix, progress=False)
+    assert {t["table"] for t in to_pg["tables"]} >= {"tracking_runs", "registry_aliases", "lineage_edges",
+                                                    "features_segments", "serving_endpoint_revisions",
+                                                    "plugins_data_issues"}
+    assert any(o["key"].startswith("features/") for o in to_pg["objects"])
+    back = tmp_path / "back.keel"
+    assert keel.admin.copy(url, str(back), progress=False) == to_pg
+    assert keel.admin.digest(keel.open(back)) == keel.admin.digest(keel.open(src)) == to_pg
+    pg = keel.open(url, cache_dir=tmp_path / "cache")
+    assert reads(pg) == before  # (reads write: an endpoint logs its predictions)
+    assert reads(keel.open(back)) == before
+    # ids continue past the copied ones on PostgreSQL (its identity sequences were moved)
+    with pg.start_run(experiment="churn", name="after") as run:
+        run.log_metric("auc", 0.9)
+    assert len(pg.runs.search(experiment="churn").to_pandas()) == 2
+
+    with pytest.raises(keel.AlreadyExists, match="holds tables keel_schema"):
+        keel.admin.copy(str(src), url, dst_artifacts=s3_prefix + "-other")
+    with pytest.raises(keel.AlreadyExists, match="objects"):
+        keel.admin.copy(str(src), str(tmp_path / "new.keel"), dst_artifacts=s3_prefix)
+
+
+def test_a_tampered_object_fails_the_copy_and_leaves_an_unusable_destination(tmp_path):
+    src = tmp_path / "src.keel"
+    populate(keel.open(src), tmp_path)
+    dst = tmp_path / "dst.keel"
+
+    def tamper(phase, item, done, total):
+        if phase == "verify" and done == 0:  # after the copy, before reading it back
+            victim = next((dst / "artifacts").rglob("*"), None)
+            for path in (dst / "artifacts").rglob("*"):
+                if path.is_file():
+                    victim = path
+            victim.write_bytes(b"tampered")
+
+    with pytest.raises(keel.Corrupt, match="differs at the destination"):
+        keel.admin.copy(str(src), str(dst), progress=tamper)
+    with pytest.raises(keel.Corrupt, match="unfinished `keel admin copy`"):
+        keel.open(dst)
+
+    # A source artifact whose content no longer matches its sha256
+    damaged = next(p for p in (src / "artifacts").rglob("*") if p.is_file())
+    damaged.write_bytes(b"rot")
+    with pytest.raises(keel.Corrupt, match="damaged"):
+        keel.admin.copy(str(src), str(tmp_path / "other.keel"), progress=False)
+
+
+def test_migrate_dry_run_apply_and_a_newer_workspace(tmp_path, capsys):
+    ws = keel.open(tmp_path / "w.keel")
+    with ws.start_run(experiment="e") as run:
+        run.log_metric("m", 1.0)
+    w = ["--workspace", str(tmp_path / "w.keel")]
+    rows = keel.admin.migrate(str(tmp_path / "w.keel"), dry_run=True)
+    registry = next(r for r in rows if r["module"] == "registry")
+    assert registry["version"] == 0 and registry["known"] >= 1 and registry["pending"]
+    assert cli.main(w + ["admin", "migrate", "--dry-run"]) == 1  # pending: a deploy would change it
+    assert keel.admin.migrate(str(tmp_path / "w.keel"), dry_run=True) == rows  # the dry run changed nothing
+    assert cli.main(w + ["admin", "migrate"]) == 0
+    assert cli.main(w + ["admin", "migrate", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert all(not r["pending"] for r in keel.admin.migrate(str(tmp_path / "w.keel")))
+
+    with sqlite3.connect(tmp_path / "w.keel" / "keel.db") as db:
+        db.execute("UPDATE keel_schema SET version = 99 WHERE module = 'tracking'")
+    assert cli.main(w + ["admin", "migrate", "--dry-run", "--json"]) == 6
+    err = capsys.readouterr().err
+    assert "'tracking' tables at schema version 99" in err and "upgrade Keel" in err
+    with pytest.raises(keel.Corrupt, match=r"version 99.*only up to version \d"):
+        keel.open(tmp_path / "w.keel").runs.search()
+    with pytest.raises(keel.NotFound, match=r"\(no keel\.db\)"):
+        keel.admin.migrate(str(tmp_path / "none"))
