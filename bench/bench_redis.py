@@ -70,6 +70,15 @@ def data():
     return df
 
 
+def keel_workspace(tmp, df):
+    """Keel's side of the data: the view `activity` of `player`, ingested."""
+    ws = keel.open(os.path.join(tmp, "ws.keel"))
+    ws.features.entity("player", join_keys=["player_id"])
+    fv = ws.features.feature_view("activity", entities=["player"], ttl="3650d", schema={f: "float64" for f in FEATS})
+    fv.ingest(df)
+    return ws
+
+
 def feast_store(tmp, redis, df):
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource
     from feast.types import Float64
@@ -103,11 +112,7 @@ def main():
     try:
         with RedisServer() as redis:
             df = data()
-            ws = keel.open(os.path.join(tmp, "ws.keel"))
-            ws.features.entity("player", join_keys=["player_id"])
-            fv = ws.features.feature_view("activity", entities=["player"], ttl="3650d",
-                                          schema={f: "float64" for f in FEATS})
-            fv.ingest(df)
+            ws = keel_workspace(tmp, df)
             store = feast_store(tmp, redis, df)
 
             end = T0 + pd.Timedelta(days=1)
@@ -122,7 +127,7 @@ def main():
             # Incremental: 1% of the entities change.
             changed = df.sample(frac=0.01, random_state=1).copy()
             changed["event_timestamp"] = end - pd.Timedelta(hours=1)
-            fv.ingest(changed)
+            ws.features.feature_view("activity").ingest(changed)
             t = time.perf_counter()
             out = ws.features.materialize("activity", end=end + pd.Timedelta(hours=1))
             t_kinc = time.perf_counter() - t

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "servers"))
 sys.path.insert(0, HERE)
 import keel  # noqa: E402  (the checkout's package, test servers and sibling benches, put on the path above)
-from bench_redis import FEATS, N_ENTITIES, T0, data, feast_store  # noqa: E402
+from bench_redis import FEATS, N_ENTITIES, T0, data, feast_store, keel_workspace  # noqa: E402
 from bench_server import BIN, Peer, free_port, machine, wrk  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
@@ -87,11 +87,7 @@ def main() -> None:
     try:
         with RedisServer() as redis:
             df = data()
-            ws = keel.open(os.path.join(tmp, "ws.keel"))
-            ws.features.entity("player", join_keys=["player_id"])
-            fv = ws.features.feature_view("activity", entities=["player"], ttl="3650d",
-                                          schema={f: "float64" for f in FEATS})
-            fv.ingest(df)
+            ws = keel_workspace(tmp, df)
             end = T0 + pd.Timedelta(days=1)
             ws.features.materialize("activity", end=end, online=redis.url)
             store = feast_store(tmp, redis, df)
