@@ -464,7 +464,7 @@ def test_get_online_sees_catalog_changes_after_caching(ws, fs, fv, online):
         assert fs.get_online(["activity:sessions"], player_id=[1], now=day(1))["sessions"].tolist() == [1]
 
     # Another handle (another connection, as another process would be) materializes new values.
-    ws2 = keel.open(ws.path)
+    ws2 = ws.reopen()
     ws2.features.feature_view("activity").ingest(frame([1], [1], [5]))
     ws2.features.materialize("activity", end=day(2))
     assert fs.get_online(["activity:sessions"], player_id=[1], now=day(2))["sessions"].tolist() == [5]

@@ -153,7 +153,7 @@ def test_a_reader_never_sees_half_of_a_materialization(ws, fs, redis, monkeypatc
     fv.ingest(rows(list(range(n)), 0, [0] * n))
     fs.materialize("activity", end=day(0), online=redis.url)
     # Another handle: materializations of `fs` reach its reader only through Redis.
-    reader = keel.open(ws.path).features.online_reader(["activity:sessions"])
+    reader = ws.reopen().features.online_reader(["activity:sessions"])
     ids = np.arange(n)
     stop = threading.Event()
     seen, mixed, errors = set(), [], []
@@ -188,7 +188,7 @@ def test_the_near_cache_follows_a_new_materialization(ws, fs, redis, monkeypatch
     fv = view(fs)
     fv.ingest(rows([1, 2], 0, [10, 20]))
     fs.materialize("activity", end=day(0), online=redis.url)
-    reader = keel.open(ws.path).features.online_reader(["activity:sessions"])
+    reader = ws.reopen().features.online_reader(["activity:sessions"])
     ids = np.array([1])
     now = ms(day(1))
     assert reader.lookup(ids, now_ms=now)[0, 0] == 10
