@@ -99,13 +99,15 @@ std::string Ref::str() const { return version.empty() ? kind + ":" + name : kind
 
 Graph::Graph(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
-int64_t Graph::node_id(const std::string& ref, bool create) {
+int64_t Graph::node_id(const std::string& ref, bool create, bool* created) {
     auto& db = ws_.db();
+    if (created) *created = false;
     {
         auto st = db.prepare("SELECT id FROM lineage_nodes WHERE ref = ?");
         st.bind(1, ref);
         if (st.step()) return st.int64(0);
     }
+    if (created) *created = true;
     if (!create)
         throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
     Ref parsed = Ref::parse(ref);
@@ -141,9 +143,10 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
         throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    int64_t src = node_id(src_ref, true), dst = node_id(dst_ref, true);
+    bool new_src = false, new_dst = false;
+    int64_t src = node_id(src_ref, true, &new_src), dst = node_id(dst_ref, true, &new_dst);
     bool live = false;
-    {
+    if (!new_src && !new_dst) {  // a node made just now has no edges yet: skip the lookup
         auto st = db.prepare(
             "SELECT 1 FROM lineage_edges WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL");
         st.bind_all(src, dst, kind);
@@ -152,7 +155,7 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
     if (!live)
         db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) VALUES(?, ?, ?, ?)")
             .bind_all(kind, src, dst, now_ms())
-            .run();
+            .queue();
     tx.commit();
 }
 

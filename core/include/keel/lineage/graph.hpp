@@ -87,7 +87,8 @@ public:
 
 private:
     Subgraph traverse(std::string_view ref, bool upstream, int depth, std::optional<int64_t> as_of_ms);
-    int64_t node_id(const std::string& ref, bool create);
+    //! `created`, when given, tells whether the node was made by this call.
+    int64_t node_id(const std::string& ref, bool create, bool* created = nullptr);
     storage::Workspace& ws_;
 };
 

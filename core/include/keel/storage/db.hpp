@@ -72,6 +72,11 @@ public:
         while (step()) {
         }
     }
+    //! Runs a statement that returns no rows when nothing after it needs its outcome at once
+    //! (`affected()` is not set): on PostgreSQL, inside a write transaction, it travels with the
+    //! statements after it and its error surfaces at the next one that waits or at commit. The
+    //! transaction's all-or-nothing is unchanged; use run() where the next step depends on it.
+    void queue() { cursor_->queue(); }
     //! Runs an `INSERT ... RETURNING id` and gives the id (both backends' way to learn a new key).
     int64_t insert_id();
     //! Rows the statement inserted, updated or deleted (after run()).
