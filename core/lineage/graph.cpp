@@ -99,37 +99,46 @@ std::string Ref::str() const { return version.empty() ? kind + ":" + name : kind
 
 Graph::Graph(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
-int64_t Graph::node_id(const std::string& ref, bool create, bool* created) {
+int64_t Graph::node_id(const std::string& ref, bool create) {
     auto& db = ws_.db();
-    if (created) *created = false;
     {
         auto st = db.prepare("SELECT id FROM lineage_nodes WHERE ref = ?");
         st.bind(1, ref);
         if (st.step()) return st.int64(0);
     }
-    if (created) *created = true;
     if (!create)
         throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
+    ensure_node(ref);
+    auto st = db.prepare("SELECT id FROM lineage_nodes WHERE ref = ?");
+    st.bind(1, ref);
+    st.step();
+    return st.int64(0);
+}
+
+// Writes go by ref, never by a node id read first, so that a module's lineage travels with the rest
+// of its transaction (queued: on PostgreSQL one round trip for all of it).
+void Graph::ensure_node(const std::string& ref) {
     Ref parsed = Ref::parse(ref);
-    return db.prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?) "
-                      "RETURNING id")
+    ws_.db()
+        .prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?) "
+                 "ON CONFLICT(ref) DO NOTHING")
         .bind_all(ref, parsed.kind, parsed.name, parsed.version, now_ms())
-        .insert_id();
+        .queue();
 }
 
 std::string Graph::upsert_node(std::string_view ref_text, const NodeInfo& info) {
     std::string ref = Ref::parse(ref_text).str();
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    int64_t id = node_id(ref, true);
-    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE id = ?").bind_all(*info.owner, id).run();
+    ensure_node(ref);
+    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE ref = ?").bind_all(*info.owner, ref).queue();
     if (info.description)
-        db.prepare("UPDATE lineage_nodes SET description = ? WHERE id = ?").bind_all(*info.description, id).run();
+        db.prepare("UPDATE lineage_nodes SET description = ? WHERE ref = ?").bind_all(*info.description, ref).queue();
     for (const auto& [key, value] : info.tags)
-        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) VALUES(?, ?, ?) "
+        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) SELECT id, ?, ? FROM lineage_nodes WHERE ref = ? "
                    "ON CONFLICT(node_id, key) DO UPDATE SET value = excluded.value")
-            .bind_all(id, key, value)
-            .run();
+            .bind_all(key, value, ref)
+            .queue();
     tx.commit();
     return ref;
 }
@@ -143,19 +152,14 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
         throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    bool new_src = false, new_dst = false;
-    int64_t src = node_id(src_ref, true, &new_src), dst = node_id(dst_ref, true, &new_dst);
-    bool live = false;
-    if (!new_src && !new_dst) {  // a node made just now has no edges yet: skip the lookup
-        auto st = db.prepare(
-            "SELECT 1 FROM lineage_edges WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL");
-        st.bind_all(src, dst, kind);
-        live = st.step();
-    }
-    if (!live)
-        db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) VALUES(?, ?, ?, ?)")
-            .bind_all(kind, src, dst, now_ms())
-            .queue();
+    ensure_node(src_ref);
+    ensure_node(dst_ref);
+    // Once: a live edge of this kind between the two is not added again.
+    db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT ?, s.id, d.id, ? FROM lineage_nodes s "
+               "JOIN lineage_nodes d ON d.ref = ? WHERE s.ref = ? AND NOT EXISTS (SELECT 1 FROM lineage_edges e "
+               "WHERE e.src = s.id AND e.dst = d.id AND e.kind = ? AND e.removed_at IS NULL)")
+        .bind_all(kind, now_ms(), dst_ref, src_ref, kind)
+        .queue();
     tx.commit();
 }
 

@@ -363,19 +363,27 @@ void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<st
     auto& db = ws_.db();
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
+    for (const auto& [k, v] : params) check_key("param", k);
+    if (params.empty()) return;
+    // Every insert queued, then one read checks that each key holds the value given: a key logged
+    // before with another value is a Conflict and the transaction rolls back whole.
+    std::string keys;
     for (const auto& [k, v] : params) {
-        check_key("param", k);
-        auto st = db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) "
-                             "ON CONFLICT(run, key) DO NOTHING RETURNING 1");
-        st.bind_all(pk, k, v);
-        if (st.step()) {
-            st.run();
-            continue;
-        }
-        auto old = db.prepare("SELECT value FROM tracking_params WHERE run = ? AND key = ?");
-        old.bind_all(pk, k);
-        old.step();
-        std::string previous = old.text(0);
+        db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) ON CONFLICT(run, key) DO NOTHING")
+            .bind_all(pk, k, v)
+            .queue();
+        keys += keys.empty() ? "?" : ", ?";
+    }
+    std::map<std::string, std::string> stored;
+    {
+        auto st = db.prepare("SELECT key, value FROM tracking_params WHERE run = ? AND key IN (" + keys + ")");
+        int index = 1;
+        st.bind(index, pk);
+        for (const auto& p : params) st.bind(++index, p.first);
+        while (st.step()) stored[st.text(0)] = st.text(1);
+    }
+    for (const auto& [k, v] : params) {
+        const std::string& previous = stored[k];
         if (previous != v)
             throw_error(ErrorKind::Conflict,
                         "param '{}' of run '{}' is already '{}'; cannot change it to '{}': params are "

@@ -87,8 +87,9 @@ public:
 
 private:
     Subgraph traverse(std::string_view ref, bool upstream, int depth, std::optional<int64_t> as_of_ms);
-    //! `created`, when given, tells whether the node was made by this call.
-    int64_t node_id(const std::string& ref, bool create, bool* created = nullptr);
+    int64_t node_id(const std::string& ref, bool create);
+    //! Queues the node's row unless it exists (`ref` already normalized).
+    void ensure_node(const std::string& ref);
     storage::Workspace& ws_;
 };
 
