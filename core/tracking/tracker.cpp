@@ -17,6 +17,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <unordered_map>
 
 namespace fs = std::filesystem;
 
@@ -128,8 +129,8 @@ int64_t next_seq() {
     return next;
 }
 
-// History points per INSERT in log_metrics: 3,000 bound values, far below both backends' limits.
-constexpr size_t kPointsPerInsert = 500;
+// log_runs refreshes the planner's statistics after a batch of at least this many runs.
+constexpr size_t kAnalyzeAfterRuns = 5'000;
 
 constexpr const char* kInsertPoint =
     "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES(?, ?, ?, ?, ?, ?)";
@@ -292,6 +293,84 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     return info;
 }
 
+std::vector<std::string> Tracker::log_runs(std::string_view experiment, const RunBatch& batch) {
+    const size_t n = batch.names.size();
+    if (batch.status != kFinished && batch.status != kFailed && batch.status != kKilled)
+        throw_error(ErrorKind::InvalidArgument, "cannot log runs with status '{}': use FINISHED, FAILED or KILLED",
+                    batch.status);
+    auto check_column = [&](std::string_view what, const std::string& key, size_t size) {
+        check_key(what, key);
+        if (size != n)
+            throw_error(ErrorKind::InvalidArgument,
+                        "{} '{}' has {} values for {} runs: give one value per run (in the order of names)", what, key,
+                        size, n);
+    };
+    for (const auto& [k, v] : batch.params) check_column("param", k, v.size());
+    for (const auto& [k, v] : batch.tags) check_column("tag", k, v.size());
+    for (const auto& [k, v] : batch.metrics) check_column("metric", k, v.size());
+    std::vector<std::string> ids(n), names(n);
+    for (size_t i = 0; i < n; ++i) {
+        ids[i] = random_hex_id();
+        names[i] = batch.names[i].empty() ? generated_name() : batch.names[i];
+    }
+    if (n == 0) return ids;
+    auto& db = ws_.db();
+    const int64_t start = batch.start_time.value_or(now_ms()), end = batch.end_time.value_or(now_ms());
+    storage::Transaction tx(db);
+    const int64_t exp = experiment_pk(experiment, true);
+    // The runs first, reading back each one's row id (by run id: RETURNING's order is not promised).
+    std::unordered_map<std::string_view, size_t> index;
+    for (size_t i = 0; i < n; ++i) index.emplace(ids[i], i);
+    std::vector<int64_t> pks(n, 0);
+    storage::insert_rows(
+        db, "INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, end_time, \"user\") VALUES", 7,
+        n,
+        [&](storage::Stmt& st, int at, size_t i) {
+            st.bind(at, ids[i]).bind(at + 1, exp).bind(at + 2, names[i]).bind(at + 3, batch.status)
+                .bind(at + 4, start).bind(at + 5, end).bind(at + 6, ws_.user());
+        },
+        "RETURNING id, run_id", [&](storage::Stmt& st) { pks[index.at(st.text(1))] = st.int64(0); });
+    auto pairs = [&](const char* head, const auto& columns) {
+        for (const auto& [key, values] : columns)
+            storage::insert_rows(db, head, 3, n, [&](storage::Stmt& st, int at, size_t i) {
+                st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, values[i]);
+            });
+    };
+    pairs("INSERT INTO tracking_params(run, key, value) VALUES", batch.params);
+    pairs("INSERT INTO tracking_tags(run, key, value) VALUES", batch.tags);
+    for (const auto& [key, values] : batch.metrics) {
+        storage::insert_rows(db, "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES", 6,
+                             n, [&](storage::Stmt& st, int at, size_t i) {
+                                 st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, batch.step).bind(at + 3, end)
+                                     .bind(at + 4, next_seq());
+                                 bind_value(st, at + 5, values[i]);
+                             });
+        storage::insert_rows(db, "INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) VALUES", 5, n,
+                             [&](storage::Stmt& st, int at, size_t i) {
+                                 st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, batch.step).bind(at + 3, end);
+                                 bind_value(st, at + 4, values[i]);
+                             });
+    }
+    std::vector<std::string> refs;
+    refs.reserve(n);
+    for (const auto& id : ids) refs.push_back("run:" + id);
+    lineage::Graph(ws_).add_edges("experiment:" + std::string(experiment), "contains", refs);
+    tx.commit();
+    for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
+    // A big import changes the tables faster than the server's own statistics follow: refresh them
+    // so that the next search is planned for the tables as they now are. Outside the transaction,
+    // and only when the batch alone is big enough to mislead the planner.
+    if (n >= kAnalyzeAfterRuns && !db.backend().in_transaction())
+        if (auto sql = storage::analyze_tables(db.dialect(), {"tracking_runs", "tracking_params", "tracking_tags",
+                                                              "tracking_latest_metrics", "lineage_nodes",
+                                                              "lineage_edges"});
+            !sql.empty()) {
+            auto guard = db.lock();
+            db.exec(sql);
+        }
+    return ids;
+}
+
 RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::optional<std::string> error,
                          std::optional<int64_t> end_time) {
     if (status != kFinished && status != kFailed && status != kKilled)
@@ -438,23 +517,13 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
     // The history in multi-row INSERTs (a statement per point made 100,000 points take seconds on
-    // PostgreSQL), in chunks of fixed sizes so that only three SQL texts are ever cached.
-    size_t i = 0;
-    for (size_t rows : {kPointsPerInsert, size_t(32), size_t(1)}) {
-        if (n - i < rows) continue;
-        std::string sql = "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES ";
-        for (size_t r = 0; r < rows; ++r) sql += r ? ", (?, ?, ?, ?, ?, ?)" : "(?, ?, ?, ?, ?, ?)";
-        for (; n - i >= rows; i += rows) {
-            auto insert = db.prepare(sql);  // a cache hit after the first
-            for (size_t r = 0; r < rows; ++r) {
-                int base = int(r) * 6;
-                insert.bind(base + 1, pk).bind(base + 2, key_of(i + r)).bind(base + 3, step_of(i + r))
-                    .bind(base + 4, ts_of(i + r)).bind(base + 5, next_seq());
-                bind_value(insert, base + 6, values[i + r]);
-            }
-            insert.queue();
-        }
-    }
+    // PostgreSQL).
+    storage::insert_rows(db, "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES", 6, n,
+                         [&](storage::Stmt& st, int at, size_t j) {
+                             st.bind(at, pk).bind(at + 1, key_of(j)).bind(at + 2, step_of(j)).bind(at + 3, ts_of(j))
+                                 .bind(at + 4, next_seq());
+                             bind_value(st, at + 5, values[j]);
+                         });
     // The latest value: only each key's winning point (highest step, then latest timestamp, the
     // later one on a tie, as upserting every point in order would leave it).
     std::map<std::string_view, size_t> best;

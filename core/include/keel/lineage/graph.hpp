@@ -71,6 +71,8 @@ public:
     //! Adds `from -kind-> to` (data flows from `from` to `to`), creating missing nodes. A live edge
     //! with the same ends and kind is not duplicated.
     void add_edge(std::string_view from, std::string_view kind, std::string_view to);
+    //! add_edge(from, kind, to) for every `to`, in a few multi-row statements (bulk imports).
+    void add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to);
     //! Ends a live edge; it stays visible to as_of queries before now. NotFound if there is none.
     void remove_edge(std::string_view from, std::string_view kind, std::string_view to);
 
