@@ -160,10 +160,13 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
     ensure_node(src_ref);
     ensure_node(dst_ref);
     // Once: a live edge of this kind between the two is not added again.
+    // The pair as two scalar lookups, so the plan looks the edge up by (src, dst, kind): with a join
+    // PostgreSQL's generic plan matched on src alone and read every edge of an experiment per run.
     db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT ?, s.id, d.id, ? FROM lineage_nodes s "
                "JOIN lineage_nodes d ON d.ref = ? WHERE s.ref = ? AND NOT EXISTS (SELECT 1 FROM lineage_edges e "
-               "WHERE e.src = s.id AND e.dst = d.id AND e.kind = ? AND e.removed_at IS NULL)")
-        .bind_all(kind, now_ms(), dst_ref, src_ref, kind)
+               "WHERE e.src = (SELECT id FROM lineage_nodes WHERE ref = ?) AND e.dst = (SELECT id FROM lineage_nodes "
+               "WHERE ref = ?) AND e.kind = ? AND e.removed_at IS NULL)")
+        .bind_all(kind, now_ms(), dst_ref, src_ref, src_ref, dst_ref, kind)
         .queue();
     tx.commit();
 }
