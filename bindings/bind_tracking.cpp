@@ -174,6 +174,27 @@ void bind_tracking(py::module_& m) {
                  }
                  return py::make_tuple(steps, values, stamps);
              })
+        .def("log_runs",
+             [](Tracker& t, const std::string& experiment, std::vector<std::string> names,
+                std::map<std::string, std::vector<std::string>> params, std::map<std::string, DArray> metrics,
+                std::map<std::string, std::vector<std::string>> tags, int64_t step, std::optional<int64_t> start_time,
+                std::optional<int64_t> end_time, const std::string& status) {
+                 RunBatch batch;
+                 batch.names = std::move(names);
+                 for (auto& [k, v] : params) batch.params.emplace_back(k, std::move(v));
+                 for (auto& [k, v] : tags) batch.tags.emplace_back(k, std::move(v));
+                 for (auto& [k, v] : metrics) batch.metrics.emplace_back(k, std::vector<double>(v.data(), v.data() + v.size()));
+                 batch.step = step;
+                 batch.start_time = start_time;
+                 batch.end_time = end_time;
+                 batch.status = status;
+                 py::gil_scoped_release release;
+                 return t.log_runs(experiment, batch);
+             },
+             py::arg("experiment"), py::arg("names"), py::arg("params"), py::arg("metrics"), py::arg("tags"),
+             py::arg("step") = 0, py::arg("start_time") = py::none(), py::arg("end_time") = py::none(),
+             py::arg("status") = "FINISHED",
+             "Ended runs in bulk, one transaction: names, and per key one value per run. Returns the run ids.")
         .def("set_tags", pairs_call(&Tracker::set_tags), py::arg("run_id"), py::arg("tags"))
         .def("delete_tag",
              [](Tracker& t, const std::string& id, const std::string& key) { t.delete_tag(id, key); },

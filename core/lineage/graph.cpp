@@ -39,6 +39,11 @@ CREATE TABLE lineage_edges (
     removed_at INTEGER);
 CREATE INDEX lineage_edges_src ON lineage_edges(src, created_at);
 CREATE INDEX lineage_edges_dst ON lineage_edges(dst, created_at);
+)",
+// 2: "is this edge already live?" (every add_edge asks) by its exact pair, not through every edge of
+// its source: an experiment with a million runs made each new run's edge a million-row scan.
+R"(
+CREATE INDEX lineage_edges_pair ON lineage_edges(src, dst, kind);
 )"}};
 
 constexpr const char* kSelectNode =
@@ -110,26 +115,37 @@ int64_t Graph::node_id(const std::string& ref, bool create) {
     }
     if (!create)
         throw_error(ErrorKind::NotFound, "lineage node '{}' not found: check the ref (kind:name[/version])", ref);
+    ensure_node(ref);
+    auto st = db.prepare("SELECT id FROM lineage_nodes WHERE ref = ?");
+    st.bind(1, ref);
+    st.step();
+    return st.int64(0);
+}
+
+// Writes go by ref, never by a node id read first, so that a module's lineage travels with the rest
+// of its transaction (queued: on PostgreSQL one round trip for all of it).
+void Graph::ensure_node(const std::string& ref) {
     Ref parsed = Ref::parse(ref);
-    return db.prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?) "
-                      "RETURNING id")
+    ws_.db()
+        .prepare("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES(?, ?, ?, ?, ?) "
+                 "ON CONFLICT(ref) DO NOTHING")
         .bind_all(ref, parsed.kind, parsed.name, parsed.version, now_ms())
-        .insert_id();
+        .queue();
 }
 
 std::string Graph::upsert_node(std::string_view ref_text, const NodeInfo& info) {
     std::string ref = Ref::parse(ref_text).str();
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    int64_t id = node_id(ref, true);
-    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE id = ?").bind_all(*info.owner, id).run();
+    ensure_node(ref);
+    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE ref = ?").bind_all(*info.owner, ref).queue();
     if (info.description)
-        db.prepare("UPDATE lineage_nodes SET description = ? WHERE id = ?").bind_all(*info.description, id).run();
+        db.prepare("UPDATE lineage_nodes SET description = ? WHERE ref = ?").bind_all(*info.description, ref).queue();
     for (const auto& [key, value] : info.tags)
-        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) VALUES(?, ?, ?) "
+        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) SELECT id, ?, ? FROM lineage_nodes WHERE ref = ? "
                    "ON CONFLICT(node_id, key) DO UPDATE SET value = excluded.value")
-            .bind_all(id, key, value)
-            .run();
+            .bind_all(key, value, ref)
+            .queue();
     tx.commit();
     return ref;
 }
@@ -143,18 +159,59 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
         throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    int64_t src = node_id(src_ref, true), dst = node_id(dst_ref, true);
-    bool live = false;
-    {
-        auto st = db.prepare(
-            "SELECT 1 FROM lineage_edges WHERE src = ? AND dst = ? AND kind = ? AND removed_at IS NULL");
-        st.bind_all(src, dst, kind);
-        live = st.step();
+    ensure_node(src_ref);
+    ensure_node(dst_ref);
+    // Once: a live edge of this kind between the two is not added again.
+    // The pair as two scalar lookups, so the plan looks the edge up by (src, dst, kind): with a join
+    // PostgreSQL's generic plan matched on src alone and read every edge of an experiment per run.
+    db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT ?, s.id, d.id, ? FROM lineage_nodes s "
+               "JOIN lineage_nodes d ON d.ref = ? WHERE s.ref = ? AND NOT EXISTS (SELECT 1 FROM lineage_edges e "
+               "WHERE e.src = (SELECT id FROM lineage_nodes WHERE ref = ?) AND e.dst = (SELECT id FROM lineage_nodes "
+               "WHERE ref = ?) AND e.kind = ? AND e.removed_at IS NULL)")
+        .bind_all(kind, now_ms(), dst_ref, src_ref, src_ref, dst_ref, kind)
+        .queue();
+    tx.commit();
+}
+
+void Graph::add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to) {
+    if (!valid_kind(kind))
+        throw_error(ErrorKind::InvalidArgument,
+                    "lineage edge kind '{}' is malformed: use lowercase words joined by '_', e.g. 'produced'", kind);
+    std::string src_ref = Ref::parse(from).str();
+    std::vector<std::string> dst_refs;
+    std::vector<Ref> parsed;
+    for (const auto& t : to) {
+        parsed.push_back(Ref::parse(t));
+        dst_refs.push_back(parsed.back().str());
+        if (dst_refs.back() == src_ref)
+            throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes",
+                        src_ref);
     }
-    if (!live)
-        db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) VALUES(?, ?, ?, ?)")
-            .bind_all(kind, src, dst, now_ms())
-            .run();
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    ensure_node(src_ref);
+    const int64_t now = now_ms();
+    // A node made here has no edges yet, so its edge needs no look for a live one: a bulk import
+    // must not look through every edge of `from` (all its earlier runs) once per new node.
+    std::unordered_set<std::string> fresh;
+    storage::insert_rows(
+        db, "INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES", 5, dst_refs.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            const Ref& r = parsed[row];
+            st.bind(i, dst_refs[row]).bind(i + 1, r.kind).bind(i + 2, r.name).bind(i + 3, r.version).bind(i + 4, now);
+        },
+        "ON CONFLICT(ref) DO NOTHING RETURNING ref", [&](storage::Stmt& st) { fresh.insert(st.text(0)); });
+    std::vector<std::string> known;
+    for (const auto& ref : dst_refs)
+        if (!fresh.contains(ref)) known.push_back(ref);
+    std::vector<std::string> made(fresh.begin(), fresh.end());
+    storage::insert_rows(
+        db, "WITH refs(ref) AS (VALUES", 1, made.size(),
+        [&](storage::Stmt& st, int i, size_t row) { st.bind(i, made[row]); },
+        ") INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT ?, s.id, d.id, ? FROM refs "
+        "JOIN lineage_nodes d ON d.ref = refs.ref JOIN lineage_nodes s ON s.ref = ?",
+        {}, [&](storage::Stmt& st, int i) { st.bind(i, kind).bind(i + 1, now).bind(i + 2, src_ref); });
+    for (const auto& ref : known) add_edge(src_ref, kind, ref);  // each once: not where a live one is
     tx.commit();
 }
 

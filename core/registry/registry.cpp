@@ -168,13 +168,13 @@ RegisteredModel read_model(storage::Db& db, int64_t id) {
 
 void write_model_info(storage::Db& db, int64_t id, const ModelInfo& info) {
     if (info.description)
-        db.prepare("UPDATE registry_models SET description = ? WHERE id = ?").bind_all(*info.description, id).run();
-    if (info.owner) db.prepare("UPDATE registry_models SET owner = ? WHERE id = ?").bind_all(*info.owner, id).run();
+        db.prepare("UPDATE registry_models SET description = ? WHERE id = ?").bind_all(*info.description, id).queue();
+    if (info.owner) db.prepare("UPDATE registry_models SET owner = ? WHERE id = ?").bind_all(*info.owner, id).queue();
     for (const auto& [key, value] : info.tags)
         db.prepare("INSERT INTO registry_model_tags(model_id, key, value) VALUES(?, ?, ?) "
                    "ON CONFLICT(model_id, key) DO UPDATE SET value = excluded.value")
             .bind_all(id, key, value)
-            .run();
+            .queue();
 }
 
 std::string model_node(std::string_view name) { return "model:" + std::string(name); }
@@ -267,7 +267,7 @@ void Registry::add_event(int64_t model_id, std::string_view action, std::string_
         .prepare("INSERT INTO registry_events(model_id, action, subject, from_value, to_value, \"user\", at) "
                  "VALUES(?, ?, ?, ?, ?, ?, ?)")
         .bind_all(model_id, action, subject, from, to, ws_.user(), now_ms())
-        .run();
+        .queue();
     storage::bump_generation(ws_.db()); // live endpoints re-resolve their refs on the next request
 }
 
@@ -356,12 +356,21 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
         }
     }
     auto& db = ws_.db();
-    storage::Transaction tx(db); // BEGIN IMMEDIATE: the version number below is ours until commit
-    int64_t id = 0;
+    storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
+    // The model, its stored owner and description, and its highest version in one read; every
+    // write after it is queued (one round trip on PostgreSQL for the rest of the transaction).
+    int64_t id = 0, number = 1;
+    std::string owner = ws_.user(), description;
     {
-        auto st = db.prepare("SELECT id FROM registry_models WHERE name = ?");
+        auto st = db.prepare("SELECT m.id, m.owner, m.description, (SELECT MAX(v.version) FROM registry_versions v "
+                             "WHERE v.model_id = m.id) FROM registry_models m WHERE m.name = ?");
         st.bind(1, name);
-        if (st.step()) id = st.int64(0);
+        if (st.step()) {
+            id = st.int64(0);
+            owner = st.text(1);
+            description = st.text(2);
+            number = st.opt_int64(3).value_or(0) + 1;
+        }
     }
     if (id == 0) {
         id = db.prepare("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES(?, ?, ?, ?) "
@@ -370,27 +379,35 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                  .insert_id();
     }
     write_model_info(db, id, info);
-    int64_t number = 1;
-    {
-        auto st = db.prepare("SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions WHERE model_id = ?");
-        st.bind(1, id);
-        if (st.step()) number = st.int64(0);
-    }
-    int64_t version_id =
-        db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
-                   "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
-            .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, now_ms(), ws_.user())
-            .insert_id();
+    ModelVersion created;
+    created.name = std::string(name);
+    created.version = number;
+    created.run_id = nv.run_id;
+    created.digest = nv.digest;
+    created.flavour = nv.flavour;
+    created.signature = nv.signature;
+    created.description = nv.description;
+    created.tags = nv.tags;
+    created.created_at = now_ms();
+    created.created_by = ws_.user();
+    db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
+               "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, created.created_at,
+                  created.created_by)
+        .queue();
     for (const auto& [key, value] : nv.tags)
-        db.prepare("INSERT INTO registry_version_tags(version_id, key, value) VALUES(?, ?, ?)")
-            .bind_all(version_id, key, value)
-            .run();
+        db.prepare("INSERT INTO registry_version_tags(version_id, key, value) SELECT id, ?, ? FROM registry_versions "
+                   "WHERE model_id = ? AND version = ?")
+            .bind_all(key, value, id, number)
+            .queue();
 
-    // Lineage, in the same transaction: the model node carries owner and description; the version
-    // node its flavour and digest; the run that produced it points at it.
-    auto model = read_model(db, id);
-    graph_->upsert_node(model_node(name), {.owner = model.owner, .description = model.description, .tags = model.tags});
-    ModelVersion created = version(name, number);
+    // Lineage, in the same transaction: the model node carries owner, description and tags; the
+    // version node its flavour and digest; the run that produced it points at it.
+    auto model_tags =
+        read_tags(db, "SELECT key, value FROM registry_model_tags WHERE model_id = ? ORDER BY key", id);
+    graph_->upsert_node(model_node(name), {.owner = info.owner.value_or(owner),
+                                           .description = info.description.value_or(description),
+                                           .tags = model_tags});
     graph_->upsert_node(created.lineage_ref(), {.owner = ws_.user(),
                                                 .description = nv.description,
                                                 .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}});
@@ -405,10 +422,10 @@ ModelVersion Registry::version(std::string_view name, int64_t number) {
     check_version_number(name, number);
     auto& db = ws_.db();
     auto guard = db.lock();
-    int64_t id = model_id(name);
-    auto st = db.prepare(std::string(kSelectVersion) + "WHERE v.model_id = ? AND v.version = ?");
-    st.bind_all(id, number);
+    auto st = db.prepare(std::string(kSelectVersion) + "WHERE m.name = ? AND v.version = ?");
+    st.bind_all(name, number);
     if (!st.step()) {
+        int64_t id = model_id(name);  // NotFound naming the model when it is the model that is missing
         auto latest = read_model(db, id).latest_version;
         throw_error(ErrorKind::NotFound, "model version '{}/{}' not found: model '{}' has {}", name, number, name,
                     latest ? fmt::format("versions 1 to {}", *latest) : std::string("no versions yet"));
@@ -467,22 +484,31 @@ std::string Registry::load_artifact(std::string_view ref) {
 
 ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, int64_t number) {
     check_alias(alias);
+    check_version_number(name, number);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    int64_t id = model_id(name);
-    version(name, number); // NotFound when the version does not exist
+    // The model, whether the version exists and where the alias points now, in one read.
+    int64_t id = 0;
+    bool exists = false;
     std::string from;
     {
-        auto st = db.prepare("SELECT version FROM registry_aliases WHERE model_id = ? AND alias = ?");
-        st.bind_all(id, alias);
-        if (st.step()) from = std::to_string(st.int64(0));
+        auto st = db.prepare("SELECT m.id, v.id, a.version FROM registry_models m "
+                             "LEFT JOIN registry_versions v ON v.model_id = m.id AND v.version = ? "
+                             "LEFT JOIN registry_aliases a ON a.model_id = m.id AND a.alias = ? WHERE m.name = ?");
+        st.bind_all(number, alias, name);
+        if (st.step()) {
+            id = st.int64(0);
+            exists = !st.is_null(1);
+            if (!st.is_null(2)) from = std::to_string(st.int64(2));
+        }
     }
+    if (id == 0 || !exists) version(name, number);  // throws NotFound naming what is missing
     std::string to = std::to_string(number);
     if (from != to) {
         db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
                    "ON CONFLICT(model_id, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at")
             .bind_all(id, alias, number, now_ms())
-            .run();
+            .queue();
         add_event(id, "alias", alias, from, to);
     }
     auto v = version(name, number);

@@ -214,6 +214,34 @@ void Db::after_commit(std::function<void()> action) {
     }
 }
 
+void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
+                 const std::function<void(Stmt&, int, size_t)>& bind, std::string_view tail,
+                 const std::function<void(Stmt&)>& on_row, const std::function<void(Stmt&, int)>& bind_tail) {
+    // 500 rows of up to 60 values stay under SQLite's 32,766 bound values and PostgreSQL's 65,535.
+    const size_t most = std::max<size_t>(1, std::min<size_t>(500, size_t(30'000 / std::max(columns, 1))));
+    std::string row = "(";
+    for (int c = 0; c < columns; ++c) row += c ? ", ?" : "?";
+    row += ")";
+    size_t done = 0;
+    for (size_t size : {most, std::min<size_t>(most, 32), size_t(1)}) {
+        if (rows - done < size) continue;
+        std::string sql(head);
+        for (size_t r = 0; r < size; ++r) sql += (r ? ", " : " ") + row;
+        sql += " ";
+        sql += tail;
+        for (; rows - done >= size; done += size) {
+            auto st = db.prepare(sql);  // a cache hit after the first
+            for (size_t r = 0; r < size; ++r) bind(st, int(r) * columns + 1, done + r);
+            if (bind_tail) bind_tail(st, int(size) * columns + 1);
+            if (!on_row) {
+                st.queue();
+                continue;
+            }
+            while (st.step()) on_row(st);
+        }
+    }
+}
+
 // --------------------------------------------------------------------------------- Transaction
 
 Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {

@@ -17,7 +17,7 @@ const ModuleSchema& generation_schema() { return kSchema; }
 void bump_generation(Db& db) {
     db.ensure_schema(kSchema);
     Transaction tx(db); // joins the caller's transaction when there is one
-    db.prepare("UPDATE keel_generation SET value = value + 1 WHERE id = 1").run();
+    db.prepare("UPDATE keel_generation SET value = value + 1 WHERE id = 1").queue();
     tx.commit();
 }
 

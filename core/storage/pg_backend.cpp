@@ -1,6 +1,9 @@
 // core/storage/pg_backend.cpp
 // The team backend: one libpq connection to PostgreSQL per Db, statements prepared once per
-// connection, write transactions serialized per workspace by an advisory lock.
+// connection, write transactions serialized per workspace by an advisory lock. A write transaction
+// runs in libpq's pipeline mode: BEGIN, the lock, every queued statement, the change bump and
+// COMMIT go out together and the client waits once (at commit, or at a statement whose rows it
+// reads), so a log_metric is one round trip instead of five.
 #include "backends.hpp"
 
 #include "keel/common/error.hpp"
@@ -12,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <unordered_set>
 #include <vector>
 
 namespace keel::storage {
@@ -22,6 +27,9 @@ namespace {
 constexpr int kLockClass = 0x4b45454c;
 constexpr int kByteaOid = 17;
 constexpr int kBoolOid = 16;
+// Commands a pipeline may hold unread before the client reads their results: bounds what the
+// server buffers for us, so neither side blocks on a full socket while the other writes.
+constexpr size_t kMaxUnread = 256;
 
 std::string trimmed(const char* message) {
     std::string s = message ? message : "";
@@ -56,6 +64,7 @@ public:
     }
 
     bool step() override;
+    void queue() override;
     void reset() override {
         if (result_) PQclear(result_);
         result_ = nullptr;
@@ -90,6 +99,9 @@ public:
 
 private:
     void slot(int index);
+    //! Sends the statement (preparing it first on a connection that lacks it); waits for its result
+    //! unless `queued`.
+    PGresult* send(bool queued);
     void set(int index, std::string value, int format) {
         slot(index);
         values_[size_t(index - 1)] = std::move(value);
@@ -100,7 +112,6 @@ private:
     PgBackend& backend_;
     std::string sql_;   //!< with $n placeholders
     std::string name_;  //!< the server-side statement's name; empty: run unnamed each time
-    uint64_t prepared_on_ = 0;  //!< the connection (PgBackend::epoch_) it was prepared on; 0: not yet
     int params_ = 0;
     std::vector<std::string> values_;
     std::vector<char> null_;
@@ -214,20 +225,33 @@ public:
 
     void exec(std::string_view sql) override {
         ensure_connected();
-        PGresult* r = PQexec(conn_, std::string(sql).c_str());
-        check(r, sql);
-        PQclear(r);
+        if (pipeline_) {
+            // Several statements in one string cannot go through a pipeline: read what is in
+            // flight, run them plainly, go on pipelined (the open transaction spans both modes).
+            collect(true, false);
+            leave_pipeline();
+            struct Reenter {
+                PgBackend& b;
+                ~Reenter() { b.enter_pipeline(); }
+            } reenter{*this};
+            run_plain(sql);
+            return;
+        }
+        run_plain(sql);
     }
 
     void begin_write() override {
         ensure_connected();
         // One writer at a time per workspace (the schema), as BEGIN IMMEDIATE gives on SQLite:
         // readers are never blocked, and every statement after the lock (READ COMMITTED takes a
-        // snapshot per statement) sees every transaction committed before it.
+        // snapshot per statement) sees every transaction committed before it. Nothing waits here:
+        // the server runs what follows only once it holds the lock.
         tx_open_ = true;
         try {
-            exec("BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kLockClass) + ", " + std::to_string(key_) +
-                 ")");
+            enter_pipeline();
+            send_text("BEGIN");
+            send_prepared("keel_lock",
+                          "SELECT pg_advisory_xact_lock(" + std::to_string(kLockClass) + ", " + std::to_string(key_) + ")");
         } catch (...) {
             rollback();
             throw;
@@ -235,28 +259,141 @@ public:
     }
     void commit() override {
         // The generation other connections' change tokens read, bumped in the same transaction.
-        exec("UPDATE keel_changes SET n = n + 1 WHERE id = 1; COMMIT");
+        // After a failed statement the server skips the rest of the pipeline, COMMIT included, and
+        // collect() throws that statement's error: rollback() then ends the transaction.
+        try {
+            send_prepared("keel_bump", "UPDATE keel_changes SET n = n + 1 WHERE id = 1");
+            send_text("COMMIT");
+            collect(true, false);
+        } catch (...) {
+            leave_pipeline();
+            throw;
+        }
+        leave_pipeline();
         tx_open_ = false;
     }
     void rollback() noexcept override {
         tx_open_ = false;
-        if (!conn_ || PQstatus(conn_) != CONNECTION_OK) return;  // a lost connection rolled back
-        PGresult* r = PQexec(conn_, "ROLLBACK");
-        PQclear(r);
+        if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {  // a lost connection rolled back
+            pipeline_ = false;
+            pending_.clear();
+            return;
+        }
+        if (pipeline_) {
+            try {
+                send_text("ROLLBACK");  // skipped by the server if a statement before it failed
+                collect(true, false);
+            } catch (...) {
+            }
+            leave_pipeline();
+        }
+        if (conn_ && PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+            PGresult* r = PQexec(conn_, "ROLLBACK");
+            PQclear(r);
+        }
     }
     bool in_transaction() const override { return tx_open_; }
 
     uint64_t others_change_token() override {
         ensure_connected();
-        PGresult* r = PQexec(conn_, "SELECT n FROM keel_changes WHERE id = 1");
-        check(r, "SELECT n FROM keel_changes");
+        static constexpr const char* kSql = "SELECT n FROM keel_changes WHERE id = 1";
+        PGresult* r;
+        if (pipeline_) {
+            send_text(kSql);
+            r = collect(false, true);
+        } else {
+            r = PQexec(conn_, kSql);
+            check(r, kSql);
+        }
         uint64_t n = PQntuples(r) ? std::strtoull(PQgetvalue(r, 0, 0), nullptr, 10) : 0;
         PQclear(r);
         return n;
     }
 
+    bool pipelined() const { return pipeline_; }
+
+    //! Sends a statement's Prepare unless this connection has it (in a pipeline, without waiting).
+    void ensure_prepared(const std::string& name, const std::string& sql, int params) {
+        if (prepared_.contains(name)) return;
+        if (pipeline_) {
+            sent(PQsendPrepare(conn_, name.c_str(), sql.c_str(), params, nullptr), sql, name);
+        } else {
+            PGresult* p = PQprepare(conn_, name.c_str(), sql.c_str(), params, nullptr);
+            check(p, sql);
+            PQclear(p);
+        }
+        prepared_.insert(name);
+    }
+
+    //! Records a command sent in the pipeline (`ok`: libpq's answer to the send); `prepares`
+    //! names the statement when the command is its Prepare.
+    void sent(int ok, std::string_view sql, std::string prepares = {}) {
+        if (!ok) check(nullptr, sql);  // throws: the connection failed
+        pending_.push_back({std::string(sql), std::move(prepares)});
+    }
+    //! After a queued command: reads the results in flight when too many are unread.
+    void limit_unread() {
+        if (pending_.size() >= kMaxUnread) collect(false, false);
+    }
+
+    //! Reads the results of every command in flight, in order (after a Sync when `sync`: the
+    //! pipeline's end). Returns the last command's result when `keep_last` (the caller clears it);
+    //! throws the first failure, naming its statement, once every result has been read.
+    PGresult* collect(bool sync, bool keep_last) {
+        if (sync ? !PQpipelineSync(conn_) : (!PQsendFlushRequest(conn_) || PQflush(conn_) != 0)) {
+            pending_.clear();
+            check(nullptr, "sending the pipeline");
+        }
+        PGresult* failed = nullptr;
+        std::string failed_sql;
+        bool any_failed = false, lost = false;
+        PGresult* last = nullptr;
+        while (!pending_.empty()) {
+            Pending p = std::move(pending_.front());
+            pending_.pop_front();
+            PGresult* r = lost ? nullptr : PQgetResult(conn_);
+            if (!r) lost = true;
+            else
+                while (PGresult* end = PQgetResult(conn_)) PQclear(end);  // each command's results end with a null
+            auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+            bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+            if (!ok && !p.prepares.empty()) prepared_.erase(p.prepares);
+            if (!ok && status != PGRES_PIPELINE_ABORTED && !any_failed) {
+                any_failed = true;
+                failed = r;
+                failed_sql = std::move(p.sql);
+                if (PQstatus(conn_) != CONNECTION_OK) lost = true;
+                continue;
+            }
+            if (keep_last && ok && pending_.empty()) {
+                last = r;
+                continue;
+            }
+            if (r) PQclear(r);
+        }
+        if (sync && !lost) {
+            PGresult* r = PQgetResult(conn_);  // PGRES_PIPELINE_SYNC
+            if (r) PQclear(r);
+        }
+        if (any_failed || lost) {
+            if (last) PQclear(last);
+            check(failed, failed_sql.empty() ? "a pipelined statement" : failed_sql);
+            throw_error(ErrorKind::Internal, "PostgreSQL returned no result for '{}'", failed_sql.substr(0, 200));
+        }
+        return last;
+    }
+
+    //! Forgets a server-side statement (its cursor is gone) and frees it on the server. Never throws.
+    void release_statement(const std::string& name) noexcept {
+        if (!prepared_.erase(name) || !conn_ || PQstatus(conn_) != CONNECTION_OK) return;
+        try {
+            if (pipeline_) send_text("DEALLOCATE " + name);
+            else if (PQtransactionStatus(conn_) != PQTRANS_INERROR) PQclear(PQexec(conn_, ("DEALLOCATE " + name).c_str()));
+        } catch (...) {
+        }
+    }
+
     PGconn* conn() { return conn_; }
-    uint64_t epoch() const { return epoch_; }
     uint64_t next_statement() { return ++statements_; }
 
     //! Reconnects after a lost connection (the server restarted): the caller's statement runs on
@@ -294,8 +431,42 @@ public:
     }
 
 private:
+    struct Pending {
+        std::string sql;       //!< for messages
+        std::string prepares;  //!< non-empty: the command is the Prepare of this statement
+    };
+
+    void run_plain(std::string_view sql) {
+        PGresult* r = PQexec(conn_, std::string(sql).c_str());
+        check(r, sql);
+        PQclear(r);
+    }
+    void send_text(const std::string& sql) {
+        sent(PQsendQueryParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0), sql);
+    }
+    //! Statements of every transaction, prepared once per connection rather than planned each time.
+    void send_prepared(const std::string& name, const std::string& sql) {
+        ensure_prepared(name, sql, 0);
+        sent(PQsendQueryPrepared(conn_, name.c_str(), 0, nullptr, nullptr, nullptr, 0), sql);
+    }
+    void enter_pipeline() {
+        if (pipeline_ || !conn_ || PQstatus(conn_) != CONNECTION_OK) return;
+        if (!PQenterPipelineMode(conn_))
+            throw_error(ErrorKind::Internal, "libpq refused pipeline mode on the connection to {} ({})", url_.host_port,
+                        trimmed(PQerrorMessage(conn_)));
+        pipeline_ = true;
+    }
+    void leave_pipeline() noexcept {
+        if (pipeline_ && conn_ && PQstatus(conn_) == CONNECTION_OK) PQexitPipelineMode(conn_);
+        pipeline_ = false;
+        pending_.clear();
+    }
+
     void connect() {
         if (conn_) PQfinish(conn_);
+        pipeline_ = false;
+        pending_.clear();
+        prepared_.clear();  // statements live and die with their connection
         conn_ = PQconnectdb(url_.conninfo.c_str());
         if (PQstatus(conn_) != CONNECTION_OK) {
             std::string msg = trimmed(PQerrorMessage(conn_));
@@ -304,7 +475,6 @@ private:
             fail_connect(msg);
         }
         PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);  // IF NOT EXISTS notices
-        ++epoch_;
         try {
             setup();
         } catch (...) {
@@ -365,7 +535,9 @@ private:
     PGconn* conn_ = nullptr;
     int key_ = 0;
     bool tx_open_ = false;  //!< between begin_write and commit/rollback, whatever the connection's state
-    uint64_t epoch_ = 0;       //!< connections made: statements prepared on an earlier one are gone
+    bool pipeline_ = false;  //!< in libpq's pipeline mode (a write transaction is open)
+    std::deque<Pending> pending_;  //!< commands sent in the pipeline whose results are unread
+    std::unordered_set<std::string> prepared_;  //!< statements this connection has (or has been sent)
     uint64_t statements_ = 0;  //!< names server-side statements
 };
 
@@ -380,12 +552,7 @@ PgCursor::PgCursor(PgBackend& backend, std::string_view sql, bool persistent)
 
 PgCursor::~PgCursor() {
     if (result_) PQclear(result_);
-    // Statements are per connection: free this one if its connection is still the live one.
-    if (!name_.empty() && prepared_on_ == backend_.epoch() && backend_.conn() &&
-        PQstatus(backend_.conn()) == CONNECTION_OK && PQtransactionStatus(backend_.conn()) != PQTRANS_INERROR) {
-        PGresult* r = PQexec(backend_.conn(), ("DEALLOCATE " + name_).c_str());
-        PQclear(r);
-    }
+    if (!name_.empty()) backend_.release_statement(name_);
 }
 
 void PgCursor::slot(int index) {
@@ -404,35 +571,50 @@ void PgCursor::bind_text(int index, std::string_view value) {
     set(index, std::string(value), 0);
 }
 
+PGresult* PgCursor::send(bool queued) {
+    std::vector<const char*> values(static_cast<size_t>(params_));
+    std::vector<int> lengths(static_cast<size_t>(params_));
+    for (size_t i = 0; i < size_t(params_); ++i) {
+        values[i] = null_[i] ? nullptr : values_[i].c_str();
+        lengths[i] = int(values_[i].size());
+    }
+    backend_.ensure_connected();
+    PGconn* conn = backend_.conn();
+    if (!name_.empty()) backend_.ensure_prepared(name_, sql_, params_);
+    if (!backend_.pipelined()) {
+        PGresult* r = name_.empty()
+                          ? PQexecParams(conn, sql_.c_str(), params_, nullptr, values.data(), lengths.data(),
+                                         formats_.data(), 0)
+                          : PQexecPrepared(conn, name_.c_str(), params_, values.data(), lengths.data(), formats_.data(), 0);
+        backend_.check(r, sql_);
+        return r;
+    }
+    // libpq copies the parameters into its buffer here, so they may go out of scope at once.
+    int ok = name_.empty() ? PQsendQueryParams(conn, sql_.c_str(), params_, nullptr, values.data(), lengths.data(),
+                                               formats_.data(), 0)
+                           : PQsendQueryPrepared(conn, name_.c_str(), params_, values.data(), lengths.data(),
+                                                 formats_.data(), 0);
+    backend_.sent(ok, sql_);
+    if (!queued) return backend_.collect(false, true);
+    backend_.limit_unread();
+    return nullptr;
+}
+
 bool PgCursor::step() {
     if (!result_) {
-        std::vector<const char*> values(static_cast<size_t>(params_));
-        std::vector<int> lengths(static_cast<size_t>(params_));
-        for (size_t i = 0; i < size_t(params_); ++i) {
-            values[i] = null_[i] ? nullptr : values_[i].c_str();
-            lengths[i] = int(values_[i].size());
-        }
-        backend_.ensure_connected();
-        PGconn* conn = backend_.conn();
-        PGresult* r;
-        if (name_.empty()) {
-            r = PQexecParams(conn, sql_.c_str(), params_, nullptr, values.data(), lengths.data(), formats_.data(), 0);
-        } else {
-            if (prepared_on_ != backend_.epoch()) {
-                PGresult* p = PQprepare(conn, name_.c_str(), sql_.c_str(), params_, nullptr);
-                backend_.check(p, sql_);
-                PQclear(p);
-                prepared_on_ = backend_.epoch();
-            }
-            r = PQexecPrepared(conn, name_.c_str(), params_, values.data(), lengths.data(), formats_.data(), 0);
-        }
-        backend_.check(r, sql_);
-        result_ = r;
+        result_ = send(false);
         row_ = -1;
-        const char* tuples = PQcmdTuples(r);
+        const char* tuples = PQcmdTuples(result_);
         affected_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
     }
     return ++row_ < PQntuples(result_);
+}
+
+void PgCursor::queue() {
+    if (!backend_.pipelined()) return Cursor::queue();
+    if (result_) PQclear(result_);
+    result_ = nullptr;
+    send(true);
 }
 
 std::string PgCursor::blob(int col) const {

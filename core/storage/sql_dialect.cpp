@@ -167,6 +167,13 @@ std::string json_integer_set(Dialect dialect) {
     return "SELECT value FROM json_each(?)";
 }
 
+std::string analyze_tables(Dialect dialect, std::initializer_list<std::string_view> tables) {
+    if (dialect != Dialect::Postgres || tables.size() == 0) return {};
+    std::string sql = "ANALYZE";
+    for (auto t : tables) (sql += sql.size() > 7 ? ", " : " ") += t;
+    return sql;
+}
+
 LikeMatch like_match(Dialect dialect, std::string_view like, bool case_sensitive) {
     if (dialect == Dialect::Postgres)
         return {case_sensitive ? "LIKE ? ESCAPE ''" : "ILIKE ? ESCAPE ''", std::string(like)};

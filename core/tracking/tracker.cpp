@@ -15,7 +15,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <random>
+#include <unordered_map>
 
 namespace fs = std::filesystem;
 
@@ -126,6 +128,9 @@ int64_t next_seq() {
     } while (!last.compare_exchange_weak(prev, next, std::memory_order_relaxed));
     return next;
 }
+
+// log_runs refreshes the planner's statistics after a batch of at least this many runs.
+constexpr size_t kAnalyzeAfterRuns = 5'000;
 
 constexpr const char* kInsertPoint =
     "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES(?, ?, ?, ?, ?, ?)";
@@ -258,7 +263,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
                      .insert_id();
     for (const auto& [k, v] : spec.tags) {
         check_key("tag", k);
-        db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?)").bind_all(pk, k, v).run();
+        db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?)").bind_all(pk, k, v).queue();
     }
     RunProcess process = spec.process.value_or(RunProcess{});
     if (!spec.process) {
@@ -270,7 +275,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
                    "VALUES(?, ?, ?, ?, ?)")
             .bind_all(pk, process.host, process.pid, process.process_start,
                       process.heartbeat_at ? process.heartbeat_at : start)
-            .run();
+            .queue();
     lineage::Graph graph(ws_);
     graph.add_edge("experiment:" + spec.experiment, "contains", "run:" + id);
     if (spec.parent_id) graph.add_edge("run:" + *spec.parent_id, "contains", "run:" + id);
@@ -290,6 +295,84 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     return info;
 }
 
+std::vector<std::string> Tracker::log_runs(std::string_view experiment, const RunBatch& batch) {
+    const size_t n = batch.names.size();
+    if (batch.status != kFinished && batch.status != kFailed && batch.status != kKilled)
+        throw_error(ErrorKind::InvalidArgument, "cannot log runs with status '{}': use FINISHED, FAILED or KILLED",
+                    batch.status);
+    auto check_column = [&](std::string_view what, const std::string& key, size_t size) {
+        check_key(what, key);
+        if (size != n)
+            throw_error(ErrorKind::InvalidArgument,
+                        "{} '{}' has {} values for {} runs: give one value per run (in the order of names)", what, key,
+                        size, n);
+    };
+    for (const auto& [k, v] : batch.params) check_column("param", k, v.size());
+    for (const auto& [k, v] : batch.tags) check_column("tag", k, v.size());
+    for (const auto& [k, v] : batch.metrics) check_column("metric", k, v.size());
+    std::vector<std::string> ids(n), names(n);
+    for (size_t i = 0; i < n; ++i) {
+        ids[i] = random_hex_id();
+        names[i] = batch.names[i].empty() ? generated_name() : batch.names[i];
+    }
+    if (n == 0) return ids;
+    auto& db = ws_.db();
+    const int64_t start = batch.start_time.value_or(now_ms()), end = batch.end_time.value_or(now_ms());
+    storage::Transaction tx(db);
+    const int64_t exp = experiment_pk(experiment, true);
+    // The runs first, reading back each one's row id (by run id: RETURNING's order is not promised).
+    std::unordered_map<std::string_view, size_t> index;
+    for (size_t i = 0; i < n; ++i) index.emplace(ids[i], i);
+    std::vector<int64_t> pks(n, 0);
+    storage::insert_rows(
+        db, "INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, end_time, \"user\") VALUES", 7,
+        n,
+        [&](storage::Stmt& st, int at, size_t i) {
+            st.bind(at, ids[i]).bind(at + 1, exp).bind(at + 2, names[i]).bind(at + 3, batch.status)
+                .bind(at + 4, start).bind(at + 5, end).bind(at + 6, ws_.user());
+        },
+        "RETURNING id, run_id", [&](storage::Stmt& st) { pks[index.at(st.text(1))] = st.int64(0); });
+    auto pairs = [&](const char* head, const auto& columns) {
+        for (const auto& [key, values] : columns)
+            storage::insert_rows(db, head, 3, n, [&](storage::Stmt& st, int at, size_t i) {
+                st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, values[i]);
+            });
+    };
+    pairs("INSERT INTO tracking_params(run, key, value) VALUES", batch.params);
+    pairs("INSERT INTO tracking_tags(run, key, value) VALUES", batch.tags);
+    for (const auto& [key, values] : batch.metrics) {
+        storage::insert_rows(db, "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES", 6,
+                             n, [&](storage::Stmt& st, int at, size_t i) {
+                                 st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, batch.step).bind(at + 3, end)
+                                     .bind(at + 4, next_seq());
+                                 bind_value(st, at + 5, values[i]);
+                             });
+        storage::insert_rows(db, "INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) VALUES", 5, n,
+                             [&](storage::Stmt& st, int at, size_t i) {
+                                 st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, batch.step).bind(at + 3, end);
+                                 bind_value(st, at + 4, values[i]);
+                             });
+    }
+    std::vector<std::string> refs;
+    refs.reserve(n);
+    for (const auto& id : ids) refs.push_back("run:" + id);
+    lineage::Graph(ws_).add_edges("experiment:" + std::string(experiment), "contains", refs);
+    tx.commit();
+    for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
+    // A big import changes the tables faster than the server's own statistics follow: refresh them
+    // so that the next search is planned for the tables as they now are. Outside the transaction,
+    // and only when the batch alone is big enough to mislead the planner.
+    if (n >= kAnalyzeAfterRuns && !db.backend().in_transaction())
+        if (auto sql = storage::analyze_tables(db.dialect(), {"tracking_runs", "tracking_params", "tracking_tags",
+                                                              "tracking_latest_metrics", "lineage_nodes",
+                                                              "lineage_edges"});
+            !sql.empty()) {
+            auto guard = db.lock();
+            db.exec(sql);
+        }
+    return ids;
+}
+
 RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::optional<std::string> error,
                          std::optional<int64_t> end_time) {
     if (status != kFinished && status != kFailed && status != kKilled)
@@ -301,7 +384,7 @@ RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::
         int64_t pk = run_pk(run_id);
         db.prepare("UPDATE tracking_runs SET status = ?, end_time = ?, error = ? WHERE id = ?")
             .bind_all(status, end_time.value_or(now_ms()), error, pk)
-            .run();
+            .queue();
         tx.commit();
     }
     return get_info(run_id);
@@ -361,19 +444,27 @@ void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<st
     auto& db = ws_.db();
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
+    for (const auto& [k, v] : params) check_key("param", k);
+    if (params.empty()) return;
+    // Every insert queued, then one read checks that each key holds the value given: a key logged
+    // before with another value is a Conflict and the transaction rolls back whole.
+    std::string keys;
     for (const auto& [k, v] : params) {
-        check_key("param", k);
-        auto st = db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) "
-                             "ON CONFLICT(run, key) DO NOTHING RETURNING 1");
-        st.bind_all(pk, k, v);
-        if (st.step()) {
-            st.run();
-            continue;
-        }
-        auto old = db.prepare("SELECT value FROM tracking_params WHERE run = ? AND key = ?");
-        old.bind_all(pk, k);
-        old.step();
-        std::string previous = old.text(0);
+        db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) ON CONFLICT(run, key) DO NOTHING")
+            .bind_all(pk, k, v)
+            .queue();
+        keys += keys.empty() ? "?" : ", ?";
+    }
+    std::map<std::string, std::string> stored;
+    {
+        auto st = db.prepare("SELECT key, value FROM tracking_params WHERE run = ? AND key IN (" + keys + ")");
+        int index = 1;
+        st.bind(index, pk);
+        for (const auto& p : params) st.bind(++index, p.first);
+        while (st.step()) stored[st.text(0)] = st.text(1);
+    }
+    for (const auto& [k, v] : params) {
+        const std::string& previous = stored[k];
         if (previous != v)
             throw_error(ErrorKind::Conflict,
                         "param '{}' of run '{}' is already '{}'; cannot change it to '{}': params are "
@@ -389,12 +480,12 @@ void Tracker::insert_point(int64_t run, std::string_view key, double value, int6
         auto st = db.prepare(kInsertPoint);
         st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp).bind(5, next_seq());
         bind_value(st, 6, value);
-        st.run();
+        st.queue();  // nothing reads it: on PostgreSQL it travels with the commit
     }
     auto st = db.prepare(kUpsertLatest);
     st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp);
     bind_value(st, 5, value);
-    st.run();
+    st.queue();
 }
 
 void Tracker::log_metric(std::string_view run_id, std::string_view key, double value, int64_t step,
@@ -422,30 +513,32 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
     if (n == 0) return;
     auto& db = ws_.db();
     int64_t now = now_ms();
+    auto key_of = [&](size_t i) -> const std::string& { return keys.size() == 1 ? keys[0] : keys[i]; };
+    auto step_of = [&](size_t i) { return steps.empty() ? int64_t(0) : steps[i]; };
+    auto ts_of = [&](size_t i) { return timestamps.empty() ? now : timestamps[i]; };
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
-    if (keys.size() == 1) {
-        // One key: insert the history, then upsert only the winning point into the latest table.
-        size_t best = 0;
-        for (size_t i = 0; i < n; ++i) {
-            int64_t step = steps.empty() ? 0 : steps[i];
-            int64_t ts = timestamps.empty() ? now : timestamps[i];
-            auto insert = db.prepare(kInsertPoint);
-            insert.bind(1, pk).bind(2, keys[0]).bind(3, step).bind(4, ts).bind(5, next_seq());
-            bind_value(insert, 6, values[i]);
-            insert.run();
-            int64_t bstep = steps.empty() ? 0 : steps[best];
-            int64_t bts = timestamps.empty() ? now : timestamps[best];
-            if (step > bstep || (step == bstep && ts >= bts)) best = i;
-        }
+    // The history in multi-row INSERTs (a statement per point made 100,000 points take seconds on
+    // PostgreSQL).
+    storage::insert_rows(db, "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES", 6, n,
+                         [&](storage::Stmt& st, int at, size_t j) {
+                             st.bind(at, pk).bind(at + 1, key_of(j)).bind(at + 2, step_of(j)).bind(at + 3, ts_of(j))
+                                 .bind(at + 4, next_seq());
+                             bind_value(st, at + 5, values[j]);
+                         });
+    // The latest value: only each key's winning point (highest step, then latest timestamp, the
+    // later one on a tie, as upserting every point in order would leave it).
+    std::map<std::string_view, size_t> best;
+    for (size_t j = 0; j < n; ++j) {
+        auto [it, fresh] = best.try_emplace(key_of(j), j);
+        size_t b = it->second;
+        if (!fresh && (step_of(j) > step_of(b) || (step_of(j) == step_of(b) && ts_of(j) >= ts_of(b)))) it->second = j;
+    }
+    for (const auto& [key, j] : best) {
         auto latest = db.prepare(kUpsertLatest);
-        latest.bind(1, pk).bind(2, keys[0]).bind(3, steps.empty() ? 0 : steps[best])
-            .bind(4, timestamps.empty() ? now : timestamps[best]);
-        bind_value(latest, 5, values[best]);
-        latest.run();
-    } else {
-        for (size_t i = 0; i < n; ++i)
-            insert_point(pk, keys[i], values[i], steps.empty() ? 0 : steps[i], timestamps.empty() ? now : timestamps[i]);
+        latest.bind(1, pk).bind(2, key).bind(3, step_of(j)).bind(4, ts_of(j));
+        bind_value(latest, 5, values[j]);
+        latest.queue();
     }
     tx.commit();
 }
@@ -475,7 +568,7 @@ void Tracker::set_tags(std::string_view run_id, const std::vector<std::pair<std:
         db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?) "
                    "ON CONFLICT(run, key) DO UPDATE SET value = excluded.value")
             .bind_all(pk, k, v)
-            .run();
+            .queue();
     }
     tx.commit();
 }

@@ -477,6 +477,22 @@ class Runs:
         the reason as its error; returns them. ``dry_run`` only lists them."""
         return self._tracker.stale_runs(_timeout_ms(heartbeat_timeout), close=not dry_run)
 
+    def log_runs(self, experiment: str, names: Iterable[str], params: Mapping[str, Iterable[Any]] | None = None,
+                 metrics: Mapping[str, Any] | None = None, tags: Mapping[str, Iterable[Any]] | None = None,
+                 step: int = 0, start_time=None, end_time=None, status: str = FINISHED) -> list[str]:
+        """Record many ended runs at once (a sweep's results, runs brought over from another tracker):
+        ``names`` (one per run; "" for a generated one) and, per key, one value per run in the same
+        order, e.g. ``params={"model": ["x", "y"]}, metrics={"acc": np.array([0.9, 0.8])}``. Each run
+        ends up as start + log_params + log_metrics (at ``step``) + end would leave it, lineage
+        included, all in one transaction of multi-row statements: 100,000 runs take seconds, not
+        minutes. Times default to now. Returns the new run ids in order."""
+        names = [str(n) for n in names]
+        return self._tracker.log_runs(
+            experiment, names, {k: [str(v) for v in vs] for k, vs in (params or {}).items()},
+            {k: np.asarray(vs, dtype=np.float64) for k, vs in (metrics or {}).items()},
+            {k: [str(v) for v in vs] for k, vs in (tags or {}).items()}, int(step),
+            to_epoch_ms(start_time, "start_time"), to_epoch_ms(end_time, "end_time"), status)
+
     def get(self, run_id: str) -> Run:
         """The run with this id; NotFound naming it otherwise."""
         return Run(self, self._tracker.get_run(run_id))

@@ -95,6 +95,19 @@ TEST_F(LineageTest, EdgesAreVersionedForAsOfQueries) {
     error_message(ErrorKind::NotFound, [&] { graph.remove_edge("model:churn/1", "serves", "endpoint:churn"); });
 }
 
+TEST_F(LineageTest, EdgesInBulkAreAddedOnceEachAndMakeTheirNodes) {
+    std::vector<std::string> runs;
+    for (int i = 0; i < 40; ++i) runs.push_back("run:r" + std::to_string(i));  // rows of 32 and of 1
+    graph.add_edge("experiment:e", "contains", "run:r3");  // already there: not added again
+    graph.add_edges("experiment:e", "contains", runs);
+    graph.add_edges("experiment:e", "contains", runs);
+    auto down = graph.downstream("experiment:e", 1);
+    EXPECT_EQ(down.nodes.size(), 41u);
+    EXPECT_EQ(down.edges.size(), 40u);
+    EXPECT_THROW(graph.add_edges("experiment:e", "Bad Kind", runs), Error);
+    EXPECT_THROW(graph.add_edges("run:r1", "feeds", {"run:r1"}), Error);
+}
+
 TEST_F(LineageTest, CyclesTerminateAndUnknownNodesAreNotFound) {
     graph.add_edge("dataset:a", "feeds", "dataset:b");
     graph.add_edge("dataset:b", "feeds", "dataset:a");

@@ -248,3 +248,85 @@ TEST_F(PgTest, TheUrlsPasswordIsNeverShown) {
     EXPECT_EQ(other->db().path().find("s3cret"), std::string::npos) << other->db().path();
     EXPECT_NE(other->db().path().find("schema=pw_test"), std::string::npos) << other->db().path();
 }
+
+// A write transaction runs as one pipeline: queued statements travel together and the client waits
+// at a read or at commit. What callers rely on must not change with it.
+TEST_F(PgTest, QueuedStatementsLandAndAreSeenByLaterReadsInTheTransaction) {
+    auto& db = ws->db();
+    {
+        auto guard = db.lock();
+        db.exec("CREATE TABLE q (k TEXT PRIMARY KEY)");
+    }
+    {
+        Transaction tx(db);
+        for (int i = 0; i < 1000; ++i)  // more than the pipeline holds unread: it reads as it goes
+            db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "k" + std::to_string(i)).queue();
+        auto st = db.prepare("SELECT COUNT(*) FROM q");
+        ASSERT_TRUE(st.step());
+        EXPECT_EQ(st.int64(0), 1000);
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "last").queue();
+        tx.commit();
+    }
+    auto other = open_again();
+    auto guard = other->db().lock();
+    auto st = other->db().prepare("SELECT COUNT(*) FROM q");
+    ASSERT_TRUE(st.step());
+    EXPECT_EQ(st.int64(0), 1001);
+}
+
+TEST_F(PgTest, AQueuedStatementsFailureSurfacesAtCommitAndRollsBackTheWholeTransaction) {
+    auto& db = ws->db();
+    auto count = [&] {
+        auto guard = db.lock();
+        auto st = db.prepare("SELECT COUNT(*) FROM q");
+        st.step();
+        return st.int64(0);
+    };
+    {
+        auto guard = db.lock();
+        db.exec("CREATE TABLE q (k TEXT PRIMARY KEY); INSERT INTO q (k) VALUES ('taken')");
+    }
+    auto msg = error_message(ErrorKind::Conflict, [&] {
+        Transaction tx(db);
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "before").queue();
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "taken").queue();
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "after").queue();
+        tx.commit();
+    });
+    EXPECT_NE(msg.find("23505"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("INSERT INTO q"), std::string::npos) << msg;  // names the statement that failed
+    EXPECT_EQ(count(), 1);
+    // At a read instead of the commit: the same error, the same nothing-written.
+    msg = error_message(ErrorKind::Conflict, [&] {
+        Transaction tx(db);
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "taken").queue();
+        auto st = db.prepare("SELECT COUNT(*) FROM q");
+        st.step();
+        tx.commit();
+    });
+    EXPECT_NE(msg.find("23505"), std::string::npos) << msg;
+    EXPECT_EQ(count(), 1);
+    {
+        Transaction tx(db);  // the connection goes on
+        db.prepare("INSERT INTO q (k) VALUES (?)").bind(1, "fine").queue();
+        tx.commit();
+    }
+    EXPECT_EQ(count(), 2);
+}
+
+TEST_F(PgTest, SeveralStatementsInOneExecRunInsideThePipelinedTransaction) {
+    auto& db = ws->db();
+    {
+        Transaction tx(db);
+        db.exec("CREATE TABLE a (k TEXT); CREATE TABLE b (k TEXT)");
+        db.prepare("INSERT INTO a (k) VALUES (?)").bind(1, "x").queue();
+        db.exec("INSERT INTO b (k) VALUES ('y'); INSERT INTO b (k) VALUES ('z')");
+        db.prepare("INSERT INTO a (k) VALUES (?)").bind(1, "w").queue();
+        // rolled back: neither table, nor any row, survives
+    }
+    auto guard = db.lock();
+    auto st = db.prepare("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                         "AND table_name IN ('a', 'b')");
+    ASSERT_TRUE(st.step());
+    EXPECT_EQ(st.int64(0), 0);
+}

@@ -139,6 +139,35 @@ TEST_F(TrackingTest, MetricsKeepHistoryLatestAndNonFinite) {
               ErrorKind::InvalidArgument);
 }
 
+TEST_F(TrackingTest, ABatchOfManyPointsAndKeysLandsWholeWithEachKeysLatest) {
+    // 1,234 points: the batch goes in INSERTs of 500, 32 and 1 points; every size must land.
+    auto run = start();
+    constexpr size_t n = 1234;
+    std::vector<std::string> keys;
+    std::vector<double> values;
+    std::vector<int64_t> steps, stamps;
+    for (size_t i = 0; i < n; ++i) {
+        keys.push_back(i % 2 ? "odd" : "even");
+        values.push_back(double(i));
+        steps.push_back(int64_t(i / 2));
+        stamps.push_back(1000);
+    }
+    steps[0] = 10'000;  // "even"'s winner comes first, not last
+    tracker.log_metrics(run.id, keys, values, steps, stamps);
+    auto even = tracker.metric_history(run.id, "even"), odd = tracker.metric_history(run.id, "odd");
+    ASSERT_EQ(even.size(), n / 2);
+    ASSERT_EQ(odd.size(), n / 2);
+    EXPECT_DOUBLE_EQ(odd[100].value, 201.0);
+    auto latest = tracker.get_run(run.id).metrics;
+    EXPECT_DOUBLE_EQ(latest.at("even"), 0.0);
+    EXPECT_DOUBLE_EQ(latest.at("odd"), double(n - 1));
+    // A bad key fails the whole batch before anything is written.
+    keys[700] = "";
+    EXPECT_EQ(thrown_error([&] { tracker.log_metrics(run.id, keys, values, steps, stamps); }).kind(),
+              ErrorKind::InvalidArgument);
+    EXPECT_EQ(tracker.metric_history(run.id, "odd").size(), n / 2);
+}
+
 TEST_F(TrackingTest, SearchFiltersOrdersAndLoadsPage) {
     for (int i = 0; i < 6; ++i) {
         auto run = start("exp", "r" + std::to_string(i));

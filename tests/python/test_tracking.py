@@ -65,6 +65,35 @@ def test_end_inside_block_is_kept_and_bad_status_rejected(ws):
     assert run.experiment == "Default"
 
 
+def test_log_runs_records_ended_runs_in_bulk_as_one_by_one_logging_would(ws):
+    n = 1_234  # statements of 500, 32 and 1 rows all take part
+    acc = np.linspace(0.0, 1.0, n)
+    ids = ws.runs.log_runs("sweep", [f"trial-{i}" for i in range(n)], params={"model": ["x", "y"] * (n // 2)},
+                           metrics={"acc": acc, "loss": 1 - acc}, tags={"team": ["growth"] * n}, step=3,
+                           start_time=1_000, end_time=2_000)
+    assert len(ids) == len(set(ids)) == n
+    top = ws.runs.search(experiment="sweep", filter="params.model = 'y'", order_by=["metrics.acc DESC"],
+                         max_results=2)
+    assert [r.name for r in top] == [f"trial-{n - 1}", f"trial-{n - 3}"]
+    run = ws.runs.get(ids[5])
+    assert (run.name, run.status, run.start_time, run.end_time) == ("trial-5", "FINISHED", 1_000, 2_000)
+    assert run.params == {"model": "y"} and run.tags == {"team": "growth"}
+    assert run.metrics == {"acc": acc[5], "loss": 1 - acc[5]}
+    assert list(run.metric_history("acc")["step"]) == [3]
+    assert f"run:{ids[5]}" in ws.lineage.downstream("experiment:sweep", depth=1)
+    run.log_param("model", "y")  # the same value again is fine, as for any run
+    with pytest.raises(keel.Conflict):
+        run.log_param("model", "z")
+
+
+def test_log_runs_refuses_ragged_columns_and_writes_nothing(ws):
+    with pytest.raises(keel.InvalidArgument, match="param 'model' has 1 values for 2 runs"):
+        ws.runs.log_runs("sweep", ["a", "b"], params={"model": ["x"]})
+    with pytest.raises(keel.InvalidArgument, match="status 'RUNNING'"):
+        ws.runs.log_runs("sweep", ["a"], status="RUNNING")
+    assert len(ws.runs.search()) == 0
+
+
 def test_nested_runs(ws):
     with ws.start_run(experiment="sweep", name="parent") as parent:
         for lr in (0.1, 0.2):

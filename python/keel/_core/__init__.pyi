@@ -948,6 +948,10 @@ class Tracker:
         ...
     def log_params(self, run_id: str, params: dict) -> None:
         ...
+    def log_runs(self, experiment: str, names: collections.abc.Sequence[str], params: collections.abc.Mapping[str, collections.abc.Sequence[str]], metrics: collections.abc.Mapping[str, typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], tags: collections.abc.Mapping[str, collections.abc.Sequence[str]], step: typing.SupportsInt | typing.SupportsIndex = 0, start_time: typing.SupportsInt | typing.SupportsIndex | None = None, end_time: typing.SupportsInt | typing.SupportsIndex | None = None, status: str = 'FINISHED') -> list[str]:
+        """
+        Ended runs in bulk, one transaction: names, and per key one value per run. Returns the run ids.
+        """
     def metric_history(self, arg0: str, arg1: str) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.int64]]:
         ...
     def run_process(self, arg0: str) -> typing.Any:

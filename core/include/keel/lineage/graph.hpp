@@ -74,6 +74,8 @@ public:
     //! Adds `from -kind-> to` (data flows from `from` to `to`), creating missing nodes. A live edge
     //! with the same ends and kind is not duplicated.
     void add_edge(std::string_view from, std::string_view kind, std::string_view to);
+    //! add_edge(from, kind, to) for every `to`, in a few multi-row statements (bulk imports).
+    void add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to);
     //! Ends a live edge; it stays visible to as_of queries before now. NotFound if there is none.
     void remove_edge(std::string_view from, std::string_view kind, std::string_view to);
 
@@ -91,6 +93,8 @@ public:
 private:
     Subgraph traverse(std::string_view ref, bool upstream, int depth, std::optional<int64_t> as_of_ms);
     int64_t node_id(const std::string& ref, bool create);
+    //! Queues the node's row unless it exists (`ref` already normalized).
+    void ensure_node(const std::string& ref);
     storage::Workspace& ws_;
 };
 

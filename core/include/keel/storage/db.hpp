@@ -72,6 +72,11 @@ public:
         while (step()) {
         }
     }
+    //! Runs a statement that returns no rows when nothing after it needs its outcome at once
+    //! (`affected()` is not set): on PostgreSQL, inside a write transaction, it travels with the
+    //! statements after it and its error surfaces at the next one that waits or at commit. The
+    //! transaction's all-or-nothing is unchanged; use run() where the next step depends on it.
+    void queue() { cursor_->queue(); }
     //! Runs an `INSERT ... RETURNING id` and gives the id (both backends' way to learn a new key).
     int64_t insert_id();
     //! Rows the statement inserted, updated or deleted (after run()).
@@ -190,6 +195,17 @@ private:
     std::atomic<uint64_t> recent_token_{0}, recent_local_{~uint64_t(0)};
     std::atomic<int64_t> recent_at_us_{0};
 };
+
+//! Inserts `rows` rows through multi-row statements `head (?, ..), (?, ..) tail` of 500, 32 and then
+//! 1 rows: a batch is a few statements rather than one per row, and only three SQL texts are ever
+//! cached. `bind(st, index, row)` binds row `row`'s `columns` values from parameter `index` on;
+//! `bind_tail(st, index)` the parameters `tail` has after the rows. With `on_row`, each statement's
+//! result rows are read (an INSERT ... RETURNING); without, the statements are queued. Caller holds
+//! a Transaction.
+void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
+                 const std::function<void(Stmt&, int, size_t)>& bind, std::string_view tail = {},
+                 const std::function<void(Stmt&)>& on_row = {},
+                 const std::function<void(Stmt&, int)>& bind_tail = {});
 
 //! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
 //! lock), rolled back by the destructor unless commit() ran. Holds the Db's lock for its whole life.

@@ -30,6 +30,14 @@ public:
     virtual void reset() = 0;
     //! Rows inserted, updated or deleted by the statement's last run.
     virtual int64_t affected() const = 0;
+    //! Runs a statement whose rows and count nobody reads. Inside a write transaction a backend
+    //! may send it with the statements that follow instead of waiting for it (PostgreSQL's
+    //! pipeline: one round trip for a whole transaction); its error then surfaces at the next
+    //! statement that waits, or at commit, and the transaction rolls back as for any error.
+    virtual void queue() {
+        while (step()) {
+        }
+    }
 
     virtual bool is_null(int col) const = 0;
     virtual int64_t int64(int col) const = 0;

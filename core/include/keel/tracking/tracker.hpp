@@ -98,6 +98,17 @@ struct ArtifactEntry {
     int64_t size = 0;
 };
 
+//! log_runs(): many ended runs in columns, one entry per run in each (a sweep's results, runs
+//! brought over from another tracker). Metrics are logged at `step`; times default to now.
+struct RunBatch {
+    std::vector<std::string> names;  //!< empty names get a generated one
+    std::vector<std::pair<std::string, std::vector<std::string>>> params, tags;  //!< key, value per run
+    std::vector<std::pair<std::string, std::vector<double>>> metrics;            //!< key, value per run
+    int64_t step = 0;
+    std::optional<int64_t> start_time, end_time;
+    std::string status = "FINISHED";  //!< FINISHED, FAILED or KILLED
+};
+
 //! search(): which runs, in what order, how many.
 struct SearchQuery {
     std::vector<std::string> experiments; //!< empty: every experiment
@@ -126,6 +137,11 @@ public:
 
     //! Starts a RUNNING run (creating its experiment on first use). NotFound for an unknown parent.
     RunInfo start_run(const NewRun& spec);
+    //! Records ended runs in bulk: each as start_run + log_params + log_metrics + end_run would leave
+    //! it (its lineage edge from the experiment included), in one transaction of multi-row
+    //! statements. Returns the new run ids in order. InvalidArgument (nothing written) for a column
+    //! whose length differs from names', a bad key or status.
+    std::vector<std::string> log_runs(std::string_view experiment, const RunBatch& batch);
     //! Ends a run: status FINISHED, FAILED (with `error`) or KILLED. InvalidArgument for other states.
     RunInfo end_run(std::string_view run_id, std::string_view status, std::optional<std::string> error = {},
                     std::optional<int64_t> end_time = {});
