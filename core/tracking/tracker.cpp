@@ -333,14 +333,16 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
         },
         "RETURNING id, run_id", [&](storage::Stmt& st) { pks[index.at(st.text(1))] = st.int64(0); });
     auto pairs = [&](const char* head, const auto& columns) {
-        for (const auto& [key, values] : columns)
+        for (const auto& column : columns)  // (not a structured binding: clang 14 cannot capture those)
             storage::insert_rows(db, head, 3, n, [&](storage::Stmt& st, int at, size_t i) {
-                st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, values[i]);
+                st.bind(at, pks[i]).bind(at + 1, column.first).bind(at + 2, column.second[i]);
             });
     };
     pairs("INSERT INTO tracking_params(run, key, value) VALUES", batch.params);
     pairs("INSERT INTO tracking_tags(run, key, value) VALUES", batch.tags);
-    for (const auto& [key, values] : batch.metrics) {
+    for (const auto& metric : batch.metrics) {
+        const auto& key = metric.first;
+        const auto& values = metric.second;
         storage::insert_rows(db, "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES", 6,
                              n, [&](storage::Stmt& st, int at, size_t i) {
                                  st.bind(at, pks[i]).bind(at + 1, key).bind(at + 2, batch.step).bind(at + 3, end)
