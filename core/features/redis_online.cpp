@@ -288,6 +288,27 @@ void prune(redis::Connection& c, const std::string& prefix, const Write& w) noex
     }
 }
 
+int64_t drop(redis::Connection& c, const std::string& prefix) {
+    std::string pattern;  // the prefix taken literally by SCAN's glob, then anything
+    for (char ch : prefix) {
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') pattern += '\\';
+        pattern += ch;
+    }
+    pattern += '*';
+    int64_t dropped = 0;
+    std::string cursor = "0";
+    do {
+        redis::Reply page = c.call({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, "listing a retired view's keys");
+        if (page.type != redis::Reply::Type::Array || page.elements.size() != 2)
+            throw_error(ErrorKind::Internal, "Redis answered SCAN with something other than [cursor, keys]");
+        cursor = page.elements[0].str;
+        std::vector<std::string_view> argv{"UNLINK"};
+        for (const auto& key : page.elements[1].elements) argv.push_back(key.str);
+        if (argv.size() > 1) dropped += c.call(argv, "deleting a retired view's keys").integer;
+    } while (cursor != "0");
+    return dropped;
+}
+
 std::vector<std::optional<std::string>> fetch(redis::Connection& c, const std::string& prefix,
                                               const std::vector<std::string>& entities, Pointer& at,
                                               std::string_view what) {

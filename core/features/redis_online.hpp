@@ -72,6 +72,9 @@ void flip(redis::Connection& c, const std::string& prefix, const Write& w);
 //! Drops the fields of w.keys older than w.previous.seq (which no reader needs any more). Best
 //! effort: a leftover field is never read (it is older than the base or the newest field).
 void prune(redis::Connection& c, const std::string& prefix, const Write& w) noexcept;
+//! Deletes every key under `prefix` (a retired view version: its pointer, counter and entities),
+//! by SCAN and UNLINK, so keys without a TTL do not stay forever. Returns how many were deleted.
+int64_t drop(redis::Connection& c, const std::string& prefix);
 
 //! The rows of `entities` at pointer `at` (read first when not present): bytes, or nullopt when the
 //! entity has no value at that materialization. When a value is gone because the pointer moved

@@ -8,6 +8,8 @@
 #include "keel/storage/db.hpp"
 #include "keel/storage/generation.hpp"
 #include "keel/storage/workspace.hpp"
+#include "redis_client.hpp"
+#include "redis_online.hpp"
 #include "store_impl.hpp"
 
 #include <algorithm>
@@ -22,6 +24,7 @@ namespace keel::features {
 void FeatureStore::retire_view(const std::string& name) {
     auto& db = ws_->db();
     std::vector<std::pair<int64_t, std::string>> snapshots;  // (id, file) of its online snapshots
+    std::set<std::pair<std::string, int64_t>> in_redis;      // (Redis URL, view version) materialized there
     {
         storage::Transaction tx(db);
         if (auto r = detail::retirement(*this, name))
@@ -32,9 +35,12 @@ void FeatureStore::retire_view(const std::string& name) {
             .bind_all(now_ms(), ws_->user(), name)
             .run();
         {
-            auto st = db.prepare("SELECT id, file FROM features_online WHERE view = ?");
+            auto st = db.prepare("SELECT id, file, online, version FROM features_online WHERE view = ?");
             st.bind_all(name);
-            while (st.step()) snapshots.emplace_back(st.int64(0), st.text(1));
+            while (st.step()) {
+                snapshots.emplace_back(st.int64(0), st.text(1));
+                if (!st.text(2).empty()) in_redis.emplace(st.text(2), st.int64(3));
+            }
         }
         db.prepare("DELETE FROM features_online WHERE view = ?").bind_all(name).run();
         // Its node stays (training sets and endpoints it fed keep their history); its state says it is gone.
@@ -42,8 +48,20 @@ void FeatureStore::retire_view(const std::string& name) {
         storage::bump_generation(db);  // endpoints and readers in other processes drop its online values
         // The files go once the retirement lands: an outer transaction (keel.defs' apply) may still
         // roll it back. A reader in another process may still map one; its mapping stays valid.
-        db.after_commit([ws = ws_, snapshots] {
+        db.after_commit([ws = ws_, snapshots, in_redis, ns = impl_->online_namespace, name] {
             for (const auto& [id, file] : snapshots) detail::remove_segment_file(*ws, file);
+            // Its keys in Redis go too (those without a TTL would stay forever). Best effort: with
+            // Redis down they stay, and no reader asks for a retired view.
+            for (const auto& [url, version] : in_redis) {
+                ViewSpec spec;
+                spec.name = name;
+                spec.version = version;
+                try {
+                    auto conn = redis::Pool::of(redis::Location::parse(url))->lease_live();
+                    redis_online::drop(*conn, redis_online::prefix(ns, spec));
+                } catch (const Error&) {
+                }
+            }
         });
         tx.commit();
     }

@@ -254,6 +254,18 @@ def test_redis_down_or_restarted_gives_clear_errors_then_recovers(tmp_path, monk
         assert reader.lookup(np.array([2, 1]), now_ms=now)[:, 0].tolist() == [20.0, 10.0]
 
 
+def test_a_retired_view_takes_its_keys_out_of_redis(fs, redis):
+    # Without a TTL nothing else would ever remove them; another view's keys stay.
+    view(fs, ttl=None).ingest(rows([1, 2, 3], 0, [1, 2, 3]))
+    view(fs, "other").ingest(rows([1], 0, [7]))
+    for name in ("activity", "other"):
+        fs.materialize(name, end=day(1), online=redis.url)
+    assert len(entity_keys(redis)) == 3 and redis.cli("TTL", entity_keys(redis)[0]) == "-1"
+    fs.retire_view("activity")
+    assert [k for k in redis.cli("KEYS", "keel:*:activity:*").split("\n") if k] == []
+    assert len(entity_keys(redis, "other")) == 1 and pointer(redis, "other")
+
+
 def test_bad_online_urls_are_refused_with_the_form_expected(fs):
     view(fs).ingest(rows([1], 0, [1]))
     with pytest.raises(keel.InvalidArgument, match="not a Redis URL: expected redis://host:port/db"):
