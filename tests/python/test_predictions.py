@@ -15,15 +15,21 @@ from keel import compact
 PLAYERS = np.arange(20)
 
 
-@pytest.fixture()
-def ws(tmp_path):
-    ws = keel.open(tmp_path / "ws.keel")
+def recs_workspace(path):
+    """A workspace with the entity `player` and models recs/1 and recs/2 (the champion), the models
+    that ran the batch jobs (test_predictions_redis.py uses it too)."""
+    ws = keel.open(path)
     ws.features.entity("player", join_keys=["player_id"])
     x = pd.DataFrame({"a": [0.0, 1.0]})
-    for slope in (1.0, 2.0):  # recs/1, recs/2: the models that ran the batch jobs
+    for slope in (1.0, 2.0):
         ws.models.log_model(None, LinearRegression().fit(x, [0.0, slope]), "recs")
     ws.models.set_alias("recs", "champion", 1)
     return ws
+
+
+@pytest.fixture()
+def ws(tmp_path):
+    return recs_workspace(tmp_path / "ws.keel")
 
 
 def recommendations(offset: int) -> pd.DataFrame:

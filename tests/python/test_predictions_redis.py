@@ -5,9 +5,9 @@ a rewrite followed at once, and a Redis outage answered with Unavailable, never 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LinearRegression
 
 import keel
+from test_predictions import recs_workspace
 
 PLAYERS = np.arange(200)
 
@@ -23,13 +23,7 @@ def redis():
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
     monkeypatch.setenv("KEEL_ONLINE_REFRESH_MS", "0")  # readers follow a new materialization at once
-    ws = keel.open(tmp_path / "ws.keel")
-    ws.features.entity("player", join_keys=["player_id"])
-    x = pd.DataFrame({"a": [0.0, 1.0]})
-    for slope in (1.0, 2.0):  # recs/1, recs/2: the models that ran the batch jobs
-        ws.models.log_model(None, LinearRegression().fit(x, [0.0, slope]), "recs")
-    ws.models.set_alias("recs", "champion", 1)
-    return ws
+    return recs_workspace(tmp_path / "ws.keel")
 
 
 def recommendations(offset: int, players=PLAYERS) -> pd.DataFrame:

@@ -50,8 +50,6 @@ class Workspace {
 public:
     //! Opens the workspace at `path` (a directory or a PostgreSQL URL), creating what is missing.
     static std::shared_ptr<Workspace> open(const std::string& path);
-    static std::shared_ptr<Workspace> open(const std::filesystem::path& path) { return open(path.string()); }
-    static std::shared_ptr<Workspace> open(const char* path) { return open(std::string(path)); }
     //! Opens the workspace at `path` with its objects at `artifacts` (see WorkspaceLocation).
     static std::shared_ptr<Workspace> open(const std::string& path, const std::string& artifacts) {
         return open(WorkspaceLocation{path, artifacts});
