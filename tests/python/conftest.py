@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 # and bucket prefix. A test that looks at the workspace's own object files (what a crash leaves in a
 # view's folder) is marked `local_objects`.
 S3_MODULES = {"test_registry", "test_features", "test_artifact_safety", "test_model_tampering", "test_serving"}
-POSTGRES_MODULES = {"test_tracking", "test_registry", "test_lineage", "test_features", "test_serving"}
+POSTGRES_MODULES = {"test_tracking", "test_registry", "test_lineage", "test_features", "test_serving", "test_defs",
+                    "test_quality", "test_quality_rules", "test_quality_store", "test_pii_readers"}
 
 
 def pytest_configure(config):

@@ -32,7 +32,7 @@ def lookup(reader):
 
 
 def test_revoke_masks_an_existing_reader_from_the_next_lookup(salary):
-    hr = keel.open(salary.path, role="hr")
+    hr = salary.reopen(role="hr")
     reader = hr.features.online_reader(["salary:income", "salary:age"])
     assert lookup(reader).tolist() == [[1000.0, 30.0], [2000.0, 40.0]]
     hr.access.revoke("hr", "salary", ["income"])
@@ -45,7 +45,7 @@ def test_revoke_masks_an_existing_reader_from_the_next_lookup(salary):
 
 
 def test_revoke_through_another_handle_masks_at_once_and_stays_masked(salary):
-    hr = keel.open(salary.path, role="hr")
+    hr = salary.reopen(role="hr")
     reader = hr.features.online_reader(["salary:income"])
     cached = hr.features.get_online(["salary:income"], as_numpy=True, player_id=[1])
     assert cached[0, 0] == 1000.0
@@ -60,12 +60,12 @@ def test_revoke_through_another_handle_masks_at_once_and_stays_masked(salary):
 
 
 def test_revoke_in_another_process_masks_after_refresh(salary):
-    hr = keel.open(salary.path, role="hr")
+    hr = salary.reopen(role="hr")
     reader = hr.features.online_reader(["salary:income"])
     assert lookup(reader)[:, 0].tolist() == [1000.0, 2000.0]
     code = textwrap.dedent(f"""
         import keel
-        keel.open({str(salary.path)!r}).access.revoke("hr", "salary", ["income"])
+        keel.open({salary.location!r}).access.revoke("hr", "salary", ["income"])
     """)
     env = dict(os.environ, PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
@@ -74,7 +74,7 @@ def test_revoke_in_another_process_masks_after_refresh(salary):
 
 
 def test_revoking_another_grant_leaves_the_reader_showing(salary):
-    hr = keel.open(salary.path, role="hr")
+    hr = salary.reopen(role="hr")
     before = hr.features.online_reader(["salary:income"])
     hr.access.revoke("hr", "salary", ["*"])  # a wildcard revoke of a column grant changes nothing
     assert lookup(before)[:, 0].tolist() == [1000.0, 2000.0]
@@ -90,12 +90,12 @@ def test_an_endpoint_never_serves_a_pii_input_its_role_may_not_read(salary):
     model = LinearRegression(fit_intercept=False).fit(x, [1.0, 0.0])  # prediction = income
     with salary.start_run(experiment="pay") as run:
         run.log_model(model, name="pay")
-    hr = keel.open(salary.path, role="hr")
+    hr = salary.reopen(role="hr")
     ep = hr.endpoint("pay", model="pay/1", features=["salary:income", "salary:age"], on_missing="flag")
     assert ep.predict({"player_id": 1})["prediction"] == pytest.approx(1000.0)
     salary.access.revoke("hr", "salary", ["income"])
     out = ep.predict({"player_id": 1})
     assert np.isnan(out["prediction"]) and out["missing"] == ["income"]
-    anyone = keel.open(salary.path)  # no role: never granted
+    anyone = salary.reopen()  # no role: never granted
     out = anyone.endpoint("pay").predict({"player_id": 2})
     assert np.isnan(out["prediction"]) and out["missing"] == ["income"]
