@@ -129,7 +129,25 @@ struct PgUrl {
     std::string host_port;  //!< for "cannot reach" messages
     std::string database;
     std::string user;
+    PoolOptions pool{kDefaultPgPoolSize, std::chrono::milliseconds(30'000), std::chrono::milliseconds(60'000)};
 };
+
+// `?pool_size=N`, `?pool_timeout=SECONDS`, `?pool_idle=SECONDS`: Keel's, not libpq's.
+bool parse_pool_parameter(const std::string& key, const std::string& value, PoolOptions& pool) {
+    if (key != "pool_size" && key != "pool_timeout" && key != "pool_idle") return false;
+    char* end = nullptr;
+    const double number = std::strtod(value.c_str(), &end);
+    const bool whole = key != "pool_size" || number == std::floor(number);
+    if (value.empty() || *end || !(number > 0) || number > 1e6 || !whole)
+        throw_error(ErrorKind::InvalidArgument,
+                    "{}={} in the workspace URL is not a {}: e.g. ?pool_size=8 (connections per process), "
+                    "?pool_timeout=30 (seconds to wait for one), ?pool_idle=60 (seconds before an idle one closes)",
+                    key, value, key == "pool_size" ? "positive whole number" : "positive number of seconds");
+    if (key == "pool_size") pool.size = size_t(number);
+    else if (key == "pool_timeout") pool.wait = std::chrono::milliseconds(int64_t(number * 1000));
+    else pool.idle = std::chrono::milliseconds(int64_t(number * 1000));
+    return true;
+}
 
 // "postgresql://user:secret@host/db" as "postgresql://user:***@host/db", for messages.
 std::string without_password(std::string url) {
@@ -174,6 +192,7 @@ PgUrl parse_url(const std::string& url) {
             continue;
         }
         if (key == "artifacts") continue;  // the workspace's files: Workspace reads it
+        if (parse_pool_parameter(key, value, out.pool)) continue;
         if (key == "connect_timeout") has_timeout = true;
         kept += (kept.empty() ? "" : "&") + part;
     }
@@ -293,6 +312,7 @@ public:
         }
     }
     bool in_transaction() const override { return tx_open_; }
+    bool broken() const override { return !conn_ || PQstatus(conn_) != CONNECTION_OK; }
 
     uint64_t others_change_token() override {
         ensure_connected();
@@ -632,6 +652,12 @@ std::string PgCursor::blob(int col) const {
 } // namespace
 
 std::unique_ptr<Backend> open_postgres(const std::string& url) { return std::make_unique<PgBackend>(url); }
+
+PoolOptions postgres_pool_options(const std::string& url) { return parse_url(url).pool; }
+
+std::unique_ptr<Db> open_postgres_db(const std::string& url) {
+    return std::make_unique<Db>([url] { return open_postgres(url); }, postgres_pool_options(url));
+}
 
 bool is_postgres_url(std::string_view location) {
     return location.starts_with("postgresql://") || location.starts_with("postgres://");
