@@ -117,7 +117,7 @@ def test_writes_from_many_threads_stay_serialized_and_complete(postgres_server, 
         for _ in range(3):
             versions.append(ws.models.register("churn", f"weights {i}".encode()).version)
 
-    took, errors = in_threads(8, write)
+    _, errors = in_threads(8, write)
     assert not errors, errors
     assert sorted(versions) == list(range(1, 25))  # each number once, none skipped
     for i in range(8):
