@@ -50,7 +50,9 @@ namespace detail {
 struct Conn {
     explicit Conn(std::unique_ptr<Backend> b) : backend(std::move(b)) {}
     ~Conn() {
-        // Statements belong to the connection: drop them before it closes.
+        // Statements belong to the connection: drop them before it closes (the server frees them
+        // with the session, so not one by one).
+        if (backend) backend->closing();
         cache.clear();
         lru.clear();
         backend.reset();
@@ -176,11 +178,24 @@ Db::~Db() {
 }
 
 detail::Conn* Db::held() {
+    if (!connect_) return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id() ? conns_[0].get() : nullptr;
     Held* h = find_held(this);
     return h ? h->conn : nullptr;
 }
 
 Lease Db::lock() {
+    if (!connect_) {
+        // Only this thread can have stored its own id, so a relaxed read of the owner suffices.
+        const auto me = std::this_thread::get_id();
+        if (owner_.load(std::memory_order_relaxed) == me) {
+            ++depth_;
+            return Lease(this);
+        }
+        single_mu_.lock();
+        owner_.store(me, std::memory_order_relaxed);
+        depth_ = 1;
+        return Lease(this);
+    }
     if (Held* h = find_held(this)) {
         ++h->depth;
         return Lease(this);
@@ -190,6 +205,12 @@ Lease Db::lock() {
 }
 
 detail::Conn* Db::acquire(bool wait) {
+    if (!connect_) {  // recent_change_token's try (lock() takes the single connection itself)
+        if (!single_mu_.try_lock()) return nullptr;
+        owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+        depth_ = 1;
+        return conns_[0].get();
+    }
     std::vector<std::unique_ptr<detail::Conn>> expired;  // closed after the mutex is released
     detail::Conn* conn = nullptr;
     {
@@ -243,6 +264,12 @@ detail::Conn* Db::open_connection() {
 }
 
 void Db::release() noexcept {
+    if (!connect_) {
+        if (--depth_ > 0) return;
+        owner_.store(std::thread::id(), std::memory_order_relaxed);
+        single_mu_.unlock();
+        return;
+    }
     Held* h = find_held(this);
     if (!h || --h->depth > 0) return;
     detail::Conn* conn = h->conn;

@@ -392,6 +392,24 @@ TEST_F(PgPoolTest, AServerRestartIsOneRetryableErrorThenThePoolRecovers) {
     EXPECT_EQ(tracker.metric_history(run.id, "loss").size(), 6u);
 }
 
+// The session's server-side prepared statements after some tracking work through `shared`.
+int64_t named_statements(keel::storage::Workspace& shared) {
+    keel::tracking::Tracker tracker(shared);
+    auto run = tracker.start_run({.experiment = "named"});
+    tracker.log_metric(run.id, "loss", 1.0, 0, 0);
+    tracker.get_info(run.id);
+    auto guard = shared.db().lock();
+    auto st = shared.db().prepare("SELECT count(*) FROM pg_prepared_statements");
+    return st.step() ? st.int64(0) : -1;
+}
+
+TEST_F(PgPoolTest, PreparedOffRunsEveryStatementUnnamedForPgBouncersTransactionMode) {
+    EXPECT_GT(named_statements(*pooled(1)), 0);
+    EXPECT_EQ(named_statements(*pooled(1, "keel_unnamed", "&prepared=off")), 0);
+    auto msg = error_message(ErrorKind::InvalidArgument, [&] { pooled(1, "x", "&prepared=maybe"); });
+    EXPECT_NE(msg.find("prepared=maybe"), std::string::npos) << msg;
+}
+
 TEST_F(PgPoolTest, PoolParametersInTheUrlAreCheckedAndKeptFromLibpq) {
     auto shared = pooled(2, "keel_pool_params", "&pool_timeout=0.25&pool_idle=5");
     EXPECT_EQ(shared->db().pool().wait, 250ms);

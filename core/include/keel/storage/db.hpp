@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -246,8 +247,13 @@ private:
     //! Moves idle connections unused past options_.idle (beyond the first) into `out`, to close.
     void take_expired(std::vector<std::unique_ptr<detail::Conn>>& out);
 
-    std::function<std::unique_ptr<Backend>()> connect_;
+    std::function<std::unique_ptr<Backend>()> connect_;  //!< empty: one connection (SQLite), leased below
     PoolOptions options_;
+    // One connection: a re-entrant mutex that knows its owner (a recursive_mutex cannot tell), as
+    // cheap as the mutex the embedded workspace always had.
+    std::mutex single_mu_;
+    std::atomic<std::thread::id> owner_{};
+    int depth_ = 0;  //!< the owner's nesting; only the owner touches it
     std::string location_;
     Dialect dialect_ = Dialect::Sqlite;
     std::mutex pool_mu_;  //!< guards conns_, idle_, open_

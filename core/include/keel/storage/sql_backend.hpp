@@ -69,6 +69,9 @@ public:
     //! Whether the connection is lost (the server restarted or ended it): a pool drops it and opens
     //! a new one for the next caller.
     virtual bool broken() const { return false; }
+    //! The connection is about to close: its statements need not be freed one by one on the
+    //! server (closing frees them all).
+    virtual void closing() noexcept {}
 
     //! Changes whenever another connection (any process, any machine) commits a write; commits
     //! through this connection are counted by the Db. May cost a round trip to the server.
