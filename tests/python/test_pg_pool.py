@@ -101,7 +101,7 @@ def test_an_exhausted_pool_waits_then_fails_clearly(slow_registry):
     with pytest.raises(keel.Unavailable, match=r"all 1 connections of the pool to postgresql://.*stayed in use for "
                                                r"400 ms.*pool_size"):
         ws.models.get("churn/1")
-    assert 0.35 < time.perf_counter() - began < 1.0
+    assert 0.35 < time.perf_counter() - began < 2.0
     holder.join()
     assert ws.models.get("churn/1").version == 1  # free again
 
@@ -167,7 +167,7 @@ def test_a_restart_mid_use_gives_retryable_errors_and_every_thread_recovers(post
                 postgres_server._run(str(postgres_server.bin / "pg_ctl"), "-D", str(postgres_server.dir / "data"),
                                      "-l", str(postgres_server.log_path), "-m", "immediate", "-w", "restart")
                 restarted.set()
-            for _ in range(50):  # retried until it lands, as a client of a retryable error does
+            for _ in range(400):  # retried until it lands (up to ~20 s), as a client of a retryable error does
                 try:
                     run.log_metric(f"w{i}", float(step), step=step)
                     break
