@@ -393,7 +393,9 @@ std::shared_ptr<const OnlineView> load_online_view(FeatureStore& store, const st
 // writes do not move the token yet: read through, and keep nothing.
 std::vector<std::shared_ptr<const OnlineView>> online_views(FeatureStore& store, const std::vector<std::string>& views) {
     auto& db = store.workspace().db();
-    auto guard = db.lock();  // no other thread's transaction opens while we read
+    // The token is read before the catalog it guards: a commit on another connection in between
+    // only makes the next call read again.
+    auto guard = db.lock();
     const std::string role = store.workspace().role();
     std::vector<std::shared_ptr<const OnlineView>> out;
     out.reserve(views.size());

@@ -5,6 +5,8 @@
 #include "keel/common/error.hpp"
 #include "keel/storage/sql_dialect.hpp"
 
+#include <algorithm>
+
 namespace keel::storage {
 
 // ---------------------------------------------------------------------------------------- Stmt
@@ -39,62 +41,312 @@ std::optional<double> Stmt::opt_real(int col) const {
     return real(col);
 }
 
+// ---------------------------------------------------------------------------------------- Conn
+
+namespace detail {
+
+//! One connection of the pool with what belongs to it rather than to the Db: prepared statements
+//! live and die with their connection, and so does an open transaction's after-commit work.
+struct Conn {
+    explicit Conn(std::unique_ptr<Backend> b) : backend(std::move(b)) {}
+    ~Conn() {
+        // Statements belong to the connection: drop them before it closes (the server frees them
+        // with the session, so not one by one).
+        if (backend) backend->closing();
+        cache.clear();
+        lru.clear();
+        backend.reset();
+    }
+
+    Stmt prepare(std::string_view sql, Lease lease);
+    void evict_unused();
+
+    std::unique_ptr<Backend> backend;
+    std::list<CachedStmt> lru;  //!< most recently used first
+    std::unordered_map<std::string_view, std::list<CachedStmt>::iterator> cache;  //!< keys view lru's sql
+    std::vector<std::function<void()>> after_commit;  //!< run by the outermost Transaction's commit
+    //! Module versions migrated inside the open transaction: other connections cannot see those
+    //! tables before it commits, so they reach the Db's shared map only then.
+    std::unordered_map<std::string, size_t> applied;
+    std::chrono::steady_clock::time_point idle_since;
+};
+
+Stmt Conn::prepare(std::string_view sql, Lease lease) {
+    if (auto it = cache.find(sql); it != cache.end()) {
+        auto node = it->second;
+        if (node->users == 0) {
+            lru.splice(lru.begin(), lru, node);
+            ++node->users;
+            return Stmt(node->cursor.get(), &*node, std::move(lease));
+        }
+        // The same SQL is being stepped further up the stack: resetting it here would derail that
+        // caller, so this one gets a private statement.
+        return Stmt(backend->prepare(sql, false).release(), nullptr, std::move(lease));
+    }
+    auto cursor = backend->prepare(sql, true);
+    lru.push_front({std::string(sql), std::move(cursor), 1});
+    cache.emplace(lru.front().sql, lru.begin());
+    evict_unused();
+    return Stmt(lru.front().cursor.get(), &lru.front(), std::move(lease));
+}
+
+void Conn::evict_unused() {
+    // Oldest first; a statement someone still holds stays until a later call finds it free.
+    for (auto it = lru.end(); lru.size() > Db::kStatementCacheSize && it != lru.begin();) {
+        --it;
+        if (it->users > 0) continue;
+        cache.erase(std::string_view(it->sql));
+        it = lru.erase(it);
+    }
+}
+
+} // namespace detail
+
+// --------------------------------------------------------------------------------------- Lease
+
+namespace {
+
+// The connections the calling thread holds, one per Db, with how deeply (lock() is re-entrant).
+// An entry exists only while its lease does, so it never outlives its Db.
+struct Held {
+    const Db* db;
+    detail::Conn* conn;
+    int depth;
+};
+thread_local std::vector<Held> t_held;
+
+Held* find_held(const Db* db) {
+    for (auto& h : t_held)
+        if (h.db == db) return &h;
+    return nullptr;
+}
+
+// Takes `c` out of `conns` (to be closed by the caller, outside the pool's mutex).
+std::unique_ptr<detail::Conn> take(std::vector<std::unique_ptr<detail::Conn>>& conns, detail::Conn* c) {
+    auto it = std::find_if(conns.begin(), conns.end(), [&](const auto& p) { return p.get() == c; });
+    if (it == conns.end()) return nullptr;
+    auto out = std::move(*it);
+    conns.erase(it);
+    return out;
+}
+
+} // namespace
+
+Lease& Lease::operator=(Lease&& other) noexcept {
+    if (this != &other) {
+        unlock();
+        db_ = other.db_;
+        other.db_ = nullptr;
+    }
+    return *this;
+}
+
+void Lease::unlock() noexcept {
+    if (!db_) return;
+    Db* db = db_;
+    db_ = nullptr;
+    db->release();
+}
+
 // ------------------------------------------------------------------------------------------ Db
 
 Db::Db(const std::string& path) : Db(open_sqlite(path)) {}
 
-Db::Db(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {}
+Db::Db(std::unique_ptr<Backend> backend) {
+    location_ = backend->location();
+    dialect_ = backend->dialect();
+    conns_.push_back(std::make_unique<detail::Conn>(std::move(backend)));
+    idle_.push_back(conns_.back().get());
+    open_ = 1;
+}
+
+Db::Db(std::function<std::unique_ptr<Backend>()> connect, PoolOptions options)
+    : connect_(std::move(connect)), options_(options) {
+    if (options_.size == 0) options_.size = 1;
+    auto first = connect_();
+    location_ = first->location();
+    dialect_ = first->dialect();
+    conns_.push_back(std::make_unique<detail::Conn>(std::move(first)));
+    conns_.back()->idle_since = std::chrono::steady_clock::now();
+    idle_.push_back(conns_.back().get());
+    open_ = 1;
+}
 
 Db::~Db() {
-    // Statements belong to the connection: drop them before it closes.
-    cache_.clear();
-    lru_.clear();
-    backend_.reset();
+    idle_.clear();
+    conns_.clear();
+}
+
+detail::Conn* Db::held() {
+    if (!connect_) return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id() ? conns_[0].get() : nullptr;
+    Held* h = find_held(this);
+    return h ? h->conn : nullptr;
+}
+
+Lease Db::lock() {
+    if (!connect_) {
+        // Only this thread can have stored its own id, so a relaxed read of the owner suffices.
+        const auto me = std::this_thread::get_id();
+        if (owner_.load(std::memory_order_relaxed) == me) {
+            ++depth_;
+            return Lease(this);
+        }
+        single_mu_.lock();
+        owner_.store(me, std::memory_order_relaxed);
+        depth_ = 1;
+        return Lease(this);
+    }
+    if (Held* h = find_held(this)) {
+        ++h->depth;
+        return Lease(this);
+    }
+    acquire(true);
+    return Lease(this);
+}
+
+detail::Conn* Db::acquire(bool wait) {
+    if (!connect_) {  // recent_change_token's try (lock() takes the single connection itself)
+        if (!single_mu_.try_lock()) return nullptr;
+        owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+        depth_ = 1;
+        return conns_[0].get();
+    }
+    std::vector<std::unique_ptr<detail::Conn>> expired;  // closed after the mutex is released
+    detail::Conn* conn = nullptr;
+    {
+        std::unique_lock lk(pool_mu_);
+        take_expired(expired);
+        const auto deadline = std::chrono::steady_clock::now() + options_.wait;
+        for (;;) {
+            if (!idle_.empty()) {
+                conn = idle_.back();  // the most recently used: the others age out when load drops
+                idle_.pop_back();
+                break;
+            }
+            if (connect_ && open_ < options_.size) {
+                ++open_;  // this slot is ours; the connection opens below, without the mutex
+                break;
+            }
+            if (!wait) return nullptr;
+            if (options_.wait.count() == 0) {
+                pool_cv_.wait(lk);
+            } else if (pool_cv_.wait_until(lk, deadline) == std::cv_status::timeout && idle_.empty() &&
+                       !(connect_ && open_ < options_.size)) {
+                throw_error(ErrorKind::Unavailable,
+                            "all {} connections of the pool to {} stayed in use for {} ms: retry, shorten long "
+                            "transactions, or raise the pool size (?pool_size=N in the workspace URL; its server "
+                            "must allow that many connections per process)",
+                            options_.size, location_, options_.wait.count());
+            }
+        }
+    }
+    if (!conn) conn = open_connection();
+    t_held.push_back({this, conn, 1});
+    return conn;
+}
+
+detail::Conn* Db::open_connection() {
+    std::unique_ptr<detail::Conn> conn;
+    try {
+        conn = std::make_unique<detail::Conn>(connect_());
+    } catch (...) {
+        {
+            std::lock_guard lk(pool_mu_);
+            --open_;
+        }
+        pool_cv_.notify_one();
+        throw;
+    }
+    detail::Conn* c = conn.get();
+    std::lock_guard lk(pool_mu_);
+    conns_.push_back(std::move(conn));
+    return c;
+}
+
+void Db::release() noexcept {
+    if (!connect_) {
+        if (--depth_ > 0) return;
+        owner_.store(std::thread::id(), std::memory_order_relaxed);
+        single_mu_.unlock();
+        return;
+    }
+    Held* h = find_held(this);
+    if (!h || --h->depth > 0) return;
+    detail::Conn* conn = h->conn;
+    *h = t_held.back();
+    t_held.pop_back();
+    std::vector<std::unique_ptr<detail::Conn>> closing;  // closed after the mutex is released
+    bool dropped = false;
+    {
+        std::lock_guard lk(pool_mu_);
+        if (connect_ && conn->backend->broken()) {
+            // Lost (a server restart): the next lease opens a new connection. The idle ones most
+            // likely went with it; reopening them costs less than one more failed call each.
+            dropped = true;
+            closing.push_back(take(conns_, conn));
+            for (detail::Conn* idle : idle_) closing.push_back(take(conns_, idle));
+            open_ -= 1 + idle_.size();
+            idle_.clear();
+        } else {
+            if (connect_) conn->idle_since = std::chrono::steady_clock::now();
+            idle_.push_back(conn);
+        }
+        take_expired(closing);
+    }
+    if (dropped) pool_cv_.notify_all();
+    else pool_cv_.notify_one();
+}
+
+void Db::take_expired(std::vector<std::unique_ptr<detail::Conn>>& out) {
+    if (!connect_ || idle_.size() <= 1) return;
+    const auto now = std::chrono::steady_clock::now();
+    // idle_ is oldest first: the front has waited longest.
+    while (idle_.size() > 1 && now - idle_.front()->idle_since >= options_.idle) {
+        out.push_back(take(conns_, idle_.front()));
+        idle_.erase(idle_.begin());
+        --open_;
+    }
+}
+
+size_t Db::open_connections() {
+    std::lock_guard lk(pool_mu_);
+    return conns_.size();
 }
 
 Stmt Db::prepare(std::string_view sql) {
-    if (auto it = cache_.find(sql); it != cache_.end()) {
-        auto node = it->second;
-        if (node->users == 0) {
-            lru_.splice(lru_.begin(), lru_, node);
-            ++node->users;
-            return Stmt(node->cursor.get(), &*node);
-        }
-        // The same SQL is being stepped further up the stack: resetting it here would derail that
-        // caller, so this one gets a private statement.
-        return Stmt(backend_->prepare(sql, false).release(), nullptr);
-    }
-    auto cursor = backend_->prepare(sql, true);
-    lru_.push_front({std::string(sql), std::move(cursor), 1});
-    cache_.emplace(lru_.front().sql, lru_.begin());
-    evict_unused();
-    return Stmt(lru_.front().cursor.get(), &lru_.front());
+    if (detail::Conn* c = held()) return c->prepare(sql, {});
+    Lease lease = lock();
+    return held()->prepare(sql, std::move(lease));
 }
 
-void Db::evict_unused() {
-    // Oldest first; a statement someone still holds stays until a later call finds it free.
-    for (auto it = lru_.end(); lru_.size() > kStatementCacheSize && it != lru_.begin();) {
-        --it;
-        if (it->users > 0) continue;
-        cache_.erase(std::string_view(it->sql));
-        it = lru_.erase(it);
-    }
+size_t Db::cached_statements() {
+    auto guard = lock();
+    return held()->lru.size();
 }
 
-void Db::exec(std::string_view sql) { backend_->exec(sql); }
+void Db::exec(std::string_view sql) {
+    auto guard = lock();
+    held()->backend->exec(sql);
+}
+
+Backend& Db::backend() {
+    if (detail::Conn* c = held()) return *c->backend;
+    throw_error(ErrorKind::Internal, "Db::backend() was called by a thread that holds no connection: take Db::lock() first");
+}
 
 uint64_t Db::change_token() {
     auto guard = lock();
-    return (backend_->others_change_token() << 32) ^ local_commits_.load();
+    return (held()->backend->others_change_token() << 32) ^ local_commits_.load();
 }
 
 bool Db::in_transaction() {
-    auto guard = lock();
-    return backend_->in_transaction();
+    // A thread without a lease has no transaction: one ends before its connection is given back.
+    detail::Conn* c = held();
+    return c && c->backend->in_transaction();
 }
 
 namespace {
-// How stale recent_change_token() may answer while another thread writes through the connection.
+// How stale recent_change_token() may answer while other threads hold every connection.
 constexpr std::chrono::microseconds kBusyTokenAge{100'000};
 } // namespace
 
@@ -105,9 +357,11 @@ uint64_t Db::recent_change_token(std::chrono::microseconds max_age) {
     if (local == recent_local_.load(std::memory_order_acquire) &&
         now - recent_at_us_.load(std::memory_order_acquire) < max_age.count())
         return recent_token_.load(std::memory_order_acquire);
-    // A write holding this connection (an assignment log flush) would make every request due for a
+    // A write holding the connections (an assignment log flush) would make every request due for a
     // check queue behind it: while the last token is recent, answer with it and check after.
-    std::unique_lock busy(mutex_, std::try_to_lock);
+    Lease busy;
+    if (held()) busy = lock();
+    else if (acquire(false)) busy = Lease(this);
     if (!busy && now - recent_at_us_.load(std::memory_order_acquire) < kBusyTokenAge.count())
         return recent_token_.load(std::memory_order_acquire);
     // Racing readers may store in either order: a token read earlier can stand for at most max_age.
@@ -129,10 +383,19 @@ std::string newer_message(const std::string& where, const std::string& module, s
 } // namespace
 
 void Db::ensure_schema(const ModuleSchema& schema) {
+    {
+        std::lock_guard lk(schema_mu_);
+        if (auto it = schema_versions_.find(schema.module);
+            it != schema_versions_.end() && it->second == schema.steps.size())
+            return;
+    }
     auto guard = lock();
-    if (auto it = schema_versions_.find(schema.module);
-        it != schema_versions_.end() && it->second == schema.steps.size())
+    detail::Conn& conn = *held();
+    if (auto it = conn.applied.find(schema.module); it != conn.applied.end() && it->second == schema.steps.size())
         return;
+    // Inside a caller's transaction what this reads or applies is not committed yet: other
+    // connections learn of it when that transaction commits.
+    const bool outermost = !conn.backend->in_transaction();
     Transaction tx(*this);
     exec("CREATE TABLE IF NOT EXISTS keel_schema (module TEXT PRIMARY KEY, version INTEGER NOT NULL)");
     size_t version = 0;
@@ -150,7 +413,12 @@ void Db::ensure_schema(const ModuleSchema& schema) {
         st.bind_all(schema.module, int64_t(schema.steps.size())).run();
     }
     tx.commit();
-    schema_versions_[schema.module] = schema.steps.size();
+    if (outermost) {
+        std::lock_guard lk(schema_mu_);
+        schema_versions_[schema.module] = schema.steps.size();
+    } else {
+        conn.applied[schema.module] = schema.steps.size();
+    }
 }
 
 std::vector<SchemaStatus> Db::schema_status(const std::vector<const ModuleSchema*>& schemas) {
@@ -203,8 +471,8 @@ bool Db::has_table(const std::string& name) {
 }
 
 void Db::after_commit(std::function<void()> action) {
-    if (backend_->in_transaction()) {
-        after_commit_.push_back(std::move(action));
+    if (detail::Conn* c = held(); c && c->backend->in_transaction()) {
+        c->after_commit.push_back(std::move(action));
         return;
     }
     try {
@@ -244,9 +512,9 @@ void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
 
 // --------------------------------------------------------------------------------- Transaction
 
-Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()) {
-    if (!db_.backend_->in_transaction()) {
-        db_.backend_->begin_write();
+Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()), conn_(db.held()) {
+    if (!conn_->backend->in_transaction()) {
+        conn_->backend->begin_write();
         owner_ = true;
     }
 }
@@ -255,19 +523,24 @@ Transaction::~Transaction() {
     if (owner_ && !done_) {
         // Migrations applied inside the rolled-back transaction are undone too: check again. Work
         // promised for its commit does not happen.
-        db_.schema_versions_.clear();
-        db_.after_commit_.clear();
-        db_.backend_->rollback();
+        conn_->applied.clear();
+        conn_->after_commit.clear();
+        conn_->backend->rollback();
     }
 }
 
 void Transaction::commit() {
     if (owner_ && !done_) {
-        db_.backend_->commit();
+        conn_->backend->commit();
         ++db_.local_commits_;
         done_ = true;
-        auto actions = std::move(db_.after_commit_);
-        db_.after_commit_.clear();
+        if (!conn_->applied.empty()) {
+            std::lock_guard lk(db_.schema_mu_);
+            for (auto& [module, version] : conn_->applied) db_.schema_versions_[module] = version;
+            conn_->applied.clear();
+        }
+        auto actions = std::move(conn_->after_commit);
+        conn_->after_commit.clear();
         for (auto& action : actions) {
             try {
                 action();

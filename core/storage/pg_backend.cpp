@@ -129,7 +129,27 @@ struct PgUrl {
     std::string host_port;  //!< for "cannot reach" messages
     std::string database;
     std::string user;
+    PoolOptions pool{kDefaultPgPoolSize, std::chrono::milliseconds(30'000), std::chrono::milliseconds(60'000)};
+    //! `prepared=off`: every statement unnamed (planned each time), for PgBouncer's transaction mode.
+    bool prepared = true;
 };
+
+// `?pool_size=N`, `?pool_timeout=SECONDS`, `?pool_idle=SECONDS`: Keel's, not libpq's.
+bool parse_pool_parameter(const std::string& key, const std::string& value, PoolOptions& pool) {
+    if (key != "pool_size" && key != "pool_timeout" && key != "pool_idle") return false;
+    char* end = nullptr;
+    const double number = std::strtod(value.c_str(), &end);
+    const bool whole = key != "pool_size" || number == std::floor(number);
+    if (value.empty() || *end || !(number > 0) || number > 1e6 || !whole)
+        throw_error(ErrorKind::InvalidArgument,
+                    "{}={} in the workspace URL is not a {}: e.g. ?pool_size=8 (connections per process), "
+                    "?pool_timeout=30 (seconds to wait for one), ?pool_idle=60 (seconds before an idle one closes)",
+                    key, value, key == "pool_size" ? "positive whole number" : "positive number of seconds");
+    if (key == "pool_size") pool.size = size_t(number);
+    else if (key == "pool_timeout") pool.wait = std::chrono::milliseconds(int64_t(number * 1000));
+    else pool.idle = std::chrono::milliseconds(int64_t(number * 1000));
+    return true;
+}
 
 // "postgresql://user:secret@host/db" as "postgresql://user:***@host/db", for messages.
 std::string without_password(std::string url) {
@@ -174,6 +194,16 @@ PgUrl parse_url(const std::string& url) {
             continue;
         }
         if (key == "artifacts") continue;  // the workspace's files: Workspace reads it
+        if (parse_pool_parameter(key, value, out.pool)) continue;
+        if (key == "prepared") {
+            if (value != "on" && value != "off")
+                throw_error(ErrorKind::InvalidArgument,
+                            "prepared={} in the workspace URL is neither on nor off: ?prepared=off runs every "
+                            "statement unnamed (for PgBouncer's transaction mode)",
+                            value);
+            out.prepared = value == "on";
+            continue;
+        }
         if (key == "connect_timeout") has_timeout = true;
         kept += (kept.empty() ? "" : "&") + part;
     }
@@ -293,6 +323,8 @@ public:
         }
     }
     bool in_transaction() const override { return tx_open_; }
+    bool broken() const override { return !conn_ || PQstatus(conn_) != CONNECTION_OK; }
+    void closing() noexcept override { closing_ = true; }
 
     uint64_t others_change_token() override {
         ensure_connected();
@@ -385,7 +417,7 @@ public:
 
     //! Forgets a server-side statement (its cursor is gone) and frees it on the server. Never throws.
     void release_statement(const std::string& name) noexcept {
-        if (!prepared_.erase(name) || !conn_ || PQstatus(conn_) != CONNECTION_OK) return;
+        if (!prepared_.erase(name) || closing_ || !conn_ || PQstatus(conn_) != CONNECTION_OK) return;
         try {
             if (pipeline_) send_text("DEALLOCATE " + name);
             else if (PQtransactionStatus(conn_) != PQTRANS_INERROR) PQclear(PQexec(conn_, ("DEALLOCATE " + name).c_str()));
@@ -394,6 +426,8 @@ public:
     }
 
     PGconn* conn() { return conn_; }
+    //! False with `?prepared=off`: no statement is named, so none outlives its transaction.
+    bool names_statements() const { return url_.prepared; }
     uint64_t next_statement() { return ++statements_; }
 
     //! Reconnects after a lost connection (the server restarted): the caller's statement runs on
@@ -446,6 +480,7 @@ private:
     }
     //! Statements of every transaction, prepared once per connection rather than planned each time.
     void send_prepared(const std::string& name, const std::string& sql) {
+        if (!url_.prepared) return send_text(sql);
         ensure_prepared(name, sql, 0);
         sent(PQsendQueryPrepared(conn_, name.c_str(), 0, nullptr, nullptr, nullptr, 0), sql);
     }
@@ -535,6 +570,7 @@ private:
     PGconn* conn_ = nullptr;
     int key_ = 0;
     bool tx_open_ = false;  //!< between begin_write and commit/rollback, whatever the connection's state
+    bool closing_ = false;  //!< closing(): statements are dropped without a DEALLOCATE each
     bool pipeline_ = false;  //!< in libpq's pipeline mode (a write transaction is open)
     std::deque<Pending> pending_;  //!< commands sent in the pipeline whose results are unread
     std::unordered_set<std::string> prepared_;  //!< statements this connection has (or has been sent)
@@ -544,7 +580,7 @@ private:
 PgCursor::PgCursor(PgBackend& backend, std::string_view sql, bool persistent)
     : backend_(backend) {
     sql_ = number_placeholders(sql, params_);
-    if (persistent) name_ = "k" + std::to_string(backend_.next_statement());
+    if (persistent && backend_.names_statements()) name_ = "k" + std::to_string(backend_.next_statement());
     values_.resize(size_t(params_));
     null_.assign(size_t(params_), true);
     formats_.assign(size_t(params_), 0);
@@ -632,6 +668,12 @@ std::string PgCursor::blob(int col) const {
 } // namespace
 
 std::unique_ptr<Backend> open_postgres(const std::string& url) { return std::make_unique<PgBackend>(url); }
+
+PoolOptions postgres_pool_options(const std::string& url) { return parse_url(url).pool; }
+
+std::unique_ptr<Db> open_postgres_db(const std::string& url) {
+    return std::make_unique<Db>([url] { return open_postgres(url); }, postgres_pool_options(url));
+}
 
 bool is_postgres_url(std::string_view location) {
     return location.starts_with("postgresql://") || location.starts_with("postgres://");

@@ -222,7 +222,7 @@ std::vector<const ModuleSchema*> storage_schemas() {
 
 std::unique_ptr<Db> Workspace::open_metadata(const WorkspaceLocation& location) {
     if (WorkspaceLocation::is_database_url(location.workspace)) {
-        auto db = std::make_unique<Db>(open_postgres(location.workspace));
+        auto db = open_postgres_db(location.workspace);
         if (db->has_table("workspace_settings")) refuse_unfinished_copy(db->path(), read_setting(*db, kCopyMarker), true);
         return db;
     }
@@ -330,9 +330,8 @@ void Workspace::open_directory() {
 void Workspace::open_on_database() {
     std::string wanted = location_.artifacts.empty() ? url_artifacts(location_.workspace) : location_.artifacts;
     if (!wanted.empty()) wanted = wanted.starts_with("s3://") ? normal_objects_url(wanted) : objects_dir(wanted).string();
-    auto backend = open_postgres(location_.workspace);
-    const std::string shown = backend->location();
-    db_ = std::make_unique<Db>(std::move(backend));
+    db_ = open_postgres_db(location_.workspace);
+    const std::string shown = db_->path();
     db_->ensure_schema(kSettingsSchema);
     if (!copy_source_.empty())
         record_setting(*db_, kCopyMarker, copy_source_);

@@ -237,12 +237,16 @@ std::vector<Experiment> Tracker::experiments() {
 
 int64_t Tracker::run_pk(std::string_view run_id) {
     std::string key(run_id);
-    if (auto it = run_pks_.find(key); it != run_pks_.end()) return it->second;
+    {
+        std::lock_guard lk(run_pks_mu_);
+        if (auto it = run_pks_.find(key); it != run_pks_.end()) return it->second;
+    }
     auto st = ws_.db().prepare("SELECT id FROM tracking_runs WHERE run_id = ?");
     st.bind(1, run_id);
     if (!st.step())
         throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
     int64_t pk = st.int64(0);
+    std::lock_guard lk(run_pks_mu_);
     run_pks_.emplace(std::move(key), pk);
     return pk;
 }
@@ -280,7 +284,10 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     graph.add_edge("experiment:" + spec.experiment, "contains", "run:" + id);
     if (spec.parent_id) graph.add_edge("run:" + *spec.parent_id, "contains", "run:" + id);
     tx.commit();
-    run_pks_.emplace(id, pk);
+    {
+        std::lock_guard lk(run_pks_mu_);
+        run_pks_.emplace(id, pk);
+    }
     RunInfo info;
     info.id = id;
     info.name = name;
@@ -360,7 +367,10 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     for (const auto& id : ids) refs.push_back("run:" + id);
     lineage::Graph(ws_).add_edges("experiment:" + std::string(experiment), "contains", refs);
     tx.commit();
-    for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
+    {
+        std::lock_guard lk(run_pks_mu_);
+        for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
+    }
     // A big import changes the tables faster than the server's own statistics follow: refresh them
     // so that the next search is planned for the tables as they now are. Outside the transaction,
     // and only when the batch alone is big enough to mislead the planner.

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -21,6 +23,7 @@ namespace keel::storage {
 class Db;
 
 namespace detail {
+struct Conn;
 //! One entry of the Db's statement cache; `users` counts the live Stmt handles borrowing it, and an
 //! entry in use is never dropped.
 struct CachedStmt {
@@ -30,14 +33,47 @@ struct CachedStmt {
 };
 } // namespace detail
 
+//! The calling thread's hold on one of the Db's connections (Db::lock()): re-entrant per thread, so
+//! nested calls and a Transaction in the same thread use the same connection; the connection goes
+//! back to the pool when the thread's outermost lease ends. Ends on the thread that took it.
+class Lease {
+public:
+    Lease() = default;
+    explicit Lease(Db* db) : db_(db) {}
+    Lease(Lease&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+    Lease& operator=(Lease&& other) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { unlock(); }
+    //! Ends the hold early (the connection returns to the pool if this was the outermost lease).
+    void unlock() noexcept;
+    bool owns_lock() const { return db_ != nullptr; }
+    explicit operator bool() const { return owns_lock(); }
+
+private:
+    Db* db_ = nullptr;
+};
+
+//! How many connections a Db keeps and how long a caller waits for one. SQLite keeps one connection
+//! (size 1) and waits as long as it takes, as a mutex would; PostgreSQL's come from the URL
+//! (`?pool_size=N&pool_timeout=SECONDS`).
+struct PoolOptions {
+    size_t size = 1;  //!< most connections open at once; the first opens with the Db, others when needed
+    //! How long a caller waits for a connection when all are leased before Unavailable; 0: no bound.
+    std::chrono::milliseconds wait{0};
+    //! An idle connection beyond the first is closed after this long unused.
+    std::chrono::milliseconds idle{60'000};
+};
+
 //! A prepared statement borrowed from the Db's cache (or, when its SQL is already in use further up
 //! the stack, a private one dropped with the handle). Binds are 1-based; the statement is reset and
 //! its bindings cleared when the handle goes out of scope. SQL uses `?` placeholders whatever the
 //! backend.
 class Stmt {
 public:
-    Stmt(Cursor* cursor, detail::CachedStmt* cached) : cursor_(cursor), cached_(cached) {}
-    Stmt(Stmt&& other) noexcept : cursor_(other.cursor_), cached_(other.cached_) {
+    Stmt(Cursor* cursor, detail::CachedStmt* cached, Lease lease = {})
+        : cursor_(cursor), cached_(cached), lease_(std::move(lease)) {}
+    Stmt(Stmt&& other) noexcept : cursor_(other.cursor_), cached_(other.cached_), lease_(std::move(other.lease_)) {
         other.cursor_ = nullptr;
         other.cached_ = nullptr;
     }
@@ -94,6 +130,7 @@ public:
 private:
     Cursor* cursor_;
     detail::CachedStmt* cached_; //!< null: a private statement this handle owns
+    Lease lease_;  //!< set when prepared by a thread holding no lease: the connection stays ours till the end
 };
 
 //! One module's tables: an ordered list of forward migrations. The module's version is the number
@@ -113,47 +150,62 @@ struct SchemaStatus {
     bool newer() const { return version > known; }
 };
 
-//! The metadata connection every module goes through: a facade over one `Backend` (SQLite for a
-//! workspace directory, PostgreSQL for a team workspace) with a statement cache, schema migrations,
-//! a change token and one mutex that every caller holds while it uses the connection (a Workspace
-//! may be shared by threads).
+//! The metadata connections every module goes through: a facade over `Backend`s (SQLite for a
+//! workspace directory: one connection; PostgreSQL for a team workspace: a bounded pool) with a
+//! statement cache per connection, schema migrations and a change token. A thread leases one
+//! connection for as long as it holds lock() (re-entrant), so threads on different connections run
+//! at once; with one connection (SQLite) lock() is a mutex, as it always was.
 class Db {
 public:
     //! SQLite at `path` (created if missing): WAL, foreign keys, busy timeout.
     explicit Db(const std::string& path);
+    //! One connection that is never replaced (the backend reconnects by itself if it can).
     explicit Db(std::unique_ptr<Backend> backend);
+    //! A pool: `connect` opens a connection (the first one now, so a bad location fails here; the
+    //! others when callers need them). A connection found broken when its lease ends is dropped,
+    //! and the next lease opens a new one.
+    Db(std::function<std::unique_ptr<Backend>()> connect, PoolOptions options);
     ~Db();
     Db(const Db&) = delete;
     Db& operator=(const Db&) = delete;
 
-    //! Holds the connection for the calling thread; re-entrant.
-    std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
+    //! Leases a connection to the calling thread (re-entrant). Waits while all are leased, up to
+    //! the pool's wait bound, then Unavailable naming the pool size.
+    Lease lock();
 
-    //! A prepared statement from a least-recently-used cache of kStatementCacheSize statements
-    //! (every distinct search is its own SQL, so an unbounded cache grew without end). Statements
-    //! still borrowed are never evicted. Caller must hold lock().
+    //! A prepared statement from the connection's least-recently-used cache of kStatementCacheSize
+    //! statements (every distinct search is its own SQL, so an unbounded cache grew without end).
+    //! Statements still borrowed are never evicted. Runs on the calling thread's leased connection
+    //! (a thread holding none leases one for the statement's life).
     Stmt prepare(std::string_view sql);
     static constexpr size_t kStatementCacheSize = 256;
-    //! Statements currently cached (for tests and diagnostics).
-    size_t cached_statements() const { return lru_.size(); }
-    //! Runs one or more statements without results. Caller must hold lock().
+    //! Statements cached on the connection the calling thread gets (for tests and diagnostics).
+    size_t cached_statements();
+    //! Runs one or more statements without results, on the calling thread's connection.
     void exec(std::string_view sql);
     //! Where the metadata lives: the SQLite file, or the PostgreSQL URL without its password.
-    const std::string& path() const { return backend_->location(); }
-    Dialect dialect() const { return backend_->dialect(); }
-    Backend& backend() { return *backend_; }
+    const std::string& path() const { return location_; }
+    Dialect dialect() const { return dialect_; }
+    //! The calling thread's connection; the caller must hold lock().
+    Backend& backend();
 
-    //! Changes whenever any connection, this one or another process's, commits a write: a cheap
-    //! test (no table read) of whether cached state may be stale.
+    //! The pool's bounds, and the connections open now (leased or idle).
+    const PoolOptions& pool() const { return options_; }
+    size_t open_connections();
+
+    //! Changes whenever any connection, of this pool or another process's, commits a write: a cheap
+    //! test (no table read) of whether cached state may be stale. Read it before the state it
+    //! guards: a commit between the two only makes the next check read again.
     uint64_t change_token();
     //! change_token() as read at most `max_age` ago, for checks on every request of a hot path: a
-    //! commit through this connection is seen at once, another connection's within `max_age`,
-    //! without a read transaction (and its file lock) per call. While another thread holds the
-    //! connection (a long write), the last token answers for up to 100 ms instead of waiting.
-    //! Thread-safe.
+    //! commit through this Db (any of its connections) is seen at once, another process's within
+    //! `max_age`, without a read transaction (and its file lock) per call. While every connection is
+    //! held by other threads (a long write), the last token answers for up to 100 ms instead of
+    //! waiting. Thread-safe.
     uint64_t recent_change_token(std::chrono::microseconds max_age);
-    //! Whether a transaction is open on this connection: its writes do not move change_token()
-    //! until it commits, so a cache checked by the token must read through while this is true.
+    //! Whether a transaction is open on the calling thread's connection: its writes do not move
+    //! change_token() until it commits, so a cache checked by the token must read through while
+    //! this is true. Other threads' connections never see those writes before the commit.
     bool in_transaction();
 
     //! Applies the module's missing migrations in one write transaction (idempotent, multi-process
@@ -171,11 +223,11 @@ public:
     //! Corrupt naming the module and both versions when `status` holds a module newer than this Keel.
     void check_not_newer(const std::vector<SchemaStatus>& status);
 
-    //! Runs `action` once the outermost open transaction commits (at once when none is open), and
-    //! drops it when that transaction rolls back: for work outside the database that must happen
-    //! only if the change lands, such as removing files the committed rows no longer name (an outer
-    //! transaction, like keel.defs' apply, may still roll back after an inner one "commits").
-    //! Caller must hold lock(). An action's exception is swallowed: the commit has happened.
+    //! Runs `action` once the outermost open transaction of the calling thread's connection commits
+    //! (at once when none is open), and drops it when that transaction rolls back: for work outside
+    //! the database that must happen only if the change lands, such as removing files the committed
+    //! rows no longer name (an outer transaction, like keel.defs' apply, may still roll back after an
+    //! inner one "commits"). An action's exception is swallowed: the commit has happened.
     void after_commit(std::function<void()> action);
 
     //! Whether the workspace's database has a table of that name (in the workspace's schema).
@@ -183,15 +235,36 @@ public:
 
 private:
     friend class Transaction;
-    std::unique_ptr<Backend> backend_;
-    std::recursive_mutex mutex_;
-    void evict_unused();
-    std::list<detail::CachedStmt> lru_; //!< most recently used first
-    std::unordered_map<std::string_view, std::list<detail::CachedStmt>::iterator> cache_; //!< keys view lru_'s sql
-    std::unordered_map<std::string, size_t> schema_versions_;
-    std::vector<std::function<void()>> after_commit_;  //!< run by the outermost Transaction's commit
-    std::atomic<uint64_t> local_commits_{0};  //!< write transactions this connection committed
-    // recent_change_token(): the last token read, when, and this connection's commits then.
+    friend class Lease;
+    //! The calling thread's leased connection, or null.
+    detail::Conn* held();
+    //! Leases a connection to this thread (`wait`: as lock(); otherwise null when none is free).
+    detail::Conn* acquire(bool wait);
+    //! Ends one level of the calling thread's lease; the outermost returns the connection.
+    void release() noexcept;
+    //! Opens a connection for a slot already counted in open_ (outside pool_mu_).
+    detail::Conn* open_connection();
+    //! Moves idle connections unused past options_.idle (beyond the first) into `out`, to close.
+    void take_expired(std::vector<std::unique_ptr<detail::Conn>>& out);
+
+    std::function<std::unique_ptr<Backend>()> connect_;  //!< empty: one connection (SQLite), leased below
+    PoolOptions options_;
+    // One connection: a re-entrant mutex that knows its owner (a recursive_mutex cannot tell), as
+    // cheap as the mutex the embedded workspace always had.
+    std::mutex single_mu_;
+    std::atomic<std::thread::id> owner_{};
+    int depth_ = 0;  //!< the owner's nesting; only the owner touches it
+    std::string location_;
+    Dialect dialect_ = Dialect::Sqlite;
+    std::mutex pool_mu_;  //!< guards conns_, idle_, open_
+    std::condition_variable pool_cv_;  //!< a connection went back to the pool, or a slot freed
+    std::vector<std::unique_ptr<detail::Conn>> conns_;  //!< every open connection
+    std::vector<detail::Conn*> idle_;  //!< not leased; the most recently used last
+    size_t open_ = 0;  //!< conns_ plus connections being opened
+    std::mutex schema_mu_;  //!< guards schema_versions_
+    std::unordered_map<std::string, size_t> schema_versions_;  //!< committed module versions
+    std::atomic<uint64_t> local_commits_{0};  //!< write transactions this Db's connections committed
+    // recent_change_token(): the last token read, when, and this Db's commits then.
     std::atomic<uint64_t> recent_token_{0}, recent_local_{~uint64_t(0)};
     std::atomic<int64_t> recent_at_us_{0};
 };
@@ -208,8 +281,8 @@ void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
                  const std::function<void(Stmt&, int)>& bind_tail = {});
 
 //! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
-//! lock), rolled back by the destructor unless commit() ran. Holds the Db's lock for its whole life.
-//! Nested transactions become no-ops inside the outer one.
+//! lock), rolled back by the destructor unless commit() ran. Holds the thread's lease on one of the
+//! Db's connections for its whole life. Nested transactions become no-ops inside the outer one.
 class Transaction {
 public:
     explicit Transaction(Db& db);
@@ -220,7 +293,8 @@ public:
 
 private:
     Db& db_;
-    std::unique_lock<std::recursive_mutex> lock_;
+    Lease lock_;
+    detail::Conn* conn_;
     bool owner_ = false;
     bool done_ = false;
 };

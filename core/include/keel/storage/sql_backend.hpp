@@ -46,8 +46,8 @@ public:
     virtual std::string blob(int col) const = 0;
 };
 
-//! One connection to a metadata database. `Db` owns it and serializes every use under its mutex,
-//! so a backend is never called from two threads at once.
+//! One connection to a metadata database. `Db` owns it and leases it to one thread at a time, so a
+//! backend is never called from two threads at once.
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -66,6 +66,12 @@ public:
     //! Never throws: a connection that failed has rolled back by itself.
     virtual void rollback() noexcept = 0;
     virtual bool in_transaction() const = 0;
+    //! Whether the connection is lost (the server restarted or ended it): a pool drops it and opens
+    //! a new one for the next caller.
+    virtual bool broken() const { return false; }
+    //! The connection is about to close: its statements need not be freed one by one on the
+    //! server (closing frees them all).
+    virtual void closing() noexcept {}
 
     //! Changes whenever another connection (any process, any machine) commits a write; commits
     //! through this connection are counted by the Db. May cost a round trip to the server.
