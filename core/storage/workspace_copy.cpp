@@ -7,6 +7,7 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/storage/artifact_store.hpp"
+#include "keel/storage/read_snapshot.hpp"
 #include "keel/storage/s3_client.hpp"
 
 #include <openssl/evp.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -517,7 +519,10 @@ std::string WorkspaceDigest::objects_sha256() const {
 WorkspaceDigest workspace_digest(Workspace& ws, const CopyProgressFn& progress) {
     WorkspaceDigest out;
     {
+        // One snapshot for every table (unless the caller is inside a transaction: then its view).
         auto guard = ws.db().lock();
+        std::optional<ReadSnapshot> snapshot;
+        if (!ws.db().in_transaction()) snapshot.emplace(ws.db());
         out.tables = table_digests(ws.db(), progress);
     }
     out.objects = hash_objects(ws.objects(), list_objects(ws.objects()), progress);
@@ -537,8 +542,11 @@ WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLoca
     for (const ModuleSchema* schema : present) target->db().ensure_schema(*schema);
 
     WorkspaceDigest out;
-    // The source's write lock for the whole copy: its rows and objects are one consistent snapshot.
-    Transaction snapshot(source->db());
+    // One consistent snapshot of the source's rows, read without its write lock: writers to the
+    // source go on while the copy runs, and the copy (and its digest check) is of the snapshot. The
+    // objects are listed after the snapshot is taken, so every object its rows name is there (an
+    // object stored after it and named by no copied row is copied too: only space).
+    ReadSnapshot snapshot(source->db());
     out.tables = copy_tables(source->db(), target->db(), progress);
     out.objects = copy_objects(*source, *target, progress);
     verify_tables(target->db(), out.tables);

@@ -136,3 +136,62 @@ def test_migrate_dry_run_apply_and_a_newer_workspace(tmp_path, capsys):
         keel.open(tmp_path / "w.keel").runs.search()
     with pytest.raises(keel.NotFound, match=r"\(no keel\.db\)"):
         keel.admin.migrate(str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize("shape", ["sqlite", "postgres"])
+def test_copy_reads_one_snapshot_and_does_not_block_writers(tmp_path, shape, request):
+    """A writer logging to the source during a copy is not held up, and the copy is the snapshot the
+    copy started from (its digest), without what was written meanwhile."""
+    import threading
+    import time
+
+    if shape == "sqlite":
+        src, artifacts = str(tmp_path / "src.keel"), None
+    else:
+        src = f"{request.getfixturevalue('postgres_server').url}?schema=t_{uuid.uuid4().hex[:12]}"
+        artifacts = str(tmp_path / "objects")
+    populate(keel.open(src, artifacts=artifacts), tmp_path)
+
+    stop, started = threading.Event(), threading.Event()
+    latencies: list[tuple[float, float]] = []  # (when it returned, how long it took)
+
+    def writer():
+        ws = keel.open(src, artifacts=artifacts)
+        with ws.start_run(experiment="churn", name="during-copy") as run:
+            started.set()
+            step = 0
+            while not stop.is_set():
+                t = time.monotonic()
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+                latencies.append((time.monotonic(), time.monotonic() - t))
+                step += 1
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    started.wait(30)
+    window = []
+
+    def hold(phase, item, done, total):
+        # Inside the copy, with the source's snapshot open: the writer must go on meanwhile.
+        if phase == "rows" and not window:
+            window.append(time.monotonic())
+            time.sleep(1.5)
+            window.append(time.monotonic())
+
+    try:
+        copied = keel.admin.copy(src, str(tmp_path / "dst.keel"), src_artifacts=artifacts, progress=hold)
+    finally:
+        stop.set()
+        thread.join(30)
+    during = [took for at, took in latencies if window[0] <= at <= window[1]]
+    assert len(during) >= 20, f"the writer made only {len(during)} calls during the copy"
+    assert max(took for _, took in latencies) < 1.0
+
+    dst = keel.open(tmp_path / "dst.keel")
+    assert keel.admin.digest(dst) == copied  # the copy is the snapshot, verified by digest
+    later = keel.admin.digest(keel.open(src, artifacts=artifacts))
+    assert later["tables"] != copied["tables"]  # the source moved on meanwhile; the copy did not follow
+    copied_points = next(t["rows"] for t in copied["tables"] if t["table"] == "tracking_metric_points")
+    final_points = next(t["rows"] for t in later["tables"] if t["table"] == "tracking_metric_points")
+    assert copied_points < final_points - len(during) + 1
