@@ -13,10 +13,12 @@ namespace keel::storage {
 struct S3Config;
 struct S3Location;
 
-//! An object as list() reports it: its key and size in bytes.
+//! An object as list() reports it: its key, size in bytes, and when it was last written (ms since
+//! the epoch: the file's mtime, or S3's LastModified).
 struct ObjectEntry {
     std::string key;
     int64_t size = 0;
+    int64_t modified_ms = 0;
 };
 
 //! A local file holding an object's content, and what keeps it there: while `pin` lives, the read
