@@ -94,6 +94,13 @@ public:
         return out;
     }
 
+    std::vector<PendingUpload> pending_uploads() override {
+        std::vector<PendingUpload> out;
+        for (auto& u : client_.list_uploads()) out.push_back({std::move(u.key), std::move(u.upload_id), u.initiated_ms});
+        return out;
+    }
+    void abort_upload(const PendingUpload& upload) override { client_.abort_upload(upload.key, upload.id); }
+
     std::string url() const override { return client_.location().url(); }
     std::string describe(std::string_view key) const override {
         const auto& loc = client_.location();

@@ -1,5 +1,6 @@
 """keel admin migrate and keel admin copy: a workspace's schema versions, and a whole workspace
 moved between backends (directory/SQLite <-> PostgreSQL + S3), verified by digest."""
+import json
 import sqlite3
 import uuid
 
@@ -195,3 +196,85 @@ def test_copy_reads_one_snapshot_and_does_not_block_writers(tmp_path, shape, req
     copied_points = next(t["rows"] for t in copied["tables"] if t["table"] == "tracking_metric_points")
     final_points = next(t["rows"] for t in later["tables"] if t["table"] == "tracking_metric_points")
     assert copied_points < final_points - len(during) + 1
+
+
+# --- keel admin gc ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", ["local", "s3"])
+def test_gc_sweeps_orphans_only_past_the_grace_period(tmp_path, shape, request, capsys):
+    """A crashed upload (an object no row names) is swept; nothing a row names is; a fresh orphan is
+    kept inside the grace period; a dry run deletes nothing."""
+    import os
+    import time
+
+    artifacts = request.getfixturevalue("s3_prefix") if shape == "s3" else None
+    path = tmp_path / "ws.keel"
+    ws = keel.open(path, artifacts=artifacts)
+    populate(ws, tmp_path)
+    before = reads(ws)
+
+    def stored(w=ws):
+        return dict(w.native.list_objects("artifacts/") + w.native.list_objects("features/"))
+
+    named = stored()
+    assert any(k.startswith("features/") for k in named) and any(k.startswith("artifacts/") for k in named)
+
+    def put_orphan(key: str, data: bytes) -> None:
+        if shape == "local":
+            (path / key).parent.mkdir(parents=True, exist_ok=True)
+            (path / key).write_bytes(data)
+            return
+        from s3_request import signed_request
+        s3 = request.getfixturevalue("s3_env")
+        url = f"{s3.endpoint}/{ws.native.object_url(key)[len('s3://'):]}"
+        status, body = signed_request("PUT", url, s3.access_key, s3.secret_key, s3.region, body=data)
+        assert status == 200, body
+
+    # Crashes between an upload and its row: an artifact stored, its row never written; a segment too.
+    digest = ws.put_artifact(b"a model whose run crashed")
+    with sqlite3.connect(path / "keel.db") as db:
+        db.execute("DELETE FROM artifacts WHERE digest = ?", (digest,))
+    orphans = {f"artifacts/sha256/{digest[:2]}/{digest[2:]}", "features/activity/v1/crashed-segment.kseg"}
+    put_orphan("features/activity/v1/crashed-segment.kseg", b"half an ingest")
+    time.sleep(1.1)  # S3 times have whole seconds
+
+    # Inside the grace period: kept (an upload whose row is being written looks just like this).
+    fresh = keel.admin.gc(ws)
+    assert fresh["swept"] == [] and {e["key"] for e in fresh["young"]} == orphans
+    assert fresh["named"] == len(named) and fresh["objects"] == len(named) + 2
+
+    dry = keel.admin.gc(ws, older_than="0s", dry_run=True)
+    assert {e["key"] for e in dry["swept"]} == orphans and dry["young"] == []
+    assert dry["swept_bytes"] == len(b"a model whose run crashed") + len(b"half an ingest")
+    assert set(stored()) == set(named) | orphans  # a dry run deletes nothing
+
+    swept = keel.admin.gc(ws, older_than="0s")
+    assert {e["key"] for e in swept["swept"]} == orphans
+    assert stored() == named  # nothing a row names went
+    assert keel.admin.gc(ws, older_than=0)["swept"] == []
+    fresh_ws = keel.open(path, cache_dir=tmp_path / "fresh-cache")  # read back from the store itself
+    assert reads(fresh_ws) == before
+
+    if shape == "local":  # an orphan written two hours ago goes with the default grace (1h); the CLI
+        put_orphan("artifacts/sha256/00/" + "0" * 62, b"old")
+        os.utime(path / "artifacts/sha256/00" / ("0" * 62), (time.time() - 7200, time.time() - 7200))
+        put_orphan("artifacts/sha256/11/" + "1" * 62, b"new")
+        assert cli.main(["--workspace", str(path), "admin", "gc", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert [e["key"] for e in out["swept"]] == ["artifacts/sha256/00/" + "0" * 62]
+        assert [e["key"] for e in out["young"]] == ["artifacts/sha256/11/" + "1" * 62]
+        assert out["swept"][0]["modified_at"].endswith("+00:00")
+        assert not (path / "artifacts/sha256/00" / ("0" * 62)).exists()
+        assert cli.main(["--workspace", str(path), "admin", "gc", "--older-than", "soon"]) == 4
+        assert "not a duration" in capsys.readouterr().err
+    else:  # a multipart upload a killed writer left: its parts are aborted
+        from s3_request import signed_request
+        s3 = request.getfixturevalue("s3_env")
+        url = f"{s3.endpoint}/{ws.native.object_url('artifacts/sha256/22/' + '2' * 62)[len('s3://'):]}?uploads="
+        status, body = signed_request("POST", url, s3.access_key, s3.secret_key, s3.region)
+        assert status == 200, body
+        time.sleep(1.1)
+        assert keel.admin.gc(ws)["aborted_uploads"] == []  # inside the grace period
+        aborted = keel.admin.gc(ws, older_than="0s")["aborted_uploads"]
+        assert [u["key"] for u in aborted] == ["artifacts/sha256/22/" + "2" * 62]
+        assert keel.admin.gc(ws, older_than="0s")["aborted_uploads"] == []

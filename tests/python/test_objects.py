@@ -348,14 +348,15 @@ def test_a_big_object_goes_up_in_parts_and_down_in_pieces_in_bounded_memory(s3_e
     size = 50 << 20
     source = tmp_path / "big.bin"
     with open(source, "wb") as f:
-        for i in range(size >> 20):
+        for _ in range(size >> 20):
             f.write(os.urandom(1 << 20))
     import hashlib
     sha = hashlib.sha256(source.read_bytes()).hexdigest()
     env = {**os.environ, "KEEL_S3_MULTIPART_THRESHOLD": str(8 << 20), "KEEL_S3_PART_SIZE": str(5 << 20)}
-    out = subprocess.run([sys.executable, "-c", BIG_OBJECT, str(tmp_path / "ws.keel"), s3_prefix,
-                          str(tmp_path / "cache-a"), str(tmp_path / "cache-b"), str(source), str(tmp_path / "back.bin")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    args = [str(tmp_path / "ws.keel"), s3_prefix, str(tmp_path / "cache-a"), str(tmp_path / "cache-b"), str(source),
+            str(tmp_path / "back.bin")]
+    out = subprocess.run([sys.executable, "-c", BIG_OBJECT, *args], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     import json
     got = json.loads(out.stdout)

@@ -21,6 +21,14 @@ struct ObjectEntry {
     int64_t modified_ms = 0;
 };
 
+//! A multipart upload begun and neither completed nor aborted: what a writer killed mid-upload leaves
+//! on S3 (its parts cost space, though no object exists).
+struct PendingUpload {
+    std::string key;
+    std::string id;
+    int64_t started_ms = 0;
+};
+
 //! A local file holding an object's content, and what keeps it there: while `pin` lives, the read
 //! cache of a remote store does not evict the file (a mapped segment, a model being read).
 struct LocalObject {
@@ -63,6 +71,11 @@ public:
     virtual void remove(const std::string& key) = 0;
     //! Every object whose key starts with `prefix`, in key order.
     virtual std::vector<ObjectEntry> list(const std::string& prefix) = 0;
+
+    //! Multipart uploads left unfinished (S3); none for a local store, whose commit is a rename.
+    virtual std::vector<PendingUpload> pending_uploads() { return {}; }
+    //! Deletes an unfinished upload's parts; best effort.
+    virtual void abort_upload(const PendingUpload&) {}
 
     //! "s3://bucket/prefix", or the local directory's path.
     virtual std::string url() const = 0;

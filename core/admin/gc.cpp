@@ -1,0 +1,116 @@
+// core/admin/gc.cpp: `keel admin gc`, sweeping objects no row names (a crash between an upload and
+// its row leaves them). Which rows name objects is each module's to say (ObjectRefs).
+#include "keel/admin/admin.hpp"
+
+#include "keel/common/clock.hpp"
+#include "keel/common/error.hpp"
+#include "keel/features/store.hpp"
+#include "keel/registry/registry.hpp"
+#include "keel/storage/artifact_store.hpp"
+#include "keel/storage/read_snapshot.hpp"
+#include "keel/tracking/tracker.hpp"
+
+#include <unordered_set>
+
+namespace keel::admin {
+
+namespace {
+
+// Objects live under these prefixes (artifact blobs, feature segments and online snapshots).
+const std::vector<std::string> kObjectPrefixes = {"artifacts/", "features/"};
+
+std::vector<const std::vector<storage::ObjectRefs>*> object_refs() {
+    return {&storage::ArtifactStore::object_refs(), &tracking::Tracker::object_refs(),
+            &registry::Registry::object_refs(), &features::FeatureStore::object_refs()};
+}
+
+// Every key some row names, read from one snapshot.
+std::unordered_set<std::string> named_keys(storage::Db& db) {
+    std::unordered_set<std::string> names;
+    storage::ReadSnapshot snapshot(db);
+    for (const auto* refs : object_refs())
+        for (const auto& ref : *refs) {
+            if (!db.has_table(ref.table)) continue;
+            auto st = db.prepare(ref.sql);
+            while (st.step()) {
+                const std::string value = st.text(0);
+                if (ref.kind == storage::ObjectRefs::Kind::FeatureFile) {
+                    names.insert("features/" + value);
+                    continue;
+                }
+                try {
+                    names.insert(storage::ArtifactStore::key_of(value));
+                } catch (const Error&) {
+                    // Not a digest: it names no object.
+                }
+            }
+        }
+    return names;
+}
+
+// The object's entry as listed now, or nullopt when it is gone.
+std::optional<storage::ObjectEntry> relist(storage::ObjectStore& objects, const std::string& key) {
+    for (auto& e : objects.list(key))
+        if (e.key == key) return e;
+    return std::nullopt;
+}
+
+int64_t total(const std::vector<storage::ObjectEntry>& entries) {
+    int64_t n = 0;
+    for (const auto& e : entries) n += e.size;
+    return n;
+}
+
+} // namespace
+
+int64_t GcReport::swept_bytes() const { return total(swept); }
+int64_t GcReport::young_bytes() const { return total(young); }
+
+GcReport gc(storage::Workspace& ws, const GcOptions& options) {
+    if (options.older_than.count() < 0)
+        throw_error(ErrorKind::InvalidArgument, "gc's grace period is {} ms: it must be 0 or more",
+                    options.older_than.count());
+    auto& db = ws.db();
+    db.check_not_newer(db.schema_status(module_schemas()));
+    auto& objects = ws.objects();
+    const int64_t cutoff = now_ms() - options.older_than.count();
+
+    // Listed before the names are read: an object stored and named meanwhile is seen named.
+    std::vector<storage::ObjectEntry> listed;
+    for (const auto& prefix : kObjectPrefixes)
+        for (auto& e : objects.list(prefix)) listed.push_back(std::move(e));
+    const auto names = named_keys(db);
+
+    GcReport report;
+    for (auto& e : listed) {
+        ++report.objects;
+        report.bytes += e.size;
+        if (names.count(e.key)) {
+            ++report.named;
+            continue;
+        }
+        if (e.modified_ms > cutoff) {
+            report.young.push_back(std::move(e));
+            continue;
+        }
+        if (!options.dry_run) {
+            // Once more just before deleting: content stored again since the listing is new again.
+            auto now = relist(objects, e.key);
+            if (!now) continue;
+            if (now->modified_ms > cutoff) {
+                report.young.push_back(std::move(*now));
+                continue;
+            }
+            objects.remove(e.key);
+        }
+        report.swept.push_back(std::move(e));
+    }
+    for (auto& upload : objects.pending_uploads()) {
+        if (upload.started_ms > cutoff) continue;
+        if (!options.dry_run) objects.abort_upload(upload);
+        report.aborted.push_back(std::move(upload));
+    }
+    return report;
+}
+
+} // namespace keel::admin
