@@ -143,6 +143,11 @@ TEST_F(S3ClientTest, BigFilesGoUpInPartsAndComeBackInPieces) {
     EXPECT_TRUE(etag.ends_with("-4")) << etag;  // a multipart upload's ETag
     EXPECT_EQ(s3.file_etag(path), etag);       // how a commit knows the content is there already
     EXPECT_EQ(s3.head("big.bin")->size, int64_t(big.size()));
+    // Last-Modified, from HEAD and from a listing: what `keel admin gc`'s grace period is measured by.
+    const double now = double(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count());
+    EXPECT_NEAR(double(s3.head("big.bin")->modified_ms), now, 60'000.0);
+    EXPECT_NEAR(double(s3.list("big")[0].modified_ms), now, 60'000.0);
 
     std::string back;
     std::vector<size_t> pieces;
