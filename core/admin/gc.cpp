@@ -4,13 +4,7 @@
 
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
-#include "keel/features/store.hpp"
-#include "keel/registry/registry.hpp"
-#include "keel/storage/artifact_store.hpp"
 #include "keel/storage/read_snapshot.hpp"
-#include "keel/tracking/tracker.hpp"
-
-#include <unordered_set>
 
 namespace keel::admin {
 
@@ -18,35 +12,6 @@ namespace {
 
 // Objects live under these prefixes (artifact blobs, feature segments and online snapshots).
 const std::vector<std::string> kObjectPrefixes = {"artifacts/", "features/"};
-
-std::vector<const std::vector<storage::ObjectRefs>*> object_refs() {
-    return {&storage::ArtifactStore::object_refs(), &tracking::Tracker::object_refs(),
-            &registry::Registry::object_refs(), &features::FeatureStore::object_refs()};
-}
-
-// Every key some row names, read from one snapshot.
-std::unordered_set<std::string> named_keys(storage::Db& db) {
-    std::unordered_set<std::string> names;
-    storage::ReadSnapshot snapshot(db);
-    for (const auto* refs : object_refs())
-        for (const auto& ref : *refs) {
-            if (!db.has_table(ref.table)) continue;
-            auto st = db.prepare(ref.sql);
-            while (st.step()) {
-                const std::string value = st.text(0);
-                if (ref.kind == storage::ObjectRefs::Kind::FeatureFile) {
-                    names.insert("features/" + value);
-                    continue;
-                }
-                try {
-                    names.insert(storage::ArtifactStore::key_of(value));
-                } catch (const Error&) {
-                    // Not a digest: it names no object.
-                }
-            }
-        }
-    return names;
-}
 
 // The object's entry as listed now, or nullopt when it is gone.
 std::optional<storage::ObjectEntry> relist(storage::ObjectStore& objects, const std::string& key) {
@@ -79,7 +44,10 @@ GcReport gc(storage::Workspace& ws, const GcOptions& options) {
     std::vector<storage::ObjectEntry> listed;
     for (const auto& prefix : kObjectPrefixes)
         for (auto& e : objects.list(prefix)) listed.push_back(std::move(e));
-    const auto names = named_keys(db);
+    const auto names = [&] {
+        storage::ReadSnapshot snapshot(db);
+        return storage::named_object_keys(db, object_refs());
+    }();
 
     GcReport report;
     for (auto& e : listed) {

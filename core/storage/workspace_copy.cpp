@@ -414,7 +414,15 @@ std::vector<WorkspaceDigest::Object> copy_objects(Workspace& src, Workspace& dst
     for (const auto& e : entries) {
         if (progress) progress({"objects", e.key, done, total});
         const std::string addressed = addressed_sha256(e.key);
-        auto local = src.objects().fetch(e.key, addressed);
+        LocalObject local;
+        try {
+            local = src.objects().fetch(e.key, addressed);
+        } catch (const Error& err) {
+            // Removed by a writer since it was listed: if the snapshot's rows name it, the check
+            // after the copy says so; otherwise it was an object on its way out.
+            if (err.kind() != ErrorKind::NotFound) throw;
+            continue;
+        }
         const auto slash = e.key.rfind('/');
         const fs::path staged = dst.objects().stage(std::string_view(e.key).substr(0, slash));
         try {
@@ -483,6 +491,25 @@ void verify_objects(Workspace& dst, const std::vector<WorkspaceDigest::Object>& 
     }
 }
 
+// Every object the snapshot's rows name was there to copy: a writer may have removed one since the
+// snapshot was taken (its rows are gone from the source, not from the snapshot).
+void check_named_copied(Db& src, const ObjectRefsList& refs, const std::vector<WorkspaceDigest::Object>& copied,
+                        Workspace& source) {
+    std::set<std::string> have;
+    for (const auto& o : copied) have.insert(o.key);
+    std::vector<std::string> missing;
+    for (const auto& key : named_object_keys(src, refs))
+        if (!have.count(key)) missing.push_back(key);
+    if (missing.empty()) return;
+    std::sort(missing.begin(), missing.end());
+    throw_error(ErrorKind::Conflict,
+                "object {} is named by the source's rows as the copy read them, but it was removed from {} while "
+                "the copy ran (a writer retired a view or replaced an online snapshot){}: copy again, into a new "
+                "destination",
+                missing.front(), source.objects().describe(missing.front()),
+                missing.size() > 1 ? fmt::format(", and {} more", missing.size() - 1) : "");
+}
+
 void verify_tables(Db& dst, const std::vector<TableDigest>& copied) {
     const auto got = table_digests(dst, {});
     std::map<std::string, const TableDigest*> by_name;
@@ -530,7 +557,8 @@ WorkspaceDigest workspace_digest(Workspace& ws, const CopyProgressFn& progress) 
 }
 
 WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLocation& dst,
-                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress) {
+                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress,
+                               const ObjectRefsList& refs) {
     std::error_code ec;
     if (!WorkspaceLocation::is_database_url(src.workspace) && !fs::exists(fs::path(src.workspace) / "keel.db", ec))
         throw_error(ErrorKind::NotFound, "copy source '{}' is not a Keel workspace (no keel.db): pass the folder that "
@@ -549,6 +577,7 @@ WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLoca
     ReadSnapshot snapshot(source->db());
     out.tables = copy_tables(source->db(), target->db(), progress);
     out.objects = copy_objects(*source, *target, progress);
+    check_named_copied(source->db(), refs, out.objects, *source);
     verify_tables(target->db(), out.tables);
     verify_objects(*target, out.objects, progress);
     target->finish_copy();

@@ -198,6 +198,26 @@ def test_copy_reads_one_snapshot_and_does_not_block_writers(tmp_path, shape, req
     assert copied_points < final_points - len(during) + 1
 
 
+def test_an_object_removed_while_the_copy_runs_fails_it_clearly(tmp_path):
+    """The snapshot's rows name a segment that a writer removes after the snapshot was taken (as
+    retiring a view does): the copy must not pass for complete without it."""
+    src = tmp_path / "src.keel"
+    populate(keel.open(src), tmp_path)
+    dst = tmp_path / "dst.keel"
+    removed = []
+
+    def writer_removes_a_segment(phase, item, done, total):
+        if phase == "rows" and not removed:
+            segment = next(p for p in (src / "features").rglob("*.kseg") if "online" not in p.parts)
+            segment.unlink()
+            removed.append(segment.relative_to(src).as_posix())
+
+    with pytest.raises(keel.Conflict, match="removed from .* while the copy ran.*copy again"):
+        keel.admin.copy(str(src), str(dst), progress=writer_removes_a_segment)
+    with pytest.raises(keel.Corrupt, match="unfinished `keel admin copy`"):
+        keel.open(dst)
+
+
 # --- keel admin gc ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", ["local", "s3"])

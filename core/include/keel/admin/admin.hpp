@@ -2,6 +2,7 @@
 #pragma once
 
 #include "keel/storage/db.hpp"
+#include "keel/storage/object_refs.hpp"
 #include "keel/storage/object_store.hpp"
 #include "keel/storage/workspace.hpp"
 #include "keel/storage/workspace_copy.hpp"
@@ -15,6 +16,9 @@ namespace keel::admin {
 //! Every table-owning module's schema, storage's own first, in the order their tables may refer
 //! to each other's.
 std::vector<const storage::ModuleSchema*> module_schemas();
+
+//! Where every module's rows name objects (each module's object_refs()), for gc and copy.
+storage::ObjectRefsList object_refs();
 
 //! `keel admin migrate`: where each module's tables stand against this Keel (module, the
 //! workspace's version, this Keel's, the steps pending), and, unless `dry_run`, those steps applied

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace keel::storage {
+
+class Db;
 
 //! Where a module's rows name objects of the workspace's ObjectStore, declared by the module next to
 //! its schema so that `keel admin gc` can tell objects some row names from orphans without reading
@@ -19,5 +22,12 @@ struct ObjectRefs {
     Kind kind = Kind::ArtifactDigest;
     std::string sql;
 };
+
+//! Every module's refs, as admin::object_refs() lists them.
+using ObjectRefsList = std::vector<const std::vector<ObjectRefs>*>;
+
+//! The keys of every object the rows of `db` name, by `refs`. Read under a ReadSnapshot (or a
+//! transaction) for one consistent answer; holds db.lock() while it reads.
+std::unordered_set<std::string> named_object_keys(Db& db, const ObjectRefsList& refs);
 
 } // namespace keel::storage
