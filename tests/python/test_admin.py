@@ -212,7 +212,7 @@ def test_an_object_removed_while_the_copy_runs_fails_it_clearly(tmp_path):
             segment.unlink()
             removed.append(segment.relative_to(src).as_posix())
 
-    with pytest.raises(keel.Conflict, match="removed from .* while the copy ran.*copy again"):
+    with pytest.raises(keel.Conflict, match=r"removed from .* while the copy ran.*copy again"):
         keel.admin.copy(str(src), str(dst), progress=writer_removes_a_segment)
     with pytest.raises(keel.Corrupt, match="unfinished `keel admin copy`"):
         keel.open(dst)
