@@ -105,11 +105,12 @@ void bind_admin(py::module_& m) {
                               py::arg("objects") = report.objects, py::arg("bytes") = report.bytes,
                               py::arg("named") = report.named, py::arg("swept") = entries(report.swept),
                               py::arg("swept_bytes") = report.swept_bytes(), py::arg("young") = entries(report.young),
-                              py::arg("young_bytes") = report.young_bytes(), py::arg("aborted_uploads") = aborted);
+                              py::arg("young_bytes") = report.young_bytes(), py::arg("aborted_uploads") = aborted,
+                              py::arg("staged") = entries(report.staged));
           },
           py::arg("workspace"), py::arg("older_than_ms"), py::arg("dry_run") = false,
           "Deletes the workspace's objects no row names, last written more than older_than_ms ago (and "
-          "unfinished multipart uploads that old); reports what it swept and what it kept.");
+          "unfinished multipart uploads and staged files that old); reports what it swept and what it kept.");
 }
 
 } // namespace keel::bindings

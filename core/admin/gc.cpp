@@ -73,6 +73,12 @@ GcReport gc(storage::Workspace& ws, const GcOptions& options) {
         }
         report.swept.push_back(std::move(e));
     }
+    for (const auto& prefix : kObjectPrefixes)
+        for (auto& e : objects.list_staged(prefix)) {
+            if (e.modified_ms > cutoff) continue;  // being written
+            if (!options.dry_run) objects.remove(e.key);
+            report.staged.push_back(std::move(e));
+        }
     for (auto& upload : objects.pending_uploads()) {
         if (upload.started_ms > cutoff) continue;
         if (!options.dry_run) objects.abort_upload(upload);

@@ -107,7 +107,16 @@ public:
         fs::remove(path_of(key), ec);
     }
 
-    std::vector<ObjectEntry> list(const std::string& prefix) override {
+    std::vector<ObjectEntry> list(const std::string& prefix) override { return walk(prefix, false); }
+    std::vector<ObjectEntry> list_staged(const std::string& prefix) override { return walk(prefix, true); }
+
+    std::string url() const override { return root_.string(); }
+    std::string describe(std::string_view key) const override { return (root_ / std::string(key)).string(); }
+    bool is_local() const override { return true; }
+
+private:
+    // The files under prefix: the objects, or (staged) the staged files instead.
+    std::vector<ObjectEntry> walk(const std::string& prefix, bool staged) {
         std::vector<ObjectEntry> out;
         // Walk only the deepest folder the prefix names.
         const auto slash = prefix.rfind('/');
@@ -117,7 +126,7 @@ public:
             if (!it->is_regular_file(ec)) continue;
             std::string key = it->path().lexically_relative(root_).generic_string();
             if (key.compare(0, prefix.size(), prefix) != 0) continue;
-            if (it->path().filename().string().find(kStagedMark) != std::string::npos) continue;
+            if ((it->path().filename().string().find(kStagedMark) != std::string::npos) != staged) continue;
             struct stat st {};
             if (::stat(it->path().c_str(), &st) != 0) continue;  // removed meanwhile
             out.push_back({std::move(key), int64_t(st.st_size),
@@ -127,11 +136,6 @@ public:
         return out;
     }
 
-    std::string url() const override { return root_.string(); }
-    std::string describe(std::string_view key) const override { return (root_ / std::string(key)).string(); }
-    bool is_local() const override { return true; }
-
-private:
     fs::path path_of(const std::string& key) const {
         detail::check_object_key(key);
         return root_ / key;

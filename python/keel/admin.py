@@ -79,7 +79,8 @@ def gc(workspace: Any, *, older_than: str | float | timedelta = "1h", dry_run: b
     row is still being written is never swept; unfinished S3 multipart uploads that old are aborted.
     ``dry_run`` reports without deleting. Returns ``objects``/``bytes`` (listed), ``named`` (kept:
     some row names them), ``swept`` and ``young`` (orphans deleted, or kept inside the grace period:
-    key, size, modified_ms), ``swept_bytes``, ``young_bytes``, ``aborted_uploads``."""
+    key, size, modified_ms), ``swept_bytes``, ``young_bytes``, ``aborted_uploads`` (S3) and ``staged``
+    (files a writer staged and never committed, in a local directory: deleted too)."""
     native = getattr(workspace, "native", workspace)
     if isinstance(native, (str, os.PathLike)):
         import keel

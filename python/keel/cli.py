@@ -448,14 +448,18 @@ def cmd_admin_gc(args, out: _Out) -> None:
             f"{verb} {len(report['swept']):,} orphans ({report['swept_bytes']:,} bytes), kept "
             f"{len(report['young']):,} younger than {args.older_than} ({report['young_bytes']:,} bytes)")
     if report["aborted_uploads"]:
-        text += f"; {'would abort' if args.dry_run else 'aborted'} {len(report['aborted_uploads'])} unfinished uploads"
+        text += f"; {'would abort' if args.dry_run else 'aborted'} {len(report['aborted_uploads'])} unfinished " \
+                "uploads"
+    if report["staged"]:
+        text += f"; {verb} {len(report['staged'])} staged files never committed"
     if report["swept"]:
         text += "\n\n" + _table(report["swept"], ["key", "size"])
     # --json: times as ISO 8601 like every command's (modified_at, started_at)
     data = {**report, "older_than": args.older_than,
             "swept": [_timed(e, "modified") for e in report["swept"]],
             "young": [_timed(e, "modified") for e in report["young"]],
-            "aborted_uploads": [_timed(u, "started") for u in report["aborted_uploads"]]}
+            "aborted_uploads": [_timed(u, "started") for u in report["aborted_uploads"]],
+            "staged": [_timed(e, "modified") for e in report["staged"]]}
     out.emit(data, text)
 
 

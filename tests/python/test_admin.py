@@ -285,6 +285,14 @@ def test_gc_sweeps_orphans_only_past_the_grace_period(tmp_path, shape, request, 
         assert [e["key"] for e in out["young"]] == ["artifacts/sha256/11/" + "1" * 62]
         assert out["swept"][0]["modified_at"].endswith("+00:00")
         assert not (path / "artifacts/sha256/00" / ("0" * 62)).exists()
+        # A writer killed between staging and committing leaves a staged file: old ones go too.
+        (path / "artifacts" / ".tmp-killedwriter").write_bytes(b"half")
+        os.utime(path / "artifacts" / ".tmp-killedwriter", (time.time() - 7200, time.time() - 7200))
+        (path / "artifacts" / ".tmp-writing").write_bytes(b"half")
+        staged = keel.admin.gc(ws)["staged"]
+        assert [e["key"] for e in staged] == ["artifacts/.tmp-killedwriter"]
+        assert not (path / "artifacts" / ".tmp-killedwriter").exists()
+        assert (path / "artifacts" / ".tmp-writing").exists()  # inside the grace period: being written
         assert cli.main(["--workspace", str(path), "admin", "gc", "--older-than", "soon"]) == 4
         assert "not a duration" in capsys.readouterr().err
     else:  # a multipart upload a killed writer left: its parts are aborted

@@ -1209,7 +1209,7 @@ def admin_digest(workspace: Workspace) -> dict:
     """
 def admin_gc(workspace: Workspace, older_than_ms: typing.SupportsInt | typing.SupportsIndex, dry_run: bool = False) -> dict:
     """
-    Deletes the workspace's objects no row names, last written more than older_than_ms ago (and unfinished multipart uploads that old); reports what it swept and what it kept.
+    Deletes the workspace's objects no row names, last written more than older_than_ms ago (and unfinished multipart uploads and staged files that old); reports what it swept and what it kept.
     """
 def admin_migrate(workspace: str, dry_run: bool = False) -> list:
     """

@@ -46,6 +46,7 @@ struct GcReport {
     std::vector<storage::ObjectEntry> swept;  //!< orphans past the grace period: deleted (dry run: would be)
     std::vector<storage::ObjectEntry> young;  //!< orphans inside the grace period: kept
     std::vector<storage::PendingUpload> aborted;  //!< unfinished multipart uploads past it: aborted (S3)
+    std::vector<storage::ObjectEntry> staged;  //!< staged files never committed, past it: deleted (local)
     int64_t swept_bytes() const;
     int64_t young_bytes() const;
 };

@@ -72,6 +72,10 @@ public:
     //! Every object whose key starts with `prefix`, in key order.
     virtual std::vector<ObjectEntry> list(const std::string& prefix) = 0;
 
+    //! Staged files under `prefix` that were never committed (a writer killed between stage() and
+    //! commit()), as entries whose key remove() takes; none for S3, whose staging is the cache's
+    //! (trimmed by it).
+    virtual std::vector<ObjectEntry> list_staged(const std::string& prefix) { return {}; }
     //! Multipart uploads left unfinished (S3); none for a local store, whose commit is a rename.
     virtual std::vector<PendingUpload> pending_uploads() { return {}; }
     //! Deletes an unfinished upload's parts; best effort.
