@@ -33,7 +33,9 @@ storage::WorkspaceDigest copy(const storage::WorkspaceLocation& src, const stora
 //! Settings of `keel admin gc`.
 struct GcOptions {
     //! The grace period: only orphans last written longer ago than this go, so an upload whose row
-    //! is still being written is never swept. Longer than any writer takes from upload to commit.
+    //! is still being written is never swept. Longer than any writer takes from the start of an
+    //! upload to its row (a multipart upload in progress that long is aborted), and at least the
+    //! 10 minutes after which storing the same content again on S3 refreshes the object's time.
     std::chrono::milliseconds older_than{std::chrono::hours(1)};
     bool dry_run = false;  //!< report what would go; delete nothing
 };
