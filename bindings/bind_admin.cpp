@@ -1,4 +1,4 @@
-// bindings/bind_admin.cpp: `keel admin migrate` and `keel admin copy` (keel/admin.py wraps them).
+// bindings/bind_admin.cpp: `keel admin migrate`, `copy` and `gc` (keel/admin.py wraps them).
 #include "bindings.hpp"
 
 #include "keel/admin/admin.hpp"
@@ -6,6 +6,7 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <optional>
 
 namespace py = pybind11;
@@ -82,6 +83,34 @@ void bind_admin(py::module_& m) {
               return digest_dict(digest);
           },
           py::arg("workspace"), "Every table's canonical digest and every object's key, size and sha256.");
+    m.def("admin_gc",
+          [](const std::shared_ptr<storage::Workspace>& ws, int64_t older_than_ms, bool dry_run) {
+              admin::GcReport report;
+              {
+                  py::gil_scoped_release release;
+                  report = admin::gc(*ws, {std::chrono::milliseconds(older_than_ms), dry_run});
+              }
+              auto entries = [](const std::vector<storage::ObjectEntry>& list) {
+                  py::list out;
+                  for (const auto& e : list)
+                      out.append(py::dict(py::arg("key") = e.key, py::arg("size") = e.size,
+                                          py::arg("modified_ms") = e.modified_ms));
+                  return out;
+              };
+              py::list aborted;
+              for (const auto& u : report.aborted)
+                  aborted.append(py::dict(py::arg("key") = u.key, py::arg("upload_id") = u.id,
+                                          py::arg("started_ms") = u.started_ms));
+              return py::dict(py::arg("dry_run") = dry_run, py::arg("older_than_ms") = older_than_ms,
+                              py::arg("objects") = report.objects, py::arg("bytes") = report.bytes,
+                              py::arg("named") = report.named, py::arg("swept") = entries(report.swept),
+                              py::arg("swept_bytes") = report.swept_bytes(), py::arg("young") = entries(report.young),
+                              py::arg("young_bytes") = report.young_bytes(), py::arg("aborted_uploads") = aborted,
+                              py::arg("staged") = entries(report.staged));
+          },
+          py::arg("workspace"), py::arg("older_than_ms"), py::arg("dry_run") = false,
+          "Deletes the workspace's objects no row names, last written more than older_than_ms ago (and "
+          "unfinished multipart uploads and staged files that old); reports what it swept and what it kept.");
 }
 
 } // namespace keel::bindings

@@ -7,6 +7,7 @@
 #include "keel/registry/registry.hpp"
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/serving/prediction_tables.hpp"
+#include "keel/storage/artifact_store.hpp"
 #include "keel/tracking/tracker.hpp"
 
 namespace keel::admin {
@@ -21,6 +22,11 @@ std::vector<const storage::ModuleSchema*> module_schemas() {
     return out;
 }
 
+storage::ObjectRefsList object_refs() {
+    return {&storage::ArtifactStore::object_refs(), &tracking::Tracker::object_refs(),
+            &registry::Registry::object_refs(), &features::FeatureStore::object_refs()};
+}
+
 std::vector<storage::SchemaStatus> migrate(const storage::WorkspaceLocation& location, bool dry_run) {
     auto db = storage::Workspace::open_metadata(location);
     if (!dry_run) return db->migrate(module_schemas());
@@ -31,7 +37,7 @@ std::vector<storage::SchemaStatus> migrate(const storage::WorkspaceLocation& loc
 
 storage::WorkspaceDigest copy(const storage::WorkspaceLocation& src, const storage::WorkspaceLocation& dst,
                               const storage::CopyProgressFn& progress) {
-    return storage::copy_workspace(src, dst, module_schemas(), progress);
+    return storage::copy_workspace(src, dst, module_schemas(), progress, object_refs());
 }
 
 } // namespace keel::admin

@@ -159,6 +159,15 @@ FeatureRef FeatureRef::parse(std::string_view text) {
 
 const storage::ModuleSchema& FeatureStore::schema() { return kSchema; }
 
+const std::vector<storage::ObjectRefs>& FeatureStore::object_refs() {
+    using Kind = storage::ObjectRefs::Kind;
+    // Offline segments (prediction tables' too: they are views) and the online snapshots kept.
+    static const std::vector<storage::ObjectRefs> refs{
+        {"features_segments", Kind::FeatureFile, "SELECT file FROM features_segments"},
+        {"features_online", Kind::FeatureFile, "SELECT file FROM features_online"}};
+    return refs;
+}
+
 FeatureStore::FeatureStore(std::shared_ptr<storage::Workspace> ws) : ws_(std::move(ws)), impl_(std::make_unique<Impl>()) {
     auto& db = ws_->db();
     db.ensure_schema(kSchema);

@@ -245,6 +245,12 @@ std::string ModelVersion::lineage_ref() const { return "model:" + ref(); }
 
 const storage::ModuleSchema& Registry::schema() { return kSchema; }
 
+const std::vector<storage::ObjectRefs>& Registry::object_refs() {
+    static const std::vector<storage::ObjectRefs> refs{
+        {"registry_versions", storage::ObjectRefs::Kind::ArtifactDigest, "SELECT DISTINCT digest FROM registry_versions"}};
+    return refs;
+}
+
 Registry::Registry(storage::Workspace& ws) : ws_(ws), graph_(std::make_unique<lineage::Graph>(ws)) {
     ws_.db().ensure_schema(kSchema);
 }

@@ -99,6 +99,13 @@ std::string sha256_file(const fs::path& path) {
 
 const ModuleSchema& ArtifactStore::schema() { return kSchema; }
 
+const std::vector<ObjectRefs>& ArtifactStore::object_refs() {
+    // Every artifact committed has its row (written after the object): what a crash leaves is an
+    // object without one.
+    static const std::vector<ObjectRefs> refs{{"artifacts", ObjectRefs::Kind::ArtifactDigest, "SELECT digest FROM artifacts"}};
+    return refs;
+}
+
 ArtifactStore::ArtifactStore(ObjectStore& objects, Db& db) : objects_(objects), db_(db) {
     db_.ensure_schema(kSchema);
 }

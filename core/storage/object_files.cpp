@@ -6,9 +6,11 @@
 #include <openssl/evp.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 namespace fs = std::filesystem;
@@ -78,6 +80,120 @@ std::string md5_hex(std::string_view bytes) {
         out += kHex[digest[i] & 15];
     }
     return out;
+}
+
+namespace {
+
+std::string to_hex(std::string_view bytes) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (unsigned char c : bytes) (out += kHex[c >> 4]) += kHex[c & 15];
+    return out;
+}
+
+} // namespace
+
+struct Hasher::Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+};
+
+Hasher::Hasher(const void* md) : ctx_(std::make_unique<Ctx>()) {
+    EVP_DigestInit_ex(ctx_->ctx, static_cast<const EVP_MD*>(md), nullptr);
+}
+Hasher::Hasher(Hasher&&) noexcept = default;
+Hasher& Hasher::operator=(Hasher&&) noexcept = default;
+Hasher::~Hasher() = default;
+Hasher Hasher::sha256() { return Hasher(EVP_sha256()); }
+Hasher Hasher::md5() { return Hasher(EVP_md5()); }
+void Hasher::update(std::string_view bytes) { EVP_DigestUpdate(ctx_->ctx, bytes.data(), bytes.size()); }
+std::string Hasher::digest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_->ctx, md, &len);
+    return std::string(reinterpret_cast<const char*>(md), len);
+}
+std::string Hasher::hex() { return to_hex(digest()); }
+
+std::string multipart_etag(const fs::path& path, int64_t part_size) {
+    FileSource in(path);
+    Hasher all = Hasher::md5();
+    int64_t parts = 0;
+    std::string buf;
+    for (int64_t offset = 0; offset < in.size(); ++parts) {
+        Hasher part = Hasher::md5();
+        for (int64_t left = std::min(part_size, in.size() - offset); left > 0;) {
+            in.read(buf, size_t(std::min<int64_t>(left, 1 << 20)));
+            if (buf.empty())
+                throw_error(ErrorKind::Internal, "{} shrank while it was being read", path.string());
+            part.update(buf);
+            left -= int64_t(buf.size());
+            offset += int64_t(buf.size());
+        }
+        all.update(part.digest());
+    }
+    return all.hex() + "-" + std::to_string(parts);
+}
+
+FileSink::FileSink(const fs::path& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_error(ErrorKind::Internal, "cannot create {}: {}", path.string(), std::strerror(errno));
+}
+
+FileSink::~FileSink() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void FileSink::write(std::string_view bytes) {
+    const char* p = bytes.data();
+    size_t left = bytes.size();
+    while (left > 0) {
+        ssize_t n = ::write(fd_, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            throw_error(ErrorKind::Internal, "cannot write {}: {}", path_.string(), std::strerror(n < 0 ? errno : ENOSPC));
+        p += n;
+        left -= size_t(n);
+    }
+}
+
+void FileSink::close() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::fsync(fd) != 0) {
+        int err = errno;
+        ::close(fd);
+        throw_error(ErrorKind::Internal, "fsync of {} failed: {}", path_.string(), std::strerror(err));
+    }
+    ::close(fd);
+}
+
+FileSource::FileSource(const fs::path& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw_error(ErrorKind::NotFound, "cannot read {}: {}", path.string(), std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) {
+        int err = errno;
+        ::close(fd_);
+        throw_error(ErrorKind::Internal, "cannot stat {}: {}", path.string(), std::strerror(err));
+    }
+    size_ = int64_t(st.st_size);
+}
+
+FileSource::~FileSource() { ::close(fd_); }
+
+void FileSource::read(std::string& out, size_t size) {
+    out.resize(size);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = ::read(fd_, out.data() + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_error(ErrorKind::Internal, "cannot read {}: {}", path_.string(), std::strerror(errno));
+        if (n == 0) break;
+        got += size_t(n);
+    }
+    out.resize(got);
 }
 
 } // namespace keel::storage::detail

@@ -8,6 +8,8 @@
 #include "keel/common/error.hpp"
 #include "keel/storage/artifact_store.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 namespace fs = std::filesystem;
@@ -71,6 +73,9 @@ public:
             // Content already stored under its digest: keep it, unless it was damaged.
             if (!sha256.empty() && fs::exists(target, ec) && sha256_file(target) == sha256) {
                 fs::remove(staged, ec);
+                // Written now, as far as `keel admin gc` is concerned: an unnamed copy about to be
+                // named again is inside its grace period, not swept.
+                fs::last_write_time(target, fs::file_time_type::clock::now(), ec);
                 return;
             }
             fs::rename(staged, target, ec);
@@ -102,7 +107,16 @@ public:
         fs::remove(path_of(key), ec);
     }
 
-    std::vector<ObjectEntry> list(const std::string& prefix) override {
+    std::vector<ObjectEntry> list(const std::string& prefix) override { return walk(prefix, false); }
+    std::vector<ObjectEntry> list_staged(const std::string& prefix) override { return walk(prefix, true); }
+
+    std::string url() const override { return root_.string(); }
+    std::string describe(std::string_view key) const override { return (root_ / std::string(key)).string(); }
+    bool is_local() const override { return true; }
+
+private:
+    // The files under prefix: the objects, or (staged) the staged files instead.
+    std::vector<ObjectEntry> walk(const std::string& prefix, bool staged) {
         std::vector<ObjectEntry> out;
         // Walk only the deepest folder the prefix names.
         const auto slash = prefix.rfind('/');
@@ -112,18 +126,16 @@ public:
             if (!it->is_regular_file(ec)) continue;
             std::string key = it->path().lexically_relative(root_).generic_string();
             if (key.compare(0, prefix.size(), prefix) != 0) continue;
-            if (it->path().filename().string().find(kStagedMark) != std::string::npos) continue;
-            out.push_back({std::move(key), int64_t(it->file_size(ec))});
+            if ((it->path().filename().string().find(kStagedMark) != std::string::npos) != staged) continue;
+            struct stat st {};
+            if (::stat(it->path().c_str(), &st) != 0) continue;  // removed meanwhile
+            out.push_back({std::move(key), int64_t(st.st_size),
+                           int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000});
         }
         std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
         return out;
     }
 
-    std::string url() const override { return root_.string(); }
-    std::string describe(std::string_view key) const override { return (root_ / std::string(key)).string(); }
-    bool is_local() const override { return true; }
-
-private:
     fs::path path_of(const std::string& key) const {
         detail::check_object_key(key);
         return root_ / key;

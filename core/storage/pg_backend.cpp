@@ -325,6 +325,17 @@ public:
     bool in_transaction() const override { return tx_open_; }
     bool broken() const override { return !conn_ || PQstatus(conn_) != CONNECTION_OK; }
     void closing() noexcept override { closing_ = true; }
+    void begin_read_snapshot() override {
+        ensure_connected();
+        tx_open_ = true;  // a lost connection must not let reads go on outside the snapshot
+        try {
+            // The snapshot is taken by the first statement after BEGIN: take it now.
+            run_plain("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1");
+        } catch (...) {
+            rollback();
+            throw;
+        }
+    }
 
     uint64_t others_change_token() override {
         ensure_connected();

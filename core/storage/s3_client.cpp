@@ -3,6 +3,7 @@
 // whose messages say what to fix.
 #include "keel/storage/s3_client.hpp"
 
+#include "object_files.hpp"
 #include "s3_http.hpp"
 #include "s3_xml.hpp"
 
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
 #include <random>
 #include <thread>
 
@@ -117,6 +119,25 @@ int64_t to_int64(std::string_view text, std::string_view what) {
     if (ec != std::errc() || end != text.data() + text.size() || value < 0)
         throw_error(ErrorKind::Internal, "S3 answered an invalid {} '{}'", what, text);
     return value;
+}
+
+// "2026-12-03T15:25:36.000Z" (listings) or "Thu, 03 Dec 2026 15:25:36 GMT" (Last-Modified headers)
+// as ms since the epoch; 0 when it is neither.
+int64_t time_ms(const std::string& text) {
+    std::tm tm{};
+    int ms = 0;
+    const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end) {
+        if (*end == '.') {
+            int scale = 100;
+            for (++end; *end >= '0' && *end <= '9'; ++end, scale /= 10) ms += (*end - '0') * scale;
+        }
+    } else {
+        tm = {};
+        end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
+        if (!end) return 0;
+    }
+    return int64_t(timegm(&tm)) * 1000 + ms;
 }
 
 bool ok(int status) {
@@ -300,6 +321,12 @@ S3Client::S3Client(S3Config config, S3Location location) : impl_(std::make_uniqu
     if (config.connect_timeout.count() <= 0 || config.request_timeout.count() <= 0)
         throw_error(ErrorKind::InvalidArgument, "S3 timeouts must be positive (connect {} ms, request {} ms)",
                     config.connect_timeout.count(), config.request_timeout.count());
+    if (config.part_size < (int64_t(5) << 20) || config.part_size > (int64_t(5) << 30))
+        throw_error(ErrorKind::InvalidArgument, "S3 part size is {} bytes: it must be 5 MiB to 5 GiB (S3's limits on a "
+                    "part); fix KEEL_S3_PART_SIZE", config.part_size);
+    if (config.multipart_threshold < 1 || config.multipart_threshold > (int64_t(5) << 30))
+        throw_error(ErrorKind::InvalidArgument, "S3 multipart threshold is {} bytes: it must be 1 byte to 5 GiB (S3's "
+                    "largest single PUT); fix KEEL_S3_MULTIPART_THRESHOLD", config.multipart_threshold);
     if (config.max_idle_connections < 0) config.max_idle_connections = 0;
     // A bucket name with dots is not a valid TLS host name label, so it goes in the path.
     d.path_style = config.path_style || location.bucket.find('.') != std::string::npos;
@@ -370,6 +397,168 @@ bool S3Client::put_if_absent(std::string_view key, std::string_view bytes) const
     d.fail(response, "PUT", what);
 }
 
+std::string S3Client::file_etag(const std::filesystem::path& path) const {
+    const int64_t size = int64_t(std::filesystem::file_size(path));
+    if (size <= impl_->config.multipart_threshold) {
+        detail::FileSource in(path);
+        detail::Hasher md5 = detail::Hasher::md5();
+        std::string buf;
+        for (int64_t done = 0; done < in.size(); done += int64_t(buf.size())) {
+            in.read(buf, 1 << 20);
+            if (buf.empty()) break;
+            md5.update(buf);
+        }
+        return md5.hex();
+    }
+    return detail::multipart_etag(path, impl_->config.part_size);
+}
+
+std::string S3Client::put_file(std::string_view key, const std::filesystem::path& path,
+                               const std::function<void(int, int)>& on_part) const {
+    const auto& d = *impl_;
+    detail::FileSource in(path);
+    std::string part;
+    if (in.size() <= d.config.multipart_threshold) {
+        in.read(part, size_t(in.size()));
+        std::string etag = put(key, part);
+        if (on_part) on_part(1, 1);
+        return etag;
+    }
+    const std::string full = d.full_key(key);
+    const std::string what = d.object_url(full);
+    const std::string object = d.object_path(full);
+    const int64_t parts = (in.size() + d.config.part_size - 1) / d.config.part_size;
+    if (parts > 10000)
+        throw_error(ErrorKind::InvalidArgument, "{} is {} bytes: in parts of {} bytes that is {} parts, and S3 allows "
+                    "10,000; raise KEEL_S3_PART_SIZE", path.string(), in.size(), d.config.part_size, parts);
+
+    auto created = d.exchange("POST", object, {{"uploads", ""}}, {{"content-type", "application/octet-stream"}}, {},
+                              what);
+    if (!ok(created.response.status)) d.fail(created.response, "CreateMultipartUpload", what);
+    const std::string upload_id = detail::xml_text(created.response.body, "UploadId").value_or("");
+    if (upload_id.empty())
+        throw_error(ErrorKind::Internal, "S3 at {} began a multipart upload of {} without an UploadId", d.config.endpoint,
+                    what);
+    try {
+        std::string complete = "<CompleteMultipartUpload>";
+        for (int64_t n = 1; n <= parts; ++n) {
+            in.read(part, size_t(d.config.part_size));
+            if (part.empty() || (n < parts && int64_t(part.size()) < d.config.part_size))
+                throw_error(ErrorKind::Internal, "{} shrank while it was being uploaded to {}", path.string(), what);
+            auto sent = d.exchange("PUT", object, {{"partNumber", std::to_string(n)}, {"uploadId", upload_id}},
+                                   {{"content-md5", base64(md5(part))}}, part, what);
+            if (!ok(sent.response.status)) d.fail(sent.response, fmt::format("UploadPart {}", n), what);
+            complete += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>", n,
+                                    unquoted(sent.response.header("etag")));
+            if (on_part) on_part(int(n), int(parts));
+        }
+        complete += "</CompleteMultipartUpload>";
+        part.clear();
+        part.shrink_to_fit();
+        auto done = d.exchange("POST", object, {{"uploadId", upload_id}}, {{"content-type", "application/xml"}},
+                               complete, what);
+        auto& response = done.response;
+        // S3 may answer 200 and then an <Error> (the upload failed while it was being assembled).
+        if (ok(response.status) && !detail::xml_text(response.body, "Code")) {
+            auto etag = detail::xml_text(response.body, "ETag");
+            return etag ? unquoted(*etag) : unquoted(response.header("etag"));
+        }
+        // Our own earlier attempt completed it before its answer was lost: the object is there whole.
+        if (done.resent && error_of(response).code == "NoSuchUpload")
+            if (auto info = head(key); info && info->size == in.size()) return info->etag;
+        d.fail(response, "CompleteMultipartUpload", what);
+    } catch (...) {
+        abort_upload(key, upload_id);
+        throw;
+    }
+}
+
+void S3Client::abort_upload(std::string_view key, const std::string& upload_id) const {
+    const auto& d = *impl_;
+    try {
+        const std::string full = d.full_key(key);
+        auto result = d.exchange("DELETE", d.object_path(full), {{"uploadId", upload_id}}, {}, {}, d.object_url(full));
+        const auto& response = result.response;
+        if (ok(response.status) || response.status == 404) return;
+        d.fail(response, "AbortMultipartUpload", d.object_url(full));
+    } catch (const Error&) {
+        // Best effort: the upload is listed by list_uploads (and `keel admin gc` aborts it later).
+    }
+}
+
+std::vector<S3Upload> S3Client::list_uploads(std::string_view prefix) const {
+    const auto& d = *impl_;
+    const std::string full_prefix = d.location.prefix + std::string(prefix);
+    const std::string what = fmt::format("s3://{}/{}*", d.location.bucket, full_prefix);
+    std::vector<S3Upload> out;
+    std::string key_marker, id_marker;
+    while (true) {
+        sigv4::Pairs query{{"uploads", ""}, {"prefix", full_prefix}, {"encoding-type", "url"}};
+        if (!key_marker.empty()) query.emplace_back("key-marker", key_marker);
+        if (!id_marker.empty()) query.emplace_back("upload-id-marker", id_marker);
+        auto result = d.exchange("GET", d.path_style ? d.bucket_path() : "/", query, {}, {}, what);
+        const auto& body = result.response.body;
+        if (!ok(result.response.status)) d.fail(result.response, "ListMultipartUploads", what);
+        const bool url_encoded = detail::xml_text(body, "EncodingType").value_or("") == "url";
+        for (auto block : detail::xml_elements(body, "Upload")) {
+            S3Upload upload;
+            upload.key = detail::xml_text(block, "Key").value_or("");
+            if (url_encoded) upload.key = detail::url_decode(upload.key);
+            if (upload.key.compare(0, d.location.prefix.size(), d.location.prefix) != 0) continue;
+            upload.key.erase(0, d.location.prefix.size());
+            upload.upload_id = detail::xml_text(block, "UploadId").value_or("");
+            upload.initiated_ms = time_ms(detail::xml_text(block, "Initiated").value_or(""));
+            out.push_back(std::move(upload));
+        }
+        if (detail::xml_text(body, "IsTruncated").value_or("false") != "true") break;
+        std::string next_key = detail::xml_text(body, "NextKeyMarker").value_or("");
+        std::string next_id = detail::xml_text(body, "NextUploadIdMarker").value_or("");
+        if (url_encoded) next_key = detail::url_decode(next_key);
+        if (next_key == key_marker && next_id == id_marker) break;
+        key_marker = std::move(next_key);
+        id_marker = std::move(next_id);
+    }
+    return out;
+}
+
+int64_t S3Client::get_to(std::string_view key, const std::function<void(std::string_view)>& sink) const {
+    const auto& d = *impl_;
+    const std::string full = d.full_key(key);
+    const std::string what = d.object_url(full);
+    const uint64_t chunk = uint64_t(d.config.part_size);
+    uint64_t offset = 0;
+    std::string etag;
+    while (true) {
+        sigv4::Pairs headers{{"range", fmt::format("bytes={}-{}", offset, offset + chunk - 1)}};
+        if (!etag.empty()) headers.emplace_back("if-match", "\"" + etag + "\"");
+        auto result = d.exchange("GET", d.object_path(full), {}, headers, {}, what);
+        auto& response = result.response;
+        if (response.status == 200 && offset == 0) {  // the whole object: a server that ignores Range
+            sink(response.body);
+            return int64_t(response.body.size());
+        }
+        if (response.status == 416 && offset == 0) {  // an empty object has no byte 0
+            std::string body = get(key);
+            sink(body);
+            return int64_t(body.size());
+        }
+        if (response.status == 412)
+            throw_error(ErrorKind::Conflict, "{} was replaced while it was being downloaded: fetch it again", what);
+        if (response.status != 206) d.fail(response, "GET", what);
+        const std::string range = response.header("content-range");  // "bytes 0-99/1234"
+        const auto slash = range.rfind('/');
+        if (slash == std::string::npos || response.body.empty())
+            throw_error(ErrorKind::Internal, "S3 answered a ranged GET of {} without a Content-Range or bytes ('{}')",
+                        what, range);
+        const uint64_t total = uint64_t(to_int64(range.substr(slash + 1), "object size"));
+        if (etag.empty()) etag = unquoted(response.header("etag"));
+        offset += response.body.size();
+        sink(response.body);
+        if (offset >= total) return int64_t(total);
+        std::string().swap(response.body);
+    }
+}
+
 std::string S3Client::get(std::string_view key) const {
     const auto& d = *impl_;
     const std::string full = d.full_key(key);
@@ -418,6 +607,7 @@ std::optional<S3ObjectInfo> S3Client::head(std::string_view key) const {
     S3ObjectInfo info;
     info.size = to_int64(response.header("content-length"), "Content-Length");
     info.etag = unquoted(response.header("etag"));
+    info.modified_ms = time_ms(response.header("last-modified"));
     return info;
 }
 
@@ -460,6 +650,7 @@ std::vector<S3ObjectInfo> S3Client::list(std::string_view prefix) const {
             info.key.erase(0, d.location.prefix.size());
             info.size = to_int64(detail::xml_text(block, "Size").value_or(""), "object size");
             info.etag = unquoted(detail::xml_text(block, "ETag").value_or(""));
+            info.modified_ms = time_ms(detail::xml_text(block, "LastModified").value_or(""));
             out.push_back(std::move(info));
         }
         if (detail::xml_text(page.body, "IsTruncated").value_or("false") != "true") break;

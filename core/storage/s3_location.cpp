@@ -5,6 +5,7 @@
 #include "keel/common/error.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 
 namespace keel::storage {
@@ -83,6 +84,16 @@ S3Config S3Config::from_env() {
                     config.access_key.empty() ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID",
                     config.access_key.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY");
     config.ca_file = env("AWS_CA_BUNDLE");
+    for (auto [name, target] : {std::pair{"KEEL_S3_MULTIPART_THRESHOLD", &config.multipart_threshold},
+                                std::pair{"KEEL_S3_PART_SIZE", &config.part_size}}) {
+        const std::string value = env(name);
+        if (value.empty()) continue;
+        int64_t bytes = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), bytes);
+        if (ec != std::errc() || end != value.data() + value.size() || bytes <= 0)
+            throw_error(ErrorKind::InvalidArgument, "{} is '{}': expected a size in bytes, such as 67108864", name, value);
+        *target = bytes;
+    }
     return config;
 }
 

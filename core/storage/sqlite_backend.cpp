@@ -148,6 +148,10 @@ public:
         }
     }
     bool in_transaction() const override { return !sqlite3_get_autocommit(db_); }
+    void begin_read_snapshot() override {
+        // A deferred transaction takes its snapshot at its first read: read at once.
+        exec("BEGIN DEFERRED; SELECT COUNT(*) FROM sqlite_master");
+    }
 
     uint64_t others_change_token() override {
         uint64_t version = data_version_->step() ? uint64_t(data_version_->int64(0)) : 0;

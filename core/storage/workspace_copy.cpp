@@ -7,6 +7,7 @@
 #include "keel/common/clock.hpp"
 #include "keel/common/error.hpp"
 #include "keel/storage/artifact_store.hpp"
+#include "keel/storage/read_snapshot.hpp"
 #include "keel/storage/s3_client.hpp"
 
 #include <openssl/evp.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -412,7 +414,15 @@ std::vector<WorkspaceDigest::Object> copy_objects(Workspace& src, Workspace& dst
     for (const auto& e : entries) {
         if (progress) progress({"objects", e.key, done, total});
         const std::string addressed = addressed_sha256(e.key);
-        auto local = src.objects().fetch(e.key, addressed);
+        LocalObject local;
+        try {
+            local = src.objects().fetch(e.key, addressed);
+        } catch (const Error& err) {
+            // Removed by a writer since it was listed: if the snapshot's rows name it, the check
+            // after the copy says so; otherwise it was an object on its way out.
+            if (err.kind() != ErrorKind::NotFound) throw;
+            continue;
+        }
         const auto slash = e.key.rfind('/');
         const fs::path staged = dst.objects().stage(std::string_view(e.key).substr(0, slash));
         try {
@@ -481,6 +491,25 @@ void verify_objects(Workspace& dst, const std::vector<WorkspaceDigest::Object>& 
     }
 }
 
+// Every object the snapshot's rows name was there to copy: a writer may have removed one since the
+// snapshot was taken (its rows are gone from the source, not from the snapshot).
+void check_named_copied(Db& src, const ObjectRefsList& refs, const std::vector<WorkspaceDigest::Object>& copied,
+                        Workspace& source) {
+    std::set<std::string> have;
+    for (const auto& o : copied) have.insert(o.key);
+    std::vector<std::string> missing;
+    for (const auto& key : named_object_keys(src, refs))
+        if (!have.count(key)) missing.push_back(key);
+    if (missing.empty()) return;
+    std::sort(missing.begin(), missing.end());
+    throw_error(ErrorKind::Conflict,
+                "object {} is named by the source's rows as the copy read them, but it was removed from {} while "
+                "the copy ran (a writer retired a view or replaced an online snapshot){}: copy again, into a new "
+                "destination",
+                missing.front(), source.objects().describe(missing.front()),
+                missing.size() > 1 ? fmt::format(", and {} more", missing.size() - 1) : "");
+}
+
 void verify_tables(Db& dst, const std::vector<TableDigest>& copied) {
     const auto got = table_digests(dst, {});
     std::map<std::string, const TableDigest*> by_name;
@@ -517,7 +546,10 @@ std::string WorkspaceDigest::objects_sha256() const {
 WorkspaceDigest workspace_digest(Workspace& ws, const CopyProgressFn& progress) {
     WorkspaceDigest out;
     {
+        // One snapshot for every table (unless the caller is inside a transaction: then its view).
         auto guard = ws.db().lock();
+        std::optional<ReadSnapshot> snapshot;
+        if (!ws.db().in_transaction()) snapshot.emplace(ws.db());
         out.tables = table_digests(ws.db(), progress);
     }
     out.objects = hash_objects(ws.objects(), list_objects(ws.objects()), progress);
@@ -525,7 +557,8 @@ WorkspaceDigest workspace_digest(Workspace& ws, const CopyProgressFn& progress) 
 }
 
 WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLocation& dst,
-                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress) {
+                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress,
+                               const ObjectRefsList& refs) {
     std::error_code ec;
     if (!WorkspaceLocation::is_database_url(src.workspace) && !fs::exists(fs::path(src.workspace) / "keel.db", ec))
         throw_error(ErrorKind::NotFound, "copy source '{}' is not a Keel workspace (no keel.db): pass the folder that "
@@ -537,10 +570,14 @@ WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLoca
     for (const ModuleSchema* schema : present) target->db().ensure_schema(*schema);
 
     WorkspaceDigest out;
-    // The source's write lock for the whole copy: its rows and objects are one consistent snapshot.
-    Transaction snapshot(source->db());
+    // One consistent snapshot of the source's rows, read without its write lock: writers to the
+    // source go on while the copy runs, and the copy (and its digest check) is of the snapshot. The
+    // objects are listed after the snapshot is taken, so every object its rows name is there (an
+    // object stored after it and named by no copied row is copied too: only space).
+    ReadSnapshot snapshot(source->db());
     out.tables = copy_tables(source->db(), target->db(), progress);
     out.objects = copy_objects(*source, *target, progress);
+    check_named_copied(source->db(), refs, out.objects, *source);
     verify_tables(target->db(), out.tables);
     verify_objects(*target, out.objects, progress);
     target->finish_copy();

@@ -194,6 +194,12 @@ std::string generated_name() {
 
 const storage::ModuleSchema& Tracker::schema() { return kSchema; }
 
+const std::vector<storage::ObjectRefs>& Tracker::object_refs() {
+    static const std::vector<storage::ObjectRefs> refs{
+        {"tracking_artifacts", storage::ObjectRefs::Kind::ArtifactDigest, "SELECT DISTINCT digest FROM tracking_artifacts"}};
+    return refs;
+}
+
 Tracker::Tracker(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSchema); }
 
 int64_t Tracker::experiment_pk(std::string_view name, bool create) {

@@ -1,19 +1,25 @@
-"""Workspace administration: schema migrations and copying a whole workspace between backends.
+"""Workspace administration: schema migrations, copying a whole workspace between backends, and
+sweeping orphaned objects.
 
     keel.admin.migrate("postgresql://keel@db/keel", dry_run=True)   # what a deploy would apply
     keel.admin.copy("./demo.keel", "postgresql://keel@db/keel?schema=team", dst_artifacts="s3://b/keel")
+    keel.admin.gc(ws, older_than="1h", dry_run=True)                # objects no row names
 
-The same as ``keel admin migrate`` and ``keel admin copy SRC DST`` on the command line.
+The same as ``keel admin migrate``, ``keel admin copy SRC DST`` and ``keel admin gc`` on the command line.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from keel import _core
+from keel.errors import InvalidArgument
 
 Progress = Callable[[str, str, int, int], None]
 
@@ -64,6 +70,40 @@ def digest(workspace: Any) -> dict[str, Any]:
         import keel
         native = keel.open(native).native
     return _core.admin_digest(native)
+
+
+def gc(workspace: Any, *, older_than: str | float | timedelta = "1h", dry_run: bool = False) -> dict[str, Any]:
+    """Deletes the workspace's orphans: objects (artifacts, feature segments, online snapshots) that
+    no row names, as a crash between an upload and the row naming it leaves. Only those last written
+    more than ``older_than`` ago go ("1h", "30m", "2d", seconds, or a timedelta), so an upload whose
+    row is still being written is never swept; unfinished S3 multipart uploads that old are aborted.
+    ``dry_run`` reports without deleting. Returns ``objects``/``bytes`` (listed), ``named`` (kept:
+    some row names them), ``swept`` and ``young`` (orphans deleted, or kept inside the grace period:
+    key, size, modified_ms), ``swept_bytes``, ``young_bytes``, ``aborted_uploads`` (S3) and ``staged``
+    (files a writer staged and never committed, in a local directory: deleted too)."""
+    native = getattr(workspace, "native", workspace)
+    if isinstance(native, (str, os.PathLike)):
+        import keel
+        native = keel.open(native).native
+    return _core.admin_gc(native, duration_ms(older_than, "older_than"), dry_run)
+
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(value: str | float | timedelta, what: str = "duration") -> int:
+    """'90s', '30m', '1h', '2d' (or '1h30m'), seconds as a number, or a timedelta, in ms."""
+    if isinstance(value, timedelta):
+        ms = value.total_seconds() * 1000
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        ms = float(value) * 1000
+    elif isinstance(value, str) and re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h|d))+", value.strip()):
+        ms = sum(float(n) * _UNITS[unit] for n, _, unit in re.findall(r"(\d+(\.\d+)?)(ms|s|m|h|d)", value.strip()))
+    else:
+        raise InvalidArgument(f"{what} {value!r} is not a duration: use e.g. '1h', '30m', '2d', '90s' or seconds")
+    if ms < 0:
+        raise InvalidArgument(f"{what} {value!r} is negative: it must be 0 or more")
+    return int(ms)
 
 
 class _Bar:

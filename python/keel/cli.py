@@ -12,6 +12,7 @@
     keel serve churn --port 8080
     keel admin migrate --dry-run           # exit 1 when the workspace's schema needs migrating
     keel admin copy ./demo.keel postgresql://keel@db/keel --dst-artifacts s3://bucket/keel
+    keel admin gc --older-than 1h --dry-run   # objects no row names (a crashed upload's)
 
 The workspace comes from ``--workspace`` or ``$KEEL_WORKSPACE``. Exit code 0 on success; on failure
 ``error: <Kind>: <message>`` on stderr and the kind's exit code (NotFound 2, AlreadyExists 3,
@@ -79,7 +80,8 @@ def _plain(value: Any) -> Any:
 
 # Keys holding times (ms since the epoch in the core, ISO strings in some to_dict()s); keys holding
 # the user's own values, passed through as logged (an empty param is a value, not a missing one).
-_TIME_KEYS = frozenset({"start_time", "end_time", "created_at", "at", "heartbeat_at", "updated_at"})
+_TIME_KEYS = frozenset({"start_time", "end_time", "created_at", "at", "heartbeat_at", "updated_at", "modified_at",
+                        "started_at"})
 _USER_VALUES = frozenset({"params", "tags"})
 
 
@@ -438,6 +440,35 @@ def cmd_admin_copy(args, out: _Out) -> None:
              _table(digest["tables"], ["table", "rows", "sha256"]))
 
 
+def cmd_admin_gc(args, out: _Out) -> None:
+    from keel import admin
+    report = admin.gc(_open_workspace(args), older_than=args.older_than, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    text = (f"{report['objects']:,} objects ({report['bytes']:,} bytes): {report['named']:,} named by a row, "
+            f"{verb} {len(report['swept']):,} orphans ({report['swept_bytes']:,} bytes), kept "
+            f"{len(report['young']):,} younger than {args.older_than} ({report['young_bytes']:,} bytes)")
+    if report["aborted_uploads"]:
+        text += f"; {'would abort' if args.dry_run else 'aborted'} {len(report['aborted_uploads'])} unfinished " \
+                "uploads"
+    if report["staged"]:
+        text += f"; {verb} {len(report['staged'])} staged files never committed"
+    if report["swept"]:
+        text += "\n\n" + _table(report["swept"], ["key", "size"])
+    # --json: times as ISO 8601 like every command's (modified_at, started_at)
+    data = {**report, "older_than": args.older_than,
+            "swept": [_timed(e, "modified") for e in report["swept"]],
+            "young": [_timed(e, "modified") for e in report["young"]],
+            "aborted_uploads": [_timed(u, "started") for u in report["aborted_uploads"]],
+            "staged": [_timed(e, "modified") for e in report["staged"]]}
+    out.emit(data, text)
+
+
+def _timed(entry: dict, name: str) -> dict:
+    out = {k: v for k, v in entry.items() if k != f"{name}_ms"}
+    out[f"{name}_at"] = entry[f"{name}_ms"] or None
+    return out
+
+
 # ----------------------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -522,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(groups, leaf)
 
     admin = groups.add_parser("admin", help="workspace administration").add_subparsers(
-        dest="command", metavar="{migrate,copy}")
+        dest="command", metavar="{migrate,copy,gc}")
     admin.required = True
     p = leaf(admin, "migrate", cmd_admin_migrate,
              "apply the workspace's pending schema migrations (one transaction per module)")
@@ -536,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dst-artifacts", metavar="URL",
                    help="where DST's artifacts go: s3://bucket/prefix, or a directory (default: DST's directory; "
                         "a postgresql:// DST needs one)")
+
+    p = leaf(admin, "gc", cmd_admin_gc,
+             "delete objects no row names (what a crash between an upload and its row leaves)")
+    p.add_argument("--older-than", default="1h", metavar="AGE",
+                   help="only orphans last written longer ago than this, e.g. 1h, 30m, 2d (default 1h): an "
+                        "upload whose row is still being written is never swept")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
 
     p = groups.add_parser("serve", parents=[common], help="host saved endpoints over HTTP (the C++ keel-server)",
                           description="host saved endpoints over HTTP: POST /v1/endpoints/<name>/predict, "

@@ -62,6 +62,7 @@ struct FakeBackend final : Backend {
     std::unique_ptr<Cursor> prepare(std::string_view, bool) override { return std::make_unique<FakeCursor>(); }
     void exec(std::string_view) override {}
     void begin_write() override { tx = true; }
+    void begin_read_snapshot() override { tx = true; }
     void commit() override { tx = false; }
     void rollback() noexcept override { tx = false; }
     bool in_transaction() const override { return tx; }

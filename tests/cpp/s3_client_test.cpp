@@ -110,6 +110,93 @@ TEST_F(S3ClientTest, BinaryAndEmptyPayloads) {
     EXPECT_EQ(s3.head("large.bin")->size, 3 << 20);
 }
 
+namespace {
+
+std::filesystem::path write_temp(const std::string& name, const std::string& bytes) {
+    auto path = std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid()));
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+}
+
+std::string md5_hex(std::string_view bytes) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_md5(), nullptr);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < size; ++i) (out += kHex[digest[i] >> 4]) += kHex[digest[i] & 15];
+    return out;
+}
+
+} // namespace
+
+TEST_F(S3ClientTest, BigFilesGoUpInPartsAndComeBackInPieces) {
+    S3Config c = config();
+    c.part_size = 5 << 20;
+    c.multipart_threshold = 6 << 20;
+    S3Client s3(c, S3Location::parse(prefix_));
+    const std::string big = random_bytes((17 << 20) + 123, 11);  // three whole parts and a short one
+    const auto path = write_temp("big.bin", big);
+    std::vector<int> parts;
+    const std::string etag = s3.put_file("big.bin", path, [&](int done, int total) { parts.push_back(done * 100 + total); });
+    EXPECT_EQ(parts, (std::vector<int>{104, 204, 304, 404}));
+    EXPECT_TRUE(etag.ends_with("-4")) << etag;  // a multipart upload's ETag
+    EXPECT_EQ(s3.file_etag(path), etag);       // how a commit knows the content is there already
+    EXPECT_EQ(s3.head("big.bin")->size, int64_t(big.size()));
+    // Last-Modified, from HEAD and from a listing: what `keel admin gc`'s grace period is measured by.
+    const double now = double(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count());
+    EXPECT_NEAR(double(s3.head("big.bin")->modified_ms), now, 60'000.0);
+    EXPECT_NEAR(double(s3.list("big")[0].modified_ms), now, 60'000.0);
+
+    std::string back;
+    std::vector<size_t> pieces;
+    EXPECT_EQ(s3.get_to("big.bin", [&](std::string_view piece) {
+        pieces.push_back(piece.size());
+        back.append(piece);
+    }), int64_t(big.size()));
+    EXPECT_TRUE(back == big);
+    EXPECT_EQ(pieces, (std::vector<size_t>{5 << 20, 5 << 20, 5 << 20, (2 << 20) + 123}));  // memory: a part at a time
+    EXPECT_TRUE(s3.list_uploads().empty());
+
+    // At or below the threshold: one PUT, its ETag the MD5; an empty object streams as nothing.
+    const auto small = write_temp("small.bin", "small");
+    EXPECT_EQ(s3.put_file("small.bin", small), md5_hex("small"));
+    EXPECT_EQ(s3.file_etag(small), md5_hex("small"));
+    s3.put("empty.bin", "");
+    std::string empty = "x";
+    EXPECT_EQ(s3.get_to("empty.bin", [&](std::string_view piece) { empty = piece; }), 0);
+    EXPECT_EQ(empty, "");
+    error_message(ErrorKind::NotFound, [&] { s3.get_to("missing.bin", [](std::string_view) {}); });
+    std::filesystem::remove(path);
+    std::filesystem::remove(small);
+}
+
+TEST_F(S3ClientTest, AFailedMultipartUploadIsAbortedAndLeavesNoParts) {
+    S3Config c = config();
+    c.part_size = 5 << 20;
+    c.multipart_threshold = 5 << 20;
+    S3Client s3(c, S3Location::parse(prefix_));
+    const auto path = write_temp("doomed.bin", random_bytes(12 << 20, 5));
+    std::vector<keel::storage::S3Upload> in_flight;
+    auto message = error_message(ErrorKind::Unavailable, [&] {
+        s3.put_file("doomed.bin", path, [&](int done, int) {
+            if (done < 2) return;
+            in_flight = s3.list_uploads();  // while it runs, the upload is listed
+            keel::throw_error(ErrorKind::Unavailable, "the network went away after part 2");
+        });
+    });
+    ASSERT_EQ(in_flight.size(), 1u);
+    EXPECT_EQ(in_flight[0].key, "doomed.bin");
+    EXPECT_NEAR(double(in_flight[0].initiated_ms), double(std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count()), 60'000.0);
+    EXPECT_NE(message.find("after part 2"), std::string::npos) << message;
+    EXPECT_FALSE(s3.head("doomed.bin").has_value());  // no half object
+    EXPECT_TRUE(s3.list_uploads().empty());           // and no parts left behind
+
+    std::filesystem::remove(path);
+}
+
 TEST_F(S3ClientTest, KeysWithCharactersThatNeedEncoding) {
     auto s3 = client();
     const std::string key = "dir/with space/\xc3\xa4 plus+equals=amp&percent%25(1)~.bin";

@@ -242,7 +242,7 @@ def every_command(parser):
 
 
 ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$"
-TIME_KEYS = {"start_time", "end_time", "created_at", "at", "heartbeat_at"}
+TIME_KEYS = {"start_time", "end_time", "created_at", "at", "heartbeat_at", "modified_at", "started_at"}
 
 
 def walk(value, key=None):
@@ -288,6 +288,7 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("apply",): ["apply", str(empty_defs)],  # declares nothing: keeps everything
         ("admin", "migrate"): ["admin", "migrate"],
         ("admin", "copy"): ["admin", "copy", ws.path, str(tmp_path / "copy.keel")],
+        ("admin", "gc"): ["admin", "gc", "--older-than", "0s", "--dry-run"],
         ("serve",): None,  # serves until stopped: its announcement is checked in a subprocess below
     }
     fail = {
@@ -309,6 +310,7 @@ def test_every_command_speaks_the_json_contract(registry_ws, tmp_path, capsys):
         ("serve",): ["serve", "no-such-endpoint", "--port", "0"],
         ("admin", "migrate"): ["admin", "migrate", "--bogus"],
         ("admin", "copy"): ["admin", "copy", ws.path, ws.path],  # a destination that holds a workspace
+        ("admin", "gc"): ["admin", "gc", "--older-than", "soon"],
     }
     commands = every_command(cli.build_parser())
     assert set(commands) == set(succeed) == set(fail), "a new command needs a row in both tables"

@@ -152,6 +152,7 @@ def test_a_tampered_model_in_the_bucket_is_corrupt_naming_its_key(s3_env, s3_pre
         fresh.get_artifact(mv.digest)
     with pytest.raises(keel.Corrupt, match=url):
         fresh.models.load("churn/1")
+    assert not any(name.startswith("artifacts/") for name in cached_files(tmp_path / "other-cache"))  # none kept
     # Logging the same content again repairs the object (the ETag no longer matches it).
     assert fresh.put_artifact(b"the real weights") == mv.digest
     assert bucket_get(s3_env, url) == b"the real weights"
@@ -309,6 +310,64 @@ def test_kill_during_an_upload_leaves_the_workspace_consistent(s3_prefix, tmp_pa
         fresh.native.verify_artifact(digest)
     assert fresh.get_artifact(keep) == b"before"
     assert fresh.put_artifact(b"after") and fresh.get_artifact(fresh.put_artifact(b"after")) == b"after"
+
+
+BIG_OBJECT = """
+import json, sys
+import keel
+path, artifacts, cache_a, cache_b, source, dest = sys.argv[1:]
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
+def growth(fn):
+    # The peak resident size (VmHWM, reset through clear_refs) over the resident size before.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    result = fn()
+    return result, status("VmHWM") - before
+
+
+ws = keel.open(path, artifacts=artifacts, cache_dir=cache_a)
+ws.put_artifact(b"warm up")  # the connections and the cache exist before measuring
+other = keel.open(path, cache_dir=cache_b)  # another machine: nothing cached, a download
+other.put_artifact(b"warm up")
+digest, upload = growth(lambda: ws.native.put_artifact_file(source))
+_, download = growth(lambda: other.native.copy_artifact(digest, dest))
+data, control = growth(lambda: open(source, "rb").read())  # the measure sees an object held whole
+print(json.dumps({"digest": digest, "upload": upload, "download": download, "control": control}))
+"""
+
+
+def test_a_big_object_goes_up_in_parts_and_down_in_pieces_in_bounded_memory(s3_env, s3_prefix, tmp_path):
+    """~50 MiB with 5 MiB parts: neither the upload nor the download holds the object in memory."""
+    size = 50 << 20
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+    import hashlib
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    env = {**os.environ, "KEEL_S3_MULTIPART_THRESHOLD": str(8 << 20), "KEEL_S3_PART_SIZE": str(5 << 20)}
+    args = [str(tmp_path / "ws.keel"), s3_prefix, str(tmp_path / "cache-a"), str(tmp_path / "cache-b"), str(source),
+            str(tmp_path / "back.bin")]
+    out = subprocess.run([sys.executable, "-c", BIG_OBJECT, *args], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+    got = json.loads(out.stdout)
+    assert got["digest"] == sha
+    assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).hexdigest() == sha
+    # Peak memory grows by a few parts at most, well under the object's 50 MiB.
+    assert got["control"] >= size, got
+    assert got["upload"] < 24 << 20, got
+    assert got["download"] < 24 << 20, got
+    assert not os.listdir(tmp_path / "cache-b" / "tmp")  # the download was renamed into place whole
+    keel.open(tmp_path / "ws.keel", cache_dir=tmp_path / "cache-c").native.verify_artifact(sha)
 
 
 # --- keel serve -----------------------------------------------------------------------------------

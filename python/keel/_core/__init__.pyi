@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'admin_copy', 'admin_digest', 'admin_migrate', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'admin_copy', 'admin_digest', 'admin_gc', 'admin_migrate', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -1206,6 +1206,10 @@ def admin_copy(src: str, dst: str, src_artifacts: str | None = None, dst_artifac
 def admin_digest(workspace: Workspace) -> dict:
     """
     Every table's canonical digest and every object's key, size and sha256.
+    """
+def admin_gc(workspace: Workspace, older_than_ms: typing.SupportsInt | typing.SupportsIndex, dry_run: bool = False) -> dict:
+    """
+    Deletes the workspace's objects no row names, last written more than older_than_ms ago (and unfinished multipart uploads and staged files that old); reports what it swept and what it kept.
     """
 def admin_migrate(workspace: str, dry_run: bool = False) -> list:
     """

@@ -4,6 +4,7 @@
 #include "keel/features/schema.hpp"
 #include "keel/features/segment.hpp"
 #include "keel/features/table.hpp"
+#include "keel/storage/object_refs.hpp"
 
 #include <array>
 #include <cstdint>
@@ -106,6 +107,8 @@ public:
     explicit FeatureStore(std::shared_ptr<storage::Workspace> ws);
     //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
     static const storage::ModuleSchema& schema();
+    //! Where this module's rows name objects (`keel admin gc` keeps those).
+    static const std::vector<storage::ObjectRefs>& object_refs();
     ~FeatureStore();
 
     storage::Workspace& workspace() { return *ws_; }

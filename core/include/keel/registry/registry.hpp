@@ -1,6 +1,8 @@
 // core/include/keel/registry/registry.hpp
 #pragma once
 
+#include "keel/storage/object_refs.hpp"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -110,6 +112,8 @@ public:
     explicit Registry(storage::Workspace& ws);
     //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
     static const storage::ModuleSchema& schema();
+    //! Where this module's rows name objects (`keel admin gc` keeps those).
+    static const std::vector<storage::ObjectRefs>& object_refs();
     ~Registry();
     Registry(const Registry&) = delete;
     Registry& operator=(const Registry&) = delete;

@@ -1,6 +1,8 @@
 // core/include/keel/storage/artifact_store.hpp
 #pragma once
 
+#include "keel/storage/object_refs.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -28,6 +30,8 @@ public:
     ArtifactStore(ObjectStore& objects, Db& db);
     //! Its table's migrations (`keel admin migrate` lists them).
     static const ModuleSchema& schema();
+    //! Where this module's rows name objects (`keel admin gc` keeps those).
+    static const std::vector<ObjectRefs>& object_refs();
 
     //! The object key of a digest: "artifacts/sha256/ab/cdef...".
     static std::string key_of(std::string_view digest);

@@ -13,10 +13,20 @@ namespace keel::storage {
 struct S3Config;
 struct S3Location;
 
-//! An object as list() reports it: its key and size in bytes.
+//! An object as list() reports it: its key, size in bytes, and when it was last written (ms since
+//! the epoch: the file's mtime, or S3's LastModified).
 struct ObjectEntry {
     std::string key;
     int64_t size = 0;
+    int64_t modified_ms = 0;
+};
+
+//! A multipart upload begun and neither completed nor aborted: what a writer killed mid-upload leaves
+//! on S3 (its parts cost space, though no object exists).
+struct PendingUpload {
+    std::string key;
+    std::string id;
+    int64_t started_ms = 0;
 };
 
 //! A local file holding an object's content, and what keeps it there: while `pin` lives, the read
@@ -61,6 +71,15 @@ public:
     virtual void remove(const std::string& key) = 0;
     //! Every object whose key starts with `prefix`, in key order.
     virtual std::vector<ObjectEntry> list(const std::string& prefix) = 0;
+
+    //! Staged files under `prefix` that were never committed (a writer killed between stage() and
+    //! commit()), as entries whose key remove() takes; none for S3, whose staging is the cache's
+    //! (trimmed by it).
+    virtual std::vector<ObjectEntry> list_staged(const std::string& prefix) { return {}; }
+    //! Multipart uploads left unfinished (S3); none for a local store, whose commit is a rename.
+    virtual std::vector<PendingUpload> pending_uploads() { return {}; }
+    //! Deletes an unfinished upload's parts; best effort.
+    virtual void abort_upload(const PendingUpload&) {}
 
     //! "s3://bucket/prefix", or the local directory's path.
     virtual std::string url() const = 0;

@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,11 +48,19 @@ struct S3Config {
     std::chrono::milliseconds retry_base_delay{100};  //!< backoff: random up to base * 2^attempt, at most 5 s
     int list_page_size = 1000;     //!< max-keys of each ListObjectsV2 page (1..1000)
     int max_idle_connections = 8;  //!< keep-alive connections kept for reuse
+    //! put_file uploads a file larger than this in parts (a multipart upload); at most 5 GiB, S3's
+    //! largest single PUT. KEEL_S3_MULTIPART_THRESHOLD.
+    int64_t multipart_threshold = int64_t(64) << 20;
+    //! The bytes of one part of a multipart upload and of one ranged GET of get_to: what a transfer
+    //! holds in memory, whatever the object's size. 5 MiB (S3's smallest part) to 5 GiB; at most
+    //! 10,000 parts make an object. KEEL_S3_PART_SIZE.
+    int64_t part_size = int64_t(16) << 20;
 
     //! From the environment as the AWS tools read it: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL,
     //! else https://s3.<region>.amazonaws.com; AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1;
     //! AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; AWS_CA_BUNDLE. A custom endpoint
-    //! gets path-style addressing. InvalidArgument when only one of the key pair is set.
+    //! gets path-style addressing; KEEL_S3_MULTIPART_THRESHOLD and KEEL_S3_PART_SIZE (bytes).
+    //! InvalidArgument when only one of the key pair is set, or a size is not a number.
     static S3Config from_env();
 };
 
@@ -58,6 +68,14 @@ struct S3ObjectInfo {
     std::string key;  //!< relative to the client's location prefix (empty from head())
     int64_t size = 0;
     std::string etag;  //!< without quotes; the hex MD5 of the content for single-part uploads
+    int64_t modified_ms = 0;  //!< Last-Modified, ms since the epoch (0 when the server gave none)
+};
+
+//! A multipart upload begun and neither completed nor aborted (list_uploads).
+struct S3Upload {
+    std::string key;  //!< relative to the client's location prefix
+    std::string upload_id;
+    int64_t initiated_ms = 0;
 };
 
 //! Objects under one S3Location; keys are relative to its prefix. Thread-safe: calls from several
@@ -77,8 +95,22 @@ public:
     //! one was already there. Servers that ignore the condition overwrite instead (AWS S3 and
     //! SeaweedFS honour it; MinIO since 2024).
     bool put_if_absent(std::string_view key, std::string_view bytes) const;
+    //! Uploads the file at `path` under key: one PUT up to multipart_threshold, else a multipart
+    //! upload (CreateMultipartUpload, UploadPart per part_size bytes read from the file one part at
+    //! a time, CompleteMultipartUpload), each request retried as any other. Any failure aborts the
+    //! upload (AbortMultipartUpload), so no parts linger; the object appears whole or not at all.
+    //! `on_part(done, parts)` is called after each part. Returns the ETag.
+    std::string put_file(std::string_view key, const std::filesystem::path& path,
+                         const std::function<void(int, int)>& on_part = {}) const;
+    //! The ETag put_file gives the content of `path` (the MD5 for one PUT, else the multipart
+    //! form "<md5 of part md5s>-<parts>"): how a commit tells the same content is already stored.
+    std::string file_etag(const std::filesystem::path& path) const;
     //! The whole object; NotFound when there is none.
     std::string get(std::string_view key) const;
+    //! The whole object handed to `sink` in pieces of at most part_size bytes (ranged GETs, each
+    //! retried; every piece after the first must come from the same version of the object, by its
+    //! ETag: Conflict when the object was replaced meanwhile). Returns its size.
+    int64_t get_to(std::string_view key, const std::function<void(std::string_view)>& sink) const;
     //! `length` bytes from `offset` (fewer at the end of the object); InvalidArgument when offset is
     //! at or past the end of a non-empty object.
     std::string get_range(std::string_view key, uint64_t offset, uint64_t length) const;
@@ -89,6 +121,11 @@ public:
     void remove(std::string_view key) const;
     //! Every object whose key starts with prefix (relative to the location), all pages, in key order.
     std::vector<S3ObjectInfo> list(std::string_view prefix = {}) const;
+    //! Multipart uploads under prefix that were begun and never completed nor aborted (a crashed
+    //! writer's): their parts cost storage until aborted.
+    std::vector<S3Upload> list_uploads(std::string_view prefix = {}) const;
+    //! AbortMultipartUpload: the upload's parts are deleted; an unknown upload is not an error.
+    void abort_upload(std::string_view key, const std::string& upload_id) const;
     //! One cheap listing request: throws the clear error when the endpoint, bucket or credentials
     //! are wrong. For opening a workspace before doing any work.
     void check() const;

@@ -72,6 +72,10 @@ public:
     //! The connection is about to close: its statements need not be freed one by one on the
     //! server (closing frees them all).
     virtual void closing() noexcept {}
+    //! A read-only transaction on one consistent snapshot of the whole database, taken now: commits
+    //! made after it are not seen, and writers are never blocked (SQLite: a WAL read transaction;
+    //! PostgreSQL: REPEATABLE READ READ ONLY). in_transaction() is true until rollback() ends it.
+    virtual void begin_read_snapshot() = 0;
 
     //! Changes whenever another connection (any process, any machine) commits a write; commits
     //! through this connection are counted by the Db. May cost a round trip to the server.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "keel/storage/db.hpp"
+#include "keel/storage/object_refs.hpp"
 #include "keel/storage/workspace.hpp"
 
 #include <cstdint>
@@ -56,11 +57,17 @@ WorkspaceDigest workspace_digest(Workspace& ws, const CopyProgressFn& progress =
 //! object that differs, or a source artifact whose content does not match its sha256.
 //!
 //! `dst` must be new or empty (AlreadyExists naming what it holds). The source's tables must be at
-//! this Keel's versions (`schemas`: every module's; `keel admin migrate` first). Writers to the
-//! source wait while the copy runs (its write lock is held for a consistent snapshot). Until the
+//! this Keel's versions (`schemas`: every module's; `keel admin migrate` first). The source is read
+//! from one consistent snapshot (ReadSnapshot): its writers are not blocked while the copy runs,
+//! what they commit meanwhile is not copied, and the returned digest is the snapshot's. Until the
 //! copy is verified, the destination carries a marker that makes Workspace::open refuse it, so a
 //! copy that failed or was killed is never mistaken for a complete one.
+//!
+//! `refs` say which objects the rows name: each must have been copied. A writer that removed one
+//! after the snapshot was taken (retiring a view, a newer online snapshot) fails the copy with
+//! Conflict naming it: copy again.
 WorkspaceDigest copy_workspace(const WorkspaceLocation& src, const WorkspaceLocation& dst,
-                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress = {});
+                               const std::vector<const ModuleSchema*>& schemas, const CopyProgressFn& progress = {},
+                               const ObjectRefsList& refs = {});
 
 } // namespace keel::storage

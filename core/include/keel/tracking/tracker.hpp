@@ -1,6 +1,8 @@
 // core/include/keel/tracking/tracker.hpp
 #pragma once
 
+#include "keel/storage/object_refs.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -131,6 +133,8 @@ public:
     explicit Tracker(storage::Workspace& ws);
     //! Its tables' migrations, applied when it is constructed (`keel admin migrate` lists them).
     static const storage::ModuleSchema& schema();
+    //! Where this module's rows name objects (`keel admin gc` keeps those).
+    static const std::vector<storage::ObjectRefs>& object_refs();
 
     //! Creates the experiment if it does not exist yet.
     void ensure_experiment(std::string_view name);
