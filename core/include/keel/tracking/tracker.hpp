@@ -209,6 +209,7 @@ private:
     void load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks);
     storage::Workspace& ws_;
     std::unordered_map<std::string, int64_t> run_pks_; //!< run id -> row id (ids never change)
+    std::unordered_map<std::string, int64_t> experiment_pks_; //!< name -> row id (never removed)
 };
 
 } // namespace keel::tracking
