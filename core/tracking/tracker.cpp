@@ -403,12 +403,14 @@ RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::
     auto& db = ws_.db();
     storage::Transaction tx(db);
     int64_t pk = run_pk(run_id);
-    db.prepare("UPDATE tracking_runs SET status = ?, end_time = ?, error = ? WHERE id = ?")
-        .bind_all(status, end_time.value_or(now_ms()), error, pk)
-        .queue();
-    // The run as it now stands, read in the same transaction and delivered with the commit.
-    auto st = db.prepare(std::string(kSelectInfo) + "WHERE r.id = ?");
-    st.bind(1, pk).defer();
+    // The run as it now stands comes back from the update itself (kSelectInfo's columns), delivered
+    // with the commit: one statement and one wait.
+    auto st = db.prepare(
+        "UPDATE tracking_runs SET status = ?, end_time = ?, error = ? WHERE id = ? RETURNING run_id, name, "
+        "(SELECT e.name FROM tracking_experiments e WHERE e.id = tracking_runs.experiment_id), status, start_time, "
+        "end_time, \"user\", source, git_commit, git_dirty, "
+        "(SELECT p.run_id FROM tracking_runs p WHERE p.id = tracking_runs.parent_id), error, id");
+    st.bind_all(status, end_time.value_or(now_ms()), error, pk).defer();
     tx.commit();
     if (!st.step())
         throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
