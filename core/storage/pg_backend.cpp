@@ -401,8 +401,16 @@ public:
         std::string sql = "COPY \"" + std::string(table) + "\" (";
         for (size_t c = 0; c < columns.size(); ++c) sql += (c ? ", \"" : "\"") + columns[c] + "\"";
         sql += ") FROM STDIN (FORMAT binary)";
+        ensure_connected();
+        // COPY cannot run in a pipeline: what is queued is read first (a failure there is thrown as at
+        // any wait, naming its own statement), then the COPY runs plainly in the same transaction.
+        const bool pipelined = pipeline_;
+        if (pipelined) {
+            collect(true, false);
+            leave_pipeline();
+        }
         try {
-            copy(sql, columns.size(), rows, write);
+            copy(sql, columns.size(), rows, write, pipelined);
         } catch (const Error& e) {
             throw_error(e.kind(), "copying {} rows into '{}' failed, so the transaction wrote nothing: {}", rows, table,
                         e.what());
@@ -548,15 +556,9 @@ private:
         PgCursor* into = nullptr;  //!< a deferred statement's cursor, which takes the result
     };
 
-    // COPY cannot run in a pipeline: what is queued is read first (its errors thrown as for any wait),
-    // then the COPY runs plainly in the same transaction and the pipeline resumes after it.
-    void copy(const std::string& sql, size_t columns, size_t rows, const RowSource& write) {
-        ensure_connected();
-        const bool pipelined = pipeline_;
-        if (pipelined) {
-            collect(true, false);
-            leave_pipeline();
-        }
+    // Runs copy_rows' COPY on a connection out of pipeline mode; the pipeline resumes after it when
+    // it was on.
+    void copy(const std::string& sql, size_t columns, size_t rows, const RowSource& write, bool pipelined) {
         struct Reenter {
             PgBackend& b;
             bool on;
