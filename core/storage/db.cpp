@@ -510,6 +510,53 @@ void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
     }
 }
 
+namespace {
+
+// Names go into SQL unescaped (quoted), so only plain ones: they come from modules, never users.
+void check_name(std::string_view what, std::string_view name) {
+    bool ok = !name.empty() && !(name[0] >= '0' && name[0] <= '9');
+    for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok) throw_error(ErrorKind::Internal, "copy_rows: {} '{}' is not a plain lower-case name", what, name);
+}
+
+// copy_rows' INSERT path: a row's values become the statement's parameters from `index` on.
+class BindWriter final : public RowWriter {
+public:
+    BindWriter(Stmt& st, int index) : st_(st), index_(index) {}
+    int next() const { return index_; }
+
+protected:
+    void put_int64(int64_t value) override { st_.bind(index_++, value); }
+    void put_double(double value) override { st_.bind(index_++, value); }
+    void put_text(std::string_view value) override { st_.bind(index_++, value); }
+    void put_null() override { st_.bind(index_++, nullptr); }
+
+private:
+    Stmt& st_;
+    int index_;
+};
+
+} // namespace
+
+void copy_rows(Db& db, std::string_view table, const std::vector<std::string>& columns, size_t rows,
+               const RowSource& write) {
+    check_name("table", table);
+    for (const auto& c : columns) check_name("column", c);
+    if (rows == 0) return;
+    if (rows >= kCopyMinRows && db.backend().copy_rows(table, columns, rows, write)) return;
+    std::string head = fmt::format("INSERT INTO \"{}\"(", table);
+    for (size_t c = 0; c < columns.size(); ++c) head += fmt::format("{}\"{}\"", c ? ", " : "", columns[c]);
+    head += ") VALUES";
+    const int width = int(columns.size());
+    insert_rows(db, head, width, rows, [&](Stmt& st, int at, size_t row) {
+        BindWriter w(st, at);
+        write(w, row);
+        if (w.next() != at + width)
+            throw_error(ErrorKind::Internal, "copy_rows into '{}': row {} has {} values for {} columns", table, row,
+                        w.next() - at, width);
+    });
+}
+
 // --------------------------------------------------------------------------------- Transaction
 
 Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()), conn_(db.held()) {

@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -65,7 +66,14 @@ public:
 
     bool step() override;
     void queue() override;
+    void defer() override;
+    //! The result of a deferred run, read by the backend with the pipeline's others.
+    void take(PGresult* result) {
+        deferred_ = false;
+        use(result);
+    }
     void reset() override {
+        forget_deferred();
         if (result_) PQclear(result_);
         result_ = nullptr;
         row_ = -1;
@@ -99,9 +107,17 @@ public:
 
 private:
     void slot(int index);
+    void use(PGresult* result) {
+        if (result_) PQclear(result_);
+        result_ = result;
+        row_ = -1;
+        const char* tuples = PQcmdTuples(result_);
+        affected_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
+    }
+    void forget_deferred() noexcept;
     //! Sends the statement (preparing it first on a connection that lacks it); waits for its result
-    //! unless `queued`.
-    PGresult* send(bool queued);
+    //! unless `queued`. A `deferred` statement's result is kept for this cursor when it is read.
+    PGresult* send(bool queued, bool deferred = false);
     void set(int index, std::string value, int format) {
         slot(index);
         values_[size_t(index - 1)] = std::move(value);
@@ -119,6 +135,7 @@ private:
     PGresult* result_ = nullptr;
     int row_ = -1;
     int64_t affected_ = 0;
+    bool deferred_ = false;  //!< sent in the pipeline by defer(); its result not read yet
 };
 
 //! The parts of a Keel PostgreSQL URL: what libpq gets, and what Keel keeps for itself.
@@ -237,6 +254,75 @@ PgUrl parse_url(const std::string& url) {
     return out;
 }
 
+// One COPY's data in PostgreSQL's binary format: a header, then per row the field count and each
+// field as a 32-bit length (-1: NULL) and its bytes as the type's send function writes them (int8
+// and float8 big-endian, text as UTF-8). No escaping, exact doubles; the server checks that each
+// field fits its column's type, so every integer column must be BIGINT (translate_schema makes
+// INTEGER one) and every real DOUBLE PRECISION.
+class CopyEncoder final : public RowWriter {
+public:
+    explicit CopyEncoder(size_t columns) : columns_(columns) {
+        static constexpr char kSignature[] = "PGCOPY\n\377\r\n";
+        data_.append(kSignature, sizeof kSignature);  // its 11 bytes with the closing NUL
+        be(uint32_t(0));  // flags
+        be(uint32_t(0));  // header extension length
+    }
+    void begin_row() {
+        be(uint16_t(columns_));
+        fields_ = 0;
+    }
+    //! The number of values the last row held.
+    size_t fields() const { return fields_; }
+    void end() { be(uint16_t(0xffff)); }
+    std::string& data() { return data_; }
+
+protected:
+    void put_int64(int64_t value) override {
+        field(8);
+        be(uint64_t(value));
+    }
+    void put_double(double value) override {
+        field(8);
+        be(std::bit_cast<uint64_t>(value));
+    }
+    void put_text(std::string_view value) override {
+        if (value.find('\0') != std::string_view::npos)
+            throw_error(ErrorKind::InvalidArgument,
+                        "a text value holds a NUL byte, which PostgreSQL text cannot store: remove it (or store the "
+                        "bytes as an artifact)");
+        if (value.size() > 0x3fffffff)
+            throw_error(ErrorKind::InvalidArgument, "a text value of {} bytes is over PostgreSQL's 1 GB", value.size());
+        field(uint32_t(value.size()));
+        data_.append(value);
+    }
+    void put_null() override {
+        ++fields_;
+        be(uint32_t(0xffffffff));
+    }
+
+private:
+    void field(uint32_t size) {
+        ++fields_;
+        be(size);
+    }
+    template <typename T>
+    void be(T value) {
+        value = byteswap(value);
+        data_.append(reinterpret_cast<const char*>(&value), sizeof value);
+    }
+    template <typename T>
+    static T byteswap(T v) {
+        if constexpr (std::endian::native == std::endian::big) return v;
+        else if constexpr (sizeof(T) == 2) return T(__builtin_bswap16(v));
+        else if constexpr (sizeof(T) == 4) return T(__builtin_bswap32(v));
+        else return T(__builtin_bswap64(v));
+    }
+
+    size_t columns_;
+    size_t fields_ = 0;
+    std::string data_;
+};
+
 class PgBackend final : public Backend {
 public:
     explicit PgBackend(const std::string& url) : url_(parse_url(url)) {
@@ -353,6 +439,28 @@ public:
         return n;
     }
 
+    bool copy_rows(std::string_view table, const std::vector<std::string>& columns, size_t rows,
+                   const RowSource& write) override {
+        std::string sql = "COPY \"" + std::string(table) + "\" (";
+        for (size_t c = 0; c < columns.size(); ++c) sql += (c ? ", \"" : "\"") + columns[c] + "\"";
+        sql += ") FROM STDIN (FORMAT binary)";
+        ensure_connected();
+        // COPY cannot run in a pipeline: what is queued is read first (a failure there is thrown as at
+        // any wait, naming its own statement), then the COPY runs plainly in the same transaction.
+        const bool pipelined = pipeline_;
+        if (pipelined) {
+            collect(true, false);
+            leave_pipeline();
+        }
+        try {
+            copy(sql, columns.size(), rows, write, pipelined);
+        } catch (const Error& e) {
+            throw_error(e.kind(), "copying {} rows into '{}' failed, so the transaction wrote nothing: {}", rows, table,
+                        e.what());
+        }
+        return true;
+    }
+
     bool pipelined() const { return pipeline_; }
 
     //! Sends a statement's Prepare unless this connection has it (in a pipeline, without waiting).
@@ -373,6 +481,13 @@ public:
     void sent(int ok, std::string_view sql, std::string prepares = {}) {
         if (!ok) check(nullptr, sql);  // throws: the connection failed
         pending_.push_back({std::string(sql), std::move(prepares)});
+    }
+    //! The command sent last is a deferred statement's: its result goes to `cursor` when read.
+    void deliver_last_to(PgCursor* cursor) { pending_.back().into = cursor; }
+    //! A deferred statement's cursor is reset or gone before its result was read: drop it then.
+    void forget(PgCursor* cursor) noexcept {
+        for (auto& p : pending_)
+            if (p.into == cursor) p.into = nullptr;
     }
     //! After a queued command: reads the results in flight when too many are unread.
     void limit_unread() {
@@ -406,6 +521,10 @@ public:
                 failed = r;
                 failed_sql = std::move(p.sql);
                 if (PQstatus(conn_) != CONNECTION_OK) lost = true;
+                continue;
+            }
+            if (p.into && ok) {
+                p.into->take(r);
                 continue;
             }
             if (keep_last && ok && pending_.empty()) {
@@ -479,7 +598,60 @@ private:
     struct Pending {
         std::string sql;       //!< for messages
         std::string prepares;  //!< non-empty: the command is the Prepare of this statement
+        PgCursor* into = nullptr;  //!< a deferred statement's cursor, which takes the result
     };
+
+    // Runs copy_rows' COPY on a connection out of pipeline mode; the pipeline resumes after it when
+    // it was on.
+    void copy(const std::string& sql, size_t columns, size_t rows, const RowSource& write, bool pipelined) {
+        struct Reenter {
+            PgBackend& b;
+            bool on;
+            ~Reenter() {
+                try {
+                    if (on) b.enter_pipeline();
+                } catch (...) {
+                    // Left plain: rollback() ends the transaction either way.
+                }
+            }
+        } reenter{*this, pipelined};
+        PGresult* r = PQexec(conn_, sql.c_str());
+        if (PQresultStatus(r) != PGRES_COPY_IN) {
+            check(r, sql);  // throws for a failure
+            PQclear(r);
+            throw_error(ErrorKind::Internal, "PostgreSQL did not start '{}'", sql);
+        }
+        PQclear(r);
+        // Sent in pieces of about a megabyte: the whole batch is never held twice.
+        constexpr size_t kChunk = 1 << 20;
+        CopyEncoder encoder(columns);
+        try {
+            for (size_t row = 0; row < rows; ++row) {
+                encoder.begin_row();
+                write(encoder, row);
+                if (encoder.fields() != columns)
+                    throw_error(ErrorKind::Internal, "row {} has {} values for {} columns", row, encoder.fields(),
+                                columns);
+                if (encoder.data().size() >= kChunk) put_copy_data(encoder.data(), sql);
+            }
+            encoder.end();
+            put_copy_data(encoder.data(), sql);
+        } catch (...) {
+            // The server ends the COPY with an error, which aborts the transaction: nothing lands.
+            if (PQstatus(conn_) == CONNECTION_OK && PQputCopyEnd(conn_, "the client stopped the COPY") == 1)
+                while (PGresult* end = PQgetResult(conn_)) PQclear(end);
+            throw;
+        }
+        if (PQputCopyEnd(conn_, nullptr) != 1) check(nullptr, sql);
+        PGresult* result = PQgetResult(conn_);
+        while (PGresult* end = PQgetResult(conn_)) PQclear(end);
+        check(result, sql);
+        PQclear(result);
+    }
+    void put_copy_data(std::string& data, const std::string& sql) {
+        if (PQputCopyData(conn_, data.data(), int(data.size())) != 1) check(nullptr, sql);
+        data.clear();
+    }
 
     void run_plain(std::string_view sql) {
         PGresult* r = PQexec(conn_, std::string(sql).c_str());
@@ -598,6 +770,7 @@ PgCursor::PgCursor(PgBackend& backend, std::string_view sql, bool persistent)
 }
 
 PgCursor::~PgCursor() {
+    forget_deferred();
     if (result_) PQclear(result_);
     if (!name_.empty()) backend_.release_statement(name_);
 }
@@ -618,7 +791,7 @@ void PgCursor::bind_text(int index, std::string_view value) {
     set(index, std::string(value), 0);
 }
 
-PGresult* PgCursor::send(bool queued) {
+PGresult* PgCursor::send(bool queued, bool deferred) {
     std::vector<const char*> values(static_cast<size_t>(params_));
     std::vector<int> lengths(static_cast<size_t>(params_));
     for (size_t i = 0; i < size_t(params_); ++i) {
@@ -643,18 +816,36 @@ PGresult* PgCursor::send(bool queued) {
                                                  formats_.data(), 0);
     backend_.sent(ok, sql_);
     if (!queued) return backend_.collect(false, true);
+    if (deferred) {
+        backend_.deliver_last_to(this);
+        deferred_ = true;
+    }
     backend_.limit_unread();
     return nullptr;
 }
 
 bool PgCursor::step() {
-    if (!result_) {
-        result_ = send(false);
-        row_ = -1;
-        const char* tuples = PQcmdTuples(result_);
-        affected_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
+    if (!result_ && deferred_) {
+        // Sent, not read yet: read what is in flight (its result comes with it).
+        if (backend_.pipelined()) backend_.collect(false, false);
+        if (!result_)
+            throw_error(ErrorKind::Internal, "the result of '{}' was lost with its transaction", sql_.substr(0, 200));
     }
+    if (!result_) use(send(false));
     return ++row_ < PQntuples(result_);
+}
+
+void PgCursor::defer() {
+    forget_deferred();
+    if (result_) PQclear(result_);
+    result_ = nullptr;
+    if (!backend_.pipelined()) return use(send(false));
+    send(true, true);
+}
+
+void PgCursor::forget_deferred() noexcept {
+    if (deferred_) backend_.forget(this);
+    deferred_ = false;
 }
 
 void PgCursor::queue() {

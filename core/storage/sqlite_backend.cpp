@@ -6,6 +6,8 @@
 
 #include <sqlite3.h>
 
+#include <vector>
+
 namespace keel::storage {
 
 namespace {
@@ -30,7 +32,10 @@ constexpr int kApplicationId = 0x4b45454c;
 class SqliteCursor final : public Cursor {
 public:
     SqliteCursor(sqlite3* db, sqlite3_stmt* st) : db_(db), st_(st) {}
-    ~SqliteCursor() override { sqlite3_finalize(st_); }
+    ~SqliteCursor() override {
+        drop_kept();
+        sqlite3_finalize(st_);
+    }
 
     void bind_int64(int index, int64_t value) override { check(sqlite3_bind_int64(st_, index, value)); }
     void bind_double(int index, double value) override { check(sqlite3_bind_double(st_, index, value)); }
@@ -43,6 +48,7 @@ public:
     void bind_null(int index) override { check(sqlite3_bind_null(st_, index)); }
 
     bool step() override {
+        if (kept_) return ++row_ < kept_rows_.size();
         int rc = sqlite3_step(st_);
         if (rc == SQLITE_ROW) return true;
         if (rc == SQLITE_DONE) {
@@ -52,30 +58,63 @@ public:
         fail(db_, rc, sqlite3_sql(st_));
     }
     void reset() override {
+        drop_kept();
         sqlite3_reset(st_);
         sqlite3_clear_bindings(st_);
     }
+    // Runs to the end now and keeps copies of the rows: a write statement left mid-way would make
+    // COMMIT fail ("SQL statements in progress").
+    void defer() override {
+        drop_kept();
+        const int columns = sqlite3_column_count(st_);
+        while (step()) {
+            auto& row = kept_rows_.emplace_back();
+            for (int c = 0; c < columns; ++c) row.push_back(sqlite3_value_dup(sqlite3_column_value(st_, c)));
+        }
+        sqlite3_reset(st_);
+        kept_ = true;
+        row_ = size_t(-1);
+    }
     int64_t affected() const override { return affected_; }
 
-    bool is_null(int col) const override { return sqlite3_column_type(st_, col) == SQLITE_NULL; }
-    int64_t int64(int col) const override { return sqlite3_column_int64(st_, col); }
-    double real(int col) const override { return sqlite3_column_double(st_, col); }
+    bool is_null(int col) const override {
+        return kept_ ? sqlite3_value_type(kept(col)) == SQLITE_NULL : sqlite3_column_type(st_, col) == SQLITE_NULL;
+    }
+    int64_t int64(int col) const override {
+        return kept_ ? sqlite3_value_int64(kept(col)) : sqlite3_column_int64(st_, col);
+    }
+    double real(int col) const override {
+        return kept_ ? sqlite3_value_double(kept(col)) : sqlite3_column_double(st_, col);
+    }
     std::string text(int col) const override {
-        auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
-        return p ? std::string(p, size_t(sqlite3_column_bytes(st_, col))) : std::string();
+        if (kept_) return bytes(sqlite3_value_text(kept(col)), sqlite3_value_bytes(kept(col)));
+        return bytes(sqlite3_column_text(st_, col), sqlite3_column_bytes(st_, col));
     }
     std::string blob(int col) const override {
-        auto* p = static_cast<const char*>(sqlite3_column_blob(st_, col));
-        return p ? std::string(p, size_t(sqlite3_column_bytes(st_, col))) : std::string();
+        if (kept_) return bytes(sqlite3_value_blob(kept(col)), sqlite3_value_bytes(kept(col)));
+        return bytes(sqlite3_column_blob(st_, col), sqlite3_column_bytes(st_, col));
     }
 
 private:
     void check(int rc) {
         if (rc != SQLITE_OK) fail(db_, rc, "bind");
     }
+    static std::string bytes(const void* p, int size) {
+        return p ? std::string(static_cast<const char*>(p), size_t(size)) : std::string();
+    }
+    sqlite3_value* kept(int col) const { return kept_rows_.at(row_).at(size_t(col)); }
+    void drop_kept() {
+        for (auto& row : kept_rows_)
+            for (auto* v : row) sqlite3_value_free(v);
+        kept_rows_.clear();
+        kept_ = false;
+    }
     sqlite3* db_;
     sqlite3_stmt* st_;
     int64_t affected_ = 0;
+    bool kept_ = false;  //!< defer() ran: the rows below are read instead of the statement's
+    std::vector<std::vector<sqlite3_value*>> kept_rows_;
+    size_t row_ = 0;
 };
 
 class SqliteBackend final : public Backend {

@@ -43,11 +43,15 @@ bool proc_available() {
 } // namespace
 
 ProcessIdentity this_process() {
+    // Asked by every start_run: read once per thread and process (a forked child has its own pid).
+    thread_local std::optional<ProcessIdentity> known;
+    if (known && known->pid == static_cast<int64_t>(getpid())) return *known;
     ProcessIdentity id;
     char host[256] = {};
     if (gethostname(host, sizeof host - 1) == 0) id.host = host;
     id.pid = static_cast<int64_t>(getpid());
     if (auto st = read_proc_stat(id.pid)) id.start = st->start;
+    known = id;
     return id;
 }
 

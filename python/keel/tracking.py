@@ -484,8 +484,8 @@ class Runs:
         ``names`` (one per run; "" for a generated one) and, per key, one value per run in the same
         order, e.g. ``params={"model": ["x", "y"]}, metrics={"acc": np.array([0.9, 0.8])}``. Each run
         ends up as start + log_params + log_metrics (at ``step``) + end would leave it, lineage
-        included, all in one transaction of multi-row statements: 100,000 runs take seconds, not
-        minutes. Times default to now. Returns the new run ids in order."""
+        included, all in one transaction of bulk loads (multi-row INSERTs; on PostgreSQL a COPY from
+        2,000 runs): 100,000 runs take seconds, not minutes. Times default to now. Returns the new run ids in order."""
         names = [str(n) for n in names]
         return self._tracker.log_runs(
             experiment, names, {k: [str(v) for v in vs] for k, vs in (params or {}).items()},

@@ -41,6 +41,7 @@ struct FakeCursor final : Cursor {
     void bind_blob(int, const void*, size_t) override {}
     void bind_null(int) override {}
     bool step() override { return false; }
+    void defer() override {}
     void reset() override {}
     int64_t affected() const override { return 0; }
     bool is_null(int) const override { return true; }

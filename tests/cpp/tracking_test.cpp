@@ -316,3 +316,36 @@ TEST_F(TrackingTest, RunsWhoseProcessExitedAreStaleAndCloseKilled) {
     EXPECT_EQ(tracker.get_info(silent.id).status, "RUNNING");
     EXPECT_EQ(thrown_error([&] { tracker.stale_runs(0); }).kind(), ErrorKind::InvalidArgument);
 }
+
+// Step 4 rebuilds the history without its foreign key: a workspace written at step 3 keeps every
+// point, and logging goes on after the migration.
+TEST(TrackingSchema, AHistoryWrittenBeforeStep4IsKeptByTheMigration) {
+    keel::testing::TempDir tmp;
+    std::string run_id;
+    {
+        auto ws = keel::testing::open_workspace(tmp.path);
+        auto& db = ws->db();
+        const auto& full = Tracker::schema();
+        keel::storage::ModuleSchema step3{full.module, {full.steps.begin(), full.steps.begin() + 3}};
+        db.ensure_schema(step3);
+        keel::storage::Transaction tx(db);
+        db.exec("INSERT INTO tracking_experiments(name, created_at, created_by) VALUES ('old', 1, 'me')");
+        db.exec("INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, \"user\") "
+                "SELECT 'r0123456789abcdef0123456789abcde', id, 'before', 'FINISHED', 1, 'me' FROM tracking_experiments");
+        db.exec("INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) SELECT id, 'loss', 1, 5, 1, "
+                "0.5 FROM tracking_runs");
+        db.exec("INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) SELECT id, 'loss', 2, 6, 2, "
+                "NULL FROM tracking_runs");
+        tx.commit();
+        run_id = "r0123456789abcdef0123456789abcde";
+    }
+    auto ws = keel::testing::open_workspace(tmp.path);
+    Tracker tracker(*ws);  // applies step 4
+    auto history = tracker.metric_history(run_id, "loss");
+    ASSERT_EQ(history.size(), 2u);
+    EXPECT_EQ(history[0].step, 1);
+    EXPECT_EQ(history[0].value, 0.5);
+    EXPECT_TRUE(std::isnan(history[1].value));
+    tracker.log_metric(run_id, "loss", 0.25, 3);
+    EXPECT_EQ(tracker.metric_history(run_id, "loss").size(), 3u);
+}

@@ -114,3 +114,21 @@ def test_a_writer_killed_with_sigkill_loses_nothing_it_was_told_was_written(url,
     proc.wait()
     steps = set(keel.open(ws.location).runs.get(run.id).metric_history("m")["step"])
     assert set(range(acknowledged + 1)) <= steps
+
+
+def test_a_bulk_load_refused_midway_writes_nothing_and_names_the_table(url, tmp_path):
+    """Rows past 2,000 go in one COPY: a value the server cannot take, far into the batch, rolls back
+    the whole call (runs, params, lineage, the new experiment) and the error names where it failed."""
+    ws = keel.open(url, artifacts=tmp_path)
+    n = 5_000
+    notes = ["fine"] * n
+    notes[4_321] = "a NUL \x00 byte"
+    with pytest.raises(keel.InvalidArgument, match=r"into 'tracking_params'.*NUL byte"):
+        ws.runs.log_runs("bulk", [f"t-{i}" for i in range(n)], params={"note": notes},
+                         metrics={"acc": [0.5] * n})
+    assert ws.runs.experiments() == []
+    assert len(ws.runs.search(max_results=10_000)) == 0
+    assert len(ws.lineage.nodes()) == 0
+    run = ws.start_run(experiment="after")
+    run.log_batch("m", [float(i) for i in range(n)], steps=list(range(n)))  # the connection goes on
+    assert len(run.metric_history("m")) == n

@@ -86,6 +86,51 @@ def test_log_runs_records_ended_runs_in_bulk_as_one_by_one_logging_would(ws):
         run.log_param("model", "z")
 
 
+# Text a bulk load must carry exactly (PostgreSQL loads 2,000+ rows with a binary COPY).
+AWKWARD = ["tab\there", "new\nline\r\nand return", "back\\slash \\N \\.", "quotes ' \" , ; |", "",
+           "snow \u2603 rocket \U0001F680 \u4e2d\u6587", "x" * 5_000]
+
+
+def test_log_runs_over_the_bulk_threshold_keeps_every_value_exactly(ws):
+    n = 3_000
+    acc = np.linspace(0.0, 1.0, n)
+    acc[:6] = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
+    texts = [AWKWARD[i % len(AWKWARD)] for i in range(n)]
+    ids = ws.runs.log_runs("bulk", [f"t-{i}" for i in range(n)], params={"note": texts}, metrics={"acc": acc},
+                           tags={"team \u2603": texts}, step=7, start_time=1_000, end_time=2_000)
+    for i in (*range(len(AWKWARD) + 6), n - 1):
+        run = ws.runs.get(ids[i])
+        assert run.params == {"note": texts[i]} and run.tags == {"team \u2603": texts[i]}
+        got = run.metrics["acc"]
+        assert math.isnan(got) if math.isnan(acc[i]) else got == acc[i]
+        history = run.metric_history("acc")
+        assert list(history["step"]) == [7] and list(history["timestamp"]) == [2_000]
+    assert len(ws.runs.search(experiment="bulk", max_results=10_000)) == n
+
+
+def test_a_big_batch_round_trips_every_point_exactly(ws):
+    n = 5_000
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(n)
+    specials = [math.nan, math.inf, -math.inf, 0.0, 5e-324, -1.7976931348623157e308, 1 / 3]
+    values[:len(specials)] = specials
+    steps = rng.integers(-2**62, 2**62, n)
+    steps[:2] = [-2**63, 2**63 - 1]
+    stamps = np.arange(n, dtype=np.int64) * 1_000 + 1_700_000_000_000
+    keys = [(AWKWARD[i % len(AWKWARD)] or "empty")[:250] for i in range(n)]  # keys: 250 characters at most
+    run = ws.start_run()
+    run.log_batch(keys, values, steps=steps, timestamps=stamps)
+    for key in set(keys):
+        mine = sorted((int(s), int(t), v) for k, s, t, v in zip(keys, steps, stamps, values) if k == key)
+        history = run.metric_history(key)
+        assert list(history["step"]) == [s for s, _, _ in mine]
+        assert list(history["timestamp"]) == [t for _, t, _ in mine]
+        np.testing.assert_array_equal(history["value"].to_numpy(), np.array([v for _, _, v in mine]))
+        best = max(mine, key=lambda p: (p[0], p[1]))
+        got = run.metrics[key]
+        assert got == best[2] or (math.isnan(got) and math.isnan(best[2]))
+
+
 def test_log_runs_refuses_ragged_columns_and_writes_nothing(ws):
     with pytest.raises(keel.InvalidArgument, match="param 'model' has 1 values for 2 runs"):
         ws.runs.log_runs("sweep", ["a", "b"], params={"model": ["x"]})
@@ -399,6 +444,31 @@ def test_four_processes_logging_concurrently_lose_nothing(ws):
     assert len(hist) == 4 * n
     assert hist["step"].nunique() == 4 * n
     assert run.refresh().metrics["m"] == n - 1
+
+
+BATCH_WORKER = textwrap.dedent("""
+    import sys, numpy as np, keel
+    ws = keel.open(sys.argv[1])
+    run = ws.runs.get(sys.argv[2])
+    worker, batches, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    for b in range(batches):
+        steps = worker * 1_000_000 + b * size + np.arange(size, dtype=np.int64)
+        run.log_batch("m", steps.astype(np.float64), steps=steps)
+""")
+
+
+def test_four_processes_logging_batches_concurrently_lose_nothing(ws):
+    run = ws.start_run(experiment="concurrency")
+    batches, size = 4, 5_000  # each batch a COPY on PostgreSQL
+    procs = [subprocess.Popen([sys.executable, "-c", BATCH_WORKER, ws.location, run.id, str(w), str(batches),
+                               str(size)], env=child_env()) for w in range(4)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    hist = keel.open(ws.location).runs.get(run.id).metric_history("m")
+    assert len(hist) == 4 * batches * size
+    assert hist["step"].nunique() == len(hist)
+    assert (hist["value"].to_numpy() == hist["step"].to_numpy()).all()
+    assert run.refresh().metrics["m"] == 3 * 1_000_000 + batches * size - 1
 
 
 KILLED_WORKER = textwrap.dedent("""

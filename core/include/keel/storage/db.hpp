@@ -113,6 +113,11 @@ public:
     //! statements after it and its error surfaces at the next one that waits or at commit. The
     //! transaction's all-or-nothing is unchanged; use run() where the next step depends on it.
     void queue() { cursor_->queue(); }
+    //! Runs the statement now and keeps its rows for step() to read later, also after the
+    //! transaction commits: on PostgreSQL, inside a write transaction, it travels with the statements
+    //! after it and its rows arrive with the next wait (the commit's, say) instead of costing one of
+    //! their own. Hold the handle until the rows are read.
+    void defer() { cursor_->defer(); }
     //! Runs an `INSERT ... RETURNING id` and gives the id (both backends' way to learn a new key).
     int64_t insert_id();
     //! Rows the statement inserted, updated or deleted (after run()).
@@ -279,6 +284,17 @@ void insert_rows(Db& db, std::string_view head, int columns, size_t rows,
                  const std::function<void(Stmt&, int, size_t)>& bind, std::string_view tail = {},
                  const std::function<void(Stmt&)>& on_row = {},
                  const std::function<void(Stmt&, int)>& bind_tail = {});
+
+//! Inserts `rows` rows into `table`'s `columns` (plain lower-case names, quoted here): on PostgreSQL
+//! from kCopyMinRows rows on as one binary COPY, else through insert_rows' multi-row INSERTs (SQLite
+//! always), so a module has one code path for both. `write(w, row)` adds row `row`'s values in the
+//! order of `columns`. No ON CONFLICT, no RETURNING: for rows that are new. Caller holds a
+//! Transaction; a failure throws naming the table and the transaction rolls back whole.
+void copy_rows(Db& db, std::string_view table, const std::vector<std::string>& columns, size_t rows,
+               const RowSource& write);
+//! Below this many rows copy_rows queues INSERTs: a COPY cannot travel in libpq's pipeline, so it
+//! waits for what is queued before it and costs round trips of its own (bench/README.md).
+inline constexpr size_t kCopyMinRows = 2'000;
 
 //! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
 //! lock), rolled back by the destructor unless commit() ran. Holds the thread's lease on one of the

@@ -3,9 +3,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel::storage {
 
@@ -38,6 +41,11 @@ public:
         while (step()) {
         }
     }
+    //! Runs a statement whose rows are read later (an INSERT ... RETURNING whose key is needed only
+    //! after commit): the rows are kept, and step() reads them afterwards, also after the
+    //! transaction committed. Inside a write transaction PostgreSQL sends it with the statements
+    //! that follow and reads its rows at the next wait; elsewhere it runs at once.
+    virtual void defer() = 0;
 
     virtual bool is_null(int col) const = 0;
     virtual int64_t int64(int col) const = 0;
@@ -45,6 +53,34 @@ public:
     virtual std::string text(int col) const = 0;
     virtual std::string blob(int col) const = 0;
 };
+
+//! The values of one row of a bulk load (storage::copy_rows), added column by column in the order
+//! the load names its columns. Integers are 64-bit, reals doubles (NaN and infinities kept), text
+//! UTF-8 without NUL bytes.
+class RowWriter {
+public:
+    virtual ~RowWriter() = default;
+    RowWriter& add(int64_t value) { return put_int64(value), *this; }
+    RowWriter& add(int value) { return add(int64_t(value)); }
+    RowWriter& add(double value) { return put_double(value), *this; }
+    RowWriter& add(std::string_view value) { return put_text(value), *this; }
+    RowWriter& add(const char* value) { return add(std::string_view(value)); }
+    RowWriter& add(const std::string& value) { return add(std::string_view(value)); }
+    RowWriter& add(std::nullptr_t) { return put_null(), *this; }
+    template <typename T>
+    RowWriter& add(const std::optional<T>& value) {
+        return value ? add(*value) : add(nullptr);
+    }
+
+protected:
+    virtual void put_int64(int64_t value) = 0;
+    virtual void put_double(double value) = 0;
+    virtual void put_text(std::string_view value) = 0;
+    virtual void put_null() = 0;
+};
+
+//! Writes row `row`'s values (storage::copy_rows).
+using RowSource = std::function<void(RowWriter&, size_t row)>;
 
 //! One connection to a metadata database. `Db` owns it and leases it to one thread at a time, so a
 //! backend is never called from two threads at once.
@@ -80,6 +116,15 @@ public:
     //! Changes whenever another connection (any process, any machine) commits a write; commits
     //! through this connection are counted by the Db. May cost a round trip to the server.
     virtual uint64_t others_change_token() = 0;
+
+    //! Bulk-loads `rows` rows into `table` (`columns` plain lower-case names) inside the open
+    //! transaction, if the backend has a faster way than multi-row INSERTs (PostgreSQL's COPY);
+    //! false when it has none and the caller should insert them. A failure throws, naming the table,
+    //! and leaves the transaction to roll back whole.
+    virtual bool copy_rows(std::string_view /*table*/, const std::vector<std::string>& /*columns*/, size_t /*rows*/,
+                           const RowSource& /*write*/) {
+        return false;
+    }
 };
 
 } // namespace keel::storage

@@ -213,9 +213,10 @@ private:
     void insert_point(int64_t run, std::string_view key, double value, int64_t step, int64_t timestamp);
     void load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks);
     storage::Workspace& ws_;
-    //! Guards run_pks_: threads on different connections of a pool use one Tracker at once.
+    //! Guards run_pks_ and experiment_pks_: threads on different connections of a pool use one Tracker at once.
     std::mutex run_pks_mu_;
     std::unordered_map<std::string, int64_t> run_pks_; //!< run id -> row id (ids never change)
+    std::unordered_map<std::string, int64_t> experiment_pks_; //!< name -> row id (never removed)
 };
 
 } // namespace keel::tracking
