@@ -342,11 +342,31 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                     nv.digest, name);
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
+    auto guard = ws_.db().lock();  // known_ is read and written under the connection's lock
+    const std::string key(name);
+    for (int attempt = 0;; ++attempt) {
+        const bool guessed = known_.contains(key);
+        try {
+            return write_version(name, nv, info);
+        } catch (const Error& e) {
+            known_.erase(key);
+            // Another process registered a version of this model since this handle last did: the
+            // number taken from known_ was refused by the INSERT's guard, and nothing was written.
+            // Once more, reading the number.
+            if (guessed && attempt == 0 && e.kind() == ErrorKind::Conflict) continue;
+            throw;
+        }
+    }
+}
+
+ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
     if (!nv.run_id.empty()) {
         // The source run must exist: lineage and `mv.run` would otherwise point at nothing. Asked
-        // through tracking's public API (runs are never deleted, so checking first is enough).
+        // through tracking's public API; runs are never deleted, so the answer holds until commit.
         try {
-            tracking::Tracker(ws_).get_info(nv.run_id);
+            tracking::Tracker(ws_).get_info(nv.run_id);  // per call: it ensures its tables in this transaction
         } catch (const Error& e) {
             if (e.kind() != ErrorKind::NotFound) throw;
             throw_error(ErrorKind::NotFound,
@@ -355,21 +375,21 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                         name, nv.run_id);
         }
     }
-    auto& db = ws_.db();
-    storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
-    // The model, its stored owner and description, and its highest version in one read; every
-    // write after it is queued (one round trip on PostgreSQL for the rest of the transaction).
+    // The model and the number of its new version: from what this handle registered last when it
+    // knows the model (models are never deleted; the INSERT below checks the number), otherwise
+    // read. Every write after it is queued: on PostgreSQL the transaction waits only at commit.
     int64_t id = 0, number = 1;
-    std::string owner = ws_.user(), description;
-    {
-        auto st = db.prepare("SELECT m.id, m.owner, m.description, (SELECT MAX(v.version) FROM registry_versions v "
-                             "WHERE v.model_id = m.id) FROM registry_models m WHERE m.name = ?");
+    bool new_model = false;
+    if (auto it = known_.find(std::string(name)); it != known_.end()) {
+        id = it->second.id;
+        number = it->second.latest + 1;
+    } else {
+        auto st = db.prepare("SELECT m.id, (SELECT MAX(v.version) FROM registry_versions v WHERE v.model_id = m.id) "
+                             "FROM registry_models m WHERE m.name = ?");
         st.bind(1, name);
         if (st.step()) {
             id = st.int64(0);
-            owner = st.text(1);
-            description = st.text(2);
-            number = st.opt_int64(3).value_or(0) + 1;
+            number = st.opt_int64(1).value_or(0) + 1;
         }
     }
     if (id == 0) {
@@ -377,6 +397,7 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                         "RETURNING id")
                  .bind_all(name, ws_.user(), now_ms(), ws_.user())
                  .insert_id();
+        new_model = true;
     }
     write_model_info(db, id, info);
     ModelVersion created;
@@ -390,31 +411,41 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
     created.tags = nv.tags;
     created.created_at = now_ms();
     created.created_by = ws_.user();
+    // Gap-free whoever guessed the number: the version is 1 + the highest one, or NULL, which the
+    // NOT NULL column refuses (a Conflict that rolls the whole transaction back).
     db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
-               "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+               "created_at, created_by) VALUES(?1, CASE WHEN (SELECT COALESCE(MAX(version), 0) + 1 FROM "
+               "registry_versions WHERE model_id = ?1) = ?2 THEN ?2 END, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
         .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, created.created_at,
                   created.created_by)
         .queue();
-    for (const auto& [key, value] : nv.tags)
-        db.prepare("INSERT INTO registry_version_tags(version_id, key, value) SELECT id, ?, ? FROM registry_versions "
-                   "WHERE model_id = ? AND version = ?")
-            .bind_all(key, value, id, number)
-            .queue();
+    std::vector<std::pair<std::string, std::string>> tags(nv.tags.begin(), nv.tags.end());
+    storage::insert_few_rows(
+        db, "INSERT INTO registry_version_tags(version_id, key, value) VALUES",
+        "((SELECT id FROM registry_versions WHERE model_id = ? AND version = ?), ?, ?)", 4, tags.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            st.bind(i, id).bind(i + 1, number).bind(i + 2, tags[row].first).bind(i + 3, tags[row].second);
+        });
 
-    // Lineage, in the same transaction: the model node carries owner, description and tags; the
-    // version node its flavour and digest; the run that produced it points at it.
-    auto model_tags =
-        read_tags(db, "SELECT key, value FROM registry_model_tags WHERE model_id = ? ORDER BY key", id);
-    graph_->upsert_node(model_node(name), {.owner = info.owner.value_or(owner),
-                                           .description = info.description.value_or(description),
-                                           .tags = model_tags});
-    graph_->upsert_node(created.lineage_ref(), {.owner = ws_.user(),
-                                                .description = nv.description,
-                                                .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}});
-    graph_->add_edge(created.lineage_ref(), "version_of", model_node(name));
-    if (!nv.run_id.empty()) graph_->add_edge("run:" + nv.run_id, "produced", created.lineage_ref());
+    // Lineage, in the same transaction: the version node carries its owner, flavour and digest;
+    // the model node its owner, description and tags, written when they change (a new model, or
+    // info given here; create_model and update_model write them otherwise); the run that
+    // produced the version points at it.
+    std::vector<std::pair<std::string, lineage::NodeInfo>> nodes;
+    nodes.push_back({created.lineage_ref(), {.owner = ws_.user(),
+                                             .description = nv.description,
+                                             .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}}});
+    if (new_model || info.owner || info.description || !info.tags.empty())
+        nodes.push_back({model_node(name),
+                         {.owner = new_model ? info.owner.value_or(ws_.user()) : info.owner,
+                          .description = new_model ? info.description.value_or("") : info.description,
+                          .tags = info.tags}});
+    std::vector<lineage::EdgeRef> edges{{created.lineage_ref(), "version_of", model_node(name)}};
+    if (!nv.run_id.empty()) edges.push_back({"run:" + nv.run_id, "produced", created.lineage_ref()});
+    graph_->record(nodes, edges);
     storage::bump_generation(db); // "name" and "name@latest" now mean this version
     tx.commit();
+    known_[std::string(name)] = {id, number};
     return created;
 }
 
