@@ -126,7 +126,8 @@ std::map<std::string, std::string> read_tags(storage::Db& db, const char* sql, i
     return tags;
 }
 
-ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
+// A version's fields from a row of kSelectVersion's columns (no tags or aliases yet).
+ModelVersion read_version_row(storage::Stmt& st) {
     ModelVersion v;
     v.name = st.text(0);
     v.version = st.int64(1);
@@ -138,11 +139,23 @@ ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
     v.created_at = st.int64(7);
     v.created_by = st.text(8);
     v.stage = parse_stage(st.text(9));
-    v.tags = read_tags(db, "SELECT key, value FROM registry_version_tags WHERE version_id = ? ORDER BY key",
-                       st.int64(10));
-    auto aliases = db.prepare("SELECT alias FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY alias");
-    aliases.bind_all(st.int64(11), v.version);
-    while (aliases.step()) v.aliases.push_back(aliases.text(0));
+    return v;
+}
+
+// A version's tags and the aliases pointing at it, in one query (one round trip on PostgreSQL).
+void read_version_extras(storage::Db& db, ModelVersion& v, int64_t version_id, int64_t model_id) {
+    auto st = db.prepare("SELECT 0, key, value FROM registry_version_tags WHERE version_id = ? UNION ALL "
+                         "SELECT 1, alias, '' FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY 1, 2");
+    st.bind_all(version_id, model_id, v.version);
+    while (st.step()) {
+        if (st.int64(0) == 0) v.tags[st.text(1)] = st.text(2);
+        else v.aliases.push_back(st.text(1));
+    }
+}
+
+ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
+    ModelVersion v = read_version_row(st);
+    read_version_extras(db, v, st.int64(10), st.int64(11));
     return v;
 }
 
@@ -518,22 +531,26 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
     check_version_number(name, number);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    // The model, whether the version exists and where the alias points now, in one read.
-    int64_t id = 0;
-    bool exists = false;
+    // The model, the version's record and where the alias points now, in one read.
+    int64_t id = 0, version_id = 0;
+    std::optional<ModelVersion> target;
     std::string from;
     {
-        auto st = db.prepare("SELECT m.id, v.id, a.version FROM registry_models m "
+        auto st = db.prepare("SELECT m.name, v.version, v.run_id, v.digest, v.flavour, v.signature, v.description, "
+                             "v.created_at, v.created_by, v.stage, v.id, m.id, a.version FROM registry_models m "
                              "LEFT JOIN registry_versions v ON v.model_id = m.id AND v.version = ? "
                              "LEFT JOIN registry_aliases a ON a.model_id = m.id AND a.alias = ? WHERE m.name = ?");
         st.bind_all(number, alias, name);
         if (st.step()) {
-            id = st.int64(0);
-            exists = !st.is_null(1);
-            if (!st.is_null(2)) from = std::to_string(st.int64(2));
+            id = st.int64(11);
+            if (!st.is_null(10)) {
+                target = read_version_row(st);
+                version_id = st.int64(10);
+            }
+            if (!st.is_null(12)) from = std::to_string(st.int64(12));
         }
     }
-    if (id == 0 || !exists) version(name, number);  // throws NotFound naming what is missing
+    if (!target) version(name, number);  // throws NotFound naming what is missing
     std::string to = std::to_string(number);
     if (from != to) {
         db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
@@ -542,9 +559,9 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
             .queue();
         add_event(id, "alias", alias, from, to);
     }
-    auto v = version(name, number);
+    read_version_extras(db, *target, version_id, id);  // after the move: the alias is among them
     tx.commit();
-    return v;
+    return std::move(*target);
 }
 
 void Registry::delete_alias(std::string_view name, std::string_view alias) {
