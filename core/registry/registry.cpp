@@ -356,11 +356,14 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
     auto guard = ws_.db().lock();  // known_ is read and written under the connection's lock
+    // Inside a caller's transaction the number is read: a refused guess would abort that whole
+    // transaction on PostgreSQL, and its rollback would leave known_ ahead of what is stored.
+    const bool outermost = !ws_.db().in_transaction();
     const std::string key(name);
     for (int attempt = 0;; ++attempt) {
-        const bool guessed = known_.contains(key);
+        const bool guessed = outermost && known_.contains(key);
         try {
-            return write_version(name, nv, info);
+            return write_version(name, nv, info, outermost);
         } catch (const Error& e) {
             known_.erase(key);
             // Another process registered a version of this model since this handle last did: the
@@ -372,7 +375,8 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
     }
 }
 
-ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info) {
+ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info,
+                                     bool guess) {
     auto& db = ws_.db();
     storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
     if (!nv.run_id.empty()) {
@@ -393,7 +397,7 @@ ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv
     // read. Every write after it is queued: on PostgreSQL the transaction waits only at commit.
     int64_t id = 0, number = 1;
     bool new_model = false;
-    if (auto it = known_.find(std::string(name)); it != known_.end()) {
+    if (auto it = known_.find(std::string(name)); guess && it != known_.end()) {
         id = it->second.id;
         number = it->second.latest + 1;
     } else {
@@ -458,7 +462,7 @@ ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv
     graph_->record(nodes, edges);
     storage::bump_generation(db); // "name" and "name@latest" now mean this version
     tx.commit();
-    known_[std::string(name)] = {id, number};
+    if (guess) known_[std::string(name)] = {id, number};
     return created;
 }
 

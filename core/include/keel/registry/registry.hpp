@@ -153,7 +153,9 @@ private:
     int64_t model_id(std::string_view name);
     void add_event(int64_t model_id, std::string_view action, std::string_view subject, std::string_view from,
                    std::string_view to);
-    ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info);
+    //! One attempt of register_version; `guess`: number the version from known_ when it knows the
+    //! model (and record it there), else read it.
+    ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info, bool guess);
     storage::Workspace& ws_;
     std::unique_ptr<lineage::Graph> graph_;
     //! Models this handle registered a version of: their id and highest version then, so the next
