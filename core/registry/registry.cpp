@@ -554,7 +554,10 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
             if (!st.is_null(12)) from = std::to_string(st.int64(12));
         }
     }
-    if (!target) version(name, number);  // throws NotFound naming what is missing
+    if (!target) {
+        version(name, number);  // throws NotFound naming what is missing
+        throw_error(ErrorKind::Internal, "model version '{}/{}' was found and then not", name, number);
+    }
     std::string to = std::to_string(number);
     if (from != to) {
         db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
