@@ -6,6 +6,7 @@
 #include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
 
+#include <array>
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
@@ -135,25 +136,103 @@ void Graph::ensure_node(const std::string& ref) {
 
 std::string Graph::upsert_node(std::string_view ref_text, const NodeInfo& info) {
     std::string ref = Ref::parse(ref_text).str();
-    auto& db = ws_.db();
-    storage::Transaction tx(db);
-    ensure_node(ref);
-    if (info.owner) db.prepare("UPDATE lineage_nodes SET owner = ? WHERE ref = ?").bind_all(*info.owner, ref).queue();
-    if (info.description)
-        db.prepare("UPDATE lineage_nodes SET description = ? WHERE ref = ?").bind_all(*info.description, ref).queue();
-    for (const auto& [key, value] : info.tags)
-        db.prepare("INSERT INTO lineage_node_tags(node_id, key, value) SELECT id, ?, ? FROM lineage_nodes WHERE ref = ? "
-                   "ON CONFLICT(node_id, key) DO UPDATE SET value = excluded.value")
-            .bind_all(key, value, ref)
-            .queue();
-    tx.commit();
+    record({{ref, info}}, {});
     return ref;
 }
 
-void Graph::add_edge(std::string_view from, std::string_view kind, std::string_view to) {
+namespace {
+
+void check_edge_kind(std::string_view kind) {
     if (!valid_kind(kind))
         throw_error(ErrorKind::InvalidArgument,
                     "lineage edge kind '{}' is malformed: use lowercase words joined by '_', e.g. 'produced'", kind);
+}
+
+// A node with an owner or a description: one statement whether it is new or not (NULL leaves a
+// field as stored).
+constexpr const char* kUpsertNode =
+    "INSERT INTO lineage_nodes(ref, kind, name, version, owner, description, created_at) "
+    "VALUES(?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, ''), ?7) ON CONFLICT(ref) DO UPDATE SET "
+    "owner = COALESCE(?5, lineage_nodes.owner), description = COALESCE(?6, lineage_nodes.description)";
+
+} // namespace
+
+void Graph::record(const std::vector<std::pair<std::string, NodeInfo>>& nodes, const std::vector<EdgeRef>& edges) {
+    // Everything is checked before anything is written.
+    struct NodeRow {
+        std::string ref;
+        Ref parsed;
+        const NodeInfo* info;
+    };
+    std::vector<NodeRow> described, plain;  // plain: created if missing, left as they are otherwise
+    std::vector<std::array<std::string, 3>> tags, edge_rows;
+    std::unordered_set<std::string> seen, seen_edges;
+    for (const auto& [text, info] : nodes) {
+        Ref parsed = Ref::parse(text);
+        std::string ref = parsed.str();
+        if (!seen.insert(ref).second)
+            throw_error(ErrorKind::InvalidArgument, "lineage node '{}' is given twice in one write: merge its info",
+                        ref);
+        for (const auto& [key, value] : info.tags) tags.push_back({ref, key, value});
+        (info.owner || info.description ? described : plain).push_back({std::move(ref), std::move(parsed), &info});
+    }
+    for (const auto& e : edges) {
+        check_edge_kind(e.kind);
+        Ref src = Ref::parse(e.from), dst = Ref::parse(e.to);
+        std::string src_ref = src.str(), dst_ref = dst.str();
+        if (src_ref == dst_ref)
+            throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes",
+                        src_ref);
+        if (!seen_edges.insert(src_ref + '\n' + e.kind + '\n' + dst_ref).second) continue;  // once per write
+        for (Ref* end : {&src, &dst}) {
+            std::string ref = end->str();
+            if (seen.insert(ref).second) plain.push_back({std::move(ref), std::move(*end), nullptr});
+        }
+        edge_rows.push_back({std::move(src_ref), e.kind, std::move(dst_ref)});
+    }
+
+    auto& db = ws_.db();
+    storage::Transaction tx(db);
+    const int64_t now = now_ms();
+    for (const auto& n : described)
+        db.prepare(kUpsertNode)
+            .bind_all(n.ref, n.parsed.kind, n.parsed.name, n.parsed.version, n.info->owner, n.info->description, now)
+            .queue();
+    storage::insert_few_rows(
+        db, "INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES", "(?, ?, ?, ?, ?)", 5,
+        plain.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            const NodeRow& n = plain[row];
+            st.bind(i, n.ref).bind(i + 1, n.parsed.kind).bind(i + 2, n.parsed.name).bind(i + 3, n.parsed.version);
+            st.bind(i + 4, now);
+        },
+        "ON CONFLICT(ref) DO NOTHING");
+    storage::insert_few_rows(
+        db, "INSERT INTO lineage_node_tags(node_id, key, value) VALUES",
+        "((SELECT id FROM lineage_nodes WHERE ref = ?), ?, ?)", 3, tags.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            st.bind(i, tags[row][0]).bind(i + 1, tags[row][1]).bind(i + 2, tags[row][2]);
+        },
+        "ON CONFLICT(node_id, key) DO UPDATE SET value = excluded.value");
+    // Each edge once: not where a live one of its kind joins the same two nodes. Asked per row as a
+    // scalar subquery, looked up by the (src, dst, kind) index: as NOT EXISTS, PostgreSQL made it an
+    // anti join and read every edge while its statistics said the table was small.
+    storage::insert_few_rows(
+        db, "WITH e(kind, src, dst) AS (VALUES",
+        "(?, (SELECT id FROM lineage_nodes WHERE ref = ?), (SELECT id FROM lineage_nodes WHERE ref = ?))", 3,
+        edge_rows.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            st.bind(i, edge_rows[row][1]).bind(i + 1, edge_rows[row][0]).bind(i + 2, edge_rows[row][2]);
+        },
+        ") INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT kind, src, dst, ? FROM e WHERE (SELECT 1 "
+        "FROM lineage_edges x WHERE x.src = e.src AND x.dst = e.dst AND x.kind = e.kind AND x.removed_at IS NULL "
+        "LIMIT 1) IS NULL",
+        [&](storage::Stmt& st, int i) { st.bind(i, now); });
+    tx.commit();
+}
+
+void Graph::add_edge(std::string_view from, std::string_view kind, std::string_view to) {
+    check_edge_kind(kind);
     std::string src_ref = Ref::parse(from).str(), dst_ref = Ref::parse(to).str();
     if (src_ref == dst_ref)
         throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
@@ -174,9 +253,7 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
 }
 
 void Graph::add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to) {
-    if (!valid_kind(kind))
-        throw_error(ErrorKind::InvalidArgument,
-                    "lineage edge kind '{}' is malformed: use lowercase words joined by '_', e.g. 'produced'", kind);
+    check_edge_kind(kind);
     std::string src_ref = Ref::parse(from).str();
     std::vector<std::string> dst_refs;
     std::vector<Ref> parsed;

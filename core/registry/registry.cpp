@@ -126,7 +126,8 @@ std::map<std::string, std::string> read_tags(storage::Db& db, const char* sql, i
     return tags;
 }
 
-ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
+// A version's fields from a row of kSelectVersion's columns (no tags or aliases yet).
+ModelVersion read_version_row(storage::Stmt& st) {
     ModelVersion v;
     v.name = st.text(0);
     v.version = st.int64(1);
@@ -138,11 +139,23 @@ ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
     v.created_at = st.int64(7);
     v.created_by = st.text(8);
     v.stage = parse_stage(st.text(9));
-    v.tags = read_tags(db, "SELECT key, value FROM registry_version_tags WHERE version_id = ? ORDER BY key",
-                       st.int64(10));
-    auto aliases = db.prepare("SELECT alias FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY alias");
-    aliases.bind_all(st.int64(11), v.version);
-    while (aliases.step()) v.aliases.push_back(aliases.text(0));
+    return v;
+}
+
+// A version's tags and the aliases pointing at it, in one query (one round trip on PostgreSQL).
+void read_version_extras(storage::Db& db, ModelVersion& v, int64_t version_id, int64_t model_id) {
+    auto st = db.prepare("SELECT 0, key, value FROM registry_version_tags WHERE version_id = ? UNION ALL "
+                         "SELECT 1, alias, '' FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY 1, 2");
+    st.bind_all(version_id, model_id, v.version);
+    while (st.step()) {
+        if (st.int64(0) == 0) v.tags[st.text(1)] = st.text(2);
+        else v.aliases.push_back(st.text(1));
+    }
+}
+
+ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
+    ModelVersion v = read_version_row(st);
+    read_version_extras(db, v, st.int64(10), st.int64(11));
     return v;
 }
 
@@ -348,11 +361,35 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                     nv.digest, name);
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
+    auto guard = ws_.db().lock();  // known_ is read and written under the connection's lock
+    // Inside a caller's transaction the number is read: a refused guess would abort that whole
+    // transaction on PostgreSQL, and its rollback would leave known_ ahead of what is stored.
+    const bool outermost = !ws_.db().in_transaction();
+    const std::string key(name);
+    for (int attempt = 0;; ++attempt) {
+        const bool guessed = outermost && known_.contains(key);
+        try {
+            return write_version(name, nv, info, outermost);
+        } catch (const Error& e) {
+            known_.erase(key);
+            // Another process registered a version of this model since this handle last did: the
+            // number taken from known_ was refused by the INSERT's guard, and nothing was written.
+            // Once more, reading the number.
+            if (guessed && attempt == 0 && e.kind() == ErrorKind::Conflict) continue;
+            throw;
+        }
+    }
+}
+
+ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info,
+                                     bool guess) {
+    auto& db = ws_.db();
+    storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
     if (!nv.run_id.empty()) {
         // The source run must exist: lineage and `mv.run` would otherwise point at nothing. Asked
-        // through tracking's public API (runs are never deleted, so checking first is enough).
+        // through tracking's public API; runs are never deleted, so the answer holds until commit.
         try {
-            tracking::Tracker(ws_).get_info(nv.run_id);
+            tracking::Tracker(ws_).get_info(nv.run_id);  // per call: it ensures its tables in this transaction
         } catch (const Error& e) {
             if (e.kind() != ErrorKind::NotFound) throw;
             throw_error(ErrorKind::NotFound,
@@ -361,21 +398,21 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                         name, nv.run_id);
         }
     }
-    auto& db = ws_.db();
-    storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
-    // The model, its stored owner and description, and its highest version in one read; every
-    // write after it is queued (one round trip on PostgreSQL for the rest of the transaction).
+    // The model and the number of its new version: from what this handle registered last when it
+    // knows the model (models are never deleted; the INSERT below checks the number), otherwise
+    // read. Every write after it is queued: on PostgreSQL the transaction waits only at commit.
     int64_t id = 0, number = 1;
-    std::string owner = ws_.user(), description;
-    {
-        auto st = db.prepare("SELECT m.id, m.owner, m.description, (SELECT MAX(v.version) FROM registry_versions v "
-                             "WHERE v.model_id = m.id) FROM registry_models m WHERE m.name = ?");
+    bool new_model = false;
+    if (auto it = known_.find(std::string(name)); guess && it != known_.end()) {
+        id = it->second.id;
+        number = it->second.latest + 1;
+    } else {
+        auto st = db.prepare("SELECT m.id, (SELECT MAX(v.version) FROM registry_versions v WHERE v.model_id = m.id) "
+                             "FROM registry_models m WHERE m.name = ?");
         st.bind(1, name);
         if (st.step()) {
             id = st.int64(0);
-            owner = st.text(1);
-            description = st.text(2);
-            number = st.opt_int64(3).value_or(0) + 1;
+            number = st.opt_int64(1).value_or(0) + 1;
         }
     }
     if (id == 0) {
@@ -383,6 +420,7 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                         "RETURNING id")
                  .bind_all(name, ws_.user(), now_ms(), ws_.user())
                  .insert_id();
+        new_model = true;
     }
     write_model_info(db, id, info);
     ModelVersion created;
@@ -396,31 +434,41 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
     created.tags = nv.tags;
     created.created_at = now_ms();
     created.created_by = ws_.user();
+    // Gap-free whoever guessed the number: the version is 1 + the highest one, or NULL, which the
+    // NOT NULL column refuses (a Conflict that rolls the whole transaction back).
     db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
-               "created_at, created_by) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+               "created_at, created_by) VALUES(?1, CASE WHEN (SELECT COALESCE(MAX(version), 0) + 1 FROM "
+               "registry_versions WHERE model_id = ?1) = ?2 THEN ?2 END, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
         .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, created.created_at,
                   created.created_by)
         .queue();
-    for (const auto& [key, value] : nv.tags)
-        db.prepare("INSERT INTO registry_version_tags(version_id, key, value) SELECT id, ?, ? FROM registry_versions "
-                   "WHERE model_id = ? AND version = ?")
-            .bind_all(key, value, id, number)
-            .queue();
+    std::vector<std::pair<std::string, std::string>> tags(nv.tags.begin(), nv.tags.end());
+    storage::insert_few_rows(
+        db, "INSERT INTO registry_version_tags(version_id, key, value) VALUES",
+        "((SELECT id FROM registry_versions WHERE model_id = ? AND version = ?), ?, ?)", 4, tags.size(),
+        [&](storage::Stmt& st, int i, size_t row) {
+            st.bind(i, id).bind(i + 1, number).bind(i + 2, tags[row].first).bind(i + 3, tags[row].second);
+        });
 
-    // Lineage, in the same transaction: the model node carries owner, description and tags; the
-    // version node its flavour and digest; the run that produced it points at it.
-    auto model_tags =
-        read_tags(db, "SELECT key, value FROM registry_model_tags WHERE model_id = ? ORDER BY key", id);
-    graph_->upsert_node(model_node(name), {.owner = info.owner.value_or(owner),
-                                           .description = info.description.value_or(description),
-                                           .tags = model_tags});
-    graph_->upsert_node(created.lineage_ref(), {.owner = ws_.user(),
-                                                .description = nv.description,
-                                                .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}});
-    graph_->add_edge(created.lineage_ref(), "version_of", model_node(name));
-    if (!nv.run_id.empty()) graph_->add_edge("run:" + nv.run_id, "produced", created.lineage_ref());
+    // Lineage, in the same transaction: the version node carries its owner, flavour and digest;
+    // the model node its owner, description and tags, written when they change (a new model, or
+    // info given here; create_model and update_model write them otherwise); the run that
+    // produced the version points at it.
+    std::vector<std::pair<std::string, lineage::NodeInfo>> nodes;
+    nodes.push_back({created.lineage_ref(), {.owner = ws_.user(),
+                                             .description = nv.description,
+                                             .tags = {{"flavour", nv.flavour}, {"digest", nv.digest}}}});
+    if (new_model || info.owner || info.description || !info.tags.empty())
+        nodes.push_back({model_node(name),
+                         {.owner = new_model ? info.owner.value_or(ws_.user()) : info.owner,
+                          .description = new_model ? info.description.value_or("") : info.description,
+                          .tags = info.tags}});
+    std::vector<lineage::EdgeRef> edges{{created.lineage_ref(), "version_of", model_node(name)}};
+    if (!nv.run_id.empty()) edges.push_back({"run:" + nv.run_id, "produced", created.lineage_ref()});
+    graph_->record(nodes, edges);
     storage::bump_generation(db); // "name" and "name@latest" now mean this version
     tx.commit();
+    if (guess) known_[std::string(name)] = {id, number};
     return created;
 }
 
@@ -493,22 +541,29 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
     check_version_number(name, number);
     auto& db = ws_.db();
     storage::Transaction tx(db);
-    // The model, whether the version exists and where the alias points now, in one read.
-    int64_t id = 0;
-    bool exists = false;
+    // The model, the version's record and where the alias points now, in one read.
+    int64_t id = 0, version_id = 0;
+    std::optional<ModelVersion> target;
     std::string from;
     {
-        auto st = db.prepare("SELECT m.id, v.id, a.version FROM registry_models m "
+        auto st = db.prepare("SELECT m.name, v.version, v.run_id, v.digest, v.flavour, v.signature, v.description, "
+                             "v.created_at, v.created_by, v.stage, v.id, m.id, a.version FROM registry_models m "
                              "LEFT JOIN registry_versions v ON v.model_id = m.id AND v.version = ? "
                              "LEFT JOIN registry_aliases a ON a.model_id = m.id AND a.alias = ? WHERE m.name = ?");
         st.bind_all(number, alias, name);
         if (st.step()) {
-            id = st.int64(0);
-            exists = !st.is_null(1);
-            if (!st.is_null(2)) from = std::to_string(st.int64(2));
+            id = st.int64(11);
+            if (!st.is_null(10)) {
+                target = read_version_row(st);
+                version_id = st.int64(10);
+            }
+            if (!st.is_null(12)) from = std::to_string(st.int64(12));
         }
     }
-    if (id == 0 || !exists) version(name, number);  // throws NotFound naming what is missing
+    if (!target) {
+        version(name, number);  // throws NotFound naming what is missing
+        throw_error(ErrorKind::Internal, "model version '{}/{}' was found and then not", name, number);
+    }
     std::string to = std::to_string(number);
     if (from != to) {
         db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
@@ -517,9 +572,9 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
             .queue();
         add_event(id, "alias", alias, from, to);
     }
-    auto v = version(name, number);
+    read_version_extras(db, *target, version_id, id);  // after the move: the alias is among them
     tx.commit();
-    return v;
+    return std::move(*target);
 }
 
 void Registry::delete_alias(std::string_view name, std::string_view alias) {

@@ -557,6 +557,23 @@ void copy_rows(Db& db, std::string_view table, const std::vector<std::string>& c
     });
 }
 
+void insert_few_rows(Db& db, std::string_view head, std::string_view row, int params, size_t rows,
+                     const std::function<void(Stmt&, int, size_t)>& bind, std::string_view tail,
+                     const std::function<void(Stmt&, int)>& bind_tail) {
+    for (size_t done = 0; done < rows;) {
+        const size_t size = std::min(rows - done, kFewRows);
+        std::string sql(head);
+        for (size_t r = 0; r < size; ++r) (sql += r ? ", " : " ") += row;
+        sql += " ";
+        sql += tail;
+        auto st = db.prepare(sql);
+        for (size_t r = 0; r < size; ++r) bind(st, int(r) * params + 1, done + r);
+        if (bind_tail) bind_tail(st, int(size) * params + 1);
+        st.queue();
+        done += size;
+    }
+}
+
 // --------------------------------------------------------------------------------- Transaction
 
 Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()), conn_(db.held()) {

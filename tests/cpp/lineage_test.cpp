@@ -127,3 +127,48 @@ TEST_F(LineageTest, NodeInfoMergesTags) {
     EXPECT_EQ(n.tags.size(), 2u);
     EXPECT_EQ(graph.nodes("feature_view").size(), 1u);
 }
+
+TEST_F(LineageTest, RecordWritesNodesAndEdgesAsUpsertNodeAndAddEdgeWould) {
+    graph.add_edge("run:r1", "produced", "model:churn/1");  // live already: not added again
+    std::vector<keel::lineage::EdgeRef> edges{{"model:churn/1", "version_of", "model:churn"},
+                                              {"run:r1", "produced", "model:churn/1"},
+                                              {"model:churn/1", "version_of", "model:churn"}};  // twice: once
+    graph.record({{"model:churn/1", {.owner = "ana", .tags = {{"flavour", "python"}, {"digest", "d1"}}}},
+                  {"model:churn", {.description = "churn model"}}},
+                 edges);
+    auto v = graph.node("model:churn/1");
+    EXPECT_EQ(v.owner, "ana");
+    EXPECT_EQ(v.description, "");
+    EXPECT_EQ(v.tags, (std::map<std::string, std::string>{{"digest", "d1"}, {"flavour", "python"}}));
+    EXPECT_EQ(graph.node("model:churn").description, "churn model");
+    EXPECT_EQ(graph.upstream("model:churn/1", 1).edges.size(), 1u);
+    EXPECT_EQ(graph.downstream("model:churn/1", 1).edges.size(), 1u);
+
+    // Again with other info: unset fields stay as stored, tags merge, no edge is doubled.
+    graph.record({{"model:churn/1", {.description = "v1", .tags = {{"digest", "d2"}}}}}, edges);
+    v = graph.node("model:churn/1");
+    EXPECT_EQ(v.owner, "ana");
+    EXPECT_EQ(v.description, "v1");
+    EXPECT_EQ(v.tags.at("digest"), "d2");
+    EXPECT_EQ(v.tags.at("flavour"), "python");
+    EXPECT_EQ(graph.downstream("model:churn/1", 1).edges.size(), 1u);
+    EXPECT_EQ(graph.upstream("model:churn", 1).edges.size(), 1u);
+
+    // An edge ended earlier is added anew; ends that are not nodes yet are created.
+    graph.remove_edge("run:r1", "produced", "model:churn/1");
+    graph.record({}, {{"run:r1", "produced", "model:churn/1"}, {"run:r2", "produced", "model:churn/1"}});
+    EXPECT_EQ(graph.upstream("model:churn/1", 1).edges.size(), 2u);
+    EXPECT_TRUE(graph.find_node("run:r2"));
+}
+
+TEST_F(LineageTest, RecordChecksEverythingBeforeWritingAnything) {
+    auto bad_kind = error_message(ErrorKind::InvalidArgument, [&] {
+        graph.record({{"model:m/1", {.owner = "a"}}}, {{"model:m/1", "version_of", "model:m"}, {"run:r", "Bad", "model:m/1"}});
+    });
+    EXPECT_NE(bad_kind.find("'Bad'"), std::string::npos) << bad_kind;
+    EXPECT_THROW(graph.record({{"model:m/1", {}}}, {{"model:m/1", "feeds", "model:m/1"}}), Error);
+    EXPECT_THROW(graph.record({{"model:m/1", {}}, {"model:m/1", {}}}, {}), Error);
+    EXPECT_THROW(graph.record({{"model:m@champion", {}}}, {}), Error);
+    EXPECT_FALSE(graph.find_node("model:m/1"));
+    EXPECT_FALSE(graph.find_node("model:m"));
+}

@@ -4,6 +4,7 @@
 #include "keel/lineage/graph.hpp"
 #include "keel/registry/lineage_refs.hpp"
 #include "keel/registry/registry.hpp"
+#include "keel/storage/db.hpp"
 #include "keel/storage/workspace.hpp"
 #include "keel/tracking/tracker.hpp"
 
@@ -252,6 +253,35 @@ TEST_F(RegistryTest, ConcurrentProcessesGetDistinctConsecutiveNumbers) {
     auto all = reg.versions("churn");
     ASSERT_EQ(all.size(), size_t(kProcs * kEach));
     for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, int64_t(i + 1));
+}
+
+TEST_F(RegistryTest, HandlesNumberFromWhatTheyKnowAndRefuseAStaleGuess) {
+    Registry other{*ws};
+    auto next = [&](Registry& r) {
+        return r.register_version("churn", NewVersion{.digest = digest, .run_id = run_id}).version;
+    };
+    EXPECT_EQ(next(reg), 1);
+    EXPECT_EQ(next(other), 2);
+    EXPECT_EQ(next(reg), 3);  // guessed 2: refused, nothing written, read again
+    EXPECT_EQ(next(reg), 4);
+    {
+        // Inside a caller's transaction the number is read, and a rollback leaves nothing known.
+        keel::storage::Transaction tx(ws->db());
+        EXPECT_EQ(next(other), 5);
+    }
+    EXPECT_EQ(next(reg), 5);
+    {
+        keel::storage::Transaction tx(ws->db());
+        EXPECT_EQ(next(other), 6);
+        tx.commit();
+    }
+    EXPECT_EQ(next(other), 7);
+    std::vector<int64_t> numbers;
+    for (const auto& v : reg.versions("churn")) numbers.push_back(v.version);
+    EXPECT_EQ(numbers, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
+    keel::lineage::Graph graph(*ws);
+    EXPECT_EQ(graph.upstream("model:churn", 1).edges.size(), 7u);  // one version_of each
+    EXPECT_EQ(graph.downstream("run:" + run_id, 1).edges.size(), 7u);  // one produced each
 }
 
 TEST_F(RegistryTest, TamperedArtifactIsCorruptOnLoad) {

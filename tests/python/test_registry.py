@@ -231,6 +231,53 @@ def test_concurrent_registration_from_processes(ws, tmp_path):
     assert [v.version for v in ws.models.versions("churn")] == list(range(1, 41))
 
 
+def test_handles_registering_in_turn_get_gap_free_numbers_and_lineage(ws):
+    # Each handle numbers its next version from what it registered last; the other handle's version
+    # in between makes that guess stale every time, which the INSERT refuses and the retry reads.
+    other = keel.open(ws.location)
+    runs = [ws.start_run(capture_source=False) for _ in range(8)]
+    made = [(ws if i % 2 == 0 else other).models.register("churn", b"m", run_id=run.id, tags={"i": str(i)})
+            for i, run in enumerate(runs)]
+    assert [v.version for v in made] == list(range(1, 9))
+    versions = ws.models.versions("churn")
+    assert [(v.version, v.run_id, v.tags) for v in versions] == [
+        (i + 1, run.id, {"i": str(i)}) for i, run in enumerate(runs)]
+    for i, run in enumerate(runs):  # one edge each way per version: a refused attempt left nothing
+        up = ws.lineage.upstream(f"model:churn/{i + 1}", depth=1)
+        assert [(e["from"], e["kind"]) for e in up.edges] == [(f"run:{run.id}", "produced")]
+        down = ws.lineage.downstream(f"model:churn/{i + 1}", depth=1)
+        assert [(e["kind"], e["to"]) for e in down.edges] == [("version_of", "model:churn")]
+        node = ws.lineage.node(f"model:churn/{i + 1}")
+        assert node["tags"] == {"flavour": "python", "digest": made[i].digest}
+    assert len(ws.lineage.upstream("model:churn", depth=1).edges) == 8
+
+
+def test_a_refused_registration_leaves_the_next_number_free(ws):
+    ws.models.register("churn", b"one")
+    with pytest.raises(keel.NotFound, match="'nope'"):
+        ws.models.register("churn", b"two", run_id="nope")
+    with pytest.raises(keel.NotFound, match="artifact"):
+        ws.models.register("churn", "0" * 64)
+    assert ws.models.register("churn", b"three").version == 2
+    assert [v.version for v in ws.models.versions("churn")] == [1, 2]
+    assert len(ws.lineage.upstream("model:churn", depth=1).edges) == 2
+
+
+def test_registering_writes_the_model_node_when_its_info_changes(ws):
+    ws.models.create("churn", description="first", owner="ana", tags={"team": "growth"})
+    ws.models.register("churn", b"1")
+    node = ws.lineage.node("model:churn")
+    assert (node["owner"], node["description"], node["tags"]) == ("ana", "first", {"team": "growth"})
+    ws.models.native.register_version("churn", ws.put_artifact(b"2"), owner="bo", tags={"tier": "gold"})
+    node = ws.lineage.node("model:churn")
+    assert (node["owner"], node["description"], node["tags"]) == ("bo", "first", {"team": "growth"})
+    model = ws.models.model("churn")
+    assert (model.owner, model.latest_version) == ("bo", 2)
+    fresh = ws.models.native.register_version("fresh", ws.put_artifact(b"3"), model_description="new one")
+    node = ws.lineage.node("model:fresh")
+    assert (node["owner"], node["description"]) == (fresh.created_by, "new one")
+
+
 def test_log_model_prefers_a_native_flavour(ws, monkeypatch):
     import types
     fake = types.ModuleType("keel.inference")

@@ -34,6 +34,13 @@ struct NodeInfo {
     std::map<std::string, std::string> tags; //!< merged into the node's tags
 };
 
+//! An edge to write: `from -kind-> to` (refs as for add_edge).
+struct EdgeRef {
+    std::string from;
+    std::string kind;
+    std::string to;
+};
+
 struct Node {
     std::string ref;
     std::string kind;
@@ -74,6 +81,12 @@ public:
     //! Adds `from -kind-> to` (data flows from `from` to `to`), creating missing nodes. A live edge
     //! with the same ends and kind is not duplicated.
     void add_edge(std::string_view from, std::string_view kind, std::string_view to);
+    //! The lineage of one piece of work in a few statements instead of a few per node and edge:
+    //! upsert_node for each of `nodes`, then add_edge for each of `edges` (missing end nodes
+    //! created, a live edge not added twice). On PostgreSQL: one statement per node given an owner
+    //! or description, one for all their tags, one for the other nodes, one for the edges; all
+    //! queued. A registration writes its version this way.
+    void record(const std::vector<std::pair<std::string, NodeInfo>>& nodes, const std::vector<EdgeRef>& edges);
     //! add_edge(from, kind, to) for every `to`, in a few multi-row statements (bulk imports).
     void add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to);
     //! Ends a live edge; it stays visible to as_of queries before now. NotFound if there is none.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace keel::storage {
@@ -156,8 +157,18 @@ private:
     int64_t model_id(std::string_view name);
     void add_event(int64_t model_id, std::string_view action, std::string_view subject, std::string_view from,
                    std::string_view to);
+    //! One attempt of register_version; `guess`: number the version from known_ when it knows the
+    //! model (and record it there), else read it.
+    ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info, bool guess);
     storage::Workspace& ws_;
     std::unique_ptr<lineage::Graph> graph_;
+    //! Models this handle registered a version of: their id and highest version then, so the next
+    //! registration needs no read (under the Db's lock; a stale guess is refused and retried).
+    struct Known {
+        int64_t id = 0;
+        int64_t latest = 0;
+    };
+    std::unordered_map<std::string, Known> known_;
 };
 
 } // namespace keel::registry

@@ -296,6 +296,18 @@ void copy_rows(Db& db, std::string_view table, const std::vector<std::string>& c
 //! waits for what is queued before it and costs round trips of its own (bench/README.md).
 inline constexpr size_t kCopyMinRows = 2'000;
 
+//! Rows of one piece of work (a version's tags, its lineage) as `head row, row, ... tail`: up to
+//! kFewRows rows a statement of exactly that many (so two tags are one statement, not two, for at
+//! most kFewRows cached texts per head). `row` is one row's SQL with its `params` placeholders,
+//! e.g. "((SELECT id FROM t WHERE ref = ?), ?)": a lookup per row rather than a join with a VALUES
+//! list, which PostgreSQL's generic plan may answer with a scan of the whole table. `bind(st,
+//! index, row)` binds a row's parameters from `index` on, `bind_tail(st, index)` those of `tail`.
+//! Queued. Caller holds a Transaction.
+constexpr size_t kFewRows = 8;
+void insert_few_rows(Db& db, std::string_view head, std::string_view row, int params, size_t rows,
+                     const std::function<void(Stmt&, int, size_t)>& bind, std::string_view tail = {},
+                     const std::function<void(Stmt&, int)>& bind_tail = {});
+
 //! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
 //! lock), rolled back by the destructor unless commit() ran. Holds the thread's lease on one of the
 //! Db's connections for its whole life. Nested transactions become no-ops inside the outer one.
