@@ -130,7 +130,9 @@ std::string to_postgres(std::string_view step) {
 } // namespace
 
 std::string translate_schema(std::string_view step, Dialect dialect) {
-    if (dialect == Dialect::Sqlite) return std::string(step);
+    const size_t split = step.find(kPostgresForm);
+    if (dialect == Dialect::Sqlite) return std::string(step.substr(0, split));
+    if (split != std::string_view::npos) step.remove_prefix(split + kPostgresForm.size());
     return to_postgres(step);
 }
 

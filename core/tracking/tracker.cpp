@@ -117,6 +117,8 @@ CREATE TABLE tracking_run_processes (
 // transaction (run_pk) and runs are never removed, so the key guarded nothing, while PostgreSQL ran
 // it as a query per point: half of a bulk load's time (100,000 points by COPY: 1.2-1.6 s with it,
 // 0.64-0.80 s without, same server, alternating). The latest values keep theirs (a row per key).
+// SQLite rebuilds the table; PostgreSQL drops the constraint in place (no rewrite of a team's whole
+// history under the migration's lock).
 R"(
 CREATE TABLE tracking_metric_points_v4 (
     run INTEGER NOT NULL,
@@ -130,6 +132,8 @@ INSERT INTO tracking_metric_points_v4(run, key, step, timestamp, seq, value)
     SELECT run, key, step, timestamp, seq, value FROM tracking_metric_points;
 DROP TABLE tracking_metric_points;
 ALTER TABLE tracking_metric_points_v4 RENAME TO tracking_metric_points;
+-- postgresql:
+ALTER TABLE tracking_metric_points DROP CONSTRAINT IF EXISTS tracking_metric_points_run_fkey;
 )"}};
 
 // A per-process, strictly increasing sequence for metric points (nanoseconds since the epoch, bumped

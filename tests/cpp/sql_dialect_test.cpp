@@ -70,3 +70,9 @@ TEST(SqlDialect, LikeIsCaseSensitiveOnBothBackends) {
     EXPECT_EQ(p.pattern, "a\\_b%");
     EXPECT_EQ(like_match(Dialect::Postgres, "A%", false).op, "ILIKE ? ESCAPE ''");
 }
+
+TEST(SqlDialect, AStepWithAPostgresFormRunsOnlyEachEnginesOwn) {
+    const std::string step = "\nCREATE TABLE t2 (id INTEGER);\nDROP TABLE t;\n-- postgresql:\nALTER TABLE t DROP CONSTRAINT c;\n";
+    EXPECT_EQ(translate_schema(step, Dialect::Sqlite), "\nCREATE TABLE t2 (id INTEGER);\nDROP TABLE t;");
+    EXPECT_EQ(translate_schema(step, Dialect::Postgres), "ALTER TABLE t DROP CONSTRAINT c;\n");
+}

@@ -340,7 +340,22 @@ TEST(TrackingSchema, AHistoryWrittenBeforeStep4IsKeptByTheMigration) {
         run_id = "r0123456789abcdef0123456789abcde";
     }
     auto ws = keel::testing::open_workspace(tmp.path);
+    auto& db = ws->db();
+    // PostgreSQL drops the key in place: the table's storage is the same before and after.
+    const bool on_postgres = db.dialect() == keel::storage::Dialect::Postgres;
+    auto filenode = [&] {
+        auto guard = db.lock();
+        auto st = db.prepare("SELECT pg_relation_filenode('tracking_metric_points')");
+        return st.step() ? st.int64(0) : -1;
+    };
+    const int64_t before = on_postgres ? filenode() : 0;
     Tracker tracker(*ws);  // applies step 4
+    if (on_postgres) EXPECT_EQ(filenode(), before);
+    {
+        keel::storage::Transaction tx(db);  // the key is gone on both engines (rolled back)
+        EXPECT_NO_THROW(db.exec("INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) "
+                                "VALUES (987654321, 'loss', 1, 1, 1, 0.5)"));
+    }
     auto history = tracker.metric_history(run_id, "loss");
     ASSERT_EQ(history.size(), 2u);
     EXPECT_EQ(history[0].step, 1);

@@ -15,6 +15,11 @@ namespace keel::storage {
 //! (`INTEGER PRIMARY KEY [AUTOINCREMENT]` ending its column) -> a BIGINT identity, `WITHOUT ROWID`
 //! dropped. Quoted text and identifiers are left alone. Nothing else is rewritten: a step must
 //! otherwise be SQL both engines accept.
+//! Where the engines must take different paths to one schema (SQLite rebuilds a table to drop a
+//! constraint that PostgreSQL drops in place, without rewriting the table under the migration's
+//! lock), a step holds PostgreSQL's form after a line `-- postgresql:`; the text before it is
+//! SQLite's, and each engine runs only its own.
+inline constexpr std::string_view kPostgresForm = "\n-- postgresql:\n";
 std::string translate_schema(std::string_view step, Dialect dialect);
 
 //! `?` placeholders as `$1`, `$2`, ... (PostgreSQL's), outside quoted text and comments; `count`
