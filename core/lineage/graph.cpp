@@ -192,7 +192,7 @@ void Graph::record(const std::vector<std::pair<std::string, NodeInfo>>& nodes, c
     }
 
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     const int64_t now = now_ms();
     for (const auto& n : described)
         db.prepare(kUpsertNode)
@@ -237,7 +237,7 @@ void Graph::add_edge(std::string_view from, std::string_view kind, std::string_v
     if (src_ref == dst_ref)
         throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     ensure_node(src_ref);
     ensure_node(dst_ref);
     // Once: a live edge of this kind between the two is not added again.
@@ -265,7 +265,7 @@ void Graph::add_edges(std::string_view from, std::string_view kind, const std::v
                         src_ref);
     }
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     ensure_node(src_ref);
     const int64_t now = now_ms();
     // A node made here has no edges yet, so its edge needs no look for a live one: a bulk import
@@ -295,7 +295,7 @@ void Graph::add_edges(std::string_view from, std::string_view kind, const std::v
 void Graph::remove_edge(std::string_view from, std::string_view kind, std::string_view to) {
     std::string src_ref = Ref::parse(from).str(), dst_ref = Ref::parse(to).str();
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t src = node_id(src_ref, false), dst = node_id(dst_ref, false);
     auto st = db.prepare("UPDATE lineage_edges SET removed_at = ? WHERE src = ? AND dst = ? AND kind = ? AND "
                          "removed_at IS NULL");

@@ -68,6 +68,7 @@ struct Conn {
     //! Module versions migrated inside the open transaction: other connections cannot see those
     //! tables before it commits, so they reach the Db's shared map only then.
     std::unordered_map<std::string, size_t> applied;
+    bool announce = true;  //!< whether the open transaction's commit moves other connections' tokens
     std::chrono::steady_clock::time_point idle_since;
 };
 
@@ -576,11 +577,13 @@ void insert_few_rows(Db& db, std::string_view head, std::string_view row, int pa
 
 // --------------------------------------------------------------------------------- Transaction
 
-Transaction::Transaction(Db& db) : db_(db), lock_(db.lock()), conn_(db.held()) {
+Transaction::Transaction(Db& db, Announce announce) : db_(db), lock_(db.lock()), conn_(db.held()) {
     if (!conn_->backend->in_transaction()) {
         conn_->backend->begin_write();
         owner_ = true;
+        conn_->announce = false;
     }
+    conn_->announce = conn_->announce || announce == Announced;
 }
 
 Transaction::~Transaction() {
@@ -595,7 +598,7 @@ Transaction::~Transaction() {
 
 void Transaction::commit() {
     if (owner_ && !done_) {
-        conn_->backend->commit();
+        conn_->backend->commit(conn_->announce);
         ++db_.local_commits_;
         done_ = true;
         if (!conn_->applied.empty()) {

@@ -373,12 +373,12 @@ public:
             throw;
         }
     }
-    void commit() override {
+    void commit(bool announce) override {
         // The generation other connections' change tokens read, bumped in the same transaction.
         // After a failed statement the server skips the rest of the pipeline, COMMIT included, and
         // collect() throws that statement's error: rollback() then ends the transaction.
         try {
-            send_prepared("keel_bump", "UPDATE keel_changes SET n = n + 1 WHERE id = 1");
+            if (announce) send_prepared("keel_bump", "UPDATE keel_changes SET n = n + 1 WHERE id = 1");
             send_text("COMMIT");
             collect(true, false);
         } catch (...) {

@@ -178,7 +178,7 @@ public:
     }
 
     void begin_write() override { exec("BEGIN IMMEDIATE"); }
-    void commit() override { exec("COMMIT"); }
+    void commit(bool) override { exec("COMMIT"); }  // SQLite's data_version moves on every commit
     void rollback() noexcept override {
         try {
             exec("ROLLBACK");

@@ -36,7 +36,7 @@ std::string gone_reason(const RunProcess& p, const std::string& this_host, int64
 void Tracker::heartbeat(std::span<const std::string> run_ids) {
     if (run_ids.empty()) return;
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t now = now_ms();
     for (const auto& id : run_ids)
         db.prepare("UPDATE tracking_run_processes SET heartbeat_at = ? "
@@ -92,7 +92,7 @@ std::vector<StaleRun> Tracker::close_stale_runs(int64_t heartbeat_timeout_ms) {
     auto& db = ws_.db();
     for (auto& stale : stale_runs(heartbeat_timeout_ms)) {
         {
-            storage::Transaction tx(db);
+            storage::Transaction tx(db, storage::Transaction::Unannounced);
             // Only if still RUNNING: a run that ended by itself since the check keeps its own ending.
             auto st = db.prepare("UPDATE tracking_runs SET status = ?, end_time = CASE WHEN start_time > ? THEN "
                                  "start_time ELSE ? END, error = ? WHERE run_id = ? AND status = ?");

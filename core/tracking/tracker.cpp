@@ -242,7 +242,7 @@ int64_t Tracker::experiment_pk(std::string_view name, bool create) {
     }
     if (!create) throw_error(ErrorKind::NotFound, "experiment '{}' not found: start a run in it to create it", name);
     if (name.empty()) throw_error(ErrorKind::InvalidArgument, "experiment name is empty: give the experiment a name");
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     db.prepare("INSERT INTO tracking_experiments(name, created_at, created_by) VALUES(?, ?, ?) "
                "ON CONFLICT(name) DO NOTHING")
         .bind_all(name, now_ms(), ws_.user())
@@ -293,7 +293,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     // Ids are remembered only when this call's transaction is the outermost: then they are committed
     // when it returns (an outer one may still roll back), and runs and experiments are never removed.
     const bool outer = db.in_transaction();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t exp = experiment_pk(spec.experiment, true);
     std::optional<int64_t> parent;
     if (spec.parent_id) parent = run_pk(*spec.parent_id);
@@ -372,7 +372,7 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     auto& db = ws_.db();
     const int64_t start = batch.start_time.value_or(now_ms()), end = batch.end_time.value_or(now_ms());
     const bool outer = db.in_transaction();  // as in start_run: remember ids only once committed
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     const int64_t exp = experiment_pk(experiment, true);
     // The runs first, reading back each one's row id (by run id: RETURNING's order is not promised).
     std::unordered_map<std::string_view, size_t> index;
@@ -438,7 +438,7 @@ RunInfo Tracker::end_run(std::string_view run_id, std::string_view status, std::
         throw_error(ErrorKind::InvalidArgument, "cannot end run '{}' with status '{}': use FINISHED, FAILED or KILLED",
                     run_id, status);
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     // The run as it now stands comes back from the update itself (kSelectInfo's columns), delivered
     // with the commit: one statement and one wait.
@@ -506,7 +506,7 @@ void Tracker::log_param(std::string_view run_id, std::string_view key, std::stri
 
 void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& params) {
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     for (const auto& [k, v] : params) check_key("param", k);
     if (params.empty()) return;
@@ -556,7 +556,7 @@ void Tracker::log_metric(std::string_view run_id, std::string_view key, double v
                          std::optional<int64_t> timestamp) {
     check_key("metric", key);
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     insert_point(run_pk(run_id), key, value, step, timestamp ? *timestamp : now_ms());
     tx.commit();
 }
@@ -580,7 +580,7 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
     auto key_of = [&](size_t i) -> const std::string& { return keys.size() == 1 ? keys[0] : keys[i]; };
     auto step_of = [&](size_t i) { return steps.empty() ? int64_t(0) : steps[i]; };
     auto ts_of = [&](size_t i) { return timestamps.empty() ? now : timestamps[i]; };
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     // The history in bulk: a COPY on PostgreSQL for a big batch, multi-row INSERTs otherwise (a
     // statement per point made 100,000 points take seconds on PostgreSQL).
@@ -623,7 +623,7 @@ void Tracker::set_tag(std::string_view run_id, std::string_view key, std::string
 
 void Tracker::set_tags(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& tags) {
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     for (const auto& [k, v] : tags) {
         check_key("tag", k);
@@ -637,7 +637,7 @@ void Tracker::set_tags(std::string_view run_id, const std::vector<std::pair<std:
 
 void Tracker::delete_tag(std::string_view run_id, std::string_view key) {
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     auto st = db.prepare("DELETE FROM tracking_tags WHERE run = ? AND key = ?");
     st.bind_all(pk, key).run();
@@ -662,7 +662,7 @@ std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const 
         out.push_back({f.path, digest, ws_.artifacts().size(digest)});
     }
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t pk = run_pk(run_id);
     lineage::Graph graph(ws_);
     int64_t now = now_ms();
@@ -680,7 +680,7 @@ std::vector<ArtifactEntry> Tracker::log_artifact(std::string_view run_id, const 
 
 std::string Tracker::log_input(std::string_view run_id, std::string_view ref) {
     auto& db = ws_.db();
-    storage::Transaction tx(db);
+    storage::Transaction tx(db, storage::Transaction::Unannounced);
     run_pk(run_id); // NotFound before anything is written
     std::string input = lineage::Ref::parse(ref).str();
     lineage::Graph(ws_).add_edge(input, "consumed", "run:" + std::string(run_id));

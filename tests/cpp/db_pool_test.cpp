@@ -64,7 +64,7 @@ struct FakeBackend final : Backend {
     void exec(std::string_view) override {}
     void begin_write() override { tx = true; }
     void begin_read_snapshot() override { tx = true; }
-    void commit() override { tx = false; }
+    void commit(bool) override { tx = false; }
     void rollback() noexcept override { tx = false; }
     bool in_transaction() const override { return tx; }
     bool broken() const override { return lost; }

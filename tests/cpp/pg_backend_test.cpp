@@ -14,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -169,6 +171,36 @@ TEST_F(PgTest, AChangeOnAnotherConnectionMovesTheChangeToken) {
     keel::storage::bump_generation(other->db());
     std::this_thread::sleep_for(std::chrono::milliseconds(60));
     EXPECT_NE(ws->db().recent_change_token(std::chrono::milliseconds(50)), recent);
+}
+
+// Writes no cache reads (metric logging) commit without moving other connections' tokens; a nested
+// announced write announces the whole transaction.
+TEST_F(PgTest, AnUnannouncedCommitLeavesOtherConnectionsTokensWhereTheyWere) {
+    using keel::storage::Transaction;
+    auto other = open_again();
+    {
+        auto guard = other->db().lock();
+        other->db().exec("CREATE TABLE quiet (n INTEGER)");
+    }
+    auto write = [&](Transaction::Announce outer, std::optional<Transaction::Announce> inner) {
+        Transaction tx(other->db(), outer);
+        other->db().prepare("INSERT INTO quiet(n) VALUES (1)").run();
+        if (inner) Transaction(other->db(), *inner).commit();
+        tx.commit();
+    };
+    uint64_t before = ws->db().change_token();
+    write(Transaction::Unannounced, std::nullopt);
+    write(Transaction::Unannounced, Transaction::Unannounced);
+    EXPECT_EQ(ws->db().change_token(), before);
+    write(Transaction::Unannounced, Transaction::Announced);
+    const uint64_t after_nested = ws->db().change_token();
+    EXPECT_NE(after_nested, before);
+    write(Transaction::Announced, std::nullopt);
+    EXPECT_NE(ws->db().change_token(), after_nested);
+    auto guard = ws->db().lock();
+    auto st = ws->db().prepare("SELECT COUNT(*) FROM quiet");
+    ASSERT_TRUE(st.step());
+    EXPECT_EQ(st.int64(0), 4);  // every write landed, announced or not
 }
 
 TEST_F(PgTest, ARolledBackTransactionLeavesNothing) {

@@ -198,7 +198,8 @@ public:
     const PoolOptions& pool() const { return options_; }
     size_t open_connections();
 
-    //! Changes whenever any connection, of this pool or another process's, commits a write: a cheap
+    //! Changes whenever any connection, of this pool or another process's, commits a write (on
+    //! PostgreSQL, one not marked Unannounced: no cache reads those): a cheap
     //! test (no table read) of whether cached state may be stale. Read it before the state it
     //! guards: a commit between the two only makes the next check read again.
     uint64_t change_token();
@@ -311,9 +312,13 @@ void insert_few_rows(Db& db, std::string_view head, std::string_view row, int pa
 //! A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN and the workspace's advisory
 //! lock), rolled back by the destructor unless commit() ran. Holds the thread's lease on one of the
 //! Db's connections for its whole life. Nested transactions become no-ops inside the outer one.
+//! `Unannounced` marks writes no cache depends on (run and metric logging): on PostgreSQL their
+//! commit leaves other connections' change tokens where they were (one UPDATE of the shared
+//! keel_changes row less per commit). A nested announced transaction announces the outer one.
 class Transaction {
 public:
-    explicit Transaction(Db& db);
+    enum Announce { Announced, Unannounced };
+    explicit Transaction(Db& db, Announce announce = Announced);
     ~Transaction();
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;

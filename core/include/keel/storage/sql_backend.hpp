@@ -98,7 +98,9 @@ public:
 
     //! A write transaction: one writer at a time per workspace, readers never blocked.
     virtual void begin_write() = 0;
-    virtual void commit() = 0;
+    //! `announce`: whether other connections' change tokens move (false for writes no cache reads,
+    //! such as metric logging: on PostgreSQL that is one UPDATE less per transaction).
+    virtual void commit(bool announce) = 0;
     //! Never throws: a connection that failed has rolled back by itself.
     virtual void rollback() noexcept = 0;
     virtual bool in_transaction() const = 0;
