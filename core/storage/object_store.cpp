@@ -109,6 +109,18 @@ public:
 
     std::vector<ObjectEntry> list(const std::string& prefix) override { return walk(prefix, false); }
     std::vector<ObjectEntry> list_staged(const std::string& prefix) override { return walk(prefix, true); }
+    // Any file but hidden ones (a tool's marker, a staged file): stops at the first.
+    bool holds_objects() override {
+        std::error_code ec;
+        for (fs::recursive_directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+            if (it->path().filename().string().starts_with('.')) {
+                if (it->is_directory(ec)) it.disable_recursion_pending();
+                continue;
+            }
+            if (it->is_regular_file(ec)) return true;
+        }
+        return false;
+    }
 
     std::string url() const override { return root_.string(); }
     std::string describe(std::string_view key) const override { return (root_ / std::string(key)).string(); }

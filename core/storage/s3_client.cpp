@@ -667,4 +667,8 @@ void S3Client::check() const {
     impl_->list_page(impl_->location.prefix, {}, 1);
 }
 
+bool S3Client::holds_objects() const {
+    return !detail::xml_elements(impl_->list_page(impl_->location.prefix, {}, 1).body, "Contents").empty();
+}
+
 } // namespace keel::storage

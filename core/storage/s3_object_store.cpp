@@ -94,6 +94,8 @@ public:
         return out;
     }
 
+    bool holds_objects() override { return client_.holds_objects(); }
+
     std::vector<PendingUpload> pending_uploads() override {
         std::vector<PendingUpload> out;
         for (auto& u : client_.list_uploads()) out.push_back({std::move(u.key), std::move(u.upload_id), u.initiated_ms});

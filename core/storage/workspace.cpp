@@ -150,6 +150,27 @@ void check_same(const std::string& workspace, const std::string& recorded, const
                     workspace, describe_objects(recorded, workspace), wanted);
 }
 
+// A new workspace's objects location must hold nothing: `keel admin gc` removes what the
+// workspace's rows do not name, so two workspaces sharing one location would delete each other's
+// objects, and a copy into a used location could not be told from the source. The location is then
+// claimed with a small object naming the workspace, outside the prefixes gc and copy walk, so the
+// next workspace pointed there is refused before either has stored anything.
+constexpr const char* kClaimKey = "keel-workspace";
+
+void claim_objects(ObjectStore& objects, const std::string& id, const std::string& workspace) {
+    const std::string claim = "the objects of Keel workspace " + id + "\n";
+    if (objects.holds_objects()) {
+        // A racing first open of the same workspace claimed it already: the same id.
+        if (objects.exists(kClaimKey) && detail::read_file(objects.fetch(kClaimKey).path) == claim) return;
+        throw_error(ErrorKind::AlreadyExists,
+                    "cannot create workspace {}: its artifacts location {} already holds objects (another workspace's, "
+                    "or one whose metadata was removed). Give each workspace a location of its own, e.g. a new "
+                    "prefix s3://bucket/team/<workspace>; the workspace was not created",
+                    workspace, objects.url());
+    }
+    objects.put_bytes(kClaimKey, claim);
+}
+
 // The objects location to open: the recorded one (a workspace made before locations were recorded,
 // with a keel.db and no record, keeps its objects in its directory), else the one asked for.
 std::string resolve_objects(const fs::path& path, const std::string& wanted, bool existed) {
@@ -303,6 +324,7 @@ void Workspace::open_directory() {
                             "that holds keel.db, or a new or empty directory to create a workspace there",
                             path_.string());
     }
+    const bool created_dir = !fs::exists(path_, ec);
     fs::create_directories(path_, ec);
     if (ec)
         throw_error(ErrorKind::PermissionDenied, "cannot create workspace directory '{}': {}", path_.string(),
@@ -314,6 +336,7 @@ void Workspace::open_directory() {
         detail::write_file(path_ / kCopyMarker, copy_source_ + "\n");
         detail::fsync_path(path_, true);
     }
+    const bool new_workspace = !existed && !fs::exists(path_ / kLocationFile, ec);
     const std::string objects = resolve_objects(path_, wanted, existed);
     if (objects == kDirectory) {
         location_.artifacts.clear();
@@ -322,6 +345,12 @@ void Workspace::open_directory() {
     } else {
         location_.artifacts = objects;
         objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), cache_options(location_, path_ / "cache"));
+        if (new_workspace) try {
+                claim_objects(*objects_, path_.string(), path_.string());
+            } catch (...) {
+                if (created_dir && copy_source_.empty()) fs::remove_all(path_, ec);  // made by this call: its cache
+                throw;
+            }
     }
     record_objects(path_, objects);
     db_ = std::make_unique<Db>((path_ / "keel.db").string());
@@ -355,6 +384,8 @@ void Workspace::open_on_database() {
         std::error_code ec;
         fs::create_directories(path_ / "artifacts", ec);
     }
+    // Racing first opens of one new workspace agree on its id: the first record stands.
+    if (!recorded) claim_objects(*objects_, record_setting(*db_, "workspace_id", random_hex_id()), shown);
     // Recorded once the store opened (a bad bucket is not recorded); a racing first open's record stands.
     check_same(shown, record_setting(*db_, "objects", objects), objects);
 }

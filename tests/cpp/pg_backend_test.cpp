@@ -273,10 +273,18 @@ TEST_F(PgTest, TheObjectsLocationIsRecordedSoTheUrlAloneReopensIt) {
     EXPECT_NE(msg.find("keel admin copy"), std::string::npos) << msg;
 }
 
+// One artifacts location, one workspace: gc of either would delete the other's objects.
+TEST_F(PgTest, ASecondWorkspaceOnTheSameArtifactsDirectoryIsRefused) {
+    const std::string url = keel::testing::test_pg_url() + "?schema=second_ws";
+    auto msg = error_message(ErrorKind::AlreadyExists, [&] { Workspace::open(url, dir); });
+    EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
+    EXPECT_NO_THROW(Workspace::open(url, dir / "second"));  // not created by the refusal: opens elsewhere
+}
+
 TEST_F(PgTest, TheUrlsPasswordIsNeverShown) {
     std::string url = keel::testing::test_pg_url();
     url.insert(url.find('@'), ":s3cret");
-    auto other = Workspace::open(url + "?schema=pw_test", dir);  // trust authentication ignores it
+    auto other = Workspace::open(url + "?schema=pw_test", dir / "pw");  // trust authentication ignores it
     EXPECT_EQ(other->db().path().find("s3cret"), std::string::npos) << other->db().path();
     EXPECT_NE(other->db().path().find("schema=pw_test"), std::string::npos) << other->db().path();
 }

@@ -84,3 +84,36 @@ def test_keel_server_on_the_url_follows_changes_made_on_another_machine(team):
                 break
             time.sleep(0.05)
         assert got["version"] == 2 and got["prediction"] == pytest.approx(-4.0)
+
+
+# --- one artifacts location, one workspace ---------------------------------------------------------
+
+def test_a_second_workspace_on_a_used_artifacts_location_is_refused(postgres_server, s3_prefix, tmp_path):
+    """gc of one workspace deletes what its rows do not name: two workspaces sharing a prefix would
+    delete each other's objects, so the second is refused before it writes anything."""
+    first = keel.open(f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:16]}", artifacts=s3_prefix,
+                      cache_dir=tmp_path / "c1")
+    other_url = f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:16]}"
+    for attempt in (
+            lambda: keel.open(other_url, artifacts=s3_prefix, cache_dir=tmp_path / "c2"),
+            lambda: keel.open(tmp_path / "local.keel", artifacts=s3_prefix)):
+        with pytest.raises(keel.errors.AlreadyExists, match="already holds objects") as e:
+            attempt()
+        assert s3_prefix.rstrip("/") in str(e.value)
+    assert not (tmp_path / "local.keel").exists()  # nothing left behind
+    # The refused workspace was not created: given a location of its own, it opens.
+    other = keel.open(other_url, artifacts=f"{s3_prefix.rstrip('/')}-other/", cache_dir=tmp_path / "c3")
+    assert other.location == other_url
+    # The first goes on as before, from any process (it reopens its own claim).
+    assert len(first.reopen().models.list()) == 0
+
+
+def test_racing_first_opens_of_one_new_workspace_agree(postgres_server, s3_prefix, tmp_path):
+    url = f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:16]}"
+    code = ("import keel, sys\n"
+            "ws = keel.open(sys.argv[1], artifacts=sys.argv[2], cache_dir=sys.argv[3])\n"
+            "print(ws.location)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, s3_prefix, str(tmp_path / f"c{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-800:] for _, err in outs]

@@ -36,6 +36,8 @@ inline std::shared_ptr<storage::Workspace> open_workspace(const std::filesystem:
     if (!std::filesystem::exists(marker)) {  // a schema left by an earlier run under a reused pid goes
         std::filesystem::create_directories(dir);
         storage::Workspace::open(location, dir)->db().exec(std::string("DROP SCHEMA ") + schema + " CASCADE");
+        // And the dropped workspace's claim on `dir` (a new workspace refuses a claimed location).
+        std::filesystem::remove(dir / "keel-workspace");
         std::ofstream(marker) << schema << '\n';
     }
     return storage::Workspace::open(location, dir);

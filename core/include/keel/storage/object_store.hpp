@@ -71,6 +71,8 @@ public:
     virtual void remove(const std::string& key) = 0;
     //! Every object whose key starts with `prefix`, in key order.
     virtual std::vector<ObjectEntry> list(const std::string& prefix) = 0;
+    //! Whether the store holds any object at all (S3: one request, whatever the prefix holds).
+    virtual bool holds_objects() { return !list("").empty(); }
 
     //! Staged files under `prefix` that were never committed (a writer killed between stage() and
     //! commit()), as entries whose key remove() takes; none for S3, whose staging is the cache's

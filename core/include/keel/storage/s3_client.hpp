@@ -129,6 +129,8 @@ public:
     //! One cheap listing request: throws the clear error when the endpoint, bucket or credentials
     //! are wrong. For opening a workspace before doing any work.
     void check() const;
+    //! Whether any object is stored under the location's prefix (one listing request of one key).
+    bool holds_objects() const;
 
     const S3Location& location() const;
     const S3Config& config() const;
