@@ -361,28 +361,35 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
                     nv.digest, name);
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
-    auto guard = ws_.db().lock();  // known_ is read and written under the connection's lock
+    auto guard = ws_.db().lock();  // every attempt on one connection
     // Inside a caller's transaction the number is read: a refused guess would abort that whole
     // transaction on PostgreSQL, and its rollback would leave known_ ahead of what is stored.
     const bool outermost = !ws_.db().in_transaction();
     const std::string key(name);
     for (int attempt = 0;; ++attempt) {
-        const bool guessed = outermost && known_.contains(key);
+        std::optional<Known> guess;
+        if (outermost && attempt == 0) {
+            std::lock_guard lk(known_mu_);
+            if (auto it = known_.find(key); it != known_.end()) guess = it->second;
+        }
         try {
-            return write_version(name, nv, info, outermost);
+            return write_version(name, nv, info, guess, outermost);
         } catch (const Error& e) {
-            known_.erase(key);
-            // Another process registered a version of this model since this handle last did: the
-            // number taken from known_ was refused by the INSERT's guard, and nothing was written.
-            // Once more, reading the number.
-            if (guessed && attempt == 0 && e.kind() == ErrorKind::Conflict) continue;
+            {
+                std::lock_guard lk(known_mu_);
+                known_.erase(key);
+            }
+            // Another process, or another thread on another connection, registered a version of this
+            // model since this handle last did: the guessed number was refused by the INSERT's guard,
+            // and nothing was written. Once more, reading the number.
+            if (guess && e.kind() == ErrorKind::Conflict) continue;
             throw;
         }
     }
 }
 
 ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info,
-                                     bool guess) {
+                                     std::optional<Known> guess, bool remember) {
     auto& db = ws_.db();
     storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
     if (!nv.run_id.empty()) {
@@ -403,9 +410,9 @@ ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv
     // read. Every write after it is queued: on PostgreSQL the transaction waits only at commit.
     int64_t id = 0, number = 1;
     bool new_model = false;
-    if (auto it = known_.find(std::string(name)); guess && it != known_.end()) {
-        id = it->second.id;
-        number = it->second.latest + 1;
+    if (guess) {
+        id = guess->id;
+        number = guess->latest + 1;
     } else {
         auto st = db.prepare("SELECT m.id, (SELECT MAX(v.version) FROM registry_versions v WHERE v.model_id = m.id) "
                              "FROM registry_models m WHERE m.name = ?");
@@ -468,7 +475,10 @@ ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv
     graph_->record(nodes, edges);
     storage::bump_generation(db); // "name" and "name@latest" now mean this version
     tx.commit();
-    if (guess) known_[std::string(name)] = {id, number};
+    if (remember) {
+        std::lock_guard lk(known_mu_);
+        if (auto& known = known_[std::string(name)]; number > known.latest) known = {id, number};
+    }
     return created;
 }
 

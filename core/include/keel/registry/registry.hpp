@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -157,17 +158,19 @@ private:
     int64_t model_id(std::string_view name);
     void add_event(int64_t model_id, std::string_view action, std::string_view subject, std::string_view from,
                    std::string_view to);
-    //! One attempt of register_version; `guess`: number the version from known_ when it knows the
-    //! model (and record it there), else read it.
-    ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info, bool guess);
-    storage::Workspace& ws_;
-    std::unique_ptr<lineage::Graph> graph_;
     //! Models this handle registered a version of: their id and highest version then, so the next
-    //! registration needs no read (under the Db's lock; a stale guess is refused and retried).
+    //! registration needs no read (a stale guess is refused and retried).
     struct Known {
         int64_t id = 0;
         int64_t latest = 0;
     };
+    //! One attempt of register_version: the version numbered from `guess` when given, else read;
+    //! `remember`: record the model and its new version in known_.
+    ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info,
+                               std::optional<Known> guess, bool remember);
+    storage::Workspace& ws_;
+    std::unique_ptr<lineage::Graph> graph_;
+    std::mutex known_mu_;  //!< threads of one handle lease different connections of a pool
     std::unordered_map<std::string, Known> known_;
 };
 
