@@ -10,9 +10,6 @@ namespace keel::admin {
 
 namespace {
 
-// Objects live under these prefixes (artifact blobs, feature segments and online snapshots).
-const std::vector<std::string> kObjectPrefixes = {"artifacts/", "features/"};
-
 // The object's entry as listed now, or nullopt when it is gone.
 std::optional<storage::ObjectEntry> relist(storage::ObjectStore& objects, const std::string& key) {
     for (auto& e : objects.list(key))
@@ -42,7 +39,7 @@ GcReport gc(storage::Workspace& ws, const GcOptions& options) {
 
     // Listed before the names are read: an object stored and named meanwhile is seen named.
     std::vector<storage::ObjectEntry> listed;
-    for (const auto& prefix : kObjectPrefixes)
+    for (const auto& prefix : storage::kObjectPrefixes)
         for (auto& e : objects.list(prefix)) listed.push_back(std::move(e));
     const auto names = [&] {
         storage::ReadSnapshot snapshot(db);
@@ -73,7 +70,7 @@ GcReport gc(storage::Workspace& ws, const GcOptions& options) {
         }
         report.swept.push_back(std::move(e));
     }
-    for (const auto& prefix : kObjectPrefixes)
+    for (const auto& prefix : storage::kObjectPrefixes)
         for (auto& e : objects.list_staged(prefix)) {
             if (e.modified_ms > cutoff) continue;  // being written
             if (!options.dry_run) objects.remove(e.key);

@@ -30,8 +30,6 @@ namespace {
 // Tables that describe the workspace's place, not its content: the schema versions (migrations
 // make the destination's), the objects location and copy marker, PostgreSQL's change counter.
 const std::set<std::string> kLocationTables = {"keel_schema", "keel_changes", "workspace_settings"};
-// The key prefixes objects live under (artifact blobs, feature segments and online snapshots).
-const std::vector<std::string> kObjectPrefixes = {"artifacts/", "features/"};
 constexpr size_t kBatchRows = 200;
 constexpr int64_t kProgressRows = 2000;
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,6 +76,16 @@ def _answers(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
         return True
     return False
+
+
+def _stop_servers_on_sigterm() -> None:
+    """A SIGTERM to the process that started servers (pkill, a CI job's timeout) unwinds it as Ctrl-C
+    would, so its `with` blocks and pytest's fixtures stop them; by default Python dies at once and
+    the servers, in sessions of their own, keep their ports for the next run."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 class _Server:
@@ -131,6 +142,7 @@ class _Server:
                           f"(log {self.log_path}):\n{self.log_tail()}")
 
     def start(self):
+        _stop_servers_on_sigterm()
         self.dir = Path(tempfile.mkdtemp(prefix=f"keel-{self.name}-"))
         try:
             self._launch()

@@ -23,6 +23,11 @@ struct ObjectRefs {
     std::string sql;
 };
 
+//! The key prefixes every object a row may name lives under (artifact blobs, feature segments and
+//! online snapshots): what gc sweeps and copy moves. Anything else in a store (the workspace's claim
+//! on its location) is not a workspace object.
+inline const std::vector<std::string> kObjectPrefixes = {"artifacts/", "features/"};
+
 //! Every module's refs, as admin::object_refs() lists them.
 using ObjectRefsList = std::vector<const std::vector<ObjectRefs>*>;
 
