@@ -282,18 +282,23 @@ def alternating(keel_call, mlflow_call, calls: int) -> tuple[float, float]:
 
 
 def register_versions(table: Table, ws, client, name: str, source: str, versions: int) -> None:
-    """Versions of one model, each from its own run. MLflow records a source URI; Keel registers an
-    artifact digest already stored, so neither side copies model bytes."""
+    """Versions of one model, each from its own run (both sides are given the run's id; Keel also checks
+    that the run exists). MLflow records a source URI; Keel registers an artifact digest already
+    stored, so neither side copies model bytes."""
     digest = ws.put_artifact(b"model bytes")
     ws.models.create(name)
     client.create_registered_model(name)
     # Ended source runs: runs left RUNNING get a heartbeat from a thread every 30 s, which would
     # hold the workspace's connection for a while in the middle of the timed loop.
-    runs = []
+    runs, mlflow_runs = [], []
+    mlflow_experiment = client.create_experiment(f"{name}-sources")
     for _ in range(versions):
         run = ws.start_run(experiment="registry", capture_source=False)
         run.end()
         runs.append(run.id)
+        mlflow_run = client.create_run(mlflow_experiment)
+        client.set_terminated(mlflow_run.info.run_id)
+        mlflow_runs.append(mlflow_run.info.run_id)
     # One version of another model first on each side, untimed: Keel's first write that moves the
     # serving generation creates its table (100+ ms once per workspace), as MLflow made its tables
     # when its client first connected.
@@ -301,7 +306,8 @@ def register_versions(table: Table, ws, client, name: str, source: str, versions
     client.create_registered_model(f"{name}-warm-up")
     client.create_model_version(f"{name}-warm-up", source, run_id=None)
     keel_s, mlflow_s = alternating(lambda i: ws.models.register(name, digest, run_id=runs[i]),
-                                   lambda i: client.create_model_version(name, source, run_id=None), versions)
+                                   lambda i: client.create_model_version(name, source, run_id=mlflow_runs[i]),
+                                   versions)
     assert [v.version for v in ws.models.versions(name)] == list(range(1, versions + 1))
     assert sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=versions + 10)) \
         == list(range(1, versions + 1))
@@ -311,6 +317,10 @@ def register_versions(table: Table, ws, client, name: str, source: str, versions
 def move_alias(table: Table, ws, client, name: str, versions: int, moves: int) -> None:
     """An alias moved back and forth between `versions` versions (Keel audits every move)."""
     target = lambda i: 1 + i % versions  # noqa: E731
+    # Untimed, on register_versions' warm-up model: Keel's first alias move creates serving's tables
+    # (it vets each move against the endpoints that follow the alias), ~20 ms once per workspace.
+    ws.models.set_alias(f"{name}-warm-up", "champion", version=1)
+    client.set_registered_model_alias(f"{name}-warm-up", "champion", "1")
     keel_s, mlflow_s = alternating(lambda i: ws.models.set_alias(name, "champion", version=target(i)),
                                    lambda i: client.set_registered_model_alias(name, "champion", str(target(i))),
                                    moves)

@@ -4,6 +4,7 @@
 
 #include "keel/common/error.hpp"
 #include "keel/common/names.hpp"
+#include "keel/registry/registry.hpp"
 #include "keel/serving/alias_check.hpp"
 #include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/endpoint_store.hpp"
@@ -90,12 +91,13 @@ void bind_definition(py::module_& m) {
 
 void bind_serving(py::module_& m) {
     bind_definition(m);
-    m.def("check_alias_move", [](std::shared_ptr<storage::Workspace> ws, const std::string& model,
-                                 const std::string& alias, int64_t version) {
+    m.def("move_alias", [](std::shared_ptr<storage::Workspace> ws, registry::Registry& registry,
+                           const std::string& model, const std::string& alias, int64_t version) {
         py::gil_scoped_release release;
-        check_alias_move(*ws, model, alias, version);
-    }, py::arg("ws"), py::arg("model"), py::arg("alias"), py::arg("version"),
-       "Conflict when moving model@alias to version would break an endpoint serving the alias.");
+        return move_alias(*ws, registry, model, alias, version);
+    }, py::arg("ws"), py::arg("registry"), py::arg("model"), py::arg("alias"), py::arg("version"),
+       "Points model@alias at version in one transaction; Conflict (and nothing written) when that "
+       "would break an endpoint serving the alias.");
     m.def("check_name", [](const std::string& name, const std::string& what, const std::string& example) {
         keel::check_name(name, what, example);
     }, "InvalidArgument unless `name` follows the rule model and endpoint names follow.");

@@ -142,15 +142,20 @@ ModelVersion read_version_row(storage::Stmt& st) {
     return v;
 }
 
+// Rows of (0, tag key, value) and (1, alias, ''), in that order, into a version's tags and aliases.
+void take_version_extras(storage::Stmt& st, ModelVersion& v) {
+    while (st.step()) {
+        if (st.int64(0) == 0) v.tags[st.text(1)] = st.text(2);
+        else v.aliases.push_back(st.text(1));
+    }
+}
+
 // A version's tags and the aliases pointing at it, in one query (one round trip on PostgreSQL).
 void read_version_extras(storage::Db& db, ModelVersion& v, int64_t version_id, int64_t model_id) {
     auto st = db.prepare("SELECT 0, key, value FROM registry_version_tags WHERE version_id = ? UNION ALL "
                          "SELECT 1, alias, '' FROM registry_aliases WHERE model_id = ? AND version = ? ORDER BY 1, 2");
     st.bind_all(version_id, model_id, v.version);
-    while (st.step()) {
-        if (st.int64(0) == 0) v.tags[st.text(1)] = st.text(2);
-        else v.aliases.push_back(st.text(1));
-    }
+    take_version_extras(st, v);
 }
 
 ModelVersion read_version(storage::Db& db, storage::Stmt& st) {
@@ -546,13 +551,22 @@ std::string Registry::load_artifact(std::string_view ref) {
     return ws_.artifacts().get_bytes(v.digest);
 }
 
-ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, int64_t number) {
+ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, int64_t number,
+                                 const AliasCheck& check) {
     check_alias(alias);
     check_version_number(name, number);
     auto& db = ws_.db();
     storage::Transaction tx(db);
+    // The version's tags and the aliases naming it travel with the read below: one wait for both.
+    auto extras = db.prepare(
+        "SELECT 0, t.key, t.value FROM registry_version_tags t JOIN registry_versions v ON v.id = t.version_id "
+        "JOIN registry_models m ON m.id = v.model_id WHERE m.name = ?1 AND v.version = ?2 UNION ALL "
+        "SELECT 1, a.alias, '' FROM registry_aliases a JOIN registry_models m ON m.id = a.model_id "
+        "WHERE m.name = ?1 AND a.version = ?2 ORDER BY 1, 2");
+    extras.bind_all(name, number);
+    extras.defer();
     // The model, the version's record and where the alias points now, in one read.
-    int64_t id = 0, version_id = 0;
+    int64_t id = 0;
     std::optional<ModelVersion> target;
     std::string from;
     {
@@ -563,10 +577,7 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
         st.bind_all(number, alias, name);
         if (st.step()) {
             id = st.int64(11);
-            if (!st.is_null(10)) {
-                target = read_version_row(st);
-                version_id = st.int64(10);
-            }
+            if (!st.is_null(10)) target = read_version_row(st);
             if (!st.is_null(12)) from = std::to_string(st.int64(12));
         }
     }
@@ -574,6 +585,8 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
         version(name, number);  // throws NotFound naming what is missing
         throw_error(ErrorKind::Internal, "model version '{}/{}' was found and then not", name, number);
     }
+    take_version_extras(extras, *target);
+    if (check) check(*target);
     std::string to = std::to_string(number);
     if (from != to) {
         db.prepare("INSERT INTO registry_aliases(model_id, alias, version, updated_at) VALUES(?, ?, ?, ?) "
@@ -581,8 +594,10 @@ ModelVersion Registry::set_alias(std::string_view name, std::string_view alias, 
             .bind_all(id, alias, number, now_ms())
             .queue();
         add_event(id, "alias", alias, from, to);
+        // Read before the move: the alias joins the version's aliases, in their (byte) order.
+        auto& aliases = target->aliases;
+        aliases.insert(std::lower_bound(aliases.begin(), aliases.end(), alias), std::string(alias));
     }
-    read_version_extras(db, *target, version_id, id);  // after the move: the alias is among them
     tx.commit();
     return std::move(*target);
 }

@@ -7,18 +7,23 @@
 #include "keel/serving/endpoint_definition.hpp"
 #include "keel/serving/endpoint_store.hpp"
 #include "keel/serving/prediction_tables.hpp"
+#include "keel/storage/db.hpp"
+#include "keel/storage/workspace.hpp"
 
 #include <optional>
 
 namespace keel::serving {
 
-void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version) {
+namespace {
+
+// check_alias_move over the endpoints named; `target`: the version's record when already read.
+void check_endpoints(storage::Workspace& ws, registry::Registry& registry, std::string_view model,
+                     std::string_view alias, int64_t version, const std::vector<std::string>& endpoints,
+                     std::optional<registry::ModelVersion> target) {
     EndpointStore store(ws);
-    registry::Registry registry(ws);
     PredictionTables tables(ws);
-    const std::string moved = fmt::format("{}@{}", model, alias);
-    std::optional<registry::ModelVersion> target;
-    for (const auto& name : store.names()) {
+    const std::string moved = fmt::format("{}@{}", model, alias), selector_moved = fmt::format("@{}", alias);
+    for (const auto& name : endpoints) {
         const EndpointDefinition d = store.current(name).definition;
         // A variant follows the alias directly ("churn@champion") or through the prediction table
         // its versions write ("predictions:player_recs@champion").
@@ -26,7 +31,7 @@ void check_alias_move(storage::Workspace& ws, std::string_view model, std::strin
             if (v.model == moved) return true;
             if (!PredictionTables::is_ref(v.model)) return false;
             const auto [table, selector] = PredictionTables::split_ref(v.model);
-            return selector == "@" + std::string(alias) && tables.model_of(table) == model;
+            return selector == selector_moved && tables.model_of(table) == model;
         };
         bool serves = false;
         for (const auto& v : d.variants) serves |= follows(v);
@@ -66,6 +71,24 @@ void check_alias_move(storage::Workspace& ws, std::string_view model, std::strin
                         moved, version, name, err.what());
         }
     }
+}
+
+} // namespace
+
+void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version) {
+    registry::Registry registry(ws);
+    check_endpoints(ws, registry, model, alias, version, EndpointStore(ws).names(), std::nullopt);
+}
+
+registry::ModelVersion move_alias(storage::Workspace& ws, registry::Registry& registry, std::string_view model,
+                                  std::string_view alias, int64_t version) {
+    storage::Transaction tx(ws.db());
+    auto endpoints = EndpointStore(ws).query_names();  // arrives with the registry's read: one wait for both
+    auto moved = registry.set_alias(model, alias, version, [&](const registry::ModelVersion& target) {
+        check_endpoints(ws, registry, model, alias, version, EndpointStore::names(endpoints), target);
+    });
+    tx.commit();
+    return moved;
 }
 
 } // namespace keel::serving

@@ -240,13 +240,22 @@ std::vector<EndpointRevision> EndpointStore::revisions(const std::string& name) 
 }
 
 std::vector<std::string> EndpointStore::names() {
-    auto& db = ws_.db();
-    auto guard = db.lock();
-    auto st = db.prepare("SELECT e.name FROM (SELECT name, MAX(revision) AS rev FROM serving_endpoint_revisions GROUP BY "
-                         "name) e WHERE NOT EXISTS (SELECT 1 FROM serving_endpoint_removals r WHERE r.name = e.name AND "
-                         "r.revision = e.rev) ORDER BY e.name");
+    auto guard = ws_.db().lock();
+    auto query = query_names();
+    return names(query);
+}
+
+storage::Stmt EndpointStore::query_names() {
+    auto st = ws_.db().prepare("SELECT e.name FROM (SELECT name, MAX(revision) AS rev FROM serving_endpoint_revisions "
+                               "GROUP BY name) e WHERE NOT EXISTS (SELECT 1 FROM serving_endpoint_removals r WHERE "
+                               "r.name = e.name AND r.revision = e.rev) ORDER BY e.name");
+    st.defer();
+    return st;
+}
+
+std::vector<std::string> EndpointStore::names(storage::Stmt& query) {
     std::vector<std::string> out;
-    while (st.step()) out.push_back(st.text(0));
+    while (query.step()) out.push_back(query.text(0));
     return out;
 }
 

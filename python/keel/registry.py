@@ -343,8 +343,8 @@ class Models:
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
         """Point ``alias`` at ``version`` (create or move it, atomically); the move is an audit event.
         Conflict when an endpoint serving ``name@alias`` could not feed that version's inputs."""
-        _core.check_alias_move(self._ws._native, name, alias, int(version))  # asks serving, which sits above
-        return ModelVersion(self, self._reg.set_alias(name, alias, int(version)))
+        # Through serving, which sits above the registry: it vets the move for the endpoints it serves.
+        return ModelVersion(self, _core.move_alias(self._ws._native, self._reg, name, alias, int(version)))
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias (NotFound when it does not exist); recorded as an audit event."""

@@ -352,3 +352,26 @@ TEST_F(EndpointStoreTest, AnAliasMoveThatWouldBreakAnEndpointIsAConflict) {
     reg.set_alias("churn", "champion", 2);
     check_alias_move(*ws, "churn", "champion", 2);
 }
+
+TEST_F(EndpointStoreTest, MoveAliasChecksAndMovesInOneTransaction) {
+    model("churn", {"spend", "visits"});
+    model("churn", {"spend", "loyalty"});
+    model("churn", {"visits", "spend"});
+    reg.set_alias("churn", "champion", 1);
+    reg.set_alias("churn", "backup", 3);
+    store.define("churn", Value(Value::Map{{"model", "churn@champion"}, {"features", Value(Value::Array{Value("activity")})}}));
+    const auto events = reg.events("churn").size();
+    // Refused: nothing written, neither the move nor its audit event.
+    error_message(ErrorKind::Conflict, [&] { move_alias(*ws, reg, "churn", "champion", 2); });
+    EXPECT_EQ(reg.resolve("churn@champion").version, 1);
+    EXPECT_EQ(reg.events("churn").size(), events);
+    error_message(ErrorKind::NotFound, [&] { move_alias(*ws, reg, "churn", "champion", 9); });
+    // Allowed: the returned version lists its aliases after the move, in order.
+    auto moved = move_alias(*ws, reg, "churn", "champion", 3);
+    EXPECT_EQ(moved.version, 3);
+    EXPECT_EQ(moved.aliases, (std::vector<std::string>{"backup", "champion"}));
+    EXPECT_EQ(moved.aliases, reg.version("churn", 3).aliases);
+    EXPECT_EQ(reg.events("churn").size(), events + 1);
+    EXPECT_EQ(move_alias(*ws, reg, "churn", "champion", 3).aliases, moved.aliases);  // no move, no event
+    EXPECT_EQ(reg.events("churn").size(), events + 1);
+}

@@ -12,7 +12,7 @@ import os
 import pathlib
 import typing
 from . import model_keys
-__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'admin_copy', 'admin_digest', 'admin_gc', 'admin_migrate', 'check_alias_move', 'check_name', 'error_exit_code', 'model_keys', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
+__all__: list[str] = ['AssignmentLog', 'ColumnSpec', 'DataIssueRecord', 'Endpoint', 'EndpointDefinition', 'EndpointRevision', 'EndpointStore', 'EndpointVariant', 'EntitySpec', 'FeatureStore', 'IngestBatch', 'LineageGraph', 'ModelVersionRecord', 'NativePredictor', 'OnlineReader', 'PredictionTable', 'PredictionTables', 'QualityResultRecord', 'QualityRuleRecord', 'QualityStore', 'RegisteredModelRecord', 'Registry', 'Router', 'RunInfo', 'RunRecord', 'Tracker', 'TrainingSetRecord', 'TrainingSpecRecord', 'ViewInfo', 'ViewSpec', 'Workspace', 'WorkspaceTransaction', 'admin_copy', 'admin_digest', 'admin_gc', 'admin_migrate', 'check_name', 'error_exit_code', 'model_keys', 'move_alias', 'plugins_bucket', 'plugins_call', 'plugins_check_arguments', 'plugins_eval_file', 'plugins_limits', 'plugins_memory_used', 'plugins_needs', 'plugins_resolve', 'plugins_schema', 'plugins_search_path', 'plugins_set_limits', 'plugins_set_search_path', 'plugins_status', 'quality_profile', 'quality_psi', 'quality_reference_columns', 'quality_run', 'run_rows']
 class AssignmentLog:
     def __init__(self, workspace: Workspace, endpoint: str, flush_rows: typing.SupportsInt | typing.SupportsIndex = 512, max_age: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_buffered: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
         ...
@@ -1215,10 +1215,6 @@ def admin_migrate(workspace: str, dry_run: bool = False) -> list:
     """
     Each module's schema version in the workspace and in this Keel, with the steps pending (as they were before, when applied).
     """
-def check_alias_move(ws: Workspace, model: str, alias: str, version: typing.SupportsInt | typing.SupportsIndex) -> None:
-    """
-    Conflict when moving model@alias to version would break an endpoint serving the alias.
-    """
 def check_name(arg0: str, arg1: str, arg2: str) -> None:
     """
     InvalidArgument unless `name` follows the rule model and endpoint names follow.
@@ -1226,6 +1222,10 @@ def check_name(arg0: str, arg1: str, arg2: str) -> None:
 def error_exit_code(arg0: str) -> int:
     """
     The CLI exit code for an error kind name (1 for anything else).
+    """
+def move_alias(ws: Workspace, registry: Registry, model: str, alias: str, version: typing.SupportsInt | typing.SupportsIndex) -> ModelVersionRecord:
+    """
+    Points model@alias at version in one transaction; Conflict (and nothing written) when that would break an endpoint serving the alias.
     """
 def plugins_bucket(key: typing.Any, salt: str = '') -> float:
     ...

@@ -4,6 +4,7 @@
 #include "keel/storage/object_refs.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -142,8 +143,13 @@ public:
     //! The verified artifact bytes of the version `ref` resolves to (Corrupt when tampered with).
     std::string load_artifact(std::string_view ref);
 
+    //! Vets an alias move before anything is written, given the version the alias is about to name;
+    //! throws to refuse it. It runs inside the move's transaction and sees the registry as it was.
+    using AliasCheck = std::function<void(const ModelVersion& target)>;
     //! Points `alias` at `version` (creating or moving it) and records an event. Returns the version.
-    ModelVersion set_alias(std::string_view name, std::string_view alias, int64_t version);
+    //! `check` (when given) may refuse the move: a layer above the registry (serving) passes one.
+    ModelVersion set_alias(std::string_view name, std::string_view alias, int64_t version,
+                           const AliasCheck& check = {});
     //! Removes an alias and records an event. NotFound when it does not exist.
     void delete_alias(std::string_view name, std::string_view alias);
 

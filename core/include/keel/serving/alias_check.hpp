@@ -7,6 +7,10 @@
 namespace keel::storage {
 class Workspace;
 }
+namespace keel::registry {
+class Registry;
+struct ModelVersion;
+}
 
 namespace keel::serving {
 
@@ -16,5 +20,10 @@ namespace keel::serving {
 //! registry cannot ask this itself (serving sits above it): whoever moves an alias for a user calls
 //! this first (keel.Models.set_alias, the CLI, a server). NotFound when the version does not exist.
 void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version);
+
+//! Moves `model@alias` to `version` (Registry::set_alias) if check_alias_move allows it, in one
+//! transaction: the check sees what the move replaces, and a refused move writes nothing.
+registry::ModelVersion move_alias(storage::Workspace& ws, registry::Registry& registry, std::string_view model,
+                                  std::string_view alias, int64_t version);
 
 } // namespace keel::serving

@@ -10,6 +10,7 @@
 
 namespace keel::storage {
 class Workspace;
+class Stmt;
 struct ModuleSchema;
 }
 
@@ -88,6 +89,10 @@ public:
     std::vector<EndpointRevision> revisions(const std::string& name);
     //! The endpoints not removed, by name.
     std::vector<std::string> names();
+    //! names() in two halves: the query goes out now and, inside a write transaction on PostgreSQL,
+    //! its rows arrive with the transaction's next wait; names(query) reads them.
+    storage::Stmt query_names();
+    static std::vector<std::string> names(storage::Stmt& query);
     //! Removes the endpoint: its revisions and assignment log stay as history, current() is then
     //! NotFound saying who removed it, names() leaves it out, and its feeds and serves lineage edges
     //! end, in one transaction. Hosting endpoints refuse its requests from their next reload on.
