@@ -232,24 +232,7 @@ void Graph::record(const std::vector<std::pair<std::string, NodeInfo>>& nodes, c
 }
 
 void Graph::add_edge(std::string_view from, std::string_view kind, std::string_view to) {
-    check_edge_kind(kind);
-    std::string src_ref = Ref::parse(from).str(), dst_ref = Ref::parse(to).str();
-    if (src_ref == dst_ref)
-        throw_error(ErrorKind::InvalidArgument, "lineage edge from '{}' to itself: an edge joins two nodes", src_ref);
-    auto& db = ws_.db();
-    storage::Transaction tx(db, storage::Transaction::Unannounced);
-    ensure_node(src_ref);
-    ensure_node(dst_ref);
-    // Once: a live edge of this kind between the two is not added again.
-    // The pair as two scalar lookups, so the plan looks the edge up by (src, dst, kind): with a join
-    // PostgreSQL's generic plan matched on src alone and read every edge of an experiment per run.
-    db.prepare("INSERT INTO lineage_edges(kind, src, dst, created_at) SELECT ?, s.id, d.id, ? FROM lineage_nodes s "
-               "JOIN lineage_nodes d ON d.ref = ? WHERE s.ref = ? AND NOT EXISTS (SELECT 1 FROM lineage_edges e "
-               "WHERE e.src = (SELECT id FROM lineage_nodes WHERE ref = ?) AND e.dst = (SELECT id FROM lineage_nodes "
-               "WHERE ref = ?) AND e.kind = ? AND e.removed_at IS NULL)")
-        .bind_all(kind, now_ms(), dst_ref, src_ref, src_ref, dst_ref, kind)
-        .queue();
-    tx.commit();
+    record({}, {{std::string(from), std::string(kind), std::string(to)}});  // both nodes in one statement
 }
 
 void Graph::add_edges(std::string_view from, std::string_view kind, const std::vector<std::string>& to) {

@@ -367,41 +367,47 @@ ModelVersion Registry::register_version(std::string_view name, const NewVersion&
     if (nv.flavour.empty())
         throw_error(ErrorKind::InvalidArgument, "flavour of the new version of '{}' is empty: use e.g. 'python'", name);
     auto guard = ws_.db().lock();  // every attempt on one connection
-    // Inside a caller's transaction the number is read: a refused guess would abort that whole
+    // Inside a caller's transaction nothing is guessed: a refused guess would abort that whole
     // transaction on PostgreSQL, and its rollback would leave known_ ahead of what is stored.
     const bool outermost = !ws_.db().in_transaction();
     const std::string key(name);
     for (int attempt = 0;; ++attempt) {
+        // The first attempt guesses the version number (from what this handle registered last) and
+        // that the source run exists, both checked by the INSERT, which refuses a wrong guess (a
+        // Conflict, nothing written): no read, so on PostgreSQL one wait. The second attempt reads.
+        const bool guessing = outermost && attempt == 0;
         std::optional<Known> guess;
-        if (outermost && attempt == 0) {
+        if (guessing) {
             std::lock_guard lk(known_mu_);
             if (auto it = known_.find(key); it != known_.end()) guess = it->second;
         }
         try {
-            return write_version(name, nv, info, guess, outermost);
+            return write_version(name, nv, info, guess, /*read_run=*/!guessing, outermost);
         } catch (const Error& e) {
             {
                 std::lock_guard lk(known_mu_);
                 known_.erase(key);
             }
             // Another process, or another thread on another connection, registered a version of this
-            // model since this handle last did: the guessed number was refused by the INSERT's guard,
-            // and nothing was written. Once more, reading the number.
-            if (guess && e.kind() == ErrorKind::Conflict) continue;
+            // model since this handle last did, or the run is missing: once more, reading both (a
+            // missing run is then a NotFound naming it).
+            if (guessing && e.kind() == ErrorKind::Conflict) continue;
             throw;
         }
     }
 }
 
 ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv, const ModelInfo& info,
-                                     std::optional<Known> guess, bool remember) {
+                                     std::optional<Known> guess, bool read_run, bool remember) {
     auto& db = ws_.db();
     storage::Transaction tx(db); // one writer at a time: the version number below is ours until commit
-    if (!nv.run_id.empty()) {
-        // The source run must exist: lineage and `mv.run` would otherwise point at nothing. Asked
-        // through tracking's public API; runs are never deleted, so the answer holds until commit.
+    // The source run must exist: lineage and `mv.run` would otherwise point at nothing. Asked through
+    // tracking's public API, here or in the INSERT below; runs are never deleted, so the answer holds
+    // until commit.
+    tracking::Tracker runs(ws_);  // per call: it ensures its tables in this transaction
+    if (!nv.run_id.empty() && read_run) {
         try {
-            tracking::Tracker(ws_).get_info(nv.run_id);  // per call: it ensures its tables in this transaction
+            runs.get_info(nv.run_id);
         } catch (const Error& e) {
             if (e.kind() != ErrorKind::NotFound) throw;
             throw_error(ErrorKind::NotFound,
@@ -447,10 +453,12 @@ ModelVersion Registry::write_version(std::string_view name, const NewVersion& nv
     created.created_at = now_ms();
     created.created_by = ws_.user();
     // Gap-free whoever guessed the number: the version is 1 + the highest one, or NULL, which the
-    // NOT NULL column refuses (a Conflict that rolls the whole transaction back).
+    // NOT NULL column refuses (a Conflict that rolls the whole transaction back). NULL too when the
+    // source run is missing.
     db.prepare("INSERT INTO registry_versions(model_id, version, run_id, digest, flavour, signature, description, "
                "created_at, created_by) VALUES(?1, CASE WHEN (SELECT COALESCE(MAX(version), 0) + 1 FROM "
-               "registry_versions WHERE model_id = ?1) = ?2 THEN ?2 END, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+               "registry_versions WHERE model_id = ?1) = ?2 AND (?3 = '' OR " + tracking::Tracker::run_exists_sql(3) +
+               ") THEN ?2 END, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
         .bind_all(id, number, nv.run_id, nv.digest, nv.flavour, nv.signature, nv.description, created.created_at,
                   created.created_by)
         .queue();

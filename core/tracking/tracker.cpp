@@ -272,6 +272,10 @@ std::vector<Experiment> Tracker::experiments() {
     return out;
 }
 
+std::string Tracker::run_exists_sql(int param) {
+    return fmt::format("EXISTS (SELECT 1 FROM tracking_runs WHERE run_id = ?{})", param);
+}
+
 int64_t Tracker::run_pk(std::string_view run_id) {
     std::string key(run_id);
     {
@@ -324,9 +328,9 @@ RunInfo Tracker::start_run(const NewRun& spec) {
             .bind_all(process.host, process.pid, process.process_start,
                       process.heartbeat_at ? process.heartbeat_at : start, id)
             .queue();
-    lineage::Graph graph(ws_);
-    graph.add_edge("experiment:" + spec.experiment, "contains", "run:" + id);
-    if (spec.parent_id) graph.add_edge("run:" + *spec.parent_id, "contains", "run:" + id);
+    std::vector<lineage::EdgeRef> edges{{"experiment:" + spec.experiment, "contains", "run:" + id}};
+    if (spec.parent_id) edges.push_back({"run:" + *spec.parent_id, "contains", "run:" + id});
+    lineage::Graph(ws_).record({}, edges);
     tx.commit();
     const int64_t pk = insert.insert_id();
     if (!outer) {

@@ -208,6 +208,18 @@ TEST_F(RegistryTest, SourceRunMustExist) {
     EXPECT_FALSE(keel::lineage::Graph(*ws).find_node("run:nope"));
     EXPECT_EQ(add("churn").run_id, run_id);
     EXPECT_EQ(reg.register_version("churn", NewVersion{.digest = digest}).run_id, ""); // no source run is fine
+    // The model is known now, so the run is checked by the INSERT, not read: the same NotFound.
+    e = thrown_error([&] { reg.register_version("churn", NewVersion{.digest = digest, .run_id = "nope"}); });
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+    EXPECT_TRUE(contains(e.what(), "cannot register a version of 'churn' from run 'nope': no such run")) << e.what();
+    EXPECT_EQ(reg.versions("churn").size(), 2u);
+    {  // inside a caller's transaction, read first
+        keel::storage::Transaction tx(ws->db());
+        EXPECT_EQ(thrown_error([&] { reg.register_version("churn", NewVersion{.digest = digest, .run_id = "nope"}); })
+                      .kind(),
+                  ErrorKind::NotFound);
+    }
+    EXPECT_EQ(add("churn").version, 3);
 }
 
 TEST_F(RegistryTest, RegisteringWritesLineage) {

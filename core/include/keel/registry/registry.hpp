@@ -171,9 +171,10 @@ private:
         int64_t latest = 0;
     };
     //! One attempt of register_version: the version numbered from `guess` when given, else read;
+    //! `read_run`: the source run read first (NotFound naming it), else only checked by the INSERT;
     //! `remember`: record the model and its new version in known_.
     ModelVersion write_version(std::string_view name, const NewVersion& version, const ModelInfo& info,
-                               std::optional<Known> guess, bool remember);
+                               std::optional<Known> guess, bool read_run, bool remember);
     storage::Workspace& ws_;
     std::unique_ptr<lineage::Graph> graph_;
     std::mutex known_mu_;  //!< threads of one handle lease different connections of a pool

@@ -135,6 +135,10 @@ public:
     static const storage::ModuleSchema& schema();
     //! Where this module's rows name objects (`keel admin gc` keeps those).
     static const std::vector<storage::ObjectRefs>& object_refs();
+    //! An SQL condition, true when the run whose id is bound at parameter `?N` exists: another
+    //! module's write can check a run without a read of its own (a wait on PostgreSQL). Runs are
+    //! never removed, so what it finds holds until that write commits.
+    static std::string run_exists_sql(int param);
 
     //! Creates the experiment if it does not exist yet.
     void ensure_experiment(std::string_view name);
