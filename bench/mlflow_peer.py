@@ -73,6 +73,27 @@ def timed(fn, calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+ROUND = 50  # MLflow calls per round (the two sides alternate)
+
+
+def alternating(keel_call, mlflow_call, calls: int, mlflow_calls: int | None = None) -> tuple[float, float]:
+    """Seconds per call of each side (keel_call(i) for i < calls, mlflow_call(i) for i < mlflow_calls,
+    by default as many), run in rounds of ROUND MLflow calls and Keel's same share, Keel then MLflow,
+    so both see the same load: a shared machine, the server's autovacuum after a bulk load."""
+    mlflow_calls = calls if mlflow_calls is None else mlflow_calls
+    rounds = max(1, -(-mlflow_calls // ROUND))
+    keel_s = mlflow_s = 0.0
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(r * calls // rounds, (r + 1) * calls // rounds):
+            keel_call(i)
+        t1 = time.perf_counter()
+        for i in range(r * mlflow_calls // rounds, (r + 1) * mlflow_calls // rounds):
+            mlflow_call(i)
+        keel_s, mlflow_s = keel_s + t1 - t0, mlflow_s + time.perf_counter() - t1
+    return keel_s / calls, mlflow_s / mlflow_calls
+
+
 def timed_median(fn, repeat: int) -> tuple[float, object]:
     """The median of `repeat` timed calls after one warm-up (statement caches, the server's buffers),
     and the last call's result."""
@@ -91,9 +112,10 @@ def log_metric_calls(table: Table, ws, client, exp_id, keel_calls: int, mlflow_c
     """One-by-one log_metric calls; MLflow's side is scaled down (milliseconds a call) and the rows
     compare per-call times."""
     run = ws.start_run(experiment="per-call", capture_source=False)
-    keel_per = timed(lambda i: run.log_metric("loss", 1.0 / (i + 1), step=i), keel_calls)
     mrun = client.create_run(exp_id).info.run_id
-    mlflow_per = timed(lambda i: client.log_metric(mrun, "loss", 1.0 / (i + 1), step=i), mlflow_calls)
+    keel_per, mlflow_per = alternating(lambda i: run.log_metric("loss", 1.0 / (i + 1), step=i),
+                                       lambda i: client.log_metric(mrun, "loss", 1.0 / (i + 1), step=i),
+                                       keel_calls, mlflow_calls)
     kh = run.metric_history("loss")
     mh = sorted(client.get_metric_history(mrun, "loss"), key=lambda m: m.step)
     assert len(kh) == keel_calls and len(mh) == mlflow_calls
@@ -130,13 +152,13 @@ def log_batch_points(table: Table, ws, client, exp_id, points: int) -> None:
 def create_runs(table: Table, ws, client, keel_runs: int, mlflow_runs: int) -> None:
     """Runs started and ended, per run."""
     exp_id = client.create_experiment("create")
-    keel_per = timed(lambda i: ws.start_run(experiment="create", name=f"run-{i}", capture_source=False).end(),
-                     keel_runs)
 
     def mlflow_run(i):
         r = client.create_run(exp_id, run_name=f"run-{i}")
         client.set_terminated(r.info.run_id, "FINISHED")
-    mlflow_per = timed(mlflow_run, mlflow_runs)
+    keel_per, mlflow_per = alternating(
+        lambda i: ws.start_run(experiment="create", name=f"run-{i}", capture_source=False).end(), mlflow_run,
+        keel_runs, mlflow_runs)
     assert len(ws.runs.search(experiment="create", max_results=50_000)) == keel_runs
     assert len(client.search_runs([exp_id], max_results=50_000)) == mlflow_runs
     table.record(f"create a run, start + end (keel {keel_runs:,} / mlflow {mlflow_runs:,} runs)", keel_per,
@@ -261,25 +283,6 @@ def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pand
 
 
 # --------------------------------------------------------------------------------------- registry
-
-ROUND = 50  # registry calls per side per round (the two sides alternate)
-
-
-def alternating(keel_call, mlflow_call, calls: int) -> tuple[float, float]:
-    """Seconds per call of each side, run in rounds of ROUND calls, Keel then MLflow, so both see the
-    same load on a shared machine."""
-    keel_s = mlflow_s = 0.0
-    for start in range(0, calls, ROUND):
-        stop = min(start + ROUND, calls)
-        t0 = time.perf_counter()
-        for i in range(start, stop):
-            keel_call(i)
-        t1 = time.perf_counter()
-        for i in range(start, stop):
-            mlflow_call(i)
-        keel_s, mlflow_s = keel_s + t1 - t0, mlflow_s + time.perf_counter() - t1
-    return keel_s / calls, mlflow_s / calls
-
 
 def register_versions(table: Table, ws, client, name: str, source: str, versions: int) -> None:
     """Versions of one model, each from its own run (both sides are given the run's id; Keel also checks

@@ -17,8 +17,8 @@ namespace keel::serving {
 //! Conflict when pointing `model@alias` at `version` would give an endpoint serving that alias a
 //! model it cannot feed, naming the endpoint and the missing and extra inputs. An endpoint that
 //! cannot feed what the alias points at today is not the move's fault and is passed over. The
-//! registry cannot ask this itself (serving sits above it): whoever moves an alias for a user calls
-//! this first (keel.Models.set_alias, the CLI, a server). NotFound when the version does not exist.
+//! registry cannot ask this itself (serving sits above it): whoever moves an alias for a user goes
+//! through move_alias below (keel.Models.set_alias, the CLI). NotFound when the version does not exist.
 void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version);
 
 //! Moves `model@alias` to `version` (Registry::set_alias) if check_alias_move allows it, in one
