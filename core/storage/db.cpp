@@ -224,7 +224,7 @@ detail::Conn* Db::acquire(bool wait) {
                 idle_.pop_back();
                 break;
             }
-            if (connect_ && open_ < options_.size) {
+            if (open_ < options_.size) {
                 ++open_;  // this slot is ours; the connection opens below, without the mutex
                 break;
             }
@@ -232,7 +232,7 @@ detail::Conn* Db::acquire(bool wait) {
             if (options_.wait.count() == 0) {
                 pool_cv_.wait(lk);
             } else if (pool_cv_.wait_until(lk, deadline) == std::cv_status::timeout && idle_.empty() &&
-                       !(connect_ && open_ < options_.size)) {
+                       open_ >= options_.size) {
                 throw_error(ErrorKind::Unavailable,
                             "all {} connections of the pool to {} stayed in use for {} ms: retry, shorten long "
                             "transactions, or raise the pool size (?pool_size=N in the workspace URL; its server "
@@ -280,7 +280,7 @@ void Db::release() noexcept {
     bool dropped = false;
     {
         std::lock_guard lk(pool_mu_);
-        if (connect_ && conn->backend->broken()) {
+        if (conn->backend->broken()) {
             // Lost (a server restart): the next lease opens a new connection. The idle ones most
             // likely went with it; reopening them costs less than one more failed call each.
             dropped = true;
@@ -289,7 +289,7 @@ void Db::release() noexcept {
             open_ -= 1 + idle_.size();
             idle_.clear();
         } else {
-            if (connect_) conn->idle_since = std::chrono::steady_clock::now();
+            conn->idle_since = std::chrono::steady_clock::now();
             idle_.push_back(conn);
         }
         take_expired(closing);
@@ -299,7 +299,7 @@ void Db::release() noexcept {
 }
 
 void Db::take_expired(std::vector<std::unique_ptr<detail::Conn>>& out) {
-    if (!connect_ || idle_.size() <= 1) return;
+    if (idle_.size() <= 1) return;
     const auto now = std::chrono::steady_clock::now();
     // idle_ is oldest first: the front has waited longest.
     while (idle_.size() > 1 && now - idle_.front()->idle_since >= options_.idle) {

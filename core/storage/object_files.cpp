@@ -69,19 +69,6 @@ void fsync_path(const fs::path& path, bool directory) {
     }
 }
 
-std::string md5_hex(std::string_view bytes) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int size = 0;
-    EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_md5(), nullptr);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < size; ++i) {
-        out += kHex[digest[i] >> 4];
-        out += kHex[digest[i] & 15];
-    }
-    return out;
-}
-
 namespace {
 
 std::string to_hex(std::string_view bytes) {
@@ -116,21 +103,35 @@ std::string Hasher::digest() {
 }
 std::string Hasher::hex() { return to_hex(digest()); }
 
+namespace {
+
+// Feeds the next `bytes` bytes of `in` to `hash`, a megabyte at a time.
+void hash_next(FileSource& in, int64_t bytes, Hasher& hash, const fs::path& path) {
+    std::string buf;
+    while (bytes > 0) {
+        in.read(buf, size_t(std::min<int64_t>(bytes, 1 << 20)));
+        if (buf.empty()) throw_error(ErrorKind::Internal, "{} shrank while it was being read", path.string());
+        hash.update(buf);
+        bytes -= int64_t(buf.size());
+    }
+}
+
+} // namespace
+
+std::string file_md5_hex(const fs::path& path) {
+    FileSource in(path);
+    Hasher md5 = Hasher::md5();
+    hash_next(in, in.size(), md5, path);
+    return md5.hex();
+}
+
 std::string multipart_etag(const fs::path& path, int64_t part_size) {
     FileSource in(path);
     Hasher all = Hasher::md5();
     int64_t parts = 0;
-    std::string buf;
-    for (int64_t offset = 0; offset < in.size(); ++parts) {
+    for (int64_t offset = 0; offset < in.size(); offset += part_size, ++parts) {
         Hasher part = Hasher::md5();
-        for (int64_t left = std::min(part_size, in.size() - offset); left > 0;) {
-            in.read(buf, size_t(std::min<int64_t>(left, 1 << 20)));
-            if (buf.empty())
-                throw_error(ErrorKind::Internal, "{} shrank while it was being read", path.string());
-            part.update(buf);
-            left -= int64_t(buf.size());
-            offset += int64_t(buf.size());
-        }
+        hash_next(in, std::min(part_size, in.size() - offset), part, path);
         all.update(part.digest());
     }
     return all.hex() + "-" + std::to_string(parts);

@@ -17,8 +17,9 @@ void write_file(const std::filesystem::path& path, std::string_view bytes);
 std::string read_file(const std::filesystem::path& path);
 //! fsync of a file or a directory (a rename is durable once its directory is synced); best effort.
 void fsync_path(const std::filesystem::path& path, bool directory);
-//! The hex MD5 of bytes: what S3 answers as the ETag of a single-part upload.
-std::string md5_hex(std::string_view bytes);
+//! The hex MD5 of a file, read a megabyte at a time: what S3 answers as the ETag of a single-part
+//! upload of it.
+std::string file_md5_hex(const std::filesystem::path& path);
 //! The hex ETag S3 gives a multipart upload: the MD5 of the parts' binary MD5s, "-", the part count.
 //! Bytes past `part_size` begin the next part.
 std::string multipart_etag(const std::filesystem::path& path, int64_t part_size);

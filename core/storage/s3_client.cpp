@@ -398,18 +398,8 @@ bool S3Client::put_if_absent(std::string_view key, std::string_view bytes) const
 }
 
 std::string S3Client::file_etag(const std::filesystem::path& path) const {
-    const int64_t size = int64_t(std::filesystem::file_size(path));
-    if (size <= impl_->config.multipart_threshold) {
-        detail::FileSource in(path);
-        detail::Hasher md5 = detail::Hasher::md5();
-        std::string buf;
-        for (int64_t done = 0; done < in.size(); done += int64_t(buf.size())) {
-            in.read(buf, 1 << 20);
-            if (buf.empty()) break;
-            md5.update(buf);
-        }
-        return md5.hex();
-    }
+    if (int64_t(std::filesystem::file_size(path)) <= impl_->config.multipart_threshold)
+        return detail::file_md5_hex(path);
     return detail::multipart_etag(path, impl_->config.part_size);
 }
 

@@ -345,12 +345,14 @@ void Workspace::open_directory() {
     } else {
         location_.artifacts = objects;
         objects_ = s3_object_store(S3Config::from_env(), S3Location::parse(objects), cache_options(location_, path_ / "cache"));
-        if (new_workspace) try {
+        if (new_workspace) {
+            try {
                 claim_objects(*objects_, path_.string(), path_.string());
             } catch (...) {
                 if (created_dir && copy_source_.empty()) fs::remove_all(path_, ec);  // made by this call: its cache
                 throw;
             }
+        }
     }
     record_objects(path_, objects);
     db_ = std::make_unique<Db>((path_ / "keel.db").string());

@@ -296,7 +296,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     auto& db = ws_.db();
     // Ids are remembered only when this call's transaction is the outermost: then they are committed
     // when it returns (an outer one may still roll back), and runs and experiments are never removed.
-    const bool outer = db.in_transaction();
+    const bool nested = db.in_transaction();
     storage::Transaction tx(db, storage::Transaction::Unannounced);
     int64_t exp = experiment_pk(spec.experiment, true);
     std::optional<int64_t> parent;
@@ -333,7 +333,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     lineage::Graph(ws_).record({}, edges);
     tx.commit();
     const int64_t pk = insert.insert_id();
-    if (!outer) {
+    if (!nested) {
         std::lock_guard lk(run_pks_mu_);
         run_pks_.emplace(id, pk);
         experiment_pks_.emplace(spec.experiment, exp);
@@ -375,7 +375,7 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     if (n == 0) return ids;
     auto& db = ws_.db();
     const int64_t start = batch.start_time.value_or(now_ms()), end = batch.end_time.value_or(now_ms());
-    const bool outer = db.in_transaction();  // as in start_run: remember ids only once committed
+    const bool nested = db.in_transaction();  // as in start_run: remember ids only once committed
     storage::Transaction tx(db, storage::Transaction::Unannounced);
     const int64_t exp = experiment_pk(experiment, true);
     // The runs first, reading back each one's row id (by run id: RETURNING's order is not promised).
@@ -417,7 +417,7 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     for (const auto& id : ids) refs.push_back("run:" + id);
     lineage::Graph(ws_).add_edges("experiment:" + std::string(experiment), "contains", refs);
     tx.commit();
-    if (!outer) {
+    if (!nested) {
         std::lock_guard lk(run_pks_mu_);
         for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
         experiment_pks_.emplace(experiment, exp);

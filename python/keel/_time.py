@@ -16,13 +16,15 @@ text must carry 'Z' or an offset).
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
 from keel.errors import InvalidArgument
 
-__all__ = ["to_epoch_ms", "to_epoch_ms_array", "ZONE_HINT"]
+__all__ = ["to_epoch_ms", "to_epoch_ms_array", "duration_ms", "ZONE_HINT"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
@@ -112,3 +114,28 @@ def to_epoch_ms_array(values, what: str = "timestamps") -> np.ndarray:
     if array.dtype == object:
         return np.fromiter((to_epoch_ms(v, what) for v in array.ravel()), np.int64, array.size)
     return np.ascontiguousarray(array, dtype=np.int64)
+
+
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+def duration_ms(value, what: str = "duration") -> int:
+    """A length of time in milliseconds, from '90s', '30m', '12h', '10d', '2w' or several ('1h30m'),
+    a number of seconds, or a timedelta (pandas' too) or numpy timedelta64. InvalidArgument naming
+    ``what`` for anything else, and for a negative length."""
+    if isinstance(value, timedelta):
+        ms = value.total_seconds() * 1000
+    elif isinstance(value, np.timedelta64):
+        ms = float(value / np.timedelta64(1, "ms"))
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        ms = float(value) * 1000
+    elif isinstance(value, str) and _DURATION.fullmatch(text := re.sub(r"\s+", "", value)):
+        ms = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    else:
+        raise InvalidArgument(f"{what}={value!r:.80} is not a duration: use e.g. '30m', '12h', '10d', '1h30m', "
+                              "a number of seconds or a timedelta")
+    if not math.isfinite(ms) or ms < 0:
+        raise InvalidArgument(f"{what}={value!r:.80} is not a length of time of 0 or more: use e.g. '1h' or 3600")
+    return int(ms)

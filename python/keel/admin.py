@@ -11,7 +11,6 @@ The same as ``keel admin migrate``, ``keel admin copy SRC DST`` and ``keel admin
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from keel import _core
-from keel.errors import InvalidArgument
+from keel._time import duration_ms
 
 Progress = Callable[[str, str, int, int], None]
 
@@ -86,24 +85,6 @@ def gc(workspace: Any, *, older_than: str | float | timedelta = "1h", dry_run: b
         import keel
         native = keel.open(native).native
     return _core.admin_gc(native, duration_ms(older_than, "older_than"), dry_run)
-
-
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def duration_ms(value: str | float | timedelta, what: str = "duration") -> int:
-    """'90s', '30m', '1h', '2d' (or '1h30m'), seconds as a number, or a timedelta, in ms."""
-    if isinstance(value, timedelta):
-        ms = value.total_seconds() * 1000
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        ms = float(value) * 1000
-    elif isinstance(value, str) and re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h|d))+", value.strip()):
-        ms = sum(float(n) * _UNITS[unit] for n, _, unit in re.findall(r"(\d+(\.\d+)?)(ms|s|m|h|d)", value.strip()))
-    else:
-        raise InvalidArgument(f"{what} {value!r} is not a duration: use e.g. '1h', '30m', '2d', '90s' or seconds")
-    if ms < 0:
-        raise InvalidArgument(f"{what} {value!r} is negative: it must be 0 or more")
-    return int(ms)
 
 
 class _Bar:

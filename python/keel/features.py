@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from keel import _core, _data
 from keel.display import format_ms, html_table
-from keel._time import to_epoch_ms
+from keel._time import duration_ms, to_epoch_ms
 from keel.errors import InvalidArgument
 
 __all__ = ["FeatureStore", "FeatureView", "Entity", "TrainingSet", "TrainingSpec", "Access", "FeatureType", "Bool",
@@ -120,23 +120,8 @@ def _column_spec(name: str, t) -> dict:
     return {"name": name, "dtype": t.dtype, "dim": t.dim, "pii": bool(t.pii)}
 
 
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
 def _ttl_ms(ttl) -> int:
-    if ttl is None:
-        return 0
-    if isinstance(ttl, _dt.timedelta):
-        return int(ttl.total_seconds() * 1000)
-    if hasattr(ttl, "to_timedelta64"):  # pandas Timedelta
-        return int(ttl.to_timedelta64().astype("timedelta64[ms]").astype(np.int64))
-    if isinstance(ttl, (int, np.integer)):
-        return int(ttl) * 1000
-    if isinstance(ttl, str):
-        m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d|w)\s*", ttl)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2)]
-    raise InvalidArgument(f"ttl {ttl!r} is not understood: use e.g. '30d', '12h', '15m' or a timedelta")
+    return 0 if ttl is None else duration_ms(ttl, "ttl")
 
 
 def _ms_of(ts, what: str = "time") -> int | None:

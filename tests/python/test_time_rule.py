@@ -18,7 +18,7 @@ import pytest
 
 import keel
 from keel import quality
-from keel._time import to_epoch_ms, to_epoch_ms_array
+from keel._time import duration_ms, to_epoch_ms, to_epoch_ms_array
 
 PYTHON_DIR = str(Path(keel.__file__).resolve().parent.parent)
 
@@ -70,6 +70,19 @@ def test_naive_forms_are_refused_with_the_fix(form):
 def test_non_times_are_refused(bad):
     with pytest.raises(keel.InvalidArgument, match="t="):
         to_epoch_ms(bad, "t")
+
+
+@pytest.mark.parametrize("form", ["90m", "1h30m", "1.5h", " 1h 30m ", 5400, 5400.0, np.int64(5400),
+                                  timedelta(minutes=90), pd.Timedelta(minutes=90), np.timedelta64(90, "m")])
+def test_every_form_of_a_duration_is_the_same_length(form):
+    # One parser for every length of time (a view's ttl, `keel admin gc --older-than`).
+    assert duration_ms(form, "ttl") == 5_400_000
+
+
+@pytest.mark.parametrize("bad", ["1x", "h", "", "-1h", -1, float("nan"), True, None, "1h-"])
+def test_non_durations_are_refused_naming_the_argument(bad):
+    with pytest.raises(keel.InvalidArgument, match=r"ttl=.*(is not a duration: use e\.g\. '30m'|of 0 or more)"):
+        duration_ms(bad, "ttl")
 
 
 def test_arrays_of_times():
