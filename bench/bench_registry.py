@@ -53,10 +53,8 @@ def bench_stages(ws, client) -> None:
 
 
 def main() -> None:
-    root, ws, client = peer.open_both("registry")
-    source = os.path.join(root, "model")
-    os.makedirs(source)
-    peer.register_versions(table, ws, client, NAME, source, VERSIONS)
+    _, ws, client = peer.open_both("registry")
+    peer.register_versions(table, ws, client, NAME, VERSIONS)
     peer.move_alias(table, ws, client, NAME, VERSIONS, ALIAS_MOVES)
     bench_resolve(ws, client)
     bench_stages(ws, client)

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Keel vs MLflow with both on PostgreSQL: one throwaway server, same machine, same run.
 
-MLflow is configured the way its teams run it: its SQLAlchemy tracking and registry store on
-PostgreSQL through psycopg2 (tracking URI postgresql://...), artifacts in a local folder. Keel opens
-a team workspace on the same server (``keel.open("postgresql://...?schema=keel", artifacts=...)``).
+MLflow runs in the two ways its users run it on PostgreSQL, each in its own database, each with its
+own table: first its SQLAlchemy tracking and registry store in this process (tracking URI
+postgresql+psycopg2://..., no server in between: MLflow's fastest setup, the conservative column), then
+the team setup its `mlflow server --help` names, a tracking server with a PostgreSQL backend store
+(`mlflow server --backend-store-uri postgresql://...`, default workers) that clients reach by HTTP.
+Keel opens a team workspace on the same server (``keel.open("postgresql://...?schema=...",
+artifacts=...)``), a fresh schema for each table, since its clients talk to PostgreSQL themselves.
 
 Workloads (bench/mlflow_peer.py, the same ones bench_tracking.py and bench_registry.py run on
 SQLite), each checked for equal results on both sides:
@@ -18,15 +22,20 @@ SEARCH_RUNS, since filling it costs minutes per 100k runs.
 Run it with ``bench/run.sh tracking_pg`` (MLflow and psycopg2 live only in bench/.work/venv-tracking_pg).
 Environment knobs: KEEL_CALLS, MLFLOW_CALLS, BATCH_POINTS, KEEL_CREATE, MLFLOW_CREATE, SEARCH_RUNS,
 SCALE_RUNS (comma-separated), SEARCH_REPEAT, VERSIONS, ALIAS_MOVES, ONLY (comma-separated workloads:
-per_call, batched, create, search, register, scale).
+per_call, batched, create, search, register, scale), PEERS (store, server; both by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
@@ -47,6 +56,7 @@ SEARCH_REPEAT = int(os.environ.get("SEARCH_REPEAT", 5))
 VERSIONS = int(os.environ.get("VERSIONS", 300))
 ALIAS_MOVES = int(os.environ.get("ALIAS_MOVES", 500))
 ONLY = set(filter(None, os.environ.get("ONLY", "per_call,batched,create,search,register,scale").split(",")))
+PEERS = [p for p in ("store", "server") if p in os.environ.get("PEERS", "store,server").split(",")]
 
 
 def scale(ws, now: int) -> list[tuple[int, float, float]]:
@@ -67,6 +77,88 @@ def scale(ws, now: int) -> list[tuple[int, float, float]]:
     return out
 
 
+def wait_until_idle(timeout_s: float = 180) -> None:
+    """Until the machine's CPUs are idle for a second (at most `timeout_s`): a new `mlflow server` also
+    starts job consumers that import MLflow for half a minute after it answers, which would take the
+    2 cores from both sides of the first rows."""
+    def busy_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle, iowait
+        return sum(ticks) - idle, sum(ticks)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        b0, t0 = busy_and_total()
+        time.sleep(1)
+        b1, t1 = busy_and_total()
+        if (b1 - b0) < 0.1 * max(t1 - t0, 1):
+            return
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, root: str):
+    """`mlflow server` on `backend_uri` and a free local port, as a team runs it (default workers,
+    artifacts served from a folder); yields its URL once /health answers, stops it on exit."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    log_path = os.path.join(root, "mlflow-server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([mlflow_cli, "server", "--backend-store-uri", backend_uri, "--host", "127.0.0.1",
+                                 "--port", str(port),
+                                 "--artifacts-destination", os.path.join(root, "mlflow-server-artifacts")],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not come up (exit {proc.poll()}); see {log_path}")
+            time.sleep(0.2)
+        # Each worker opens its tracking and registry stores at its first request to them (seconds:
+        # engine, schema check): untimed, 64 of each from fresh connections, which the kernel deals
+        # to the workers, so that every worker has both before anything is measured.
+        for _ in range(64):
+            for path in ("experiments/search", "registered-models/search"):
+                with urllib.request.urlopen(f"{url}/api/2.0/mlflow/{path}?max_results=1", timeout=60) as answer:
+                    answer.read()
+        wait_until_idle()
+        yield url
+    finally:
+        # The whole group: the CLI, uvicorn's workers and the job consumers it started.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def workloads(table, ws, client, now: int, filler=None) -> None:
+    """The five rows of one table, Keel's `ws` against one MLflow `client`."""
+    exp_id = client.create_experiment("bench")
+    if "per_call" in ONLY:
+        peer.log_metric_calls(table, ws, client, exp_id, KEEL_CALLS, MLFLOW_CALLS)
+    if "batched" in ONLY:
+        peer.log_batch_points(table, ws, client, exp_id, BATCH_POINTS)
+    if "create" in ONLY:
+        peer.create_runs(table, ws, client, KEEL_CREATE, MLFLOW_CREATE)
+    if "search" in ONLY:
+        peer.search_runs(table, ws, client, SEARCH_RUNS, SEARCH_REPEAT, now, filler=filler)
+    if "register" in ONLY:
+        peer.register_versions(table, ws, client, "churn", VERSIONS)
+        peer.move_alias(table, ws, client, "churn", VERSIONS, ALIAS_MOVES)
+    table.print()
+
+
 def main() -> None:
     peer.quiet_mlflow()
     import mlflow
@@ -78,7 +170,8 @@ def main() -> None:
         conn = psycopg2.connect(pg.url)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE mlflow")
+            for peer_name in PEERS:
+                cur.execute(f"CREATE DATABASE mlflow_{peer_name}")
             cur.execute("SHOW server_version")
             version = cur.fetchone()[0]
         conn.close()
@@ -86,30 +179,25 @@ def main() -> None:
         print(f"keel {keel.__version__} vs mlflow {mlflow.__version__} (psycopg2 {psycopg2.__version__.split()[0]}),"
               f" both on PostgreSQL {version} at {base} (fsync=off, as the tests' throwaway cluster); workdir {root}",
               flush=True)
-        ws = keel.open(f"{pg.url}?schema=keel", artifacts=os.path.join(root, "keel-artifacts"))
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; MLflow's docs spell the driver out.
-        uri = f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/mlflow"
-        t0 = time.perf_counter()
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        exp_id = client.create_experiment("bench", artifact_location=f"file://{root}/mlflow-artifacts")
-        print(f"  (mlflow created its schema in {time.perf_counter() - t0:.1f} s)", flush=True)
+        sql_uri = lambda db: f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/{db}"  # noqa: E731
         now = int(time.time() * 1000)
-        table = peer.Table("PostgreSQL")
-        if "per_call" in ONLY:
-            peer.log_metric_calls(table, ws, client, exp_id, KEEL_CALLS, MLFLOW_CALLS)
-        if "batched" in ONLY:
-            peer.log_batch_points(table, ws, client, exp_id, BATCH_POINTS)
-        if "create" in ONLY:
-            peer.create_runs(table, ws, client, KEEL_CREATE, MLFLOW_CREATE)
-        if "search" in ONLY:
-            peer.search_runs(table, ws, client, SEARCH_RUNS, SEARCH_REPEAT, now)
-        if "register" in ONLY:
-            source = os.path.join(root, "model")
-            os.makedirs(source)
-            peer.register_versions(table, ws, client, "churn", source, VERSIONS)
-            peer.move_alias(table, ws, client, "churn", VERSIONS, ALIAS_MOVES)
-        table.print()
-        if "scale" in ONLY:
+        ws = None
+        for peer_name in PEERS:
+            ws = keel.open(f"{pg.url}?schema=keel_{peer_name}", artifacts=os.path.join(root, f"keel-{peer_name}"))
+            uri = sql_uri(f"mlflow_{peer_name}")
+            t0 = time.perf_counter()
+            store = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            store.search_experiments()  # creates MLflow's schema
+            print(f"\n== MLflow {'SQL store in this process' if peer_name == 'store' else 'tracking server'} "
+                  f"(schema made in {time.perf_counter() - t0:.1f} s)", flush=True)
+            if peer_name == "store":
+                workloads(peer.Table("PostgreSQL, SQL store"), ws, store, now)
+                continue
+            with mlflow_server(uri, root) as url:
+                workloads(peer.Table("PostgreSQL, mlflow server"), ws, MlflowClient(tracking_uri=url), now,
+                          filler=store)
+        if "scale" in ONLY and ws is not None:
             sizes = scale(ws, now)
             print("\n| runs in the experiment | Keel search (median) | filling them through the API |\n"
                   "| --- | --- | --- |")

@@ -233,10 +233,12 @@ def keel_search(ws, experiment: str):
     return ws.runs.search(experiment=experiment, filter=SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=SEARCH_MAX)
 
 
-def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pandas: bool = False) -> None:
+def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pandas: bool = False,
+                filler=None) -> None:
     """Search over n runs with a metric and a param filter, ordered by the metric, top SEARCH_MAX;
     both sides must find the same runs in the same order. Filling is not timed: Keel through its bulk
-    API, MLflow's first 100 runs through its API and the rest as bulk inserts of its own models."""
+    API, MLflow's first 100 runs through its API and the rest as bulk inserts of its own models
+    (through `filler`, a client on MLflow's SQL store, when `client` talks to a tracking server)."""
     from mlflow.entities import Metric, Param
     runs = Runs(n)
     exp_id = client.create_experiment("search")
@@ -249,7 +251,7 @@ def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pand
                          params=[Param("model", str(runs.model[i])), Param("lr", str(runs.lr[i]))])
         client.set_terminated(r.info.run_id, "FINISHED", end_time=now)
     t0 = time.perf_counter()
-    mlflow_fill(client, exp_id, runs, api_runs, n, now)
+    mlflow_fill(filler or client, exp_id, runs, api_runs, n, now)
     mlflow_fill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     keel_fill(ws, "search", runs, 0, n, now)
@@ -284,16 +286,17 @@ def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pand
 
 # --------------------------------------------------------------------------------------- registry
 
-def register_versions(table: Table, ws, client, name: str, source: str, versions: int) -> None:
+def register_versions(table: Table, ws, client, name: str, versions: int) -> None:
     """Versions of one model, each from its own run (both sides are given the run's id; Keel also checks
-    that the run exists). MLflow records a source URI; Keel registers an artifact digest already
-    stored, so neither side copies model bytes."""
+    that the run exists). MLflow records a source URI in the run's artifacts (where log_model puts a
+    model; a tracking server refuses a local path outside them); Keel registers an artifact digest
+    already stored, so neither side copies model bytes."""
     digest = ws.put_artifact(b"model bytes")
     ws.models.create(name)
     client.create_registered_model(name)
     # Ended source runs: runs left RUNNING get a heartbeat from a thread every 30 s, which would
     # hold the workspace's connection for a while in the middle of the timed loop.
-    runs, mlflow_runs = [], []
+    runs, mlflow_runs, sources = [], [], []
     mlflow_experiment = client.create_experiment(f"{name}-sources")
     for _ in range(versions):
         run = ws.start_run(experiment="registry", capture_source=False)
@@ -302,14 +305,15 @@ def register_versions(table: Table, ws, client, name: str, source: str, versions
         mlflow_run = client.create_run(mlflow_experiment)
         client.set_terminated(mlflow_run.info.run_id)
         mlflow_runs.append(mlflow_run.info.run_id)
+        sources.append(f"{mlflow_run.info.artifact_uri}/model")
     # One version of another model first on each side, untimed: Keel's first write that moves the
     # serving generation creates its table (100+ ms once per workspace), as MLflow made its tables
     # when its client first connected.
     ws.models.register(f"{name}-warm-up", digest)
     client.create_registered_model(f"{name}-warm-up")
-    client.create_model_version(f"{name}-warm-up", source, run_id=None)
+    client.create_model_version(f"{name}-warm-up", sources[0], run_id=mlflow_runs[0])
     keel_s, mlflow_s = alternating(lambda i: ws.models.register(name, digest, run_id=runs[i]),
-                                   lambda i: client.create_model_version(name, source, run_id=mlflow_runs[i]),
+                                   lambda i: client.create_model_version(name, sources[i], run_id=mlflow_runs[i]),
                                    versions)
     assert [v.version for v in ws.models.versions(name)] == list(range(1, versions + 1))
     assert sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=versions + 10)) \
