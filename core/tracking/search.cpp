@@ -102,17 +102,21 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
     Builder b{db.dialect()};
 
     // Experiments resolve to ids first, so a misspelt name is an error rather than an empty result.
-    if (!query.experiments.empty()) {
-        b.where += " AND r.experiment_id IN (";
-        for (size_t i = 0; i < query.experiments.size(); ++i) {
-            b.where += i ? ", ?" : "?";
-            b.where_binds.emplace_back(experiment_pk(query.experiments[i], false));
-        }
-        b.where += ")";
+    std::vector<int64_t> experiment_ids;
+    for (const auto& name : query.experiments) experiment_ids.push_back(experiment_pk(name, false));
+    std::string experiment_set;
+    if (!experiment_ids.empty()) {
+        experiment_set = "(";
+        for (size_t i = 0; i < experiment_ids.size(); ++i) experiment_set += i ? ", ?" : "?";
+        experiment_set += ")";
+        b.where += " AND r.experiment_id IN " + experiment_set;
+        b.where_binds.insert(b.where_binds.end(), experiment_ids.begin(), experiment_ids.end());
     }
 
     // Filter terms on metrics, params and tags are inner joins on (run, key): the indexed tables
-    // hold one row per run and key, so their cost does not depend on metric history length.
+    // hold one row per run and key, so their cost does not depend on metric history length. Each
+    // names the experiments searched, if any, so an (experiment, key, value) index reads only their
+    // rows; a search of every experiment goes by (key, value).
     std::map<std::string, std::string> metric_alias; // metric key -> alias of its inner join
     for (const auto& t : terms) {
         if (t.entity == Entity::Attribute && t.key == "parent_id" && t.op == "=") {
@@ -130,7 +134,12 @@ std::vector<Run> Tracker::search(const SearchQuery& query) {
                             : t.entity == Entity::Param ? "tracking_params"
                                                         : "tracking_tags";
         std::string a = fmt::format("f{}", b.alias++);
-        b.joins += fmt::format(" JOIN {} {} ON {}.run = r.id AND {}.key = ? AND ", table, a, a, a);
+        b.joins += fmt::format(" JOIN {0} {1} ON {1}.run = r.id AND ", table, a);
+        if (!experiment_ids.empty()) {
+            b.joins += a + ".experiment IN " + experiment_set + " AND ";
+            b.join_binds.insert(b.join_binds.end(), experiment_ids.begin(), experiment_ids.end());
+        }
+        b.joins += a + ".key = ? AND ";
         b.join_binds.emplace_back(t.key);
         b.comparison(b.joins, b.join_binds, a + ".value", t);
         if (t.entity == Entity::Metric) metric_alias.emplace(t.key, a);

@@ -134,6 +134,35 @@ DROP TABLE tracking_metric_points;
 ALTER TABLE tracking_metric_points_v4 RENAME TO tracking_metric_points;
 -- postgresql:
 ALTER TABLE tracking_metric_points DROP CONSTRAINT IF EXISTS tracking_metric_points_run_fkey;
+)",
+// 5: params, tags and latest metrics carry their run's experiment, indexed (experiment, key, value):
+// a search within an experiment reads that experiment's rows, not every run's in the workspace (an
+// experiment of 10,000 runs beside one of 100,000 searched in 24 ms before, 7 ms after, PostgreSQL).
+// The (key, value) indexes stay for searches over every experiment. Runs never change experiment.
+// On PostgreSQL the column has no default: a writer that forgot it fails instead of hiding its rows.
+R"(
+ALTER TABLE tracking_params ADD COLUMN experiment INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tracking_tags ADD COLUMN experiment INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tracking_latest_metrics ADD COLUMN experiment INTEGER NOT NULL DEFAULT 0;
+UPDATE tracking_params SET experiment = (SELECT r.experiment_id FROM tracking_runs r WHERE r.id = run);
+UPDATE tracking_tags SET experiment = (SELECT r.experiment_id FROM tracking_runs r WHERE r.id = run);
+UPDATE tracking_latest_metrics SET experiment = (SELECT r.experiment_id FROM tracking_runs r WHERE r.id = run);
+CREATE INDEX tracking_params_experiment ON tracking_params(experiment, key, value);
+CREATE INDEX tracking_tags_experiment ON tracking_tags(experiment, key, value);
+CREATE INDEX tracking_latest_metrics_experiment ON tracking_latest_metrics(experiment, key, value);
+-- postgresql:
+ALTER TABLE tracking_params ADD COLUMN experiment INTEGER;
+ALTER TABLE tracking_tags ADD COLUMN experiment INTEGER;
+ALTER TABLE tracking_latest_metrics ADD COLUMN experiment INTEGER;
+UPDATE tracking_params t SET experiment = r.experiment_id FROM tracking_runs r WHERE r.id = t.run;
+UPDATE tracking_tags t SET experiment = r.experiment_id FROM tracking_runs r WHERE r.id = t.run;
+UPDATE tracking_latest_metrics t SET experiment = r.experiment_id FROM tracking_runs r WHERE r.id = t.run;
+ALTER TABLE tracking_params ALTER COLUMN experiment SET NOT NULL;
+ALTER TABLE tracking_tags ALTER COLUMN experiment SET NOT NULL;
+ALTER TABLE tracking_latest_metrics ALTER COLUMN experiment SET NOT NULL;
+CREATE INDEX tracking_params_experiment ON tracking_params(experiment, key, value);
+CREATE INDEX tracking_tags_experiment ON tracking_tags(experiment, key, value);
+CREATE INDEX tracking_latest_metrics_experiment ON tracking_latest_metrics(experiment, key, value);
 )"}};
 
 // A per-process, strictly increasing sequence for metric points (nanoseconds since the epoch, bumped
@@ -159,7 +188,7 @@ constexpr const char* kInsertPoint =
     "INSERT INTO tracking_metric_points(run, key, step, timestamp, seq, value) VALUES(?, ?, ?, ?, ?, ?)";
 // MLflow's rule for the latest value: the highest step wins, then the latest timestamp.
 constexpr const char* kUpsertLatest =
-    "INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?) "
+    "INSERT INTO tracking_latest_metrics(run, experiment, key, step, timestamp, value) VALUES(?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(run, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, "
     "value = excluded.value WHERE excluded.step > tracking_latest_metrics.step OR "
     "(excluded.step = tracking_latest_metrics.step AND excluded.timestamp >= tracking_latest_metrics.timestamp)";
@@ -276,20 +305,20 @@ std::string Tracker::run_exists_sql(int param) {
     return fmt::format("EXISTS (SELECT 1 FROM tracking_runs WHERE run_id = ?{})", param);
 }
 
-int64_t Tracker::run_pk(std::string_view run_id) {
+Tracker::RunKey Tracker::run_key(std::string_view run_id) {
     std::string key(run_id);
     {
         std::lock_guard lk(run_pks_mu_);
         if (auto it = run_pks_.find(key); it != run_pks_.end()) return it->second;
     }
-    auto st = ws_.db().prepare("SELECT id FROM tracking_runs WHERE run_id = ?");
+    auto st = ws_.db().prepare("SELECT id, experiment_id FROM tracking_runs WHERE run_id = ?");
     st.bind(1, run_id);
     if (!st.step())
         throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
-    int64_t pk = st.int64(0);
+    RunKey found{st.int64(0), st.int64(1)};
     std::lock_guard lk(run_pks_mu_);
-    run_pks_.emplace(std::move(key), pk);
-    return pk;
+    run_pks_.emplace(std::move(key), found);
+    return found;
 }
 
 RunInfo Tracker::start_run(const NewRun& spec) {
@@ -313,7 +342,8 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     insert.defer();
     for (const auto& [k, v] : spec.tags) {
         check_key("tag", k);
-        db.prepare("INSERT INTO tracking_tags(run, key, value) SELECT id, ?, ? FROM tracking_runs WHERE run_id = ?")
+        db.prepare("INSERT INTO tracking_tags(run, experiment, key, value) SELECT id, experiment_id, ?, ? FROM "
+                   "tracking_runs WHERE run_id = ?")
             .bind_all(k, v, id)
             .queue();
     }
@@ -335,7 +365,7 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     const int64_t pk = insert.insert_id();
     if (!nested) {
         std::lock_guard lk(run_pks_mu_);
-        run_pks_.emplace(id, pk);
+        run_pks_.emplace(id, RunKey{pk, exp});
         experiment_pks_.emplace(spec.experiment, exp);
     }
     RunInfo info;
@@ -393,9 +423,10 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     // Every other row is new (the runs are): bulk loads, COPY on PostgreSQL for a big batch.
     auto pairs = [&](const char* table, const auto& columns) {
         for (const auto& column : columns)  // (not a structured binding: clang 14 cannot capture those)
-            storage::copy_rows(db, table, {"run", "key", "value"}, n, [&](storage::RowWriter& w, size_t i) {
-                w.add(pks[i]).add(column.first).add(column.second[i]);
-            });
+            storage::copy_rows(db, table, {"run", "experiment", "key", "value"}, n,
+                               [&](storage::RowWriter& w, size_t i) {
+                                   w.add(pks[i]).add(exp).add(column.first).add(column.second[i]);
+                               });
     };
     pairs("tracking_params", batch.params);
     pairs("tracking_tags", batch.tags);
@@ -406,9 +437,9 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
             w.add(pks[i]).add(key).add(batch.step).add(end).add(next_seq());
             add_value(w, values[i]);
         });
-        storage::copy_rows(db, "tracking_latest_metrics", {"run", "key", "step", "timestamp", "value"}, n,
-                           [&](storage::RowWriter& w, size_t i) {
-                               w.add(pks[i]).add(key).add(batch.step).add(end);
+        storage::copy_rows(db, "tracking_latest_metrics", {"run", "experiment", "key", "step", "timestamp", "value"},
+                           n, [&](storage::RowWriter& w, size_t i) {
+                               w.add(pks[i]).add(exp).add(key).add(batch.step).add(end);
                                add_value(w, values[i]);
                            });
     }
@@ -419,7 +450,7 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     tx.commit();
     if (!nested) {
         std::lock_guard lk(run_pks_mu_);
-        for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], pks[i]);
+        for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], RunKey{pks[i], exp});
         experiment_pks_.emplace(experiment, exp);
     }
     // A big import changes the tables faster than the server's own statistics follow: refresh them
@@ -511,15 +542,16 @@ void Tracker::log_param(std::string_view run_id, std::string_view key, std::stri
 void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& params) {
     auto& db = ws_.db();
     storage::Transaction tx(db, storage::Transaction::Unannounced);
-    int64_t pk = run_pk(run_id);
+    const RunKey run = run_key(run_id);
     for (const auto& [k, v] : params) check_key("param", k);
     if (params.empty()) return;
     // Every insert queued, then one read checks that each key holds the value given: a key logged
     // before with another value is a Conflict and the transaction rolls back whole.
     std::string keys;
     for (const auto& [k, v] : params) {
-        db.prepare("INSERT INTO tracking_params(run, key, value) VALUES(?, ?, ?) ON CONFLICT(run, key) DO NOTHING")
-            .bind_all(pk, k, v)
+        db.prepare("INSERT INTO tracking_params(run, experiment, key, value) VALUES(?, ?, ?, ?) "
+                   "ON CONFLICT(run, key) DO NOTHING")
+            .bind_all(run.pk, run.experiment, k, v)
             .queue();
         keys += keys.empty() ? "?" : ", ?";
     }
@@ -527,7 +559,7 @@ void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<st
     {
         auto st = db.prepare("SELECT key, value FROM tracking_params WHERE run = ? AND key IN (" + keys + ")");
         int index = 1;
-        st.bind(index, pk);
+        st.bind(index, run.pk);
         for (const auto& p : params) st.bind(++index, p.first);
         while (st.step()) stored[st.text(0)] = st.text(1);
     }
@@ -542,17 +574,17 @@ void Tracker::log_params(std::string_view run_id, const std::vector<std::pair<st
     tx.commit();
 }
 
-void Tracker::insert_point(int64_t run, std::string_view key, double value, int64_t step, int64_t timestamp) {
+void Tracker::insert_point(RunKey run, std::string_view key, double value, int64_t step, int64_t timestamp) {
     auto& db = ws_.db();
     {
         auto st = db.prepare(kInsertPoint);
-        st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp).bind(5, next_seq());
+        st.bind(1, run.pk).bind(2, key).bind(3, step).bind(4, timestamp).bind(5, next_seq());
         bind_value(st, 6, value);
         st.queue();  // nothing reads it: on PostgreSQL it travels with the commit
     }
     auto st = db.prepare(kUpsertLatest);
-    st.bind(1, run).bind(2, key).bind(3, step).bind(4, timestamp);
-    bind_value(st, 5, value);
+    st.bind(1, run.pk).bind(2, run.experiment).bind(3, key).bind(4, step).bind(5, timestamp);
+    bind_value(st, 6, value);
     st.queue();
 }
 
@@ -561,7 +593,7 @@ void Tracker::log_metric(std::string_view run_id, std::string_view key, double v
     check_key("metric", key);
     auto& db = ws_.db();
     storage::Transaction tx(db, storage::Transaction::Unannounced);
-    insert_point(run_pk(run_id), key, value, step, timestamp ? *timestamp : now_ms());
+    insert_point(run_key(run_id), key, value, step, timestamp ? *timestamp : now_ms());
     tx.commit();
 }
 
@@ -585,11 +617,11 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
     auto step_of = [&](size_t i) { return steps.empty() ? int64_t(0) : steps[i]; };
     auto ts_of = [&](size_t i) { return timestamps.empty() ? now : timestamps[i]; };
     storage::Transaction tx(db, storage::Transaction::Unannounced);
-    int64_t pk = run_pk(run_id);
+    const RunKey run = run_key(run_id);
     // The history in bulk: a COPY on PostgreSQL for a big batch, multi-row INSERTs otherwise (a
     // statement per point made 100,000 points take seconds on PostgreSQL).
     storage::copy_rows(db, "tracking_metric_points", kPointColumns, n, [&](storage::RowWriter& w, size_t j) {
-        w.add(pk).add(key_of(j)).add(step_of(j)).add(ts_of(j)).add(next_seq());
+        w.add(run.pk).add(key_of(j)).add(step_of(j)).add(ts_of(j)).add(next_seq());
         add_value(w, values[j]);
     });
     // The latest value: only each key's winning point (highest step, then latest timestamp, the
@@ -602,8 +634,8 @@ void Tracker::log_metrics(std::string_view run_id, std::span<const std::string> 
     }
     for (const auto& [key, j] : best) {
         auto latest = db.prepare(kUpsertLatest);
-        latest.bind(1, pk).bind(2, key).bind(3, step_of(j)).bind(4, ts_of(j));
-        bind_value(latest, 5, values[j]);
+        latest.bind(1, run.pk).bind(2, run.experiment).bind(3, key).bind(4, step_of(j)).bind(5, ts_of(j));
+        bind_value(latest, 6, values[j]);
         latest.queue();
     }
     tx.commit();
@@ -628,12 +660,12 @@ void Tracker::set_tag(std::string_view run_id, std::string_view key, std::string
 void Tracker::set_tags(std::string_view run_id, const std::vector<std::pair<std::string, std::string>>& tags) {
     auto& db = ws_.db();
     storage::Transaction tx(db, storage::Transaction::Unannounced);
-    int64_t pk = run_pk(run_id);
+    const RunKey run = run_key(run_id);
     for (const auto& [k, v] : tags) {
         check_key("tag", k);
-        db.prepare("INSERT INTO tracking_tags(run, key, value) VALUES(?, ?, ?) "
+        db.prepare("INSERT INTO tracking_tags(run, experiment, key, value) VALUES(?, ?, ?, ?) "
                    "ON CONFLICT(run, key) DO UPDATE SET value = excluded.value")
-            .bind_all(pk, k, v)
+            .bind_all(run.pk, run.experiment, k, v)
             .queue();
     }
     tx.commit();

@@ -9,8 +9,10 @@
 #include "support/expect_error.hpp"
 #include "support/workspace_test.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -363,4 +365,56 @@ TEST(TrackingSchema, AHistoryWrittenBeforeStep4IsKeptByTheMigration) {
     EXPECT_TRUE(std::isnan(history[1].value));
     tracker.log_metric(run_id, "loss", 0.25, 3);
     EXPECT_EQ(tracker.metric_history(run_id, "loss").size(), 3u);
+}
+
+// Step 5 gives params, tags and latest metrics their run's experiment: rows written before it are
+// filled in, so a search within an experiment still finds exactly its runs, and writing goes on.
+TEST(TrackingSchema, SearchesWithinAnExperimentFindRowsWrittenBeforeStep5) {
+    keel::testing::TempDir tmp;
+    {
+        auto ws = keel::testing::open_workspace(tmp.path);
+        auto& db = ws->db();
+        const auto& full = Tracker::schema();
+        keel::storage::ModuleSchema step4{full.module, {full.steps.begin(), full.steps.begin() + 4}};
+        db.ensure_schema(step4);
+        keel::storage::Transaction tx(db);
+        db.exec("INSERT INTO tracking_experiments(name, created_at, created_by) VALUES ('a', 1, 'me'), ('b', 1, 'me')");
+        for (const char* exp : {"a", "b"}) {
+            db.exec(fmt::format("INSERT INTO tracking_runs(run_id, experiment_id, name, status, start_time, \"user\") "
+                                "SELECT 'run-in-{0}', id, '{0}', 'FINISHED', 1, 'me' FROM tracking_experiments "
+                                "WHERE name = '{0}'", exp));
+            const std::string run = fmt::format("(SELECT id FROM tracking_runs WHERE run_id = 'run-in-{}')", exp);
+            db.exec("INSERT INTO tracking_params(run, key, value) SELECT " + run + ", 'model', 'x'");
+            db.exec("INSERT INTO tracking_tags(run, key, value) SELECT " + run + ", 'team', 'core'");
+            db.exec("INSERT INTO tracking_latest_metrics(run, key, step, timestamp, value) SELECT " + run +
+                    ", 'acc', 1, 1, 0.9");
+        }
+        tx.commit();
+    }
+    auto ws = keel::testing::open_workspace(tmp.path);
+    Tracker tracker(*ws);  // applies step 5
+    auto names = [&](std::vector<std::string> experiments, const std::string& filter) {
+        SearchQuery q;
+        q.experiments = std::move(experiments);
+        q.filter = filter;
+        std::vector<std::string> out;
+        for (const auto& run : tracker.search(q)) out.push_back(run.info.name);
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    using Names = std::vector<std::string>;
+    for (const char* filter : {"params.model = 'x'", "tags.team = 'core'", "metrics.acc > 0.5"}) {
+        EXPECT_EQ(names({"a"}, filter), Names{"a"}) << filter;
+        EXPECT_EQ(names({"b"}, filter), Names{"b"}) << filter;
+        EXPECT_EQ(names({"a", "b"}, filter), (Names{"a", "b"})) << filter;
+        EXPECT_EQ(names({}, filter), (Names{"a", "b"})) << filter;  // every experiment
+    }
+    // Rows written after the migration carry their experiment too.
+    auto c = tracker.start_run({.experiment = "b", .name = "c", .tags = {{"team", "growth"}}});
+    tracker.log_param(c.id, "model", "x");
+    tracker.log_metric(c.id, "acc", 0.95, 1);
+    tracker.set_tag("run-in-a", "team", "growth");
+    EXPECT_EQ(names({"b"}, "params.model = 'x' and metrics.acc > 0.92 and tags.team = 'growth'"), Names{"c"});
+    EXPECT_EQ(names({"a"}, "tags.team = 'growth'"), Names{"a"});
+    EXPECT_EQ(names({}, "tags.team = 'growth'"), (Names{"a", "c"}));
 }

@@ -212,14 +212,20 @@ public:
     std::vector<StaleRun> close_stale_runs(int64_t heartbeat_timeout_ms);
 
 private:
-    int64_t run_pk(std::string_view run_id);
+    //! A run's row id and its experiment's (params, tags and latest metrics carry both).
+    struct RunKey {
+        int64_t pk;
+        int64_t experiment;
+    };
+    RunKey run_key(std::string_view run_id);
+    int64_t run_pk(std::string_view run_id) { return run_key(run_id).pk; }
     int64_t experiment_pk(std::string_view name, bool create);
-    void insert_point(int64_t run, std::string_view key, double value, int64_t step, int64_t timestamp);
+    void insert_point(RunKey run, std::string_view key, double value, int64_t step, int64_t timestamp);
     void load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks);
     storage::Workspace& ws_;
     //! Guards run_pks_ and experiment_pks_: threads on different connections of a pool use one Tracker at once.
     std::mutex run_pks_mu_;
-    std::unordered_map<std::string, int64_t> run_pks_; //!< run id -> row id (ids never change)
+    std::unordered_map<std::string, RunKey> run_pks_; //!< run id -> its keys (never change)
     std::unordered_map<std::string, int64_t> experiment_pks_; //!< name -> row id (never removed)
 };
 
