@@ -30,6 +30,8 @@ def quiet_mlflow() -> None:
     # MLflow's usage telemetry is a thread in this process: waking to send events while Keel's side
     # runs, it takes the GIL Keel's calls hand back (alias moves measured 2x slower with it on).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Through a tracking server its client prints each run's and experiment's URL on every run end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def open_both(name: str):
