@@ -172,3 +172,50 @@ TEST_F(LineageTest, RecordChecksEverythingBeforeWritingAnything) {
     EXPECT_FALSE(graph.find_node("model:m/1"));
     EXPECT_FALSE(graph.find_node("model:m"));
 }
+
+// Step 3 drops the tags' and edges' foreign keys on their nodes: a graph written at step 2 keeps
+// every node, tag and edge (as of any time), and writing goes on after the migration.
+TEST(LineageSchema, AGraphWrittenBeforeStep3IsKeptByTheMigration) {
+    keel::testing::TempDir tmp;
+    {
+        auto ws = keel::testing::open_workspace(tmp.path);
+        auto& db = ws->db();
+        const auto& full = Graph::schema();
+        keel::storage::ModuleSchema step2{full.module, {full.steps.begin(), full.steps.begin() + 2}};
+        db.ensure_schema(step2);
+        keel::storage::Transaction tx(db);
+        db.exec("INSERT INTO lineage_nodes(ref, kind, name, version, created_at) VALUES "
+                "('dataset:a', 'dataset', 'a', '', 1), ('model:m/1', 'model', 'm', '1', 1), "
+                "('model:m/2', 'model', 'm', '2', 1)");
+        db.exec("INSERT INTO lineage_node_tags(node_id, key, value) SELECT id, 'flavour', 'python' FROM lineage_nodes "
+                "WHERE ref = 'model:m/1'");
+        db.exec("INSERT INTO lineage_edges(kind, src, dst, created_at, removed_at) SELECT 'trained', s.id, d.id, 10, "
+                "NULL FROM lineage_nodes s, lineage_nodes d WHERE s.ref = 'dataset:a' AND d.ref = 'model:m/1'");
+        db.exec("INSERT INTO lineage_edges(kind, src, dst, created_at, removed_at) SELECT 'trained', s.id, d.id, 10, "
+                "20 FROM lineage_nodes s, lineage_nodes d WHERE s.ref = 'dataset:a' AND d.ref = 'model:m/2'");
+        tx.commit();
+    }
+    auto ws = keel::testing::open_workspace(tmp.path);
+    auto& db = ws->db();
+    const bool on_postgres = db.dialect() == keel::storage::Dialect::Postgres;
+    auto filenode = [&] {
+        auto guard = db.lock();
+        auto st = db.prepare("SELECT pg_relation_filenode('lineage_edges')");
+        return st.step() ? st.int64(0) : -1;
+    };
+    const int64_t before = on_postgres ? filenode() : 0;
+    Graph graph(*ws);  // applies step 3
+    if (on_postgres) EXPECT_EQ(filenode(), before);  // in place, no rewrite
+    EXPECT_EQ(refs(graph.downstream("dataset:a")), (std::set<std::string>{"dataset:a", "model:m/1"}));
+    EXPECT_EQ(refs(graph.downstream("dataset:a", -1, 15)),
+              (std::set<std::string>{"dataset:a", "model:m/1", "model:m/2"}));  // the ended edge, as of its time
+    EXPECT_EQ(graph.find_node("model:m/1")->tags.at("flavour"), "python");
+    graph.record({{"model:m/3", {.tags = {{"flavour", "onnx"}}}}}, {{"dataset:a", "trained", "model:m/3"}});
+    EXPECT_EQ(refs(graph.downstream("dataset:a", 1)),
+              (std::set<std::string>{"dataset:a", "model:m/1", "model:m/3"}));
+    EXPECT_EQ(graph.find_node("model:m/3")->tags.at("flavour"), "onnx");
+    {
+        keel::storage::Transaction tx(db);  // the keys are gone on both engines (rolled back)
+        EXPECT_NO_THROW(db.exec("INSERT INTO lineage_edges(kind, src, dst, created_at) VALUES ('x', 987654, 987655, 1)"));
+    }
+}
