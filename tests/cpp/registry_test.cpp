@@ -11,6 +11,7 @@
 #include "support/expect_error.hpp"
 #include "support/workspace_test.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -352,4 +353,49 @@ TEST_F(RegistryTest, LineageRefsResolveAliasesNowAndAsOfAPastTime) {
               ErrorKind::InvalidArgument);
     auto early = thrown_error([&] { resolve_lineage_ref(reg, "model:churn@latest", 1); });
     EXPECT_TRUE(contains(early.what(), "no versions yet")) << early.what();
+}
+
+// Step 2 drops the registry's foreign keys: a registry written at step 1 keeps its models, versions,
+// tags, aliases and audit trail, and registering and moving aliases go on after the migration.
+TEST(RegistrySchema, ARegistryWrittenBeforeStep2IsKeptByTheMigration) {
+    keel::testing::TempDir tmp;
+    {
+        auto ws = keel::testing::open_workspace(tmp.path);
+        auto& db = ws->db();
+        const auto& full = Registry::schema();
+        db.ensure_schema(keel::storage::ModuleSchema{full.module, {full.steps.begin(), full.steps.begin() + 1}});
+        keel::storage::Transaction tx(db);
+        db.exec("INSERT INTO registry_models(name, owner, created_at, created_by) VALUES ('churn', 'ana', 1, 'ana')");
+        db.exec("INSERT INTO registry_model_tags(model_id, key, value) SELECT id, 'team', 'growth' FROM registry_models");
+        for (int v : {1, 2})
+            db.exec(fmt::format("INSERT INTO registry_versions(model_id, version, digest, flavour, created_at, "
+                                "created_by) SELECT id, {}, 'd{}', 'python', {}, 'ana' FROM registry_models",
+                                v, v, v));
+        db.exec("INSERT INTO registry_version_tags(version_id, key, value) SELECT id, 'auc', '0.9' FROM "
+                "registry_versions WHERE version = 2");
+        db.exec("INSERT INTO registry_aliases(model_id, alias, version, updated_at) SELECT id, 'champion', 2, 3 "
+                "FROM registry_models");
+        db.exec("INSERT INTO registry_events(model_id, action, subject, from_value, to_value, \"user\", at) "
+                "SELECT id, 'alias', 'champion', '', '2', 'ana', 3 FROM registry_models");
+        tx.commit();
+    }
+    auto ws = keel::testing::open_workspace(tmp.path);
+    Registry reg(*ws);  // applies step 2
+    EXPECT_EQ(reg.model("churn").tags.at("team"), "growth");
+    auto champion = reg.resolve("churn@champion");
+    EXPECT_EQ(champion.version, 2);
+    EXPECT_EQ(champion.digest, "d2");
+    EXPECT_EQ(champion.tags.at("auc"), "0.9");
+    ASSERT_EQ(reg.events("churn").size(), 1u);
+
+    std::string digest = ws->artifacts().put_bytes("model bytes");
+    EXPECT_EQ(reg.register_version("churn", NewVersion{.digest = digest, .tags = {{"auc", "0.95"}}}).version, 3);
+    EXPECT_EQ(reg.register_version("churn", NewVersion{.digest = digest}).version, 4);  // the guessed number
+    reg.set_alias("churn", "champion", 3);
+    EXPECT_EQ(reg.resolve("churn@champion").tags.at("auc"), "0.95");
+    auto events = reg.events("churn");
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[1].from, "2");
+    EXPECT_EQ(events[1].to, "3");
+    EXPECT_EQ(reg.versions("churn").size(), 4u);
 }
