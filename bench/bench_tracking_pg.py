@@ -142,8 +142,8 @@ def mlflow_server(backend_uri: str, root: str):
             proc.wait()
 
 
-def workloads(table, ws, client, now: int, filler=None) -> None:
-    """The five rows of one table, Keel's `ws` against one MLflow `client`."""
+def workloads(table, ws, client, now: int, filler=None, settle=None) -> None:
+    """The six rows of one table, Keel's `ws` against one MLflow `client`."""
     exp_id = client.create_experiment("bench")
     if "per_call" in ONLY:
         peer.log_metric_calls(table, ws, client, exp_id, KEEL_CALLS, MLFLOW_CALLS)
@@ -152,7 +152,7 @@ def workloads(table, ws, client, now: int, filler=None) -> None:
     if "create" in ONLY:
         peer.create_runs(table, ws, client, KEEL_CREATE, MLFLOW_CREATE)
     if "search" in ONLY:
-        peer.search_runs(table, ws, client, SEARCH_RUNS, SEARCH_REPEAT, now, filler=filler)
+        peer.search_runs(table, ws, client, SEARCH_RUNS, SEARCH_REPEAT, now, filler=filler, settle=settle)
     if "register" in ONLY:
         peer.register_versions(table, ws, client, "churn", VERSIONS)
         peer.move_alias(table, ws, client, "churn", VERSIONS, ALIAS_MOVES)
@@ -175,13 +175,27 @@ def main() -> None:
             cur.execute("SHOW server_version")
             version = cur.fetchone()[0]
         conn.close()
-        base = pg.url.rsplit("/", 1)[0]
+        base, keel_db = pg.url.rsplit("/", 1)
         print(f"keel {keel.__version__} vs mlflow {mlflow.__version__} (psycopg2 {psycopg2.__version__.split()[0]}),"
               f" both on PostgreSQL {version} at {base} (fsync=off, as the tests' throwaway cluster); workdir {root}",
               flush=True)
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; MLflow's docs spell the driver out.
         sql_uri = lambda db: f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/{db}"  # noqa: E731
         now = int(time.time() * 1000)
+
+        def vacuum(*databases: str) -> None:
+            """What autovacuum does within a minute of a bulk load, done before the searches so that
+            it does not run during one side's: VACUUM (ANALYZE) of Keel's and MLflow's databases."""
+            t0 = time.perf_counter()
+            for db in databases:
+                conn = psycopg2.connect(f"{base}/{db}")
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("VACUUM (ANALYZE)")
+                conn.close()
+            print(f"  (VACUUM (ANALYZE) of both databases after the fill: {time.perf_counter() - t0:.1f} s)",
+                  flush=True)
+
         ws = None
         for peer_name in PEERS:
             ws = keel.open(f"{pg.url}?schema=keel_{peer_name}", artifacts=os.path.join(root, f"keel-{peer_name}"))
@@ -192,11 +206,12 @@ def main() -> None:
             print(f"\n== MLflow {'SQL store in this process' if peer_name == 'store' else 'tracking server'} "
                   f"(schema made in {time.perf_counter() - t0:.1f} s)", flush=True)
             if peer_name == "store":
-                workloads(peer.Table("PostgreSQL, SQL store"), ws, store, now)
+                workloads(peer.Table("PostgreSQL, SQL store"), ws, store, now,
+                          settle=lambda: vacuum(keel_db, "mlflow_store"))
                 continue
             with mlflow_server(uri, root) as url:
                 workloads(peer.Table("PostgreSQL, mlflow server"), ws, MlflowClient(tracking_uri=url), now,
-                          filler=store)
+                          filler=store, settle=lambda: vacuum(keel_db, "mlflow_server"))
         if "scale" in ONLY and ws is not None:
             sizes = scale(ws, now)
             print("\n| runs in the experiment | Keel search (median) | filling them through the API |\n"

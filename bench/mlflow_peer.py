@@ -236,11 +236,12 @@ def keel_search(ws, experiment: str):
 
 
 def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pandas: bool = False,
-                filler=None) -> None:
+                filler=None, settle=None) -> None:
     """Search over n runs with a metric and a param filter, ordered by the metric, top SEARCH_MAX;
     both sides must find the same runs in the same order. Filling is not timed: Keel through its bulk
     API, MLflow's first 100 runs through its API and the rest as bulk inserts of its own models
-    (through `filler`, a client on MLflow's SQL store, when `client` talks to a tracking server)."""
+    (through `filler`, a client on MLflow's SQL store, when `client` talks to a tracking server).
+    `settle()`, if given, runs between filling and searching."""
     from mlflow.entities import Metric, Param
     runs = Runs(n)
     exp_id = client.create_experiment("search")
@@ -261,6 +262,8 @@ def search_runs(table: Table, ws, client, n: int, repeat: int, now: int, to_pand
     print(f"  (filling {n:,} runs, not timed below: keel {keel_fill_s:.1f} s through ws.runs.log_runs of "
           f"{FILL_CHUNK:,} runs a call; mlflow {mlflow_fill_s:.1f} s, the first {api_runs} through its API "
           "and the rest as bulk inserts of its own SQLAlchemy models)", flush=True)
+    if settle:
+        settle()
 
     def mlflow_search():
         return client.search_runs([exp_id], filter_string=SEARCH_FILTER, order_by=SEARCH_ORDER,

@@ -724,8 +724,8 @@ private:
     // race), its advisory lock key, and the change generation other machines' tokens read.
     void setup() {
         // Keel's statements are index lookups and searches that stop at a page of runs: starting
-        // parallel workers (10+ ms here) cost more than such a query takes; the planner picked them
-        // for a top-100 search of 100,000 runs that took 4 ms on one process and 24 ms on three.
+        // parallel workers (10+ ms here) costs more than such a query takes; the planner chose them
+        // for a top-100 search of 100,000 runs that took 4 ms alone and 16-24 ms with one or two.
         exec("SET max_parallel_workers_per_gather = 0");
         if (!url_.schema.empty()) {
             char* ident = PQescapeIdentifier(conn_, url_.schema.c_str(), url_.schema.size());

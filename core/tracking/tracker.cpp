@@ -260,7 +260,7 @@ Tracker::Tracker(storage::Workspace& ws) : ws_(ws) { ws_.db().ensure_schema(kSch
 
 int64_t Tracker::experiment_pk(std::string_view name, bool create) {
     {
-        std::lock_guard lk(run_pks_mu_);
+        std::lock_guard lk(run_keys_mu_);
         if (auto it = experiment_pks_.find(std::string(name)); it != experiment_pks_.end()) return it->second;
     }
     auto& db = ws_.db();
@@ -308,16 +308,16 @@ std::string Tracker::run_exists_sql(int param) {
 Tracker::RunKey Tracker::run_key(std::string_view run_id) {
     std::string key(run_id);
     {
-        std::lock_guard lk(run_pks_mu_);
-        if (auto it = run_pks_.find(key); it != run_pks_.end()) return it->second;
+        std::lock_guard lk(run_keys_mu_);
+        if (auto it = run_keys_.find(key); it != run_keys_.end()) return it->second;
     }
     auto st = ws_.db().prepare("SELECT id, experiment_id FROM tracking_runs WHERE run_id = ?");
     st.bind(1, run_id);
     if (!st.step())
         throw_error(ErrorKind::NotFound, "run '{}' not found: check the id (ws.runs.search() lists runs)", run_id);
     RunKey found{st.int64(0), st.int64(1)};
-    std::lock_guard lk(run_pks_mu_);
-    run_pks_.emplace(std::move(key), found);
+    std::lock_guard lk(run_keys_mu_);
+    run_keys_.emplace(std::move(key), found);
     return found;
 }
 
@@ -364,8 +364,8 @@ RunInfo Tracker::start_run(const NewRun& spec) {
     tx.commit();
     const int64_t pk = insert.insert_id();
     if (!nested) {
-        std::lock_guard lk(run_pks_mu_);
-        run_pks_.emplace(id, RunKey{pk, exp});
+        std::lock_guard lk(run_keys_mu_);
+        run_keys_.emplace(id, RunKey{pk, exp});
         experiment_pks_.emplace(spec.experiment, exp);
     }
     RunInfo info;
@@ -449,8 +449,8 @@ std::vector<std::string> Tracker::log_runs(std::string_view experiment, const Ru
     lineage::Graph(ws_).add_edges("experiment:" + std::string(experiment), "contains", refs);
     tx.commit();
     if (!nested) {
-        std::lock_guard lk(run_pks_mu_);
-        for (size_t i = 0; i < n; ++i) run_pks_.emplace(ids[i], RunKey{pks[i], exp});
+        std::lock_guard lk(run_keys_mu_);
+        for (size_t i = 0; i < n; ++i) run_keys_.emplace(ids[i], RunKey{pks[i], exp});
         experiment_pks_.emplace(experiment, exp);
     }
     // A big import changes the tables faster than the server's own statistics follow: refresh them
@@ -512,25 +512,20 @@ void Tracker::load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks)
     if (runs.empty()) return;
     auto& db = ws_.db();
     std::unordered_map<int64_t, Run*> by_pk;
-    std::string ids = "[";
-    for (size_t i = 0; i < runs.size(); ++i) {
-        by_pk[pks[i]] = &runs[i];
-        if (i) ids += ',';
-        ids += std::to_string(pks[i]);
-    }
-    ids += ']';
-    // One query per table for the whole page: the bound id list (a JSON array) becomes a set.
-    const std::string id_set = storage::json_integer_set(db.dialect());
+    for (size_t i = 0; i < runs.size(); ++i) by_pk[pks[i]] = &runs[i];
+    // One query per table for the whole page, the ids bound as one list.
+    const std::string ids = storage::integer_list(db.dialect(), pks);
+    const std::string of_page = storage::in_integer_list(db.dialect(), "run");
     for (const char* table : {"tracking_params", "tracking_tags"}) {
         bool params = std::string_view(table) == "tracking_params";
-        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE run IN ({})", table, id_set));
+        auto st = db.prepare(fmt::format("SELECT run, key, value FROM {} WHERE {}", table, of_page));
         st.bind(1, ids);
         while (st.step()) {
             Run* r = by_pk.at(st.int64(0));
             (params ? r->params : r->tags)[st.text(1)] = st.text(2);
         }
     }
-    auto st = db.prepare(fmt::format("SELECT run, key, value FROM tracking_latest_metrics WHERE run IN ({})", id_set));
+    auto st = db.prepare(fmt::format("SELECT run, key, value FROM tracking_latest_metrics WHERE {}", of_page));
     st.bind(1, ids);
     while (st.step()) by_pk.at(st.int64(0))->metrics[st.text(1)] = read_value(st, 2);
 }

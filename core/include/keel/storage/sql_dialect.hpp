@@ -3,7 +3,9 @@
 
 #include "keel/storage/sql_backend.hpp"
 
+#include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -26,9 +28,11 @@ std::string translate_schema(std::string_view step, Dialect dialect);
 //! receives how many there were.
 std::string number_placeholders(std::string_view sql, int& count);
 
-//! A subquery giving the integers of one bound JSON array ("[3,1,2]") as rows, for `x IN (...)`
-//! with one statement whatever the list's length.
-std::string json_integer_set(Dialect dialect);
+//! "`column` is one of a bound list of integers", one statement whatever the list's length; bind
+//! the list as integer_list() writes it.
+std::string in_integer_list(Dialect dialect, std::string_view column);
+//! The bound text in_integer_list() reads: a JSON array on SQLite, an array literal on PostgreSQL.
+std::string integer_list(Dialect dialect, std::span<const int64_t> values);
 
 //! The statement that refreshes the planner's statistics of `tables` after a bulk load ("" where
 //! there is nothing to do). PostgreSQL plans from statistics that autovacuum refreshes only about a

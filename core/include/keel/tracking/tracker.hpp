@@ -223,9 +223,9 @@ private:
     void insert_point(RunKey run, std::string_view key, double value, int64_t step, int64_t timestamp);
     void load_data(std::vector<Run>& runs, const std::vector<int64_t>& pks);
     storage::Workspace& ws_;
-    //! Guards run_pks_ and experiment_pks_: threads on different connections of a pool use one Tracker at once.
-    std::mutex run_pks_mu_;
-    std::unordered_map<std::string, RunKey> run_pks_; //!< run id -> its keys (never change)
+    //! Guards run_keys_ and experiment_pks_: threads on different connections of a pool use one Tracker at once.
+    std::mutex run_keys_mu_;
+    std::unordered_map<std::string, RunKey> run_keys_; //!< run id -> its keys (never change)
     std::unordered_map<std::string, int64_t> experiment_pks_; //!< name -> row id (never removed)
 };
 
