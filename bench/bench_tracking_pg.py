@@ -59,8 +59,9 @@ ONLY = set(filter(None, os.environ.get("ONLY", "per_call,batched,create,search,r
 PEERS = [p for p in ("store", "server") if p in os.environ.get("PEERS", "store,server").split(",")]
 
 
-def scale(ws, now: int) -> list[tuple[int, float, float]]:
-    """Keel's search time as one experiment grows (runs added through the bulk API between sizes)."""
+def scale(ws, now: int, settle) -> list[tuple[int, float, float]]:
+    """Keel's search time as one experiment grows (runs added through the bulk API between sizes,
+    then `settle()`, as before the search row)."""
     out = []
     runs = peer.Runs(max(SCALE_RUNS, default=0), seed=3)
     have = 0
@@ -69,6 +70,7 @@ def scale(ws, now: int) -> list[tuple[int, float, float]]:
         peer.keel_fill(ws, "scale", runs, have, n, now)
         fill_s = time.perf_counter() - t0
         have = n
+        settle()
         s, found = peer.timed_median(lambda: peer.keel_search(ws, "scale"), SEARCH_REPEAT)
         assert [r.metrics["acc"] for r in found] == runs.expected_top(n)
         print(f"  keel search over {n:>9,} runs: {s * 1e3:7.1f} ms (filled {n:,} so far, the last "
@@ -193,7 +195,7 @@ def main() -> None:
                 with conn.cursor() as cur:
                     cur.execute("VACUUM (ANALYZE)")
                 conn.close()
-            print(f"  (VACUUM (ANALYZE) of both databases after the fill: {time.perf_counter() - t0:.1f} s)",
+            print(f"  (VACUUM (ANALYZE) of {', '.join(databases)} after the fill: {time.perf_counter() - t0:.1f} s)",
                   flush=True)
 
         ws = None
@@ -213,7 +215,7 @@ def main() -> None:
                 workloads(peer.Table("PostgreSQL, mlflow server"), ws, MlflowClient(tracking_uri=url), now,
                           filler=store, settle=lambda: vacuum(keel_db, "mlflow_server"))
         if "scale" in ONLY and ws is not None:
-            sizes = scale(ws, now)
+            sizes = scale(ws, now, lambda: vacuum(keel_db))
             print("\n| runs in the experiment | Keel search (median) | filling them through the API |\n"
                   "| --- | --- | --- |")
             before = 0

@@ -77,6 +77,8 @@ void check_endpoints(storage::Workspace& ws, registry::Registry& registry, std::
 
 void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version) {
     registry::Registry registry(ws);
+    // One state for the whole check, as move_alias has; rolled back (it writes nothing).
+    storage::Transaction tx(ws.db(), storage::Transaction::Unannounced);
     check_endpoints(ws, registry, model, alias, version, EndpointStore(ws).names(), std::nullopt);
 }
 

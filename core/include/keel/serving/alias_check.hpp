@@ -19,6 +19,7 @@ namespace keel::serving {
 //! cannot feed what the alias points at today is not the move's fault and is passed over. The
 //! registry cannot ask this itself (serving sits above it): whoever moves an alias for a user goes
 //! through move_alias below (keel.Models.set_alias, the CLI). NotFound when the version does not exist.
+//! Reads in a transaction it never commits, so the check sees one state of endpoints and registry.
 void check_alias_move(storage::Workspace& ws, std::string_view model, std::string_view alias, int64_t version);
 
 //! Moves `model@alias` to `version` (Registry::set_alias) if check_alias_move allows it, in one
