@@ -80,9 +80,9 @@ def scale(ws, now: int, settle) -> list[tuple[int, float, float]]:
 
 
 def wait_until_idle(timeout_s: float = 180) -> None:
-    """Until the machine's CPUs are idle for a second (at most `timeout_s`): a new `mlflow server` also
-    starts job consumers that import MLflow for half a minute after it answers, which would take the
-    2 cores from both sides of the first rows."""
+    """Until the machine's CPUs are idle for a second (at most `timeout_s`, then a warning): a new
+    `mlflow server` also starts job consumers that import MLflow for half a minute after it answers,
+    which would take the 2 cores from both sides of the first rows."""
     def busy_and_total() -> tuple[int, int]:
         with open("/proc/stat") as f:
             ticks = [int(t) for t in f.readline().split()[1:]]
@@ -95,6 +95,9 @@ def wait_until_idle(timeout_s: float = 180) -> None:
         b1, t1 = busy_and_total()
         if (b1 - b0) < 0.1 * max(t1 - t0, 1):
             return
+    # Timed anyway, but not silently: the table's first rows ran on a busy machine.
+    print(f"  (WARNING: the machine stayed busy for {timeout_s:.0f} s after mlflow server started; the "
+          "rows below share its CPUs with something else)", flush=True)
 
 
 @contextlib.contextmanager
